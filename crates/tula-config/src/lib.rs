@@ -1,0 +1,1 @@
+//! tula's declarative config: model, TOML, validation.

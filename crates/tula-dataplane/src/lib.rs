@@ -1,0 +1,1 @@
+//! Loads tula's XDP balancer, attaches it and programs its maps.

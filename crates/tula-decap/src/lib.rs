@@ -1,0 +1,1 @@
+//! Backend host setup for tunnelled DSR traffic (tula decap).

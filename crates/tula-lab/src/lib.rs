@@ -1,0 +1,1 @@
+//! The demo network in namespaces (tula lab).

@@ -1,0 +1,1 @@
+//! Maglev consistent hashing: weighted lookup tables for tula.

@@ -1,0 +1,1 @@
+//! Host networking through netlink: namespaces, links, addresses, routes, neighbours.
