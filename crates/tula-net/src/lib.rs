@@ -1,1 +1,51 @@
-//! Host networking through netlink: namespaces, links, addresses, routes, neighbours.
+//! Host networking through netlink and procfs: network namespaces, links,
+//! addresses, routes, neighbours, link counters and sysctls.
+//!
+//! Every function acts in the network namespace of the *calling thread*: each
+//! call opens its own netlink socket, and a socket belongs to the namespace of
+//! the thread that made it. To act inside a namespace, call from
+//! [`Netns::run`] (or a thread that has [`Netns::enter`]ed it).
+
+mod link;
+mod netns;
+pub mod sysctl;
+
+pub use link::{
+    add_address, add_neighbour, add_route, add_veth, addresses, del_address, delete_link, link,
+    link_stats, links, move_link, primary_ipv4, route_get, set_mtu, set_tx_checksum, set_up,
+    Address, Link, LinkStats, RouteInfo,
+};
+pub use netns::{netns_list, Netns};
+
+/// What went wrong, naming the object involved.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("network interface {name:?} does not exist")]
+    NoSuchLink { name: String },
+    #[error("network namespace {name:?} does not exist")]
+    NoSuchNetns { name: String },
+    #[error("network namespace {name:?} already exists")]
+    NetnsExists { name: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: {message}")]
+    Netlink { what: String, message: String },
+}
+
+impl NetError {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        NetError::Io { what: what.into(), source }
+    }
+
+    /// The errno a failed netlink or system call returned, if it was one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            NetError::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}

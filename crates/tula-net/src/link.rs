@@ -1,0 +1,346 @@
+//! Links, addresses, routes and neighbours over rtnetlink, in the calling
+//! thread's namespace. Each call makes its own socket and a small
+//! single-threaded runtime, so callers stay synchronous.
+
+use crate::NetError;
+use futures::{StreamExt, TryStreamExt};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::neighbour::NeighbourState;
+use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// A network interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub mac: [u8; 6],
+    pub mtu: u32,
+    pub up: bool,
+}
+
+/// An address on an interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    pub link: String,
+    pub index: u32,
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+/// Interface counters, as `ip -s link` shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+}
+
+/// The kernel's answer to `ip route get DEST`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteInfo {
+    pub dev: String,
+    pub index: u32,
+    pub gateway: Option<Ipv4Addr>,
+    pub prefsrc: Option<Ipv4Addr>,
+}
+
+/// Runs one netlink conversation on a socket opened in this thread's namespace.
+fn netlink<T, F, Fut>(what: &str, f: F) -> Result<T, NetError>
+where
+    F: FnOnce(Handle) -> Fut,
+    Fut: Future<Output = Result<T, rtnetlink::Error>>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| NetError::io("starting a netlink runtime", e))?;
+    rt.block_on(async {
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(|e| NetError::io("opening a netlink socket", e))?;
+        let task = tokio::spawn(conn);
+        let result = f(handle).await.map_err(|e| netlink_error(what, e));
+        task.abort();
+        result
+    })
+}
+
+fn netlink_error(what: &str, e: rtnetlink::Error) -> NetError {
+    match e {
+        rtnetlink::Error::NetlinkError(msg) => NetError::io(what, msg.to_io()),
+        other => NetError::Netlink { what: what.into(), message: other.to_string() },
+    }
+}
+
+fn errno_is(e: &rtnetlink::Error, errno: i32) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -errno)
+}
+
+fn parse_link(msg: &LinkMessage) -> Link {
+    let mut link = Link {
+        index: msg.header.index,
+        name: String::new(),
+        mac: [0; 6],
+        mtu: 0,
+        up: msg.header.flags.contains(LinkFlags::Up),
+    };
+    for attr in &msg.attributes {
+        match attr {
+            LinkAttribute::IfName(name) => link.name = name.clone(),
+            LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
+            LinkAttribute::Address(mac) if mac.len() == 6 => link.mac.copy_from_slice(mac),
+            _ => {}
+        }
+    }
+    link
+}
+
+/// All interfaces.
+pub fn links() -> Result<Vec<Link>, NetError> {
+    let msgs: Vec<LinkMessage> =
+        netlink("listing interfaces", |h| async move { h.link().get().execute().try_collect().await })?;
+    Ok(msgs.iter().map(parse_link).collect())
+}
+
+/// The interface called `name`.
+pub fn link(name: &str) -> Result<Link, NetError> {
+    let what = format!("looking up interface {name}");
+    let owned = name.to_string();
+    let found = netlink(&what, |h| async move {
+        let mut s = h.link().get().match_name(owned).execute();
+        match s.next().await {
+            Some(Ok(msg)) => Ok(Some(msg)),
+            Some(Err(e)) if errno_is(&e, libc::ENODEV) => Ok(None),
+            Some(Err(e)) => Err(e),
+            None => Ok(None),
+        }
+    })?;
+    found.map(|m| parse_link(&m)).ok_or_else(|| NetError::NoSuchLink { name: name.into() })
+}
+
+fn index_of(name: &str) -> Result<u32, NetError> {
+    link(name).map(|l| l.index)
+}
+
+/// Creates a veth pair; `peer` goes straight into `peer_ns` when given.
+pub fn add_veth(name: &str, peer: &str, peer_ns: Option<&crate::Netns>) -> Result<(), NetError> {
+    netlink(&format!("creating veth pair {name}/{peer}"), |h| async move {
+        h.link().add(LinkVeth::new(name, peer).build()).execute().await
+    })?;
+    if let Some(ns) = peer_ns {
+        move_link(peer, ns)?;
+    }
+    Ok(())
+}
+
+/// Moves an interface into another namespace.
+pub fn move_link(name: &str, ns: &crate::Netns) -> Result<(), NetError> {
+    use std::os::fd::AsRawFd;
+    let index = index_of(name)?;
+    let file = std::fs::File::open(ns.path())
+        .map_err(|e| NetError::io(format!("opening namespace {}", ns.name()), e))?;
+    let fd = file.as_raw_fd();
+    netlink(&format!("moving {name} into namespace {}", ns.name()), |h| async move {
+        h.link().set(LinkUnspec::new_with_index(index).setns_by_fd(fd).build()).execute().await
+    })
+}
+
+/// Brings an interface up.
+pub fn set_up(name: &str) -> Result<(), NetError> {
+    let index = index_of(name)?;
+    netlink(&format!("bringing {name} up"), |h| async move {
+        h.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await
+    })
+}
+
+/// Sets an interface's MTU.
+pub fn set_mtu(name: &str, mtu: u32) -> Result<(), NetError> {
+    let index = index_of(name)?;
+    netlink(&format!("setting MTU {mtu} on {name}"), |h| async move {
+        h.link().set(LinkUnspec::new_with_index(index).mtu(mtu).build()).execute().await
+    })
+}
+
+/// Deletes an interface (for a veth, both ends go).
+pub fn delete_link(name: &str) -> Result<(), NetError> {
+    let index = index_of(name)?;
+    netlink(&format!("deleting {name}"), |h| async move { h.link().del(index).execute().await })
+}
+
+fn parse_address(msg: &AddressMessage, names: &[Link]) -> Option<Address> {
+    let addr = msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(ip) => Some(*ip),
+        _ => None,
+    });
+    let addr = addr.or_else(|| {
+        msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(ip) => Some(*ip),
+            _ => None,
+        })
+    })?;
+    let link = names.iter().find(|l| l.index == msg.header.index).map(|l| l.name.clone()).unwrap_or_default();
+    Some(Address { link, index: msg.header.index, addr, prefix: msg.header.prefix_len })
+}
+
+/// Every address on every interface, primary addresses first per interface.
+pub fn addresses() -> Result<Vec<Address>, NetError> {
+    let names = links()?;
+    let msgs: Vec<AddressMessage> =
+        netlink("listing addresses", |h| async move { h.address().get().execute().try_collect().await })?;
+    Ok(msgs.iter().filter_map(|m| parse_address(m, &names)).collect())
+}
+
+fn find_address(link: &str, addr: IpAddr, prefix: u8) -> Result<Option<AddressMessage>, NetError> {
+    let index = index_of(link)?;
+    let msgs: Vec<AddressMessage> = netlink(&format!("listing addresses of {link}"), |h| async move {
+        h.address().get().set_link_index_filter(index).execute().try_collect().await
+    })?;
+    Ok(msgs.into_iter().find(|m| {
+        m.header.prefix_len == prefix
+            && m.attributes.iter().any(|a| matches!(a, AddressAttribute::Local(ip) | AddressAttribute::Address(ip) if *ip == addr))
+    }))
+}
+
+/// Adds `addr/prefix` to `link`. `Ok(false)`: it was already there.
+pub fn add_address(link: &str, addr: IpAddr, prefix: u8) -> Result<bool, NetError> {
+    if find_address(link, addr, prefix)?.is_some() {
+        return Ok(false);
+    }
+    let index = index_of(link)?;
+    netlink(&format!("adding {addr}/{prefix} to {link}"), |h| async move {
+        h.address().add(index, addr, prefix).execute().await
+    })?;
+    Ok(true)
+}
+
+/// Removes `addr/prefix` from `link`. `Ok(false)`: it was not there.
+pub fn del_address(link: &str, addr: IpAddr, prefix: u8) -> Result<bool, NetError> {
+    let Some(msg) = find_address(link, addr, prefix)? else {
+        return Ok(false);
+    };
+    netlink(&format!("removing {addr}/{prefix} from {link}"), |h| async move {
+        h.address().del(msg).execute().await
+    })?;
+    Ok(true)
+}
+
+/// The first (primary) IPv4 address of `link`.
+pub fn primary_ipv4(link: &str) -> Result<Option<Ipv4Addr>, NetError> {
+    let index = index_of(link)?;
+    Ok(addresses()?.into_iter().find_map(|a| match a.addr {
+        IpAddr::V4(v4) if a.index == index => Some(v4),
+        _ => None,
+    }))
+}
+
+/// Adds a route to `dest/prefix`, through `via` and/or out of `dev`.
+pub fn add_route(dest: Ipv4Addr, prefix: u8, via: Option<Ipv4Addr>, dev: Option<&str>) -> Result<(), NetError> {
+    let mut builder = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dest, prefix);
+    if let Some(gw) = via {
+        builder = builder.gateway(gw);
+    }
+    if let Some(dev) = dev {
+        builder = builder.output_interface(index_of(dev)?);
+    }
+    let msg = builder.build();
+    netlink(&format!("adding route {dest}/{prefix}"), |h| async move { h.route().add(msg).execute().await })
+}
+
+/// Adds (or replaces) a permanent neighbour entry.
+pub fn add_neighbour(link: &str, addr: Ipv4Addr, mac: [u8; 6]) -> Result<(), NetError> {
+    let index = index_of(link)?;
+    netlink(&format!("adding neighbour {addr} on {link}"), |h| async move {
+        h.neighbours()
+            .add(index, IpAddr::V4(addr))
+            .link_layer_address(&mac)
+            .state(NeighbourState::Permanent)
+            .replace()
+            .execute()
+            .await
+    })
+}
+
+/// How the kernel would route a packet to `dest`.
+pub fn route_get(dest: Ipv4Addr) -> Result<RouteInfo, NetError> {
+    let msg = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dest, 32).build();
+    let what = format!("looking up the route to {dest}");
+    let routes: Vec<_> = netlink(&what, |h| async move { h.route().get(msg).execute().try_collect().await })?;
+    let route = routes.first().ok_or_else(|| NetError::Netlink { what: what.clone(), message: "no route".into() })?;
+    let mut info = RouteInfo { dev: String::new(), index: 0, gateway: None, prefsrc: None };
+    for attr in &route.attributes {
+        match attr {
+            RouteAttribute::Oif(i) => info.index = *i,
+            RouteAttribute::Gateway(RouteAddress::Inet(gw)) => info.gateway = Some(*gw),
+            RouteAttribute::PrefSource(RouteAddress::Inet(src)) => info.prefsrc = Some(*src),
+            _ => {}
+        }
+    }
+    info.dev = links()?.into_iter().find(|l| l.index == info.index).map(|l| l.name).unwrap_or_default();
+    Ok(info)
+}
+
+/// An interface's packet and byte counters.
+pub fn link_stats(name: &str) -> Result<LinkStats, NetError> {
+    let owned = name.to_string();
+    let msg = netlink(&format!("reading counters of {name}"), |h| async move {
+        h.link().get().match_name(owned).execute().try_next().await
+    })?
+    .ok_or_else(|| NetError::NoSuchLink { name: name.into() })?;
+    Ok(msg
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::Stats64(s) => Some(LinkStats {
+                rx_packets: s.rx_packets,
+                tx_packets: s.tx_packets,
+                rx_bytes: s.rx_bytes,
+                tx_bytes: s.tx_bytes,
+            }),
+            _ => None,
+        })
+        .unwrap_or_default())
+}
+
+/// Turns TX checksum offload on or off, like `ethtool -K NAME tx on|off`.
+/// On veth, XDP leaves partial checksums unfinished; tests turn it off.
+pub fn set_tx_checksum(name: &str, on: bool) -> Result<(), NetError> {
+    const ETHTOOL_STXCSUM: u32 = 0x17;
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    #[repr(C)]
+    struct Ifreq {
+        name: [libc::c_char; libc::IFNAMSIZ],
+        data: *mut EthtoolValue,
+        _pad: [u8; 16],
+    }
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(NetError::NoSuchLink { name: name.into() });
+    }
+    let mut value = EthtoolValue { cmd: ETHTOOL_STXCSUM, data: on as u32 };
+    let mut req = Ifreq { name: [0; libc::IFNAMSIZ], data: &mut value, _pad: [0; 16] };
+    for (dst, src) in req.name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    let what = format!("setting tx checksum offload {} on {name}", if on { "on" } else { "off" });
+    // SAFETY: plain socket + ioctl with a correctly laid out ifreq.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(NetError::io(what, std::io::Error::last_os_error()));
+        }
+        let rc = libc::ioctl(fd, libc::SIOCETHTOOL, &mut req);
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if rc != 0 {
+            return Err(NetError::io(what, err));
+        }
+    }
+    Ok(())
+}
