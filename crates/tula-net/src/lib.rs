@@ -11,9 +11,9 @@ mod netns;
 pub mod sysctl;
 
 pub use link::{
-    add_address, add_neighbour, add_route, add_veth, addresses, del_address, delete_link, link,
-    link_stats, links, move_link, primary_ipv4, route_get, set_mtu, set_tx_checksum, set_up,
-    Address, Link, LinkStats, RouteInfo,
+    add_address, add_neighbour, add_route, add_veth, addresses, del_address, delete_link,
+    keep_neighbour_resolved, link, link_stats, links, move_link, primary_ipv4, route_get, set_mtu,
+    set_offload, set_up, Address, Link, LinkStats, Offload, RouteInfo,
 };
 pub use netns::{netns_list, Netns};
 
@@ -38,7 +38,10 @@ pub enum NetError {
 
 impl NetError {
     pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        NetError::Io { what: what.into(), source }
+        NetError::Io {
+            what: what.into(),
+            source,
+        }
     }
 
     /// The errno a failed netlink or system call returned, if it was one.

@@ -6,7 +6,7 @@ use crate::NetError;
 use futures::{StreamExt, TryStreamExt};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
-use netlink_packet_route::neighbour::NeighbourState;
+use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourExtFlags, NeighbourState};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use std::future::Future;
@@ -72,7 +72,10 @@ where
 fn netlink_error(what: &str, e: rtnetlink::Error) -> NetError {
     match e {
         rtnetlink::Error::NetlinkError(msg) => NetError::io(what, msg.to_io()),
-        other => NetError::Netlink { what: what.into(), message: other.to_string() },
+        other => NetError::Netlink {
+            what: what.into(),
+            message: other.to_string(),
+        },
     }
 }
 
@@ -101,8 +104,9 @@ fn parse_link(msg: &LinkMessage) -> Link {
 
 /// All interfaces.
 pub fn links() -> Result<Vec<Link>, NetError> {
-    let msgs: Vec<LinkMessage> =
-        netlink("listing interfaces", |h| async move { h.link().get().execute().try_collect().await })?;
+    let msgs: Vec<LinkMessage> = netlink("listing interfaces", |h| async move {
+        h.link().get().execute().try_collect().await
+    })?;
     Ok(msgs.iter().map(parse_link).collect())
 }
 
@@ -119,7 +123,9 @@ pub fn link(name: &str) -> Result<Link, NetError> {
             None => Ok(None),
         }
     })?;
-    found.map(|m| parse_link(&m)).ok_or_else(|| NetError::NoSuchLink { name: name.into() })
+    found
+        .map(|m| parse_link(&m))
+        .ok_or_else(|| NetError::NoSuchLink { name: name.into() })
 }
 
 fn index_of(name: &str) -> Result<u32, NetError> {
@@ -128,9 +134,15 @@ fn index_of(name: &str) -> Result<u32, NetError> {
 
 /// Creates a veth pair; `peer` goes straight into `peer_ns` when given.
 pub fn add_veth(name: &str, peer: &str, peer_ns: Option<&crate::Netns>) -> Result<(), NetError> {
-    netlink(&format!("creating veth pair {name}/{peer}"), |h| async move {
-        h.link().add(LinkVeth::new(name, peer).build()).execute().await
-    })?;
+    netlink(
+        &format!("creating veth pair {name}/{peer}"),
+        |h| async move {
+            h.link()
+                .add(LinkVeth::new(name, peer).build())
+                .execute()
+                .await
+        },
+    )?;
     if let Some(ns) = peer_ns {
         move_link(peer, ns)?;
     }
@@ -144,16 +156,25 @@ pub fn move_link(name: &str, ns: &crate::Netns) -> Result<(), NetError> {
     let file = std::fs::File::open(ns.path())
         .map_err(|e| NetError::io(format!("opening namespace {}", ns.name()), e))?;
     let fd = file.as_raw_fd();
-    netlink(&format!("moving {name} into namespace {}", ns.name()), |h| async move {
-        h.link().set(LinkUnspec::new_with_index(index).setns_by_fd(fd).build()).execute().await
-    })
+    netlink(
+        &format!("moving {name} into namespace {}", ns.name()),
+        |h| async move {
+            h.link()
+                .set(LinkUnspec::new_with_index(index).setns_by_fd(fd).build())
+                .execute()
+                .await
+        },
+    )
 }
 
 /// Brings an interface up.
 pub fn set_up(name: &str) -> Result<(), NetError> {
     let index = index_of(name)?;
     netlink(&format!("bringing {name} up"), |h| async move {
-        h.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await
+        h.link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
     })
 }
 
@@ -161,14 +182,19 @@ pub fn set_up(name: &str) -> Result<(), NetError> {
 pub fn set_mtu(name: &str, mtu: u32) -> Result<(), NetError> {
     let index = index_of(name)?;
     netlink(&format!("setting MTU {mtu} on {name}"), |h| async move {
-        h.link().set(LinkUnspec::new_with_index(index).mtu(mtu).build()).execute().await
+        h.link()
+            .set(LinkUnspec::new_with_index(index).mtu(mtu).build())
+            .execute()
+            .await
     })
 }
 
 /// Deletes an interface (for a veth, both ends go).
 pub fn delete_link(name: &str) -> Result<(), NetError> {
     let index = index_of(name)?;
-    netlink(&format!("deleting {name}"), |h| async move { h.link().del(index).execute().await })
+    netlink(&format!("deleting {name}"), |h| async move {
+        h.link().del(index).execute().await
+    })
 }
 
 fn parse_address(msg: &AddressMessage, names: &[Link]) -> Option<Address> {
@@ -182,23 +208,42 @@ fn parse_address(msg: &AddressMessage, names: &[Link]) -> Option<Address> {
             _ => None,
         })
     })?;
-    let link = names.iter().find(|l| l.index == msg.header.index).map(|l| l.name.clone()).unwrap_or_default();
-    Some(Address { link, index: msg.header.index, addr, prefix: msg.header.prefix_len })
+    let link = names
+        .iter()
+        .find(|l| l.index == msg.header.index)
+        .map(|l| l.name.clone())
+        .unwrap_or_default();
+    Some(Address {
+        link,
+        index: msg.header.index,
+        addr,
+        prefix: msg.header.prefix_len,
+    })
 }
 
 /// Every address on every interface, primary addresses first per interface.
 pub fn addresses() -> Result<Vec<Address>, NetError> {
     let names = links()?;
-    let msgs: Vec<AddressMessage> =
-        netlink("listing addresses", |h| async move { h.address().get().execute().try_collect().await })?;
-    Ok(msgs.iter().filter_map(|m| parse_address(m, &names)).collect())
+    let msgs: Vec<AddressMessage> = netlink("listing addresses", |h| async move {
+        h.address().get().execute().try_collect().await
+    })?;
+    Ok(msgs
+        .iter()
+        .filter_map(|m| parse_address(m, &names))
+        .collect())
 }
 
 fn find_address(link: &str, addr: IpAddr, prefix: u8) -> Result<Option<AddressMessage>, NetError> {
     let index = index_of(link)?;
-    let msgs: Vec<AddressMessage> = netlink(&format!("listing addresses of {link}"), |h| async move {
-        h.address().get().set_link_index_filter(index).execute().try_collect().await
-    })?;
+    let msgs: Vec<AddressMessage> =
+        netlink(&format!("listing addresses of {link}"), |h| async move {
+            h.address()
+                .get()
+                .set_link_index_filter(index)
+                .execute()
+                .try_collect()
+                .await
+        })?;
     Ok(msgs.into_iter().find(|m| {
         m.header.prefix_len == prefix
             && m.attributes.iter().any(|a| matches!(a, AddressAttribute::Local(ip) | AddressAttribute::Address(ip) if *ip == addr))
@@ -211,9 +256,10 @@ pub fn add_address(link: &str, addr: IpAddr, prefix: u8) -> Result<bool, NetErro
         return Ok(false);
     }
     let index = index_of(link)?;
-    netlink(&format!("adding {addr}/{prefix} to {link}"), |h| async move {
-        h.address().add(index, addr, prefix).execute().await
-    })?;
+    netlink(
+        &format!("adding {addr}/{prefix} to {link}"),
+        |h| async move { h.address().add(index, addr, prefix).execute().await },
+    )?;
     Ok(true)
 }
 
@@ -222,9 +268,10 @@ pub fn del_address(link: &str, addr: IpAddr, prefix: u8) -> Result<bool, NetErro
     let Some(msg) = find_address(link, addr, prefix)? else {
         return Ok(false);
     };
-    netlink(&format!("removing {addr}/{prefix} from {link}"), |h| async move {
-        h.address().del(msg).execute().await
-    })?;
+    netlink(
+        &format!("removing {addr}/{prefix} from {link}"),
+        |h| async move { h.address().del(msg).execute().await },
+    )?;
     Ok(true)
 }
 
@@ -238,7 +285,12 @@ pub fn primary_ipv4(link: &str) -> Result<Option<Ipv4Addr>, NetError> {
 }
 
 /// Adds a route to `dest/prefix`, through `via` and/or out of `dev`.
-pub fn add_route(dest: Ipv4Addr, prefix: u8, via: Option<Ipv4Addr>, dev: Option<&str>) -> Result<(), NetError> {
+pub fn add_route(
+    dest: Ipv4Addr,
+    prefix: u8,
+    via: Option<Ipv4Addr>,
+    dev: Option<&str>,
+) -> Result<(), NetError> {
     let mut builder = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dest, prefix);
     if let Some(gw) = via {
         builder = builder.gateway(gw);
@@ -247,30 +299,67 @@ pub fn add_route(dest: Ipv4Addr, prefix: u8, via: Option<Ipv4Addr>, dev: Option<
         builder = builder.output_interface(index_of(dev)?);
     }
     let msg = builder.build();
-    netlink(&format!("adding route {dest}/{prefix}"), |h| async move { h.route().add(msg).execute().await })
+    netlink(&format!("adding route {dest}/{prefix}"), |h| async move {
+        h.route().add(msg).execute().await
+    })
 }
 
 /// Adds (or replaces) a permanent neighbour entry.
 pub fn add_neighbour(link: &str, addr: Ipv4Addr, mac: [u8; 6]) -> Result<(), NetError> {
     let index = index_of(link)?;
-    netlink(&format!("adding neighbour {addr} on {link}"), |h| async move {
-        h.neighbours()
-            .add(index, IpAddr::V4(addr))
-            .link_layer_address(&mac)
-            .state(NeighbourState::Permanent)
-            .replace()
-            .execute()
-            .await
-    })
+    netlink(
+        &format!("adding neighbour {addr} on {link}"),
+        |h| async move {
+            h.neighbours()
+                .add(index, IpAddr::V4(addr))
+                .link_layer_address(&mac)
+                .state(NeighbourState::Permanent)
+                .replace()
+                .execute()
+                .await
+        },
+    )
+}
+
+/// Asks the kernel to keep the neighbour entry for `addr` resolved by itself
+/// (a "managed" entry, Linux 5.16+), so the XDP path finds next-hop MACs warm.
+pub fn keep_neighbour_resolved(link: &str, addr: Ipv4Addr) -> Result<(), NetError> {
+    let index = index_of(link)?;
+    netlink(
+        &format!("adding managed neighbour {addr} on {link}"),
+        |h| async move {
+            let mut req = h
+                .neighbours()
+                .add(index, IpAddr::V4(addr))
+                .state(NeighbourState::None)
+                .replace();
+            req.message_mut()
+                .attributes
+                .push(NeighbourAttribute::ExtFlags(NeighbourExtFlags::Managed));
+            req.execute().await
+        },
+    )
 }
 
 /// How the kernel would route a packet to `dest`.
 pub fn route_get(dest: Ipv4Addr) -> Result<RouteInfo, NetError> {
-    let msg = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dest, 32).build();
+    let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(dest, 32)
+        .build();
     let what = format!("looking up the route to {dest}");
-    let routes: Vec<_> = netlink(&what, |h| async move { h.route().get(msg).execute().try_collect().await })?;
-    let route = routes.first().ok_or_else(|| NetError::Netlink { what: what.clone(), message: "no route".into() })?;
-    let mut info = RouteInfo { dev: String::new(), index: 0, gateway: None, prefsrc: None };
+    let routes: Vec<_> = netlink(&what, |h| async move {
+        h.route().get(msg).execute().try_collect().await
+    })?;
+    let route = routes.first().ok_or_else(|| NetError::Netlink {
+        what: what.clone(),
+        message: "no route".into(),
+    })?;
+    let mut info = RouteInfo {
+        dev: String::new(),
+        index: 0,
+        gateway: None,
+        prefsrc: None,
+    };
     for attr in &route.attributes {
         match attr {
             RouteAttribute::Oif(i) => info.index = *i,
@@ -279,7 +368,11 @@ pub fn route_get(dest: Ipv4Addr) -> Result<RouteInfo, NetError> {
             _ => {}
         }
     }
-    info.dev = links()?.into_iter().find(|l| l.index == info.index).map(|l| l.name).unwrap_or_default();
+    info.dev = links()?
+        .into_iter()
+        .find(|l| l.index == info.index)
+        .map(|l| l.name)
+        .unwrap_or_default();
     Ok(info)
 }
 
@@ -305,10 +398,23 @@ pub fn link_stats(name: &str) -> Result<LinkStats, NetError> {
         .unwrap_or_default())
 }
 
-/// Turns TX checksum offload on or off, like `ethtool -K NAME tx on|off`.
-/// On veth, XDP leaves partial checksums unfinished; tests turn it off.
-pub fn set_tx_checksum(name: &str, on: bool) -> Result<(), NetError> {
-    const ETHTOOL_STXCSUM: u32 = 0x17;
+/// An ethtool offload setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offload {
+    /// `ethtool -K NAME tx`: on veth, XDP leaves partial checksums unfinished,
+    /// so test clients turn it off.
+    TxChecksum,
+    /// `ethtool -K NAME gro`: a veth accepts XDP_TX/redirected frames from its
+    /// peer only with GRO on (or an XDP program attached).
+    Gro,
+}
+
+/// Turns an offload on or off, like `ethtool -K NAME tx|gro on|off`.
+pub fn set_offload(name: &str, offload: Offload, on: bool) -> Result<(), NetError> {
+    let (cmd, label) = match offload {
+        Offload::TxChecksum => (0x17u32, "tx"), // ETHTOOL_STXCSUM
+        Offload::Gro => (0x2cu32, "gro"),       // ETHTOOL_SGRO
+    };
     #[repr(C)]
     struct EthtoolValue {
         cmd: u32,
@@ -323,12 +429,22 @@ pub fn set_tx_checksum(name: &str, on: bool) -> Result<(), NetError> {
     if name.len() >= libc::IFNAMSIZ {
         return Err(NetError::NoSuchLink { name: name.into() });
     }
-    let mut value = EthtoolValue { cmd: ETHTOOL_STXCSUM, data: on as u32 };
-    let mut req = Ifreq { name: [0; libc::IFNAMSIZ], data: &mut value, _pad: [0; 16] };
+    let mut value = EthtoolValue {
+        cmd,
+        data: on as u32,
+    };
+    let mut req = Ifreq {
+        name: [0; libc::IFNAMSIZ],
+        data: &mut value,
+        _pad: [0; 16],
+    };
     for (dst, src) in req.name.iter_mut().zip(name.bytes()) {
         *dst = src as libc::c_char;
     }
-    let what = format!("setting tx checksum offload {} on {name}", if on { "on" } else { "off" });
+    let what = format!(
+        "ethtool -K {name} {label} {}",
+        if on { "on" } else { "off" }
+    );
     // SAFETY: plain socket + ioctl with a correctly laid out ifreq.
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);

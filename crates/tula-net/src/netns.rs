@@ -53,7 +53,10 @@ impl Netns {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        let ns = Netns { name: name.into(), owned: true };
+        let ns = Netns {
+            name: name.into(),
+            owned: true,
+        };
         // A fresh namespace has `lo` down; nothing works without it.
         ns.run(|| crate::set_up("lo"))??;
         Ok(ns)
@@ -64,7 +67,10 @@ impl Netns {
         if !netns_path(name).exists() {
             return Err(NetError::NoSuchNetns { name: name.into() });
         }
-        Ok(Netns { name: name.into(), owned: false })
+        Ok(Netns {
+            name: name.into(),
+            owned: false,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -76,7 +82,8 @@ impl Netns {
     }
 
     fn file(&self) -> Result<File, NetError> {
-        File::open(self.path()).map_err(|e| NetError::io(format!("opening namespace {}", self.name), e))
+        File::open(self.path())
+            .map_err(|e| NetError::io(format!("opening namespace {}", self.name), e))
     }
 
     /// Runs `f` on a new thread that lives inside this namespace.
@@ -84,8 +91,9 @@ impl Netns {
         let file = self.file()?;
         std::thread::scope(|s| {
             s.spawn(move || {
-                setns(&file, CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| NetError::io(format!("entering namespace {}", self.name), e.into()))?;
+                setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| {
+                    NetError::io(format!("entering namespace {}", self.name), e.into())
+                })?;
                 Ok(f())
             })
             .join()
@@ -111,7 +119,10 @@ impl Netns {
                 let file = File::open(&path)?;
                 if libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
                     let e = std::io::Error::last_os_error();
-                    return Err(std::io::Error::new(e.kind(), format!("entering namespace {name}: {e}")));
+                    return Err(std::io::Error::new(
+                        e.kind(),
+                        format!("entering namespace {name}: {e}"),
+                    ));
                 }
                 Ok(())
             });
@@ -146,8 +157,10 @@ pub fn netns_list() -> Result<Vec<String>, NetError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(NetError::io(format!("listing {NETNS_DIR}"), e)),
     };
-    let mut names: Vec<String> =
-        dir.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = dir
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     Ok(names)
 }
@@ -170,7 +183,13 @@ fn delete_path(name: &str) -> Result<(), NetError> {
 fn make_shared_mount_point() {
     let shared = |flags| mount(None::<&str>, NETNS_DIR, None::<&str>, flags, None::<&str>);
     if shared(MsFlags::MS_SHARED | MsFlags::MS_REC).is_err() {
-        let _ = mount(Some(NETNS_DIR), NETNS_DIR, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>);
+        let _ = mount(
+            Some(NETNS_DIR),
+            NETNS_DIR,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        );
         let _ = shared(MsFlags::MS_SHARED | MsFlags::MS_REC);
     }
 }

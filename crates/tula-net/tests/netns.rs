@@ -18,8 +18,16 @@ fn two_namespaces_exchange_udp_over_a_veth() {
         // Adding twice is a no-op, not an error.
         assert!(!add_address("va", "198.18.200.1".parse().unwrap(), 24).unwrap());
         set_up("va").unwrap();
-        set_tx_checksum("va", false).unwrap();
-        add_route(Ipv4Addr::new(198, 18, 201, 0), 24, Some(Ipv4Addr::new(198, 18, 200, 2)), None).unwrap();
+        set_offload("va", Offload::TxChecksum, false).unwrap();
+        set_offload("va", Offload::Gro, true).unwrap();
+        keep_neighbour_resolved("va", Ipv4Addr::new(198, 18, 200, 2)).unwrap();
+        add_route(
+            Ipv4Addr::new(198, 18, 201, 0),
+            24,
+            Some(Ipv4Addr::new(198, 18, 200, 2)),
+            None,
+        )
+        .unwrap();
     })
     .unwrap();
     let vb_mac = b
@@ -62,7 +70,10 @@ fn two_namespaces_exchange_udp_over_a_veth() {
         let route = route_get(Ipv4Addr::new(198, 18, 201, 7)).unwrap();
         assert_eq!(route.dev, "va");
         assert_eq!(route.gateway, Some(Ipv4Addr::new(198, 18, 200, 2)));
-        assert_eq!(primary_ipv4("va").unwrap(), Some(Ipv4Addr::new(198, 18, 200, 1)));
+        assert_eq!(
+            primary_ipv4("va").unwrap(),
+            Some(Ipv4Addr::new(198, 18, 200, 1))
+        );
         add_neighbour("va", Ipv4Addr::new(198, 18, 200, 9), [2, 0, 0, 0, 0, 9]).unwrap();
         assert!(del_address("va", "198.18.200.1".parse().unwrap(), 24).unwrap());
         assert!(!del_address("va", "198.18.200.1".parse().unwrap(), 24).unwrap());
@@ -77,7 +88,11 @@ fn sysctls_are_per_namespace() {
     let host = sysctl::read("net.ipv4.conf.all.arp_ignore").unwrap();
     let inside = ns
         .run(|| {
-            sysctl::write("net.ipv4.conf.all.arp_ignore", if host == "1" { "2" } else { "1" }).unwrap();
+            sysctl::write(
+                "net.ipv4.conf.all.arp_ignore",
+                if host == "1" { "2" } else { "1" },
+            )
+            .unwrap();
             sysctl::read("net.ipv4.conf.all.arp_ignore").unwrap()
         })
         .unwrap();
@@ -92,12 +107,21 @@ fn namespaces_are_deleted_on_drop_and_errors_name_the_object() {
         let ns = Netns::create(&name).unwrap();
         assert!(netns_list().unwrap().contains(&name));
         let err = Netns::create(&name).unwrap_err();
-        assert_eq!(err.to_string(), format!("network namespace {name:?} already exists"));
+        assert_eq!(
+            err.to_string(),
+            format!("network namespace {name:?} already exists")
+        );
         let err = ns.run(|| link("nope0").unwrap_err()).unwrap();
-        assert_eq!(err.to_string(), "network interface \"nope0\" does not exist");
+        assert_eq!(
+            err.to_string(),
+            "network interface \"nope0\" does not exist"
+        );
     }
     assert!(!netns_list().unwrap().contains(&name));
-    assert!(matches!(Netns::open(&name), Err(NetError::NoSuchNetns { .. })));
+    assert!(matches!(
+        Netns::open(&name),
+        Err(NetError::NoSuchNetns { .. })
+    ));
 }
 
 #[test]
@@ -107,7 +131,11 @@ fn commands_run_inside_the_namespace() {
         add_veth("cmd0", "cmd1", None).unwrap();
     })
     .unwrap();
-    let out = ns.command("cat").arg("/proc/thread-self/net/dev").output().unwrap();
+    let out = ns
+        .command("cat")
+        .arg("/proc/thread-self/net/dev")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("cmd0"), "{text}");
     let host = std::fs::read_to_string("/proc/thread-self/net/dev").unwrap();
