@@ -8,7 +8,7 @@ use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourExtFlags, NeighbourState};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute};
-use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -147,6 +147,27 @@ pub fn add_veth(name: &str, peer: &str, peer_ns: Option<&crate::Netns>) -> Resul
         move_link(peer, ns)?;
     }
     Ok(())
+}
+
+/// Creates a bridge (a switch for a shared segment).
+pub fn add_bridge(name: &str) -> Result<(), NetError> {
+    netlink(&format!("creating bridge {name}"), |h| async move {
+        h.link().add(LinkBridge::new(name).build()).execute().await
+    })
+}
+
+/// Makes `link` a port of `bridge`.
+pub fn set_master(link: &str, bridge: &str) -> Result<(), NetError> {
+    let (index, master) = (index_of(link)?, index_of(bridge)?);
+    netlink(
+        &format!("adding {link} to bridge {bridge}"),
+        |h| async move {
+            h.link()
+                .set(LinkUnspec::new_with_index(index).controller(master).build())
+                .execute()
+                .await
+        },
+    )
 }
 
 /// Moves an interface into another namespace.
