@@ -1,0 +1,99 @@
+//! Counting frames on an interface with a packet socket: the lab's proof of
+//! what crossed a link (for instance, that load balancer to router is IPIP).
+
+use crate::LabError;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// What arrived on an interface (frames it received, not ones it sent).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FrameCounts {
+    pub frames: u64,
+    pub ipv4: u64,
+    /// IPv4 with protocol 4 (IP in IP).
+    pub ipip: u64,
+    /// IPIP frames by (outer source, outer destination).
+    pub ipip_pairs: BTreeMap<(Ipv4Addr, Ipv4Addr), u64>,
+    /// Other IPv4 frames by source address.
+    pub from: BTreeMap<Ipv4Addr, u64>,
+}
+
+/// A packet socket on one interface. Open it inside the interface's
+/// namespace; read it from anywhere.
+pub struct Capture {
+    fd: OwnedFd,
+    link: String,
+}
+
+impl Capture {
+    pub fn open(link: &str) -> Result<Capture, LabError> {
+        let index = tula_net::link(link)?.index;
+        let what = |e: std::io::Error| LabError::Io(format!("capturing on {link}"), e);
+        // SAFETY: plain socket calls with correctly sized arguments.
+        unsafe {
+            let proto = (libc::ETH_P_ALL as u16).to_be() as i32;
+            let raw = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, proto);
+            if raw < 0 {
+                return Err(what(std::io::Error::last_os_error()));
+            }
+            let fd = OwnedFd::from_raw_fd(raw);
+            let size: libc::c_int = 8 << 20;
+            libc::setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size as *const _ as *const _, 4);
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto as u16;
+            sll.sll_ifindex = index as i32;
+            if libc::bind(raw, &sll as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32) != 0 {
+                return Err(what(std::io::Error::last_os_error()));
+            }
+            Ok(Capture { fd, link: link.into() })
+        }
+    }
+
+    /// Reads every frame queued so far and counts the incoming ones.
+    pub fn drain(&mut self) -> FrameCounts {
+        let mut counts = FrameCounts::default();
+        let mut buf = [0u8; 128];
+        loop {
+            // SAFETY: recvfrom into a local buffer and sockaddr_ll.
+            let (n, pkttype) = unsafe {
+                let mut from: libc::sockaddr_ll = std::mem::zeroed();
+                let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+                let n = libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut _,
+                    buf.len(),
+                    libc::MSG_TRUNC,
+                    &mut from as *mut _ as *mut libc::sockaddr,
+                    &mut len,
+                );
+                (n, from.sll_pkttype)
+            };
+            if n < 0 {
+                return counts;
+            }
+            if pkttype == libc::PACKET_OUTGOING as u8 {
+                continue;
+            }
+            counts.frames += 1;
+            let frame = &buf[..(n as usize).min(buf.len())];
+            if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
+                continue;
+            }
+            counts.ipv4 += 1;
+            let src = Ipv4Addr::new(frame[26], frame[27], frame[28], frame[29]);
+            if frame[23] == 4 {
+                counts.ipip += 1;
+                let dst = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
+                *counts.ipip_pairs.entry((src, dst)).or_default() += 1;
+            } else {
+                *counts.from.entry(src).or_default() += 1;
+            }
+        }
+    }
+
+    pub fn link(&self) -> &str {
+        &self.link
+    }
+}

@@ -1,0 +1,360 @@
+//! The lab's processes and the demo: bringing it up and down, sending
+//! traffic, and reading the counters that show where the traffic went.
+
+use crate::capture::{Capture, FrameCounts};
+use crate::topology::{Topology, VIP_L2, VIP_L3, VIP_PORT};
+use crate::LabError;
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tula_net::{self as net, Netns};
+
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// Namespace prefix; several labs can run side by side under different names.
+    pub name: String,
+    pub backends: u8,
+    /// The `tula` executable, run inside the namespaces for the balancer,
+    /// `tula decap setup` and the backends' HTTP servers.
+    pub tula_bin: PathBuf,
+}
+
+/// A lab: its topology plus the processes it runs.
+pub struct Lab {
+    pub topology: Topology,
+    tula_bin: PathBuf,
+}
+
+impl Lab {
+    pub fn new(opts: &LabOptions) -> Result<Lab, LabError> {
+        Ok(Lab { topology: Topology::new(&opts.name, opts.backends)?, tula_bin: opts.tula_bin.clone() })
+    }
+
+    fn ns(&self, name: &str) -> Result<Netns, LabError> {
+        Ok(Netns::open(name)?)
+    }
+
+    /// Backend `i`'s decapsulation state and persistence files live here, so
+    /// the lab never writes the host's /etc.
+    pub fn decap_root(&self, i: u8) -> PathBuf {
+        self.topology.run_dir().join(format!("be{i}"))
+    }
+
+    /// Builds the network, sets up the backends with `tula decap setup
+    /// --method xdp`, starts their HTTP servers and the balancer.
+    pub fn up(&self) -> Result<(), LabError> {
+        self.topology.build()?;
+        let result = self.start_processes();
+        if result.is_err() {
+            let _ = self.down();
+        }
+        result
+    }
+
+    fn start_processes(&self) -> Result<(), LabError> {
+        let run_dir = self.topology.run_dir();
+        std::fs::create_dir_all(&run_dir).map_err(|e| LabError::Io(format!("creating {}", run_dir.display()), e))?;
+        for i in 1..=self.topology.backends {
+            let ns = self.ns(&self.topology.ns_backend(i))?;
+            let root = self.decap_root(i);
+            std::fs::create_dir_all(&root).map_err(|e| LabError::Io(format!("creating {}", root.display()), e))?;
+            let vips = [VIP_L3, VIP_L2].map(|v| v.to_string());
+            let mut cmd = ns.command(&self.tula_bin);
+            cmd.args(["decap", "setup", "--method", "xdp", "--interface", "eth0", "--root"])
+                .arg(&root)
+                .args(["--vip", &vips[0], "--vip", &vips[1]]);
+            run_to_end(cmd, &format!("tula decap setup on {}", ns.name()))?;
+            let name = format!("be{i}");
+            let mut cmd = ns.command(&self.tula_bin);
+            cmd.args(["lab", "http-server", "--name", &name]);
+            for vip in [VIP_L3, VIP_L2] {
+                cmd.arg("--listen").arg(SocketAddr::from((vip, VIP_PORT)).to_string());
+            }
+            self.spawn_daemon(cmd, &name)?;
+        }
+        let ns = self.ns(&self.topology.ns_lb())?;
+        let mut cmd = ns.command(&self.tula_bin);
+        cmd.args(["lab", "balancer", "--name", &self.topology.prefix, "--backends"])
+            .arg(self.topology.backends.to_string());
+        self.spawn_daemon(cmd, "lb")?;
+        self.wait_ready()
+    }
+
+    /// Starts a long-running process in its own session, logging to the run dir.
+    fn spawn_daemon(&self, mut cmd: std::process::Command, name: &str) -> Result<(), LabError> {
+        use std::os::unix::process::CommandExt;
+        let log_path = self.topology.run_dir().join(format!("{name}.log"));
+        let log = std::fs::File::create(&log_path).map_err(|e| LabError::Io(format!("creating {}", log_path.display()), e))?;
+        let err = log.try_clone().map_err(|e| LabError::Io("duplicating a log file".into(), e))?;
+        cmd.stdin(Stdio::null()).stdout(log).stderr(err).process_group(0);
+        let child = cmd.spawn().map_err(|e| LabError::Io(format!("starting {name}"), e))?;
+        let pid_path = self.topology.run_dir().join(format!("{name}.pid"));
+        std::fs::write(&pid_path, child.id().to_string())
+            .map_err(|e| LabError::Io(format!("writing {}", pid_path.display()), e))
+    }
+
+    /// Waits until the balancer says it is ready and every backend answers.
+    fn wait_ready(&self) -> Result<(), LabError> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let ready = self.topology.run_dir().join("lb.ready");
+        while !ready.exists() {
+            if Instant::now() > deadline || !self.process_alive("lb") {
+                return Err(LabError::Process(format!(
+                    "the lab balancer did not start; its log says:\n{}",
+                    self.log("lb")
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for i in 1..=self.topology.backends {
+            let ns = self.ns(&self.topology.ns_backend(i))?;
+            let answered = ns.run(|| loop {
+                if crate::http::get((VIP_L3, VIP_PORT).into(), Duration::from_secs(1)).is_ok() {
+                    return true;
+                }
+                if Instant::now() > deadline {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            })?;
+            if !answered {
+                return Err(LabError::Process(format!(
+                    "the HTTP server on be{i} did not answer; its log says:\n{}",
+                    self.log(&format!("be{i}"))
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn pid(&self, name: &str) -> Option<i32> {
+        std::fs::read_to_string(self.topology.run_dir().join(format!("{name}.pid"))).ok()?.trim().parse().ok()
+    }
+
+    fn process_alive(&self, name: &str) -> bool {
+        // SAFETY: signal 0 only checks for existence.
+        self.pid(name).is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid))
+    }
+
+    /// The last lines a lab process logged.
+    pub fn log(&self, name: &str) -> String {
+        let text = std::fs::read_to_string(self.topology.run_dir().join(format!("{name}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Stops the lab's processes, undoes the backends' decap setup and removes
+    /// every namespace. Safe to run on a lab that is partly up or already down.
+    pub fn down(&self) -> Result<(), LabError> {
+        let mut names = vec!["lb".to_string()];
+        names.extend((1..=self.topology.backends).map(|i| format!("be{i}")));
+        for name in &names {
+            if let Some(pid) = self.pid(name) {
+                stop_process_group(pid);
+            }
+        }
+        let existing = net::netns_list()?;
+        for i in 1..=self.topology.backends {
+            let ns_name = self.topology.ns_backend(i);
+            let root = self.decap_root(i);
+            if existing.contains(&ns_name) && root.join("var/lib/tula").exists() {
+                let mut cmd = self.ns(&ns_name)?.command(&self.tula_bin);
+                cmd.args(["decap", "teardown", "--root"]).arg(&root);
+                let _ = run_to_end(cmd, &format!("tula decap teardown on {ns_name}"));
+            }
+        }
+        self.topology.remove()?;
+        let run_dir = self.topology.run_dir();
+        if run_dir.exists() {
+            std::fs::remove_dir_all(&run_dir).map_err(|e| LabError::Io(format!("removing {}", run_dir.display()), e))?;
+        }
+        Ok(())
+    }
+
+    /// Makes only these backends (numbers from 1) serve both VIPs; the others
+    /// leave the rings and their flows move. Returns once the balancer applied it.
+    pub fn set_active_backends(&self, backends: &[u8]) -> Result<(), LabError> {
+        use crate::balancer::{active_path, parse_active, write_atomically};
+        let path = active_path(&self.topology);
+        let generation = std::fs::read_to_string(&path).ok().and_then(|t| parse_active(&t)).map_or(0, |(g, _)| g) + 1;
+        let list: Vec<String> = backends.iter().map(u8::to_string).collect();
+        write_atomically(&path, &format!("{generation} {}\n", list.join(" ")))?;
+        let ack = self.topology.run_dir().join("active.ack");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(&ack).ok().and_then(|t| t.trim().parse::<u64>().ok()) != Some(generation) {
+            if Instant::now() > deadline {
+                return Err(LabError::Process(format!(
+                    "the lab balancer did not apply backends {backends:?}; its log says:\n{}",
+                    self.log("lb")
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Counters of the links that tell where packets went.
+    pub fn link_counters(&self) -> Result<LinkCounters, LabError> {
+        let lb = self.ns(&self.topology.ns_lb())?.run(|| net::link_stats("eth0"))??;
+        let router = self.ns(&self.topology.ns_router())?;
+        let (from_lb, backends) = router.run(|| -> Result<_, LabError> {
+            let from_lb = net::link_stats(Topology::ROUTER_LB_LINK)?;
+            let mut backends = BTreeMap::new();
+            for i in 1..=self.topology.backends {
+                backends.insert(format!("be{i}"), net::link_stats(&Topology::router_backend_link(i))?);
+            }
+            Ok((from_lb, backends))
+        })??;
+        Ok(LinkCounters { lb_eth0: lb, router_lb: from_lb, router_backends: backends })
+    }
+
+    /// Sends `requests` HTTP requests, each on a new connection, from the
+    /// client to `vip` and counts which backend answered.
+    pub fn send_requests(&self, vip: Ipv4Addr, requests: usize) -> Result<BTreeMap<String, usize>, LabError> {
+        let client = self.ns(&self.topology.ns_client())?;
+        client.run(|| {
+            let mut spread = BTreeMap::new();
+            for n in 0..requests {
+                let body = crate::http::get((vip, VIP_PORT).into(), Duration::from_secs(5))
+                    .map_err(|e| LabError::Io(format!("request {} of {requests} to {vip}:{VIP_PORT}", n + 1), e))?;
+                *spread.entry(body.trim().to_string()).or_insert(0) += 1;
+            }
+            Ok(spread)
+        })?
+    }
+
+    /// Runs the demo traffic and gathers the evidence.
+    pub fn demo(&self, requests: usize) -> Result<DemoReport, LabError> {
+        let router = self.ns(&self.topology.ns_router())?;
+        let mut capture = router.run(|| Capture::open(Topology::ROUTER_LB_LINK))??;
+        capture.drain();
+        let before = self.link_counters()?;
+        let l3 = self.send_requests(VIP_L3, requests)?;
+        // Give the last replies time to be counted.
+        std::thread::sleep(Duration::from_millis(200));
+        let after = self.link_counters()?;
+        let ipip = capture.drain();
+        let l2 = self.send_requests(VIP_L2, requests / 5)?;
+        Ok(DemoReport { requests, l3_spread: l3, l2_spread: l2, before, after, lb_to_router: ipip })
+    }
+}
+
+/// Link counters of the lab at one moment.
+#[derive(Debug, Clone)]
+pub struct LinkCounters {
+    /// The load balancer's only routed interface.
+    pub lb_eth0: net::LinkStats,
+    /// The router's end of the load balancer's link.
+    pub router_lb: net::LinkStats,
+    /// The router's end of each backend's link.
+    pub router_backends: BTreeMap<String, net::LinkStats>,
+}
+
+/// What the demo saw.
+#[derive(Debug, Clone)]
+pub struct DemoReport {
+    pub requests: usize,
+    pub l3_spread: BTreeMap<String, usize>,
+    pub l2_spread: BTreeMap<String, usize>,
+    pub before: LinkCounters,
+    pub after: LinkCounters,
+    pub lb_to_router: FrameCounts,
+}
+
+impl DemoReport {
+    /// Packets the load balancer received and sent during the Layer 3 run.
+    pub fn lb_packets(&self) -> (u64, u64) {
+        let (a, b) = (&self.after.lb_eth0, &self.before.lb_eth0);
+        (a.rx_packets - b.rx_packets, a.tx_packets - b.tx_packets)
+    }
+
+    /// Per backend: packets the router sent to it and received from it.
+    pub fn backend_packets(&self) -> BTreeMap<String, (u64, u64)> {
+        self.after
+            .router_backends
+            .iter()
+            .map(|(name, a)| {
+                let b = &self.before.router_backends[name];
+                (name.clone(), (a.tx_packets - b.tx_packets, a.rx_packets - b.rx_packets))
+            })
+            .collect()
+    }
+
+    /// The human-readable account the demo prints.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let spread = |out: &mut String, title: &str, spread: &BTreeMap<String, usize>| {
+            let total: usize = spread.values().sum();
+            let _ = writeln!(out, "{title}");
+            for (name, n) in spread {
+                let _ = writeln!(out, "  {name:<6} {n:>5} requests  {:>5.1}%", 100.0 * *n as f64 / total.max(1) as f64);
+            }
+        };
+        spread(
+            &mut out,
+            &format!("Layer 3 DSR (IPIP): {} HTTP requests from the client to {VIP_L3}:{VIP_PORT}", self.requests),
+            &self.l3_spread,
+        );
+        let (lb_rx, lb_tx) = self.lb_packets();
+        let _ = writeln!(out, "\nReplies bypass the load balancer:");
+        let _ = writeln!(out, "  load balancer eth0: {lb_rx} packets in, {lb_tx} packets out");
+        let mut replies = 0;
+        for (name, (to, from)) in self.backend_packets() {
+            replies += from;
+            let _ = writeln!(out, "  router <-> {name}: {to} packets to it (requests), {from} packets from it (replies, straight to the client)");
+        }
+        let _ = writeln!(
+            out,
+            "  {replies} reply packets went backend -> router -> client; the load balancer sent {lb_tx}, all of them forwarded requests."
+        );
+        let c = &self.lb_to_router;
+        let _ = writeln!(out, "\nLoad balancer -> router link: {} of {} IPv4 frames were IPIP (IPv4 protocol 4):", c.ipip, c.ipv4);
+        for ((src, dst), n) in &c.ipip_pairs {
+            let _ = writeln!(out, "  outer {src} -> {dst}: {n}");
+        }
+        let _ = writeln!(out);
+        spread(
+            &mut out,
+            &format!("Layer 2 DSR (MAC rewrite on the shared segment): {} requests to {VIP_L2}:{VIP_PORT}", self.requests / 5),
+            &self.l2_spread,
+        );
+        out
+    }
+}
+
+fn run_to_end(mut cmd: std::process::Command, what: &str) -> Result<(), LabError> {
+    let out = cmd.output().map_err(|e| LabError::Io(format!("running {what}"), e))?;
+    if !out.status.success() {
+        return Err(LabError::Process(format!(
+            "{what} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(())
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}
+
+/// SIGTERM the process group, then SIGKILL whatever is left after a moment.
+fn stop_process_group(pid: i32) {
+    // SAFETY: signals to a process group the lab started.
+    unsafe {
+        libc::kill(-pid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+    }
+}

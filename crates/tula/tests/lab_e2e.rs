@@ -1,0 +1,163 @@
+//! End to end on the lab network: a real client, router, XDP load balancer and
+//! backends with real HTTP servers, each in its own namespace.
+//!
+//! Each test builds its own lab under a unique name, so they run in parallel.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tula_lab::capture::Capture;
+use tula_lab::topology::{Topology, VIP_L2, VIP_L3, VIP_PORT};
+use tula_lab::{Lab, LabOptions};
+
+/// A lab that is taken down when the test ends, pass or fail.
+struct TestLab(Lab);
+
+impl TestLab {
+    fn up(tag: &str, backends: u8) -> TestLab {
+        let opts = LabOptions {
+            name: format!("t{}-{tag}", std::process::id() % 100_000),
+            backends,
+            tula_bin: env!("CARGO_BIN_EXE_tula").into(),
+        };
+        let lab = Lab::new(&opts).unwrap();
+        let _ = lab.down();
+        lab.up().unwrap_or_else(|e| panic!("lab {tag} did not come up: {e}"));
+        TestLab(lab)
+    }
+}
+
+impl Drop for TestLab {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.down() {
+            eprintln!("taking lab {} down: {e}", self.0.topology.prefix);
+        }
+    }
+}
+
+impl std::ops::Deref for TestLab {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        &self.0
+    }
+}
+
+fn vip_l3() -> SocketAddr {
+    (VIP_L3, VIP_PORT).into()
+}
+
+#[test]
+fn layer3_dsr_spreads_load_and_replies_bypass_the_load_balancer() {
+    let lab = TestLab::up("l3", 3);
+    let lb = tula_net::Netns::open(&lab.topology.ns_lb()).unwrap();
+    let router = tula_net::Netns::open(&lab.topology.ns_router()).unwrap();
+    // What reaches the lb's kernel (XDP passes it) and what the lb sends the router.
+    let mut at_lb = lb.run(|| Capture::open("eth0")).unwrap().unwrap();
+    let mut lb_to_router = router.run(|| Capture::open(Topology::ROUTER_LB_LINK)).unwrap().unwrap();
+    at_lb.drain();
+    lb_to_router.drain();
+    let before = lab.link_counters().unwrap();
+
+    let spread = lab.send_requests(VIP_L3, 600).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let after = lab.link_counters().unwrap();
+    let seen_at_lb = at_lb.drain();
+    let sent_by_lb = lb_to_router.drain();
+
+    // Every backend serves, each within 15% of a fair share.
+    assert_eq!(spread.len(), 3, "{spread:?}");
+    for (name, n) in &spread {
+        assert!((170..=230).contains(n), "{name} got {n} of 600: {spread:?}");
+    }
+    // Every IPv4 frame the lb sent toward the router was IPIP, from the lb to a backend.
+    assert!(sent_by_lb.ipip >= 600 * 3, "{sent_by_lb:?}");
+    assert_eq!(sent_by_lb.ipip, sent_by_lb.ipv4, "{sent_by_lb:?}");
+    for (src, dst) in sent_by_lb.ipip_pairs.keys() {
+        assert_eq!(*src, tula_lab::topology::LB_ADDR);
+        assert!((1..=3).any(|i| *dst == Topology::backend_addr(i)), "IPIP to {dst}");
+    }
+    // The lb's transmit counter holds exactly the forwarded requests: no replies.
+    let lb_tx = after.lb_eth0.tx_packets - before.lb_eth0.tx_packets;
+    let lb_rx = after.lb_eth0.rx_packets - before.lb_eth0.rx_packets;
+    let forwarded = sent_by_lb.ipip;
+    assert!(lb_tx <= forwarded + 10, "lb sent {lb_tx} packets but forwarded {forwarded}");
+    assert!(lb_rx >= forwarded, "lb received {lb_rx} but forwarded {forwarded}");
+    // No reply (source: the VIP) ever reached the load balancer.
+    assert_eq!(seen_at_lb.from.get(&VIP_L3).copied().unwrap_or(0), 0, "{seen_at_lb:?}");
+    // The replies crossed the router from the backends.
+    let replies: u64 = (1..=3)
+        .map(|i| {
+            let link = format!("be{i}");
+            after.router_backends[&link].rx_packets - before.router_backends[&link].rx_packets
+        })
+        .sum();
+    assert!(replies >= 600 * 3, "only {replies} packets came back from the backends");
+}
+
+#[test]
+fn layer2_dsr_vip_serves_over_the_shared_segment() {
+    let lab = TestLab::up("l2", 3);
+    let spread = lab.send_requests(VIP_L2, 120).unwrap();
+    assert_eq!(spread.len(), 3, "{spread:?}");
+    assert_eq!(spread.values().sum::<usize>(), 120);
+}
+
+#[test]
+fn long_lived_connection_survives_adding_and_removing_other_backends() {
+    let lab = TestLab::up("sticky", 4);
+    lab.set_active_backends(&[1, 2, 3]).unwrap();
+    let client_ns = tula_net::Netns::open(&lab.topology.ns_client()).unwrap();
+    client_ns
+        .run(|| {
+            let mut conn = tula_lab::http::Client::connect(vip_l3(), Duration::from_secs(5)).unwrap();
+            let first = conn.request("/", None, true).unwrap();
+            let mine: u8 = first.trim().trim_start_matches("be").parse().unwrap();
+            assert!((1..=3).contains(&mine));
+
+            // A fourth backend joins: new connections reach it, ours stays.
+            lab.set_active_backends(&[1, 2, 3, 4]).unwrap();
+            assert_eq!(conn.request("/", None, true).unwrap(), first);
+            let mut spread = BTreeMap::new();
+            for _ in 0..120 {
+                let who = tula_lab::http::get(vip_l3(), Duration::from_secs(5)).unwrap();
+                *spread.entry(who.trim().to_string()).or_insert(0) += 1;
+            }
+            assert!(spread.contains_key("be4"), "new flows never reached be4: {spread:?}");
+
+            // Another backend leaves: ours is untouched.
+            let other = (1..=4).find(|i| *i != mine).unwrap();
+            let remaining: Vec<u8> = (1..=4).filter(|i| *i != other).collect();
+            lab.set_active_backends(&remaining).unwrap();
+            assert_eq!(conn.request("/", None, true).unwrap(), first);
+            for _ in 0..60 {
+                let who = tula_lab::http::get(vip_l3(), Duration::from_secs(5)).unwrap();
+                assert_ne!(who.trim(), format!("be{other}"), "a new flow went to the removed backend");
+            }
+        })
+        .unwrap();
+}
+
+#[test]
+fn decap_verify_passes_on_backends_and_names_a_broken_rp_filter() {
+    let lab = TestLab::up("verify", 2);
+    let verify = |i: u8| {
+        let ns = tula_net::Netns::open(&lab.topology.ns_backend(i)).unwrap();
+        ns.command(env!("CARGO_BIN_EXE_tula"))
+            .args(["decap", "verify", "--root"])
+            .arg(lab.decap_root(i))
+            .output()
+            .unwrap()
+    };
+    let ok = verify(1);
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "verify failed on a good backend:\n{text}{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(!text.contains("FAIL"), "{text}");
+
+    let ns = tula_net::Netns::open(&lab.topology.ns_backend(2)).unwrap();
+    ns.run(|| tula_net::sysctl::write("net.ipv4.conf.all.rp_filter", "1")).unwrap().unwrap();
+    let broken = verify(2);
+    let text = String::from_utf8_lossy(&broken.stdout);
+    assert!(!broken.status.success(), "verify passed on a broken backend:\n{text}");
+    let failing: Vec<&str> = text.lines().filter(|l| l.contains("FAIL")).collect();
+    assert!(!failing.is_empty() && failing.iter().all(|l| l.contains("rp_filter")), "{text}");
+}
