@@ -140,6 +140,9 @@ fn long_lived_connection_survives_adding_and_removing_other_backends() {
 #[test]
 fn decap_verify_passes_on_backends_and_names_a_broken_rp_filter() {
     let lab = TestLab::up("verify", 2);
+    // verify also checks that decapsulated traffic has been seen.
+    let spread = lab.send_requests(VIP_L3, 40).unwrap();
+    assert_eq!(spread.len(), 2, "{spread:?}");
     let verify = |i: u8| {
         let ns = tula_net::Netns::open(&lab.topology.ns_backend(i)).unwrap();
         ns.command(env!("CARGO_BIN_EXE_tula"))
@@ -158,6 +161,18 @@ fn decap_verify_passes_on_backends_and_names_a_broken_rp_filter() {
     let broken = verify(2);
     let text = String::from_utf8_lossy(&broken.stdout);
     assert!(!broken.status.success(), "verify passed on a broken backend:\n{text}");
-    let failing: Vec<&str> = text.lines().filter(|l| l.contains("FAIL")).collect();
+    let failing: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL")).collect();
     assert!(!failing.is_empty() && failing.iter().all(|l| l.contains("rp_filter")), "{text}");
+}
+
+#[test]
+fn lab_down_leaves_nothing_behind() {
+    let lab = TestLab::up("down", 1);
+    let prefix = format!("{}-", lab.topology.prefix);
+    assert_eq!(tula_net::netns_list().unwrap().iter().filter(|n| n.starts_with(&prefix)).count(), 4);
+    lab.down().unwrap();
+    assert!(tula_net::netns_list().unwrap().iter().all(|n| !n.starts_with(&prefix)));
+    assert!(!lab.topology.run_dir().exists());
+    // Taking it down twice is fine.
+    lab.down().unwrap();
 }
