@@ -1,1 +1,65 @@
-//! tula's declarative config: model, TOML, validation.
+//! tula's declarative config: the model an operator writes (TOML, by default at
+//! [`DEFAULT_CONFIG_PATH`]), its decoding with every problem reported at once,
+//! and the validation rules that run before anything is applied.
+//!
+//! ```
+//! let config = tula_config::Config::from_toml_str(r#"
+//!     interfaces = ["eth0"]
+//!
+//!     [[vip]]
+//!     name = "web"
+//!     address = "203.0.113.10"
+//!     port = 80
+//!     backends = [{ address = "198.18.3.2" }, { address = "198.18.3.3", weight = 3 }]
+//! "#).unwrap();
+//! config.validate(&tula_config::HostFacts::default()).unwrap();
+//! assert_eq!(config.vips[0].backends[1].weight, 3);
+//! ```
+//!
+//! Problems are reported as `path: message`, the path naming VIPs by name:
+//! `vips[web].backends[2].weight: 1001 is out of range 0..=1000`.
+
+mod decode;
+mod error;
+mod model;
+mod validate;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use model::{
+    duration_text, AllDown, Api, Backend, BackendState, CheckType, Config, DsrType, HealthCheck,
+    Mode, Protocol, Scheduler, StatusRange, Vip, DEFAULT_CONFIG_PATH, MAX_WEIGHT,
+};
+pub use validate::{is_valid_vip_name, HostFacts, Subnet, MIN_TOKEN_LEN};
+
+impl Config {
+    /// Decodes TOML, reporting every syntax error, wrong type and unknown key at once.
+    /// Does not validate: call [`Config::validate`] before using the result.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigErrors> {
+        decode::decode(text)
+    }
+
+    /// The config as TOML that [`Config::from_toml_str`] reads back to an equal config.
+    pub fn to_toml_string(&self) -> String {
+        toml::to_string(self).expect("every config value has a TOML form")
+    }
+
+    /// Checks every rule, reporting every problem at once. Rules that need a fact
+    /// about the host run only when `host` provides it.
+    pub fn validate(&self, host: &HostFacts) -> Result<(), ConfigErrors> {
+        validate::validate(self, host)
+    }
+
+    /// The VIP named `name`.
+    pub fn vip(&self, name: &str) -> Option<&Vip> {
+        self.vips.iter().find(|v| v.name == name)
+    }
+
+    /// A copy safe to show: the API token replaced by `"********"`.
+    pub fn redacted(&self) -> Config {
+        let mut copy = self.clone();
+        if copy.api.token.is_some() {
+            copy.api.token = Some("********".to_string());
+        }
+        copy
+    }
+}

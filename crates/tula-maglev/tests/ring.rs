@@ -275,7 +275,10 @@ fn no_serving_backend_gives_an_empty_ring() {
 fn lookup_scales_the_hash_onto_the_ring_like_the_data_plane() {
     let ring = Ring::build(&equal(10), 251).unwrap();
     for hash in [0u32, 1, 250, 251, 1000, u32::MAX] {
-        assert_eq!(ring.lookup(hash), Some(ring.slots()[((hash as u64 * 251) >> 32) as usize]));
+        assert_eq!(
+            ring.lookup(hash),
+            Some(ring.slots()[((hash as u64 * 251) >> 32) as usize])
+        );
     }
 }
 

@@ -1,0 +1,474 @@
+//! The config model: what an operator declares, with its defaults, as serde types
+//! shared by the TOML file and the JSON of the REST API.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Where the daemon reads its config unless told otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/tula/tula.toml";
+
+/// The whole declared state of one load balancer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Interfaces the balancer attaches to (clients arrive and encapsulated packets leave here).
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// Outer source address of IPIP packets; absent = the address of each egress interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_source: Option<IpAddr>,
+    /// Maglev ring slots per VIP; a prime.
+    #[serde(default = "default_ring_size")]
+    pub ring_size: u32,
+    /// Entries of the connection (LRU) table.
+    #[serde(default = "default_conn_table_size")]
+    pub conn_table_size: u32,
+    #[serde(default = "default_max_vips")]
+    pub max_vips: u32,
+    /// Capacity of the data plane's backend table; every backend of every VIP takes one entry.
+    #[serde(default = "default_max_backends")]
+    pub max_backends: u32,
+    /// bpffs directory where programs, links and maps are pinned.
+    #[serde(default = "default_pin_dir")]
+    pub pin_dir: PathBuf,
+    #[serde(default)]
+    pub api: Api,
+    /// The `[[vip]]` tables, in file order. Error paths call them `vips[NAME]`.
+    #[serde(rename = "vip", default, skip_serializing_if = "Vec::is_empty")]
+    pub vips: Vec<Vip>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            interfaces: Vec::new(),
+            tunnel_source: None,
+            ring_size: default_ring_size(),
+            conn_table_size: default_conn_table_size(),
+            max_vips: default_max_vips(),
+            max_backends: default_max_backends(),
+            pin_dir: default_pin_dir(),
+            api: Api::default(),
+            vips: Vec::new(),
+        }
+    }
+}
+
+fn default_ring_size() -> u32 {
+    tula_maglev::DEFAULT_RING_SIZE
+}
+fn default_conn_table_size() -> u32 {
+    1_000_000
+}
+fn default_max_vips() -> u32 {
+    512
+}
+fn default_max_backends() -> u32 {
+    4096
+}
+fn default_pin_dir() -> PathBuf {
+    PathBuf::from("/sys/fs/bpf/tula")
+}
+
+/// The REST API's socket and credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Bearer token; required unless `listen` is a loopback address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl Default for Api {
+    fn default() -> Api {
+        Api {
+            listen: default_listen(),
+            token: None,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, 9100))
+}
+
+/// A virtual IP: the address, port and protocol clients connect to, and who serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vip {
+    /// Identifies the VIP in paths, the API and the CLI: a letter, then letters, digits, `-`, `_` or `.`.
+    pub name: String,
+    pub address: IpAddr,
+    /// 0 = all ports.
+    #[serde(default)]
+    pub port: u16,
+    #[serde(default)]
+    pub protocol: Protocol,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub dsr_type: DsrType,
+    #[serde(default)]
+    pub scheduler: Scheduler,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<Backend>,
+    #[serde(default)]
+    pub health_check: HealthCheck,
+    /// What to do with new flows when no backend is up.
+    #[serde(default)]
+    pub all_down: AllDown,
+    /// The backend that takes every flow while all others are down; only with `all_down = "sorry"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry_backend: Option<IpAddr>,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+/// Forwarding mode. Only Direct Server Return exists: replies bypass the balancer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Dsr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum DsrType {
+    /// Rewrite MAC addresses only; backends share a segment with the balancer.
+    #[serde(rename = "l2")]
+    L2,
+    /// Encapsulate in IPIP to the backend's routable address.
+    #[default]
+    #[serde(rename = "l3-ipip")]
+    L3Ipip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheduler {
+    /// Consistent hashing of the 5-tuple over a weighted Maglev ring.
+    #[default]
+    Maglev,
+    /// Consistent hashing of the client address only.
+    SourceHash,
+    RoundRobin,
+    WeightedRoundRobin,
+}
+
+/// One real server of a VIP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    pub address: IpAddr,
+    /// Must equal the VIP's port if given: DSR cannot translate ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Relative share of new flows, 0..=1000; 0 drains the backend, like `state = "drain"`.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default)]
+    pub state: BackendState,
+}
+
+/// Largest backend weight.
+pub const MAX_WEIGHT: u32 = 1000;
+
+fn default_weight() -> u32 {
+    1
+}
+
+impl Backend {
+    /// The state that counts: weight 0 drains an otherwise active backend.
+    pub fn effective_state(&self) -> BackendState {
+        match self.state {
+            BackendState::Active if self.weight == 0 => BackendState::Drain,
+            state => state,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendState {
+    /// Takes new flows (when healthy).
+    #[default]
+    Active,
+    /// Takes no new flows; its existing flows continue.
+    Drain,
+    /// Takes nothing; its existing flows move to other backends.
+    Disabled,
+}
+
+/// How a VIP's backends are probed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    #[serde(rename = "type", default)]
+    pub kind: CheckType,
+    /// Probe port; absent = the VIP port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default = "default_interval", with = "duration_text")]
+    pub interval: Duration,
+    #[serde(default = "default_timeout", with = "duration_text")]
+    pub timeout: Duration,
+    /// Consecutive successes that bring a backend up.
+    #[serde(default = "default_rise")]
+    pub rise: u32,
+    /// Consecutive failures that take a backend down.
+    #[serde(default = "default_fall")]
+    pub fall: u32,
+    /// http/https: the path to GET (default "/").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// http/https: accepted status or range (default 200-399).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_status: Option<StatusRange>,
+    /// http/https: a substring the response body must contain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_body: Option<String>,
+    /// http/https: the Host header (default: the backend address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// https: verify the backend's certificate (default false: the probe checks liveness, not identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_verify: Option<bool>,
+}
+
+impl Default for HealthCheck {
+    fn default() -> HealthCheck {
+        HealthCheck {
+            kind: CheckType::default(),
+            port: None,
+            interval: default_interval(),
+            timeout: default_timeout(),
+            rise: default_rise(),
+            fall: default_fall(),
+            path: None,
+            expect_status: None,
+            expect_body: None,
+            host: None,
+            tls_verify: None,
+        }
+    }
+}
+
+impl HealthCheck {
+    pub const DEFAULT_PATH: &'static str = "/";
+    pub const DEFAULT_EXPECT_STATUS: StatusRange = StatusRange {
+        low: 200,
+        high: 399,
+    };
+
+    /// The probe port for a VIP on `vip_port` (None when neither names one).
+    pub fn port_for(&self, vip_port: u16) -> Option<u16> {
+        self.port.or((vip_port != 0).then_some(vip_port))
+    }
+
+    pub fn path_or_default(&self) -> &str {
+        self.path.as_deref().unwrap_or(Self::DEFAULT_PATH)
+    }
+
+    pub fn expect_status_or_default(&self) -> StatusRange {
+        self.expect_status.unwrap_or(Self::DEFAULT_EXPECT_STATUS)
+    }
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_rise() -> u32 {
+    2
+}
+fn default_fall() -> u32 {
+    3
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckType {
+    /// A TCP connect to the backend address.
+    #[default]
+    Tcp,
+    /// An HTTP GET; checks the status and optionally the body.
+    Http,
+    /// Like http, over TLS.
+    Https,
+    /// A TCP connect to the VIP, sent through the same DSR path as client traffic.
+    Tunnel,
+    /// No probing: backends count as up.
+    None,
+}
+
+impl CheckType {
+    pub fn is_http(self) -> bool {
+        matches!(self, CheckType::Http | CheckType::Https)
+    }
+}
+
+impl fmt::Display for CheckType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CheckType::Tcp => "tcp",
+            CheckType::Http => "http",
+            CheckType::Https => "https",
+            CheckType::Tunnel => "tunnel",
+            CheckType::None => "none",
+        })
+    }
+}
+
+/// Policy for new flows when no backend of a VIP is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllDown {
+    /// Drop them (fail closed).
+    #[default]
+    Drop,
+    /// Keep sending them to the backends that were up last (fail open).
+    KeepLast,
+    /// Send them to `sorry_backend`.
+    Sorry,
+}
+
+/// Accepted HTTP statuses, inclusive. Written "200", 200 or "200-399".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusRange {
+    pub low: u16,
+    pub high: u16,
+}
+
+impl StatusRange {
+    pub fn contains(&self, status: u16) -> bool {
+        (self.low..=self.high).contains(&status)
+    }
+}
+
+impl fmt::Display for StatusRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.low == self.high {
+            write!(f, "{}", self.low)
+        } else {
+            write!(f, "{}-{}", self.low, self.high)
+        }
+    }
+}
+
+impl std::str::FromStr for StatusRange {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<StatusRange, String> {
+        let bad = || {
+            format!(
+                "invalid status {text:?}: expected a status like 200 or a range like \"200-399\""
+            )
+        };
+        let (low, high) = text.split_once('-').unwrap_or((text, text));
+        let low = low.trim().parse().map_err(|_| bad())?;
+        let high = high.trim().parse().map_err(|_| bad())?;
+        Ok(StatusRange { low, high })
+    }
+}
+
+impl Serialize for StatusRange {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusRange {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<StatusRange, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = StatusRange;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a status like 200 or a range like \"200-399\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<StatusRange, E> {
+                let status =
+                    u16::try_from(v).map_err(|_| E::custom(format!("invalid status {v}")))?;
+                Ok(StatusRange {
+                    low: status,
+                    high: status,
+                })
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<StatusRange, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(-1))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StatusRange, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// Durations as text: a whole number with a unit, `ms`, `s` or `m` ("500ms", "2s", "1m").
+pub mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let bad = || {
+            format!("invalid duration {text:?}: expected a whole number and a unit ms, s or m, like \"2s\"")
+        };
+        let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number.parse().map_err(|_| bad())?;
+        let millis = match unit {
+            "ms" => Some(number),
+            "s" => number.checked_mul(1000),
+            "m" => number.checked_mul(60_000),
+            _ => None,
+        };
+        millis.map(Duration::from_millis).ok_or_else(bad)
+    }
+
+    /// The shortest exact text for `duration` (whole milliseconds).
+    pub fn format(duration: Duration) -> String {
+        let millis = duration.as_millis();
+        if millis != 0 && millis.is_multiple_of(60_000) {
+            format!("{}m", millis / 60_000)
+        } else if millis.is_multiple_of(1000) {
+            format!("{}s", millis / 1000)
+        } else {
+            format!("{millis}ms")
+        }
+    }
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format(*duration))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse(&text).map_err(serde::de::Error::custom)
+    }
+}

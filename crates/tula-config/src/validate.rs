@@ -1,0 +1,591 @@
+//! Validation: every rule a config must pass before anything is applied.
+//!
+//! Rules that need to know the host (its interfaces, addresses and connected
+//! subnets) take them from [`HostFacts`], so tests can state them; a fact left
+//! out (`None`) skips the rules that need it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{join, vip_path, ConfigError, ConfigErrors};
+use crate::model::{
+    duration_text, AllDown, Backend, CheckType, Config, DsrType, HealthCheck, Protocol, Vip,
+    MAX_WEIGHT,
+};
+
+/// What validation needs to know about the host that will run the config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostFacts {
+    /// Names of the host's network interfaces.
+    pub interfaces: Option<BTreeSet<String>>,
+    /// Every address assigned on the host.
+    pub local_addresses: Option<BTreeSet<IpAddr>>,
+    /// The subnets directly connected to each interface, by interface name.
+    pub connected_subnets: Option<BTreeMap<String, Vec<Subnet>>>,
+}
+
+/// An IPv4 subnet, written `198.18.20.0/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Subnet {
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl Subnet {
+    /// `None` when `prefix_len` is above 32.
+    pub fn new(address: Ipv4Addr, prefix_len: u8) -> Option<Subnet> {
+        (prefix_len <= 32).then_some(Subnet {
+            address,
+            prefix_len,
+        })
+    }
+
+    pub fn contains(&self, address: Ipv4Addr) -> bool {
+        let mask = u32::MAX
+            .checked_shl(32 - self.prefix_len as u32)
+            .unwrap_or(0);
+        u32::from(address) & mask == u32::from(self.address) & mask
+    }
+}
+
+impl fmt::Display for Subnet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix_len)
+    }
+}
+
+impl FromStr for Subnet {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Subnet, String> {
+        let bad = || {
+            format!("invalid subnet {text:?}: expected an IPv4 address and prefix length, like 198.18.20.0/24")
+        };
+        let (address, prefix_len) = text.split_once('/').ok_or_else(bad)?;
+        let address = address.parse().map_err(|_| bad())?;
+        let prefix_len = prefix_len.parse().map_err(|_| bad())?;
+        Subnet::new(address, prefix_len).ok_or_else(bad)
+    }
+}
+
+impl TryFrom<String> for Subnet {
+    type Error = String;
+    fn try_from(text: String) -> Result<Subnet, String> {
+        text.parse()
+    }
+}
+
+impl From<Subnet> for String {
+    fn from(subnet: Subnet) -> String {
+        subnet.to_string()
+    }
+}
+
+/// A letter, then up to 62 letters, digits, `-`, `_` or `.`.
+pub fn is_valid_vip_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Shortest API token accepted.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+pub(crate) fn validate(config: &Config, host: &HostFacts) -> Result<(), ConfigErrors> {
+    let mut check = Checker {
+        config,
+        host,
+        errors: Vec::new(),
+    };
+    check.globals();
+    let vip_addresses: Vec<(IpAddr, String)> = config
+        .vips
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.address, vip_path(i, Some(&v.name))))
+        .collect();
+    check.vip_names();
+    check.vip_keys();
+    for (index, vip) in config.vips.iter().enumerate() {
+        check.vip(&vip_path(index, Some(&vip.name)), vip, &vip_addresses);
+    }
+    ConfigErrors::check(check.errors)
+}
+
+struct Checker<'a> {
+    config: &'a Config,
+    host: &'a HostFacts,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError::new(path, message));
+    }
+
+    fn globals(&mut self) {
+        let config = self.config;
+        if config.interfaces.is_empty() {
+            self.error("interfaces", "at least one interface is required");
+        }
+        let mut seen = BTreeSet::new();
+        for (i, name) in config.interfaces.iter().enumerate() {
+            let path = format!("interfaces[{i}]");
+            if !is_valid_interface_name(name) {
+                self.error(path, format!("{name:?} is not a valid interface name"));
+            } else if !seen.insert(name) {
+                self.error(path, format!("{name:?} is listed twice"));
+            } else if self
+                .host
+                .interfaces
+                .as_ref()
+                .is_some_and(|known| !known.contains(name))
+            {
+                self.error(path, format!("no interface named {name:?} on this host"));
+            }
+        }
+
+        if let Some(source) = config.tunnel_source {
+            match source {
+                IpAddr::V6(_) => self.error(
+                    "tunnel_source",
+                    format!("IPv6 address {source} is not supported yet; the tunnel source must be IPv4"),
+                ),
+                IpAddr::V4(v4) => {
+                    if let Some(why) = unusable(v4) {
+                        self.error("tunnel_source", format!("{source} cannot be a tunnel source ({why})"));
+                    } else if self.host.local_addresses.as_ref().is_some_and(|local| !local.contains(&source)) {
+                        self.error("tunnel_source", format!("{source} is not an address of this host"));
+                    }
+                }
+            }
+        }
+
+        if !tula_maglev::is_prime(config.ring_size) {
+            self.error("ring_size", format!("{} is not prime", config.ring_size));
+        }
+        for (key, value) in [
+            ("conn_table_size", config.conn_table_size),
+            ("max_vips", config.max_vips),
+            ("max_backends", config.max_backends),
+        ] {
+            if value == 0 {
+                self.error(key, "must be at least 1");
+            }
+        }
+        if config.vips.len() > config.max_vips as usize {
+            self.error(
+                "vips",
+                format!(
+                    "{} VIPs exceed max_vips ({})",
+                    config.vips.len(),
+                    config.max_vips
+                ),
+            );
+        }
+        let backends: usize = config
+            .vips
+            .iter()
+            .map(|v| v.backends.len() + v.sorry_backend.is_some() as usize)
+            .sum();
+        if backends > config.max_backends as usize {
+            self.error(
+                "vips",
+                format!(
+                    "{backends} backends in all (sorry backends included) exceed max_backends ({})",
+                    config.max_backends
+                ),
+            );
+        }
+        if !config.pin_dir.is_absolute() {
+            self.error(
+                "pin_dir",
+                format!(
+                    "{:?} must be an absolute path",
+                    config.pin_dir.display().to_string()
+                ),
+            );
+        }
+
+        let api = &config.api;
+        match &api.token {
+            None if !api.listen.ip().is_loopback() => self.error(
+                "api.token",
+                format!(
+                    "required because api.listen {} is not a loopback address",
+                    api.listen
+                ),
+            ),
+            Some(token) if token.chars().count() < MIN_TOKEN_LEN => self.error(
+                "api.token",
+                format!("must be at least {MIN_TOKEN_LEN} characters"),
+            ),
+            _ => {}
+        }
+    }
+
+    fn vip_names(&mut self) {
+        let mut by_name: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (index, vip) in self.config.vips.iter().enumerate() {
+            if is_valid_vip_name(&vip.name) {
+                by_name.entry(&vip.name).or_default().push(index);
+            } else {
+                self.error(
+                    join(&vip_path(index, None), "name"),
+                    format!("{:?} is not a valid VIP name: use a letter, then letters, digits, '-', '_' or '.', 63 at most", vip.name),
+                );
+            }
+        }
+        for (name, positions) in by_name.into_iter().filter(|(_, p)| p.len() > 1) {
+            let positions: Vec<String> = positions.iter().map(|p| p.to_string()).collect();
+            self.error(
+                format!("vips[{name}].name"),
+                format!(
+                    "{name:?} names more than one VIP (positions {} in file order, from 0)",
+                    positions.join(", ")
+                ),
+            );
+        }
+    }
+
+    /// Two VIPs must not share address, port and protocol.
+    fn vip_keys(&mut self) {
+        let mut first: BTreeMap<(IpAddr, u16, Protocol), usize> = BTreeMap::new();
+        for (index, vip) in self.config.vips.iter().enumerate() {
+            let key = (vip.address, vip.port, vip.protocol);
+            if let Some(&earlier) = first.get(&key) {
+                let other = vip_path(earlier, Some(&self.config.vips[earlier].name));
+                self.error(
+                    vip_path(index, Some(&vip.name)),
+                    format!(
+                        "same address, port and protocol as {other} ({})",
+                        socket_text(vip.address, vip.port, vip.protocol)
+                    ),
+                );
+            } else {
+                first.insert(key, index);
+            }
+        }
+    }
+
+    fn vip(&mut self, path: &str, vip: &Vip, vip_addresses: &[(IpAddr, String)]) {
+        let address_path = join(path, "address");
+        match vip.address {
+            IpAddr::V6(_) => self.error(
+                &address_path,
+                format!(
+                    "IPv6 address {} is not supported yet (IPv4 only)",
+                    vip.address
+                ),
+            ),
+            IpAddr::V4(v4) => {
+                if let Some(why) = unusable(v4) {
+                    self.error(
+                        &address_path,
+                        format!("{} cannot be a VIP ({why})", vip.address),
+                    );
+                } else if self.config.tunnel_source == Some(vip.address) {
+                    self.error(
+                        &address_path,
+                        format!("{} is the tunnel source", vip.address),
+                    );
+                } else if self.config.api.listen.ip() == vip.address {
+                    self.error(
+                        &address_path,
+                        format!("{} is the API listen address", vip.address),
+                    );
+                } else if self
+                    .host
+                    .local_addresses
+                    .as_ref()
+                    .is_some_and(|local| local.contains(&vip.address))
+                {
+                    self.error(
+                        &address_path,
+                        format!(
+                            "{} is a local address of this host, in use for something else",
+                            vip.address
+                        ),
+                    );
+                }
+            }
+        }
+
+        if vip.backends.len() >= self.config.ring_size as usize {
+            self.error(
+                join(path, "backends"),
+                format!(
+                    "{n} backends need a ring_size above {n} (ring_size is {})",
+                    self.config.ring_size,
+                    n = vip.backends.len()
+                ),
+            );
+        }
+        let mut first: BTreeMap<IpAddr, usize> = BTreeMap::new();
+        for (i, backend) in vip.backends.iter().enumerate() {
+            let backend_path = format!("{path}.backends[{i}]");
+            self.backend(&backend_path, vip, backend, vip_addresses);
+            if let Some(&earlier) = first.get(&backend.address) {
+                self.error(
+                    join(&backend_path, "address"),
+                    format!(
+                        "{} is listed twice (also backends[{earlier}])",
+                        backend.address
+                    ),
+                );
+            } else {
+                first.insert(backend.address, i);
+            }
+        }
+
+        let sorry_path = join(path, "sorry_backend");
+        match (vip.all_down, vip.sorry_backend) {
+            (AllDown::Sorry, None) => self.error(sorry_path, "required when all_down is \"sorry\""),
+            (AllDown::Sorry, Some(sorry)) => {
+                self.backend_address(&sorry_path, vip, sorry, vip_addresses);
+                if let Some(i) = vip.backends.iter().position(|b| b.address == sorry) {
+                    self.error(sorry_path, format!("{sorry} is also backends[{i}]; the sorry backend must be another server"));
+                }
+            }
+            (policy, Some(_)) => self.error(
+                sorry_path,
+                format!(
+                    "only used when all_down is \"sorry\" (it is \"{}\")",
+                    all_down_text(policy)
+                ),
+            ),
+            (_, None) => {}
+        }
+
+        self.health_check(&join(path, "health_check"), vip, &vip.health_check);
+    }
+
+    fn backend(
+        &mut self,
+        path: &str,
+        vip: &Vip,
+        backend: &Backend,
+        vip_addresses: &[(IpAddr, String)],
+    ) {
+        self.backend_address(&join(path, "address"), vip, backend.address, vip_addresses);
+        match backend.port {
+            Some(port) if vip.port == 0 => self.error(
+                join(path, "port"),
+                format!("{port} is set but the VIP serves all ports (port 0); DSR cannot translate ports"),
+            ),
+            Some(port) if port != vip.port => self.error(
+                join(path, "port"),
+                format!("{port} differs from the VIP port {}; DSR cannot translate ports", vip.port),
+            ),
+            _ => {}
+        }
+        if backend.weight > MAX_WEIGHT {
+            self.error(
+                join(path, "weight"),
+                format!("{} is out of range 0..={MAX_WEIGHT}", backend.weight),
+            );
+        }
+    }
+
+    /// Rules for any address that receives a VIP's flows: real backends and the sorry backend.
+    fn backend_address(
+        &mut self,
+        path: &str,
+        vip: &Vip,
+        address: IpAddr,
+        vip_addresses: &[(IpAddr, String)],
+    ) {
+        let v4 = match (vip.address, address) {
+            (IpAddr::V4(_), IpAddr::V6(_)) => {
+                return self.error(
+                    path,
+                    format!("IPv6 backend {address} for IPv4 VIP {}", vip.address),
+                );
+            }
+            (IpAddr::V6(_), IpAddr::V4(_)) => {
+                return self.error(
+                    path,
+                    format!("IPv4 backend {address} for IPv6 VIP {}", vip.address),
+                );
+            }
+            (_, IpAddr::V6(_)) => {
+                return self.error(
+                    path,
+                    format!("IPv6 address {address} is not supported yet (IPv4 only)"),
+                );
+            }
+            (_, IpAddr::V4(v4)) => v4,
+        };
+        if let Some(why) = unusable(v4) {
+            return self.error(path, format!("{address} cannot be a backend ({why})"));
+        }
+        if let Some((_, owner)) = vip_addresses.iter().find(|(a, _)| *a == address) {
+            return self.error(path, format!("{address} is the address of a VIP ({owner})"));
+        }
+        if vip.dsr_type == DsrType::L2 {
+            self.on_connected_subnet(path, v4);
+        }
+    }
+
+    /// L2 DSR rewrites MAC addresses only, so the backend must be on a segment the balancer is on.
+    fn on_connected_subnet(&mut self, path: &str, address: Ipv4Addr) {
+        let Some(connected) = &self.host.connected_subnets else {
+            return;
+        };
+        let subnets: Vec<(&String, &Subnet)> = self
+            .config
+            .interfaces
+            .iter()
+            .flat_map(|name| {
+                connected
+                    .get(name)
+                    .into_iter()
+                    .flatten()
+                    .map(move |subnet| (name, subnet))
+            })
+            .collect();
+        if !subnets.iter().any(|(_, subnet)| subnet.contains(address)) {
+            let listed: Vec<String> = subnets
+                .iter()
+                .map(|(name, subnet)| format!("{name} {subnet}"))
+                .collect();
+            let listed = if listed.is_empty() {
+                "none".to_string()
+            } else {
+                listed.join(", ")
+            };
+            self.error(
+                path,
+                format!("{address} is not on a subnet connected to the interfaces ({listed}); L2 DSR needs backends on the balancer's segment"),
+            );
+        }
+    }
+
+    fn health_check(&mut self, path: &str, vip: &Vip, check: &HealthCheck) {
+        let kind = check.kind;
+        if kind != CheckType::None {
+            match check.port_for(vip.port) {
+                None => self.error(
+                    join(path, "port"),
+                    "required because the VIP serves all ports (port 0)",
+                ),
+                Some(0) => self.error(join(path, "port"), "0 is not a port to probe"),
+                Some(_) => {}
+            }
+        }
+        if check.interval.is_zero() {
+            self.error(join(path, "interval"), "must be longer than 0");
+        }
+        if check.timeout.is_zero() {
+            self.error(join(path, "timeout"), "must be longer than 0");
+        } else if check.timeout > check.interval && !check.interval.is_zero() {
+            self.error(
+                join(path, "timeout"),
+                format!(
+                    "{} is longer than the interval {}",
+                    duration_text::format(check.timeout),
+                    duration_text::format(check.interval)
+                ),
+            );
+        }
+        for (key, value) in [("rise", check.rise), ("fall", check.fall)] {
+            if value == 0 {
+                self.error(join(path, key), "must be at least 1");
+            }
+        }
+
+        let http_only = [
+            ("path", check.path.is_some()),
+            ("expect_status", check.expect_status.is_some()),
+            ("expect_body", check.expect_body.is_some()),
+            ("host", check.host.is_some()),
+        ];
+        for (key, set) in http_only {
+            if set && !kind.is_http() {
+                self.error(
+                    join(path, key),
+                    format!("only used by http and https checks (type is \"{kind}\")"),
+                );
+            }
+        }
+        if check.tls_verify.is_some() && kind != CheckType::Https {
+            self.error(
+                join(path, "tls_verify"),
+                format!("only used by https checks (type is \"{kind}\")"),
+            );
+        }
+        if let Some(p) = &check.path {
+            if !p.starts_with('/') || p.contains(char::is_whitespace) {
+                self.error(
+                    join(path, "path"),
+                    format!("{p:?} must start with \"/\" and contain no spaces"),
+                );
+            }
+        }
+        if let Some(range) = check.expect_status {
+            if range.low < 100 || range.high > 599 || range.low > range.high {
+                self.error(
+                    join(path, "expect_status"),
+                    format!("\"{range}\" is not a status range within 100-599"),
+                );
+            }
+        }
+        if let Some(host) = &check.host {
+            if host.is_empty() || host.contains(char::is_whitespace) {
+                self.error(
+                    join(path, "host"),
+                    format!("{host:?} is not a valid Host header"),
+                );
+            }
+        }
+    }
+}
+
+/// Why an IPv4 address can't carry traffic to or from a VIP, if it can't.
+fn unusable(address: Ipv4Addr) -> Option<&'static str> {
+    if address.is_unspecified() {
+        Some("unspecified")
+    } else if address.is_loopback() {
+        Some("loopback")
+    } else if address.is_multicast() {
+        Some("multicast")
+    } else if address.is_broadcast() {
+        Some("broadcast")
+    } else {
+        None
+    }
+}
+
+/// Linux interface names: 1 to 15 bytes, no '/', ':' or whitespace.
+fn is_valid_interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+}
+
+fn socket_text(address: IpAddr, port: u16, protocol: Protocol) -> String {
+    let port = if port == 0 {
+        "*".to_string()
+    } else {
+        port.to_string()
+    };
+    format!("{address}:{port}/{protocol}")
+}
+
+fn all_down_text(policy: AllDown) -> &'static str {
+    match policy {
+        AllDown::Drop => "drop",
+        AllDown::KeepLast => "keep-last",
+        AllDown::Sorry => "sorry",
+    }
+}
