@@ -1,0 +1,271 @@
+//! One change to the host: how to describe it, make it, and undo it.
+//! A setup is a list of these; the state file records the ones made.
+
+use crate::program::{self, DecapProgram, PinnedDecap};
+use crate::{tunnel, DecapError};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    /// `modprobe NAME`.
+    LoadModule { name: String },
+    /// `ip tunnel add NAME mode ipip local LOCAL`, made only if the kernel did
+    /// not already create `tunl0` when the module loaded.
+    CreateIpipTunnel { name: String, local: Ipv4Addr },
+    /// `sysctl -w KEY=TO`; `from` is the value before, `None` if the key did not
+    /// exist yet (its interface is created by an earlier change).
+    SetSysctl { key: String, from: Option<String>, to: String },
+    /// `ip addr add ADDR/PREFIX dev LINK`.
+    AddAddress { link: String, addr: Ipv4Addr, prefix: u8 },
+    /// `ip link set LINK up`.
+    SetLinkUp { link: String },
+    /// `mount -t bpf bpf /sys/fs/bpf`.
+    MountBpffs { path: PathBuf },
+    /// Load bpf/decap.o, fill its maps, attach it to `interface`, pin under `pin_dir`.
+    AttachDecap { interface: String, pin_dir: PathBuf, local: Vec<Ipv4Addr>, vips: Vec<Ipv4Addr> },
+    /// Set the maps of an already attached program to exactly these addresses.
+    UpdateDecapMaps { interface: String, pin_dir: PathBuf, local: Vec<Ipv4Addr>, vips: Vec<Ipv4Addr> },
+    /// Remove pins whose XDP link lost its interface (a namespace or device
+    /// deleted without teardown): such a link can never carry traffic again.
+    RemoveStalePins { pin_dir: PathBuf },
+    /// Write `contents` to `path`; `previous` is what was there, to restore.
+    WriteFile { path: PathBuf, contents: String, mode: u32, previous: Option<String> },
+    /// `ln -s TARGET PATH` (how `systemctl enable` enables a unit).
+    Symlink { path: PathBuf, target: PathBuf },
+}
+
+impl Change {
+    /// Two changes to the same object: the state file keeps only the first,
+    /// so teardown restores what was there before the first setup.
+    pub(crate) fn same_object(&self, other: &Change) -> bool {
+        use Change::*;
+        match (self, other) {
+            (LoadModule { name: a }, LoadModule { name: b }) => a == b,
+            (CreateIpipTunnel { name: a, .. }, CreateIpipTunnel { name: b, .. }) => a == b,
+            (SetSysctl { key: a, .. }, SetSysctl { key: b, .. }) => a == b,
+            (AddAddress { link: l1, addr: a1, .. }, AddAddress { link: l2, addr: a2, .. }) => l1 == l2 && a1 == a2,
+            (SetLinkUp { link: a }, SetLinkUp { link: b }) => a == b,
+            (MountBpffs { path: a }, MountBpffs { path: b }) => a == b,
+            (AttachDecap { pin_dir: a, .. }, AttachDecap { pin_dir: b, .. }) => a == b,
+            (WriteFile { path: a, .. }, WriteFile { path: b, .. }) => a == b,
+            (Symlink { path: a, .. }, Symlink { path: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+
+    /// The first line of the description.
+    pub fn summary(&self) -> String {
+        self.to_string().lines().next().unwrap_or_default().trim_end_matches(':').to_string()
+    }
+
+    /// Whether teardown has anything to undo for this change.
+    pub(crate) fn recorded(&self) -> bool {
+        // Map updates are undone by detaching the program they belong to;
+        // stale pins are gone for good.
+        !matches!(self, Change::UpdateDecapMaps { .. } | Change::RemoveStalePins { .. })
+    }
+
+    /// Makes the change. Returns what was actually done, which differs from
+    /// the plan only for `CreateIpipTunnel` when the kernel made `tunl0` itself.
+    pub(crate) fn apply(&self) -> Result<Option<Change>, DecapError> {
+        match self {
+            Change::LoadModule { name } => {
+                load_module(name)?;
+                return Ok(Some(self.clone()));
+            }
+            Change::CreateIpipTunnel { name, local } => {
+                if tula_net::link(name).is_ok() {
+                    return Ok(None); // the kernel's catch-all device: it already receives every IPIP packet
+                }
+                tunnel::create_ipip_tunnel(name, *local)?;
+            }
+            Change::SetSysctl { key, to, .. } => tula_net::sysctl::write(key, to)?,
+            Change::AddAddress { link, addr, prefix } => {
+                tula_net::add_address(link, IpAddr::V4(*addr), *prefix)?;
+            }
+            Change::SetLinkUp { link } => tula_net::set_up(link)?,
+            Change::MountBpffs { .. } => program::mount_bpffs()?,
+            Change::AttachDecap { interface, pin_dir, local, vips } => {
+                // Pins left over from an interface that is gone would block new ones.
+                program::remove_pins(pin_dir)?;
+                let mut decap = DecapProgram::load()?;
+                decap.set_local_addresses(local)?;
+                decap.set_vips(vips)?;
+                decap.attach_pinned(interface, pin_dir)?;
+            }
+            Change::UpdateDecapMaps { pin_dir, local, vips, .. } => {
+                let pinned = PinnedDecap::open(pin_dir)
+                    .ok_or_else(|| DecapError::bpf(format!("updating {}", pin_dir.display()), "the pins are gone"))?;
+                pinned.set_local_addresses(local)?;
+                pinned.set_vips(vips)?;
+            }
+            Change::RemoveStalePins { pin_dir } => program::remove_pins(pin_dir)?,
+            Change::WriteFile { path, contents, mode, .. } => write_file(path, contents, *mode)?,
+            Change::Symlink { path, target } => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| DecapError::io(format!("creating {}", dir.display()), e))?;
+                }
+                std::os::unix::fs::symlink(target, path)
+                    .map_err(|e| DecapError::io(format!("linking {} -> {}", path.display(), target.display()), e))?;
+            }
+        }
+        Ok(Some(self.clone()))
+    }
+
+    /// Undoes the change; `Ok(text)` says what was done (or why nothing was).
+    pub(crate) fn undo(&self) -> Result<String, DecapError> {
+        Ok(match self {
+            Change::LoadModule { name } => {
+                unload_module(name)?;
+                format!("unloaded kernel module {name}")
+            }
+            Change::CreateIpipTunnel { name, .. } => match tula_net::delete_link(name) {
+                Ok(()) => format!("deleted tunnel {name}"),
+                Err(tula_net::NetError::NoSuchLink { .. }) => format!("tunnel {name} is already gone"),
+                Err(e) => return Err(e.into()),
+            },
+            Change::SetSysctl { key, from: Some(from), .. } => match tula_net::sysctl::write(key, from) {
+                Ok(()) => format!("restored {key} = {from}"),
+                Err(_) if !tula_net::sysctl::path(key).exists() => format!("{key} is gone with its interface"),
+                Err(e) => return Err(e.into()),
+            },
+            Change::SetSysctl { key, from: None, .. } => format!("{key} goes with its interface"),
+            Change::AddAddress { link, addr, prefix } => match tula_net::del_address(link, IpAddr::V4(*addr), *prefix) {
+                Ok(true) => format!("removed {addr}/{prefix} from {link}"),
+                Ok(false) | Err(tula_net::NetError::NoSuchLink { .. }) => format!("{addr}/{prefix} is already off {link}"),
+                Err(e) => return Err(e.into()),
+            },
+            Change::SetLinkUp { link } => match tunnel::set_down(link) {
+                Ok(()) => format!("set {link} down"),
+                Err(DecapError::Net(tula_net::NetError::NoSuchLink { .. })) => format!("{link} is gone"),
+                Err(e) => return Err(e),
+            },
+            // Left mounted: other tools pin there too, and a mounted bpffs is harmless.
+            Change::MountBpffs { path } => format!("left bpffs mounted at {}", path.display()),
+            Change::AttachDecap { interface, pin_dir, .. } => {
+                program::remove_pins(pin_dir)?;
+                format!("detached XDP decapsulation from {interface} and removed {}", pin_dir.display())
+            }
+            Change::UpdateDecapMaps { .. } | Change::RemoveStalePins { .. } => String::new(),
+            Change::WriteFile { path, previous: Some(previous), mode, .. } => {
+                write_file(path, previous, *mode)?;
+                format!("restored the previous contents of {}", path.display())
+            }
+            Change::WriteFile { path, previous: None, .. } => {
+                remove_file(path)?;
+                format!("removed {}", path.display())
+            }
+            Change::Symlink { path, .. } => {
+                remove_file(path)?;
+                format!("removed {}", path.display())
+            }
+        })
+    }
+}
+
+/// One line per change (files add their contents, indented), each with the
+/// command an operator would have typed, so the output maps onto the
+/// product description's list.
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::LoadModule { name } => write!(f, "load kernel module {name}  [modprobe {name}]"),
+            Change::CreateIpipTunnel { name, local } => {
+                write!(f, "create IPIP tunnel {name} with local {local}  [ip tunnel add {name} mode ipip local {local}]")
+            }
+            Change::SetSysctl { key, from, to } => {
+                let was = from.as_deref().map_or("not set yet".to_string(), |v| format!("was {v}"));
+                write!(f, "set {key} = {to} ({was})  [sysctl -w {key}={to}]")
+            }
+            Change::AddAddress { link, addr, prefix } => {
+                write!(f, "add {addr}/{prefix} to {link}  [ip addr add {addr}/{prefix} dev {link}]")
+            }
+            Change::SetLinkUp { link } => write!(f, "bring {link} up  [ip link set {link} up]"),
+            Change::MountBpffs { path } => write!(f, "mount bpffs at {0}  [mount -t bpf bpf {0}]", path.display()),
+            Change::AttachDecap { interface, pin_dir, local, vips } => write!(
+                f,
+                "attach XDP decapsulation (bpf/decap.c) to {interface}: tunnel addresses {}, VIPs {}; pinned at {}",
+                list(local),
+                list(vips),
+                pin_dir.display()
+            ),
+            Change::UpdateDecapMaps { interface, local, vips, .. } => write!(
+                f,
+                "update the XDP decapsulation maps on {interface}: tunnel addresses {}, VIPs {}",
+                list(local),
+                list(vips)
+            ),
+            Change::RemoveStalePins { pin_dir } => {
+                write!(f, "remove stale pins at {} (their interface is gone)", pin_dir.display())
+            }
+            Change::WriteFile { path, contents, mode, previous } => {
+                let what = if previous.is_some() { "replace" } else { "write new file" };
+                writeln!(f, "{what} {} (mode {mode:o}):", path.display())?;
+                for line in contents.lines() {
+                    writeln!(f, "    |{}{line}", if line.is_empty() { "" } else { " " })?;
+                }
+                Ok(())
+            }
+            Change::Symlink { path, target } => {
+                let unit = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                write!(f, "enable {unit}: link {} -> {}  [systemctl enable {unit}]", path.display(), target.display())
+            }
+        }
+    }
+}
+
+fn list(addrs: &[Ipv4Addr]) -> String {
+    if addrs.is_empty() {
+        return "(none)".into();
+    }
+    addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Loading a module is the one thing done through a program: finding the
+/// right .ko (and its dependencies) is modprobe's job.
+fn load_module(name: &str) -> Result<(), DecapError> {
+    let output = std::process::Command::new("modprobe").arg(name).output().map_err(|e| DecapError::NoIpipModule {
+        detail: format!("cannot run modprobe: {e}"),
+    })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        return Err(DecapError::NoIpipModule { detail: format!("modprobe {name} failed: {stderr}") });
+    }
+    Ok(())
+}
+
+fn unload_module(name: &str) -> Result<(), DecapError> {
+    let cname = std::ffi::CString::new(name).expect("module names have no NUL");
+    // SAFETY: delete_module(2) with a valid C string and O_NONBLOCK (fail if in use).
+    let rc = unsafe { libc::syscall(libc::SYS_delete_module, cname.as_ptr(), libc::O_NONBLOCK) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOENT) {
+            return Ok(()); // not loaded any more
+        }
+        return Err(DecapError::io(format!("unloading kernel module {name} (is it in use?)"), e));
+    }
+    Ok(())
+}
+
+pub(crate) fn write_file(path: &std::path::Path, contents: &str, mode: u32) -> Result<(), DecapError> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| DecapError::io(format!("creating {}", dir.display()), e))?;
+    }
+    std::fs::write(path, contents).map_err(|e| DecapError::io(format!("writing {}", path.display()), e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| DecapError::io(format!("setting the mode of {}", path.display()), e))
+}
+
+fn remove_file(path: &std::path::Path) -> Result<(), DecapError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(DecapError::io(format!("removing {}", path.display()), e)),
+    }
+}

@@ -1,0 +1,244 @@
+//! The `tula decap` command line: `setup`, `verify`, `teardown`. The `tula`
+//! binary embeds [`DecapArgs`] and calls [`run`].
+
+use crate::persist::Persist;
+use crate::plan::{self, Method, SetupOptions};
+use crate::verify::{CheckStatus, VerifyOptions};
+use crate::DecapError;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Configure a backend host to receive Layer 3 DSR (IPIP) traffic.
+#[derive(Debug, clap::Args)]
+pub struct DecapArgs {
+    #[command(subcommand)]
+    pub command: DecapCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DecapCommand {
+    /// Strip the tunnel header, own the VIPs, set the sysctls, and persist all of it.
+    Setup(SetupArgs),
+    /// Check each item of the backend setup: PASS or FAIL, with the fix.
+    Verify(VerifyArgs),
+    /// Undo exactly what setup changed.
+    Teardown(TeardownArgs),
+}
+
+// TODO(issue 7): `--mss-clamp`: an nftables rule in tula's own table clamping
+// the MSS of SYN and SYN-ACK sent from a VIP to the tunnel MTU - 40, checked
+// by verify and removed by teardown (a new `Change` variant with its undo).
+#[derive(Debug, clap::Args)]
+pub struct SetupArgs {
+    /// A VIP this backend serves (repeat for more).
+    #[arg(long = "vip", value_name = "ADDR", required = true)]
+    pub vips: Vec<Ipv4Addr>,
+    /// kernel: ipip module and tunl0. xdp: tula's XDP program, for hosts without ipip.
+    #[arg(long, value_enum, default_value = "kernel")]
+    pub method: Method,
+    /// The uplink the tunnelled packets arrive on [default: the device of the default route].
+    #[arg(long, value_name = "IFACE")]
+    pub interface: Option<String>,
+    /// Where the tunnel is persisted: auto detects netplan, else systemd-networkd.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub persist: Persist,
+    /// Print every change (with file contents) and make none.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Prefix for every file read or written (persistence, state).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// VIPs to check [default: those setup recorded].
+    #[arg(long = "vip", value_name = "ADDR")]
+    pub vips: Vec<Ipv4Addr>,
+    /// [default: the method setup recorded].
+    #[arg(long, value_enum)]
+    pub method: Option<Method>,
+    /// [default: the interface setup recorded].
+    #[arg(long, value_name = "IFACE")]
+    pub interface: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TeardownArgs {
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+}
+
+/// Runs a `tula decap` subcommand, printing to stdout. Exit code 1: a verify
+/// check failed, or teardown could not undo everything.
+pub fn run(args: DecapArgs) -> Result<ExitCode, DecapError> {
+    match args.command {
+        DecapCommand::Setup(args) => setup(args),
+        DecapCommand::Verify(args) => verify(args),
+        DecapCommand::Teardown(args) => teardown(args),
+    }
+}
+
+fn setup(args: SetupArgs) -> Result<ExitCode, DecapError> {
+    let mut opts = SetupOptions::new(args.method, args.vips);
+    opts.interface = args.interface;
+    opts.persist = args.persist;
+    opts.root = args.root;
+    let plan = plan::plan_setup(&opts)?;
+    if args.dry_run {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&plan).expect("plan serializes"));
+        } else {
+            print!("{}", render_plan(&plan, true));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = plan::apply(&plan, &opts.root)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+    } else {
+        print!("{}", render_plan(&plan, false));
+        for note in &report.notes {
+            println!("note: {note}");
+        }
+        if !plan.changes.is_empty() {
+            println!("done. Check it with: tula decap verify{}", root_arg(&opts.root));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The plan as text: a header, one numbered entry per change, the notes.
+pub fn render_plan(plan: &crate::Plan, dry_run: bool) -> String {
+    let method = match plan.method {
+        Method::Kernel => "kernel (ipip module, tunl0)",
+        Method::Xdp => "xdp (tula's decapsulation program)",
+    };
+    let mut out = format!("backend setup, method {method}, uplink {}\n", plan.interface);
+    if plan.changes.is_empty() {
+        out.push_str("nothing to change: this host is already set up as asked\n");
+    } else {
+        let verb = if dry_run { "would make (dry run, nothing changed)" } else { "changing" };
+        out.push_str(&format!("{verb} {} change(s):\n", plan.changes.len()));
+        for (i, change) in plan.changes.iter().enumerate() {
+            let text = change.to_string();
+            out.push_str(&format!("{:>3}. {}\n", i + 1, text.trim_end()));
+        }
+    }
+    for note in &plan.notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    out
+}
+
+fn verify(args: VerifyArgs) -> Result<ExitCode, DecapError> {
+    let mut opts = VerifyOptions::new(args.root);
+    opts.vips = args.vips;
+    opts.method = args.method;
+    opts.interface = args.interface;
+    let checks = crate::verify(&opts)?;
+    let failed = checks.iter().filter(|c| c.status == CheckStatus::Fail).count();
+    if args.json {
+        let doc = serde_json::json!({ "ok": failed == 0, "checks": checks });
+        println!("{}", serde_json::to_string_pretty(&doc).expect("checks serialize"));
+    } else {
+        for check in &checks {
+            println!("{check}");
+        }
+        match failed {
+            0 => println!("all {} checks passed", checks.len()),
+            n => println!("{n} of {} checks FAILED", checks.len()),
+        }
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn teardown(args: TeardownArgs) -> Result<ExitCode, DecapError> {
+    let report = match crate::teardown(&args.root) {
+        Err(e @ DecapError::NoState { .. }) => {
+            // Nothing recorded, nothing to undo: a second teardown is not an error.
+            println!("{e}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        other => other?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+    } else {
+        for line in &report.undone {
+            println!("{line}");
+        }
+        for line in &report.failed {
+            println!("FAILED: {line}");
+        }
+        if report.failed.is_empty() {
+            println!("teardown complete: everything setup changed is undone");
+        } else {
+            println!("teardown incomplete: the state file keeps what is left; fix the cause and run it again");
+        }
+    }
+    Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn root_arg(root: &std::path::Path) -> String {
+    if root == std::path::Path::new("/") {
+        String::new()
+    } else {
+        format!(" --root {}", root.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Tula {
+        #[command(subcommand)]
+        command: Top,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Top {
+        Decap(DecapArgs),
+    }
+
+    fn parse(args: &[&str]) -> DecapCommand {
+        let Top::Decap(decap) = Tula::try_parse_from(["tula", "decap"].iter().chain(args)).unwrap().command;
+        decap.command
+    }
+
+    #[test]
+    fn setup_takes_the_flags_of_the_issue() {
+        let DecapCommand::Setup(setup) = parse(&[
+            "setup", "--vip", "203.0.113.10", "--vip", "203.0.113.11", "--method", "xdp", "--interface", "eth1",
+            "--dry-run", "--json", "--persist", "netplan", "--root", "/mnt",
+        ]) else {
+            panic!("not setup");
+        };
+        assert_eq!(setup.vips, [Ipv4Addr::new(203, 0, 113, 10), Ipv4Addr::new(203, 0, 113, 11)]);
+        assert_eq!((setup.method, setup.persist), (Method::Xdp, Persist::Netplan));
+        assert_eq!(setup.interface.as_deref(), Some("eth1"));
+        assert!(setup.dry_run && setup.json);
+        assert_eq!(setup.root, PathBuf::from("/mnt"));
+    }
+
+    #[test]
+    fn setup_defaults_to_the_kernel_method_and_needs_a_vip() {
+        let DecapCommand::Setup(setup) = parse(&["setup", "--vip", "203.0.113.10"]) else { panic!("not setup") };
+        assert_eq!((setup.method, setup.persist, setup.root), (Method::Kernel, Persist::Auto, PathBuf::from("/")));
+        assert!(Tula::try_parse_from(["tula", "decap", "setup"]).is_err(), "--vip is required");
+        assert!(Tula::try_parse_from(["tula", "decap", "setup", "--vip", "2001:db8::1"]).is_err(), "IPv4 only");
+    }
+}

@@ -1,0 +1,206 @@
+//! The files that make a backend's setup survive a reboot, with their exact
+//! contents: the sysctl file, the tunnel in the host's network manager
+//! (systemd-networkd or netplan), the module to load at boot, and the boot
+//! unit that re-attaches the XDP program.
+
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+/// Where the tunnel configuration of the kernel method is persisted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Persist {
+    /// netplan if /etc/netplan has YAML files and netplan is installed, else networkd.
+    Auto,
+    /// systemd-networkd .netdev/.network files.
+    Networkd,
+    /// A netplan YAML file.
+    Netplan,
+    /// Write no files at all (the change lasts until reboot).
+    None,
+}
+
+impl Persist {
+    /// Resolves `Auto` by looking at the host under `root`.
+    pub fn resolve(self, root: &Path) -> Persist {
+        if self != Persist::Auto {
+            return self;
+        }
+        let netplan_yaml = std::fs::read_dir(root.join("etc/netplan"))
+            .map(|dir| {
+                dir.filter_map(Result::ok)
+                    .any(|e| e.path().extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            })
+            .unwrap_or(false);
+        let netplan_installed = ["usr/sbin/netplan", "usr/bin/netplan", "sbin/netplan"]
+            .iter()
+            .any(|p| root.join(p).exists());
+        if netplan_yaml && netplan_installed {
+            Persist::Netplan
+        } else {
+            Persist::Networkd
+        }
+    }
+}
+
+/// The sysctl file the product description names.
+pub const SYSCTL_FILE: &str = "etc/sysctl.d/99-dsr.conf";
+/// Loads ipip at boot, which creates `tunl0`.
+pub const MODULES_FILE: &str = "etc/modules-load.d/tula-ipip.conf";
+pub const NETDEV_FILE: &str = "etc/systemd/network/90-tula-tunl0.netdev";
+pub const NETWORK_FILE: &str = "etc/systemd/network/90-tula-tunl0.network";
+pub const NETPLAN_FILE: &str = "etc/netplan/90-tula-dsr.yaml";
+pub const UNIT_FILE: &str = "etc/systemd/system/tula-decap.service";
+pub const UNIT_WANTS_LINK: &str = "etc/systemd/system/multi-user.target.wants/tula-decap.service";
+
+/// `root` + a path relative to `/`.
+pub fn under(root: &Path, relative: &str) -> PathBuf {
+    root.join(relative)
+}
+
+/// The sysctl file: every `(key, value)` with the reason for each group.
+pub fn sysctl_file(settings: &[(String, String)]) -> String {
+    let mut out = String::from(
+        "# Written by `tula decap setup` for Layer 3 DSR; `tula decap teardown` removes it.\n\
+         # arp_ignore/arp_announce: never answer ARP for a VIP, nor use one as ARP source.\n\
+         # rp_filter: decapsulated packets carry the client's address as source, which\n\
+         # does not match the route back through the receiving interface.\n",
+    );
+    for (key, value) in settings {
+        out.push_str(&format!("{key} = {value}\n"));
+    }
+    out
+}
+
+/// The ipip module at boot.
+pub fn modules_file() -> String {
+    "# Written by `tula decap setup`: the ipip module creates tunl0, which decapsulates L3 DSR traffic.\nipip\n"
+        .to_string()
+}
+
+/// systemd-networkd: the tunnel device. With the module loaded, the kernel has
+/// already made `tunl0` (its catch-all IPIP device) and networkd uses it as it
+/// is; otherwise networkd creates it with this local address.
+pub fn networkd_netdev(local: Ipv4Addr) -> String {
+    format!(
+        "# Written by `tula decap setup`: IPIP tunnel for Layer 3 DSR.\n\
+         [NetDev]\n\
+         Name=tunl0\n\
+         Kind=ipip\n\
+         \n\
+         [Tunnel]\n\
+         Local={local}\n\
+         Remote=any\n\
+         Independent=yes\n"
+    )
+}
+
+/// systemd-networkd: the VIPs on `tunl0`, and the link up without waiting for it at boot.
+pub fn networkd_network(vips: &[Ipv4Addr]) -> String {
+    let mut out = String::from(
+        "# Written by `tula decap setup`: the VIPs this backend serves over the IPIP tunnel.\n\
+         [Match]\n\
+         Name=tunl0\n\
+         \n\
+         [Link]\n\
+         RequiredForOnline=no\n\
+         \n\
+         [Network]\n\
+         LinkLocalAddressing=no\n\
+         ConfigureWithoutCarrier=yes\n",
+    );
+    for vip in vips {
+        out.push_str(&format!("Address={vip}/32\n"));
+    }
+    out
+}
+
+/// netplan: the tunnel with its VIPs. netplan wants a remote; 0.0.0.0 is "any".
+pub fn netplan_yaml(local: Ipv4Addr, vips: &[Ipv4Addr]) -> String {
+    let mut out = format!(
+        "# Written by `tula decap setup`: IPIP tunnel and VIPs for Layer 3 DSR.\n\
+         network:\n\
+         \x20 version: 2\n\
+         \x20 tunnels:\n\
+         \x20   tunl0:\n\
+         \x20     mode: ipip\n\
+         \x20     local: {local}\n\
+         \x20     remote: 0.0.0.0\n\
+         \x20     addresses:\n"
+    );
+    for vip in vips {
+        out.push_str(&format!("        - {vip}/32\n"));
+    }
+    out
+}
+
+/// The boot unit of the XDP method: bpffs pins and addresses on `lo` do not
+/// survive a reboot, so it runs the same setup again once the network is up.
+pub fn systemd_unit(tula_binary: &Path, interface: &str, vips: &[Ipv4Addr]) -> String {
+    let vip_args: String = vips.iter().map(|v| format!(" --vip {v}")).collect();
+    format!(
+        "# Written by `tula decap setup --method xdp`; `tula decap teardown` removes it.\n\
+         [Unit]\n\
+         Description=tula: decapsulate Layer 3 DSR traffic (IPIP) in XDP on {interface}\n\
+         Wants=network-online.target\n\
+         After=network-online.target\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         RemainAfterExit=yes\n\
+         ExecStart={} decap setup --method xdp --interface {interface}{vip_args}\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        tula_binary.display()
+    )
+}
+
+/// The value a sysctl file sets for `key`, if it sets it (last one wins).
+pub fn sysctl_file_value(contents: &str, key: &str) -> Option<String> {
+    contents
+        .lines()
+        .rev()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.starts_with(';'))
+        .filter_map(|l| l.trim_start_matches('-').split_once('='))
+        .find(|(k, _)| k.trim().replace('/', ".") == key)
+        .map(|(_, v)| v.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysctl_file_round_trips_through_its_parser() {
+        let settings = vec![
+            ("net.ipv4.conf.all.arp_ignore".to_string(), "1".to_string()),
+            ("net.ipv4.conf.all.rp_filter".to_string(), "0".to_string()),
+        ];
+        let file = sysctl_file(&settings);
+        assert_eq!(sysctl_file_value(&file, "net.ipv4.conf.all.arp_ignore").as_deref(), Some("1"));
+        assert_eq!(sysctl_file_value(&file, "net.ipv4.conf.all.rp_filter").as_deref(), Some("0"));
+        assert_eq!(sysctl_file_value(&file, "net.ipv4.conf.all.arp_announce"), None);
+        // A later line overrides an earlier one, as sysctl(8) applies them.
+        let edited = format!("{file}net.ipv4.conf.all.rp_filter=1\n");
+        assert_eq!(sysctl_file_value(&edited, "net.ipv4.conf.all.rp_filter").as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn auto_picks_netplan_only_when_it_is_in_use() {
+        let root = std::env::temp_dir().join(format!("tula-decap-persist-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("etc/netplan")).unwrap();
+        assert_eq!(Persist::Auto.resolve(&root), Persist::Networkd, "no netplan files, no binary");
+        std::fs::write(root.join("etc/netplan/50-cloud-init.yaml"), "network: {}\n").unwrap();
+        assert_eq!(Persist::Auto.resolve(&root), Persist::Networkd, "files but no netplan binary");
+        std::fs::create_dir_all(root.join("usr/sbin")).unwrap();
+        std::fs::write(root.join("usr/sbin/netplan"), "").unwrap();
+        assert_eq!(Persist::Auto.resolve(&root), Persist::Netplan);
+        assert_eq!(Persist::None.resolve(&root), Persist::None, "an explicit choice stays");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

@@ -1,0 +1,383 @@
+//! Setup as a plan: read the host, list the changes that would bring it to
+//! the wanted state, then apply them (recording each in the state file) or
+//! just print them. Teardown undoes the recorded changes in reverse.
+
+use crate::persist::{self, Persist};
+use crate::program::{self, PinnedDecap};
+use crate::state::State;
+use crate::{Change, DecapError};
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+/// How the backend strips the outer header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// The ipip module and its tunl0 device (the product description's way).
+    Kernel,
+    /// tula's XDP program on the uplink, for hosts without the ipip module.
+    Xdp,
+}
+
+/// The kernel's IPIP device: its catch-all tunnel, created when ipip loads.
+pub const TUNNEL: &str = "tunl0";
+
+/// What `tula decap setup` was asked to do.
+#[derive(Debug, Clone)]
+pub struct SetupOptions {
+    pub vips: Vec<Ipv4Addr>,
+    pub method: Method,
+    /// The uplink; default: the device of the default route, else the only up interface.
+    pub interface: Option<String>,
+    pub persist: Persist,
+    /// Prefix of every file path read or written for persistence and state.
+    pub root: PathBuf,
+    /// The `tula` binary the XDP boot unit runs.
+    pub tula_binary: PathBuf,
+}
+
+impl SetupOptions {
+    pub fn new(method: Method, vips: Vec<Ipv4Addr>) -> SetupOptions {
+        SetupOptions {
+            vips,
+            method,
+            interface: None,
+            persist: Persist::Auto,
+            root: PathBuf::from("/"),
+            tula_binary: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/bin/tula")),
+        }
+    }
+}
+
+/// The changes setup would make, in order, and what the reader should know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub method: Method,
+    pub interface: String,
+    pub persist: Persist,
+    /// VIPs of this and every earlier setup on the host.
+    pub vips: Vec<Ipv4Addr>,
+    pub changes: Vec<Change>,
+    pub notes: Vec<String>,
+}
+
+/// What applying a plan did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SetupReport {
+    pub plan: Plan,
+    pub applied: Vec<Change>,
+    pub notes: Vec<String>,
+}
+
+/// What teardown did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TeardownReport {
+    pub undone: Vec<String>,
+    /// Changes that could not be undone, with why; they stay in the state file.
+    pub failed: Vec<String>,
+}
+
+/// The sysctls of a method: the product description's four, with `rp_filter`
+/// off on the device where decapsulated packets appear.
+pub fn sysctls(method: Method, interface: &str) -> Vec<(String, String)> {
+    let device = match method {
+        Method::Kernel => TUNNEL,
+        Method::Xdp => interface,
+    };
+    [
+        ("net.ipv4.conf.all.arp_ignore".to_string(), "1"),
+        ("net.ipv4.conf.all.arp_announce".to_string(), "2"),
+        (format!("net.ipv4.conf.{device}.rp_filter"), "0"),
+        ("net.ipv4.conf.all.rp_filter".to_string(), "0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.to_string()))
+    .collect()
+}
+
+/// The device the VIPs go on.
+pub fn vip_device(method: Method) -> &'static str {
+    match method {
+        Method::Kernel => TUNNEL,
+        Method::Xdp => "lo",
+    }
+}
+
+/// Reads the host (this thread's namespace, files under `opts.root`) and
+/// lists the changes setup would make. Changes nothing.
+pub fn plan_setup(opts: &SetupOptions) -> Result<Plan, DecapError> {
+    if opts.vips.is_empty() {
+        return Err(DecapError::NoVips);
+    }
+    let state = State::load(&opts.root)?.unwrap_or_default();
+    let mut vips: Vec<Ipv4Addr> = state.vips.iter().chain(&opts.vips).copied().collect();
+    vips.sort();
+    vips.dedup();
+    let interface = match &opts.interface {
+        Some(name) => tula_net::link(name)?.name,
+        None => default_uplink()?,
+    };
+    let addresses = tula_net::addresses()?;
+    let local = tunnel_addresses(&addresses, &interface, &vips);
+    if local.is_empty() {
+        return Err(DecapError::NoTunnelAddress { interface });
+    }
+    let device = vip_device(opts.method);
+    for vip in &vips {
+        if let Some(other) = addresses.iter().find(|a| a.addr == IpAddr::V4(*vip) && a.link != device) {
+            return Err(DecapError::VipOwnedElsewhere {
+                vip: *vip,
+                prefix: other.prefix,
+                device: other.link.clone(),
+                wanted: device.to_string(),
+            });
+        }
+    }
+
+    let persist = opts.persist.resolve(&opts.root);
+    let mut plan = Plan { method: opts.method, interface, persist, vips, changes: Vec::new(), notes: Vec::new() };
+    match opts.method {
+        Method::Kernel => plan_kernel(&mut plan, &addresses, local[0])?,
+        Method::Xdp => plan_xdp(&mut plan, &addresses, &local)?,
+    }
+    if persist != Persist::None {
+        plan_files(&mut plan, opts, local[0])?;
+    }
+    Ok(plan)
+}
+
+fn plan_kernel(plan: &mut Plan, addresses: &[tula_net::Address], local: Ipv4Addr) -> Result<(), DecapError> {
+    if !Path::new("/sys/module/ipip").exists() {
+        plan.changes.push(Change::LoadModule { name: "ipip".into() });
+        if let Some(why) = module_unavailable("ipip") {
+            plan.notes.push(format!(
+                "the ipip module is not available on this host ({why}): applying this plan fails at its \
+                 first step; `--method xdp` works without it"
+            ));
+        }
+    }
+    let tunnel = tula_net::link(TUNNEL).ok();
+    match &tunnel {
+        None => plan.changes.push(Change::CreateIpipTunnel { name: TUNNEL.into(), local }),
+        Some(_) => plan.notes.push(format!(
+            "{TUNNEL} exists: it is the kernel's catch-all IPIP device, which decapsulates IPIP sent to any \
+             address of this host ({local} included), so its local address is left as it is"
+        )),
+    }
+    // Sysctls before addresses: the host must never answer ARP for a VIP, not even for a moment.
+    plan_sysctls(plan);
+    plan_vip_addresses(plan, addresses);
+    if !tunnel.is_some_and(|t| t.up) {
+        plan.changes.push(Change::SetLinkUp { link: TUNNEL.into() });
+    }
+    Ok(())
+}
+
+fn plan_xdp(plan: &mut Plan, addresses: &[tula_net::Address], local: &[Ipv4Addr]) -> Result<(), DecapError> {
+    if let Some(netns) = program::under_ip_netns_exec() {
+        return Err(program::netns_exec_error(&netns));
+    }
+    plan_sysctls(plan);
+    plan_vip_addresses(plan, addresses);
+    if !program::bpffs_mounted()? {
+        plan.changes.push(Change::MountBpffs { path: PathBuf::from(program::BPFFS) });
+    }
+    for pin_dir in program::stale_pin_dirs() {
+        plan.changes.push(Change::RemoveStalePins { pin_dir });
+    }
+    let pin_dir = program::pin_dir(&plan.interface)?;
+    let ifindex = tula_net::link(&plan.interface)?.index;
+    let (interface, local, vips) = (plan.interface.clone(), local.to_vec(), plan.vips.clone());
+    match PinnedDecap::open(&pin_dir) {
+        Some(pinned) if pinned.attached_ifindex()? == ifindex => {
+            let mut sorted_local = local.clone();
+            sorted_local.sort();
+            if pinned.local_addresses()? != sorted_local || pinned.vips()? != vips {
+                plan.changes.push(Change::UpdateDecapMaps { interface, pin_dir, local, vips });
+            }
+        }
+        _ => plan.changes.push(Change::AttachDecap { interface, pin_dir, local, vips }),
+    }
+    Ok(())
+}
+
+fn plan_sysctls(plan: &mut Plan) {
+    for (key, to) in sysctls(plan.method, &plan.interface) {
+        let from = tula_net::sysctl::read(&key).ok();
+        if from.as_deref() != Some(to.as_str()) {
+            plan.changes.push(Change::SetSysctl { key, from, to });
+        }
+    }
+}
+
+fn plan_vip_addresses(plan: &mut Plan, addresses: &[tula_net::Address]) {
+    let device = vip_device(plan.method);
+    for vip in &plan.vips {
+        if !addresses.iter().any(|a| a.addr == IpAddr::V4(*vip) && a.link == device) {
+            plan.changes.push(Change::AddAddress { link: device.into(), addr: *vip, prefix: 32 });
+        }
+    }
+}
+
+fn plan_files(plan: &mut Plan, opts: &SetupOptions, local: Ipv4Addr) -> Result<(), DecapError> {
+    let root = &opts.root;
+    let mut files = vec![(persist::SYSCTL_FILE, persist::sysctl_file(&sysctls(plan.method, &plan.interface)), 0o644)];
+    match (plan.method, plan.persist) {
+        (Method::Kernel, persist) => {
+            files.push((persist::MODULES_FILE, persist::modules_file(), 0o644));
+            if persist == Persist::Netplan {
+                // netplan refuses world-readable configuration.
+                files.push((persist::NETPLAN_FILE, persist::netplan_yaml(local, &plan.vips), 0o600));
+            } else {
+                files.push((persist::NETDEV_FILE, persist::networkd_netdev(local), 0o644));
+                files.push((persist::NETWORK_FILE, persist::networkd_network(&plan.vips), 0o644));
+            }
+        }
+        (Method::Xdp, _) => {
+            let unit = persist::systemd_unit(&opts.tula_binary, &plan.interface, &plan.vips);
+            files.push((persist::UNIT_FILE, unit, 0o644));
+        }
+    }
+    for (relative, contents, mode) in files {
+        let path = persist::under(root, relative);
+        let previous = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(DecapError::io(format!("reading {}", path.display()), e)),
+        };
+        if previous.as_deref() != Some(contents.as_str()) {
+            plan.changes.push(Change::WriteFile { path, contents, mode, previous });
+        }
+    }
+    if plan.method == Method::Xdp {
+        let path = persist::under(root, persist::UNIT_WANTS_LINK);
+        let target = Path::new("/").join(persist::UNIT_FILE);
+        if std::fs::read_link(&path).ok().as_deref() != Some(target.as_path()) {
+            if path.symlink_metadata().is_ok() {
+                return Err(DecapError::io(
+                    format!("enabling tula-decap.service: {} exists and is not tula's link; remove it", path.display()),
+                    std::io::ErrorKind::AlreadyExists.into(),
+                ));
+            }
+            plan.changes.push(Change::Symlink { path, target });
+        }
+    }
+    Ok(())
+}
+
+/// Applies a plan, recording every change made in the state file as it
+/// goes, so a failure half-way still leaves teardown able to undo the rest.
+pub fn apply(plan: &Plan, root: &Path) -> Result<SetupReport, DecapError> {
+    let loaded = State::load(root)?;
+    let mut state = loaded.clone().unwrap_or_default();
+    state.method = Some(plan.method);
+    state.interface = Some(plan.interface.clone());
+    state.persist = Some(plan.persist);
+    state.vips = plan.vips.clone();
+    let mut report = SetupReport { plan: plan.clone(), applied: Vec::new(), notes: Vec::new() };
+    for change in &plan.changes {
+        match change.apply() {
+            Ok(Some(done)) => {
+                report.applied.push(done.clone());
+                state.record(done);
+                state.save(root)?;
+            }
+            Ok(None) => report.notes.push(format!(
+                "{TUNNEL} appeared when the ipip module loaded (the kernel's catch-all IPIP device); \
+                 it is used as it is"
+            )),
+            Err(e) => {
+                if !report.applied.is_empty() {
+                    state.save(root)?;
+                }
+                return Err(e);
+            }
+        }
+    }
+    // A first setup on an already configured host records its settings
+    // (nothing to undo); later runs only touch the file if something changed.
+    if loaded.as_ref() != Some(&state) && (loaded.is_some() || !plan.changes.is_empty()) {
+        state.save(root)?;
+    }
+    Ok(report)
+}
+
+/// Plans and applies.
+pub fn setup(opts: &SetupOptions) -> Result<SetupReport, DecapError> {
+    apply(&plan_setup(opts)?, &opts.root)
+}
+
+/// Undoes what setup recorded under `root`, newest first. The state file goes
+/// once everything is undone; what could not be undone stays in it.
+pub fn teardown(root: &Path) -> Result<TeardownReport, DecapError> {
+    let mut state = State::load(root)?.ok_or_else(|| DecapError::NoState { path: State::path(root) })?;
+    if state.changes.iter().any(|c| matches!(c, Change::AttachDecap { .. })) {
+        // From there the pins look absent, and the program would stay attached.
+        if let Some(netns) = program::under_ip_netns_exec() {
+            return Err(program::netns_exec_error(&netns));
+        }
+    }
+    let mut report = TeardownReport::default();
+    let mut kept = Vec::new();
+    for change in state.changes.iter().rev() {
+        match change.undo() {
+            Ok(text) if text.is_empty() => {}
+            Ok(text) => report.undone.push(text),
+            Err(e) => {
+                report.failed.push(format!("{}: {e}", change.summary()));
+                kept.insert(0, change.clone());
+            }
+        }
+    }
+    if kept.is_empty() {
+        State::remove(root)?;
+    } else {
+        state.changes = kept;
+        state.save(root)?;
+    }
+    Ok(report)
+}
+
+/// The uplink when none is given: the device of the default route, else the
+/// only interface that is up (besides `lo`).
+pub fn default_uplink() -> Result<String, DecapError> {
+    // A route lookup sends nothing; 192.0.2.1 (TEST-NET-1) has no route of its own.
+    if let Ok(route) = tula_net::route_get(Ipv4Addr::new(192, 0, 2, 1)) {
+        if !route.dev.is_empty() && route.dev != "lo" {
+            return Ok(route.dev);
+        }
+    }
+    let up: Vec<String> = tula_net::links()?.into_iter().filter(|l| l.up && l.name != "lo").map(|l| l.name).collect();
+    match up.as_slice() {
+        [only] => Ok(only.clone()),
+        _ => Err(DecapError::NoUplink {
+            candidates: if up.is_empty() { "none".into() } else { up.join(", ") },
+        }),
+    }
+}
+
+/// The IPv4 addresses of `interface` a load balancer may tunnel to.
+pub fn tunnel_addresses(addresses: &[tula_net::Address], interface: &str, vips: &[Ipv4Addr]) -> Vec<Ipv4Addr> {
+    let mut local: Vec<Ipv4Addr> = Vec::new();
+    for a in addresses.iter().filter(|a| a.link == interface) {
+        match a.addr {
+            IpAddr::V4(v4) if !vips.contains(&v4) && !local.contains(&v4) => local.push(v4),
+            _ => {}
+        }
+    }
+    local // primary address first, as the kernel lists them
+}
+
+/// Why a module cannot be loaded, if we can tell without trying.
+fn module_unavailable(name: &str) -> Option<String> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?.trim().to_string();
+    let dir = Path::new("/lib/modules").join(&release);
+    let Ok(dep) = std::fs::read_to_string(dir.join("modules.dep")) else {
+        return Some(format!("no {}", dir.join("modules.dep").display()));
+    };
+    let builtin = std::fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default();
+    let listed = |text: &str| text.lines().any(|l| l.split(':').next().is_some_and(|p| p.contains(&format!("/{name}.ko"))));
+    (!listed(&dep) && !listed(&builtin)).then(|| format!("{name}.ko is not in {}", dir.join("modules.dep").display()))
+}

@@ -1,0 +1,309 @@
+//! `tula decap verify`: the product description's verification list as
+//! checks, each PASS or FAIL with the fix. It reads the host only.
+
+use crate::persist::{self, Persist};
+use crate::plan::{self, Method, TUNNEL};
+use crate::program::{self, PinnedDecap};
+use crate::state::State;
+use crate::DecapError;
+use serde::Serialize;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// Same meaning as for setup.
+    pub root: PathBuf,
+    /// Default: the VIPs setup recorded.
+    pub vips: Vec<Ipv4Addr>,
+    /// Default: the method setup recorded, else `kernel` if tunl0 exists, else `xdp`.
+    pub method: Option<Method>,
+    /// Default: the interface setup recorded, else the default uplink.
+    pub interface: Option<String>,
+}
+
+impl VerifyOptions {
+    pub fn new(root: impl Into<PathBuf>) -> VerifyOptions {
+        VerifyOptions { root: root.into(), vips: Vec::new(), method: None, interface: None }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum CheckStatus {
+    Pass,
+    Fail,
+    /// Not applicable (setup ran with `--persist none`).
+    Skip,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub status: CheckStatus,
+    pub detail: String,
+    /// How to make a failing check pass.
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn pass(name: impl Into<String>, detail: impl Into<String>) -> Check {
+        Check { name: name.into(), status: CheckStatus::Pass, detail: detail.into(), fix: None }
+    }
+
+    fn fail(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check { name: name.into(), status: CheckStatus::Fail, detail: detail.into(), fix: Some(fix.into()) }
+    }
+
+    fn skip(name: impl Into<String>, detail: impl Into<String>) -> Check {
+        Check { name: name.into(), status: CheckStatus::Skip, detail: detail.into(), fix: None }
+    }
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = match self.status {
+            CheckStatus::Pass => "PASS",
+            CheckStatus::Fail => "FAIL",
+            CheckStatus::Skip => "SKIP",
+        };
+        write!(f, "{status}  {}: {}", self.name, self.detail)?;
+        if let Some(fix) = &self.fix {
+            write!(f, "\n      fix: {fix}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs every check for the backend in this thread's namespace.
+pub fn verify(opts: &VerifyOptions) -> Result<Vec<Check>, DecapError> {
+    let state = State::load(&opts.root)?.unwrap_or_default();
+    let vips = if opts.vips.is_empty() { state.vips.clone() } else { opts.vips.clone() };
+    if vips.is_empty() {
+        return Err(DecapError::NoVips);
+    }
+    let method = opts
+        .method
+        .or(state.method)
+        .unwrap_or(if tula_net::link(TUNNEL).is_ok() { Method::Kernel } else { Method::Xdp });
+    let interface = match opts.interface.clone().or(state.interface.clone()) {
+        Some(name) => name,
+        None => plan::default_uplink()?,
+    };
+    let persist = state.persist.unwrap_or_else(|| Persist::Auto.resolve(&opts.root));
+    let setup_hint = format!(
+        "tula decap setup --method {} --interface {interface}{}",
+        match method {
+            Method::Kernel => "kernel",
+            Method::Xdp => "xdp",
+        },
+        vips.iter().map(|v| format!(" --vip {v}")).collect::<String>()
+    );
+    let addresses = tula_net::addresses()?;
+    let local = plan::tunnel_addresses(&addresses, &interface, &vips);
+
+    let mut checks = Vec::new();
+    let pinned = match method {
+        Method::Kernel => {
+            checks.push(check_module());
+            checks.push(check_tunnel(&setup_hint));
+            None
+        }
+        Method::Xdp => {
+            let (check, pinned) = check_decap_program(&interface, &setup_hint)?;
+            checks.push(check);
+            if let Some(pinned) = &pinned {
+                checks.push(check_tunnel_addresses(pinned, &interface, &local, &setup_hint)?);
+            }
+            pinned
+        }
+    };
+    for vip in &vips {
+        checks.push(check_vip(*vip, method, &addresses, pinned.as_ref(), &setup_hint)?);
+    }
+    let sysctl_file = persist::under(&opts.root, persist::SYSCTL_FILE);
+    let persisted = std::fs::read_to_string(&sysctl_file).ok();
+    for (key, want) in plan::sysctls(method, &interface) {
+        checks.push(check_sysctl(&key, &want, persist, &sysctl_file, persisted.as_deref()));
+    }
+    checks.push(check_boot_persistence(method, persist, &opts.root, &vips, &setup_hint));
+    checks.push(check_traffic(method, pinned.as_ref(), &local)?);
+    Ok(checks)
+}
+
+fn check_module() -> Check {
+    let name = "ipip kernel module loaded";
+    if Path::new("/sys/module/ipip").exists() {
+        Check::pass(name, "/sys/module/ipip exists")
+    } else {
+        Check::fail(
+            name,
+            "/sys/module/ipip is missing",
+            "modprobe ipip (if the module does not exist on this host, use `tula decap setup --method xdp`)",
+        )
+    }
+}
+
+fn check_tunnel(setup_hint: &str) -> Check {
+    let name = format!("tunnel {TUNNEL} present and up");
+    match tula_net::link(TUNNEL) {
+        Ok(link) if link.up => Check::pass(name, format!("{TUNNEL} is up (index {})", link.index)),
+        Ok(_) => Check::fail(name, format!("{TUNNEL} is down"), format!("ip link set {TUNNEL} up, or {setup_hint}")),
+        Err(_) => Check::fail(name, format!("{TUNNEL} does not exist"), setup_hint.to_string()),
+    }
+}
+
+fn check_decap_program(interface: &str, setup_hint: &str) -> Result<(Check, Option<PinnedDecap>), DecapError> {
+    let name = format!("XDP decapsulation attached to {interface}");
+    let Ok(link) = tula_net::link(interface) else {
+        return Ok((Check::fail(name, format!("interface {interface} does not exist"), "pass the uplink with --interface"), None));
+    };
+    let dir = program::pin_dir(interface)?;
+    let Some(pinned) = PinnedDecap::open(&dir) else {
+        if let Some(netns) = program::under_ip_netns_exec() {
+            let fix = format!("run verify with `nsenter --net=/run/netns/{netns}` instead of `ip netns exec`");
+            let detail = format!("cannot see {}: `ip netns exec` hides the host's /sys/fs/bpf", dir.display());
+            return Ok((Check::fail(name, detail, fix), None));
+        }
+        return Ok((Check::fail(name, format!("no decapsulation program pinned at {}", dir.display()), setup_hint), None));
+    };
+    let ifindex = pinned.attached_ifindex()?;
+    if ifindex != link.index {
+        let detail = format!(
+            "the link pinned at {} is attached to interface index {ifindex}, not {interface} (index {})",
+            dir.display(),
+            link.index
+        );
+        return Ok((Check::fail(name, detail, setup_hint), None));
+    }
+    let detail = format!("program id {}, link pinned at {}", pinned.program_id()?, dir.display());
+    Ok((Check::pass(name, detail), Some(pinned)))
+}
+
+fn check_tunnel_addresses(
+    pinned: &PinnedDecap,
+    interface: &str,
+    local: &[Ipv4Addr],
+    setup_hint: &str,
+) -> Result<Check, DecapError> {
+    let name = format!("decapsulation map holds the tunnel addresses of {interface}");
+    let in_map = pinned.local_addresses()?;
+    let missing: Vec<String> = local.iter().filter(|a| !in_map.contains(a)).map(|a| a.to_string()).collect();
+    Ok(if local.is_empty() {
+        Check::fail(name, format!("{interface} has no IPv4 address"), "give the uplink the address the load balancer sends to")
+    } else if missing.is_empty() {
+        Check::pass(name, list(local))
+    } else {
+        Check::fail(name, format!("{} missing from the map (it has {})", missing.join(", "), list(&in_map)), setup_hint)
+    })
+}
+
+fn check_vip(
+    vip: Ipv4Addr,
+    method: Method,
+    addresses: &[tula_net::Address],
+    pinned: Option<&PinnedDecap>,
+    setup_hint: &str,
+) -> Result<Check, DecapError> {
+    let device = plan::vip_device(method);
+    let name = format!("VIP {vip} on {device}");
+    let on: Vec<&str> = addresses.iter().filter(|a| a.addr == IpAddr::V4(vip)).map(|a| a.link.as_str()).collect();
+    if let Some(other) = on.iter().find(|d| **d != device) {
+        let fix = format!("ip addr del {vip}/32 dev {other}; the VIP belongs on {device} only");
+        return Ok(Check::fail(name, format!("{vip} is on {other}, where it answers ARP and steals traffic"), fix));
+    }
+    if on.is_empty() {
+        return Ok(Check::fail(name, format!("{vip} is on no device"), setup_hint));
+    }
+    if let Some(pinned) = pinned {
+        if !pinned.vips()?.contains(&vip) {
+            return Ok(Check::fail(name, format!("{vip} is on {device} but not in the decapsulation map"), setup_hint));
+        }
+        return Ok(Check::pass(name, format!("{vip}/32 on {device}, and in the decapsulation map")));
+    }
+    Ok(Check::pass(name, format!("{vip}/32 on {device}")))
+}
+
+fn check_sysctl(key: &str, want: &str, persist: Persist, file: &Path, persisted: Option<&str>) -> Check {
+    let name = format!("{key} = {want}");
+    let live = tula_net::sysctl::read(key).ok();
+    let mut problems = Vec::new();
+    match live.as_deref() {
+        Some(v) if v == want => {}
+        Some(v) => problems.push(format!("it is {v}")),
+        None => problems.push("the key does not exist (is its interface there?)".to_string()),
+    }
+    if persist != Persist::None {
+        match persisted.map(|text| persist::sysctl_file_value(text, key)) {
+            None => problems.push(format!("{} does not exist", file.display())),
+            Some(None) => problems.push(format!("{} does not set it", file.display())),
+            Some(Some(v)) if v != want => problems.push(format!("{} sets it to {v}", file.display())),
+            Some(Some(_)) => {}
+        }
+    }
+    if problems.is_empty() {
+        let kept = if persist == Persist::None { "not persisted (--persist none)".to_string() } else { format!("persisted in {}", file.display()) };
+        return Check::pass(name, format!("set, {kept}"));
+    }
+    let fix = format!("sysctl -w {key}={want}, and keep `{key} = {want}` in {}", file.display());
+    Check::fail(name, problems.join("; "), fix)
+}
+
+fn check_boot_persistence(method: Method, persist: Persist, root: &Path, vips: &[Ipv4Addr], setup_hint: &str) -> Check {
+    let files: Vec<&str> = match (method, persist) {
+        (_, Persist::None) => return Check::skip("setup persisted for reboots", "setup ran with --persist none"),
+        (Method::Xdp, _) => vec![persist::UNIT_FILE, persist::UNIT_WANTS_LINK],
+        (Method::Kernel, Persist::Netplan) => vec![persist::MODULES_FILE, persist::NETPLAN_FILE],
+        (Method::Kernel, _) => vec![persist::MODULES_FILE, persist::NETDEV_FILE, persist::NETWORK_FILE],
+    };
+    let name = match method {
+        Method::Xdp => "boot unit tula-decap.service installed and enabled",
+        Method::Kernel => "ipip module, tunnel and VIPs persisted for reboots",
+    };
+    let paths: Vec<PathBuf> = files.iter().map(|f| persist::under(root, f)).collect();
+    let missing: Vec<String> = paths.iter().filter(|p| p.symlink_metadata().is_err()).map(|p| p.display().to_string()).collect();
+    if !missing.is_empty() {
+        return Check::fail(name, format!("missing: {}", missing.join(", ")), setup_hint);
+    }
+    // The file that names the VIPs must name all of them.
+    let vip_file = &paths[if method == Method::Xdp { 0 } else { paths.len() - 1 }];
+    let text = std::fs::read_to_string(vip_file).unwrap_or_default();
+    let absent: Vec<String> = vips.iter().filter(|v| !text.contains(&format!("{v}"))).map(|v| v.to_string()).collect();
+    if !absent.is_empty() {
+        return Check::fail(name, format!("{} does not name VIP {}", vip_file.display(), absent.join(", ")), setup_hint);
+    }
+    Check::pass(name, paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))
+}
+
+fn check_traffic(method: Method, pinned: Option<&PinnedDecap>, local: &[Ipv4Addr]) -> Result<Check, DecapError> {
+    let name = "decapsulated packets seen";
+    let fix = format!(
+        "send traffic to a VIP through the load balancer; if none arrives, check that it tunnels to {} \
+         and that nothing on the path drops IP protocol 4",
+        if local.is_empty() { "this host".to_string() } else { list(local) }
+    );
+    match method {
+        Method::Kernel => match tula_net::link_stats(TUNNEL) {
+            Ok(stats) if stats.rx_packets > 0 => {
+                Ok(Check::pass(name, format!("{TUNNEL} received {} packets ({} bytes)", stats.rx_packets, stats.rx_bytes)))
+            }
+            Ok(_) => Ok(Check::fail(name, format!("{TUNNEL} has received nothing yet"), fix)),
+            Err(_) => Ok(Check::fail(name, format!("{TUNNEL} does not exist"), fix)),
+        },
+        Method::Xdp => {
+            let Some(pinned) = pinned else {
+                return Ok(Check::fail(name, "no decapsulation program, so no counters", fix));
+            };
+            let counters = pinned.counters()?;
+            if counters.decapsulated_packets > 0 {
+                Ok(Check::pass(name, counters.to_string()))
+            } else {
+                Ok(Check::fail(name, format!("none yet: {counters}"), fix))
+            }
+        }
+    }
+}
+
+fn list(addrs: &[Ipv4Addr]) -> String {
+    addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,568 @@
+//! `tula decap setup|verify|teardown` against real network namespaces: each
+//! test builds its own namespaces (deleted on drop) and its own --root.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tula_decap::program::{self, DecapProgram, PinnedDecap};
+use tula_decap::{Change, CheckStatus, DecapError, Method, Persist, SetupOptions, VerifyOptions};
+use tula_net::Netns;
+
+const BACKEND: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+const LB: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 50, 7);
+const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+const VIP2: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 11);
+
+/// A scratch directory used as --root; removed on drop.
+struct Root(PathBuf);
+
+impl Root {
+    fn new(test: &str) -> Root {
+        let dir = std::env::temp_dir().join(format!("tula-decap-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Root(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn file(&self, relative: &str) -> PathBuf {
+        self.0.join(relative)
+    }
+}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A backend namespace with uplink `bk0` (198.18.1.2/24) to a peer namespace
+/// (the load balancer's side, `lb0` 198.18.1.1/24). Both deleted on drop.
+struct Topology {
+    backend: Netns,
+    peer: Netns,
+}
+
+fn topology(test: &str) -> Topology {
+    let pid = std::process::id();
+    let backend = Netns::create(&format!("tdc-{test}-bk-{pid}")).unwrap();
+    let peer = Netns::create(&format!("tdc-{test}-lb-{pid}")).unwrap();
+    backend
+        .run(|| {
+            tula_net::add_veth("bk0", "lb0", Some(&peer))?;
+            tula_net::add_address("bk0", IpAddr::V4(BACKEND), 24)?;
+            tula_net::set_up("bk0")?;
+            tula_net::add_route(Ipv4Addr::UNSPECIFIED, 0, Some(LB), Some("bk0"))
+        })
+        .unwrap()
+        .unwrap();
+    peer.run(|| {
+        tula_net::add_address("lb0", IpAddr::V4(LB), 24)?;
+        tula_net::set_up("lb0")?;
+        // LAB-NOTES: partial checksums do not survive XDP on veth.
+        tula_net::set_offload("lb0", tula_net::Offload::TxChecksum, false)
+    })
+    .unwrap()
+    .unwrap();
+    Topology { backend, peer }
+}
+
+/// Sysctls as a stock distribution leaves them, so setup has work to do.
+const STOCK_SYSCTLS: [(&str, &str); 4] = [
+    ("net.ipv4.conf.all.arp_ignore", "0"),
+    ("net.ipv4.conf.all.arp_announce", "0"),
+    ("net.ipv4.conf.all.rp_filter", "2"),
+    ("net.ipv4.conf.bk0.rp_filter", "1"),
+];
+
+fn set_stock_sysctls() {
+    for (key, value) in STOCK_SYSCTLS {
+        tula_net::sysctl::write(key, value).unwrap();
+    }
+}
+
+fn sysctl_values() -> Vec<(String, String)> {
+    STOCK_SYSCTLS.iter().map(|(k, _)| (k.to_string(), tula_net::sysctl::read(k).unwrap())).collect()
+}
+
+fn addresses_on(link: &str) -> Vec<Ipv4Addr> {
+    tula_net::addresses()
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.link == link)
+        .filter_map(|a| match a.addr {
+            IpAddr::V4(v4) => Some(v4),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs teardown in `ns` when a test fails half-way, so no pins are left.
+struct TeardownOnDrop<'a> {
+    ns: &'a Netns,
+    root: &'a Root,
+}
+
+impl Drop for TeardownOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.root.file("var/lib/tula/decap.json").exists() {
+            let _ = self.ns.run(|| tula_decap::teardown(self.root.path()));
+        }
+    }
+}
+
+fn xdp_options(root: &Root) -> SetupOptions {
+    let mut opts = SetupOptions::new(Method::Xdp, vec![VIP, VIP2]);
+    opts.root = root.path().to_path_buf();
+    opts.tula_binary = PathBuf::from("/usr/local/bin/tula");
+    opts
+}
+
+/// Sends `count` client datagrams to VIP:port wrapped in IPIP from the peer
+/// namespace: a raw IPPROTO_IPIP socket makes the kernel add the outer header.
+fn send_tunnelled(peer: &Netns, count: usize, port: u16) {
+    peer.run(|| {
+        // SAFETY: plain socket calls on a fresh fd, closed at the end.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_IPIP);
+            assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+            let dst = libc::sockaddr_in {
+                sin_family: libc::AF_INET as u16,
+                sin_port: 0,
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(BACKEND.octets()) },
+                sin_zero: [0; 8],
+            };
+            for i in 0..count {
+                let inner = client_datagram(port, format!("hello {i}").as_bytes());
+                let sent = libc::sendto(
+                    fd,
+                    inner.as_ptr().cast(),
+                    inner.len(),
+                    0,
+                    (&dst as *const libc::sockaddr_in).cast(),
+                    size_of::<libc::sockaddr_in>() as u32,
+                );
+                assert_eq!(sent, inner.len() as isize, "sendto: {}", std::io::Error::last_os_error());
+            }
+            libc::close(fd);
+        }
+    })
+    .unwrap();
+}
+
+/// IPv4 + UDP from CLIENT:40000 to VIP:port; UDP checksum 0 (none).
+fn client_datagram(port: u16, data: &[u8]) -> Vec<u8> {
+    let total = (20 + 8 + data.len()) as u16;
+    let mut p = vec![0x45, 0];
+    p.extend(total.to_be_bytes());
+    p.extend([0, 1, 0x40, 0, 64, 17, 0, 0]);
+    p.extend(CLIENT.octets());
+    p.extend(VIP.octets());
+    let mut sum: u32 = p.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]]) as u32).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    p.extend(40000u16.to_be_bytes());
+    p.extend(port.to_be_bytes());
+    p.extend(((8 + data.len()) as u16).to_be_bytes());
+    p.extend([0, 0]);
+    p.extend(data);
+    p
+}
+
+fn check<'a>(checks: &'a [tula_decap::Check], name: &str) -> &'a tula_decap::Check {
+    checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no check {name:?} in {checks:#?}"))
+}
+
+fn failing(checks: &[tula_decap::Check]) -> Vec<String> {
+    checks.iter().filter(|c| c.status == CheckStatus::Fail).map(|c| c.to_string()).collect()
+}
+
+#[test]
+fn xdp_setup_is_idempotent_verifiable_and_undone_exactly() {
+    let topo = topology("xdp");
+    let root = Root::new("xdp");
+    let _cleanup = TeardownOnDrop { ns: &topo.backend, root: &root };
+    // An operator's own sysctl file of the same name: teardown must bring it back.
+    let own_sysctl_file = "# the operator's own file\nkernel.panic = 10\n";
+    std::fs::create_dir_all(root.file("etc/sysctl.d")).unwrap();
+    std::fs::write(root.file("etc/sysctl.d/99-dsr.conf"), own_sysctl_file).unwrap();
+
+    let (before, plan, report, second, listener) = topo
+        .backend
+        .run(|| {
+            set_stock_sysctls();
+            let before = sysctl_values();
+            let opts = xdp_options(&root);
+            let plan = tula_decap::plan_setup(&opts).unwrap();
+            let report = tula_decap::apply(&plan, root.path()).unwrap();
+            let second = tula_decap::plan_setup(&opts).unwrap();
+            // Bound after setup: the VIP must be on lo first.
+            let listener = UdpSocket::bind(SocketAddrV4::new(VIP, 5353)).unwrap();
+            (before, plan, report, second, listener)
+        })
+        .unwrap();
+
+    assert_eq!(plan.interface, "bk0", "the default route's device");
+    assert_eq!(report.applied.len(), plan.changes.len());
+    let pin_dir = topo.backend.run(|| program::pin_dir("bk0")).unwrap().unwrap();
+    let expected_head = [
+        Change::SetSysctl { key: "net.ipv4.conf.all.arp_ignore".into(), from: Some("0".into()), to: "1".into() },
+        Change::SetSysctl { key: "net.ipv4.conf.all.arp_announce".into(), from: Some("0".into()), to: "2".into() },
+        Change::SetSysctl { key: "net.ipv4.conf.bk0.rp_filter".into(), from: Some("1".into()), to: "0".into() },
+        Change::SetSysctl { key: "net.ipv4.conf.all.rp_filter".into(), from: Some("2".into()), to: "0".into() },
+        Change::AddAddress { link: "lo".into(), addr: VIP, prefix: 32 },
+        Change::AddAddress { link: "lo".into(), addr: VIP2, prefix: 32 },
+    ];
+    assert_eq!(plan.changes[..6], expected_head[..]);
+    let attach = Change::AttachDecap { interface: "bk0".into(), pin_dir: pin_dir.clone(), local: vec![BACKEND], vips: vec![VIP, VIP2] };
+    assert!(plan.changes.contains(&attach), "{:#?}", plan.changes);
+    let unit = "# Written by `tula decap setup --method xdp`; `tula decap teardown` removes it.\n\
+                [Unit]\n\
+                Description=tula: decapsulate Layer 3 DSR traffic (IPIP) in XDP on bk0\n\
+                Wants=network-online.target\n\
+                After=network-online.target\n\
+                \n\
+                [Service]\n\
+                Type=oneshot\n\
+                RemainAfterExit=yes\n\
+                ExecStart=/usr/local/bin/tula decap setup --method xdp --interface bk0 --vip 203.0.113.10 --vip 203.0.113.11\n\
+                \n\
+                [Install]\n\
+                WantedBy=multi-user.target\n";
+    assert_eq!(std::fs::read_to_string(root.file("etc/systemd/system/tula-decap.service")).unwrap(), unit);
+    assert_eq!(
+        std::fs::read_link(root.file("etc/systemd/system/multi-user.target.wants/tula-decap.service")).unwrap(),
+        Path::new("/etc/systemd/system/tula-decap.service")
+    );
+    let sysctl_file = std::fs::read_to_string(root.file("etc/sysctl.d/99-dsr.conf")).unwrap();
+    assert!(sysctl_file.ends_with(
+        "net.ipv4.conf.all.arp_ignore = 1\n\
+         net.ipv4.conf.all.arp_announce = 2\n\
+         net.ipv4.conf.bk0.rp_filter = 0\n\
+         net.ipv4.conf.all.rp_filter = 0\n"
+    ), "{sysctl_file}");
+    assert!(root.file("var/lib/tula/decap.json").exists());
+
+    // Applied for real, in the namespace.
+    let (after, lo, attached_to, bk0) = topo
+        .backend
+        .run(|| {
+            let pinned = PinnedDecap::open(&pin_dir).expect("pinned");
+            (sysctl_values(), addresses_on("lo"), pinned.attached_ifindex().unwrap(), tula_net::link("bk0").unwrap().index)
+        })
+        .unwrap();
+    assert_eq!(after.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(), ["1", "2", "0", "0"]);
+    assert!(lo.contains(&VIP) && lo.contains(&VIP2), "{lo:?}");
+    assert_eq!(attached_to, bk0);
+    let busy = topo.backend.run(|| DecapProgram::load().and_then(|mut p| p.attach("bk0"))).unwrap();
+    let busy = busy.expect_err("bk0 already has the pinned program");
+    assert!(busy.to_string().contains("another XDP program is attached to bk0"), "{busy}");
+
+    // Idempotent: nothing left to do, and applying that changes no file.
+    // (Pins that tests running in parallel left behind are not ours.)
+    let own = |changes: &[Change]| changes.iter().filter(|c| !matches!(c, Change::RemoveStalePins { .. })).count();
+    assert_eq!(own(&second.changes), 0, "second run wants {:#?}", second.changes);
+    let state_before = std::fs::read_to_string(root.file("var/lib/tula/decap.json")).unwrap();
+    let again = topo.backend.run(|| tula_decap::apply(&second, root.path()).unwrap()).unwrap();
+    assert_eq!(own(&again.applied), 0);
+    assert_eq!(std::fs::read_to_string(root.file("var/lib/tula/decap.json")).unwrap(), state_before);
+
+    // Before traffic, verify fails on exactly the traffic check.
+    let verify_opts = VerifyOptions::new(root.path());
+    let checks = topo.backend.run(|| tula_decap::verify(&verify_opts).unwrap()).unwrap();
+    assert_eq!(check(&checks, "decapsulated packets seen").status, CheckStatus::Fail);
+    assert_eq!(failing(&checks).len(), 1, "{:#?}", failing(&checks));
+
+    // End to end: IPIP from the peer arrives decapsulated at a socket bound to the VIP.
+    send_tunnelled(&topo.peer, 3, 5353);
+    listener.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = [0u8; 256];
+    for i in 0..3 {
+        let (n, from) = listener.recv_from(&mut buf).expect("a decapsulated datagram within 3 s");
+        assert_eq!(&buf[..n], format!("hello {i}").as_bytes());
+        assert_eq!(from, std::net::SocketAddr::from((CLIENT, 40000)), "the client's address, not the LB's");
+    }
+    drop(listener);
+
+    let checks = topo.backend.run(|| tula_decap::verify(&verify_opts).unwrap()).unwrap();
+    assert!(failing(&checks).is_empty(), "{:#?}", failing(&checks));
+    let traffic = check(&checks, "decapsulated packets seen");
+    assert!(traffic.detail.starts_with("decapsulated 3 packets"), "{}", traffic.detail);
+    for name in [
+        "XDP decapsulation attached to bk0",
+        "VIP 203.0.113.10 on lo",
+        "VIP 203.0.113.11 on lo",
+        "net.ipv4.conf.all.arp_ignore = 1",
+        "net.ipv4.conf.all.arp_announce = 2",
+        "net.ipv4.conf.bk0.rp_filter = 0",
+        "net.ipv4.conf.all.rp_filter = 0",
+        "boot unit tula-decap.service installed and enabled",
+    ] {
+        assert_eq!(check(&checks, name).status, CheckStatus::Pass, "{name}");
+    }
+
+    // A deliberately broken backend: rp_filter back on.
+    let checks = topo
+        .backend
+        .run(|| {
+            tula_net::sysctl::write("net.ipv4.conf.all.rp_filter", "1").unwrap();
+            let checks = tula_decap::verify(&verify_opts).unwrap();
+            tula_net::sysctl::write("net.ipv4.conf.all.rp_filter", "0").unwrap();
+            checks
+        })
+        .unwrap();
+    let failed = failing(&checks);
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert!(failed[0].contains("net.ipv4.conf.all.rp_filter = 0: it is 1"), "{}", failed[0]);
+    assert!(failed[0].contains("fix: sysctl -w net.ipv4.conf.all.rp_filter=0"), "{}", failed[0]);
+
+    // Teardown restores everything exactly.
+    let (report, restored, lo, reattach) = topo
+        .backend
+        .run(|| {
+            let report = tula_decap::teardown(root.path()).unwrap();
+            // A fresh attach succeeds only if no XDP program is left on bk0.
+            let reattach = DecapProgram::load().and_then(|mut p| p.attach("bk0"));
+            (report, sysctl_values(), addresses_on("lo"), reattach)
+        })
+        .unwrap();
+    assert!(report.failed.is_empty(), "{:#?}", report.failed);
+    assert_eq!(restored, before);
+    assert!(!lo.contains(&VIP) && !lo.contains(&VIP2), "{lo:?}");
+    assert!(!pin_dir.exists());
+    reattach.expect("bk0 has no XDP program left");
+    assert_eq!(std::fs::read_to_string(root.file("etc/sysctl.d/99-dsr.conf")).unwrap(), own_sysctl_file);
+    assert!(!root.file("etc/systemd/system/tula-decap.service").exists());
+    assert!(root.file("etc/systemd/system/multi-user.target.wants/tula-decap.service").symlink_metadata().is_err());
+    assert!(!root.file("var/lib/tula/decap.json").exists());
+}
+
+#[test]
+fn kernel_dry_run_prints_the_full_list_with_file_contents() {
+    let topo = topology("kdry");
+    let root = Root::new("kdry");
+    let (text, plan, after) = topo
+        .backend
+        .run(|| {
+            set_stock_sysctls();
+            let mut opts = SetupOptions::new(Method::Kernel, vec![VIP, VIP2]);
+            opts.root = root.path().to_path_buf();
+            opts.persist = Persist::Networkd;
+            let plan = tula_decap::plan_setup(&opts).unwrap();
+            (tula_decap::cli::render_plan(&plan, true), plan, sysctl_values())
+        })
+        .unwrap();
+    let r = root.path().display();
+    let expected = format!(
+        "backend setup, method kernel (ipip module, tunl0), uplink bk0
+would make (dry run, nothing changed) 13 change(s):
+  1. load kernel module ipip  [modprobe ipip]
+  2. create IPIP tunnel tunl0 with local 198.18.1.2  [ip tunnel add tunl0 mode ipip local 198.18.1.2]
+  3. set net.ipv4.conf.all.arp_ignore = 1 (was 0)  [sysctl -w net.ipv4.conf.all.arp_ignore=1]
+  4. set net.ipv4.conf.all.arp_announce = 2 (was 0)  [sysctl -w net.ipv4.conf.all.arp_announce=2]
+  5. set net.ipv4.conf.tunl0.rp_filter = 0 (not set yet)  [sysctl -w net.ipv4.conf.tunl0.rp_filter=0]
+  6. set net.ipv4.conf.all.rp_filter = 0 (was 2)  [sysctl -w net.ipv4.conf.all.rp_filter=0]
+  7. add 203.0.113.10/32 to tunl0  [ip addr add 203.0.113.10/32 dev tunl0]
+  8. add 203.0.113.11/32 to tunl0  [ip addr add 203.0.113.11/32 dev tunl0]
+  9. bring tunl0 up  [ip link set tunl0 up]
+ 10. write new file {r}/etc/sysctl.d/99-dsr.conf (mode 644):
+    | # Written by `tula decap setup` for Layer 3 DSR; `tula decap teardown` removes it.
+    | # arp_ignore/arp_announce: never answer ARP for a VIP, nor use one as ARP source.
+    | # rp_filter: decapsulated packets carry the client's address as source, which
+    | # does not match the route back through the receiving interface.
+    | net.ipv4.conf.all.arp_ignore = 1
+    | net.ipv4.conf.all.arp_announce = 2
+    | net.ipv4.conf.tunl0.rp_filter = 0
+    | net.ipv4.conf.all.rp_filter = 0
+ 11. write new file {r}/etc/modules-load.d/tula-ipip.conf (mode 644):
+    | # Written by `tula decap setup`: the ipip module creates tunl0, which decapsulates L3 DSR traffic.
+    | ipip
+ 12. write new file {r}/etc/systemd/network/90-tula-tunl0.netdev (mode 644):
+    | # Written by `tula decap setup`: IPIP tunnel for Layer 3 DSR.
+    | [NetDev]
+    | Name=tunl0
+    | Kind=ipip
+    |
+    | [Tunnel]
+    | Local=198.18.1.2
+    | Remote=any
+    | Independent=yes
+ 13. write new file {r}/etc/systemd/network/90-tula-tunl0.network (mode 644):
+    | # Written by `tula decap setup`: the VIPs this backend serves over the IPIP tunnel.
+    | [Match]
+    | Name=tunl0
+    |
+    | [Link]
+    | RequiredForOnline=no
+    |
+    | [Network]
+    | LinkLocalAddressing=no
+    | ConfigureWithoutCarrier=yes
+    | Address=203.0.113.10/32
+    | Address=203.0.113.11/32
+"
+    );
+    assert!(text.starts_with(&expected), "got:\n{text}\nwanted:\n{expected}");
+    if !Path::new("/sys/module/ipip").exists() {
+        assert!(text.contains("note: the ipip module is not available on this host"), "{text}");
+        assert!(text.contains("`--method xdp` works without it"), "{text}");
+    }
+    // Nothing was changed: no files, no state, the stock sysctls.
+    assert!(std::fs::read_dir(root.path()).unwrap().next().is_none(), "the dry run wrote under --root");
+    assert_eq!(after.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(), ["0", "0", "2", "1"]);
+    // The same plan as JSON names every change.
+    let json = serde_json::to_value(&plan).unwrap();
+    assert_eq!(json["changes"].as_array().unwrap().len(), 13);
+    assert_eq!(json["changes"][0], serde_json::json!({"change": "load_module", "name": "ipip"}));
+}
+
+#[test]
+fn kernel_netplan_file_when_netplan_is_in_use() {
+    let topo = topology("kplan");
+    let root = Root::new("kplan");
+    std::fs::create_dir_all(root.file("etc/netplan")).unwrap();
+    std::fs::write(root.file("etc/netplan/50-cloud-init.yaml"), "network: {version: 2}\n").unwrap();
+    std::fs::create_dir_all(root.file("usr/sbin")).unwrap();
+    std::fs::write(root.file("usr/sbin/netplan"), "").unwrap();
+    let plan = topo
+        .backend
+        .run(|| {
+            let mut opts = SetupOptions::new(Method::Kernel, vec![VIP]);
+            opts.root = root.path().to_path_buf();
+            tula_decap::plan_setup(&opts).unwrap()
+        })
+        .unwrap();
+    assert_eq!(plan.persist, Persist::Netplan, "detected");
+    let netplan = plan
+        .changes
+        .iter()
+        .find_map(|c| match c {
+            Change::WriteFile { path, contents, mode, .. } if path.ends_with("etc/netplan/90-tula-dsr.yaml") => Some((contents.clone(), *mode)),
+            _ => None,
+        })
+        .expect("a netplan file in the plan");
+    assert_eq!(
+        netplan.0,
+        "# Written by `tula decap setup`: IPIP tunnel and VIPs for Layer 3 DSR.
+network:
+  version: 2
+  tunnels:
+    tunl0:
+      mode: ipip
+      local: 198.18.1.2
+      remote: 0.0.0.0
+      addresses:
+        - 203.0.113.10/32
+"
+    );
+    assert_eq!(netplan.1, 0o600, "netplan refuses world-readable files");
+    assert!(!plan.changes.iter().any(|c| matches!(c, Change::WriteFile { path, .. } if path.extension().is_some_and(|e| e == "netdev"))));
+}
+
+#[test]
+fn kernel_method_without_the_ipip_module_fails_clearly_and_changes_nothing() {
+    if Path::new("/sys/module/ipip").exists() {
+        eprintln!("skipped: this host has the ipip module");
+        return;
+    }
+    let topo = topology("knomod");
+    let root = Root::new("knomod");
+    let (result, after) = topo
+        .backend
+        .run(|| {
+            set_stock_sysctls();
+            let mut opts = SetupOptions::new(Method::Kernel, vec![VIP]);
+            opts.root = root.path().to_path_buf();
+            (tula_decap::setup(&opts), sysctl_values())
+        })
+        .unwrap();
+    let err = result.expect_err("no ipip module here");
+    assert!(matches!(err, DecapError::NoIpipModule { .. }), "{err:?}");
+    assert!(err.to_string().contains("use `tula decap setup --method xdp`"), "{err}");
+    assert_eq!(after.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(), ["0", "0", "2", "1"]);
+    assert!(!root.file("var/lib/tula/decap.json").exists(), "nothing was done, nothing to record");
+}
+
+#[test]
+fn a_vip_owned_by_another_device_is_named() {
+    let topo = topology("owned");
+    let root = Root::new("owned");
+    let err = topo
+        .backend
+        .run(|| {
+            tula_net::add_address("bk0", IpAddr::V4(VIP2), 32).unwrap();
+            let mut opts = xdp_options(&root);
+            opts.interface = Some("bk0".into());
+            tula_decap::plan_setup(&opts).expect_err("VIP2 is on bk0")
+        })
+        .unwrap();
+    assert!(matches!(&err, DecapError::VipOwnedElsewhere { vip, device, .. } if *vip == VIP2 && device == "bk0"), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("VIP 203.0.113.11 is already on bk0"), "{text}");
+    assert!(text.contains("ip addr del 203.0.113.11/32 dev bk0"), "{text}");
+}
+
+#[test]
+fn no_uplink_and_no_interface_asks_for_one() {
+    let pid = std::process::id();
+    let ns = Netns::create(&format!("tdc-nouplink-{pid}")).unwrap();
+    let root = Root::new("nouplink");
+    let err = ns
+        .run(|| {
+            tula_net::add_veth("a0", "a1", None).unwrap();
+            tula_net::add_veth("b0", "b1", None).unwrap();
+            for name in ["a0", "a1", "b0", "b1"] {
+                tula_net::set_up(name).unwrap();
+            }
+            tula_decap::plan_setup(&xdp_options(&root)).expect_err("four candidates, no default route")
+        })
+        .unwrap();
+    let text = err.to_string();
+    assert!(text.contains("pass --interface IFACE"), "{text}");
+    assert!(text.contains("a0") && text.contains("b1"), "{text}");
+}
+
+#[test]
+fn setup_removes_pins_left_by_a_namespace_deleted_without_teardown() {
+    let root = Root::new("stale");
+    let gone = topology("stale1");
+    let gone_dir = gone
+        .backend
+        .run(|| {
+            let mut opts = xdp_options(&root);
+            opts.persist = Persist::None;
+            tula_decap::setup(&opts).unwrap();
+            program::pin_dir("bk0").unwrap()
+        })
+        .unwrap();
+    assert!(gone_dir.join("link").exists());
+    drop(gone); // namespaces deleted, no teardown: the pins stay, their link loses bk0
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while PinnedDecap::open(&gone_dir).unwrap().attached_ifindex().unwrap() != 0 {
+        assert!(std::time::Instant::now() < deadline, "the deleted namespace's veth never went away");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let topo = topology("stale2");
+    let root2 = Root::new("stale2");
+    let _cleanup = TeardownOnDrop { ns: &topo.backend, root: &root2 };
+    let plan = topo
+        .backend
+        .run(|| {
+            let mut opts = xdp_options(&root2);
+            opts.persist = Persist::None;
+            let plan = tula_decap::plan_setup(&opts).unwrap();
+            tula_decap::apply(&plan, root2.path()).unwrap();
+            tula_decap::teardown(root2.path()).unwrap();
+            plan
+        })
+        .unwrap();
+    assert!(plan.changes.contains(&Change::RemoveStalePins { pin_dir: gone_dir.clone() }), "{:#?}", plan.changes);
+    assert!(!gone_dir.exists());
+}
