@@ -2,7 +2,7 @@
 //! A setup is a list of these; the state file records the ones made.
 
 use crate::program::{self, DecapProgram, PinnedDecap};
-use crate::{tunnel, DecapError};
+use crate::DecapError;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -81,7 +81,7 @@ impl Change {
                 if tula_net::link(name).is_ok() {
                     return Ok(None); // the kernel's catch-all device: it already receives every IPIP packet
                 }
-                tunnel::create_ipip_tunnel(name, *local)?;
+                tula_net::add_ipip_tunnel(name, *local)?;
             }
             Change::SetSysctl { key, to, .. } => tula_net::sysctl::write(key, to)?,
             Change::AddAddress { link, addr, prefix } => {
@@ -139,10 +139,10 @@ impl Change {
                 Ok(false) | Err(tula_net::NetError::NoSuchLink { .. }) => format!("{addr}/{prefix} is already off {link}"),
                 Err(e) => return Err(e.into()),
             },
-            Change::SetLinkUp { link } => match tunnel::set_down(link) {
+            Change::SetLinkUp { link } => match tula_net::set_down(link) {
                 Ok(()) => format!("set {link} down"),
-                Err(DecapError::Net(tula_net::NetError::NoSuchLink { .. })) => format!("{link} is gone"),
-                Err(e) => return Err(e),
+                Err(tula_net::NetError::NoSuchLink { .. }) => format!("{link} is gone"),
+                Err(e) => return Err(e.into()),
             },
             // Left mounted: other tools pin there too, and a mounted bpffs is harmless.
             Change::MountBpffs { path } => format!("left bpffs mounted at {}", path.display()),

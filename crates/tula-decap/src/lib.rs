@@ -23,14 +23,13 @@ mod persist;
 mod plan;
 pub mod program;
 mod state;
-mod tunnel;
 mod verify;
 
 pub use change::Change;
 pub use persist::Persist;
 pub use plan::{apply, default_uplink, plan_setup, setup, sysctls, teardown, Method, Plan, SetupOptions, SetupReport, TeardownReport};
 pub use state::State;
-pub use tunnel::ipip_tunnel_request;
+pub use tula_net::ipip_tunnel_request;
 pub use verify::{verify, Check, CheckStatus, VerifyOptions};
 
 use std::net::Ipv4Addr;

@@ -89,7 +89,7 @@ pub fn sysctls(method: Method, interface: &str) -> Vec<(String, String)> {
     [
         ("net.ipv4.conf.all.arp_ignore".to_string(), "1"),
         ("net.ipv4.conf.all.arp_announce".to_string(), "2"),
-        (format!("net.ipv4.conf.{device}.rp_filter"), "0"),
+        (tula_net::sysctl::conf_key(device, "rp_filter"), "0"),
         ("net.ipv4.conf.all.rp_filter".to_string(), "0"),
     ]
     .into_iter()

@@ -176,7 +176,7 @@ impl Topology {
                 let link = Self::router_backend_link(i);
                 net::add_address(&link, Self::backend_gateway(i).into(), 24)?;
                 net::set_up(&link)?;
-                net::sysctl::write(&format!("net.ipv4.conf.{link}.rp_filter"), "0")?;
+                net::sysctl::write(&net::sysctl::conf_key(&link, "rp_filter"), "0")?;
             }
             net::add_route(Ipv4Addr::new(203, 0, 113, 0), 24, Some(LB_ADDR), None)?;
             Ok(())

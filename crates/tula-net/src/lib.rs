@@ -11,7 +11,7 @@ mod netns;
 pub mod sysctl;
 
 pub use link::{
-    add_address, add_bridge, add_neighbour, add_route, add_veth, addresses, del_address,
+    add_address, add_bridge, add_ipip_tunnel, ipip_tunnel_request, set_down, add_neighbour, add_route, add_veth, addresses, del_address,
     delete_link, keep_neighbour_resolved, link, link_stats, links, move_link, primary_ipv4,
     route_get, set_master, set_mtu, set_offload, set_up, Address, Link, LinkStats, Offload,
     RouteInfo,

@@ -8,7 +8,7 @@ use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourExtFlags, NeighbourState};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute};
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkIpIp, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -196,6 +196,27 @@ pub fn set_up(name: &str) -> Result<(), NetError> {
             .set(LinkUnspec::new_with_index(index).up().build())
             .execute()
             .await
+    })
+}
+
+/// Brings an interface down.
+pub fn set_down(name: &str) -> Result<(), NetError> {
+    let index = index_of(name)?;
+    netlink(&format!("setting {name} down"), |h| async move {
+        h.link().set(LinkUnspec::new_with_index(index).down().build()).execute().await
+    })
+}
+
+/// The RTM_NEWLINK message for `ip tunnel add NAME mode ipip local LOCAL`.
+pub fn ipip_tunnel_request(name: &str, local: Ipv4Addr) -> LinkMessage {
+    LinkIpIp::new(name).local(local).build()
+}
+
+/// Creates an IPIP tunnel device (needs the kernel's ipip module).
+pub fn add_ipip_tunnel(name: &str, local: Ipv4Addr) -> Result<(), NetError> {
+    let message = ipip_tunnel_request(name, local);
+    netlink(&format!("creating IPIP tunnel {name} with local {local}"), |h| async move {
+        h.link().add(message).execute().await
     })
 }
 

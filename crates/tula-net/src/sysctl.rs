@@ -7,8 +7,19 @@ use crate::NetError;
 use std::path::PathBuf;
 
 /// `/proc/sys/...` path of a dotted key such as `net.ipv4.conf.all.rp_filter`.
+/// As in sysctl(8), a `/` in the key stands for a literal dot, so
+/// `net.ipv4.conf.eth0/100.rp_filter` names interface `eth0.100`.
 pub fn path(key: &str) -> PathBuf {
-    PathBuf::from("/proc/sys").join(key.replace('.', "/"))
+    let mut path = PathBuf::from("/proc/sys");
+    for part in key.split('.') {
+        path.push(part.replace('/', "."));
+    }
+    path
+}
+
+/// The key for a per-interface setting, e.g. `conf_key("eth0.100", "rp_filter")`.
+pub fn conf_key(interface: &str, setting: &str) -> String {
+    format!("net.ipv4.conf.{}.{setting}", interface.replace('.', "/"))
 }
 
 /// The value of a sysctl, trimmed.
