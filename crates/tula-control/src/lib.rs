@@ -1,14 +1,40 @@
 //! The running state of a load balancer, between the operator's declared
 //! config and the XDP data plane: Save and apply as one transaction, numbered
-//! revisions, and the status an operator reads back.
+//! revisions, restart without dropping traffic, and the status an operator
+//! reads back. docs/CONTROL.md describes the behaviour and the state files.
 //!
-//! INTERFACE SKETCH (the lead's contract for the API/CLI helper; the control
-//! helper implements it and may refine names, but must report any change).
+//! Modules:
+//! - `control`: [`Control`], the running state and its operations.
+//! - `store`: the config file and the numbered revisions.
+//! - `ids`: VIP and backend ids, saved so a restart keeps them.
+//! - `plan`: config -> data-plane state, and state -> state as ordered operations.
+//! - `program`: running operations on the data plane, reading its state back.
+//! - `diff`: config -> config changes, path by path (`tula diff`).
+//! - `status`: per-VIP and per-backend status.
+//! - `host`: host facts for validation (interfaces, addresses, subnets).
+//! - `files`: atomic file writes.
+//!
+//! Every method may block (netlink, BPF system calls, fsync): from async code,
+//! call it on a blocking thread (`tokio::task::spawn_blocking`). Netlink and
+//! XDP attachment act in the calling thread's network namespace.
+
+mod control;
+mod diff;
+mod files;
+mod host;
+mod ids;
+mod pinned_ring;
+mod plan;
+mod program;
+mod status;
+mod store;
+
+pub use control::Control;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::SystemTime;
-use tula_config::{BackendState, Config, ConfigErrors};
+use tula_config::{BackendState, ConfigErrors};
 
 /// Where the daemon keeps its state.
 #[derive(Debug, Clone)]
@@ -19,8 +45,20 @@ pub struct ControlOptions {
     pub state_dir: PathBuf,
 }
 
+/// Where the daemon keeps revisions and ids unless told otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/tula";
+
+impl Default for ControlOptions {
+    fn default() -> ControlOptions {
+        ControlOptions {
+            config_path: PathBuf::from(tula_config::DEFAULT_CONFIG_PATH),
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+        }
+    }
+}
+
 /// One saved revision.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RevisionInfo {
     pub number: u64,
     pub time: SystemTime,
@@ -36,7 +74,7 @@ pub struct Diff {
     pub changes: Vec<Change>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Change {
     /// `+` added, `-` removed, `~` changed.
     pub op: char,
@@ -79,61 +117,24 @@ pub enum ControlError {
     Invalid(ConfigErrors),
     #[error("no revision {0}")]
     NoSuchRevision(u64),
-    #[error("programming the data plane failed, rolled back to revision {rolled_back_to}: {message}")]
-    Dataplane { message: String, rolled_back_to: u64 },
+    #[error(
+        "programming the data plane failed, rolled back to revision {rolled_back_to}: {message}"
+    )]
+    Dataplane {
+        message: String,
+        rolled_back_to: u64,
+    },
+    #[error("no VIP named {0:?} in the running config")]
+    NoSuchVip(String),
+    #[error("VIP {vip} has no backend {address} in the running config")]
+    NoSuchBackend { vip: String, address: IpAddr },
+    /// Loading, adopting, reading or unloading the data plane failed (not an apply).
+    #[error("data plane in {}: {message}", pin_dir.display())]
+    DataplaneIo { pin_dir: PathBuf, message: String },
     #[error("{what}: {source}")]
-    Io { what: String, #[source] source: std::io::Error },
-}
-
-/// The load balancer's running state. Methods take `&self` (it locks inside),
-/// so the API shares one `Arc<Control>` between handlers.
-pub struct Control {
-    _private: (),
-}
-
-impl Control {
-    /// Opens the state, adopts a pinned data plane (or loads a new one),
-    /// and reconciles it to the saved config without flushing connections.
-    pub fn start(_options: ControlOptions) -> Result<Control, ControlError> {
-        todo!()
-    }
-    /// The config the data plane runs, and its revision number (0 = none yet).
-    pub fn running(&self) -> (u64, Config) {
-        todo!()
-    }
-    /// The config file on disk (may differ from `running` if edited by hand).
-    pub fn saved(&self) -> Result<Config, ControlError> {
-        todo!()
-    }
-    /// Validates against this host (interfaces, local addresses, subnets).
-    pub fn validate(&self, _config: &Config) -> Result<(), ConfigErrors> {
-        todo!()
-    }
-    pub fn diff(&self, _config: &Config) -> Diff {
-        todo!()
-    }
-    /// Save and apply: validate, program the data plane by diff (rolling back on
-    /// failure), then write the file and the revision atomically.
-    pub fn apply(&self, _config: Config, _source: &str) -> Result<RevisionInfo, ControlError> {
-        todo!()
-    }
-    pub fn history(&self) -> Result<Vec<RevisionInfo>, ControlError> {
-        todo!()
-    }
-    pub fn revision(&self, _number: u64) -> Result<Config, ControlError> {
-        todo!()
-    }
-    pub fn rollback(&self, _number: u64) -> Result<RevisionInfo, ControlError> {
-        todo!()
-    }
-    pub fn status(&self) -> Result<Vec<VipStatus>, ControlError> {
-        todo!()
-    }
-    pub fn counters(&self) -> Result<tula_dataplane::Counters, ControlError> {
-        todo!()
-    }
-    /// Removes every program, link and map (`tula dataplane unload`).
-    pub fn unload(self) -> Result<(), ControlError> {
-        todo!()
-    }
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -1,0 +1,257 @@
+//! What applying a config would change, path by path, as `tula diff` shows it.
+//!
+//! Both configs are compared as their JSON trees, so every field of the model
+//! is covered without listing them: VIPs are matched by name
+//! (`vips[web]`), backends by address (`vips[web].backends[198.18.3.2]`),
+//! other lists are compared whole. The API token is never shown.
+
+use serde_json::{Map, Value};
+use tula_config::Config;
+
+use crate::{Change, Diff};
+
+/// Shown instead of the API token.
+const HIDDEN: &str = "********";
+
+pub(crate) fn diff(old: &Config, new: &Config) -> Diff {
+    let mut changes = Vec::new();
+    let tree =
+        |config: &Config| serde_json::to_value(config.redacted()).expect("a config always encodes");
+    compare_objects(
+        "",
+        &as_object(tree(old)),
+        &as_object(tree(new)),
+        &mut changes,
+    );
+    if old.api.token.is_some() && new.api.token.is_some() && old.api.token != new.api.token {
+        changes.push(Change {
+            op: '~',
+            path: "api.token".into(),
+            before: Some(HIDDEN.into()),
+            after: Some(HIDDEN.into()),
+        });
+    }
+    Diff { changes }
+}
+
+impl Diff {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// One line per change: `+ vips[web]`, `~ vips[web].port: 80 -> 8080`.
+    pub fn summary(&self) -> Vec<String> {
+        self.changes.iter().map(Change::to_string).collect()
+    }
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.op, self.path)?;
+        match (self.op, &self.before, &self.after) {
+            ('~', Some(before), Some(after)) => write!(f, ": {before} -> {after}"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Display for Diff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for change in &self.changes {
+            writeln!(f, "{change}")?;
+        }
+        Ok(())
+    }
+}
+
+fn as_object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// `parent.key`, or `key` at the top.
+fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+fn compare_objects(
+    path: &str,
+    old: &Map<String, Value>,
+    new: &Map<String, Value>,
+    changes: &mut Vec<Change>,
+) {
+    let mut keys: Vec<&String> = old.keys().collect();
+    keys.extend(new.keys().filter(|k| !old.contains_key(*k)));
+    for key in keys {
+        match key.as_str() {
+            // The model's `[[vip]]` tables; paths call them `vips`, like validation does.
+            "vip" => compare_keyed(
+                &join(path, "vips"),
+                "name",
+                old.get(key),
+                new.get(key),
+                changes,
+            ),
+            "backends" => compare_keyed(
+                &join(path, "backends"),
+                "address",
+                old.get(key),
+                new.get(key),
+                changes,
+            ),
+            _ => compare(&join(path, key), old.get(key), new.get(key), changes),
+        }
+    }
+}
+
+fn compare(path: &str, old: Option<&Value>, new: Option<&Value>, changes: &mut Vec<Change>) {
+    match (old, new) {
+        (Some(Value::Object(old)), Some(Value::Object(new))) => {
+            compare_objects(path, old, new, changes)
+        }
+        (Some(old), Some(new)) if old != new => changes.push(Change {
+            op: '~',
+            path: path.to_string(),
+            before: Some(text(old)),
+            after: Some(text(new)),
+        }),
+        (Some(_), Some(_)) | (None, None) => {}
+        (None, Some(new)) => changes.push(Change {
+            op: '+',
+            path: path.to_string(),
+            before: None,
+            after: Some(text(new)),
+        }),
+        (Some(old), None) => changes.push(Change {
+            op: '-',
+            path: path.to_string(),
+            before: Some(text(old)),
+            after: None,
+        }),
+    }
+}
+
+/// Lists of objects matched by `id_key`: `path[ID]` for each.
+fn compare_keyed(
+    path: &str,
+    id_key: &str,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    changes: &mut Vec<Change>,
+) {
+    let items = |list: Option<&Value>| -> Vec<(String, Value)> {
+        let Some(Value::Array(items)) = list else {
+            return Vec::new();
+        };
+        items
+            .iter()
+            .map(|item| (item.get(id_key).map(text).unwrap_or_default(), item.clone()))
+            .collect()
+    };
+    let old = items(old);
+    let new = items(new);
+    let find = |list: &[(String, Value)], id: &str| {
+        list.iter().find(|(i, _)| i == id).map(|(_, v)| v.clone())
+    };
+    for (id, old_item) in &old {
+        compare(
+            &format!("{path}[{id}]"),
+            Some(old_item),
+            find(&new, id).as_ref(),
+            changes,
+        );
+    }
+    for (id, new_item) in new.iter().filter(|(id, _)| find(&old, id).is_none()) {
+        compare(&format!("{path}[{id}]"), None, Some(new_item), changes);
+    }
+}
+
+/// A value as one line: strings bare, everything else as compact JSON.
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::from_toml_str(text).unwrap()
+    }
+
+    const BASE: &str = r#"
+        interfaces = ["eth0"]
+        [api]
+        token = "0123456789abcdef"
+        [[vip]]
+        name = "web"
+        address = "203.0.113.10"
+        port = 80
+        backends = [{ address = "198.18.3.2" }, { address = "198.18.3.3", weight = 2 }]
+        [[vip]]
+        name = "dns"
+        address = "203.0.113.11"
+        port = 53
+        protocol = "udp"
+        backends = [{ address = "198.18.3.2" }]
+    "#;
+
+    #[test]
+    fn changes_are_named_by_vip_name_and_backend_address() {
+        let old = config(BASE);
+        let mut new = old.clone();
+        new.vips[0].backends[1].weight = 5;
+        new.vips[0].backends.remove(0);
+        new.vips[0].backends.push(tula_config::Backend {
+            address: "198.18.3.9".parse().unwrap(),
+            port: None,
+            weight: 1,
+            state: tula_config::BackendState::Drain,
+        });
+        new.vips[0].health_check.interval = std::time::Duration::from_secs(5);
+        new.vips.remove(1);
+        new.ring_size = 4093;
+        new.api.token = Some("fedcba9876543210".into());
+        let lines = diff(&old, &new).summary();
+        assert_eq!(
+            lines,
+            vec![
+                "~ ring_size: 65537 -> 4093",
+                "- vips[web].backends[198.18.3.2]",
+                "~ vips[web].backends[198.18.3.3].weight: 2 -> 5",
+                "+ vips[web].backends[198.18.3.9]",
+                "~ vips[web].health_check.interval: 2s -> 5s",
+                "- vips[dns]",
+                "~ api.token: ******** -> ********",
+            ]
+        );
+        let rendered = format!("{:?}", diff(&old, &new));
+        assert!(
+            !rendered.contains("0123456789abcdef") && !rendered.contains("fedcba9876543210"),
+            "token leaked: {rendered}"
+        );
+    }
+
+    #[test]
+    fn equal_configs_have_no_diff_and_new_vips_are_one_change() {
+        let old = config(BASE);
+        assert!(diff(&old, &old.clone()).is_empty());
+        let empty = Config::default();
+        let lines = diff(&empty, &old).summary();
+        assert!(lines.contains(&"+ vips[web]".to_string()), "{lines:?}");
+        assert!(lines.contains(&"+ vips[dns]".to_string()), "{lines:?}");
+        assert!(
+            lines.contains(&"~ interfaces: [] -> [\"eth0\"]".to_string()),
+            "{lines:?}"
+        );
+    }
+}

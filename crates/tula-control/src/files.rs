@@ -1,0 +1,120 @@
+//! Atomic file writes: a file is replaced whole or not at all, even if the
+//! process dies half way. The new contents go to a temporary file in the same
+//! directory, which is fsynced and renamed over the old file; then the
+//! directory is fsynced so the rename itself is durable.
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::ControlError;
+
+/// Prefix and suffix of temporary files; a leftover one (from a crash) is
+/// overwritten by the next write of the same file and never read.
+const TEMP_PREFIX: &str = ".";
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Replaces `path` with `contents` atomically. Files are made readable by
+/// their owner only: configs and revisions hold the API token.
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), ControlError> {
+    let io = |what: &str| {
+        let what = format!("{what} {}", path.display());
+        move |source| ControlError::Io { what, source }
+    };
+    let dir = parent(path);
+    let temp = temp_path(path);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temp)
+        .map_err(io("creating a temporary file for"))?;
+    crash_point(path, "temp-created");
+    let (head, tail) = contents.split_at(contents.len() / 2);
+    file.write_all(head).map_err(io("writing"))?;
+    crash_point(path, "half-written");
+    file.write_all(tail).map_err(io("writing"))?;
+    crash_point(path, "written");
+    file.sync_all().map_err(io("syncing"))?;
+    drop(file);
+    crash_point(path, "synced");
+    std::fs::rename(&temp, path).map_err(io("renaming the temporary file over"))?;
+    crash_point(path, "renamed");
+    sync_dir(&dir).map_err(io("syncing the directory of"))?;
+    crash_point(path, "dir-synced");
+    Ok(())
+}
+
+/// Creates `dir` (and its parents), readable by its owner only.
+pub(crate) fn create_dir(dir: &Path) -> Result<(), ControlError> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| ControlError::Io {
+            what: format!("creating directory {}", dir.display()),
+            source,
+        })
+}
+
+/// The file's contents, or `None` if it does not exist.
+pub(crate) fn read_if_exists(path: &Path) -> Result<Option<String>, ControlError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ControlError::Io {
+            what: format!("reading {}", path.display()),
+            source,
+        }),
+    }
+}
+
+fn parent(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    parent(path).join(format!("{TEMP_PREFIX}{name}{TEMP_SUFFIX}"))
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Test builds abort the process here when `TULA_CRASH_AT` names this file and
+/// step (`FILE_NAME/STEP`), to prove a crash at any step leaves old or new.
+#[cfg(test)]
+fn crash_point(path: &Path, step: &str) {
+    if let Ok(at) = std::env::var("TULA_CRASH_AT") {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        if at == format!("{name}/{step}") {
+            std::process::abort();
+        }
+    }
+}
+
+#[cfg(not(test))]
+fn crash_point(_path: &Path, _step: &str) {}
+
+/// Every step at which a test build can crash a write.
+#[cfg(test)]
+pub(crate) const CRASH_STEPS: [&str; 6] = [
+    "temp-created",
+    "half-written",
+    "written",
+    "synced",
+    "renamed",
+    "dir-synced",
+];

@@ -1,0 +1,92 @@
+//! Programming the data plane: running [`Op`]s, and reading back what a
+//! (possibly adopted) data plane holds so it can be reconciled to a plan.
+
+use std::path::Path;
+
+use tracing::debug;
+use tula_dataplane::{Dataplane, DataplaneError};
+use tula_maglev::Ring;
+
+use crate::pinned_ring;
+use crate::plan::{DataplaneState, Op, VipEntry};
+
+/// Runs `ops` in order; stops at the first failure and says which one.
+pub(crate) fn run(dataplane: &mut Dataplane, ops: &[Op]) -> Result<(), String> {
+    for op in ops {
+        run_one(dataplane, op).map_err(|e| format!("{op}: {e}"))?;
+        debug!(%op, "programmed");
+    }
+    Ok(())
+}
+
+fn run_one(dataplane: &mut Dataplane, op: &Op) -> Result<(), String> {
+    let text = |e: DataplaneError| e.to_string();
+    match op {
+        Op::Attach(ifname) => {
+            let mode = dataplane.attach(ifname).map_err(text)?;
+            tracing::info!(ifname, ?mode, "attached the balancer");
+        }
+        Op::SetInterface(ifname, spec) => dataplane.set_interface(ifname, spec).map_err(text)?,
+        Op::Detach(ifname) => {
+            dataplane.detach(ifname).map_err(text)?;
+            dataplane.remove_interface(ifname).map_err(text)?;
+        }
+        Op::SetBackend(id, backend) => dataplane.set_backend(*id, backend).map_err(text)?,
+        Op::RemoveBackend(id) => dataplane.remove_backend(*id).map_err(text)?,
+        Op::SetVip(key, entry) => {
+            let ring = build_ring(entry, dataplane.ring_size())?;
+            dataplane
+                .set_vip(key, &entry.spec, ring.slots())
+                .map_err(text)?;
+        }
+        Op::RemoveVip(key, _) => dataplane.remove_vip(key).map_err(text)?,
+    }
+    Ok(())
+}
+
+/// The Maglev ring for a VIP entry, `ring_size` slots.
+pub(crate) fn build_ring(entry: &VipEntry, ring_size: u32) -> Result<Ring, String> {
+    Ring::build(&entry.ring, ring_size).map_err(|e| format!("building the Maglev ring: {e}"))
+}
+
+/// What `dataplane` holds, in terms of `wanted`: a VIP whose spec or ring
+/// differs from the wanted one is left out (so it is set again), and
+/// interface specs are unknown (so they are set again).
+pub(crate) fn read_state(
+    dataplane: &Dataplane,
+    pin_dir: &Path,
+    wanted: &DataplaneState,
+) -> Result<DataplaneState, String> {
+    let text = |e: DataplaneError| e.to_string();
+    let mut state = DataplaneState::default();
+    for ifname in dataplane.attached() {
+        state.interfaces.insert(ifname, None);
+    }
+    for id in 0..dataplane.max_backends() {
+        if let Some(backend) = dataplane.backend(id).map_err(text)? {
+            state.backends.insert(id, backend);
+        }
+    }
+    for (key, spec) in dataplane.vips().map_err(text)? {
+        match wanted.vips.get(&key) {
+            Some(entry) if entry.spec == spec => {
+                let held = pinned_ring::vip_ring(pin_dir, dataplane.ring_size(), &key)?
+                    .map(|(_, slots)| slots);
+                let expected = build_ring(entry, dataplane.ring_size())?;
+                if held.as_deref() == Some(expected.slots()) {
+                    state.vips.insert(key, entry.clone());
+                }
+            }
+            Some(_) => {}
+            None => {
+                let entry = VipEntry {
+                    name: format!("(not in the config, id {})", spec.id),
+                    spec,
+                    ring: Vec::new(),
+                };
+                state.vips.insert(key, entry);
+            }
+        }
+    }
+    Ok(state)
+}

@@ -1,0 +1,462 @@
+//! Save and apply against the real data plane: validation stops everything,
+//! a config is programmed as declared, backend changes move only their own
+//! ring slots, untouched VIPs are not rewritten, a data-plane failure rolls
+//! back to exactly what ran before, and health takes a backend out and back.
+
+mod support;
+
+use std::net::{IpAddr, SocketAddrV4};
+
+use support::*;
+use tula_control::ControlError;
+use tula_dataplane::{Dsr, Scheduler};
+use tula_maglev::{Ring, RingBackend};
+
+const WEB_AND_DNS: &str = r#"
+[[vip]]
+name = "web"
+address = "203.0.113.10"
+port = 80
+backends = [
+  { address = "198.18.100.2" },
+  { address = "198.18.100.3" },
+  { address = "198.18.100.4", weight = 2 },
+  { address = "198.18.100.5", state = "drain" },
+  { address = "198.18.100.6", state = "disabled" },
+]
+
+[[vip]]
+name = "dns"
+address = "203.0.113.11"
+port = 53
+protocol = "udp"
+dsr_type = "l2"
+scheduler = "source-hash"
+health_check = { type = "none" }
+backends = [{ address = "198.18.0.10" }, { address = "198.18.0.11" }]
+"#;
+
+#[test]
+fn validation_errors_stop_apply_with_nothing_programmed() {
+    let lab = Lab::new("invalid");
+    let control = lab.start();
+    let bad = lab.config_with(
+        "",
+        r#"
+        [[vip]]
+        name = "web"
+        address = "203.0.113.10"
+        port = 80
+        scheduler = "round-robin"
+        backends = [{ address = "198.18.100.2", port = 81 }]
+        "#,
+    );
+    let mut bad = bad;
+    bad.interfaces.push("eth9".into());
+    let invalid = |result: Result<tula_control::RevisionInfo, ControlError>| match result {
+        Err(ControlError::Invalid(errors)) => {
+            errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()
+        }
+        other => panic!("expected ControlError::Invalid, got {other:?}"),
+    };
+
+    let errors = lab.run(|| invalid(control.apply(bad.clone(), "test")));
+    assert_eq!(
+        errors,
+        vec![
+            "interfaces[1]: no interface named \"eth9\" on this host".to_string(),
+            "vips[web].backends[0].port: 81 differs from the VIP port 80; DSR cannot translate ports".to_string(),
+            "vips[web].scheduler: \"round-robin\" is not supported by the data plane yet; use \"maglev\" or \"source-hash\"".to_string(),
+        ],
+        "every problem, at once"
+    );
+    assert!(!lab.pinned(), "an invalid first apply loaded a data plane");
+    assert_eq!(control.running().0, 0);
+    assert!(control.history().unwrap().is_empty());
+    assert!(
+        control.saved().is_err(),
+        "an invalid apply wrote the config file"
+    );
+
+    // With a config running, an invalid one changes nothing at all.
+    let good = lab.config(WEB_AND_DNS);
+    let first = lab.run(|| control.apply(good.clone(), "test")).unwrap();
+    let before = lab.snapshot();
+    let errors = lab.run(|| invalid(control.apply(bad.clone(), "test")));
+    assert_eq!(errors.len(), 3);
+    lab.snapshot().assert_same(
+        &before,
+        Same::Exactly,
+        "an invalid apply changed the data plane",
+    );
+    assert_eq!(control.running(), (first.number, good.clone()));
+    assert_eq!(control.saved().unwrap(), good);
+    assert_eq!(control.history().unwrap().len(), 1);
+}
+
+#[test]
+fn apply_programs_vips_backends_and_rings() {
+    let lab = Lab::new("programs");
+    let control = lab.start();
+    let config = lab.config(WEB_AND_DNS);
+    let info = lab
+        .run(|| control.apply(config.clone(), "apply -f web.toml"))
+        .unwrap();
+    assert_eq!(info.number, 1);
+    assert_eq!(info.source, "apply -f web.toml");
+    assert!(
+        info.summary.contains(&"+ vips[web]".to_string()),
+        "{:?}",
+        info.summary
+    );
+
+    let held = lab.snapshot();
+    assert_eq!(held.attached, vec!["lb0".to_string()]);
+    assert!(lab.run(|| xdp_attached("lb0")), "no XDP program on lb0");
+
+    let web = held.vip("203.0.113.10".parse().unwrap(), 80);
+    let dns = held.vip("203.0.113.11".parse().unwrap(), 53);
+    assert_eq!(
+        (web.spec.dsr, web.spec.scheduler),
+        (Dsr::L3Ipip, Scheduler::Maglev)
+    );
+    assert_eq!(
+        (dns.spec.dsr, dns.spec.scheduler),
+        (Dsr::L2, Scheduler::SourceHash)
+    );
+    assert_ne!(web.spec.id, dns.spec.id);
+
+    let id = |n: u8| held.id_of(routed(n));
+    let alive = |n: u8| held.backends[&id(n)].alive;
+    assert!(
+        alive(2) && alive(3) && alive(4),
+        "active backends are alive"
+    );
+    assert!(alive(5), "a draining backend stays alive for its flows");
+    assert!(!alive(6), "a disabled backend is not alive");
+    assert_eq!(held.backends.len(), 7);
+
+    // The ring is exactly the Maglev ring of the active backends, with their weights.
+    let members: Vec<RingBackend> = [(2, 1), (3, 1), (4, 2)]
+        .into_iter()
+        .map(|(n, weight)| RingBackend {
+            id: id(n),
+            key: routed(n).to_string(),
+            weight,
+        })
+        .collect();
+    assert_eq!(web.slots, Ring::build(&members, 4093).unwrap().slots());
+    assert_eq!(
+        share(&web.slots, id(5)) + share(&web.slots, id(6)),
+        0,
+        "drain and disabled take no slots"
+    );
+    let dns_ids = [
+        held.id_of("198.18.0.10".parse().unwrap()),
+        held.id_of("198.18.0.11".parse().unwrap()),
+    ];
+    assert!(dns.slots.iter().all(|s| dns_ids.contains(s)));
+
+    // Traffic flows, and status counts it.
+    let vip = SocketAddrV4::new("203.0.113.10".parse().unwrap(), 80);
+    let client = SocketAddrV4::new("198.18.200.7".parse().unwrap(), 40000);
+    let backend = lab.run(|| send(&lab.dataplane(), client, vip));
+    assert!(
+        [routed(2), routed(3), routed(4)].contains(&backend),
+        "sent to {backend}"
+    );
+    let status = control.status().unwrap();
+    let web_status = status.iter().find(|v| v.name == "web").unwrap();
+    assert_eq!(web_status.packets, 1);
+    assert_eq!(web_status.backends.len(), 5);
+    let chosen = web_status
+        .backends
+        .iter()
+        .find(|b| b.address == IpAddr::V4(backend))
+        .unwrap();
+    assert_eq!((chosen.active_flows, chosen.packets), (1, 1));
+    assert!(chosen.healthy);
+    assert_eq!(
+        web_status
+            .backends
+            .iter()
+            .map(|b| b.active_flows)
+            .sum::<u64>(),
+        1
+    );
+    assert_eq!(
+        control
+            .counters()
+            .unwrap()
+            .get(tula_dataplane::Counter::LruMiss),
+        1
+    );
+}
+
+/// Slots that changed to or from something other than `moved` (Maglev's small extra disturbance).
+fn disturbance(before: &[u32], after: &[u32], moved: u32) -> usize {
+    changed(before, after)
+        .into_iter()
+        .filter(|&i| before[i] != moved && after[i] != moved)
+        .count()
+}
+
+#[test]
+fn backend_changes_move_only_their_slots() {
+    let lab = Lab::new("slots");
+    let control = lab.start();
+    let vips = |web_backends: &str| {
+        format!(
+            r#"
+            [[vip]]
+            name = "web"
+            address = "203.0.113.10"
+            port = 80
+            backends = [{web_backends}]
+            [[vip]]
+            name = "api"
+            address = "203.0.113.12"
+            port = 443
+            backends = [{{ address = "198.18.100.20" }}, {{ address = "198.18.100.21" }}]
+            "#
+        )
+    };
+    let apply = |web_backends: &str| {
+        lab.run(|| control.apply(lab.config(&vips(web_backends)), "test"))
+            .unwrap();
+        lab.snapshot()
+    };
+    let web = |s: &Snapshot| s.vip("203.0.113.10".parse().unwrap(), 80).clone();
+    let api = |s: &Snapshot| s.vip("203.0.113.12".parse().unwrap(), 443).clone();
+
+    let base = r#"{ address = "198.18.100.2" }, { address = "198.18.100.3" }, { address = "198.18.100.4" },
+                  { address = "198.18.100.5" }, { address = "198.18.100.6" }"#;
+    let s0 = apply(base);
+
+    // Adding a backend: the slots that change are (almost all) the ones it takes.
+    let added = format!(r#"{base}, {{ address = "198.18.100.7" }}"#);
+    let s1 = apply(&added);
+    let new_id = s1.id_of(routed(7));
+    let (r0, r1) = (web(&s0).slots, web(&s1).slots);
+    let taken = share(&r1, new_id);
+    let extra = disturbance(&r0, &r1, new_id);
+    println!("add: the new backend took {taken} slots, {extra} other slots moved");
+    assert!(
+        taken > 4093 / 6 - 50,
+        "the new backend took only {taken} slots"
+    );
+    assert!(
+        extra * 20 <= taken,
+        "{extra} slots moved between old backends (new backend took {taken})"
+    );
+    for n in 2..=6 {
+        assert_eq!(
+            s1.id_of(routed(n)),
+            s0.id_of(routed(n)),
+            "backend {} changed id",
+            routed(n)
+        );
+    }
+    assert!(
+        api(&s1) == api(&s0),
+        "the untouched VIP was rewritten (ring index or slots)"
+    );
+    assert_ne!(
+        web(&s1).ring_index,
+        web(&s0).ring_index,
+        "the changed ring was not swapped"
+    );
+
+    // Removing one: its slots move, and little else.
+    let removed_id = s1.id_of(routed(3));
+    let without = r#"{ address = "198.18.100.2" }, { address = "198.18.100.4" }, { address = "198.18.100.5" },
+                     { address = "198.18.100.6" }, { address = "198.18.100.7" }"#;
+    let s2 = apply(without);
+    let r2 = web(&s2).slots;
+    let held = share(&r1, removed_id);
+    let extra = disturbance(&r1, &r2, removed_id);
+    println!("remove: the removed backend held {held} slots, {extra} other slots moved");
+    assert_eq!(share(&r2, removed_id), 0);
+    assert!(
+        extra * 20 <= held,
+        "{extra} other slots moved (removed backend held {held})"
+    );
+    assert!(
+        !s2.backends.contains_key(&removed_id),
+        "the removed backend is still in the table"
+    );
+    assert!(api(&s2) == api(&s0), "the untouched VIP was rewritten");
+
+    // Re-weighting one from 1 to 3: the slots it gains move, and little else.
+    let reweighted = without.replace(
+        r#"{ address = "198.18.100.4" }"#,
+        r#"{ address = "198.18.100.4", weight = 3 }"#,
+    );
+    let s3 = apply(&reweighted);
+    let r3 = web(&s3).slots;
+    let id4 = s3.id_of(routed(4));
+    let gained = share(&r3, id4) - share(&r2, id4);
+    let extra = disturbance(&r2, &r3, id4);
+    println!("reweight 1 -> 3: the backend gained {gained} slots, {extra} other slots moved");
+    assert!(
+        gained > share(&r2, id4),
+        "tripling the weight gained only {gained} slots"
+    );
+    assert!(
+        extra * 20 <= gained,
+        "{extra} other slots moved (gained {gained})"
+    );
+    assert!(api(&s3) == api(&s0), "the untouched VIP was rewritten");
+
+    // Draining it: out of the ring but still alive.
+    let drained = without.replace(
+        r#"{ address = "198.18.100.4" }"#,
+        r#"{ address = "198.18.100.4", state = "drain" }"#,
+    );
+    let s4 = apply(&drained);
+    assert_eq!(share(&web(&s4).slots, id4), 0);
+    assert!(
+        s4.backends[&id4].alive,
+        "a draining backend must stay alive"
+    );
+    assert!(api(&s4) == api(&s0), "the untouched VIP was rewritten");
+}
+
+const ROLLBACK_BASE: &str = r#"
+[[vip]]
+name = "web"
+address = "203.0.113.10"
+port = 80
+backends = [{ address = "198.18.100.2" }, { address = "198.18.100.3" }, { address = "198.18.100.4" }]
+
+[[vip]]
+name = "api"
+address = "203.0.113.12"
+port = 443
+backends = [{ address = "198.18.100.20" }, { address = "198.18.100.21" }]
+"#;
+
+#[test]
+fn a_data_plane_failure_rolls_back_to_exactly_what_ran() {
+    let lab = Lab::new("rollback");
+    let control = lab.start();
+    // The data plane is loaded with 4 VIP ids and 8 backend ids.
+    let small = "max_vips = 4\nmax_backends = 8\n";
+    let base = lab.config_with(small, ROLLBACK_BASE);
+    lab.run(|| control.apply(base.clone(), "test")).unwrap();
+    let before = lab.snapshot();
+    let api_before = before.vip("203.0.113.12".parse().unwrap(), 443).clone();
+
+    let expect_rollback = |config: tula_config::Config, needle: &str| {
+        match lab.run(|| control.apply(config, "test")) {
+            Err(ControlError::Dataplane {
+                message,
+                rolled_back_to,
+            }) => {
+                assert_eq!(rolled_back_to, 1);
+                assert!(
+                    message.contains(needle),
+                    "message {message:?} does not name {needle:?}"
+                );
+            }
+            other => panic!("expected a rolled-back data-plane failure, got {other:?}"),
+        }
+        let after = lab.snapshot();
+        after.assert_same(&before, Same::Contents, "after the rollback");
+        assert!(
+            after.vip("203.0.113.12".parse().unwrap(), 443) == &api_before,
+            "an untouched VIP was rewritten"
+        );
+        assert_eq!(control.running(), (1, base.clone()));
+        assert_eq!(control.saved().unwrap(), base);
+        assert_eq!(control.history().unwrap().len(), 1);
+    };
+
+    // A config that asks for more VIPs than the loaded data plane has ids for:
+    // the web ring and two new VIPs are programmed before the fifth VIP fails.
+    let mut more_vips = lab.config_with("max_vips = 16\nmax_backends = 8\n", ROLLBACK_BASE);
+    more_vips.vips[0].backends[0].weight = 5;
+    for (i, n) in [(20u8, 30u8), (21, 31), (22, 32)] {
+        let mut vip = more_vips.vips[1].clone();
+        vip.name = format!("extra{i}");
+        vip.address = format!("203.0.113.{i}").parse().unwrap();
+        vip.backends = vec![more_vips.vips[1].backends[0].clone()];
+        vip.backends[0].address = routed(n).into();
+        more_vips.vips.push(vip);
+    }
+    expect_rollback(more_vips, "id 4 is out of range (max_vips is 4)");
+
+    // More backends than the loaded backend table: ids 5 to 7 are set before 8 fails.
+    let mut more_backends = lab.config_with("max_vips = 4\nmax_backends = 16\n", ROLLBACK_BASE);
+    for n in 40..46 {
+        let mut backend = more_backends.vips[0].backends[0].clone();
+        backend.address = routed(n).into();
+        more_backends.vips[0].backends.push(backend);
+    }
+    expect_rollback(
+        more_backends,
+        "backend id 8 is out of range (max_backends is 8)",
+    );
+
+    // And the next valid change applies normally.
+    let mut reweighted = base.clone();
+    reweighted.vips[0].backends[1].weight = 4;
+    let info = lab.run(|| control.apply(reweighted, "test")).unwrap();
+    assert_eq!(info.number, 2);
+    assert_eq!(
+        info.summary,
+        vec!["~ vips[web].backends[198.18.100.3].weight: 1 -> 4".to_string()]
+    );
+}
+
+#[test]
+fn an_unhealthy_backend_leaves_the_ring_and_comes_back() {
+    let lab = Lab::new("health");
+    let control = lab.start();
+    lab.run(|| control.apply(lab.config(ROLLBACK_BASE), "test"))
+        .unwrap();
+    let before = lab.snapshot();
+    let web = |s: &Snapshot| s.vip("203.0.113.10".parse().unwrap(), 80).clone();
+    let id3 = before.id_of(routed(3));
+    let address: IpAddr = routed(3).into();
+
+    lab.run(|| control.set_health("web", address, false))
+        .unwrap();
+    let down = lab.snapshot();
+    assert!(
+        !down.backends[&id3].alive,
+        "an unhealthy backend must not be alive (its flows re-hash)"
+    );
+    assert_eq!(share(&web(&down).slots, id3), 0);
+    let extra = disturbance(&web(&before).slots, &web(&down).slots, id3);
+    assert!(
+        extra * 20 <= share(&web(&before).slots, id3),
+        "{extra} other slots moved"
+    );
+    let status = control.status().unwrap();
+    let backend = status[0]
+        .backends
+        .iter()
+        .find(|b| b.address == address)
+        .unwrap();
+    assert!(!backend.healthy);
+    assert_eq!(
+        control.history().unwrap().len(),
+        1,
+        "health is not a config change"
+    );
+
+    lab.run(|| control.set_health("web", address, true))
+        .unwrap();
+    lab.snapshot()
+        .assert_same(&before, Same::Contents, "after recovery");
+
+    assert!(matches!(
+        control.set_health("nope", address, false),
+        Err(ControlError::NoSuchVip(_))
+    ));
+    assert!(matches!(
+        control.set_health("web", "198.18.100.99".parse().unwrap(), false),
+        Err(ControlError::NoSuchBackend { .. })
+    ));
+}
