@@ -7,7 +7,10 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
-    cli::init_logging(args.verbose);
+    // `tula serve` sets up its own logging (--log-format).
+    if !matches!(args.command, cli::Command::Serve(_)) {
+        cli::init_logging(args.verbose);
+    }
     match cli::run(args) {
         Ok(code) => code,
         Err(err) => {

@@ -1,6 +1,16 @@
 //! Command-line model of `tula` and dispatch to the subcommands.
 
+mod apply;
+mod backend;
+mod client;
+mod completions;
+mod config;
+mod dataplane;
 mod lab;
+mod serve;
+mod stats;
+mod status;
+mod vip;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -22,6 +32,28 @@ pub enum Command {
     Lab(lab::LabArgs),
     /// Set up, check and undo a backend host's decapsulation of tunnelled DSR traffic.
     Decap(tula_decap::cli::DecapArgs),
+    /// Run the daemon: data plane, REST API and metrics (see docs/OPERATIONS.md).
+    Serve(serve::ServeArgs),
+    /// List, show, add, change and remove VIPs.
+    Vip(vip::VipArgs),
+    /// Add, remove, re-weight and drain a VIP's backends.
+    Backend(backend::BackendArgs),
+    /// Every VIP and backend with state, weight, active flows, packets and bytes.
+    Status(status::StatusArgs),
+    /// The data plane's counters; with --watch, rates per second.
+    Stats(stats::StatsArgs),
+    /// The saved revisions: history, show, rollback.
+    Config(config::ConfigArgs),
+    /// Save and apply a config file (declarative: the daemon makes it so).
+    Apply(apply::FileArgs),
+    /// Show what applying a config file would change.
+    Diff(apply::FileArgs),
+    /// Remove the pinned data plane.
+    Dataplane(dataplane::DataplaneArgs),
+    /// Print a shell completion script.
+    Completions(completions::CompletionsArgs),
+    /// Print the man page.
+    Man,
 }
 
 pub fn init_logging(verbose: u8) {
@@ -39,5 +71,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Lab(args) => lab::run(args),
         Command::Decap(args) => Ok(tula_decap::cli::run(args)?),
+        Command::Serve(args) => serve::run(args, cli.verbose),
+        Command::Vip(args) => vip::run(args),
+        Command::Backend(args) => backend::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Stats(args) => stats::run(args),
+        Command::Config(args) => config::run(args),
+        Command::Apply(args) => apply::apply(args),
+        Command::Diff(args) => apply::diff(args),
+        Command::Dataplane(args) => dataplane::run(args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man => completions::man(),
     }
 }

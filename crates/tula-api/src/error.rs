@@ -1,0 +1,112 @@
+//! The API's one error shape: `{"error": "...", "errors": [{"path": ..., "message": ...}]}`
+//! with the status code that says whose fault it was.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+use tula_config::{ConfigError, ConfigErrors};
+use tula_control::ControlError;
+
+/// A failed request: status, a sentence naming the object, and field errors if any.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub errors: Vec<ConfigError>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    /// 422 with every problem of a config that does not validate.
+    pub fn invalid(errors: ConfigErrors) -> ApiError {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: "the config is invalid".to_string(),
+            errors: errors.errors,
+        }
+    }
+
+    /// 400 for a TOML body that does not decode, with each problem's path.
+    pub fn undecodable(errors: ConfigErrors) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: "the TOML body does not decode to a config".to_string(),
+            errors: errors.errors,
+        }
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(error: ControlError) -> ApiError {
+        match error {
+            ControlError::Invalid(errors) => ApiError::invalid(errors),
+            ControlError::NoSuchRevision(_)
+            | ControlError::NoSuchVip(_)
+            | ControlError::NoSuchBackend { .. } => ApiError::not_found(error.to_string()),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.message, "errors": self.errors });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// Decodes a JSON body, naming the offending field on a wrong type or unknown key.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|error| json_error(&error.path().to_string(), error.into_inner()))?;
+    deserializer.end().map_err(|error| json_error(".", error))?;
+    Ok(value)
+}
+
+fn json_error(path: &str, error: serde_json::Error) -> ApiError {
+    if !error.is_data() {
+        return ApiError::bad_request(format!("the body is not valid JSON: {error}"));
+    }
+    let path = if path == "." { "" } else { path };
+    let message = if path.is_empty() {
+        format!("the JSON body has a wrong value: {error}")
+    } else {
+        format!("the JSON body has a wrong value at {path}: {error}")
+    };
+    let mut api_error = ApiError::bad_request(message);
+    api_error
+        .errors
+        .push(ConfigError::new(path, error.to_string()));
+    api_error
+}
+
+/// Decodes a JSON value already parsed (e.g. after a merge patch), naming the offending field.
+pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value)
+        .map_err(|error| json_error(&error.path().to_string(), error.into_inner()))
+}

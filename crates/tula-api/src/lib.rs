@@ -1,0 +1,28 @@
+//! tula's daemon: the REST API under `/api` (VIPs, backends, apply, diff,
+//! revisions, status, counters, and its OpenAPI document), Prometheus metrics
+//! at `/metrics`, and [`serve`], the body of `tula serve`.
+//!
+//! Every change made through the API edits a copy of the running config and
+//! goes through [`tula_control::Control::apply`], so it is validated, saved and
+//! programmed exactly like `tula apply -f FILE`.
+//!
+//! Modules:
+//! - `router`: the route table, authentication, errors as JSON, panics caught.
+//! - `vips`, `revisions`, `status`, `metrics`, `openapi`: the endpoints.
+//! - `state`: what the handlers share, and the read-edit-apply step.
+//! - `auth`: bearer tokens. `error`: the error shape. `daemon`: [`serve`].
+
+mod auth;
+mod daemon;
+mod error;
+mod metrics;
+mod openapi;
+mod revisions;
+mod router;
+mod state;
+mod status;
+mod vips;
+
+pub use daemon::{init_logging, serve, LogFormat, ServeError, ServeOptions};
+pub use openapi::DOCUMENT as OPENAPI_DOCUMENT;
+pub use router::{router, routes, Route};

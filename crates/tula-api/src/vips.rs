@@ -1,0 +1,316 @@
+//! `/api/vips...`: VIPs and their backends. Each change edits a copy of the
+//! running config and applies it, so it passes the same validation as a file.
+
+use std::net::IpAddr;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Map, Value};
+use tula_config::{Backend, BackendState, Config, Vip};
+
+use crate::error::{from_json_value, parse_json, ApiError};
+use crate::state::AppState;
+
+type Reply = Result<Json<Value>, ApiError>;
+
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<Vip>>, ApiError> {
+    let (_, config) = state.running().await?;
+    Ok(Json(config.vips))
+}
+
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Vip>, ApiError> {
+    let (_, config) = state.running().await?;
+    Ok(Json(find_vip(&config, &name)?.clone()))
+}
+
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let vip: Vip = parse_json(&body)?;
+    let source = format!("api: add vips[{}]", vip.name);
+    let (revision, vip) = state
+        .edit(source, move |config| {
+            if config.vip(&vip.name).is_some() {
+                return Err(ApiError::conflict(format!(
+                    "VIP {:?} already exists",
+                    vip.name
+                )));
+            }
+            config.vips.push(vip.clone());
+            Ok(vip)
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "revision": revision, "vip": vip })),
+    ))
+}
+
+/// PUT: the body is the whole VIP (absent keys take their defaults).
+pub(crate) async fn replace(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Reply {
+    let vip: Vip = parse_json(&body)?;
+    same_name(&name, &vip.name)?;
+    let source = format!("api: replace vips[{name}]");
+    let (revision, vip) = state
+        .edit(source, move |config| {
+            *find_vip_mut(config, &name)? = vip.clone();
+            Ok(vip)
+        })
+        .await?;
+    Ok(Json(json!({ "revision": revision, "vip": vip })))
+}
+
+/// PATCH: a JSON merge patch (RFC 7386) of the VIP, e.g. `{"scheduler": "source-hash"}`.
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Reply {
+    let patch: Map<String, Value> = parse_json(&body)?;
+    let source = format!("api: set vips[{name}] {}", patch_text(&patch));
+    let (revision, vip) = state
+        .edit(source, move |config| {
+            let vip = find_vip_mut(config, &name)?;
+            let patched: Vip = patched(&*vip, patch)?;
+            same_name(&name, &patched.name)?;
+            *vip = patched.clone();
+            Ok(patched)
+        })
+        .await?;
+    Ok(Json(json!({ "revision": revision, "vip": vip })))
+}
+
+pub(crate) async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Reply {
+    let source = format!("api: remove vips[{name}]");
+    let (revision, ()) = state
+        .edit(source, move |config| {
+            find_vip(config, &name)?;
+            config.vips.retain(|v| v.name != name);
+            Ok(())
+        })
+        .await?;
+    Ok(Json(json!({ "revision": revision })))
+}
+
+pub(crate) async fn list_backends(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<Backend>>, ApiError> {
+    let (_, config) = state.running().await?;
+    Ok(Json(find_vip(&config, &name)?.backends.clone()))
+}
+
+pub(crate) async fn show_backend(
+    State(state): State<AppState>,
+    Path((name, address)): Path<(String, String)>,
+) -> Result<Json<Backend>, ApiError> {
+    let address = parse_address(&address)?;
+    let (_, config) = state.running().await?;
+    let vip = find_vip(&config, &name)?;
+    Ok(Json(vip.backends[backend_index(vip, address)?].clone()))
+}
+
+pub(crate) async fn add_backend(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let backend: Backend = parse_json(&body)?;
+    let source = format!("api: add vips[{name}].backends[{}]", backend.address);
+    let (revision, backend) = state
+        .edit(source, move |config| {
+            let vip = find_vip_mut(config, &name)?;
+            if vip.backends.iter().any(|b| b.address == backend.address) {
+                return Err(ApiError::conflict(format!(
+                    "VIP {name:?} already has backend {}",
+                    backend.address
+                )));
+            }
+            vip.backends.push(backend.clone());
+            Ok(backend)
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "revision": revision, "backend": backend })),
+    ))
+}
+
+/// PATCH: a JSON merge patch of the backend, e.g. `{"weight": 3}` or `{"state": "disabled"}`.
+pub(crate) async fn update_backend(
+    State(state): State<AppState>,
+    Path((name, address)): Path<(String, String)>,
+    body: Bytes,
+) -> Reply {
+    let address = parse_address(&address)?;
+    let patch: Map<String, Value> = parse_json(&body)?;
+    let source = format!(
+        "api: set vips[{name}].backends[{address}] {}",
+        patch_text(&patch)
+    );
+    let (revision, backend) = state
+        .edit(source, move |config| {
+            let vip = find_vip_mut(config, &name)?;
+            let index = backend_index(vip, address)?;
+            let patched: Backend = patched(&vip.backends[index], patch)?;
+            if patched.address != address {
+                return Err(ApiError::bad_request(format!(
+                    "a backend's address cannot change (the path says {address}, the body {}): add the new backend and remove this one",
+                    patched.address
+                )));
+            }
+            vip.backends[index] = patched.clone();
+            Ok(patched)
+        })
+        .await?;
+    Ok(Json(json!({ "revision": revision, "backend": backend })))
+}
+
+pub(crate) async fn remove_backend(
+    State(state): State<AppState>,
+    Path((name, address)): Path<(String, String)>,
+) -> Reply {
+    let address = parse_address(&address)?;
+    let source = format!("api: remove vips[{name}].backends[{address}]");
+    let (revision, ()) = state
+        .edit(source, move |config| {
+            let vip = find_vip_mut(config, &name)?;
+            let index = backend_index(vip, address)?;
+            vip.backends.remove(index);
+            Ok(())
+        })
+        .await?;
+    Ok(Json(json!({ "revision": revision })))
+}
+
+/// Takes the backend out of new flows; its existing flows continue.
+pub(crate) async fn drain_backend(
+    State(state): State<AppState>,
+    Path((name, address)): Path<(String, String)>,
+) -> Reply {
+    let address = parse_address(&address)?;
+    let source = format!("api: drain vips[{name}].backends[{address}]");
+    let (revision, backend) = state
+        .edit(source, move |config| {
+            let vip = find_vip_mut(config, &name)?;
+            let index = backend_index(vip, address)?;
+            vip.backends[index].state = BackendState::Drain;
+            Ok(vip.backends[index].clone())
+        })
+        .await?;
+    Ok(Json(json!({ "revision": revision, "backend": backend })))
+}
+
+fn find_vip<'a>(config: &'a Config, name: &str) -> Result<&'a Vip, ApiError> {
+    config.vip(name).ok_or_else(|| no_vip(name))
+}
+
+fn find_vip_mut<'a>(config: &'a mut Config, name: &str) -> Result<&'a mut Vip, ApiError> {
+    config
+        .vips
+        .iter_mut()
+        .find(|v| v.name == name)
+        .ok_or_else(|| no_vip(name))
+}
+
+fn no_vip(name: &str) -> ApiError {
+    ApiError::not_found(format!("no VIP {name:?}"))
+}
+
+fn backend_index(vip: &Vip, address: IpAddr) -> Result<usize, ApiError> {
+    vip.backends
+        .iter()
+        .position(|b| b.address == address)
+        .ok_or_else(|| ApiError::not_found(format!("VIP {:?} has no backend {address}", vip.name)))
+}
+
+fn parse_address(text: &str) -> Result<IpAddr, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::bad_request(format!("{text:?} is not an IP address")))
+}
+
+fn same_name(path_name: &str, body_name: &str) -> Result<(), ApiError> {
+    if path_name == body_name {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "a VIP's name cannot change (the path says {path_name:?}, the body {body_name:?}): add a new VIP and remove this one"
+        )))
+    }
+}
+
+/// `current` with a JSON merge patch applied, decoded again (so wrong types name their key).
+fn patched<T: serde::Serialize + serde::de::DeserializeOwned>(
+    current: &T,
+    patch: Map<String, Value>,
+) -> Result<T, ApiError> {
+    let mut value = serde_json::to_value(current).map_err(|e| ApiError::internal(e.to_string()))?;
+    merge_patch(&mut value, Value::Object(patch));
+    from_json_value(value)
+}
+
+/// RFC 7386: objects merge key by key, `null` removes a key, anything else replaces.
+fn merge_patch(target: &mut Value, patch: Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch;
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let target = target.as_object_mut().expect("made an object above");
+    for (key, value) in patch {
+        if value.is_null() {
+            target.remove(&key);
+        } else {
+            merge_patch(target.entry(key).or_insert(Value::Null), value);
+        }
+    }
+}
+
+/// `weight=3 state="drain"`: a patch as it appears in a revision's source.
+fn patch_text(patch: &Map<String, Value>) -> String {
+    let pairs: Vec<String> = patch.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_patch_follows_rfc_7386() {
+        let mut target = json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge_patch(&mut target, json!({"a": "z", "c": {"f": null}}));
+        assert_eq!(target, json!({"a": "z", "c": {"d": "e"}}));
+    }
+
+    #[test]
+    fn patch_reports_the_key_with_a_wrong_type() {
+        let backend = Backend {
+            address: "198.18.11.2".parse().unwrap(),
+            port: None,
+            weight: 1,
+            state: BackendState::Active,
+        };
+        let patch = json!({"weight": "heavy"}).as_object().unwrap().clone();
+        let error = patched(&backend, patch).unwrap_err();
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        assert_eq!(error.errors[0].path, "weight");
+        assert!(
+            error.message.contains("invalid type: string \"heavy\""),
+            "{}",
+            error.message
+        );
+    }
+}

@@ -1,0 +1,970 @@
+//! The REST API over a real TCP socket, served by a real Control whose data
+//! plane is loaded in a private network namespace (one per test): every route,
+//! authentication on and off, errors as JSON, metrics.
+//!
+//! Topology inside each namespace:
+//!   lb0 (198.18.0.1/24, the balancer's interface) <-veth-> nh0
+//!   198.18.0.2         next hop (permanent neighbour), routes 198.18.100.0/24
+//!   198.18.100.0/24    the backends
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tula_control::{Control, ControlOptions};
+use tula_net::Netns;
+
+const TOKEN: &str = "test-token-0123456789";
+const LB_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+
+/// One web VIP with two backends.
+const WEB: &str = r#"
+[[vip]]
+name = "web"
+address = "203.0.113.10"
+port = 80
+backends = [{ address = "198.18.100.2" }, { address = "198.18.100.3" }]
+"#;
+
+#[test]
+fn the_openapi_document_covers_every_route_and_no_other() {
+    let document: Value =
+        serde_json::from_str(tula_api::OPENAPI_DOCUMENT).expect("the OpenAPI document is JSON");
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    let documented: BTreeSet<(String, String)> = document["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, operations)| {
+            operations
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(move |method| (method.to_uppercase(), path.clone()))
+        })
+        .collect();
+    let routed: BTreeSet<(String, String)> = tula_api::routes()
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect();
+    assert_eq!(
+        routed.difference(&documented).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "routes missing from the document"
+    );
+    assert_eq!(
+        documented.difference(&routed).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "documented but not routed"
+    );
+    // Every operation documents its errors with the shared schema.
+    for (method, path) in &documented {
+        let operation = &document["paths"][path][method.to_lowercase()];
+        assert!(
+            operation["responses"]["401"]["content"]["application/json"]["schema"]["$ref"]
+                == "#/components/schemas/Error",
+            "{method} {path}"
+        );
+    }
+}
+
+#[test]
+fn every_route_answers_over_loopback_without_a_token() {
+    let daemon = Daemon::start("routes", Listen::Loopback, None, WEB);
+    let mut api = daemon.client(None);
+
+    let (status, document) = api.call("GET", "/api/openapi.json", &[], None);
+    assert_eq!(status, 200);
+    assert!(document["paths"]["/api/vips"].is_object());
+
+    // VIPs.
+    let (status, vips) = api.call("GET", "/api/vips", &[], None);
+    assert_eq!(status, 200);
+    assert_eq!(vips.as_array().unwrap().len(), 1);
+    assert_eq!(vips[0]["name"], "web");
+    let first_revision = daemon.revision();
+
+    let new_vip = json!({"name": "api", "address": "203.0.113.11", "port": 443, "backends": [{"address": "198.18.100.7"}]});
+    let (status, created) = api.call("POST", "/api/vips", &[], Some(new_vip.clone()));
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["vip"]["name"], "api");
+    assert_eq!(created["revision"]["number"], first_revision + 1);
+    assert_eq!(created["revision"]["source"], "api: add vips[api]");
+    assert_eq!(created["revision"]["summary"][0], "+ vips[api]");
+    assert_eq!(daemon.running().vip("api").unwrap().port, 443);
+
+    let (status, again) = api.call("POST", "/api/vips", &[], Some(new_vip));
+    assert_eq!(
+        (status, again["error"].as_str().unwrap()),
+        (409, "VIP \"api\" already exists")
+    );
+
+    let (status, shown) = api.call("GET", "/api/vips/{name}", &["api"], None);
+    assert_eq!(
+        (status, shown["address"].as_str().unwrap()),
+        (200, "203.0.113.11")
+    );
+
+    let replacement = json!({"name": "api", "address": "203.0.113.11", "port": 443, "scheduler": "source-hash",
+                             "backends": [{"address": "198.18.100.7"}, {"address": "198.18.100.8"}]});
+    let (status, replaced) = api.call("PUT", "/api/vips/{name}", &["api"], Some(replacement));
+    assert_eq!(status, 200, "{replaced}");
+    assert_eq!(replaced["vip"]["scheduler"], "source-hash");
+    assert_eq!(daemon.running().vip("api").unwrap().backends.len(), 2);
+
+    let (status, patched) = api.call(
+        "PATCH",
+        "/api/vips/{name}",
+        &["api"],
+        Some(json!({"port": 8443})),
+    );
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["vip"]["port"], 8443);
+    assert_eq!(
+        patched["vip"]["scheduler"], "source-hash",
+        "a patch leaves other keys alone"
+    );
+    assert_eq!(daemon.running().vip("api").unwrap().port, 8443);
+
+    // Backends.
+    let (status, backends) = api.call("GET", "/api/vips/{name}/backends", &["web"], None);
+    assert_eq!((status, backends.as_array().unwrap().len()), (200, 2));
+
+    let (status, added) = api.call(
+        "POST",
+        "/api/vips/{name}/backends",
+        &["web"],
+        Some(json!({"address": "198.18.100.4", "weight": 2})),
+    );
+    assert_eq!(status, 201, "{added}");
+    assert_eq!(added["backend"]["weight"], 2);
+
+    let (status, backend) = api.call(
+        "GET",
+        "/api/vips/{name}/backends/{address}",
+        &["web", "198.18.100.4"],
+        None,
+    );
+    assert_eq!((status, backend["weight"].as_u64()), (200, Some(2)));
+
+    let (status, reweighted) = api.call(
+        "PATCH",
+        "/api/vips/{name}/backends/{address}",
+        &["web", "198.18.100.4"],
+        Some(json!({"weight": 5})),
+    );
+    assert_eq!(status, 200, "{reweighted}");
+    assert_eq!(
+        reweighted["revision"]["source"],
+        "api: set vips[web].backends[198.18.100.4] weight=5"
+    );
+    assert_eq!(daemon.backend("web", "198.18.100.4").weight, 5);
+
+    let (status, drained) = api.call(
+        "POST",
+        "/api/vips/{name}/backends/{address}/drain",
+        &["web", "198.18.100.2"],
+        None,
+    );
+    assert_eq!(status, 200, "{drained}");
+    assert_eq!(drained["backend"]["state"], "drain");
+    assert_eq!(
+        drained["revision"]["source"],
+        "api: drain vips[web].backends[198.18.100.2]"
+    );
+    assert_eq!(
+        daemon.backend("web", "198.18.100.2").state,
+        tula_config::BackendState::Drain
+    );
+
+    let (status, removed) = api.call(
+        "DELETE",
+        "/api/vips/{name}/backends/{address}",
+        &["web", "198.18.100.4"],
+        None,
+    );
+    assert_eq!(status, 200, "{removed}");
+    assert!(daemon
+        .running()
+        .vip("web")
+        .unwrap()
+        .backends
+        .iter()
+        .all(|b| b.address.to_string() != "198.18.100.4"));
+
+    let (status, removed) = api.call("DELETE", "/api/vips/{name}", &["api"], None);
+    assert_eq!(status, 200, "{removed}");
+    assert!(daemon.running().vip("api").is_none());
+
+    // The whole config: read, diff, apply (TOML and JSON).
+    let (status, config) = api.call("GET", "/api/config", &[], None);
+    assert_eq!(status, 200);
+    assert_eq!(config["revision"], daemon.revision());
+    assert_eq!(config["config"]["vip"][0]["name"], "web");
+
+    let reweighted = daemon.config_text(&WEB.replace(
+        r#"{ address = "198.18.100.3" }"#,
+        r#"{ address = "198.18.100.3", weight = 4 }"#,
+    ));
+    let (status, diff) = api.call_toml("POST", "/api/config/diff", &reweighted);
+    assert_eq!(status, 200, "{diff}");
+    let changes = diff["changes"].as_array().unwrap();
+    assert!(
+        changes.iter().any(|c| c["op"] == "~"
+            && c["path"] == "vips[web].backends[198.18.100.3].weight"
+            && c["after"] == "4"),
+        "{diff}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["op"] == "~" && c["path"] == "vips[web].backends[198.18.100.2].state"),
+        "the drain made above is undone by this file: {diff}"
+    );
+
+    let (status, applied) = api.call_toml(
+        "PUT",
+        "/api/config?source=apply%20-f%20web.toml",
+        &reweighted,
+    );
+    assert_eq!(status, 200, "{applied}");
+    assert_eq!(applied["source"], "api: apply -f web.toml");
+    assert_eq!(applied["number"], daemon.revision());
+    assert_eq!(daemon.backend("web", "198.18.100.3").weight, 4);
+
+    let mut as_json = daemon.running();
+    as_json.vips[0].backends[0].weight = 7;
+    let (status, applied) = api.call(
+        "PUT",
+        "/api/config",
+        &[],
+        Some(serde_json::to_value(&as_json).unwrap()),
+    );
+    assert_eq!(status, 200, "{applied}");
+    assert_eq!(applied["source"], "api: apply");
+    assert_eq!(daemon.backend("web", "198.18.100.2").weight, 7);
+
+    // Revisions.
+    let (status, history) = api.call("GET", "/api/revisions", &[], None);
+    assert_eq!(status, 200);
+    let history = history.as_array().unwrap();
+    assert_eq!(history.last().unwrap()["number"], daemon.revision());
+    assert!(history
+        .iter()
+        .any(|r| r["source"] == "api: drain vips[web].backends[198.18.100.2]"));
+    assert!(
+        history[0]["time"].as_str().unwrap().ends_with('Z'),
+        "RFC 3339 time: {}",
+        history[0]["time"]
+    );
+
+    let (status, first) = api.call(
+        "GET",
+        "/api/revisions/{number}",
+        &[&first_revision.to_string()],
+        None,
+    );
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["revision"]["number"], first_revision);
+    assert_eq!(
+        first["config"]["vip"][0]["backends"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let (status, rolled_back) = api.call(
+        "POST",
+        "/api/revisions/{number}/rollback",
+        &[&first_revision.to_string()],
+        None,
+    );
+    assert_eq!(status, 200, "{rolled_back}");
+    assert_eq!(
+        rolled_back["source"],
+        format!("rollback to {first_revision}")
+    );
+    assert_eq!(daemon.backend("web", "198.18.100.2").weight, 1);
+    assert_eq!(
+        daemon.backend("web", "198.18.100.2").state,
+        tula_config::BackendState::Active
+    );
+
+    // What the data plane does.
+    let (status, vip_status) = api.call("GET", "/api/status", &[], None);
+    assert_eq!(status, 200);
+    assert_eq!(vip_status[0]["name"], "web");
+    assert_eq!(vip_status[0]["dsr_type"], "l3-ipip");
+    let backend = &vip_status[0]["backends"][0];
+    for key in [
+        "address",
+        "weight",
+        "state",
+        "healthy",
+        "active_flows",
+        "packets",
+        "bytes",
+    ] {
+        assert!(
+            !backend[key].is_null(),
+            "status backend lacks {key}: {backend}"
+        );
+    }
+
+    let (status, counters) = api.call("GET", "/api/counters", &[], None);
+    assert_eq!(status, 200);
+    for counter in tula_dataplane::Counter::ALL {
+        assert!(
+            counters[counter.name()].is_u64(),
+            "counter {counter} missing from {counters}"
+        );
+    }
+
+    let (status, metrics) = api.call_text("GET", "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("tula_dataplane_packets_total{counter=\"lru_miss\"}"),
+        "{metrics}"
+    );
+
+    let untested: Vec<String> = tula_api::routes()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .filter(|route| !api.called.contains(route))
+        .collect();
+    assert!(
+        untested.is_empty(),
+        "routes this test did not call: {untested:?}"
+    );
+}
+
+#[test]
+fn errors_are_json_naming_the_object_and_the_field() {
+    let daemon = Daemon::start("errors", Listen::Loopback, None, WEB);
+    let mut api = daemon.client(None);
+    let revision = daemon.revision();
+
+    let (status, error) =
+        api.call_raw("POST", "/api/vips", "application/json", "{\"name\": \"x\",");
+    assert_eq!(status, 400);
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the body is not valid JSON: EOF while parsing"),
+        "{error}"
+    );
+
+    let (status, error) = api.call(
+        "POST",
+        "/api/vips",
+        &[],
+        Some(json!({"name": "x", "address": "203.0.113.20", "port": "eighty"})),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(error["errors"][0]["path"], "port");
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("at port: invalid type: string \"eighty\", expected u16"),
+        "{error}"
+    );
+
+    let (status, error) = api.call(
+        "POST",
+        "/api/vips/{name}/backends",
+        &["web"],
+        Some(json!({"address": "198.18.100.9", "wieght": 3})),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(error["errors"][0]["path"], "wieght");
+    assert!(
+        error["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown field `wieght`"),
+        "{error}"
+    );
+
+    let (status, error) = api.call("GET", "/api/vips/{name}", &["nope"], None);
+    assert_eq!(
+        (status, error["error"].as_str().unwrap()),
+        (404, "no VIP \"nope\"")
+    );
+    let (status, error) = api.call(
+        "PATCH",
+        "/api/vips/{name}",
+        &["nope"],
+        Some(json!({"port": 81})),
+    );
+    assert_eq!(
+        (status, error["error"].as_str().unwrap()),
+        (404, "no VIP \"nope\"")
+    );
+    let (status, error) = api.call(
+        "DELETE",
+        "/api/vips/{name}/backends/{address}",
+        &["web", "198.18.100.9"],
+        None,
+    );
+    assert_eq!(
+        (status, error["error"].as_str().unwrap()),
+        (404, "VIP \"web\" has no backend 198.18.100.9")
+    );
+    let (status, error) = api.call(
+        "POST",
+        "/api/vips/{name}/backends/{address}/drain",
+        &["web", "not-an-ip"],
+        None,
+    );
+    assert_eq!(
+        (status, error["error"].as_str().unwrap()),
+        (400, "\"not-an-ip\" is not an IP address")
+    );
+    let (status, error) = api.call(
+        "PUT",
+        "/api/vips/{name}",
+        &["web"],
+        Some(json!({"name": "www", "address": "203.0.113.10"})),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("a VIP's name cannot change"),
+        "{error}"
+    );
+
+    // A change that does not validate: 422, every problem with its path, nothing applied.
+    let (status, error) = api.call(
+        "POST",
+        "/api/vips/{name}/backends",
+        &["web"],
+        Some(json!({"address": "198.18.100.9", "port": 8080, "weight": 1001})),
+    );
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"], "the config is invalid");
+    let problems: Vec<(String, String)> = error["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["path"].as_str().unwrap().to_string(),
+                e["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        problems.contains(&(
+            "vips[web].backends[2].port".into(),
+            "8080 differs from the VIP port 80; DSR cannot translate ports".into()
+        )),
+        "{problems:?}"
+    );
+    assert!(
+        problems.contains(&(
+            "vips[web].backends[2].weight".into(),
+            "1001 is out of range 0..=1000".into()
+        )),
+        "{problems:?}"
+    );
+    assert_eq!(daemon.revision(), revision, "nothing was applied");
+
+    // TOML that does not decode: 400 with the path and line.
+    let (status, error) = api.call_toml(
+        "PUT",
+        "/api/config",
+        "[[vip]]\nname = \"web\"\naddress = \"203.0.113.10\"\nport = \"eighty\"\n",
+    );
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["errors"][0]["path"], "vips[web].port");
+    assert!(
+        error["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("(line 4, column 8)"),
+        "{error}"
+    );
+
+    // Routes and methods that do not exist.
+    let (status, error) = api.call("GET", "/api/nothing", &[], None);
+    assert_eq!(
+        (status, error["error"].as_str().unwrap()),
+        (404, "no route GET /api/nothing")
+    );
+    let (status, error) = api.call("DELETE", "/api/status", &[], None);
+    assert_eq!(status, 405);
+    assert_eq!(
+        error["error"],
+        "DELETE is not allowed on /api/status (allowed: GET)"
+    );
+
+    let (status, error) = api.call("GET", "/api/revisions/{number}", &["999"], None);
+    assert_eq!(
+        (status, error["error"].as_str().unwrap()),
+        (404, "no revision 999")
+    );
+    let (status, error) = api.call(
+        "POST",
+        "/api/revisions/{number}/rollback",
+        &["latest"],
+        None,
+    );
+    assert_eq!(
+        (status, error["error"].as_str().unwrap()),
+        (400, "\"latest\" is not a revision number")
+    );
+    assert_eq!(daemon.revision(), revision, "no error applied anything");
+}
+
+#[test]
+fn a_token_is_required_off_loopback() {
+    let daemon = Daemon::start("token", Listen::Veth, Some(TOKEN), WEB);
+    assert!(!daemon.address.ip().is_loopback());
+
+    let (status, error, headers) = daemon.client(None).call_with_headers("GET", "/api/status");
+    assert_eq!(status, 401);
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("this API requires a bearer token"),
+        "{error}"
+    );
+    assert_eq!(headers.as_deref(), Some("Bearer realm=\"tula\""));
+
+    let (status, error, _) = daemon
+        .client(Some("test-token-0123456780"))
+        .call_with_headers("GET", "/api/status");
+    assert_eq!(
+        (status, error["error"].as_str().unwrap()),
+        (401, "the bearer token does not match api.token")
+    );
+
+    // Unknown routes and the metrics are behind the token too.
+    let (status, _, _) = daemon.client(None).call_with_headers("GET", "/api/nothing");
+    assert_eq!(status, 401);
+    let (status, _, _) = daemon.client(None).call_with_headers("GET", "/metrics");
+    assert_eq!(status, 401);
+
+    let mut api = daemon.client(Some(TOKEN));
+    let (status, _) = api.call("GET", "/api/status", &[], None);
+    assert_eq!(status, 200);
+    let (status, text) = api.call_text("GET", "/metrics");
+    assert_eq!(status, 200, "{text}");
+
+    // The token never leaves the daemon, and sending the redacted form back keeps it.
+    let (_, config) = api.call("GET", "/api/config", &[], None);
+    assert_eq!(config["config"]["api"]["token"], "********");
+    let (status, applied) = api.call("PUT", "/api/config", &[], Some(config["config"].clone()));
+    assert_eq!(status, 200, "{applied}");
+    assert_eq!(daemon.running().api.token.as_deref(), Some(TOKEN));
+    let (status, _) = daemon
+        .client(Some(TOKEN))
+        .call("GET", "/api/status", &[], None);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn a_configured_token_is_optional_on_loopback_but_checked_when_sent() {
+    let daemon = Daemon::start("loopback-token", Listen::Loopback, Some(TOKEN), WEB);
+    assert_eq!(
+        daemon.client(None).call("GET", "/api/vips", &[], None).0,
+        200
+    );
+    assert_eq!(
+        daemon
+            .client(Some(TOKEN))
+            .call("GET", "/api/vips", &[], None)
+            .0,
+        200
+    );
+    let (status, error) =
+        daemon
+            .client(Some("not-the-token-at-all"))
+            .call("GET", "/api/vips", &[], None);
+    assert_eq!(
+        (status, error["error"].as_str().unwrap()),
+        (401, "the bearer token does not match api.token")
+    );
+}
+
+#[test]
+fn metrics_are_prometheus_text_with_every_counter() {
+    let daemon = Daemon::start("metrics", Listen::Loopback, None, WEB);
+    let (status, text) = daemon.client(None).call_text("GET", "/metrics");
+    assert_eq!(status, 200);
+
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") || line == "# EOF" {
+            continue;
+        }
+        samples.push(
+            parse_sample(line).unwrap_or_else(|| panic!("not a Prometheus sample line: {line:?}")),
+        );
+    }
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        let wanted: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        samples
+            .iter()
+            .find(|s| s.name == name && wanted.iter().all(|w| s.labels.contains(w)))
+            .unwrap_or_else(|| panic!("no sample {name} {labels:?} in:\n{text}"))
+            .value
+    };
+    for counter in tula_dataplane::Counter::ALL {
+        value(
+            "tula_dataplane_packets_total",
+            &[("counter", counter.name())],
+        );
+    }
+    assert_eq!(value("tula_config_revision", &[]), daemon.revision() as f64);
+    value(
+        "tula_vip_packets_total",
+        &[
+            ("vip", "web"),
+            ("address", "203.0.113.10"),
+            ("port", "80"),
+            ("protocol", "tcp"),
+        ],
+    );
+    value("tula_vip_bytes_total", &[("vip", "web")]);
+    for backend in ["198.18.100.2", "198.18.100.3"] {
+        let labels = [("vip", "web"), ("backend", backend)];
+        value("tula_backend_packets_total", &labels);
+        value("tula_backend_bytes_total", &labels);
+        assert_eq!(value("tula_backend_healthy", &labels), 1.0);
+        assert_eq!(value("tula_backend_weight", &labels), 1.0);
+        value("tula_backend_active_flows", &labels);
+        assert_eq!(
+            value(
+                "tula_backend_state",
+                &[("backend", backend), ("state", "active")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                "tula_backend_state",
+                &[("backend", backend), ("state", "drain")]
+            ),
+            0.0
+        );
+    }
+    assert!(
+        text.contains("# TYPE tula_dataplane_packets counter"),
+        "{text}"
+    );
+}
+
+#[test]
+fn parallel_edits_keep_every_change() {
+    let daemon = Daemon::start("parallel", Listen::Loopback, None, WEB);
+    let address = daemon.address;
+    let adders: Vec<_> = (10..18)
+        .map(|n| {
+            std::thread::spawn(move || {
+                let mut api = Client::new(address, None);
+                api.call(
+                    "POST",
+                    "/api/vips/{name}/backends",
+                    &["web"],
+                    Some(json!({"address": format!("198.18.100.{n}")})),
+                )
+            })
+        })
+        .collect();
+    for adder in adders {
+        let (status, answer) = adder.join().unwrap();
+        assert_eq!(status, 201, "{answer}");
+    }
+    assert_eq!(
+        daemon.running().vip("web").unwrap().backends.len(),
+        2 + 8,
+        "no edit overwrote another"
+    );
+}
+
+/// One line of Prometheus text: `name{k="v",...} value` or `name value`.
+struct Sample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+fn parse_sample(line: &str) -> Option<Sample> {
+    let (series, value) = line.rsplit_once(' ')?;
+    let value: f64 = value.parse().ok()?;
+    let (name, labels) = match series.split_once('{') {
+        None => (series, Vec::new()),
+        Some((name, rest)) => {
+            let body = rest.strip_suffix('}')?;
+            let mut labels = Vec::new();
+            for pair in body.split("\",").filter(|p| !p.is_empty()) {
+                let (key, value) = pair.split_once("=\"")?;
+                labels.push((key.to_string(), value.trim_end_matches('"').to_string()));
+            }
+            (name, labels)
+        }
+    };
+    let valid_name =
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    valid_name.then(|| Sample {
+        name: name.to_string(),
+        labels,
+        value,
+    })
+}
+
+enum Listen {
+    Loopback,
+    /// 198.18.0.1 on lb0: not loopback, so the token is required.
+    Veth,
+}
+
+/// A namespace with the test topology, a Control started in it from a config
+/// file, and the API served on a thread in it. Unloads and removes it all on drop.
+struct Daemon {
+    control: Arc<Control>,
+    address: SocketAddr,
+    pin_dir: PathBuf,
+    state: PathBuf,
+    runtime: Option<tokio::runtime::Runtime>,
+    ns: Netns,
+}
+
+impl Daemon {
+    fn start(name: &str, listen: Listen, token: Option<&str>, vips: &str) -> Daemon {
+        let pid = std::process::id();
+        let ns = Netns::create(&format!("tapi-{name}-{pid}")).expect("creating the test namespace");
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/tula-test-api-{name}-{pid}"));
+        let state = std::env::temp_dir().join(format!("tula-api-test-{name}-{pid}"));
+        let _ = std::fs::remove_dir_all(&pin_dir);
+        let _ = std::fs::remove_dir_all(&state);
+        // This test's thread lives in the namespace from here on: Control, the
+        // server's threads and the clients all act in it.
+        ns.enter().expect("entering the test namespace");
+        build_topology();
+
+        let ip: std::net::IpAddr = match listen {
+            Listen::Loopback => Ipv4Addr::LOCALHOST.into(),
+            Listen::Veth => LB_ADDR.into(),
+        };
+        let listener = TcpListener::bind((ip, 0)).expect("binding the API socket");
+        let address = listener.local_addr().unwrap();
+        let token_line = token
+            .map(|t| format!("token = \"{t}\"\n"))
+            .unwrap_or_default();
+        let text = format!(
+            "{}\n[api]\nlisten = \"{address}\"\n{token_line}{vips}",
+            globals(&pin_dir)
+        );
+        let options = ControlOptions {
+            config_path: state.join("tula.toml"),
+            state_dir: state.join("lib"),
+        };
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(&options.config_path, text).unwrap();
+        let control = Arc::new(Control::start(options).expect("starting Control"));
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let router = tula_api::router(control.clone(), address);
+        runtime.spawn(async move {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, router).await.unwrap();
+        });
+        Daemon {
+            control,
+            address,
+            pin_dir,
+            state,
+            runtime: Some(runtime),
+            ns,
+        }
+    }
+
+    fn client(&self, token: Option<&str>) -> Client {
+        Client::new(self.address, token)
+    }
+
+    fn running(&self) -> tula_config::Config {
+        self.control.running().1
+    }
+
+    fn revision(&self) -> u64 {
+        self.control.running().0
+    }
+
+    fn backend(&self, vip: &str, address: &str) -> tula_config::Backend {
+        let config = self.running();
+        let vip = config.vip(vip).unwrap_or_else(|| panic!("no VIP {vip}"));
+        vip.backends
+            .iter()
+            .find(|b| b.address.to_string() == address)
+            .unwrap_or_else(|| panic!("no backend {address}"))
+            .clone()
+    }
+
+    /// A whole config file for this daemon with `vips`.
+    fn config_text(&self, vips: &str) -> String {
+        format!(
+            "{}\n[api]\nlisten = \"{}\"\n{vips}",
+            globals(&self.pin_dir),
+            self.address
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(5));
+        }
+        if let Err(e) = self.control.unload() {
+            eprintln!("unloading the test data plane: {e}");
+        }
+        let _ = std::fs::remove_dir_all(&self.pin_dir);
+        let _ = std::fs::remove_dir_all(&self.state);
+        let _ = &self.ns; // dropped after this: the namespace goes last
+    }
+}
+
+fn globals(pin_dir: &std::path::Path) -> String {
+    format!(
+        "interfaces = [\"lb0\"]\npin_dir = \"{}\"\nring_size = 4093\nconn_table_size = 4096\nmax_vips = 16\nmax_backends = 256\n",
+        pin_dir.display()
+    )
+}
+
+fn build_topology() {
+    tula_net::add_veth("lb0", "nh0", None).unwrap();
+    tula_net::set_up("lb0").unwrap();
+    tula_net::set_up("nh0").unwrap();
+    tula_net::add_address("lb0", LB_ADDR.into(), 24).unwrap();
+    let next_hop = Ipv4Addr::new(198, 18, 0, 2);
+    tula_net::add_neighbour("lb0", next_hop, [0x02, 0, 0, 0, 0, 0x02]).unwrap();
+    tula_net::add_route(Ipv4Addr::new(198, 18, 100, 0), 24, Some(next_hop), None).unwrap();
+}
+
+/// A blocking HTTP client that records which routes it called.
+struct Client {
+    agent: ureq::Agent,
+    base: String,
+    token: Option<String>,
+    /// "METHOD /pattern" of every call, to check that a test covered every route.
+    called: BTreeSet<String>,
+}
+
+impl Client {
+    fn new(address: SocketAddr, token: Option<&str>) -> Client {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        Client {
+            agent,
+            base: format!("http://{address}"),
+            token: token.map(str::to_string),
+            called: BTreeSet::new(),
+        }
+    }
+
+    /// Calls `pattern` (a route, `{param}`s filled from `args` in order) with a JSON body.
+    fn call(
+        &mut self,
+        method: &str,
+        pattern: &str,
+        args: &[&str],
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.called.insert(format!("{method} {pattern}"));
+        let mut path = pattern.to_string();
+        for arg in args {
+            let start = path.find('{').expect("more args than parameters");
+            let end = path[start..].find('}').unwrap() + start;
+            path.replace_range(start..=end, arg);
+        }
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let (status, text, _) = self.send(method, &path, "application/json", &body);
+        (status, parse(&text))
+    }
+
+    fn call_toml(&mut self, method: &str, path: &str, toml: &str) -> (u16, Value) {
+        self.called
+            .insert(format!("{method} {}", path.split('?').next().unwrap()));
+        let (status, text, _) = self.send(method, path, "application/toml", toml);
+        (status, parse(&text))
+    }
+
+    fn call_raw(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> (u16, Value) {
+        let (status, text, _) = self.send(method, path, content_type, body);
+        (status, parse(&text))
+    }
+
+    fn call_text(&mut self, method: &str, path: &str) -> (u16, String) {
+        self.called.insert(format!("{method} {path}"));
+        let (status, text, _) = self.send(method, path, "application/json", "");
+        (status, text)
+    }
+
+    /// The status, the JSON body and the WWW-Authenticate header.
+    fn call_with_headers(&mut self, method: &str, path: &str) -> (u16, Value, Option<String>) {
+        let (status, text, authenticate) = self.send(method, path, "application/json", "");
+        (status, parse(&text), authenticate)
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> (u16, String, Option<String>) {
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("Content-Type", content_type);
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let sent = if body.is_empty() {
+            self.agent.run(request.body(()).unwrap())
+        } else {
+            self.agent.run(request.body(body.to_string()).unwrap())
+        };
+        let mut response = sent.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let authenticate = response
+            .headers()
+            .get("WWW-Authenticate")
+            .map(|v| v.to_str().unwrap().to_string());
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        (status, text, authenticate)
+    }
+}
+
+fn parse(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}

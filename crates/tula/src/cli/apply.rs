@@ -1,0 +1,102 @@
+//! `tula apply -f FILE` and `tula diff -f FILE`: send a whole config (TOML, read
+//! here) to the daemon, to Save and apply it or to see what would change.
+
+use anyhow::Context;
+use clap::Args;
+use serde::Deserialize;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use ureq::http::Method;
+
+use super::client::{print_json, Client, ClientArgs, Payload};
+use super::config::Revision;
+
+#[derive(Debug, Args)]
+pub struct FileArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The config file (TOML, like /etc/tula/tula.toml); `-` reads standard input.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: PathBuf,
+}
+
+impl FileArgs {
+    fn read(&self) -> anyhow::Result<String> {
+        if self.file.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the config from standard input")?;
+            return Ok(text);
+        }
+        std::fs::read_to_string(&self.file)
+            .with_context(|| format!("reading {}", self.file.display()))
+    }
+}
+
+/// Save and apply: validated and programmed by the daemon as one transaction.
+pub fn apply(args: FileArgs) -> anyhow::Result<ExitCode> {
+    let text = args.read()?;
+    let source = format!("apply -f {}", args.file.display());
+    let revision: Revision = Client::new(&args.client)
+        .call(
+            Method::PUT,
+            "/api/config",
+            &[("source", &source)],
+            Some(Payload::Toml(text)),
+        )
+        .with_context(|| format!("applying {}", args.file.display()))?;
+    if args.client.json {
+        print_json(&revision)?;
+    } else {
+        print!("{}", revision.applied_text());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, serde::Serialize, Deserialize)]
+struct Diff {
+    changes: Vec<Change>,
+}
+
+#[derive(Debug, serde::Serialize, Deserialize)]
+struct Change {
+    op: String,
+    path: String,
+    before: Option<String>,
+    after: Option<String>,
+}
+
+/// What applying the file would change: `+` added, `-` removed, `~` changed.
+pub fn diff(args: FileArgs) -> anyhow::Result<ExitCode> {
+    let text = args.read()?;
+    let diff: Diff = Client::new(&args.client)
+        .post("/api/config/diff", Payload::Toml(text))
+        .with_context(|| format!("comparing {} with the running config", args.file.display()))?;
+    if args.client.json {
+        print_json(&diff)?;
+    } else if diff.changes.is_empty() {
+        println!(
+            "no changes: {} matches the running config",
+            args.file.display()
+        );
+    } else {
+        for change in &diff.changes {
+            println!("{}", change_line(change));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn change_line(change: &Change) -> String {
+    match (&change.before, &change.after) {
+        (Some(before), Some(after)) => {
+            format!("{} {}: {before} -> {after}", change.op, change.path)
+        }
+        (None, Some(value)) | (Some(value), None) => {
+            format!("{} {} = {value}", change.op, change.path)
+        }
+        (None, None) => format!("{} {}", change.op, change.path),
+    }
+}

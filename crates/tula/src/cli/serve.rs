@@ -1,0 +1,54 @@
+//! `tula serve`: the daemon (crates/tula-api): data plane, REST API, metrics.
+
+use clap::{Args, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tula_api::{LogFormat, ServeOptions};
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "A stop (SIGTERM, SIGINT) leaves forwarding running: the data plane is pinned, \
+and the next start adopts it without dropping connections. `tula dataplane unload` removes it."
+)]
+pub struct ServeArgs {
+    /// The config file; created on the first apply if missing.
+    #[arg(long, default_value = tula_config::DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Where revisions and backend ids are kept.
+    #[arg(long, default_value = "/var/lib/tula")]
+    state_dir: PathBuf,
+    /// Listen here instead of the config's api.listen.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormatArg,
+    /// On stop, remove every program, link and map (forwarding stops).
+    #[arg(long)]
+    unload_on_exit: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+pub fn run(args: ServeArgs, verbose: u8) -> anyhow::Result<ExitCode> {
+    let format = match args.log_format {
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Json => LogFormat::Json,
+    };
+    tula_api::init_logging(format, verbose);
+    let options = ServeOptions {
+        config_path: args.config,
+        state_dir: args.state_dir,
+        listen: args.listen,
+        unload_on_exit: args.unload_on_exit,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(tula_api::serve(options))?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,400 @@
+//! The operator CLI against a real `tula serve`: the built binary runs the
+//! daemon in a private network namespace (its data plane on a veth there),
+//! and the commands talk to it over the API, text and --json, errors included.
+//! Then SIGTERM leaves forwarding pinned and `tula dataplane unload` removes it.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tula_net::Netns;
+
+const TULA: &str = env!("CARGO_BIN_EXE_tula");
+
+const WEB: &str = r#"
+[[vip]]
+name = "web"
+address = "203.0.113.10"
+port = 80
+backends = [{ address = "198.18.100.2" }, { address = "198.18.100.3" }]
+"#;
+
+#[test]
+fn operator_commands_against_a_running_daemon() {
+    let mut daemon = Daemon::start("ops");
+
+    let list = daemon.ok(&["vip", "list"]);
+    let web_line = list
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .unwrap_or_else(|| panic!("no web line:\n{list}"));
+    assert_eq!(
+        web_line.split_whitespace().collect::<Vec<_>>(),
+        ["web", "203.0.113.10:80", "TCP", "l3-ipip", "maglev", "2"]
+    );
+
+    let vips: Value =
+        serde_json::from_str(&daemon.ok(&["vip", "list", "--json"])).expect("--json prints JSON");
+    assert_eq!(vips[0]["name"], "web");
+    assert_eq!(vips[0]["backends"][1]["address"], "198.18.100.3");
+
+    let shown = daemon.ok(&["vip", "show", "web"]);
+    let decoded = tula_config::Config::from_toml_str(&shown)
+        .unwrap_or_else(|e| panic!("vip show is not config TOML ({e}):\n{shown}"));
+    assert_eq!(decoded.vips[0].name, "web");
+
+    assert_eq!(
+        daemon
+            .ok(&["backend", "add", "web", "198.18.100.4", "--weight", "3"])
+            .trim(),
+        "backend 198.18.100.4 of VIP \"web\" added (revision 2)"
+    );
+    let status = daemon.ok(&["status"]);
+    let backend_line = status
+        .lines()
+        .find(|l| l.contains("198.18.100.4"))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(
+        backend_line.split_whitespace().collect::<Vec<_>>(),
+        ["->", "198.18.100.4", "active", "up", "3", "0", "0", "0"]
+    );
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("TCP ") && l.contains("203.0.113.10:80")),
+        "{status}"
+    );
+
+    assert_eq!(
+        daemon
+            .ok(&["backend", "drain", "web", "198.18.100.4"])
+            .trim(),
+        "backend 198.18.100.4 of VIP \"web\" draining (revision 3)"
+    );
+    let drained: Value = serde_json::from_str(&daemon.ok(&[
+        "backend",
+        "set",
+        "web",
+        "198.18.100.4",
+        "--weight",
+        "5",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(drained["backend"]["weight"], 5);
+    assert_eq!(drained["backend"]["state"], "drain");
+
+    // Errors name the object, print the daemon's field errors one per line, and exit non-zero.
+    let failed = daemon.run(&["backend", "rm", "web", "198.18.100.9"]);
+    assert!(!failed.status.success());
+    assert_eq!(
+        stderr(&failed).trim(),
+        "error: VIP \"web\" has no backend 198.18.100.9"
+    );
+
+    let bad = daemon.write(
+        "bad.toml",
+        &daemon.config_text(&WEB.replace(
+            r#"{ address = "198.18.100.2" }"#,
+            r#"{ address = "198.18.100.2", port = 8080 }"#,
+        )),
+    );
+    let failed = daemon.run(&["apply", "-f", path_str(&bad)]);
+    assert!(!failed.status.success());
+    let errors = stderr(&failed);
+    let lines: Vec<&str> = errors.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("error: applying {}: the config is invalid", bad.display())
+    );
+    assert!(lines.contains(&"  vips[web].backends[0].port: 8080 differs from the VIP port 80; DSR cannot translate ports"), "{lines:?}");
+
+    // diff, then apply, a file: 198.18.100.3 re-weighted, 198.18.100.4 gone.
+    let file = daemon.write(
+        "web.toml",
+        &daemon.config_text(&WEB.replace(
+            r#"{ address = "198.18.100.3" }"#,
+            r#"{ address = "198.18.100.3", weight = 4 }"#,
+        )),
+    );
+    let diff = daemon.ok(&["diff", "-f", path_str(&file)]);
+    assert!(
+        diff.lines()
+            .any(|l| l == "~ vips[web].backends[198.18.100.3].weight: 1 -> 4"),
+        "{diff}"
+    );
+    assert!(
+        diff.lines()
+            .any(|l| l.starts_with("- vips[web].backends[198.18.100.4]")),
+        "{diff}"
+    );
+    let applied = daemon.ok(&["apply", "-f", path_str(&file)]);
+    assert!(applied.starts_with("applied revision 5 ("), "{applied}");
+    assert!(
+        applied.contains("~ vips[web].backends[198.18.100.3].weight: 1 -> 4"),
+        "{applied}"
+    );
+
+    let history = daemon.ok(&["config", "history"]);
+    let last = history.lines().last().unwrap();
+    assert!(last.starts_with("5* "), "{history}");
+    assert!(
+        last.ends_with(&format!("api: apply -f {}", file.display())),
+        "{history}"
+    );
+    let rolled_back: Value =
+        serde_json::from_str(&daemon.ok(&["config", "rollback", "1", "--json"])).unwrap();
+    assert_eq!(rolled_back["number"], 6);
+    assert_eq!(rolled_back["source"], "rollback to 1");
+    let shown = daemon.ok(&["config", "show", "1"]);
+    assert!(shown.starts_with("# revision 1, "), "{shown}");
+
+    let watch = daemon.ok(&["stats", "--watch", "0.2", "--count", "2", "--json"]);
+    let reports: Vec<Value> = watch
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(reports.len(), 2, "{watch}");
+    assert_eq!(reports[0]["vips"][0]["name"], "web");
+    let totals = daemon.ok(&["stats"]);
+    assert!(
+        totals.lines().any(|l| l.starts_with("lru_miss ")),
+        "{totals}"
+    );
+
+    let unreachable = daemon.run(&["status", "--api", "http://127.0.0.1:1"]);
+    assert!(!unreachable.status.success());
+    assert!(
+        stderr(&unreachable)
+            .starts_with("error: cannot reach the tula daemon at http://127.0.0.1:1"),
+        "{}",
+        stderr(&unreachable)
+    );
+
+    // A stop leaves forwarding running; unload removes it and says so.
+    let log = daemon.stop();
+    assert!(
+        log.contains("\"revision\":2") && log.contains("\"message\":\"applied\""),
+        "applied changes are logged:\n{log}"
+    );
+    assert!(log.contains("stopped serving; forwarding goes on"), "{log}");
+    assert!(
+        daemon.pin_dir.join("balancer").exists(),
+        "the data plane stays pinned after a stop"
+    );
+
+    // Off loopback the API needs a token: a start with --listen there and no api.token refuses.
+    let refused = daemon
+        .ns
+        .command("timeout")
+        .args(["20", TULA, "serve", "--listen", "198.18.0.1:9100", "--config"])
+        .arg(daemon.dir.join("tula.toml"))
+        .arg("--state-dir")
+        .arg(daemon.dir.join("state"))
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("error: the API would listen on 198.18.0.1:9100, which is not a loopback address, but the config sets no api.token"),
+        "{}",
+        stderr(&refused)
+    );
+    let unloaded = daemon.ok(&[
+        "dataplane",
+        "unload",
+        "--pin-dir",
+        path_str(&daemon.pin_dir),
+    ]);
+    assert_eq!(
+        unloaded.trim(),
+        format!(
+            "unloaded the balancer pinned in {}: detached it from lb0, removed its program and maps; nothing forwards any more",
+            daemon.pin_dir.display()
+        )
+    );
+    assert!(!daemon.pin_dir.exists());
+}
+
+#[test]
+fn completions_and_man_page_are_generated() {
+    let bash = std::process::Command::new(TULA)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(bash.status.success());
+    let script = String::from_utf8(bash.stdout).unwrap();
+    assert!(
+        script.contains("_tula()") && script.contains("backend") && script.contains("--json"),
+        "{script}"
+    );
+
+    let man = std::process::Command::new(TULA)
+        .arg("man")
+        .output()
+        .unwrap();
+    assert!(man.status.success());
+    let page = String::from_utf8(man.stdout).unwrap();
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH tula"),
+        "{page}"
+    );
+    assert!(page.contains("status"), "{page}");
+}
+
+/// `tula serve` in a namespace of its own, and the files it uses; stopped,
+/// unloaded and removed on drop.
+struct Daemon {
+    server: Option<Child>,
+    log: PathBuf,
+    dir: PathBuf,
+    pin_dir: PathBuf,
+    ns: Netns,
+}
+
+impl Daemon {
+    fn start(name: &str) -> Daemon {
+        let pid = std::process::id();
+        let ns = Netns::create(&format!("tcli-{name}-{pid}")).expect("creating the test namespace");
+        let dir = std::env::temp_dir().join(format!("tula-cli-test-{name}-{pid}"));
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/tula-test-cli-{name}-{pid}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&pin_dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        ns.run(build_topology).unwrap();
+        let mut daemon = Daemon {
+            server: None,
+            log: dir.join("serve.log"),
+            dir,
+            pin_dir,
+            ns,
+        };
+        let config = daemon.write("tula.toml", &daemon.config_text(WEB));
+        let log = std::fs::File::create(&daemon.log).unwrap();
+        let server = daemon
+            .ns
+            .command(TULA)
+            .args([
+                "serve",
+                "--log-format",
+                "json",
+                "--config",
+                path_str(&config),
+                "--state-dir",
+            ])
+            .arg(daemon.dir.join("state"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting tula serve");
+        daemon.server = Some(server);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !daemon.run(&["status"]).status.success() {
+            let exited = daemon.server.as_mut().unwrap().try_wait().unwrap();
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "tula serve did not come up:\n{}",
+                daemon.read_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        daemon
+    }
+
+    /// Runs `tula ARGS` in the namespace (so it reaches the daemon on 127.0.0.1:9100).
+    fn run(&self, args: &[&str]) -> Output {
+        self.ns
+            .command(TULA)
+            .args(args)
+            .env_remove("TULA_API")
+            .env_remove("TULA_TOKEN")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `tula ARGS`, which must succeed; its standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "tula {} failed:\n{}",
+            args.join(" "),
+            stderr(&output)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn config_text(&self, vips: &str) -> String {
+        format!(
+            "interfaces = [\"lb0\"]\npin_dir = \"{}\"\nring_size = 4093\nconn_table_size = 4096\nmax_vips = 16\nmax_backends = 256\n{vips}",
+            self.pin_dir.display()
+        )
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn read_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM; waits for a clean exit and returns the daemon's log.
+    fn stop(&mut self) -> String {
+        let mut server = self.server.take().expect("the daemon is running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &server.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let exit = loop {
+            if let Some(exit) = server.try_wait().unwrap() {
+                break exit;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tula serve did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let log = self.read_log();
+        assert!(exit.success(), "tula serve exited with {exit}:\n{log}");
+        log
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        if self.pin_dir.exists() {
+            let _ = self.run(&["dataplane", "unload", "--pin-dir", path_str(&self.pin_dir)]);
+            let _ = std::fs::remove_dir_all(&self.pin_dir);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn build_topology() {
+    tula_net::add_veth("lb0", "nh0", None).unwrap();
+    tula_net::set_up("lb0").unwrap();
+    tula_net::set_up("nh0").unwrap();
+    tula_net::add_address("lb0", Ipv4Addr::new(198, 18, 0, 1).into(), 24).unwrap();
+    let next_hop = Ipv4Addr::new(198, 18, 0, 2);
+    tula_net::add_neighbour("lb0", next_hop, [0x02, 0, 0, 0, 0, 0x02]).unwrap();
+    tula_net::add_route(Ipv4Addr::new(198, 18, 100, 0), 24, Some(next_hop), None).unwrap();
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
