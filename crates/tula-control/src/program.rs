@@ -31,7 +31,15 @@ fn run_one(dataplane: &mut Dataplane, op: &Op) -> Result<(), String> {
             dataplane.detach(ifname).map_err(text)?;
             dataplane.remove_interface(ifname).map_err(text)?;
         }
-        Op::SetBackend(id, backend) => dataplane.set_backend(*id, backend).map_err(text)?,
+        Op::SetBackend(id, backend) => {
+            dataplane.set_backend(*id, backend).map_err(text)?;
+            // The XDP path's FIB lookup needs the next hop's MAC from the first packet on.
+            if backend.alive {
+                if let Err(e) = tula_net::keep_route_resolved(backend.addr) {
+                    tracing::warn!(backend = %backend.addr, error = %e, "cannot keep the next hop to this backend resolved");
+                }
+            }
+        }
         Op::RemoveBackend(id) => dataplane.remove_backend(*id).map_err(text)?,
         Op::SetVip(key, entry) => {
             let ring = build_ring(entry, dataplane.ring_size())?;

@@ -74,12 +74,54 @@ impl Lab {
             }
             self.spawn_daemon(cmd, &name)?;
         }
-        let ns = self.ns(&self.topology.ns_lb())?;
-        let mut cmd = ns.command(&self.tula_bin);
-        cmd.args(["lab", "balancer", "--name", &self.topology.prefix, "--backends"])
-            .arg(self.topology.backends.to_string());
-        self.spawn_daemon(cmd, "lb")?;
+        crate::balancer::attach_peer_programs(&self.topology)?;
+        let config = run_dir.join("tula.toml");
+        let all: Vec<u8> = (1..=self.topology.backends).collect();
+        std::fs::write(&config, crate::balancer::config_toml(&self.topology, &all))
+            .map_err(|e| LabError::Io(format!("writing {}", config.display()), e))?;
+        self.start_balancer()?;
         self.wait_ready()
+    }
+
+    /// Starts `tula serve` in the lb namespace.
+    fn start_balancer(&self) -> Result<(), LabError> {
+        let run_dir = self.topology.run_dir();
+        let mut cmd = self.ns(&self.topology.ns_lb())?.command(&self.tula_bin);
+        cmd.arg("serve").arg("--config").arg(run_dir.join("tula.toml")).arg("--state-dir").arg(run_dir.join("state"));
+        self.spawn_daemon(cmd, "lb")
+    }
+
+    /// Kills the daemon with SIGKILL and starts it again: forwarding must go on
+    /// meanwhile (the data plane is pinned) and the new daemon adopts it.
+    pub fn restart_balancer(&self) -> Result<(), LabError> {
+        if let Some(pid) = self.pid("lb") {
+            // SAFETY: a process group this lab started.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+            while Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        self.start_balancer()?;
+        self.wait_for_api(Instant::now() + Duration::from_secs(30))
+    }
+
+    /// Runs the `tula` CLI inside the lb namespace, where the daemon's API listens.
+    pub fn tula(&self, args: &[&str]) -> Result<String, LabError> {
+        let mut cmd = self.ns(&self.topology.ns_lb())?.command(&self.tula_bin);
+        cmd.args(args);
+        let out = cmd.output().map_err(|e| LabError::Io(format!("running tula {}", args.join(" ")), e))?;
+        if !out.status.success() {
+            return Err(LabError::Process(format!(
+                "tula {} failed ({}):\n{}{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Starts a long-running process in its own session, logging to the run dir.
@@ -98,16 +140,7 @@ impl Lab {
     /// Waits until the balancer says it is ready and every backend answers.
     fn wait_ready(&self) -> Result<(), LabError> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let ready = self.topology.run_dir().join("lb.ready");
-        while !ready.exists() {
-            if Instant::now() > deadline || !self.process_alive("lb") {
-                return Err(LabError::Process(format!(
-                    "the lab balancer did not start; its log says:\n{}",
-                    self.log("lb")
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_for_api(deadline)?;
         for i in 1..=self.topology.backends {
             let ns = self.ns(&self.topology.ns_backend(i))?;
             let answered = ns.run(|| loop {
@@ -127,6 +160,28 @@ impl Lab {
             }
         }
         Ok(())
+    }
+
+    /// Waits until the daemon's API answers inside the lb namespace.
+    fn wait_for_api(&self, deadline: Instant) -> Result<(), LabError> {
+        let lb = self.ns(&self.topology.ns_lb())?;
+        loop {
+            let answered = lb.run(|| {
+                crate::http::Client::connect(([127, 0, 0, 1], 9100).into(), Duration::from_secs(1))
+                    .and_then(|mut c| c.request("/api/status", None, false))
+                    .is_ok()
+            })?;
+            if answered {
+                return Ok(());
+            }
+            if Instant::now() > deadline || !self.process_alive("lb") {
+                return Err(LabError::Process(format!(
+                    "the lab's load balancer (tula serve) did not start; its log says:\n{}",
+                    self.log("lb")
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn pid(&self, name: &str) -> Option<i32> {
@@ -155,6 +210,13 @@ impl Lab {
                 stop_process_group(pid);
             }
         }
+        let pin_dir = crate::balancer::pin_dir(&self.topology);
+        if pin_dir.exists() {
+            let mut cmd = std::process::Command::new(&self.tula_bin);
+            cmd.args(["dataplane", "unload", "--pin-dir"]).arg(&pin_dir);
+            run_to_end(cmd, "tula dataplane unload")?;
+        }
+        crate::balancer::remove_peer_programs(&self.topology)?;
         let existing = net::netns_list()?;
         for i in 1..=self.topology.backends {
             let ns_name = self.topology.ns_backend(i);
@@ -176,22 +238,10 @@ impl Lab {
     /// Makes only these backends (numbers from 1) serve both VIPs; the others
     /// leave the rings and their flows move. Returns once the balancer applied it.
     pub fn set_active_backends(&self, backends: &[u8]) -> Result<(), LabError> {
-        use crate::balancer::{active_path, parse_active, write_atomically};
-        let path = active_path(&self.topology);
-        let generation = std::fs::read_to_string(&path).ok().and_then(|t| parse_active(&t)).map_or(0, |(g, _)| g) + 1;
-        let list: Vec<String> = backends.iter().map(u8::to_string).collect();
-        write_atomically(&path, &format!("{generation} {}\n", list.join(" ")))?;
-        let ack = self.topology.run_dir().join("active.ack");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::fs::read_to_string(&ack).ok().and_then(|t| t.trim().parse::<u64>().ok()) != Some(generation) {
-            if Instant::now() > deadline {
-                return Err(LabError::Process(format!(
-                    "the lab balancer did not apply backends {backends:?}; its log says:\n{}",
-                    self.log("lb")
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let desired = self.topology.run_dir().join("desired.toml");
+        std::fs::write(&desired, crate::balancer::config_toml(&self.topology, backends))
+            .map_err(|e| LabError::Io(format!("writing {}", desired.display()), e))?;
+        self.tula(&["apply", "-f", &desired.to_string_lossy()])?;
         Ok(())
     }
 

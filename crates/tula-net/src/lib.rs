@@ -11,10 +11,10 @@ mod netns;
 pub mod sysctl;
 
 pub use link::{
-    add_address, add_bridge, add_ipip_tunnel, ipip_tunnel_request, set_down, add_neighbour, add_route, add_veth, addresses, del_address,
-    delete_link, keep_neighbour_resolved, link, link_stats, links, move_link, primary_ipv4,
-    route_get, set_master, set_mtu, set_offload, set_up, Address, Link, LinkStats, Offload,
-    RouteInfo,
+    add_address, add_bridge, add_ipip_tunnel, add_neighbour, add_route, add_veth, addresses,
+    del_address, delete_link, ipip_tunnel_request, keep_neighbour_resolved, keep_route_resolved,
+    link, link_stats, links, move_link, primary_ipv4, route_get, set_down, set_master, set_mtu,
+    set_offload, set_up, Address, Link, LinkStats, Offload, RouteInfo,
 };
 pub use netns::{netns_list, Netns};
 

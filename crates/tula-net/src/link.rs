@@ -203,7 +203,10 @@ pub fn set_up(name: &str) -> Result<(), NetError> {
 pub fn set_down(name: &str) -> Result<(), NetError> {
     let index = index_of(name)?;
     netlink(&format!("setting {name} down"), |h| async move {
-        h.link().set(LinkUnspec::new_with_index(index).down().build()).execute().await
+        h.link()
+            .set(LinkUnspec::new_with_index(index).down().build())
+            .execute()
+            .await
     })
 }
 
@@ -215,9 +218,10 @@ pub fn ipip_tunnel_request(name: &str, local: Ipv4Addr) -> LinkMessage {
 /// Creates an IPIP tunnel device (needs the kernel's ipip module).
 pub fn add_ipip_tunnel(name: &str, local: Ipv4Addr) -> Result<(), NetError> {
     let message = ipip_tunnel_request(name, local);
-    netlink(&format!("creating IPIP tunnel {name} with local {local}"), |h| async move {
-        h.link().add(message).execute().await
-    })
+    netlink(
+        &format!("creating IPIP tunnel {name} with local {local}"),
+        |h| async move { h.link().add(message).execute().await },
+    )
 }
 
 /// Sets an interface's MTU.
@@ -381,6 +385,14 @@ pub fn keep_neighbour_resolved(link: &str, addr: Ipv4Addr) -> Result<(), NetErro
             req.execute().await
         },
     )
+}
+
+/// Keeps the next hop toward `dest` resolved: the gateway of its route, or
+/// `dest` itself when it is on-link. Returns the route it followed.
+pub fn keep_route_resolved(dest: Ipv4Addr) -> Result<RouteInfo, NetError> {
+    let route = route_get(dest)?;
+    keep_neighbour_resolved(&route.dev, route.gateway.unwrap_or(dest))?;
+    Ok(route)
 }
 
 /// How the kernel would route a packet to `dest`.

@@ -8,7 +8,11 @@ use std::net::{IpAddr, Ipv4Addr};
 fn ipip_request_names_the_device_kind_and_local_address() {
     let local = Ipv4Addr::new(198, 18, 1, 2);
     let msg = tula_net::ipip_tunnel_request("tunl0", local);
-    assert!(msg.attributes.contains(&LinkAttribute::IfName("tunl0".into())), "{msg:?}");
+    assert!(
+        msg.attributes
+            .contains(&LinkAttribute::IfName("tunl0".into())),
+        "{msg:?}"
+    );
     let info = msg
         .attributes
         .iter()
@@ -19,7 +23,9 @@ fn ipip_request_names_the_device_kind_and_local_address() {
         .expect("IFLA_LINKINFO");
     assert!(info.contains(&LinkInfo::Kind(InfoKind::IpIp)), "{info:?}");
     assert!(
-        info.contains(&LinkInfo::Data(InfoData::IpTunnel(vec![InfoIpTunnel::Local(IpAddr::V4(local))]))),
+        info.contains(&LinkInfo::Data(InfoData::IpTunnel(vec![
+            InfoIpTunnel::Local(IpAddr::V4(local))
+        ]))),
         "{info:?}"
     );
 }
@@ -29,19 +35,27 @@ fn ipip_request_reaches_the_kernel() {
     // Where the module exists this creates the device; here it proves the
     // request is well formed enough for the kernel to look for the "ipip" kind.
     let ns = tula_net::Netns::create(&format!("tnet-ipip-{}", std::process::id())).unwrap();
-    let result = ns.run(|| tula_net::add_ipip_tunnel("tunl0", Ipv4Addr::new(198, 18, 1, 2))).unwrap();
+    let result = ns
+        .run(|| tula_net::add_ipip_tunnel("tunl0", Ipv4Addr::new(198, 18, 1, 2)))
+        .unwrap();
     if std::path::Path::new("/sys/module/ipip").exists() {
         result.expect("ipip is available: the tunnel must be created");
     } else {
         let err = result.expect_err("no ipip module, no tunnel");
-        assert!(err.to_string().contains("creating IPIP tunnel tunl0"), "{err}");
+        assert!(
+            err.to_string().contains("creating IPIP tunnel tunl0"),
+            "{err}"
+        );
         assert_eq!(err.errno(), Some(libc::EOPNOTSUPP), "{err:?}");
     }
 }
 
 #[test]
 fn sysctl_keys_of_interfaces_with_dots() {
-    assert_eq!(tula_net::sysctl::conf_key("eth0.100", "rp_filter"), "net.ipv4.conf.eth0/100.rp_filter");
+    assert_eq!(
+        tula_net::sysctl::conf_key("eth0.100", "rp_filter"),
+        "net.ipv4.conf.eth0/100.rp_filter"
+    );
     assert_eq!(
         tula_net::sysctl::path("net.ipv4.conf.eth0/100.rp_filter"),
         std::path::PathBuf::from("/proc/sys/net/ipv4/conf/eth0.100/rp_filter")

@@ -176,3 +176,46 @@ fn lab_down_leaves_nothing_behind() {
     // Taking it down twice is fine.
     lab.down().unwrap();
 }
+
+#[test]
+fn killing_and_restarting_the_daemon_drops_no_request() {
+    let lab = TestLab::up("restart", 3);
+    let client_ns = tula_net::Netns::open(&lab.topology.ns_client()).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (ok, failed) = std::thread::scope(|s| {
+        let traffic = s.spawn(|| {
+            client_ns
+                .run(|| {
+                    let (mut ok, mut failed) = (0u32, Vec::new());
+                    // Bounded: at most 5000 requests, and stops when told.
+                    for _ in 0..5000 {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        // A request that waited for a SYN retransmission (1 s) saw a gap in forwarding.
+                        let started = std::time::Instant::now();
+                        match tula_lab::http::get(vip_l3(), Duration::from_secs(3)) {
+                            Ok(_) if started.elapsed() < Duration::from_millis(900) => ok += 1,
+                            Ok(_) => failed.push(format!("took {:?}", started.elapsed())),
+                            Err(e) => failed.push(e.to_string()),
+                        }
+                    }
+                    (ok, failed)
+                })
+                .unwrap()
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        lab.restart_balancer().unwrap();
+        // And a second time, with traffic still flowing.
+        std::thread::sleep(Duration::from_millis(300));
+        lab.restart_balancer().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        traffic.join().unwrap()
+    });
+    assert!(ok > 50, "only {ok} requests went through");
+    assert!(failed.is_empty(), "{} of {} requests failed across the restarts: {:?}", failed.len(), ok as usize + failed.len(), &failed[..failed.len().min(5)]);
+    // The adopted daemon still manages the VIPs.
+    let status = lab.tula(&["status", "--json"]).unwrap();
+    assert!(status.contains("203.0.113.10"), "{status}");
+}

@@ -41,9 +41,6 @@ enum LabCommand {
         #[arg(long, required = true)]
         listen: Vec<SocketAddr>,
     },
-    /// Runs the lab's balancer in the load balancer's namespace (used by `tula lab up`).
-    #[command(hide = true)]
-    Balancer,
 }
 
 pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
@@ -77,9 +74,6 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         }
         LabCommand::HttpServer { name, listen } => {
             tula_lab::http::serve(&name, &listen)?;
-        }
-        LabCommand::Balancer => {
-            tula_lab::balancer::run(&lab.topology)?;
         }
     }
     Ok(ExitCode::SUCCESS)
