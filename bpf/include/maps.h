@@ -70,25 +70,54 @@ struct traffic {
 	__u64 bytes;
 };
 
+/* Next-hop cache: what bpf_fib_lookup and `ifaces` said about a backend, kept
+ * per CPU for NEXT_HOP_TTL_JIFFIES so the per-packet path needs neither. Valid
+ * while jiffies are before `expires` and backend address and ingress still
+ * match; user space zeroes the map when interfaces change. */
+#define NEXT_HOP_TTL_JIFFIES 25 /* 100 ms at HZ=250; 25 ms to 250 ms for HZ 1000 to 100 */
+struct next_hop {
+	__u64 expires;       /* bpf_jiffies64() deadline; 0 = empty */
+	__be32 backend_addr; /* looked up for this backend address ... */
+	__u32 ingress;       /* ... arriving on this interface */
+	__u32 tx_ifindex;    /* where the frame leaves (a VLAN's lower device) */
+	__be32 tunnel_src;   /* the egress interface's IPIP source */
+	__u16 vlan_id;       /* egress VLAN, 0 if untagged */
+	__u16 mtu;           /* route MTU to the backend */
+	__u8 dmac[6];
+	__u8 smac[6];
+};
+
+/* VIP address filter: bit (addr * VIP_FILTER_MUL) >> 16 of the address as
+ * loaded from the packet is set for every VIP address, so most non-VIP packets
+ * are passed without a hash lookup. A set bit may still be no VIP. */
+#define VIP_FILTER_BITS 65536
+#define VIP_FILTER_MUL 0x9e3779b1U /* multiplicative hash; bit = (addr * MUL) >> 16 */
+struct vip_filter {
+	__u64 words[VIP_FILTER_BITS / 64];
+};
+
 /* Global counters: one slot each in `counters`. Append only. */
 enum counter {
 	CNT_PASS = 0,      /* verdicts */
 	CNT_TX,
 	CNT_REDIRECT,
 	CNT_DROP,
-	CNT_NOT_IPV4,      /* passed: ARP, IPv6, other ethertypes */
+	CNT_NOT_IPV4,      /* passed: ARP, IPv6, other ethertypes, runt frames */
 	CNT_NOT_VIP,       /* passed: IPv4 but no VIP matched */
-	CNT_MALFORMED,     /* dropped: truncated or invalid header for a VIP */
+	CNT_MALFORMED,     /* truncated or invalid IPv4/TCP/UDP header: dropped if for a VIP, else passed */
 	CNT_LRU_HIT,
-	CNT_LRU_MISS,
+	CNT_LRU_MISS,      /* new flow: placed by the ring */
 	CNT_LRU_STALE,     /* conn entry pointed at a backend no longer alive */
 	CNT_NO_BACKEND,    /* dropped: ring slot empty or backend not alive */
-	CNT_FIB_NO_NEIGH,  /* passed to the kernel so it resolves the neighbour */
+	CNT_FIB_NO_NEIGH,  /* L3: passed encapsulated so the kernel resolves the neighbour */
 	CNT_FIB_FAIL,      /* dropped: no route / blackhole / unreachable */
-	CNT_NO_IFACE,      /* dropped: egress interface not configured (no tunnel source) */
-	CNT_VLAN_MISMATCH, /* passed: tagging of ingress and egress disagree */
+	CNT_NO_IFACE,      /* dropped: egress interface not registered, or (L3) without tunnel source */
+	CNT_VLAN_MISMATCH, /* L3: passed encapsulated: tagging of ingress and egress disagree */
 	CNT_ENCAP_FAIL,    /* dropped: adjust_head failed */
 	CNT_NO_TX_PORT,    /* dropped: egress interface missing from tx_ports */
+	CNT_FRAGMENT,      /* passed: an IPv4 fragment to a VIP address (only the first has ports) */
+	CNT_FRAG_NEEDED,   /* dropped: packet (plus outer header) exceeds the route MTU */
+	CNT_L2_UNROUTABLE, /* dropped: L2 DSR packet that only the kernel could have sent (no neighbour, VLAN mismatch) */
 	CNT_MAX,
 };
 #define COUNTER_SLOTS 32
@@ -107,7 +136,8 @@ struct {
 	__uint(max_entries, MAX_BACKENDS);
 } backends SEC(".maps");
 
-/* RING_SLOTS rings of ring_size backend ids each, laid end to end. */
+/* RING_SLOTS rings of ring_size backend ids each, laid end to end.
+ * (The kernel stores each u32 in 8 bytes: array elements are 8-byte aligned.) */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
@@ -130,12 +160,29 @@ struct {
 	__uint(max_entries, MAX_IFACES);
 } ifaces SEC(".maps");
 
+/* Egress interfaces for XDP_REDIRECT, keyed by ifindex. */
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct bpf_devmap_val);
 	__uint(max_entries, MAX_IFACES);
 } tx_ports SEC(".maps");
+
+/* Keyed by backend id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct next_hop);
+	__uint(max_entries, MAX_BACKENDS);
+} next_hops SEC(".maps");
+
+/* One entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct vip_filter);
+	__uint(max_entries, 1);
+} vip_filter SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -1,0 +1,342 @@
+//! ns per packet through BPF_PROG_TEST_RUN for the balancer's paths -- new
+//! flow (hash, ring, connection-table insert), established flow (LRU hit),
+//! non-VIP packet -- and for a floor program that only swaps MACs and returns
+//! XDP_TX (bpf/bench_floor.c), all timed the same way in the same run. Prints
+//! figures and ratios to the floor; asserts nothing about speed.
+//!
+//! Method: the kernel does not restore the frame between iterations of one
+//! test run (LAB-NOTES), so every packet is its own test run with repeat = 1,
+//! for every path including the floor; the figure is the kernel-measured time
+//! per run, which includes a fixed per-run cost common to all of them.
+//! Before and after each timed batch the balancer's own counters are read,
+//! and the batch counts only if every run took the intended path.
+//! A second table times paths whose output takes the same path again (the
+//! floor, non-VIP, an L2 DSR established flow) with repeat = N inside the
+//! kernel, which removes most of that fixed cost.
+//!
+//! `cargo bench -p tula-dataplane --bench packet_cost`; quick mode (tiny maps,
+//! few packets, for CI) with TULA_BENCH_QUICK=1 or when run by `cargo test`.
+//! Needs root (a network namespace for bpf_fib_lookup).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use aya::programs::Xdp;
+use aya::{Ebpf, TestRun, TestRunOptions};
+use support::*;
+use tula_dataplane::{
+    xdp_md, Counter, Dataplane, Dsr, LoadOptions, Protocol, Scheduler, VipSpec, XdpAction,
+};
+
+static FLOOR_OBJECT: &[u8] = include_bytes!("../../../bpf/obj/bench_floor.o");
+
+struct Config {
+    packets: usize,
+    rounds: usize,
+    options: LoadOptions,
+}
+
+fn config() -> Config {
+    let quick =
+        std::env::var_os("TULA_BENCH_QUICK").is_some() || !std::env::args().any(|a| a == "--bench");
+    if quick {
+        Config {
+            packets: 200,
+            rounds: 1,
+            options: small_options(),
+        }
+    } else {
+        Config {
+            packets: 20_000,
+            rounds: 7,
+            options: LoadOptions {
+                // Production map sizes, except fewer VIPs to keep the ring map small.
+                max_vips: 16,
+                ..LoadOptions::default()
+            },
+        }
+    }
+}
+
+/// The floor program, loaded from its own object.
+struct Floor {
+    _ebpf: Ebpf,
+}
+
+impl Floor {
+    fn load() -> Floor {
+        let mut ebpf = Ebpf::load(FLOOR_OBJECT).expect("loading bench_floor.o");
+        let program: &mut Xdp = ebpf.program_mut("bench_floor").unwrap().try_into().unwrap();
+        program.load().expect("verifying bench_floor");
+        Floor { _ebpf: ebpf }
+    }
+
+    fn program(&self) -> &Xdp {
+        self._ebpf
+            .program("bench_floor")
+            .unwrap()
+            .try_into()
+            .unwrap()
+    }
+
+    /// One test run, with the same context the balancer gets; returns (verdict code, kernel time).
+    fn run(&self, frame: &[u8], ingress: u32, repeat: u32) -> (u32, Duration) {
+        let ctx = xdp_md(frame.len(), ingress);
+        let result = self
+            .program()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                ctx_in: Some(&ctx),
+                repeat,
+                ..TestRunOptions::default()
+            })
+            .expect("test run of bench_floor");
+        (result.return_value, result.duration)
+    }
+}
+
+/// A path to time: its frames (one per run, cycled) and what the counters must show.
+struct Case {
+    name: &'static str,
+    frames: Vec<Vec<u8>>,
+    verdict: XdpAction,
+    /// The counter that must grow by exactly one per run.
+    counter: Option<Counter>,
+}
+
+fn time_balancer(dp: &Dataplane, case: &Case, ingress: u32, packets: usize, repeat: u32) -> f64 {
+    let before = dp.counters().unwrap();
+    let mut total = Duration::ZERO;
+    for i in 0..packets {
+        let frame = &case.frames[i % case.frames.len()];
+        let (action, time) = dp.time_run(frame, Some(ingress), repeat).unwrap();
+        assert_eq!(
+            action, case.verdict,
+            "{}: run {i} took another path",
+            case.name
+        );
+        total += time;
+    }
+    let delta = dp.counters().unwrap().since(&before);
+    let runs = (packets as u64) * u64::from(repeat);
+    if let Some(counter) = case.counter {
+        assert_eq!(
+            delta.get(counter),
+            runs,
+            "{}: counter {counter} moved by {} for {runs} runs",
+            case.name,
+            delta.get(counter)
+        );
+    }
+    let verdict_counter = match case.verdict {
+        XdpAction::Tx => Counter::Tx,
+        XdpAction::Pass => Counter::Pass,
+        _ => unreachable!(),
+    };
+    assert_eq!(
+        delta.get(verdict_counter),
+        runs,
+        "{}: verdict counter",
+        case.name
+    );
+    total.as_nanos() as f64 / packets as f64
+}
+
+fn time_floor(floor: &Floor, frame: &[u8], ingress: u32, packets: usize, repeat: u32) -> f64 {
+    let mut total = Duration::ZERO;
+    for _ in 0..packets {
+        let (code, time) = floor.run(frame, ingress, repeat);
+        assert_eq!(code, 3, "floor: XDP_TX expected");
+        total += time;
+    }
+    total.as_nanos() as f64 / packets as f64
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn new_flow_frames(lb_mac: [u8; 6], count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| {
+            let client = SocketAddrV4::new(
+                Ipv4Addr::new(198, 19, (i >> 8) as u8, i as u8),
+                1024 + (i >> 16) as u16,
+            );
+            syn_frame(lb_mac, client, vip(80))
+        })
+        .collect()
+}
+
+fn main() {
+    let config = config();
+    let ns = tula_net::Netns::create(&format!("tdp-bench-{}", std::process::id()))
+        .expect("creating the bench namespace (root needed)");
+    ns.run(|| bench(&config))
+        .expect("entering the bench namespace");
+}
+
+fn bench(config: &Config) {
+    build_topology();
+    let lb0 = tula_net::link("lb0").unwrap();
+    let (ingress, lb_mac) = (lb0.index, lb0.mac);
+    let mut dp = Dataplane::load(&config.options).expect("loading the balancer");
+    dp.set_interface("lb0", &Default::default()).unwrap();
+    for id in 0..16 {
+        dp.set_backend(
+            id,
+            &tula_dataplane::Backend {
+                addr: routed_backend(1 + id as u8),
+                alive: true,
+            },
+        )
+        .unwrap();
+    }
+    dp.set_backend(
+        16,
+        &tula_dataplane::Backend {
+            addr: L2_BACKEND,
+            alive: true,
+        },
+    )
+    .unwrap();
+    let ring: Vec<u32> = (0..dp.ring_size()).map(|slot| slot % 16).collect();
+    let spec = |id, dsr| VipSpec {
+        id,
+        dsr,
+        scheduler: Scheduler::Maglev,
+    };
+    let l3_vip = vip_key(80, Protocol::Tcp);
+    dp.set_vip(&l3_vip, &spec(1, Dsr::L3Ipip), &ring).unwrap();
+    let l2_vip = vip_key(8080, Protocol::Tcp);
+    dp.set_vip(
+        &l2_vip,
+        &spec(2, Dsr::L2),
+        &vec![16; dp.ring_size() as usize],
+    )
+    .unwrap();
+    let floor = Floor::load();
+
+    let established = tcp_frame(lb_mac, client(5555), vip(80));
+    let l2_established = tcp_frame(lb_mac, client(5556), vip(8080));
+    let not_vip = tcp_frame(lb_mac, client(5557), SocketAddrV4::new(LB_ADDR, 22));
+    for frame in [&established, &l2_established] {
+        assert_eq!(
+            dp.test_run(frame, Some(ingress)).unwrap().0,
+            XdpAction::Tx,
+            "priming the flow"
+        );
+    }
+    // Distinct flows (each opened by a SYN) for every new-flow run of every round and the warm-up.
+    let mut fresh = new_flow_frames(lb_mac, config.packets * (config.rounds + 1)).into_iter();
+    let mut next_new_flows = || Case {
+        name: "new flow",
+        frames: fresh.by_ref().take(config.packets).collect(),
+        verdict: XdpAction::Tx,
+        counter: Some(Counter::LruMiss),
+    };
+    let established_case = Case {
+        name: "established",
+        frames: vec![established],
+        verdict: XdpAction::Tx,
+        counter: Some(Counter::LruHit),
+    };
+    let not_vip_case = Case {
+        name: "non-VIP",
+        frames: vec![not_vip.clone()],
+        verdict: XdpAction::Pass,
+        counter: Some(Counter::NotVip),
+    };
+    let l2_case = Case {
+        name: "L2 established",
+        frames: vec![l2_established],
+        verdict: XdpAction::Tx,
+        counter: Some(Counter::LruHit),
+    };
+
+    // Warm-up: caches, branch predictors, the LRU's free lists.
+    time_floor(&floor, &not_vip, ingress, config.packets, 1);
+    time_balancer(&dp, &next_new_flows(), ingress, config.packets, 1);
+    time_balancer(&dp, &established_case, ingress, config.packets, 1);
+    time_balancer(&dp, &not_vip_case, ingress, config.packets, 1);
+
+    // Rounds interleave the cases so that noise from other work hits them alike.
+    let (mut floor_ns, mut new_ns, mut est_ns, mut notvip_ns) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..config.rounds {
+        floor_ns.push(time_floor(&floor, &not_vip, ingress, config.packets, 1));
+        new_ns.push(time_balancer(
+            &dp,
+            &next_new_flows(),
+            ingress,
+            config.packets,
+            1,
+        ));
+        est_ns.push(time_balancer(
+            &dp,
+            &established_case,
+            ingress,
+            config.packets,
+            1,
+        ));
+        notvip_ns.push(time_balancer(
+            &dp,
+            &not_vip_case,
+            ingress,
+            config.packets,
+            1,
+        ));
+    }
+    let floor_med = median(floor_ns);
+    println!(
+        "packet cost, BPF_PROG_TEST_RUN, repeat = 1 per packet, {} packets x {} rounds (median of round means; ring {} slots, conn table {})",
+        config.packets, config.rounds, dp.ring_size(), config.options.conn_table_size
+    );
+    println!(
+        "  {:<34} {:>8.1} ns   1.00x",
+        "floor (MAC swap, XDP_TX)", floor_med
+    );
+    for (name, values, target) in [
+        ("new flow (hash, ring, LRU insert)", new_ns, 6.0),
+        ("established flow (LRU hit)", est_ns, 2.6),
+        ("non-VIP packet (XDP_PASS)", notvip_ns, 1.4),
+    ] {
+        let ns = median(values);
+        println!(
+            "  {:<34} {:>8.1} ns   {:.2}x  (target <= {:.1}x)",
+            name,
+            ns,
+            ns / floor_med,
+            target
+        );
+    }
+
+    // In-kernel repeat: no per-run syscall cost; only for paths that repeat themselves.
+    let repeat = if config.rounds > 1 { 1000 } else { 10 };
+    let calls = (config.packets / 100).max(2);
+    let floor_rep = time_floor(&floor, &not_vip, ingress, calls, repeat);
+    let l2_rep = time_balancer(&dp, &l2_case, ingress, calls, repeat);
+    let notvip_rep = time_balancer(&dp, &not_vip_case, ingress, calls, repeat);
+    println!(
+        "same, repeat = {repeat} inside the kernel (paths whose output takes the same path again)"
+    );
+    println!(
+        "  {:<34} {:>8.1} ns   1.00x",
+        "floor (MAC swap, XDP_TX)", floor_rep
+    );
+    println!(
+        "  {:<34} {:>8.1} ns   {:.2}x",
+        "established flow, L2 DSR",
+        l2_rep,
+        l2_rep / floor_rep
+    );
+    println!(
+        "  {:<34} {:>8.1} ns   {:.2}x",
+        "non-VIP packet (XDP_PASS)",
+        notvip_rep,
+        notvip_rep / floor_rep
+    );
+}

@@ -1,0 +1,159 @@
+//! Byte-for-byte mirrors of the structs in `bpf/include/maps.h`: what the
+//! balancer's maps hold. Fields keep the kernel's representation (addresses
+//! and ports in network byte order, as on the wire); the typed API in the
+//! crate root converts. `tests/abi_layout.rs` checks every struct against the
+//! object's BTF.
+
+use std::net::Ipv4Addr;
+
+/// `struct vip_key`: the `vips` map key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipKey {
+    pub addr: u32,
+    /// Network order; 0 means all ports.
+    pub port: u16,
+    pub proto: u8,
+    pub pad: u8,
+}
+
+/// `struct vip_meta`: the `vips` map value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipMeta {
+    pub id: u32,
+    pub flags: u32,
+    pub ring: u32,
+    pub pad: u32,
+}
+
+/// `struct backend`: the `backends` map value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backend {
+    pub addr: u32,
+    pub flags: u32,
+}
+
+/// `struct flow`: the `conns` map key, a client flow's 5-tuple.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Flow {
+    pub src: u32,
+    pub dst: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub pad: [u8; 3],
+}
+
+/// `struct conn`: the `conns` map value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Conn {
+    pub backend: u32,
+    pub vip: u32,
+}
+
+/// `struct iface`: the `ifaces` map value, keyed by egress ifindex.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Iface {
+    pub tunnel_src: u32,
+    pub mtu: u16,
+    pub vlan_id: u16,
+    pub lower_ifindex: u32,
+}
+
+/// `struct traffic`: per-CPU packets and bytes in `vip_stats` and `backend_stats`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// `struct next_hop`: the `next_hops` per-CPU cache value, keyed by backend id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextHop {
+    pub expires: u64,
+    pub backend_addr: u32,
+    pub ingress: u32,
+    pub tx_ifindex: u32,
+    pub tunnel_src: u32,
+    pub vlan_id: u16,
+    pub mtu: u16,
+    pub dmac: [u8; 6],
+    pub smac: [u8; 6],
+}
+
+/// `VIP_FILTER_BITS`: size of the VIP address filter.
+pub const VIP_FILTER_BITS: u32 = 65536;
+/// `VIP_FILTER_MUL`: the filter's multiplicative hash.
+pub const VIP_FILTER_MUL: u32 = 0x9e37_79b1;
+
+/// `struct vip_filter`: the one entry of the `vip_filter` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VipFilter {
+    pub words: [u64; VIP_FILTER_BITS as usize / 64],
+}
+
+impl Default for VipFilter {
+    fn default() -> Self {
+        VipFilter {
+            words: [0; VIP_FILTER_BITS as usize / 64],
+        }
+    }
+}
+
+impl VipFilter {
+    /// The bit for `addr`, as `vip_filter_has()` in balancer.c computes it.
+    pub fn bit(addr: Ipv4Addr) -> u32 {
+        addr_to_raw(addr).wrapping_mul(VIP_FILTER_MUL) >> 16
+    }
+
+    pub fn insert(&mut self, addr: Ipv4Addr) {
+        let bit = Self::bit(addr);
+        self.words[bit as usize / 64] |= 1 << (bit % 64);
+    }
+
+    pub fn contains(&self, addr: Ipv4Addr) -> bool {
+        let bit = Self::bit(addr);
+        self.words[bit as usize / 64] >> (bit % 64) & 1 == 1
+    }
+}
+
+// SAFETY: all of them are repr(C), made only of integers, with explicit padding fields.
+unsafe impl aya::Pod for VipKey {}
+unsafe impl aya::Pod for VipMeta {}
+unsafe impl aya::Pod for Backend {}
+unsafe impl aya::Pod for Flow {}
+unsafe impl aya::Pod for Conn {}
+unsafe impl aya::Pod for Iface {}
+unsafe impl aya::Pod for Traffic {}
+unsafe impl aya::Pod for NextHop {}
+unsafe impl aya::Pod for VipFilter {}
+
+/// `VIP_F_L2_DSR`: rewrite MACs only.
+pub const VIP_F_L2_DSR: u32 = 1 << 0;
+/// `VIP_F_SOURCE_HASH`: hash the client address only.
+pub const VIP_F_SOURCE_HASH: u32 = 1 << 1;
+/// `BACKEND_F_ALIVE`: the backend may carry flows.
+pub const BACKEND_F_ALIVE: u32 = 1 << 0;
+
+/// Rings beyond `max_vips` (`RING_SLOTS - MAX_VIPS` in maps.h), so a swap never writes a live ring.
+pub const SPARE_RINGS: u32 = 16;
+/// Slots in the `counters` map (`COUNTER_SLOTS`).
+pub const COUNTER_SLOTS: u32 = 32;
+
+/// Kernel representation of an IPv4 address: its octets in memory order.
+pub fn addr_to_raw(addr: Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(addr.octets())
+}
+
+/// The address whose octets are `raw` in memory order.
+pub fn addr_from_raw(raw: u32) -> Ipv4Addr {
+    Ipv4Addr::from(raw.to_ne_bytes())
+}

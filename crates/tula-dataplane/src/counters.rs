@@ -1,0 +1,160 @@
+//! The balancer's global counters (`enum counter` in maps.h) and per-VIP and
+//! per-backend traffic, summed over CPUs.
+
+use std::fmt;
+
+/// One global counter: a verdict, or why a packet got it.
+/// The discriminant is the counter's slot in the `counters` map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u32)]
+pub enum Counter {
+    /// Verdict: handed to the kernel (non-VIP traffic, or IPIP it must finish).
+    Pass = 0,
+    /// Verdict: sent back out of the ingress interface.
+    Tx,
+    /// Verdict: redirected to another interface (`tx_ports`).
+    Redirect,
+    /// Verdict: dropped.
+    Drop,
+    /// Passed: not IPv4 (ARP, IPv6, other ethertypes, runt frames).
+    NotIpv4,
+    /// Passed: IPv4 but not TCP/UDP to a VIP.
+    NotVip,
+    /// Truncated or invalid IPv4/TCP/UDP header: dropped if for a VIP, else passed.
+    Malformed,
+    /// Established flow found in the connection table.
+    LruHit,
+    /// New flow: not in the connection table; chosen from the ring.
+    LruMiss,
+    /// Connection-table entry pointed at a backend that is no longer alive; re-hashed.
+    LruStale,
+    /// Dropped: the ring slot is empty or its backend is not alive.
+    NoBackend,
+    /// No neighbour entry for the next hop: L3 passed encapsulated so the kernel resolves it.
+    FibNoNeigh,
+    /// Dropped: no route to the backend (or forwarding disabled on the ingress interface).
+    FibFail,
+    /// Dropped: egress interface not registered, or it has no tunnel source address.
+    NoIface,
+    /// VLAN tagging of ingress and egress disagree: L3 passed encapsulated.
+    VlanMismatch,
+    /// Dropped: the frame's head could not grow for the outer header.
+    EncapFail,
+    /// Dropped: the egress interface is not in `tx_ports`.
+    NoTxPort,
+    /// Passed: an IPv4 fragment (only the first one has ports).
+    Fragment,
+    /// Dropped: packet (plus outer header) larger than the route MTU to the backend.
+    FragNeeded,
+    /// Dropped: L2 DSR packet that only the kernel could have sent (no neighbour, VLAN mismatch).
+    L2Unroutable,
+}
+
+impl Counter {
+    /// Every counter, in slot order.
+    pub const ALL: [Counter; 20] = [
+        Counter::Pass,
+        Counter::Tx,
+        Counter::Redirect,
+        Counter::Drop,
+        Counter::NotIpv4,
+        Counter::NotVip,
+        Counter::Malformed,
+        Counter::LruHit,
+        Counter::LruMiss,
+        Counter::LruStale,
+        Counter::NoBackend,
+        Counter::FibNoNeigh,
+        Counter::FibFail,
+        Counter::NoIface,
+        Counter::VlanMismatch,
+        Counter::EncapFail,
+        Counter::NoTxPort,
+        Counter::Fragment,
+        Counter::FragNeeded,
+        Counter::L2Unroutable,
+    ];
+
+    /// Stable snake_case name, for metrics and the CLI.
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::Pass => "pass",
+            Counter::Tx => "tx",
+            Counter::Redirect => "redirect",
+            Counter::Drop => "drop",
+            Counter::NotIpv4 => "not_ipv4",
+            Counter::NotVip => "not_vip",
+            Counter::Malformed => "malformed",
+            Counter::LruHit => "lru_hit",
+            Counter::LruMiss => "lru_miss",
+            Counter::LruStale => "lru_stale",
+            Counter::NoBackend => "no_backend",
+            Counter::FibNoNeigh => "fib_no_neigh",
+            Counter::FibFail => "fib_fail",
+            Counter::NoIface => "no_iface",
+            Counter::VlanMismatch => "vlan_mismatch",
+            Counter::EncapFail => "encap_fail",
+            Counter::NoTxPort => "no_tx_port",
+            Counter::Fragment => "fragment",
+            Counter::FragNeeded => "frag_needed",
+            Counter::L2Unroutable => "l2_unroutable",
+        }
+    }
+}
+
+impl fmt::Display for Counter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A snapshot of every global counter, summed over CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    values: [u64; Counter::ALL.len()],
+}
+
+impl Counters {
+    pub(crate) fn from_slots(slots: impl Fn(u32) -> u64) -> Counters {
+        let mut values = [0; Counter::ALL.len()];
+        for (value, counter) in values.iter_mut().zip(Counter::ALL) {
+            *value = slots(counter as u32);
+        }
+        Counters { values }
+    }
+
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.values[counter as usize]
+    }
+
+    /// (counter, value) for every counter, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = (Counter, u64)> + '_ {
+        Counter::ALL.into_iter().zip(self.values.iter().copied())
+    }
+
+    /// How much each counter grew since `earlier`.
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        let mut values = self.values;
+        for (value, before) in values.iter_mut().zip(earlier.values) {
+            *value = value.wrapping_sub(before);
+        }
+        Counters { values }
+    }
+}
+
+impl fmt::Display for Counters {
+    /// One "name value" line per non-zero counter.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (counter, value) in self.iter().filter(|(_, v)| *v != 0) {
+            writeln!(f, "{counter} {value}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Packets and bytes (frame length at ingress) through a VIP or to a backend, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub packets: u64,
+    pub bytes: u64,
+}

@@ -1,0 +1,172 @@
+//! Client flows and how the balancer hashes them onto a Maglev ring: the
+//! Rust twin of `flow_hash()` and the ring indexing in `bpf/balancer.c`.
+//! The two must agree bit for bit; `tests/flow_hash.rs` checks them against
+//! the kernel.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::abi;
+
+/// Transport protocol of a VIP or a flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// The IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => libc::IPPROTO_TCP as u8,
+            Protocol::Udp => libc::IPPROTO_UDP as u8,
+        }
+    }
+
+    /// The protocol with IP protocol number `number`, if it is TCP or UDP.
+    pub fn from_number(number: u8) -> Option<Protocol> {
+        match i32::from(number) {
+            libc::IPPROTO_TCP => Some(Protocol::Tcp),
+            libc::IPPROTO_UDP => Some(Protocol::Udp),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+/// A client flow to a VIP: the connection table's key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Flow {
+    pub client: SocketAddrV4,
+    pub vip: SocketAddrV4,
+    pub protocol: Protocol,
+}
+
+impl Flow {
+    pub(crate) fn to_abi(self) -> abi::Flow {
+        abi::Flow {
+            src: abi::addr_to_raw(*self.client.ip()),
+            dst: abi::addr_to_raw(*self.vip.ip()),
+            sport: self.client.port().to_be(),
+            dport: self.vip.port().to_be(),
+            proto: self.protocol.number(),
+            pad: [0; 3],
+        }
+    }
+
+    /// `None` for a key whose protocol is neither TCP nor UDP (never written by the balancer).
+    pub(crate) fn from_abi(raw: &abi::Flow) -> Option<Flow> {
+        Some(Flow {
+            client: SocketAddrV4::new(abi::addr_from_raw(raw.src), u16::from_be(raw.sport)),
+            vip: SocketAddrV4::new(abi::addr_from_raw(raw.dst), u16::from_be(raw.dport)),
+            protocol: Protocol::from_number(raw.proto)?,
+        })
+    }
+}
+
+impl std::fmt::Display for Flow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} -> {}", self.protocol, self.client, self.vip)
+    }
+}
+
+const FLOW_HASH_SEED: u64 = 0x7475_6c61_2d76_3031; // "tula-v01", as in balancer.c
+
+fn mix64(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    x
+}
+
+fn hash_abi(flow: &abi::Flow) -> u32 {
+    let addrs = u64::from(flow.dst) << 32 | u64::from(flow.src);
+    let rest = u64::from(flow.proto) << 32 | u64::from(flow.dport) << 16 | u64::from(flow.sport);
+    (mix64(mix64(rest ^ FLOW_HASH_SEED) ^ addrs) >> 32) as u32
+}
+
+/// The hash the balancer gives a new flow under the Maglev scheduler.
+pub fn flow_hash(flow: &Flow) -> u32 {
+    hash_abi(&flow.to_abi())
+}
+
+/// The hash the balancer gives a new flow under the source-hash scheduler:
+/// the client address alone, so every flow of a client lands on one backend.
+pub fn source_hash(client: Ipv4Addr) -> u32 {
+    hash_abi(&abi::Flow {
+        src: abi::addr_to_raw(client),
+        ..abi::Flow::default()
+    })
+}
+
+/// The ring slot a hash selects in a ring of `ring_size` slots: the high bits
+/// of `hash * ring_size` ("fastrange"), as the balancer computes it.
+pub fn ring_index(hash: u32, ring_size: u32) -> usize {
+    ((u64::from(hash) * u64::from(ring_size)) >> 32) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_index_covers_the_ring_evenly() {
+        let size = 13;
+        let mut hits = vec![0u32; size as usize];
+        // 13,000 hashes evenly spaced over the whole u32 range.
+        for i in 0..13_000u64 {
+            hits[ring_index(((i << 32) / 13_000) as u32, size)] += 1;
+        }
+        assert_eq!(ring_index(u32::MAX, size), 12);
+        assert_eq!(ring_index(0, size), 0);
+        assert!(hits.iter().all(|&h| (900..=1100).contains(&h)), "{hits:?}");
+    }
+
+    #[test]
+    fn source_hash_ignores_everything_but_the_client_address() {
+        let client = Ipv4Addr::new(198, 18, 0, 9);
+        let a = Flow {
+            client: SocketAddrV4::new(client, 1000),
+            vip: SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 1), 80),
+            protocol: Protocol::Tcp,
+        };
+        let b = Flow {
+            client: SocketAddrV4::new(client, 2000),
+            ..a
+        };
+        assert_ne!(flow_hash(&a), flow_hash(&b));
+        assert_eq!(source_hash(client), source_hash(client));
+        assert_ne!(
+            source_hash(client),
+            source_hash(Ipv4Addr::new(198, 18, 0, 10))
+        );
+    }
+
+    #[test]
+    fn flow_hash_spreads_nearby_ports_over_the_whole_range() {
+        // Consecutive source ports must not cluster: count hashes per 1/16 of the range.
+        let mut buckets = [0u32; 16];
+        for port in 0..16_000u16 {
+            let flow = Flow {
+                client: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 9), port),
+                vip: SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 1), 443),
+                protocol: Protocol::Tcp,
+            };
+            buckets[(flow_hash(&flow) >> 28) as usize] += 1;
+        }
+        assert!(
+            buckets.iter().all(|&b| (880..=1120).contains(&b)),
+            "{buckets:?}"
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! The connection table: established flows keep their backend when the ring
+//! changes; a flow stuck to a backend that is no longer alive is re-hashed.
+
+mod support;
+
+use support::*;
+use tula_dataplane::{Backend, Counter, Dsr, Flow, Protocol, Scheduler, XdpAction};
+
+fn flow(port: u16) -> Flow {
+    Flow {
+        client: client(port),
+        vip: vip(80),
+        protocol: Protocol::Tcp,
+    }
+}
+
+/// Runs one SYN of `port`'s flow and returns the backend address it was sent to.
+fn send(f: &Fixture, port: u16) -> std::net::Ipv4Addr {
+    let frame = tcp_frame(f.lb_mac, client(port), vip(80));
+    let (action, out) = f.dataplane.test_run(&frame, Some(f.ingress)).unwrap();
+    assert_eq!(action, XdpAction::Tx, "flow from port {port}");
+    std::net::Ipv4Addr::new(out[30], out[31], out[32], out[33])
+}
+
+#[test]
+fn established_flows_keep_their_backend_while_new_flows_follow_the_new_ring() {
+    in_lab("sticky", |f| {
+        f.add_backend(1, routed_backend(1));
+        f.add_backend(2, routed_backend(2));
+        let key = vip_key(80, Protocol::Tcp);
+        let ring1 = f.ring_of(1);
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring1);
+        assert_eq!(send(f, 1000), routed_backend(1));
+        assert_eq!(
+            f.dataplane
+                .conn(&flow(1000))
+                .unwrap()
+                .map(|c| (c.backend, c.vip)),
+            Some((1, 1))
+        );
+
+        // The backend set changes: backend 2 takes over the whole ring.
+        let ring2 = f.ring_of(2);
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring2);
+        let before = f.dataplane.counters().unwrap();
+        assert_eq!(send(f, 1000), routed_backend(1), "established flow moved");
+        assert_eq!(
+            send(f, 1001),
+            routed_backend(2),
+            "new flow ignored the new ring"
+        );
+        let delta = f.dataplane.counters().unwrap().since(&before);
+        assert_eq!(
+            (delta.get(Counter::LruHit), delta.get(Counter::LruMiss)),
+            (1, 1)
+        );
+
+        let mut flows = f.dataplane.conns().unwrap();
+        flows.sort_by_key(|(flow, _)| flow.client.port());
+        let flows: Vec<(u16, u32)> = flows
+            .iter()
+            .map(|(flow, conn)| (flow.client.port(), conn.backend))
+            .collect();
+        assert_eq!(flows, vec![(1000, 1), (1001, 2)]);
+    });
+}
+
+#[test]
+fn a_flow_whose_backend_died_is_rehashed_onto_the_ring() {
+    in_lab("stale", |f| {
+        f.add_backend(1, routed_backend(1));
+        f.add_backend(2, routed_backend(2));
+        let key = vip_key(80, Protocol::Tcp);
+        let ring1 = f.ring_of(1);
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring1);
+        assert_eq!(send(f, 1000), routed_backend(1));
+
+        // Backend 1 goes down; user space rebuilds the ring without it.
+        f.dataplane
+            .set_backend(
+                1,
+                &Backend {
+                    addr: routed_backend(1),
+                    alive: false,
+                },
+            )
+            .unwrap();
+        let ring2 = f.ring_of(2);
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring2);
+        let before = f.dataplane.counters().unwrap();
+        assert_eq!(send(f, 1000), routed_backend(2));
+        let delta = f.dataplane.counters().unwrap().since(&before);
+        assert_eq!(
+            (
+                delta.get(Counter::LruStale),
+                delta.get(Counter::LruHit),
+                delta.get(Counter::LruMiss)
+            ),
+            (1, 0, 0)
+        );
+        assert_eq!(
+            f.dataplane.conn(&flow(1000)).unwrap().map(|c| c.backend),
+            Some(2)
+        );
+
+        // And it sticks to the new one even when backend 1 comes back.
+        f.add_backend(1, routed_backend(1));
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring1);
+        assert_eq!(send(f, 1000), routed_backend(2));
+
+        // Forgetting the flow sends it to the ring again.
+        f.dataplane.remove_conn(&flow(1000)).unwrap();
+        assert_eq!(send(f, 1000), routed_backend(1));
+    });
+}
+
+#[test]
+fn removing_a_vip_passes_its_traffic_and_frees_its_ring() {
+    in_lab("rmvip", |f| {
+        f.add_backend(1, routed_backend(1));
+        let key = vip_key(80, Protocol::Tcp);
+        let ring = f.ring_of(1);
+        // More ring swaps than there are rings: freed rings must come back,
+        // and every swap writes a ring no packet is reading.
+        let mut used = std::collections::HashSet::new();
+        let mut previous = None;
+        for i in 0..3 * (f.dataplane.max_vips() + 16) {
+            let ring: Vec<u32> = (0..f.dataplane.ring_size())
+                .map(|slot| (slot + i) % 2 + 1)
+                .collect();
+            f.add_backend(2, routed_backend(2));
+            f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring);
+            let (index, slots) = f
+                .dataplane
+                .vip_ring(&key)
+                .unwrap()
+                .expect("the VIP has a ring");
+            assert_eq!(slots, ring, "swap {i}");
+            assert_ne!(Some(index), previous, "swap {i} rewrote the live ring");
+            previous = Some(index);
+            used.insert(index);
+        }
+        assert_eq!(
+            used.len() as u32,
+            f.dataplane.max_vips() + 16,
+            "every ring gets used in turn"
+        );
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring);
+        assert_eq!(send(f, 1000), routed_backend(1));
+        f.dataplane.remove_vip(&key).unwrap();
+        assert!(f.dataplane.vips().unwrap().is_empty());
+        let frame = tcp_frame(f.lb_mac, client(1000), vip(80));
+        let (action, out) = f.dataplane.test_run(&frame, Some(f.ingress)).unwrap();
+        assert_eq!((action, out), (XdpAction::Pass, frame));
+        assert!(f.dataplane.remove_vip(&key).is_err(), "removing it twice");
+        assert_eq!(f.dataplane.vip_ring(&key).unwrap(), None);
+    });
+}

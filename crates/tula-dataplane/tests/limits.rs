@@ -1,0 +1,72 @@
+//! The maps at their default sizes fit comfortably on a small machine (the
+//! figures in docs/DATAPLANE.md come from this test's output), and invalid
+//! sizes are refused with the option and value named.
+
+use tula_dataplane::{Dataplane, DataplaneError, LoadOptions};
+
+#[test]
+fn maps_at_the_default_sizes_take_under_a_gibibyte() {
+    let dataplane = Dataplane::load(&LoadOptions::default()).expect("loading with the defaults");
+    let memory = dataplane.map_memory().unwrap();
+    let total: u64 = memory.iter().map(|(_, bytes)| bytes).sum();
+    for (name, bytes) in &memory {
+        println!("{name:<14} {:>12.1} KiB", *bytes as f64 / 1024.0);
+    }
+    println!(
+        "{:<14} {:>10.1} MiB",
+        "total",
+        total as f64 / (1 << 20) as f64
+    );
+    assert!(memory.iter().all(|(_, bytes)| *bytes > 0), "{memory:?}");
+    assert!(total < 1 << 30, "{total} bytes");
+}
+
+#[test]
+fn invalid_sizes_are_refused_by_name() {
+    let cases = [
+        (
+            LoadOptions {
+                ring_size: 65536,
+                ..LoadOptions::default()
+            },
+            "ring_size = 65536",
+        ),
+        (
+            LoadOptions {
+                max_vips: 0,
+                ..LoadOptions::default()
+            },
+            "max_vips = 0",
+        ),
+        (
+            LoadOptions {
+                max_backends: 0,
+                ..LoadOptions::default()
+            },
+            "max_backends = 0",
+        ),
+        (
+            LoadOptions {
+                conn_table_size: 0,
+                ..LoadOptions::default()
+            },
+            "conn_table_size = 0",
+        ),
+        (
+            LoadOptions {
+                max_vips: 100_000,
+                ring_size: 65537,
+                ..LoadOptions::default()
+            },
+            "ring_size = 65537",
+        ),
+    ];
+    for (options, named) in cases {
+        let error = Dataplane::load(&options).err().expect("refused");
+        assert!(
+            matches!(error, DataplaneError::InvalidOption { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains(named), "{error}");
+    }
+}

@@ -1,0 +1,129 @@
+//! The next-hop cache: bpf_fib_lookup's answer for a backend is reused for a
+//! short while, and forgotten when it may be wrong -- on flush, on expiry, when
+//! the backend's address or the ingress interface differ.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use tula_dataplane::{Backend, Counter, Dsr, Protocol, Scheduler, XdpAction};
+
+const NEW_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x99];
+
+/// The cache is per CPU: keep the test thread on one so it sees one cache.
+fn stay_on_cpu0() {
+    // SAFETY: a zeroed cpu_set_t with one bit set, applied to this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
+    }
+}
+
+/// Sends an established-flow segment and returns (verdict, destination MAC).
+fn send(f: &Fixture, ingress: u32) -> (XdpAction, [u8; 6]) {
+    let frame = tcp_frame(f.lb_mac, client(1000), vip(80));
+    let (action, out) = f.dataplane.test_run(&frame, Some(ingress)).unwrap();
+    (action, out[..6].try_into().unwrap())
+}
+
+#[test]
+fn a_neighbour_change_shows_after_a_flush_or_once_the_entry_expires() {
+    in_lab("nhcache", |f| {
+        stay_on_cpu0();
+        f.add_backend(3, routed_backend(3));
+        let ring = f.ring_of(3);
+        f.add_vip(
+            vip_key(80, Protocol::Tcp),
+            Dsr::L3Ipip,
+            Scheduler::Maglev,
+            &ring,
+        );
+        assert_eq!(send(f, f.ingress), (XdpAction::Tx, NEXT_HOP_MAC));
+
+        tula_net::add_neighbour("lb0", NEXT_HOP, NEW_MAC).unwrap();
+        assert_eq!(send(f, f.ingress).1, NEXT_HOP_MAC, "cached");
+        f.dataplane.flush_next_hops().unwrap();
+        assert_eq!(send(f, f.ingress).1, NEW_MAC, "after a flush");
+
+        tula_net::add_neighbour("lb0", NEXT_HOP, NEXT_HOP_MAC).unwrap();
+        assert_eq!(send(f, f.ingress).1, NEW_MAC, "cached");
+        // 25 jiffies: 100 ms here (HZ=250), at most 250 ms (HZ=100).
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(send(f, f.ingress).1, NEXT_HOP_MAC, "after expiry");
+    });
+}
+
+#[test]
+fn a_new_backend_address_is_looked_up_at_once() {
+    in_lab("nhaddr", |f| {
+        stay_on_cpu0();
+        f.add_backend(3, routed_backend(3));
+        let ring = f.ring_of(3);
+        f.add_vip(
+            vip_key(80, Protocol::Tcp),
+            Dsr::L3Ipip,
+            Scheduler::Maglev,
+            &ring,
+        );
+        assert_eq!(send(f, f.ingress).1, NEXT_HOP_MAC);
+        // Backend 3 moves onto the local segment: its own MAC, no flush needed.
+        f.dataplane
+            .set_backend(
+                3,
+                &Backend {
+                    addr: L2_BACKEND,
+                    alive: true,
+                },
+            )
+            .unwrap();
+        assert_eq!(send(f, f.ingress).1, L2_BACKEND_MAC);
+    });
+}
+
+#[test]
+fn leaving_by_another_interface_is_a_redirect() {
+    in_lab("redirect", |f| {
+        stay_on_cpu0();
+        f.add_backend(3, routed_backend(3));
+        let ring = f.ring_of(3);
+        f.add_vip(
+            vip_key(80, Protocol::Tcp),
+            Dsr::L3Ipip,
+            Scheduler::Maglev,
+            &ring,
+        );
+        // Arriving on nh0, the route to the backend leaves by lb0.
+        tula_net::sysctl::write("net.ipv4.conf.nh0.forwarding", "1").unwrap();
+        let nh0 = tula_net::link("nh0").unwrap().index;
+        let frame = tcp_frame(f.lb_mac, client(1000), vip(80));
+        let before = f.dataplane.counters().unwrap();
+        let (action, out) = f.dataplane.test_run(&frame, Some(nh0)).unwrap();
+        assert_eq!(action, XdpAction::Redirect);
+        assert_eq!(
+            out,
+            expected_ipip(
+                &frame,
+                14,
+                f.lb_mac,
+                NEXT_HOP_MAC,
+                LB_ADDR,
+                routed_backend(3)
+            )
+        );
+        assert_eq!(
+            f.dataplane
+                .counters()
+                .unwrap()
+                .since(&before)
+                .get(Counter::Redirect),
+            1
+        );
+        // The same backend from lb0 is a cache miss again (other ingress), and XDP_TX.
+        assert_eq!(send(f, f.ingress), (XdpAction::Tx, NEXT_HOP_MAC));
+    });
+}

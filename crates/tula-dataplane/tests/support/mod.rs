@@ -1,0 +1,223 @@
+//! Shared fixtures for the packet tests: a private network namespace in which
+//! bpf_fib_lookup gives known answers, a small balancer loaded in it, and
+//! frames built with etherparse.
+//!
+//! Topology inside the namespace (one per test):
+//!   lb0 (198.18.0.1/24, the ingress interface) <-veth-> nh0
+//!   198.18.0.2   next-hop router, permanent neighbour NEXT_HOP_MAC
+//!   198.18.0.10  on-link backend for L2 DSR, permanent neighbour L2_BACKEND_MAC
+//!   198.18.0.20  on-link address with no neighbour entry
+//!   198.18.100.0/24 via 198.18.0.2 (routed backends for L3 DSR)
+//!   198.19.0.0/24 blackhole
+
+#![allow(dead_code)]
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use etherparse::{IpNumber, Ipv4Header, PacketBuilder};
+use tula_dataplane::{Backend, Dataplane, Dsr, LoadOptions, Protocol, Scheduler, VipKey, VipSpec};
+use tula_net::Netns;
+
+pub const LB_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+pub const NEXT_HOP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+pub const NEXT_HOP_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
+pub const L2_BACKEND: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
+pub const L2_BACKEND_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x10];
+pub const UNRESOLVED: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 20);
+pub const BLACKHOLED: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 5);
+pub const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 7);
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0xc1];
+pub const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+
+/// Routed backend `n` (1..=250) in 198.18.100.0/24.
+pub fn routed_backend(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 100, n)
+}
+
+/// Small map sizes, so parallel tests stay light.
+pub fn small_options() -> LoadOptions {
+    LoadOptions {
+        max_vips: 8,
+        max_backends: 64,
+        ring_size: 251,
+        conn_table_size: 4096,
+        pin_dir: None,
+    }
+}
+
+/// The namespace, the interface facts the tests need, and the balancer.
+pub struct Fixture {
+    pub ingress: u32,
+    pub lb_mac: [u8; 6],
+    pub dataplane: Dataplane,
+}
+
+/// Runs `test` on a thread inside a fresh namespace `tdp-<name>-<pid>` set up
+/// as above, with a balancer loaded (small sizes) and registered on lb0. The
+/// namespace is deleted afterwards, whatever happens.
+pub fn in_lab<T: Send>(name: &str, test: impl FnOnce(&mut Fixture) -> T + Send) -> T {
+    let ns = Netns::create(&format!("tdp-{name}-{}", std::process::id()))
+        .expect("creating the test namespace");
+    let result = ns.run(|| {
+        build_topology();
+        let mut dataplane = Dataplane::load(&small_options()).expect("loading the balancer");
+        dataplane
+            .set_interface("lb0", &Default::default())
+            .expect("registering lb0");
+        let lb0 = tula_net::link("lb0").unwrap();
+        let mut fixture = Fixture {
+            ingress: lb0.index,
+            lb_mac: lb0.mac,
+            dataplane,
+        };
+        test(&mut fixture)
+    });
+    result.expect("entering the test namespace")
+}
+
+/// Builds the topology above in the calling thread's namespace.
+pub fn build_topology() {
+    tula_net::add_veth("lb0", "nh0", None).unwrap();
+    tula_net::set_up("lb0").unwrap();
+    tula_net::set_up("nh0").unwrap();
+    tula_net::add_address("lb0", LB_ADDR.into(), 24).unwrap();
+    tula_net::add_neighbour("lb0", NEXT_HOP, NEXT_HOP_MAC).unwrap();
+    tula_net::add_neighbour("lb0", L2_BACKEND, L2_BACKEND_MAC).unwrap();
+    tula_net::add_route(Ipv4Addr::new(198, 18, 100, 0), 24, Some(NEXT_HOP), None).unwrap();
+    // FIB lookups from XDP are forwarding lookups: forwarding must be on at ingress.
+    tula_net::sysctl::write("net.ipv4.conf.lb0.forwarding", "1").unwrap();
+    let status = std::process::Command::new("ip")
+        .args(["route", "add", "blackhole", "198.19.0.0/24"])
+        .status()
+        .expect("running ip");
+    assert!(status.success(), "adding the blackhole route");
+}
+
+impl Fixture {
+    /// One backend per id, all alive, and a VIP whose ring is `ring`.
+    pub fn add_vip(&mut self, key: VipKey, dsr: Dsr, scheduler: Scheduler, ring: &[u32]) {
+        self.dataplane
+            .set_vip(
+                &key,
+                &VipSpec {
+                    id: 1,
+                    dsr,
+                    scheduler,
+                },
+                ring,
+            )
+            .expect("setting the VIP");
+    }
+
+    pub fn add_backend(&mut self, id: u32, addr: Ipv4Addr) {
+        self.dataplane
+            .set_backend(id, &Backend { addr, alive: true })
+            .expect("setting a backend");
+    }
+
+    /// A ring of the data plane's size that holds `id` in every slot.
+    pub fn ring_of(&self, id: u32) -> Vec<u32> {
+        vec![id; self.dataplane.ring_size() as usize]
+    }
+}
+
+pub fn vip_key(port: u16, protocol: Protocol) -> VipKey {
+    VipKey {
+        addr: VIP,
+        port,
+        protocol,
+    }
+}
+
+/// A client TCP segment of an established connection (ACK, small payload) to
+/// `dst`, from the client's MAC to `lb_mac`.
+pub fn tcp_frame(lb_mac: [u8; 6], src: SocketAddrV4, dst: SocketAddrV4) -> Vec<u8> {
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, lb_mac)
+        .ipv4(src.ip().octets(), dst.ip().octets(), 61)
+        .tcp(src.port(), dst.port(), 1000, 64_000)
+        .ack(2000)
+        .write_to_vec(&mut frame, b"hello")
+        .unwrap();
+    frame
+}
+
+/// A client SYN opening a connection to `dst`.
+pub fn syn_frame(lb_mac: [u8; 6], src: SocketAddrV4, dst: SocketAddrV4) -> Vec<u8> {
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, lb_mac)
+        .ipv4(src.ip().octets(), dst.ip().octets(), 61)
+        .tcp(src.port(), dst.port(), 1000, 64_000)
+        .syn()
+        .write_to_vec(&mut frame, &[])
+        .unwrap();
+    frame
+}
+
+/// A client UDP datagram to `dst`.
+pub fn udp_frame(lb_mac: [u8; 6], src: SocketAddrV4, dst: SocketAddrV4) -> Vec<u8> {
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, lb_mac)
+        .ipv4(src.ip().octets(), dst.ip().octets(), 61)
+        .udp(src.port(), dst.port())
+        .write_to_vec(&mut frame, b"query")
+        .unwrap();
+    frame
+}
+
+pub fn client(port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(CLIENT, port)
+}
+
+pub fn vip(port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(VIP, port)
+}
+
+/// What L3 DSR must make of `frame` (Ethernet + IPv4 at `l2_len`): new MACs,
+/// the L2 header otherwise as it was, an outer IPv4 header built by etherparse
+/// from the inner one's TOS and DF, then the inner packet byte for byte.
+pub fn expected_ipip(
+    frame: &[u8],
+    l2_len: usize,
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    tunnel_src: Ipv4Addr,
+    backend: Ipv4Addr,
+) -> Vec<u8> {
+    let inner = &frame[l2_len..];
+    let (inner_ip, _) = Ipv4Header::from_slice(inner).expect("inner IPv4 header");
+    let inner_len = usize::from(inner_ip.total_len);
+    let mut outer = Ipv4Header::new(
+        inner_len as u16,
+        64,
+        IpNumber::IPV4,
+        tunnel_src.octets(),
+        backend.octets(),
+    )
+    .unwrap();
+    outer.dscp = inner_ip.dscp;
+    outer.ecn = inner_ip.ecn;
+    outer.dont_fragment = inner_ip.dont_fragment;
+    outer.identification = 0;
+    outer.header_checksum = outer.calc_header_checksum();
+
+    let mut expected = Vec::new();
+    expected.extend_from_slice(&dst_mac);
+    expected.extend_from_slice(&src_mac);
+    expected.extend_from_slice(&frame[12..l2_len]);
+    expected.extend_from_slice(&outer.to_bytes());
+    expected.extend_from_slice(inner);
+    expected
+}
+
+/// The RFC 1071 checksum of `header` computed from scratch: 0 for a header whose checksum is right.
+pub fn rfc1071(header: &[u8]) -> u16 {
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
