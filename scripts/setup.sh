@@ -2,7 +2,7 @@
 # Installs what building and testing tula needs on Debian. Idempotent: apt runs
 # only when a package is missing.
 set -euo pipefail
-packages=(clang-19 libbpf-dev linux-libc-dev iproute2 ethtool nftables curl make)
+packages=(clang-19 libbpf-dev linux-libc-dev iproute2 ethtool nftables curl make chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

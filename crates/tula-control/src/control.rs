@@ -111,7 +111,7 @@ impl Control {
         };
         warn_on_reload_settings(&loaded, &config);
         let held = if adopted {
-            read_state(&loaded.dataplane, &loaded.pin_dir, &wanted)
+            read_state(&loaded.dataplane, &wanted)
                 .map_err(|m| dataplane_io(&config.pin_dir, m))?
         } else {
             DataplaneState::default()
@@ -427,7 +427,7 @@ impl LoadedDataplane {
     ) -> Result<(), String> {
         let held = match &self.programmed {
             Some(held) => held.clone(),
-            None => read_state(&self.dataplane, &self.pin_dir, wanted)?,
+            None => read_state(&self.dataplane, wanted)?,
         };
         let ops = transition(&held, wanted);
         let Err(message) = run(&mut self.dataplane, &ops) else {
@@ -435,7 +435,7 @@ impl LoadedDataplane {
             return Ok(());
         };
         warn!(error = %message, "programming the data plane failed; rolling back");
-        let rollback = read_state(&self.dataplane, &self.pin_dir, fallback)
+        let rollback = read_state(&self.dataplane, fallback)
             .and_then(|now| run(&mut self.dataplane, &transition(&now, fallback)));
         match rollback {
             Ok(()) => {

@@ -23,7 +23,6 @@ mod diff;
 mod files;
 mod host;
 mod ids;
-mod pinned_ring;
 mod plan;
 mod program;
 mod status;

@@ -1,13 +1,10 @@
 //! Programming the data plane: running [`Op`]s, and reading back what a
 //! (possibly adopted) data plane holds so it can be reconciled to a plan.
 
-use std::path::Path;
-
 use tracing::debug;
 use tula_dataplane::{Dataplane, DataplaneError};
 use tula_maglev::Ring;
 
-use crate::pinned_ring;
 use crate::plan::{DataplaneState, Op, VipEntry};
 
 /// Runs `ops` in order; stops at the first failure and says which one.
@@ -60,11 +57,7 @@ pub(crate) fn build_ring(entry: &VipEntry, ring_size: u32) -> Result<Ring, Strin
 /// What `dataplane` holds, in terms of `wanted`: a VIP whose spec or ring
 /// differs from the wanted one is left out (so it is set again), and
 /// interface specs are unknown (so they are set again).
-pub(crate) fn read_state(
-    dataplane: &Dataplane,
-    pin_dir: &Path,
-    wanted: &DataplaneState,
-) -> Result<DataplaneState, String> {
+pub(crate) fn read_state(dataplane: &Dataplane, wanted: &DataplaneState) -> Result<DataplaneState, String> {
     let text = |e: DataplaneError| e.to_string();
     let mut state = DataplaneState::default();
     for ifname in dataplane.attached() {
@@ -78,8 +71,7 @@ pub(crate) fn read_state(
     for (key, spec) in dataplane.vips().map_err(text)? {
         match wanted.vips.get(&key) {
             Some(entry) if entry.spec == spec => {
-                let held = pinned_ring::vip_ring(pin_dir, dataplane.ring_size(), &key)?
-                    .map(|(_, slots)| slots);
+                let held = dataplane.vip_ring(&key).map_err(text)?.map(|(_, slots)| slots);
                 let expected = build_ring(entry, dataplane.ring_size())?;
                 if held.as_deref() == Some(expected.slots()) {
                     state.vips.insert(key, entry.clone());

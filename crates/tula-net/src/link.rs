@@ -369,22 +369,17 @@ pub fn add_neighbour(link: &str, addr: Ipv4Addr, mac: [u8; 6]) -> Result<(), Net
 
 /// Asks the kernel to keep the neighbour entry for `addr` resolved by itself
 /// (a "managed" entry, Linux 5.16+), so the XDP path finds next-hop MACs warm.
+/// An entry that already exists (a static one, say) is left as it is.
 pub fn keep_neighbour_resolved(link: &str, addr: Ipv4Addr) -> Result<(), NetError> {
     let index = index_of(link)?;
-    netlink(
-        &format!("adding managed neighbour {addr} on {link}"),
-        |h| async move {
-            let mut req = h
-                .neighbours()
-                .add(index, IpAddr::V4(addr))
-                .state(NeighbourState::None)
-                .replace();
-            req.message_mut()
-                .attributes
-                .push(NeighbourAttribute::ExtFlags(NeighbourExtFlags::Managed));
-            req.execute().await
-        },
-    )
+    netlink(&format!("adding managed neighbour {addr} on {link}"), |h| async move {
+        let mut req = h.neighbours().add(index, IpAddr::V4(addr)).state(NeighbourState::None);
+        req.message_mut().attributes.push(NeighbourAttribute::ExtFlags(NeighbourExtFlags::Managed));
+        match req.execute().await {
+            Err(e) if errno_is(&e, libc::EEXIST) => Ok(()),
+            other => other,
+        }
+    })
 }
 
 /// Keeps the next hop toward `dest` resolved: the gateway of its route, or

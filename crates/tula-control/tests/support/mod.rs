@@ -13,11 +13,10 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use aya::maps::{Array, HashMap, Map, MapData, MapError};
 use tula_control::{Control, ControlOptions};
-use tula_dataplane::{abi, Backend, Dataplane, Flow, VipKey, VipSpec, XdpAction};
+use tula_dataplane::{Backend, Dataplane, Flow, VipKey, VipSpec, XdpAction};
 use tula_net::Netns;
 
 pub const LB_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -115,8 +114,7 @@ impl Lab {
         let dataplane = self.dataplane();
         let mut vips = BTreeMap::new();
         for (key, spec) in dataplane.vips().unwrap() {
-            let (ring_index, slots) =
-                vip_ring(&self.pin_dir, dataplane.ring_size(), &key).expect("the VIP has a ring");
+            let (ring_index, slots) = dataplane.vip_ring(&key).unwrap().expect("the VIP has a ring");
             vips.insert(
                 key,
                 HeldVip {
@@ -295,33 +293,6 @@ pub fn changed(before: &[u32], after: &[u32]) -> Vec<usize> {
     (0..before.len())
         .filter(|&i| before[i] != after[i])
         .collect()
-}
-
-/// A VIP's ring index and slots, read from the pinned `vips` and `ring` maps.
-// TODO: use Dataplane::vip_ring once tula-dataplane has it (requested).
-pub fn vip_ring(pin_dir: &Path, ring_size: u32, key: &VipKey) -> Option<(u32, Vec<u32>)> {
-    let open =
-        |name: &str| Map::from_map_data(MapData::from_pin(pin_dir.join(name)).unwrap()).unwrap();
-    let vips: HashMap<MapData, abi::VipKey, abi::VipMeta> = open("vips").try_into().unwrap();
-    let raw = abi::VipKey {
-        addr: abi::addr_to_raw(key.addr),
-        port: key.port.to_be(),
-        proto: key.protocol.number(),
-        pad: 0,
-    };
-    let meta = match vips.get(&raw, 0) {
-        Ok(meta) => meta,
-        Err(MapError::KeyNotFound) => return None,
-        Err(e) => panic!("reading VIP {key}: {e}"),
-    };
-    let ring: Array<MapData, u32> = open("ring").try_into().unwrap();
-    let first = meta.ring * ring_size;
-    Some((
-        meta.ring,
-        (first..first + ring_size)
-            .map(|i| ring.get(&i, 0).unwrap())
-            .collect(),
-    ))
 }
 
 /// A client TCP SYN from `client` to `vip`, arriving at lb0 (MAC `lb_mac`).
