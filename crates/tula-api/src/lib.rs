@@ -11,6 +11,7 @@
 //! - `vips`, `revisions`, `status`, `metrics`, `openapi`: the endpoints.
 //! - `state`: what the handlers share, and the read-edit-apply step.
 //! - `auth`: bearer tokens. `error`: the error shape. `daemon`: [`serve`].
+//! - `ui`: the web UI under `/ui` (Load Balancing > L4 Virtual IPs).
 
 mod auth;
 mod daemon;
@@ -21,6 +22,7 @@ mod revisions;
 mod router;
 mod state;
 mod status;
+mod ui;
 mod vips;
 
 pub use daemon::{init_logging, serve, LogFormat, ServeError, ServeOptions};

@@ -82,7 +82,7 @@ fn route_table() -> Vec<(Route, MethodRouter<AppState>)> {
 }
 
 /// The API for `control`, to be served on `listen`: a bearer token is required
-/// unless `listen` is a loopback address.
+/// unless `listen` is a loopback address. The web UI is served beside it.
 pub fn router(control: Arc<Control>, listen: SocketAddr) -> Router {
     let state = AppState::new(control, !listen.ip().is_loopback());
     let mut router = Router::new();
@@ -93,7 +93,10 @@ pub fn router(control: Arc<Control>, listen: SocketAddr) -> Router {
         state.clone(),
         crate::auth::check_token,
     ));
-    with_error_layers(router).with_state(state)
+    // The web UI logs in with its own session cookie, so it sits beside the
+    // bearer-token check and the JSON error layers, not under them. Merged in
+    // this order, unknown paths keep the API's fallback (token, JSON 404).
+    crate::ui::router(state.clone()).merge(with_error_layers(router).with_state(state))
 }
 
 /// A panicking handler answers 500 (the daemon keeps serving), and every error is JSON.

@@ -69,8 +69,9 @@ impl Lab {
             let name = format!("be{i}");
             let mut cmd = ns.command(&self.tula_bin);
             cmd.args(["lab", "http-server", "--name", &name]);
-            for vip in [VIP_L3, VIP_L2] {
-                cmd.arg("--listen").arg(SocketAddr::from((vip, VIP_PORT)).to_string());
+            // The VIPs, and the backend's own address for TCP and HTTP health checks.
+            for address in [VIP_L3, VIP_L2, Topology::backend_addr(i)] {
+                cmd.arg("--listen").arg(SocketAddr::from((address, VIP_PORT)).to_string());
             }
             self.spawn_daemon(cmd, &name)?;
         }

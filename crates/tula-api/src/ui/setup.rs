@@ -1,0 +1,317 @@
+//! The per-VIP "Backend setup" panel: for each backend, the exact
+//! `tula decap setup` commands, the manual equivalent from the product
+//! description (module, tunnel, VIP, sysctls, the persistence file), the MTU
+//! advice computed from the balancer's egress interface, and how to verify.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use tula_config::{Config, DsrType, Vip};
+use tula_decap::Method;
+
+use super::layout::esc;
+
+/// IPIP's outer IPv4 header.
+const IPIP_OVERHEAD: u32 = 20;
+/// IPv4 and TCP headers without options, between an MTU and the MSS.
+const TCP_IP_HEADERS: u32 = 40;
+
+/// The balancer's interface toward a backend, and its MTU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Egress {
+    pub interface: String,
+    pub mtu: u32,
+}
+
+/// How the balancer reaches each backend (netlink, in the daemon's namespace: blocking).
+pub(crate) fn egress(backends: &[IpAddr]) -> Vec<(IpAddr, Result<Egress, String>)> {
+    backends
+        .iter()
+        .map(|&address| {
+            let found = match address {
+                IpAddr::V4(v4) => tula_net::route_get(v4)
+                    .and_then(|route| tula_net::link(&route.dev))
+                    .map(|link| Egress {
+                        interface: link.name,
+                        mtu: link.mtu,
+                    })
+                    .map_err(|e| e.to_string()),
+                IpAddr::V6(_) => Err("IPv6 backends are not supported yet".to_string()),
+            };
+            (address, found)
+        })
+        .collect()
+}
+
+/// The tunnel MTU and the MSS to clamp to, for an egress MTU.
+pub(crate) fn tunnel_mtu_and_mss(mtu: u32) -> (u32, u32) {
+    let tunnel = mtu.saturating_sub(IPIP_OVERHEAD);
+    (tunnel, tunnel.saturating_sub(TCP_IP_HEADERS))
+}
+
+/// The VIPs `backend` serves with the same DSR type as `vip`: one setup covers them all.
+fn vips_of(config: &Config, vip: &Vip, backend: IpAddr) -> Vec<Ipv4Addr> {
+    let mut vips: Vec<Ipv4Addr> = config
+        .vips
+        .iter()
+        .filter(|v| v.dsr_type == vip.dsr_type && v.backends.iter().any(|b| b.address == backend))
+        .filter_map(|v| match v.address {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    if let IpAddr::V4(own) = vip.address {
+        if !vips.contains(&own) {
+            vips.insert(0, own);
+        }
+    }
+    vips.dedup();
+    vips
+}
+
+/// The panel's HTML for `vip`; `egress` as [`egress`] found it for its backends.
+pub(crate) fn panel(
+    config: &Config,
+    vip: &Vip,
+    egress: &[(IpAddr, Result<Egress, String>)],
+) -> String {
+    let mut html = String::from("<section class=\"card\" id=\"setup\" aria-labelledby=\"setup-title\">\n<h2 id=\"setup-title\">Backend setup</h2>\n");
+    if vip.backends.is_empty() {
+        html.push_str("<p>This VIP has no backends yet.</p>\n</section>\n");
+        return html;
+    }
+    match vip.dsr_type {
+        DsrType::L3Ipip => html.push_str(
+            "<p>Each backend must strip the IPIP header, own the VIP without answering ARP for it, and \
+             accept packets whose source (the client) does not match its routes. Nothing is needed on the \
+             load balancer itself. <code>tula decap setup</code> does all of it and makes it survive a reboot; \
+             the <em>kernel</em> method uses the ipip module and <code>tunl0</code>, the <em>xdp</em> method \
+             tula's own decapsulation program, for hosts without the ipip module.</p>\n",
+        ),
+        DsrType::L2 => html.push_str(
+            "<p>Layer 2 DSR needs no tunnel: the balancer only rewrites MAC addresses. Each backend must \
+             own the VIP on <code>lo</code> without answering ARP for it.</p>\n",
+        ),
+    }
+    for (position, backend) in vip.backends.iter().enumerate() {
+        let found = egress
+            .iter()
+            .find(|(address, _)| *address == backend.address)
+            .map(|(_, found)| found.clone())
+            .unwrap_or_else(|| Err("not looked up".to_string()));
+        let open = if position == 0 { " open" } else { "" };
+        html.push_str(&format!(
+            "<details class=\"backend-setup\" data-backend=\"{address}\"{open}>\n<summary>Backend <strong>{address}</strong></summary>\n",
+            address = backend.address
+        ));
+        match vip.dsr_type {
+            DsrType::L3Ipip => html.push_str(&l3_backend(config, vip, backend.address, &found)),
+            DsrType::L2 => html.push_str(&l2_backend(config, vip, backend.address)),
+        }
+        html.push_str("</details>\n");
+    }
+    html.push_str("</section>\n");
+    html
+}
+
+fn commands(lines: &[String]) -> String {
+    let text: Vec<String> = lines.iter().map(|l| esc(l)).collect();
+    format!("<pre><code>{}</code></pre>\n", text.join("\n"))
+}
+
+fn vip_args(vips: &[Ipv4Addr]) -> String {
+    vips.iter().map(|v| format!(" --vip {v}")).collect()
+}
+
+fn l3_backend(
+    config: &Config,
+    vip: &Vip,
+    backend: IpAddr,
+    egress: &Result<Egress, String>,
+) -> String {
+    let vips = vips_of(config, vip, backend);
+    let args = vip_args(&vips);
+    let (mtu_text, tunnel_mtu, mss) = match egress {
+        Ok(egress) => {
+            let (tunnel, mss) = tunnel_mtu_and_mss(egress.mtu);
+            (
+                format!(
+                    "The load balancer sends to {backend} through <code>{}</code>, whose MTU is <strong>{}</strong>.",
+                    esc(&egress.interface),
+                    egress.mtu
+                ),
+                tunnel,
+                mss,
+            )
+        }
+        Err(error) => {
+            let (tunnel, mss) = tunnel_mtu_and_mss(1500);
+            (
+                format!(
+                    "The route to {backend} could not be looked up ({}); the figures assume an MTU of 1500.",
+                    esc(error)
+                ),
+                tunnel,
+                mss,
+            )
+        }
+    };
+    let served: Vec<String> = vips.iter().map(ToString::to_string).collect();
+    let mut html = format!(
+        "<p>This backend serves {} over Layer 3 DSR; one setup covers {}.</p>\n\
+         <h3>With tula (run on {backend})</h3>\n",
+        esc(&served.join(", ")),
+        if vips.len() == 1 { "it" } else { "them all" },
+    );
+    html.push_str("<p>Kernel method (the ipip module and <code>tunl0</code>):</p>\n");
+    html.push_str(&commands(&[format!("tula decap setup{args}")]));
+    html.push_str("<p>XDP method (no ipip module needed):</p>\n");
+    html.push_str(&commands(&[format!("tula decap setup --method xdp{args}")]));
+    html.push_str("<p>Add <code>--dry-run</code> to see every change first, and <code>--interface IFACE</code> if the uplink is not the default route's interface.</p>\n");
+
+    html.push_str("<h3>The manual equivalent</h3>\n<p>Load the IPIP module, create the tunnel and put the VIP on it:</p>\n");
+    let mut manual = vec![
+        "modprobe ipip".to_string(),
+        format!("ip tunnel add tunl0 mode ipip local {backend}"),
+    ];
+    manual.extend(vips.iter().map(|v| format!("ip addr add {v}/32 dev tunl0")));
+    manual.push("ip link set tunl0 up".to_string());
+    html.push_str(&commands(&manual));
+    html.push_str("<p>Suppress ARP for the VIP and turn reverse path filtering off (decapsulated packets carry the client's address as source, which does not match the route back through <code>tunl0</code>):</p>\n");
+    let sysctls = tula_decap::sysctls(Method::Kernel, "tunl0");
+    let set: Vec<String> = sysctls
+        .iter()
+        .map(|(k, v)| format!("sysctl -w {k}={v}"))
+        .collect();
+    html.push_str(&commands(&set));
+    html.push_str("<p>Persist the settings in <code>/etc/sysctl.d/99-dsr.conf</code>:</p>\n");
+    let file: Vec<String> = sysctls.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+    html.push_str(&commands(&file));
+    html.push_str("<p>and configure the tunnel in the system's network manager (e.g. netplan) so it survives reboots; <code>tula decap setup</code> writes those files.</p>\n");
+
+    html.push_str(&format!(
+        "<h3>MTU</h3>\n<p>{mtu_text} IPIP adds a 20-byte outer IPv4 header, so the tunnel carries at most \
+         <strong class=\"tunnel-mtu\">{tunnel_mtu}</strong> bytes: set the tunnel MTU to {tunnel_mtu} and clamp \
+         the TCP MSS the backend announces to <strong class=\"mss\">{mss}</strong> ({tunnel_mtu} - 40), so clients \
+         never send a full-size packet with Don't Fragment set into the tunnel.</p>\n"
+    ));
+    // The same table, chain and rule as `tula decap setup --mss-clamp` (issue 7) loads.
+    let sources = match vips.as_slice() {
+        [one] => one.to_string(),
+        _ => format!("{{ {} }}", served.join(", ")),
+    };
+    html.push_str(&commands(&[
+        format!("ip link set tunl0 mtu {tunnel_mtu}"),
+        "nft -f - <<'EOF'".to_string(),
+        "table ip tula_dsr {".to_string(),
+        "\tchain mss_clamp {".to_string(),
+        "\t\ttype filter hook output priority mangle; policy accept;".to_string(),
+        format!("\t\tip saddr {sources} tcp flags syn / syn,rst tcp option maxseg size > {mss} tcp option maxseg size set {mss}"),
+        "\t}".to_string(),
+        "}".to_string(),
+        "EOF".to_string(),
+    ]));
+    html.push_str(&format!(
+        "<p>Or raise the MTU to {} or more (jumbo frames) on every link between the load balancer and the \
+         backends. Either way, keep ICMP \"Fragmentation Needed\" unfiltered so path MTU discovery works.</p>\n",
+        match egress {
+            Ok(e) => e.mtu + IPIP_OVERHEAD,
+            Err(_) => 1520,
+        }
+    ));
+
+    html.push_str("<h3>Verify</h3>\n");
+    html.push_str(&commands(&[format!("tula decap verify{args}")]));
+    html.push_str("<p>checks each item and names the fix for any that fails. By hand:</p>\n");
+    html.push_str(&commands(&[
+        "ip tunnel show tunl0".to_string(),
+        "ip addr show tunl0".to_string(),
+        "tcpdump -i tunl0 -n    # shows the decapsulated traffic".to_string(),
+    ]));
+    html
+}
+
+fn l2_backend(config: &Config, vip: &Vip, backend: IpAddr) -> String {
+    let vips = vips_of(config, vip, backend);
+    let mut manual: Vec<String> = vips
+        .iter()
+        .map(|v| format!("ip addr add {v}/32 dev lo"))
+        .collect();
+    manual.extend(
+        tula_decap::sysctls(Method::Xdp, "lo")
+            .into_iter()
+            .filter(|(key, _)| key.contains("arp_"))
+            .map(|(k, v)| format!("sysctl -w {k}={v}")),
+    );
+    let mut html = format!(
+        "<p>Run on {backend} (it must be on a subnet of the load balancer's interfaces):</p>\n"
+    );
+    html.push_str(&commands(&manual));
+    html.push_str("<p>Persist the two sysctls in <code>/etc/sysctl.d/99-dsr.conf</code> and the address in the network manager. Check with:</p>\n");
+    html.push_str(&commands(&[
+        "ip addr show dev lo".to_string(),
+        format!("tcpdump -ni any host {}", vip.address),
+    ]));
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tunnel_takes_20_bytes_and_tcp_40_more() {
+        assert_eq!(tunnel_mtu_and_mss(1500), (1480, 1440));
+        assert_eq!(tunnel_mtu_and_mss(9000), (8980, 8940));
+    }
+
+    #[test]
+    fn the_panel_has_the_commands_and_the_figures() {
+        let config = tula_config::Config::from_toml_str(
+            r#"
+            interfaces = ["eth0"]
+            [[vip]]
+            name = "web"
+            address = "203.0.113.10"
+            port = 80
+            backends = [{ address = "198.18.11.2" }, { address = "198.18.12.2" }]
+            [[vip]]
+            name = "api"
+            address = "203.0.113.11"
+            port = 443
+            backends = [{ address = "198.18.11.2" }]
+            "#,
+        )
+        .unwrap();
+        let vip = config.vip("web").unwrap();
+        let egress = vec![
+            (
+                "198.18.11.2".parse().unwrap(),
+                Ok(Egress {
+                    interface: "eth0".into(),
+                    mtu: 1400,
+                }),
+            ),
+            ("198.18.12.2".parse().unwrap(), Err("no route".to_string())),
+        ];
+        let html = panel(&config, vip, &egress);
+        assert!(
+            html.contains("tula decap setup --vip 203.0.113.10 --vip 203.0.113.11"),
+            "{html}"
+        );
+        assert!(
+            html.contains("tula decap setup --method xdp --vip 203.0.113.10</code>"),
+            "{html}"
+        );
+        assert!(html.contains("ip tunnel add tunl0 mode ipip local 198.18.11.2"));
+        assert!(html.contains("ip addr add 203.0.113.10/32 dev tunl0"));
+        assert!(html.contains("sysctl -w net.ipv4.conf.tunl0.rp_filter=0"));
+        assert!(html.contains("net.ipv4.conf.all.arp_announce = 2"));
+        assert!(html.contains("ip link set tunl0 mtu 1380"), "1400 - 20");
+        assert!(html.contains("maxseg size set 1340"), "1380 - 40");
+        assert!(
+            html.contains("ip link set tunl0 mtu 1480"),
+            "the unknown route assumes 1500"
+        );
+        assert!(html.contains("tula decap verify --vip 203.0.113.10"));
+    }
+}

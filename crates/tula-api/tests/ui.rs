@@ -1,0 +1,649 @@
+//! The web UI over HTTP, without a browser: login into a session cookie and
+//! its flags, CSRF checks on every state-changing request, and the VIP form's
+//! Save and apply (errors next to their fields, nothing applied on error).
+//! Served by a real Control in a private network namespace, one per test.
+//!
+//! Topology inside each namespace (as in tests/api.rs):
+//!   lb0 (198.18.0.1/24) <-veth-> nh0; next hop 198.18.0.2 routes 198.18.100.0/24
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tula_control::{Control, ControlOptions};
+use tula_net::Netns;
+
+const TOKEN: &str = "ui-test-token-0123456789";
+
+const WEB: &str = r#"
+[[vip]]
+name = "web"
+address = "203.0.113.10"
+port = 80
+backends = [{ address = "198.18.100.2" }, { address = "198.18.100.3" }]
+"#;
+
+#[test]
+fn login_with_the_token_opens_a_strict_http_only_session() {
+    let daemon = Daemon::start("login", Some(TOKEN));
+    let http = Http::new(daemon.address);
+
+    // Not logged in: every page leads to the login page, and the JSON says 401.
+    let first = http.get("/ui/vips", None);
+    assert_eq!(first.status, 303);
+    assert_eq!(first.location.as_deref(), Some("/ui/login"));
+    let cookie = first.session_cookie().expect("a session cookie is set");
+    let flags = first.cookie_attributes();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+        assert!(
+            flags.contains(&flag.to_string()),
+            "cookie flags {flags:?} lack {flag}"
+        );
+    }
+    assert!(flags.iter().any(|f| f.starts_with("Max-Age=")), "{flags:?}");
+    assert_eq!(
+        cookie.len(),
+        "tula_session=".len() + 64,
+        "a 256-bit random id: {cookie}"
+    );
+    assert_eq!(http.get("/ui/status.json", Some(&cookie)).status, 401);
+    assert_eq!(http.get("/ui/vips/web", Some(&cookie)).status, 303);
+
+    let login = http.get("/ui/login", Some(&cookie));
+    assert_eq!(login.status, 200);
+    assert!(login.body.contains("type=\"password\""), "{}", login.body);
+    let csrf = login.csrf();
+
+    // Wrong token, no token, no CSRF token: refused.
+    let wrong = http.post(
+        "/ui/login",
+        Some(&cookie),
+        &[("csrf", &csrf), ("token", "not-the-token-at-all")],
+    );
+    assert_eq!(wrong.status, 401);
+    assert!(
+        wrong.body.contains("that is not the API token"),
+        "{}",
+        wrong.body
+    );
+    let empty = http.post(
+        "/ui/login",
+        Some(&cookie),
+        &[("csrf", &csrf), ("token", "")],
+    );
+    assert_eq!(empty.status, 401);
+    let forged = http.post("/ui/login", Some(&cookie), &[("token", TOKEN)]);
+    assert_eq!(
+        forged.status, 403,
+        "a login without the CSRF token is refused"
+    );
+
+    // The right token: a new session id (the one planted before login is worthless).
+    let ok = http.post(
+        "/ui/login",
+        Some(&cookie),
+        &[("csrf", &csrf), ("token", TOKEN)],
+    );
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    assert_eq!(ok.location.as_deref(), Some("/ui/vips"));
+    let session = ok.session_cookie().expect("login sets the session cookie");
+    assert_ne!(session, cookie);
+    assert!(ok.cookie_attributes().contains(&"HttpOnly".to_string()));
+    assert_eq!(
+        http.get("/ui/vips", Some(&cookie)).status,
+        303,
+        "the pre-login id grants nothing"
+    );
+
+    let list = http.get("/ui/vips", Some(&session));
+    assert_eq!(list.status, 200);
+    assert!(list.body.contains("L4 Virtual IPs") && list.body.contains("Load Balancing"));
+    assert!(list.body.contains("203.0.113.10:80/tcp"), "{}", list.body);
+    assert!(list.body.contains("Log out"));
+    let csp = list.header("content-security-policy").unwrap_or_default();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(http.get("/ui/status.json", Some(&session)).status, 200);
+
+    // The API itself still wants its bearer token where it did.
+    assert_eq!(
+        http.get("/api/nothing", None).status,
+        404,
+        "loopback: no token needed, JSON 404"
+    );
+
+    // Logging out ends the session.
+    let csrf = list.csrf();
+    let out = http.post("/ui/logout", Some(&session), &[("csrf", &csrf)]);
+    assert_eq!(out.status, 303);
+    assert!(out.cookie_attributes().contains(&"Max-Age=0".to_string()));
+    assert_eq!(http.get("/ui/vips", Some(&session)).status, 303);
+
+    // A changed token ends every session logged in with the old one.
+    let again = http.get("/ui/login", Some(&session));
+    let cookie = again.session_cookie().unwrap();
+    let csrf = http.get("/ui/login", Some(&cookie)).csrf();
+    let session = http
+        .post(
+            "/ui/login",
+            Some(&cookie),
+            &[("csrf", &csrf), ("token", TOKEN)],
+        )
+        .session_cookie()
+        .unwrap();
+    assert_eq!(http.get("/ui/vips", Some(&session)).status, 200);
+    let mut config = daemon.control.running().1;
+    config.api.token = Some("another-token-0123456789".to_string());
+    daemon.control.apply(config, "test: new token").unwrap();
+    assert_eq!(http.get("/ui/vips", Some(&session)).status, 303);
+}
+
+#[test]
+fn every_state_changing_request_needs_the_sessions_csrf_token() {
+    // Loopback without a token: no login, but sessions and CSRF all the same.
+    let daemon = Daemon::start("csrf", None);
+    let http = Http::new(daemon.address);
+    let page = http.get("/ui/vips/web", None);
+    assert_eq!(page.status, 200, "no login without a token on loopback");
+    let cookie = page.session_cookie().expect("a session is opened anyway");
+    let csrf = page.csrf();
+    let other = http.get("/ui/vips/web", None);
+    let other_csrf = other.csrf();
+    assert_ne!(csrf, other_csrf);
+    let revision = daemon.revision();
+
+    let drain = "/ui/vips/web/backends/198.18.100.2/state";
+    let refused = [
+        http.post(drain, Some(&cookie), &[("state", "drain")]),
+        http.post(
+            drain,
+            Some(&cookie),
+            &[("state", "drain"), ("csrf", "0000")],
+        ),
+        http.post(
+            drain,
+            Some(&cookie),
+            &[("state", "drain"), ("csrf", &other_csrf)],
+        ),
+        http.post(drain, None, &[("state", "drain"), ("csrf", &csrf)]),
+        http.post("/ui/vips/web/delete", Some(&cookie), &[]),
+        http.post(
+            "/ui/vips/new",
+            Some(&cookie),
+            &[("name", "x"), ("address", "203.0.113.40")],
+        ),
+        http.post("/ui/vips/web/edit", Some(&cookie), &[("name", "web")]),
+        http.post("/ui/logout", Some(&cookie), &[]),
+    ];
+    for (i, reply) in refused.iter().enumerate() {
+        assert_eq!(
+            reply.status, 403,
+            "request {i} was not refused: {}",
+            reply.body
+        );
+    }
+    assert_eq!(daemon.revision(), revision, "nothing was applied");
+    assert_eq!(
+        daemon.backend_state("web", "198.18.100.2"),
+        tula_config::BackendState::Active
+    );
+
+    // With the session's token, from the form field or the header.
+    let drained = http.post(drain, Some(&cookie), &[("state", "drain"), ("csrf", &csrf)]);
+    assert_eq!(drained.status, 303, "{}", drained.body);
+    assert_eq!(
+        drained.location.as_deref(),
+        Some(format!("/ui/vips/web?applied={}#backends", revision + 1).as_str())
+    );
+    assert_eq!(
+        daemon.backend_state("web", "198.18.100.2"),
+        tula_config::BackendState::Drain
+    );
+    let shown = http.get(drained.location.as_deref().unwrap(), Some(&cookie));
+    assert!(
+        shown.body.contains("Saved and applied: revision"),
+        "{}",
+        shown.body
+    );
+    assert!(
+        shown
+            .body
+            .contains("ui: drain vips[web].backends[198.18.100.2]"),
+        "{}",
+        shown.body
+    );
+
+    let active = http.post_with_header(drain, &cookie, &csrf, &[("state", "active")]);
+    assert_eq!(active.status, 303, "{}", active.body);
+    assert_eq!(
+        daemon.backend_state("web", "198.18.100.2"),
+        tula_config::BackendState::Active
+    );
+}
+
+#[test]
+fn the_form_shows_each_error_beside_its_field_and_applies_only_a_valid_vip() {
+    let daemon = Daemon::start("form", None);
+    let http = Http::new(daemon.address);
+    let form_page = http.get("/ui/vips/new", None);
+    assert_eq!(form_page.status, 200);
+    let cookie = form_page.session_cookie().unwrap();
+    let csrf = form_page.csrf();
+    for needle in [
+        "Layer 3 (IPIP Tunnel)",
+        "Layer 2",
+        "Cross-subnet support",
+        "Save and apply",
+        "Add backend",
+    ] {
+        assert!(form_page.body.contains(needle), "the form lacks {needle:?}");
+    }
+    let revision = daemon.revision();
+
+    let fields = |b0_address: &'static str, b1_port: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("name", "api".to_string()),
+            ("address", "203.0.113.11".to_string()),
+            ("port", "443".to_string()),
+            ("protocol", "tcp".to_string()),
+            ("mode", "dsr".to_string()),
+            ("dsr_type", "l3-ipip".to_string()),
+            ("scheduler", "maglev".to_string()),
+            ("hc_type", "tcp".to_string()),
+            ("hc_port", String::new()),
+            ("hc_interval", "2s".to_string()),
+            ("hc_timeout", "1s".to_string()),
+            ("hc_rise", "2".to_string()),
+            ("hc_fall", "3".to_string()),
+            ("b0_address", b0_address.to_string()),
+            ("b0_port", String::new()),
+            ("b0_weight", "1".to_string()),
+            ("b0_state", "active".to_string()),
+            ("b1_address", "198.18.100.7".to_string()),
+            ("b1_port", b1_port.to_string()),
+            ("b1_weight", "1".to_string()),
+            ("b1_state", "active".to_string()),
+        ]
+    };
+    let as_refs =
+        |fields: &[(&'static str, String)]| -> Vec<(&'static str, String)> { fields.to_vec() };
+
+    // A bad address and a port DSR cannot serve: both shown at their fields, nothing applied.
+    let rejected = http.post_owned(
+        "/ui/vips/new",
+        Some(&cookie),
+        &as_refs(&fields("198.18.100.300", "8443")),
+    );
+    assert_eq!(rejected.status, 422, "{}", rejected.body);
+    assert_eq!(
+        rejected.element_text("e-b0_address").as_deref(),
+        Some("&quot;198.18.100.300&quot; is not an IP address")
+    );
+    assert_eq!(
+        rejected.element_text("e-b1_port").as_deref(),
+        Some("8443 differs from the VIP port 443; DSR cannot translate ports")
+    );
+    assert!(
+        rejected
+            .body
+            .contains("id=\"f-b1_port\" name=\"b1_port\" value=\"8443\""),
+        "the form keeps what was typed"
+    );
+    assert!(rejected.body.contains("aria-describedby=\"e-b1_port\""));
+    assert_eq!(
+        rejected.element_text("unchanged-revision"),
+        Some(revision.to_string())
+    );
+    assert_eq!(daemon.revision(), revision, "nothing was applied");
+    assert!(daemon.control.running().1.vip("api").is_none());
+
+    // Fixed: applied as one new revision, then the VIP's page with the revision.
+    let applied = http.post_owned(
+        "/ui/vips/new",
+        Some(&cookie),
+        &as_refs(&fields("198.18.100.6", "")),
+    );
+    assert_eq!(applied.status, 303, "{}", applied.body);
+    assert_eq!(daemon.revision(), revision + 1);
+    let location = applied.location.unwrap();
+    assert_eq!(location, format!("/ui/vips/api?applied={}", revision + 1));
+    let vip = daemon.control.running().1.vip("api").cloned().unwrap();
+    assert_eq!(vip.port, 443);
+    assert_eq!(vip.backends.len(), 2);
+
+    let detail = http.get(&location, Some(&cookie));
+    assert_eq!(detail.status, 200);
+    assert_eq!(
+        detail.element_text("applied-revision"),
+        Some((revision + 1).to_string())
+    );
+    for needle in [
+        "Backend setup",
+        "tula decap setup --vip 203.0.113.11",
+        "tula decap setup --method xdp --vip 203.0.113.11",
+        "ip tunnel add tunl0 mode ipip local 198.18.100.6",
+        "sysctl -w net.ipv4.conf.tunl0.rp_filter=0",
+        // lb0 is a veth with MTU 1500: the tunnel carries 1480, the MSS is 1440.
+        "ip link set tunl0 mtu 1480",
+        "maxseg size set 1440",
+        "tula decap verify --vip 203.0.113.11",
+        "Check that replies bypass the load balancer",
+    ] {
+        assert!(
+            detail.body.contains(needle),
+            "the detail page lacks {needle:?}"
+        );
+    }
+
+    // The same name again: refused at the name field.
+    let again = http.post_owned(
+        "/ui/vips/new",
+        Some(&cookie),
+        &as_refs(&fields("198.18.100.6", "")),
+    );
+    assert_eq!(again.status, 422);
+    assert_eq!(
+        again.element_text("e-name").as_deref(),
+        Some("VIP &quot;api&quot; already exists")
+    );
+
+    // The live JSON the list polls.
+    let status = http.get("/ui/status.json", Some(&cookie));
+    let json: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    assert_eq!(json["vips"]["api"]["total"], 2);
+    assert_eq!(json["vips"]["api"]["up"], 2);
+    assert!(json["interfaces"]["lb0"]["tx_packets"].is_u64(), "{json}");
+    assert!(json["time_ms"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn the_list_marks_a_running_config_that_differs_from_the_saved_file() {
+    let daemon = Daemon::start("saved", None);
+    let http = Http::new(daemon.address);
+    let list = http.get("/ui/vips", None);
+    assert_eq!(list.status, 200);
+    assert!(!list.body.contains("Running config differs from saved"));
+    assert!(!list.body.contains("differs from saved</span>"));
+    let cookie = list.session_cookie().unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&http.get("/ui/status.json", Some(&cookie)).body).unwrap();
+    assert_eq!(status["saved_differs"], false);
+
+    // Someone edits the file by hand and does not apply it.
+    let path = daemon.state.join("tula.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut saved = tula_config::Config::from_toml_str(&text).unwrap();
+    saved.vips[0].backends[1].weight = 5;
+    std::fs::write(&path, saved.to_toml_string()).unwrap();
+
+    let list = http.get("/ui/vips", Some(&cookie));
+    assert!(
+        list.body.contains("Running config differs from saved"),
+        "{}",
+        list.body
+    );
+    assert!(
+        list.body
+            .contains("~ vips[web].backends[198.18.100.3].weight: 1 -&gt; 5"),
+        "{}",
+        list.body
+    );
+    assert!(
+        list.body.contains("differs from saved</span>"),
+        "the web row is marked"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&http.get("/ui/status.json", Some(&cookie)).body).unwrap();
+    assert_eq!(status["saved_differs"], true);
+}
+
+/// One HTTP reply: status, redirect target, cookies set, body.
+struct Reply {
+    status: u16,
+    location: Option<String>,
+    set_cookie: Vec<String>,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    /// `tula_session=ID` from Set-Cookie, if set to a value.
+    fn session_cookie(&self) -> Option<String> {
+        self.set_cookie
+            .iter()
+            .filter_map(|c| c.split(';').next())
+            .find(|pair| pair.starts_with("tula_session=") && pair.len() > "tula_session=".len())
+            .map(str::to_string)
+    }
+
+    fn cookie_attributes(&self) -> Vec<String> {
+        self.set_cookie
+            .iter()
+            .find(|c| c.starts_with("tula_session="))
+            .map(|c| c.split(';').skip(1).map(|a| a.trim().to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// The CSRF token of the page's first form.
+    fn csrf(&self) -> String {
+        let marker = "name=\"csrf\" value=\"";
+        let start = self
+            .body
+            .find(marker)
+            .unwrap_or_else(|| panic!("no CSRF field in:\n{}", self.body))
+            + marker.len();
+        let end = self.body[start..].find('"').unwrap() + start;
+        self.body[start..end].to_string()
+    }
+
+    /// The text inside the element with this id (up to the next tag).
+    fn element_text(&self, id: &str) -> Option<String> {
+        let marker = format!("id=\"{id}\"");
+        let start = self.body.find(&marker)?;
+        let open_end = self.body[start..].find('>')? + start + 1;
+        let close = self.body[open_end..].find('<')? + open_end;
+        Some(self.body[open_end..close].to_string())
+    }
+}
+
+/// A blocking client that follows no redirects and keeps no cookies.
+struct Http {
+    agent: ureq::Agent,
+    base: String,
+}
+
+impl Http {
+    fn new(address: SocketAddr) -> Http {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        Http {
+            agent,
+            base: format!("http://{address}"),
+        }
+    }
+
+    fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
+        self.send("GET", path, cookie, None, String::new())
+    }
+
+    fn post(&self, path: &str, cookie: Option<&str>, fields: &[(&str, &str)]) -> Reply {
+        let body = serde_urlencoded::to_string(fields).unwrap();
+        self.send("POST", path, cookie, None, body)
+    }
+
+    fn post_owned(&self, path: &str, cookie: Option<&str>, fields: &[(&str, String)]) -> Reply {
+        let body = serde_urlencoded::to_string(fields).unwrap();
+        self.send("POST", path, cookie, None, body)
+    }
+
+    fn post_with_header(
+        &self,
+        path: &str,
+        cookie: &str,
+        csrf: &str,
+        fields: &[(&str, &str)],
+    ) -> Reply {
+        let body = serde_urlencoded::to_string(fields).unwrap();
+        self.send("POST", path, Some(cookie), Some(csrf), body)
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        cookie: Option<&str>,
+        csrf: Option<&str>,
+        body: String,
+    ) -> Reply {
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("Content-Type", "application/x-www-form-urlencoded");
+        if let Some(cookie) = cookie {
+            request = request.header("Cookie", cookie);
+        }
+        if let Some(csrf) = csrf {
+            request = request.header("X-CSRF-Token", csrf);
+        }
+        let sent = if body.is_empty() && method == "GET" {
+            self.agent.run(request.body(()).unwrap())
+        } else {
+            self.agent.run(request.body(body).unwrap())
+        };
+        let mut response = sent.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    v.to_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let value = |name: &str| -> Vec<String> {
+            headers
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
+        Reply {
+            status: response.status().as_u16(),
+            location: value("location").into_iter().next(),
+            set_cookie: value("set-cookie"),
+            body: response.body_mut().read_to_string().unwrap(),
+            headers,
+        }
+    }
+}
+
+/// A namespace with the test topology, a Control started in it, and the API
+/// (with the UI) served on loopback in it. Removed on drop.
+struct Daemon {
+    control: Arc<Control>,
+    address: SocketAddr,
+    pin_dir: PathBuf,
+    state: PathBuf,
+    runtime: Option<tokio::runtime::Runtime>,
+    _ns: Netns,
+}
+
+impl Daemon {
+    fn start(name: &str, token: Option<&str>) -> Daemon {
+        let pid = std::process::id();
+        let ns = Netns::create(&format!("tui-{name}-{pid}")).expect("creating the test namespace");
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/tula-test-ui-{name}-{pid}"));
+        let state = std::env::temp_dir().join(format!("tula-ui-test-{name}-{pid}"));
+        let _ = std::fs::remove_dir_all(&pin_dir);
+        let _ = std::fs::remove_dir_all(&state);
+        // The test's thread lives in the namespace from here on.
+        ns.enter().expect("entering the test namespace");
+        tula_net::add_veth("lb0", "nh0", None).unwrap();
+        tula_net::set_up("lb0").unwrap();
+        tula_net::set_up("nh0").unwrap();
+        tula_net::add_address("lb0", Ipv4Addr::new(198, 18, 0, 1).into(), 24).unwrap();
+        let next_hop = Ipv4Addr::new(198, 18, 0, 2);
+        tula_net::add_neighbour("lb0", next_hop, [0x02, 0, 0, 0, 0, 0x02]).unwrap();
+        tula_net::add_route(Ipv4Addr::new(198, 18, 100, 0), 24, Some(next_hop), None).unwrap();
+
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding the API socket");
+        let address = listener.local_addr().unwrap();
+        let token_line = token
+            .map(|t| format!("token = \"{t}\"\n"))
+            .unwrap_or_default();
+        let text = format!(
+            "interfaces = [\"lb0\"]\npin_dir = \"{}\"\nring_size = 4093\nconn_table_size = 4096\n\
+             max_vips = 16\nmax_backends = 256\n\n[api]\nlisten = \"{address}\"\n{token_line}{WEB}",
+            pin_dir.display()
+        );
+        let options = ControlOptions {
+            config_path: state.join("tula.toml"),
+            state_dir: state.join("lib"),
+        };
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(&options.config_path, text).unwrap();
+        let control = Arc::new(Control::start(options).expect("starting Control"));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let router = tula_api::router(control.clone(), address);
+        runtime.spawn(async move {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, router).await.unwrap();
+        });
+        Daemon {
+            control,
+            address,
+            pin_dir,
+            state,
+            runtime: Some(runtime),
+            _ns: ns,
+        }
+    }
+
+    fn revision(&self) -> u64 {
+        self.control.running().0
+    }
+
+    fn backend_state(&self, vip: &str, address: &str) -> tula_config::BackendState {
+        let config = self.control.running().1;
+        let vip = config.vip(vip).unwrap();
+        vip.backends
+            .iter()
+            .find(|b| b.address.to_string() == address)
+            .unwrap()
+            .state
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(5));
+        }
+        if let Err(e) = self.control.unload() {
+            eprintln!("unloading the test data plane: {e}");
+        }
+        let _ = std::fs::remove_dir_all(&self.pin_dir);
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
