@@ -10,11 +10,14 @@ use tula_config::{Config, ConfigError, ConfigErrors, HostFacts};
 use tula_dataplane::{Counters, Dataplane, DataplaneError, LoadOptions};
 
 use crate::diff::diff;
+use crate::health::Health;
 use crate::ids::Ids;
-use crate::plan::{plan, transition, DataplaneState, Health};
+use crate::plan::{plan, ring_members, transition, DataplaneState};
 use crate::program::{read_state, run};
 use crate::store::Store;
-use crate::{host, plan, status, ControlError, ControlOptions, Diff, RevisionInfo, VipStatus};
+use crate::{
+    host, plan, status, ControlError, ControlOptions, Diff, NewFlows, RevisionInfo, VipStatus,
+};
 
 /// The load balancer's running state. Methods take `&self` (it locks inside),
 /// so the API shares one `Arc<Control>` between handlers.
@@ -58,7 +61,7 @@ impl Control {
             revision: 0,
             config: Config::default(),
             ids,
-            health: Health::new(),
+            health: Health::default(),
             dataplane: None,
         };
         let previous = match &latest {
@@ -111,8 +114,7 @@ impl Control {
         };
         warn_on_reload_settings(&loaded, &config);
         let held = if adopted {
-            read_state(&loaded.dataplane, &wanted)
-                .map_err(|m| dataplane_io(&config.pin_dir, m))?
+            read_state(&loaded.dataplane, &wanted).map_err(|m| dataplane_io(&config.pin_dir, m))?
         } else {
             DataplaneState::default()
         };
@@ -129,6 +131,7 @@ impl Control {
         }
         loaded.programmed = Some(wanted);
         ids.save(&control.options.state_dir)?;
+        running.health = running.health.settled(&config);
         running.ids = ids;
         running.dataplane = Some(loaded);
         if is_new {
@@ -218,7 +221,7 @@ impl Control {
         warn_on_reload_settings(running.dataplane.as_ref().expect("loaded above"), &config);
 
         let ids = running.ids.assign(&config).map_err(failed)?;
-        let health = prune(&running.health, &config);
+        let health = running.health.settled(&config);
         let wanted = plan(&config, &ids, &health).map_err(ControlError::Invalid)?;
         let old_wanted =
             plan(&running.config, &running.ids, &running.health).map_err(ControlError::Invalid)?;
@@ -265,7 +268,7 @@ impl Control {
         running.revision = info.number;
         running.config = config;
         running.ids = ids;
-        running.health = health;
+        running.health = health.settled(&running.config);
         log_applied(&info);
         Ok(info)
     }
@@ -286,6 +289,12 @@ impl Control {
         self.apply(config, &format!("rollback to {number}"))
     }
 
+    /// The running revision (0 = none yet). Cheap: a watcher polls it and
+    /// re-reads [`Control::running`] when it changes.
+    pub fn running_revision(&self) -> u64 {
+        self.lock().revision
+    }
+
     /// Marks backend `address` of VIP `vip` healthy or not (the health
     /// checker's verdict, issue 5). An unhealthy backend leaves its ring (only
     /// its slots move) and stops being alive, so its flows re-hash. Not a
@@ -296,25 +305,34 @@ impl Control {
         address: IpAddr,
         healthy: bool,
     ) -> Result<(), ControlError> {
+        self.set_health_many(&[(vip, address, healthy)])
+    }
+
+    /// Several verdicts of [`Control::set_health`] programmed as one change:
+    /// each VIP's ring is rebuilt once, whatever number of its backends
+    /// changed. If one names a VIP or backend not in the running config,
+    /// nothing is changed and that one is the error.
+    pub fn set_health_many(&self, verdicts: &[(&str, IpAddr, bool)]) -> Result<(), ControlError> {
         let mut running = self.lock();
-        let Some(declared) = running.config.vip(vip) else {
-            return Err(ControlError::NoSuchVip(vip.to_string()));
-        };
-        if !declared.backends.iter().any(|b| b.address == address) {
-            return Err(ControlError::NoSuchBackend {
-                vip: vip.to_string(),
-                address,
-            });
-        }
-        let key = (vip.to_string(), address);
-        if running.health.get(&key).copied().unwrap_or(true) == healthy {
-            return Ok(());
+        for &(vip, address, _) in verdicts {
+            let Some(declared) = running.config.vip(vip) else {
+                return Err(ControlError::NoSuchVip(vip.to_string()));
+            };
+            if !declared.backends.iter().any(|b| b.address == address) {
+                return Err(ControlError::NoSuchBackend {
+                    vip: vip.to_string(),
+                    address,
+                });
+            }
         }
         let mut health = running.health.clone();
-        if healthy {
-            health.remove(&key);
-        } else {
-            health.insert(key, false);
+        let changed: Vec<(&str, IpAddr, bool)> = verdicts
+            .iter()
+            .copied()
+            .filter(|&(vip, address, healthy)| health.set(vip, address, healthy))
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
         }
         if running.dataplane.is_some() {
             let wanted =
@@ -330,8 +348,12 @@ impl Control {
                     rolled_back_to,
                 })?;
         }
+        for (vip, address, healthy) in changed {
+            info!(vip, %address, healthy, "backend health changed");
+        }
+        let health = health.settled(&running.config);
+        log_new_flows_changes(&running.config, &running.health, &health);
         running.health = health;
-        info!(vip, %address, healthy, "backend health changed");
         Ok(())
     }
 
@@ -523,17 +545,31 @@ fn warn_on_reload_settings(loaded: &LoadedDataplane, config: &Config) {
     }
 }
 
-/// Health entries of backends still in `config`.
-fn prune(health: &Health, config: &Config) -> Health {
-    health
-        .iter()
-        .filter(|((vip, address), _)| {
-            config
-                .vip(vip)
-                .is_some_and(|v| v.backends.iter().any(|b| b.address == *address))
-        })
-        .map(|(key, healthy)| (key.clone(), *healthy))
-        .collect()
+/// Logs each VIP whose new flows go somewhere else after a health change:
+/// the moments its all_down policy starts and stops deciding.
+fn log_new_flows_changes(config: &Config, before: &Health, after: &Health) {
+    for vip in &config.vips {
+        let (was, _) = ring_members(vip, before);
+        let (now, members) = ring_members(vip, after);
+        if was == now {
+            continue;
+        }
+        let members: Vec<String> = members.iter().map(|(a, _)| a.to_string()).collect();
+        match now {
+            NewFlows::Backends => {
+                info!(vip = %vip.name, "a backend is up again: new flows go to the backends that are up")
+            }
+            NewFlows::Dropped => {
+                warn!(vip = %vip.name, "no backend is up: new flows are dropped (all_down = \"drop\")")
+            }
+            NewFlows::KeptLast => {
+                warn!(vip = %vip.name, backends = ?members, "no backend is up: new flows keep going to the backends that were up last (all_down = \"keep-last\")")
+            }
+            NewFlows::Sorry => {
+                warn!(vip = %vip.name, sorry_backend = ?members, "no backend is up: new flows go to the sorry backend (all_down = \"sorry\")")
+            }
+        }
+    }
 }
 
 fn dataplane_io(pin_dir: &Path, message: String) -> ControlError {

@@ -100,10 +100,21 @@ impl Ids {
     pub(crate) fn assign(&self, config: &Config) -> Result<Ids, String> {
         let mut ids = self.clone();
         let vips: Vec<String> = config.vips.iter().map(|v| v.name.clone()).collect();
+        // A VIP's sorry backend is one more backend of it (validation keeps it apart from the others).
         let backends: Vec<String> = config
             .vips
             .iter()
-            .flat_map(|v| v.backends.iter().map(|b| backend_key(&v.name, &b.address)))
+            .flat_map(|v| {
+                let sorry = match v.all_down {
+                    tula_config::AllDown::Sorry => v.sorry_backend,
+                    _ => None,
+                };
+                v.backends
+                    .iter()
+                    .map(|b| b.address)
+                    .chain(sorry)
+                    .map(|address| backend_key(&v.name, &address))
+            })
             .collect();
         ids.vips.assign(&vips, config.max_vips, "VIP")?;
         ids.backends

@@ -10,6 +10,7 @@
 //! - `plan`: config -> data-plane state, and state -> state as ordered operations.
 //! - `program`: running operations on the data plane, reading its state back.
 //! - `diff`: config -> config changes, path by path (`tula diff`).
+//! - `health`: backend health as the checker reports it, and what `keep-last` remembers.
 //! - `status`: per-VIP and per-backend status.
 //! - `host`: host facts for validation (interfaces, addresses, subnets).
 //! - `files`: atomic file writes.
@@ -21,6 +22,7 @@
 mod control;
 mod diff;
 mod files;
+mod health;
 mod host;
 mod ids;
 mod plan;
@@ -94,7 +96,35 @@ pub struct VipStatus {
     pub scheduler: tula_config::Scheduler,
     pub packets: u64,
     pub bytes: u64,
+    /// Where new flows go now: the backends, or the all_down policy while none is up.
+    pub new_flows: NewFlows,
+    /// Whether the balancer answers ping (ICMP echo) to the VIP's address.
+    pub icmp_echo: bool,
+    /// The largest client packet that reaches the backends whole: the path
+    /// MTU toward them (the smallest MTU of the interfaces their routes leave
+    /// by, or those interfaces' lower `path_mtu`) less the 20-byte outer
+    /// header for L3 DSR; the path MTU itself for L2 DSR. What ICMP
+    /// Fragmentation Needed reports. `None` while no backend has a route
+    /// through an attached interface.
+    pub tunnel_mtu: Option<u16>,
+    /// The TCP MSS that fits the tunnel MTU (it - 40): what the backends
+    /// should clamp to (`tula decap setup --mss-clamp=MSS`).
+    pub mss: Option<u16>,
     pub backends: Vec<BackendStatus>,
+}
+
+/// Where a VIP's new flows go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NewFlows {
+    /// Spread over its active backends that are up (the normal case).
+    Backends,
+    /// Dropped: no backend can take them (`all_down = "drop"`, or nothing to keep).
+    Dropped,
+    /// Spread over the backends that were up last (`all_down = "keep-last"`).
+    KeptLast,
+    /// Sent to the sorry backend (`all_down = "sorry"`).
+    Sorry,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

@@ -5,19 +5,26 @@
 //! above 0 and is healthy. It is *alive* in the backend table (flows stuck
 //! to it keep going there) when it is active or draining and healthy; a
 //! disabled or unhealthy backend is not alive, so its flows re-hash.
+//!
+//! When no backend of a VIP can take new flows, its `all_down` policy picks
+//! the ring: `drop` leaves it empty, `keep-last` keeps the backends that were
+//! up last (alive again, though unhealthy), `sorry` holds the sorry backend
+//! alone. The sorry backend is always in the backend table and alive, so
+//! flows that started on it finish there.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
-use tula_config::{AllDown, BackendState, Config, ConfigError, ConfigErrors, DsrType, Scheduler};
-use tula_dataplane::{Backend, Dsr, InterfaceSpec, VipKey, VipSpec};
+use tula_config::{
+    AllDown, BackendState, Config, ConfigError, ConfigErrors, DsrType, Scheduler, Vip,
+};
+use tula_dataplane::{Backend, Dsr, IcmpSettings, InterfaceSpec, VipKey, VipSpec};
 use tula_maglev::RingBackend;
 
+use crate::health::Health;
 use crate::ids::Ids;
-
-/// Health as the checker reports it, by (VIP name, backend address); absent = healthy.
-pub(crate) type Health = BTreeMap<(String, IpAddr), bool>;
+use crate::NewFlows;
 
 /// Everything the data plane holds for one config.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -27,6 +34,8 @@ pub(crate) struct DataplaneState {
     pub interfaces: BTreeMap<String, Option<InterfaceSpec>>,
     pub vips: BTreeMap<VipKey, VipEntry>,
     pub backends: BTreeMap<u32, Backend>,
+    /// How too-big DF packets are answered; `None` = not known, so it is set again.
+    pub icmp: Option<IcmpSettings>,
 }
 
 /// A VIP as programmed: its spec and what its ring is built from.
@@ -56,9 +65,15 @@ pub(crate) fn plan(
             Some(InterfaceSpec {
                 tunnel_src,
                 vlan: None,
+                path_mtu: config.path_mtu.get(ifname).copied(),
             }),
         );
     }
+    state.icmp = Some(IcmpSettings {
+        frag_needed: config.icmp.frag_needed,
+        per_second: config.icmp.rate,
+        burst: config.icmp.burst,
+    });
     for vip in &config.vips {
         let path = format!("vips[{}]", vip.name);
         let Some(addr) = ipv4(&path, vip.address, &mut errors) else {
@@ -87,8 +102,8 @@ pub(crate) fn plan(
                 DsrType::L3Ipip => Dsr::L3Ipip,
             },
             scheduler,
+            icmp_echo: vip.icmp_echo,
         };
-        let mut ring = Vec::new();
         for (i, backend) in vip.backends.iter().enumerate() {
             let Some(addr) = ipv4(
                 &format!("{path}.backends[{i}]"),
@@ -100,27 +115,35 @@ pub(crate) fn plan(
             let id = ids
                 .backend(&vip.name, &backend.address)
                 .expect("every backend has an id");
-            let healthy = health
-                .get(&(vip.name.clone(), backend.address))
-                .copied()
-                .unwrap_or(true);
-            let state_now = backend.effective_state();
-            let alive = healthy && state_now != BackendState::Disabled;
+            let alive = health.is_up(&vip.name, backend.address)
+                && backend.effective_state() != BackendState::Disabled;
             state.backends.insert(id, Backend { addr, alive });
-            if healthy && state_now == BackendState::Active {
-                ring.push(RingBackend {
-                    id,
-                    key: backend.address.to_string(),
-                    weight: backend.weight,
-                });
+        }
+        if let (AllDown::Sorry, Some(sorry)) = (vip.all_down, vip.sorry_backend) {
+            if let Some(addr) = ipv4(&format!("{path}.sorry_backend"), sorry, &mut errors) {
+                let id = ids
+                    .backend(&vip.name, &sorry)
+                    .expect("every sorry backend has an id");
+                state.backends.insert(id, Backend { addr, alive: true });
             }
         }
-        if ring.is_empty() {
-            // No backend can take new flows. What happens to them is the VIP's
-            // all_down policy (issue 5); until then every policy drops them.
-            match vip.all_down {
-                AllDown::Drop | AllDown::KeepLast | AllDown::Sorry => {}
+        let (new_flows, members) = ring_members(vip, health);
+        let mut ring = Vec::with_capacity(members.len());
+        for (address, weight) in members {
+            let Some(id) = ids.backend(&vip.name, &address) else {
+                continue; // an IPv6 backend, reported above
+            };
+            if new_flows == NewFlows::KeptLast {
+                // Kept in the ring though unhealthy: its packets must not be dropped as dead.
+                if let Some(backend) = state.backends.get_mut(&id) {
+                    backend.alive = true;
+                }
             }
+            ring.push(RingBackend {
+                id,
+                key: address.to_string(),
+                weight,
+            });
         }
         ring.sort_by(|a, b| a.key.cmp(&b.key));
         state.vips.insert(
@@ -134,6 +157,42 @@ pub(crate) fn plan(
     }
     ConfigErrors::check(errors)?;
     Ok(state)
+}
+
+/// Who takes `vip`'s new flows, as (address, weight) ring members, and which
+/// rule chose them: the active, weighted backends that are up, or else the
+/// VIP's all_down policy.
+pub(crate) fn ring_members(vip: &Vip, health: &Health) -> (NewFlows, Vec<(IpAddr, u32)>) {
+    let takes_new_flows = |b: &&tula_config::Backend| b.effective_state() == BackendState::Active;
+    let up: Vec<(IpAddr, u32)> = vip
+        .backends
+        .iter()
+        .filter(takes_new_flows)
+        .filter(|b| health.is_up(&vip.name, b.address))
+        .map(|b| (b.address, b.weight))
+        .collect();
+    if !up.is_empty() {
+        return (NewFlows::Backends, up);
+    }
+    match (vip.all_down, vip.sorry_backend) {
+        (AllDown::Drop, _) | (AllDown::Sorry, None) => (NewFlows::Dropped, Vec::new()),
+        (AllDown::KeepLast, _) => {
+            // Only backends the operator still has active: a drained one stays out.
+            let kept: Vec<(IpAddr, u32)> = vip
+                .backends
+                .iter()
+                .filter(takes_new_flows)
+                .filter(|b| health.was_up_last(&vip.name, b.address))
+                .map(|b| (b.address, b.weight))
+                .collect();
+            if kept.is_empty() {
+                (NewFlows::Dropped, kept)
+            } else {
+                (NewFlows::KeptLast, kept)
+            }
+        }
+        (AllDown::Sorry, Some(sorry)) => (NewFlows::Sorry, vec![(sorry, 1)]),
+    }
 }
 
 /// What this data plane can run beyond what tula-config checks: problems as config errors.
@@ -185,19 +244,26 @@ pub(crate) enum Op {
     /// Set the VIP and swap in a ring built from the entry.
     SetVip(VipKey, VipEntry),
     RemoveVip(VipKey, String),
+    SetIcmp(IcmpSettings),
 }
 
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Op::Attach(ifname) => write!(f, "attaching to interface {ifname}"),
-            Op::SetInterface(ifname, spec) => match spec.tunnel_src {
-                Some(src) => write!(f, "setting interface {ifname} (tunnel source {src})"),
-                None => write!(
-                    f,
-                    "setting interface {ifname} (tunnel source: its own address)"
-                ),
-            },
+            Op::SetInterface(ifname, spec) => {
+                match spec.tunnel_src {
+                    Some(src) => write!(f, "setting interface {ifname} (tunnel source {src}")?,
+                    None => write!(
+                        f,
+                        "setting interface {ifname} (tunnel source: its own address"
+                    )?,
+                }
+                match spec.path_mtu {
+                    Some(mtu) => write!(f, ", path MTU {mtu})"),
+                    None => write!(f, ")"),
+                }
+            }
             Op::Detach(ifname) => write!(f, "detaching from interface {ifname}"),
             Op::SetBackend(id, b) => write!(
                 f,
@@ -214,6 +280,12 @@ impl fmt::Display for Op {
                 entry.ring.len()
             ),
             Op::RemoveVip(key, name) => write!(f, "removing VIP {name} ({key})"),
+            Op::SetIcmp(icmp) if icmp.frag_needed => write!(
+                f,
+                "answering too-big packets with Fragmentation Needed ({} a second per CPU, burst {})",
+                icmp.per_second, icmp.burst
+            ),
+            Op::SetIcmp(_) => write!(f, "dropping too-big packets unanswered"),
         }
     }
 }
@@ -224,6 +296,9 @@ impl fmt::Display for Op {
 /// before it stops being alive; a VIP goes before its backends do.
 pub(crate) fn transition(old: &DataplaneState, new: &DataplaneState) -> Vec<Op> {
     let mut ops = Vec::new();
+    if let Some(icmp) = new.icmp.filter(|icmp| old.icmp != Some(*icmp)) {
+        ops.push(Op::SetIcmp(icmp));
+    }
     for (ifname, spec) in &new.interfaces {
         let spec = spec.clone().unwrap_or_default();
         match old.interfaces.get(ifname) {
@@ -306,8 +381,8 @@ mod tests {
                { address = "198.18.3.6", weight = 3 }"#,
         );
         let mut ids = Ids::default();
-        let mut health = Health::new();
-        health.insert(("web".into(), "198.18.3.6".parse().unwrap()), false);
+        let mut health = Health::default();
+        health.set("web", "198.18.3.6".parse().unwrap(), false);
         let state = state(&config, &mut ids, &health);
         let web = state.vips.values().find(|v| v.name == "web").unwrap();
         let ring: Vec<&str> = web.ring.iter().map(|b| b.key.as_str()).collect();
@@ -328,7 +403,7 @@ mod tests {
     #[test]
     fn only_what_changed_is_touched_in_a_safe_order() {
         let mut ids = Ids::default();
-        let health = Health::new();
+        let health = Health::default();
         let old = state(
             &config(r#"{ address = "198.18.3.2" }, { address = "198.18.3.3" }"#),
             &mut ids,
@@ -367,6 +442,142 @@ mod tests {
         assert_eq!(
             errors[0].to_string(),
             "vips[web].scheduler: \"round-robin\" is not supported by the data plane yet; use \"maglev\" or \"source-hash\""
+        );
+    }
+
+    /// The web VIP's ring members by address, and which rule chose them.
+    fn web_ring(state: &DataplaneState) -> Vec<String> {
+        let web = state.vips.values().find(|v| v.name == "web").unwrap();
+        web.ring.iter().map(|b| b.key.clone()).collect()
+    }
+
+    fn with_policy(policy: &str) -> Config {
+        let mut config = config(
+            r#"{ address = "198.18.3.2" }, { address = "198.18.3.3" }, { address = "198.18.3.4", state = "drain" }"#,
+        );
+        config.vips[0].all_down = match policy {
+            "drop" => AllDown::Drop,
+            "keep-last" => AllDown::KeepLast,
+            _ => AllDown::Sorry,
+        };
+        if policy == "sorry" {
+            config.vips[0].sorry_backend = Some("198.18.9.9".parse().unwrap());
+        }
+        config
+    }
+
+    /// Marks `down` unhealthy one at a time, settling first (as an apply does) and after each.
+    fn fail(config: &Config, health: &mut Health, down: &[&str]) {
+        *health = health.settled(config);
+        for address in down {
+            health.set("web", address.parse().unwrap(), false);
+            *health = health.settled(config);
+        }
+    }
+
+    #[test]
+    fn drop_leaves_the_ring_empty_when_all_are_down() {
+        let config = with_policy("drop");
+        let mut ids = Ids::default();
+        let mut health = Health::default();
+        fail(&config, &mut health, &["198.18.3.2", "198.18.3.3"]);
+        let state = state(&config, &mut ids, &health);
+        assert!(web_ring(&state).is_empty());
+        assert_eq!(ring_members(&config.vips[0], &health).0, NewFlows::Dropped);
+        let alive =
+            |a: &str| state.backends[&ids.backend("web", &a.parse().unwrap()).unwrap()].alive;
+        assert!(!alive("198.18.3.2") && !alive("198.18.3.3"));
+        assert!(alive("198.18.3.4"), "the draining backend keeps its flows");
+    }
+
+    #[test]
+    fn keep_last_keeps_the_backends_that_were_up_last() {
+        let config = with_policy("keep-last");
+        let mut ids = Ids::default();
+        let mut health = Health::default();
+        // .2 fails first, then .3, the last one up: .3 is kept.
+        fail(&config, &mut health, &["198.18.3.2", "198.18.3.3"]);
+        let state = state(&config, &mut ids, &health);
+        assert_eq!(web_ring(&state), ["198.18.3.3"]);
+        assert_eq!(ring_members(&config.vips[0], &health).0, NewFlows::KeptLast);
+        let id = |a: &str| ids.backend("web", &a.parse().unwrap()).unwrap();
+        assert!(
+            state.backends[&id("198.18.3.3")].alive,
+            "a kept backend must be alive"
+        );
+        assert!(!state.backends[&id("198.18.3.2")].alive);
+
+        // Both fail in one batch (after an apply, which remembers who is up): both are kept.
+        let mut health = Health::default().settled(&config);
+        health.set("web", "198.18.3.2".parse().unwrap(), false);
+        health.set("web", "198.18.3.3".parse().unwrap(), false);
+        assert_eq!(
+            web_ring(&plan(&config, &ids, &health).unwrap()),
+            ["198.18.3.2", "198.18.3.3"]
+        );
+
+        // One comes back: the normal ring, and it is what is remembered next.
+        let mut health = health.settled(&config);
+        health.set("web", "198.18.3.2".parse().unwrap(), true);
+        let health = health.settled(&config);
+        assert_eq!(
+            web_ring(&plan(&config, &ids, &health).unwrap()),
+            ["198.18.3.2"]
+        );
+        assert_eq!(ring_members(&config.vips[0], &health).0, NewFlows::Backends);
+
+        // A kept backend the operator then drains is not kept: nothing left, so drop.
+        let mut health = Health::default();
+        fail(&config, &mut health, &["198.18.3.2", "198.18.3.3"]);
+        let mut drained = config.clone();
+        drained.vips[0].backends[1].state = BackendState::Drain;
+        let health = health.settled(&drained);
+        assert!(web_ring(&plan(&drained, &ids, &health).unwrap()).is_empty());
+        assert_eq!(ring_members(&drained.vips[0], &health).0, NewFlows::Dropped);
+    }
+
+    #[test]
+    fn sorry_puts_the_sorry_backend_alone_in_the_ring() {
+        let config = with_policy("sorry");
+        let mut ids = Ids::default();
+        let health = Health::default();
+        let up = state(&config, &mut ids, &health);
+        let sorry_id = ids
+            .backend("web", &"198.18.9.9".parse().unwrap())
+            .expect("the sorry backend has an id");
+        assert_eq!(web_ring(&up), ["198.18.3.2", "198.18.3.3"]);
+        assert_eq!(
+            up.backends[&sorry_id],
+            Backend {
+                addr: "198.18.9.9".parse().unwrap(),
+                alive: true
+            },
+            "the sorry backend is in the table, alive, even while unused"
+        );
+        let mut health = health;
+        fail(&config, &mut health, &["198.18.3.2", "198.18.3.3"]);
+        let down = state(&config, &mut ids, &health);
+        assert_eq!(web_ring(&down), ["198.18.9.9"]);
+        assert_eq!(ring_members(&config.vips[0], &health).0, NewFlows::Sorry);
+        // Only the web ring and the two unhealthy backends change.
+        let ops: Vec<String> = transition(&up, &down)
+            .iter()
+            .map(|op| op.to_string())
+            .collect();
+        assert_eq!(ops.len(), 3, "{ops:#?}");
+        assert!(
+            ops[0].starts_with("setting VIP web") && ops[0].ends_with("1 backends in the ring)"),
+            "{ops:#?}"
+        );
+
+        // Draining every backend by config also sends new flows to the sorry backend.
+        let mut drained = config.clone();
+        for b in &mut drained.vips[0].backends {
+            b.state = BackendState::Drain;
+        }
+        assert_eq!(
+            web_ring(&state(&drained, &mut ids, &Health::default())),
+            ["198.18.9.9"]
         );
     }
 }

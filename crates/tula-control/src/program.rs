@@ -45,6 +45,7 @@ fn run_one(dataplane: &mut Dataplane, op: &Op) -> Result<(), String> {
                 .map_err(text)?;
         }
         Op::RemoveVip(key, _) => dataplane.remove_vip(key).map_err(text)?,
+        Op::SetIcmp(icmp) => dataplane.set_icmp(icmp).map_err(text)?,
     }
     Ok(())
 }
@@ -57,9 +58,15 @@ pub(crate) fn build_ring(entry: &VipEntry, ring_size: u32) -> Result<Ring, Strin
 /// What `dataplane` holds, in terms of `wanted`: a VIP whose spec or ring
 /// differs from the wanted one is left out (so it is set again), and
 /// interface specs are unknown (so they are set again).
-pub(crate) fn read_state(dataplane: &Dataplane, wanted: &DataplaneState) -> Result<DataplaneState, String> {
+pub(crate) fn read_state(
+    dataplane: &Dataplane,
+    wanted: &DataplaneState,
+) -> Result<DataplaneState, String> {
     let text = |e: DataplaneError| e.to_string();
-    let mut state = DataplaneState::default();
+    let mut state = DataplaneState {
+        icmp: Some(dataplane.icmp().map_err(text)?),
+        ..DataplaneState::default()
+    };
     for ifname in dataplane.attached() {
         state.interfaces.insert(ifname, None);
     }
@@ -71,7 +78,10 @@ pub(crate) fn read_state(dataplane: &Dataplane, wanted: &DataplaneState) -> Resu
     for (key, spec) in dataplane.vips().map_err(text)? {
         match wanted.vips.get(&key) {
             Some(entry) if entry.spec == spec => {
-                let held = dataplane.vip_ring(&key).map_err(text)?.map(|(_, slots)| slots);
+                let held = dataplane
+                    .vip_ring(&key)
+                    .map_err(text)?
+                    .map(|(_, slots)| slots);
                 let expected = build_ring(entry, dataplane.ring_size())?;
                 if held.as_deref() == Some(expected.slots()) {
                     state.vips.insert(key, entry.clone());

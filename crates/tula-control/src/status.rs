@@ -1,14 +1,16 @@
 //! Per-VIP and per-backend status: the config's fields, traffic from the data
-//! plane's per-CPU counters, and active flows from one pass over the
-//! connection table.
+//! plane's per-CPU counters, active flows from one pass over the connection
+//! table, and the MTU the path to each VIP's backends allows.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
-use tula_config::Config;
+use tula_config::{Config, DsrType, Vip};
 use tula_dataplane::{Dataplane, Traffic};
 
+use crate::health::Health;
 use crate::ids::Ids;
-use crate::plan::Health;
+use crate::plan::ring_members;
 use crate::{BackendStatus, VipStatus};
 
 pub(crate) fn status(
@@ -33,6 +35,7 @@ pub(crate) fn status(
             _ => Ok(Traffic::default()),
         }
     };
+    let mut path_mtus = HashMap::new();
     let mut vips = Vec::with_capacity(config.vips.len());
     for vip in &config.vips {
         let vip_id = ids.vip(&vip.name);
@@ -49,15 +52,20 @@ pub(crate) fn status(
                 address: backend.address,
                 weight: backend.weight,
                 state: backend.state,
-                healthy: health
-                    .get(&(vip.name.clone(), backend.address))
-                    .copied()
-                    .unwrap_or(true),
+                healthy: health.is_up(&vip.name, backend.address),
                 active_flows,
                 packets: backend_traffic.packets,
                 bytes: backend_traffic.bytes,
             });
         }
+        let path_mtu = match dataplane {
+            Some(dataplane) => vip_path_mtu(vip, dataplane, &mut path_mtus)?,
+            None => None,
+        };
+        let tunnel_mtu = path_mtu.map(|mtu| match vip.dsr_type {
+            DsrType::L3Ipip => mtu.saturating_sub(IPIP_HEADER),
+            DsrType::L2 => mtu,
+        });
         vips.push(VipStatus {
             name: vip.name.clone(),
             address: vip.address,
@@ -67,8 +75,44 @@ pub(crate) fn status(
             scheduler: vip.scheduler,
             packets: vip_traffic.packets,
             bytes: vip_traffic.bytes,
+            new_flows: ring_members(vip, health).0,
+            icmp_echo: vip.icmp_echo,
+            tunnel_mtu,
+            mss: tunnel_mtu.map(|mtu| mtu.saturating_sub(IPV4_TCP_HEADERS)),
             backends,
         });
     }
     Ok(vips)
+}
+
+/// The outer IPv4 header of L3 DSR.
+const IPIP_HEADER: u16 = 20;
+/// IPv4 and TCP headers without options: what an MSS leaves out of an MTU.
+const IPV4_TCP_HEADERS: u16 = 40;
+
+/// The smallest path MTU toward `vip`'s backends (sorry backend included),
+/// each looked up once per status (`seen`).
+fn vip_path_mtu(
+    vip: &Vip,
+    dataplane: &Dataplane,
+    seen: &mut HashMap<IpAddr, Option<u16>>,
+) -> Result<Option<u16>, String> {
+    let mut smallest: Option<u16> = None;
+    let addresses = vip.backends.iter().map(|b| b.address).chain(vip.sorry_backend);
+    for address in addresses {
+        let IpAddr::V4(v4) = address else { continue };
+        let mtu = match seen.get(&address) {
+            Some(mtu) => *mtu,
+            None => {
+                let mtu = dataplane.path_mtu(v4).map_err(|e| e.to_string())?;
+                seen.insert(address, mtu);
+                mtu
+            }
+        };
+        smallest = match (smallest, mtu) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(smallest)
 }

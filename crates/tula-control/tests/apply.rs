@@ -460,3 +460,105 @@ fn an_unhealthy_backend_leaves_the_ring_and_comes_back() {
         Err(ControlError::NoSuchBackend { .. })
     ));
 }
+
+#[test]
+fn all_down_policies_decide_where_new_flows_go() {
+    let lab = Lab::new("alldown");
+    let control = lab.start();
+    let vips = |policy: &str| {
+        let sorry = if policy == "sorry" {
+            "sorry_backend = \"198.18.100.9\"\n"
+        } else {
+            ""
+        };
+        format!(
+            r#"
+            [[vip]]
+            name = "web"
+            address = "203.0.113.10"
+            port = 80
+            all_down = "{policy}"
+            {sorry}backends = [{{ address = "198.18.100.2" }}, {{ address = "198.18.100.3" }}]
+            "#
+        )
+    };
+    let vip = SocketAddrV4::new("203.0.113.10".parse().unwrap(), 80);
+    let client = |port| SocketAddrV4::new("198.18.200.7".parse().unwrap(), port);
+    let ring = |s: &Snapshot| -> Vec<std::net::Ipv4Addr> {
+        let mut members: Vec<_> = s
+            .vip("203.0.113.10".parse().unwrap(), 80)
+            .slots
+            .iter()
+            .filter(|&&id| id != tula_dataplane::EMPTY_SLOT)
+            .map(|id| s.backends[id].addr)
+            .collect();
+        members.sort();
+        members.dedup();
+        members
+    };
+    let new_flows = || control.status().unwrap()[0].new_flows;
+    let (b2, b3): (IpAddr, IpAddr) = (routed(2).into(), routed(3).into());
+
+    // drop: nothing in the ring, a new flow is dropped.
+    lab.run(|| control.apply(lab.config(&vips("drop")), "test"))
+        .unwrap();
+    lab.run(|| control.set_health_many(&[("web", b2, false), ("web", b3, false)]))
+        .unwrap();
+    assert!(ring(&lab.snapshot()).is_empty());
+    assert_eq!(new_flows(), tula_control::NewFlows::Dropped);
+    let action = lab.run(|| {
+        let lb0 = tula_net::link("lb0").unwrap();
+        lab.dataplane()
+            .test_run(&syn(lb0.mac, client(41000), vip), Some(lb0.index))
+            .unwrap()
+            .0
+    });
+    assert_ne!(
+        action,
+        tula_dataplane::XdpAction::Tx,
+        "a new flow was forwarded with every backend down"
+    );
+
+    // keep-last: .3 fails last, so it keeps the new flows, and is alive for them.
+    lab.run(|| control.set_health_many(&[("web", b2, true), ("web", b3, true)]))
+        .unwrap();
+    lab.run(|| control.apply(lab.config(&vips("keep-last")), "test"))
+        .unwrap();
+    lab.run(|| control.set_health("web", b2, false)).unwrap();
+    lab.run(|| control.set_health("web", b3, false)).unwrap();
+    let snapshot = lab.snapshot();
+    assert_eq!(ring(&snapshot), vec![routed(3)]);
+    assert!(snapshot.backends[&snapshot.id_of(routed(3))].alive);
+    assert!(!snapshot.backends[&snapshot.id_of(routed(2))].alive);
+    assert_eq!(new_flows(), tula_control::NewFlows::KeptLast);
+    assert_eq!(
+        lab.run(|| send(&lab.dataplane(), client(41001), vip)),
+        routed(3)
+    );
+    // .2 comes back: the ring is .2 alone, as normal.
+    lab.run(|| control.set_health("web", b2, true)).unwrap();
+    assert_eq!(ring(&lab.snapshot()), vec![routed(2)]);
+    assert_eq!(new_flows(), tula_control::NewFlows::Backends);
+
+    // sorry: the sorry backend alone takes new flows while both are down.
+    lab.run(|| control.apply(lab.config(&vips("sorry")), "test"))
+        .unwrap();
+    let snapshot = lab.snapshot();
+    assert_eq!(ring(&snapshot), vec![routed(2)], "with .3 still down");
+    assert!(
+        snapshot.backends[&snapshot.id_of(routed(9))].alive,
+        "the sorry backend has an id and is alive"
+    );
+    lab.run(|| control.set_health("web", b2, false)).unwrap();
+    assert_eq!(ring(&lab.snapshot()), vec![routed(9)]);
+    assert_eq!(new_flows(), tula_control::NewFlows::Sorry);
+    assert_eq!(
+        lab.run(|| send(&lab.dataplane(), client(41002), vip)),
+        routed(9)
+    );
+    assert_eq!(
+        control.history().unwrap().len(),
+        3,
+        "health is not a config change"
+    );
+}

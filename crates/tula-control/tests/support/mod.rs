@@ -114,7 +114,10 @@ impl Lab {
         let dataplane = self.dataplane();
         let mut vips = BTreeMap::new();
         for (key, spec) in dataplane.vips().unwrap() {
-            let (ring_index, slots) = dataplane.vip_ring(&key).unwrap().expect("the VIP has a ring");
+            let (ring_index, slots) = dataplane
+                .vip_ring(&key)
+                .unwrap()
+                .expect("the VIP has a ring");
             vips.insert(
                 key,
                 HeldVip {

@@ -1,0 +1,147 @@
+//! The tunnel check against a real backend: set up by `tula decap setup
+//! --method xdp` (the library), with a server on the VIP. The tunnel probe
+//! passes through the IPIP path; once the VIP is taken off the backend's
+//! `lo`, the tunnel check fails while a plain TCP check of the backend's own
+//! address still passes. That is the failure only the tunnel check sees.
+
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use support::*;
+use tula_decap::program::{self, PinnedDecap};
+use tula_decap::{Method, SetupOptions};
+use tula_health::{Checker, HealthState, Outcome};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+const PLAIN_VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 11);
+
+/// The decap setup's state root; torn down (program detached, sysctls back) on drop.
+struct Decap<'a> {
+    lab: &'a Lab,
+    root: PathBuf,
+}
+
+impl Drop for Decap<'_> {
+    fn drop(&mut self) {
+        let _ = self.lab.backends.run(|| tula_decap::teardown(&self.root));
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+#[test]
+fn the_tunnel_check_catches_a_backend_that_only_answers_on_its_own_address() {
+    let lab = Lab::new("tunnel");
+    let root =
+        std::env::temp_dir().join(format!("tula-health-tunnel-decap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let decap = Decap {
+        lab: &lab,
+        root: root.clone(),
+    };
+    let (pin_dir, _server) = lab
+        .backends
+        .run(|| {
+            let mut options = SetupOptions::new(Method::Xdp, vec![VIP, PLAIN_VIP]);
+            options.interface = Some("bk0".into());
+            options.root = root.clone();
+            tula_decap::setup(&options).expect("tula decap setup --method xdp");
+            // One server for the VIP (reached through the tunnel) and the backend's own address.
+            let server = TcpListener::bind("0.0.0.0:80").unwrap();
+            (program::pin_dir("bk0").unwrap(), server)
+        })
+        .unwrap();
+
+    let control = lab.start_control();
+    let check = "interval = \"200ms\", timeout = \"100ms\", rise = 2, fall = 2";
+    lab.apply(
+        &control,
+        &format!(
+            r#"
+            [[vip]]
+            name = "tunnel"
+            address = "{VIP}"
+            port = 80
+            health_check = {{ type = "tunnel", {check} }}
+            backends = [{{ address = "{BACKEND_HOST}" }}]
+            [[vip]]
+            name = "plain"
+            address = "{PLAIN_VIP}"
+            port = 80
+            health_check = {{ type = "tcp", {check} }}
+            backends = [{{ address = "{BACKEND_HOST}" }}]
+            "#
+        ),
+    );
+    let runtime = lab.runtime();
+    let checker = Checker::spawn(control.clone(), runtime.handle());
+    let backend: IpAddr = BACKEND_HOST.into();
+    let passes = |vip: &str| checker.backend(vip, backend).map_or(0, |b| b.counts.passed);
+
+    let passing = wait_until(Duration::from_secs(5), || {
+        passes("tunnel") >= 3 && passes("plain") >= 3
+    });
+    let tunnel = checker.backend("tunnel", backend).unwrap();
+    assert!(
+        passing.is_some(),
+        "the tunnel check does not pass on a sound backend: {tunnel:#?}"
+    );
+    let last = tunnel.last_result.unwrap();
+    assert!(last.detail.contains("through the tunnel"), "{last:?}");
+    let decapsulated = || {
+        lab.backends
+            .run(|| PinnedDecap::open(&pin_dir).unwrap().counters().unwrap())
+            .unwrap()
+    };
+    assert!(
+        decapsulated().decapsulated_packets >= 6,
+        "the backend decapsulated {} packets: the probes did not come through the tunnel",
+        decapsulated().decapsulated_packets
+    );
+
+    // Break the VIP binding only: the backend's own address still answers.
+    lab.backends
+        .run(|| tula_net::del_address("lo", VIP.into(), 32))
+        .unwrap()
+        .unwrap();
+    let down = wait_until(Duration::from_secs(5), || {
+        !healthy(&control, "tunnel", BACKEND_HOST)
+    })
+    .expect("the tunnel check never marked the broken backend down");
+    println!("tunnel check: down {down:?} after the VIP left lo");
+    let tunnel = checker.backend("tunnel", backend).unwrap();
+    assert_eq!(tunnel.state, HealthState::Down);
+    let cause = &tunnel.history.last().unwrap().cause;
+    assert_eq!(cause.outcome, Outcome::Fail);
+    assert!(cause.detail.contains("no answer within 100ms"), "{cause:?}");
+    let plain_before = passes("plain");
+    std::thread::sleep(Duration::from_millis(600));
+    let plain = checker.backend("plain", backend).unwrap();
+    assert_eq!(
+        plain.state,
+        HealthState::Up,
+        "the plain tcp check should still pass: {plain:#?}"
+    );
+    assert!(plain.counts.passed >= plain_before + 2 && plain.counts.failed == 0);
+    assert!(healthy(&control, "plain", BACKEND_HOST));
+
+    // Fixed: the VIP is back on lo, and so is the backend.
+    lab.backends
+        .run(|| tula_net::add_address("lo", VIP.into(), 32))
+        .unwrap()
+        .unwrap();
+    wait_until(Duration::from_secs(5), || {
+        healthy(&control, "tunnel", BACKEND_HOST)
+    })
+    .expect("the tunnel check never brought the repaired backend back");
+    assert_eq!(
+        checker.counts().errors,
+        0,
+        "no probe should have been unable to run"
+    );
+    checker.stop();
+    drop(decap);
+}
