@@ -10,7 +10,12 @@
  * The next hop comes from bpf_fib_lookup (cached per backend, see
  * next_hops in maps.h): XDP_TX when it leaves by the ingress interface, else
  * XDP_REDIRECT through tx_ports. Everything that is not for a VIP gets
- * XDP_PASS, untouched. See docs/DATAPLANE.md. */
+ * XDP_PASS, untouched.
+ *
+ * Besides: a DF packet too big for the tunnel gets ICMP Fragmentation Needed
+ * back (icmp.h); a datagram's later fragments follow its first one (frags);
+ * ICMP errors quoting a VIP flow go to that flow's backend; echo requests to
+ * a VIP address are answered. See docs/DATAPLANE.md. */
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -23,6 +28,7 @@
 #include "parse.h"
 #include "csum.h"
 #include "encap.h"
+#include "icmp.h"
 
 #define AF_INET 2
 
@@ -96,6 +102,25 @@ static __always_inline __u32 flow_hash(const struct flow *f)
 	return mix64(mix64(rest ^ FLOW_HASH_SEED) ^ addrs) >> 32;
 }
 
+/* The slot of the VIP's Maglev ring that `flow` hashes to: a backend id, or EMPTY_SLOT. */
+static __always_inline __u32 ring_backend(const struct vip_meta *vip, const struct flow *flow)
+{
+	__u32 hash;
+
+	if (vip->flags & VIP_F_SOURCE_HASH) {
+		struct flow client = { .src = flow->src };
+
+		hash = flow_hash(&client);
+	} else {
+		hash = flow_hash(flow);
+	}
+	/* Fastrange: maps the hash onto [0, ring_size) without a division. */
+	__u32 slot = vip->ring * ring_size + (__u32)(((__u64)hash * ring_size) >> 32);
+	__u32 *entry = bpf_map_lookup_elem(&ring, &slot);
+
+	return entry ? *entry : EMPTY_SLOT;
+}
+
 /* Truncated TCP/UDP header: drop it if the address has an all-ports VIP, else pass. */
 static __always_inline int truncated_l4(struct vip_key *key)
 {
@@ -133,11 +158,53 @@ static __always_inline __u32 next_hop_refresh(struct xdp_md *ctx, __be32 addr, s
 	nh->ingress = ctx->ingress_ifindex;
 	nh->tx_ifindex = out->vlan_id ? out->lower_ifindex : fib.ifindex;
 	nh->vlan_id = out->vlan_id;
-	nh->mtu = fib.mtu_result;
+	nh->route_mtu = fib.mtu_result;
+	/* An interface's path_mtu can only lower it: XDP cannot send more than the route takes. */
+	nh->path_mtu = out->path_mtu && out->path_mtu < fib.mtu_result ? out->path_mtu : fib.mtu_result;
 	__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
 	__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
 	nh->expires = now + NEXT_HOP_TTL_JIFFIES;
 	return 0;
+}
+
+/* A DF packet too big for the tunnel: ICMP Fragmentation Needed back to the
+ * client, reporting `mtu` (the tunnel MTU); dropped instead if the replies
+ * are switched off or this CPU is over its rate. */
+static __always_inline int too_big(struct xdp_md *ctx, int tagged, __u16 mtu)
+{
+	__u32 zero = 0;
+	struct settings *s = bpf_map_lookup_elem(&settings, &zero);
+	int rc;
+
+	if (!s || (s->flags & SETTINGS_F_NO_FRAG_NEEDED))
+		return drop(CNT_FRAG_NEEDED);
+	count(CNT_FRAG_NEEDED);
+	if (!icmp_rate_allows(s))
+		return drop(CNT_ICMP_SUPPRESSED);
+	if (tagged)
+		rc = icmp_frag_needed(ctx, ETH_HLEN + sizeof(struct vlan_tag), mtu);
+	else
+		rc = icmp_frag_needed(ctx, ETH_HLEN, mtu);
+	if (rc)
+		return drop(CNT_ENCAP_FAIL);
+	count(CNT_ICMP_FRAG_NEEDED);
+	count(CNT_TX);
+	return XDP_TX;
+}
+
+/* An echo request to a VIP address: answered here if the address's VIPs say
+ * so (vip_addrs), else passed. Fragmented requests and IPv4 options pass too. */
+static __always_inline int echo_request(struct ethhdr *eth, struct iphdr *ip, struct icmphdr *icmp)
+{
+	__be32 daddr = ip->daddr;
+	struct vip_addr *addr = bpf_map_lookup_elem(&vip_addrs, &daddr);
+
+	if (!addr || !(addr->flags & VIP_ADDR_F_ECHO) || icmp->code != 0 || ip->ihl != 5)
+		return pass(CNT_NOT_VIP);
+	icmp_echo_reply(eth, ip, icmp);
+	count(CNT_ICMP_ECHO);
+	count(CNT_TX);
+	return XDP_TX;
 }
 
 SEC("xdp")
@@ -153,32 +220,82 @@ int balancer(struct xdp_md *ctx)
 	struct backend *backend;
 	struct conn *conn;
 	struct next_hop *nh;
-	__u32 backend_id, reason;
-	int rc, tagged, to_kernel = 0;
+	struct flow flow;
+	__u32 backend_id, vip_id, vip_flags, reason;
+	int rc, tagged, to_kernel = 0, first_fragment = 0, icmp_error = 0;
 
-	/* Parse: Ethernet (+ one tag), IPv4, TCP/UDP ports. */
+	/* Parse: Ethernet (+ one tag), IPv4. */
 	if (parse_l2(data, data_end, &l2) < 0 || l2.proto != bpf_htons(ETH_P_IP))
 		return pass(CNT_NOT_IPV4);
 	tagged = l2.vlan != NULL;
 	ip = parse_ipv4(data + l2.len, data_end);
 	if (!ip)
 		return pass(CNT_MALFORMED);
-	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP && ip->protocol != IPPROTO_ICMP)
 		return pass(CNT_NOT_VIP);
 	if (!vip_filter_has(ip->daddr))
 		return pass(CNT_NOT_VIP);
-	/* Only the first fragment has ports; all of them go to the kernel alike. */
-	if (ipv4_is_fragment(ip))
-		return pass(CNT_FRAGMENT);
 
 	struct vip_key key = { .addr = ip->daddr, .proto = ip->protocol };
 
-	ports = parse_ports(ipv4_payload(ip), data_end, ip->protocol);
-	if (!ports)
-		return truncated_l4(&key);
+	if (ip->protocol == IPPROTO_ICMP) {
+		/* Echo requests are answered; errors quoting a VIP flow go to its backend. */
+		struct icmphdr *icmp = ipv4_payload(ip);
+
+		if ((void *)(icmp + 1) > data_end)
+			return pass(CNT_MALFORMED);
+		if (ipv4_is_fragment(ip))
+			return pass(CNT_NOT_VIP);
+		if (icmp->type == ICMP_ECHO)
+			return echo_request(l2.eth, ip, icmp);
+		if (icmp->type != ICMP_DEST_UNREACH && icmp->type != ICMP_TIME_EXCEEDED)
+			return pass(CNT_NOT_VIP);
+		if (icmp_error_flow(icmp, data_end, ip->daddr, &flow))
+			return pass(CNT_NOT_VIP);
+		key.proto = flow.proto;
+		key.port = flow.dport;
+		icmp_error = 1;
+	} else {
+		if (ipv4_is_fragment(ip)) {
+			struct frag_key datagram = {
+				.src = ip->saddr,
+				.dst = ip->daddr,
+				.id = ip->id,
+				.proto = ip->protocol,
+			};
+
+			if (ipv4_is_later_fragment(ip)) {
+				/* No ports here: the datagram goes where its first fragment went. */
+				struct frag_dest *dest = bpf_map_lookup_elem(&frags, &datagram);
+
+				if (!dest)
+					return drop(CNT_FRAG_ORPHAN);
+				backend_id = dest->backend;
+				vip_id = dest->vip;
+				vip_flags = dest->vip_flags;
+				backend = bpf_map_lookup_elem(&backends, &backend_id);
+				if (!backend || !(backend->flags & BACKEND_F_ALIVE))
+					return drop(CNT_NO_BACKEND);
+				add_traffic(&vip_stats, vip_id, bytes);
+				count(CNT_FRAGMENT);
+				goto chosen;
+			}
+			first_fragment = 1;
+		}
+		ports = parse_ports(ipv4_payload(ip), data_end, ip->protocol);
+		if (!ports)
+			return truncated_l4(&key);
+		flow = (struct flow){
+			.src = ip->saddr,
+			.dst = ip->daddr,
+			.sport = ports->src,
+			.dport = ports->dst,
+			.proto = ip->protocol,
+		};
+		key.port = ports->dst;
+	}
 
 	/* VIP: exact port, else the all-ports entry. */
-	key.port = ports->dst;
 	vip = bpf_map_lookup_elem(&vips, &key);
 	if (!vip) {
 		key.port = 0;
@@ -186,18 +303,13 @@ int balancer(struct xdp_md *ctx)
 		if (!vip)
 			return pass(CNT_NOT_VIP);
 	}
-	add_traffic(&vip_stats, vip->id, bytes);
+	vip_id = vip->id;
+	vip_flags = vip->flags;
+	add_traffic(&vip_stats, vip_id, bytes);
 
-	/* Backend: the connection table, else the ring. */
-	struct flow flow = {
-		.src = ip->saddr,
-		.dst = ip->daddr,
-		.sport = ports->src,
-		.dport = ports->dst,
-		.proto = ip->protocol,
-	};
-	/* The lookup also pays off for a SYN: it brings the bucket into cache for
-	 * the insert, which costs more without it. */
+	/* Backend: the connection table, else the ring. The lookup also pays off
+	 * for a SYN: it brings the bucket into cache for the insert, which costs
+	 * more without it. */
 	conn = bpf_map_lookup_elem(&conns, &flow);
 	if (conn) {
 		backend_id = conn->backend;
@@ -210,32 +322,33 @@ int balancer(struct xdp_md *ctx)
 	} else {
 		count(CNT_LRU_MISS);
 	}
-
-	__u32 hash;
-
-	if (vip->flags & VIP_F_SOURCE_HASH) {
-		struct flow client = { .src = flow.src };
-
-		hash = flow_hash(&client);
-	} else {
-		hash = flow_hash(&flow);
-	}
-	/* Fastrange: maps the hash onto [0, ring_size) without a division. */
-	__u32 slot = vip->ring * ring_size + (__u32)(((__u64)hash * ring_size) >> 32);
-	__u32 *entry = bpf_map_lookup_elem(&ring, &slot);
-
-	if (!entry)
-		return drop(CNT_NO_BACKEND);
-	backend_id = *entry;
+	backend_id = ring_backend(vip, &flow);
 	backend = bpf_map_lookup_elem(&backends, &backend_id);
 	if (!backend || !(backend->flags & BACKEND_F_ALIVE))
 		return drop(CNT_NO_BACKEND);
+	/* An ICMP error follows the flow but starts none (it may well be forged). */
+	if (!icmp_error) {
+		struct conn new_conn = { .backend = backend_id, .vip = vip_id };
 
-	struct conn new_conn = { .backend = backend_id, .vip = vip->id };
-
-	bpf_map_update_elem(&conns, &flow, &new_conn, BPF_ANY);
+		bpf_map_update_elem(&conns, &flow, &new_conn, BPF_ANY);
+	}
 
 chosen:
+	if (icmp_error)
+		count(CNT_ICMP_TO_BACKEND);
+	if (first_fragment) {
+		struct frag_key datagram = {
+			.src = ip->saddr,
+			.dst = ip->daddr,
+			.id = ip->id,
+			.proto = ip->protocol,
+		};
+		struct frag_dest dest = { .backend = backend_id, .vip = vip_id, .vip_flags = vip_flags };
+
+		bpf_map_update_elem(&frags, &datagram, &dest, BPF_ANY);
+		count(CNT_FRAG_FIRST);
+	}
+
 	/* Next hop: cached, else bpf_fib_lookup. */
 	nh = bpf_map_lookup_elem(&next_hops, &backend_id);
 	if (!nh)
@@ -252,13 +365,22 @@ chosen:
 		}
 	}
 
-	int l2_dsr = vip->flags & VIP_F_L2_DSR;
+	int l2_dsr = vip_flags & VIP_F_L2_DSR;
+	__u32 overhead = l2_dsr ? 0 : IPIP_HLEN;
 
 	if (!to_kernel) {
-		/* XDP cannot fragment, and the DF bit or not, the backend would not get it whole. */
-		if (bpf_ntohs(ip->tot_len) + (l2_dsr ? 0 : IPIP_HLEN) > nh->mtu)
-			return drop(CNT_FRAG_NEEDED);
-		if (!nh->vlan_id != !tagged) {
+		__u32 len = bpf_ntohs(ip->tot_len) + overhead;
+
+		if (len > nh->path_mtu) {
+			if (ip->frag_off & bpf_htons(IP_DF))
+				return too_big(ctx, tagged, nh->path_mtu - overhead);
+			/* Outer DF stays clear (copied): the path may fragment it. Only the
+			 * kernel can fragment what is too big for the route itself. */
+			count(CNT_TOO_BIG_NO_DF);
+			if (len > nh->route_mtu)
+				to_kernel = 1;
+		}
+		if (!to_kernel && !nh->vlan_id != !tagged) {
 			count(CNT_VLAN_MISMATCH);
 			to_kernel = 1;
 		}

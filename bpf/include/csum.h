@@ -28,4 +28,11 @@ static __always_inline __u16 ipv4_csum(const struct iphdr *ip)
 	return csum_fold((__u64)word[0] + word[1] + word[2] + word[3] + word[4]);
 }
 
+/* The new value of checksum `check` when one 16-bit word it covers changes
+ * from old to new (RFC 1624, eqn. 3); all three as stored in memory. */
+static __always_inline __u16 csum_replace16(__u16 check, __u16 old, __u16 new)
+{
+	return csum_fold((__u64)(__u16)~check + (__u16)~old + new);
+}
+
 #endif

@@ -16,10 +16,12 @@
 #define DEFAULT_RING_SIZE 65537
 #define CONN_TABLE_SIZE 1000000
 #define MAX_IFACES 64
+#define FRAG_TABLE_SIZE 8192 /* datagrams whose later fragments are in flight */
 
 /* vip_meta.flags */
 #define VIP_F_L2_DSR (1U << 0)      /* rewrite MACs only; default is L3 (IPIP) */
 #define VIP_F_SOURCE_HASH (1U << 1) /* hash the client address only */
+#define VIP_F_NO_ICMP_ECHO (1U << 2) /* do not answer ICMP echo to the address (see vip_addrs) */
 
 /* backend.flags */
 #define BACKEND_F_ALIVE (1U << 0) /* may carry flows; clear = removed, disabled or down */
@@ -60,7 +62,7 @@ struct conn {
 
 struct iface {
 	__be32 tunnel_src;    /* outer source address for IPIP leaving here */
-	__u16 mtu;            /* tunnel MTU of this egress interface */
+	__u16 path_mtu;       /* MTU of the path beyond, if below the route MTU; 0 = the route MTU */
 	__u16 vlan_id;        /* non-zero: a VLAN device on lower_ifindex */
 	__u32 lower_ifindex;  /* where frames for a VLAN device really leave */
 };
@@ -82,9 +84,50 @@ struct next_hop {
 	__u32 tx_ifindex;    /* where the frame leaves (a VLAN's lower device) */
 	__be32 tunnel_src;   /* the egress interface's IPIP source */
 	__u16 vlan_id;       /* egress VLAN, 0 if untagged */
-	__u16 mtu;           /* route MTU to the backend */
+	__u16 path_mtu;      /* the route MTU, or the egress interface's path_mtu if lower: what
+	                      * an encapsulated packet must fit (the tunnel MTU is 20 less) */
 	__u8 dmac[6];
 	__u8 smac[6];
+	__u16 route_mtu;     /* route MTU (bpf_fib_lookup): the largest frame XDP can send there */
+	__u8 pad[6];
+};
+
+/* A fragmented datagram, as every one of its fragments names it. */
+struct frag_key {
+	__be32 src;
+	__be32 dst;
+	__be16 id;
+	__u8 proto;
+	__u8 pad;
+};
+
+/* Where a datagram's first fragment went, so the later ones follow it. */
+struct frag_dest {
+	__u32 backend;   /* index into backends */
+	__u32 vip;       /* vip_meta.id */
+	__u32 vip_flags; /* vip_meta.flags */
+	__u32 pad;
+};
+
+/* vip_addrs value: what the balancer answers for a VIP address itself. */
+#define VIP_ADDR_F_ECHO (1U << 0) /* ICMP echo requests get a reply */
+struct vip_addr {
+	__u32 flags; /* VIP_ADDR_F_* */
+};
+
+/* Global settings, the one entry of `settings`; all zero = the defaults. */
+#define SETTINGS_F_NO_FRAG_NEEDED (1U << 0) /* drop too-big DF packets without answering */
+struct settings {
+	__u32 flags;             /* SETTINGS_F_* */
+	__u32 pad;
+	__u64 icmp_interval_ns;  /* each CPU sends at most one Fragmentation Needed per interval ... */
+	__u64 icmp_burst_ns;     /* ... after saving up at most this much time (burst = this / interval) */
+};
+
+/* Per-CPU token bucket for the ICMP replies, counted in nanoseconds of credit. */
+struct icmp_bucket {
+	__u64 stamp_ns; /* bpf_ktime_get_ns() of the last refill */
+	__u64 credit_ns;
 };
 
 /* VIP address filter: bit (addr * VIP_FILTER_MUL) >> 16 of the address as
@@ -115,9 +158,16 @@ enum counter {
 	CNT_VLAN_MISMATCH, /* L3: passed encapsulated: tagging of ingress and egress disagree */
 	CNT_ENCAP_FAIL,    /* dropped: adjust_head failed */
 	CNT_NO_TX_PORT,    /* dropped: egress interface missing from tx_ports */
-	CNT_FRAGMENT,      /* passed: an IPv4 fragment to a VIP address (only the first has ports) */
-	CNT_FRAG_NEEDED,   /* dropped: packet (plus outer header) exceeds the route MTU */
-	CNT_L2_UNROUTABLE, /* dropped: L2 DSR packet that only the kernel could have sent (no neighbour, VLAN mismatch) */
+	CNT_FRAGMENT,      /* a later fragment (offset > 0), sent where its first fragment went */
+	CNT_FRAG_NEEDED,   /* DF packet larger than the tunnel MTU: answered (CNT_ICMP_FRAG_NEEDED) or dropped */
+	CNT_L2_UNROUTABLE, /* dropped: L2 DSR packet that only the kernel could have sent (no neighbour, VLAN mismatch, too big) */
+	CNT_ICMP_FRAG_NEEDED, /* ICMP Fragmentation Needed sent back to the client (verdict tx) */
+	CNT_ICMP_SUPPRESSED,  /* dropped: Fragmentation Needed held back by the per-CPU rate limit */
+	CNT_TOO_BIG_NO_DF,    /* larger than the tunnel MTU without DF: outer DF clear, the path fragments it */
+	CNT_ICMP_ECHO,        /* echo request to a VIP address answered (verdict tx) */
+	CNT_ICMP_TO_BACKEND,  /* ICMP error quoting a VIP flow, sent to that flow's backend */
+	CNT_FRAG_FIRST,       /* first fragment of a datagram: balanced by its ports, remembered in frags */
+	CNT_FRAG_ORPHAN,      /* dropped: a later fragment whose first fragment was not seen (or forgotten) */
 	CNT_MAX,
 };
 #define COUNTER_SLOTS 32
@@ -135,6 +185,8 @@ struct {
 	__type(value, struct backend);
 	__uint(max_entries, MAX_BACKENDS);
 } backends SEC(".maps");
+
+#define EMPTY_SLOT 0xffffffffU /* a ring slot without backend */
 
 /* RING_SLOTS rings of ring_size backend ids each, laid end to end.
  * (The kernel stores each u32 in 8 bytes: array elements are 8-byte aligned.) */
@@ -204,5 +256,37 @@ struct {
 	__type(value, __u64);
 	__uint(max_entries, COUNTER_SLOTS);
 } counters SEC(".maps");
+
+/* One LRU shared by all CPUs: a NIC may spread one datagram's fragments over queues. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct frag_key);
+	__type(value, struct frag_dest);
+	__uint(max_entries, FRAG_TABLE_SIZE);
+} frags SEC(".maps");
+
+/* VIP address -> what the balancer answers for it; derived from `vips` by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __be32);
+	__type(value, struct vip_addr);
+	__uint(max_entries, MAX_VIPS);
+} vip_addrs SEC(".maps");
+
+/* One entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct settings);
+	__uint(max_entries, 1);
+} settings SEC(".maps");
+
+/* One entry per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct icmp_bucket);
+	__uint(max_entries, 1);
+} icmp_buckets SEC(".maps");
 
 #endif

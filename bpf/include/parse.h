@@ -87,6 +87,12 @@ static __always_inline int ipv4_is_fragment(const struct iphdr *ip)
 	return ip->frag_off & bpf_htons(IP_MF | IP_OFFSET);
 }
 
+/* Non-zero for a fragment after the first: it has no transport header. */
+static __always_inline int ipv4_is_later_fragment(const struct iphdr *ip)
+{
+	return ip->frag_off & bpf_htons(IP_OFFSET);
+}
+
 /* Source and destination port, the first four bytes of both TCP and UDP. */
 struct l4_ports {
 	__be16 src;

@@ -27,9 +27,9 @@ mod validate;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     duration_text, AllDown, Api, Backend, BackendState, CheckType, Config, DsrType, HealthCheck,
-    Mode, Protocol, Scheduler, StatusRange, Vip, DEFAULT_CONFIG_PATH, MAX_WEIGHT,
+    Icmp, Mode, Protocol, Scheduler, StatusRange, Vip, DEFAULT_CONFIG_PATH, MAX_WEIGHT,
 };
-pub use validate::{is_valid_vip_name, HostFacts, Subnet, MIN_TOKEN_LEN};
+pub use validate::{is_valid_vip_name, HostFacts, Subnet, MIN_PATH_MTU, MIN_TOKEN_LEN};
 
 impl Config {
     /// Decodes TOML, reporting every syntax error, wrong type and unknown key at once.

@@ -1,6 +1,7 @@
 //! The config model: what an operator declares, with its defaults, as serde types
 //! shared by the TOML file and the JSON of the REST API.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -21,6 +22,15 @@ pub struct Config {
     /// Outer source address of IPIP packets; absent = the address of each egress interface.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel_source: Option<IpAddr>,
+    /// By interface, `{ eth1 = 1500 }`: the MTU of the path beyond it toward
+    /// the backends, when smaller than the interface's own. Encapsulated
+    /// packets must fit it: the tunnel MTU is 20 less. Absent = the route's
+    /// MTU, which it can only lower.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub path_mtu: BTreeMap<String, u16>,
+    /// The ICMP the balancer sends itself for packets too big for the tunnel.
+    #[serde(default, skip_serializing_if = "Icmp::is_default")]
+    pub icmp: Icmp,
     /// Maglev ring slots per VIP; a prime.
     #[serde(default = "default_ring_size")]
     pub ring_size: u32,
@@ -47,6 +57,8 @@ impl Default for Config {
         Config {
             interfaces: Vec::new(),
             tunnel_source: None,
+            path_mtu: BTreeMap::new(),
+            icmp: Icmp::default(),
             ring_size: default_ring_size(),
             conn_table_size: default_conn_table_size(),
             max_vips: default_max_vips(),
@@ -72,6 +84,51 @@ fn default_max_backends() -> u32 {
 }
 fn default_pin_dir() -> PathBuf {
     PathBuf::from("/sys/fs/bpf/tula")
+}
+
+/// How a DF packet too big for the tunnel is answered: ICMP Fragmentation
+/// Needed from the VIP, so the client's Path MTU Discovery works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Icmp {
+    /// Answer with Fragmentation Needed; false drops such packets unanswered.
+    #[serde(default = "yes")]
+    pub frag_needed: bool,
+    /// Replies per second, per CPU.
+    #[serde(default = "default_icmp_rate")]
+    pub rate: u32,
+    /// Replies a CPU may send at once after a quiet spell.
+    #[serde(default = "default_icmp_burst")]
+    pub burst: u32,
+}
+
+impl Default for Icmp {
+    fn default() -> Icmp {
+        Icmp {
+            frag_needed: true,
+            rate: default_icmp_rate(),
+            burst: default_icmp_burst(),
+        }
+    }
+}
+
+impl Icmp {
+    fn is_default(&self) -> bool {
+        *self == Icmp::default()
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn is_true(value: &bool) -> bool {
+    *value
+}
+fn default_icmp_rate() -> u32 {
+    100
+}
+fn default_icmp_burst() -> u32 {
+    50
 }
 
 /// The REST API's socket and credentials.
@@ -126,6 +183,10 @@ pub struct Vip {
     /// The backend that takes every flow while all others are down; only with `all_down = "sorry"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sorry_backend: Option<IpAddr>,
+    /// Answer ICMP echo (ping) to the VIP's address in the balancer. VIPs
+    /// sharing an address must agree.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub icmp_echo: bool,
 }
 
 #[derive(

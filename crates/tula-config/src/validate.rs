@@ -94,6 +94,10 @@ pub fn is_valid_vip_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// Smallest `path_mtu` accepted: its tunnel MTU tells clients 556 bytes,
+/// still above the 552 Linux accepts as a path MTU.
+pub const MIN_PATH_MTU: u16 = 576;
+
 /// Shortest API token accepted.
 pub const MIN_TOKEN_LEN: usize = 16;
 
@@ -112,6 +116,7 @@ pub(crate) fn validate(config: &Config, host: &HostFacts) -> Result<(), ConfigEr
         .collect();
     check.vip_names();
     check.vip_keys();
+    check.vip_echo();
     for (index, vip) in config.vips.iter().enumerate() {
         check.vip(&vip_path(index, Some(&vip.name)), vip, &vip_addresses);
     }
@@ -164,6 +169,33 @@ impl Checker<'_> {
                         self.error("tunnel_source", format!("{source} is not an address of this host"));
                     }
                 }
+            }
+        }
+
+        for (name, mtu) in &config.path_mtu {
+            let path = format!("path_mtu.{name}");
+            if !config.interfaces.contains(name) {
+                self.error(
+                    &path,
+                    format!(
+                        "{name:?} is not one of the interfaces ({})",
+                        config.interfaces.join(", ")
+                    ),
+                );
+            }
+            if *mtu < MIN_PATH_MTU {
+                self.error(
+                    path,
+                    format!("{mtu} is below {MIN_PATH_MTU}: clients could not be told an MTU they accept"),
+                );
+            }
+        }
+        for (key, value) in [
+            ("icmp.rate", config.icmp.rate),
+            ("icmp.burst", config.icmp.burst),
+        ] {
+            if value == 0 {
+                self.error(key, "must be at least 1");
             }
         }
 
@@ -251,6 +283,32 @@ impl Checker<'_> {
                     positions.join(", ")
                 ),
             );
+        }
+    }
+
+    /// VIPs sharing an address share its echo replies: they must agree on them.
+    fn vip_echo(&mut self) {
+        let mut first: BTreeMap<IpAddr, usize> = BTreeMap::new();
+        for (index, vip) in self.config.vips.iter().enumerate() {
+            match first.get(&vip.address) {
+                Some(&earlier) if self.config.vips[earlier].icmp_echo != vip.icmp_echo => {
+                    let other = &self.config.vips[earlier];
+                    self.error(
+                        join(&vip_path(index, Some(&vip.name)), "icmp_echo"),
+                        format!(
+                            "{} differs from {} ({}), which has the same address {}: ping answers for an address, so they must agree",
+                            vip.icmp_echo,
+                            vip_path(earlier, Some(&other.name)),
+                            other.icmp_echo,
+                            vip.address
+                        ),
+                    );
+                }
+                Some(_) => {}
+                None => {
+                    first.insert(vip.address, index);
+                }
+            }
         }
     }
 

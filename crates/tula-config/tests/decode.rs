@@ -138,7 +138,15 @@ fn toml_round_trip() {
     full.vips[1].sorry_backend = None;
     full.vips[1].scheduler = Scheduler::WeightedRoundRobin;
     full.vips[1].backends[0].state = BackendState::Disabled;
+    full.vips[1].icmp_echo = false;
+    full.path_mtu.insert("eth0".into(), 1480);
+    full.icmp = tula_config::Icmp {
+        frag_needed: false,
+        rate: 10,
+        burst: 2,
+    };
     let text = full.to_toml_string();
+    assert!(text.contains("icmp_echo = false"), "{text}");
     assert!(text.contains("interval = \"1500ms\""), "{text}");
     assert!(text.contains("expect_status = \"204\""), "{text}");
     assert_eq!(
@@ -226,11 +234,11 @@ backends = [{ address = "198.18.3.2", wieght = 3 }]
     assert_eq!(
         decode_problems(text),
         [
-            "rign_size: unknown key `rign_size`, expected one of `interfaces`, `tunnel_source`, `ring_size`, \
+            "rign_size: unknown key `rign_size`, expected one of `interfaces`, `tunnel_source`, `path_mtu`, `icmp`, `ring_size`, \
              `conn_table_size`, `max_vips`, `max_backends`, `pin_dir`, `api`, `vip` (line 2, column 1)",
             "api.tokn: unknown key `tokn`, expected `listen` or `token` (line 7, column 1)",
             "vips[web].protcol: unknown key `protcol`, expected one of `name`, `address`, `port`, `protocol`, \
-             `mode`, `dsr_type`, `scheduler`, `backends`, `health_check`, `all_down`, `sorry_backend` (line 12, column 1)",
+             `mode`, `dsr_type`, `scheduler`, `backends`, `health_check`, `all_down`, `sorry_backend`, `icmp_echo` (line 12, column 1)",
             "vips[web].health_check.intervl: unknown key `intervl`, expected one of `type`, `port`, `interval`, \
              `timeout`, `rise`, `fall`, `path`, `expect_status`, `expect_body`, `host`, `tls_verify` (line 13, column 32)",
             "vips[web].backends[0].wieght: unknown key `wieght`, expected one of `address`, `port`, `weight`, \

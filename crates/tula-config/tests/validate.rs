@@ -541,3 +541,64 @@ fn subnet_text_and_membership() {
     );
     let _: BTreeSet<Subnet> = [s, host].into();
 }
+
+#[test]
+fn path_mtu_names_an_interface_and_is_at_least_576() {
+    let mut config = base();
+    config.path_mtu.insert("eth0".into(), 1480);
+    assert!(problems_without_host(&config).is_empty());
+    config.path_mtu.insert("eth0".into(), 575);
+    config.path_mtu.insert("eth9".into(), 1500);
+    assert_eq!(
+        problems_without_host(&config),
+        [
+            "path_mtu.eth0: 575 is below 576: clients could not be told an MTU they accept",
+            "path_mtu.eth9: \"eth9\" is not one of the interfaces (eth0)",
+        ]
+    );
+    let decoded = Config::from_toml_str(&format!("path_mtu = {{ eth0 = 1400 }}\n{BASE}")).unwrap();
+    assert_eq!(decoded.path_mtu["eth0"], 1400);
+}
+
+#[test]
+fn icmp_rate_and_burst_are_at_least_one() {
+    let mut config = base();
+    assert!(config.icmp.frag_needed, "on by default");
+    config.icmp.rate = 0;
+    config.icmp.burst = 0;
+    assert_eq!(
+        problems_without_host(&config),
+        [
+            "icmp.rate: must be at least 1",
+            "icmp.burst: must be at least 1"
+        ]
+    );
+    let decoded =
+        Config::from_toml_str(&format!("{BASE}\n[icmp]\nfrag_needed = false\nrate = 5\n")).unwrap();
+    assert_eq!(
+        (
+            decoded.icmp.frag_needed,
+            decoded.icmp.rate,
+            decoded.icmp.burst
+        ),
+        (false, 5, 50)
+    );
+}
+
+#[test]
+fn vips_on_one_address_agree_on_icmp_echo() {
+    let mut config = base();
+    assert!(config.vips[0].icmp_echo, "on by default");
+    let mut dns = config.vips[0].clone();
+    dns.name = "dns".into();
+    dns.port = 53;
+    dns.protocol = Protocol::Udp;
+    dns.icmp_echo = false;
+    config.vips.push(dns);
+    assert_eq!(
+        problems_without_host(&config),
+        ["vips[dns].icmp_echo: false differs from vips[web] (true), which has the same address 203.0.113.10: ping answers for an address, so they must agree"]
+    );
+    config.vips[0].icmp_echo = false;
+    assert!(problems_without_host(&config).is_empty());
+}

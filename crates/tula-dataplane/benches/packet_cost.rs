@@ -20,7 +20,6 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
-
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -209,6 +208,7 @@ fn bench(config: &Config) {
         id,
         dsr,
         scheduler: Scheduler::Maglev,
+        icmp_echo: true,
     };
     let l3_vip = vip_key(80, Protocol::Tcp);
     dp.set_vip(&l3_vip, &spec(1, Dsr::L3Ipip), &ring).unwrap();

@@ -60,7 +60,8 @@ pub struct Conn {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Iface {
     pub tunnel_src: u32,
-    pub mtu: u16,
+    /// MTU of the path beyond the interface, if below the route MTU; 0 = the route MTU.
+    pub path_mtu: u16,
     pub vlan_id: u16,
     pub lower_ifindex: u32,
 }
@@ -83,9 +84,59 @@ pub struct NextHop {
     pub tx_ifindex: u32,
     pub tunnel_src: u32,
     pub vlan_id: u16,
-    pub mtu: u16,
+    /// The route MTU, or the egress interface's `path_mtu` if lower.
+    pub path_mtu: u16,
     pub dmac: [u8; 6],
     pub smac: [u8; 6],
+    pub route_mtu: u16,
+    pub pad: [u8; 6],
+}
+
+/// `struct frag_key`: the `frags` map key, a fragmented datagram.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    pub src: u32,
+    pub dst: u32,
+    /// IPv4 identification, network order.
+    pub id: u16,
+    pub proto: u8,
+    pub pad: u8,
+}
+
+/// `struct frag_dest`: the `frags` map value, where the datagram's first fragment went.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragDest {
+    pub backend: u32,
+    pub vip: u32,
+    pub vip_flags: u32,
+    pub pad: u32,
+}
+
+/// `struct vip_addr`: the `vip_addrs` map value, keyed by VIP address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipAddr {
+    pub flags: u32,
+}
+
+/// `struct settings`: the one entry of the `settings` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub flags: u32,
+    pub pad: u32,
+    pub icmp_interval_ns: u64,
+    pub icmp_burst_ns: u64,
+}
+
+/// `struct icmp_bucket`: a CPU's token bucket for ICMP replies (`icmp_buckets`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IcmpBucket {
+    pub stamp_ns: u64,
+    pub credit_ns: u64,
 }
 
 /// `VIP_FILTER_BITS`: size of the VIP address filter.
@@ -135,11 +186,24 @@ unsafe impl aya::Pod for Iface {}
 unsafe impl aya::Pod for Traffic {}
 unsafe impl aya::Pod for NextHop {}
 unsafe impl aya::Pod for VipFilter {}
+unsafe impl aya::Pod for FragKey {}
+unsafe impl aya::Pod for FragDest {}
+unsafe impl aya::Pod for VipAddr {}
+unsafe impl aya::Pod for Settings {}
+unsafe impl aya::Pod for IcmpBucket {}
 
 /// `VIP_F_L2_DSR`: rewrite MACs only.
 pub const VIP_F_L2_DSR: u32 = 1 << 0;
 /// `VIP_F_SOURCE_HASH`: hash the client address only.
 pub const VIP_F_SOURCE_HASH: u32 = 1 << 1;
+/// `VIP_F_NO_ICMP_ECHO`: echo requests to the VIP's address are not answered.
+pub const VIP_F_NO_ICMP_ECHO: u32 = 1 << 2;
+/// `VIP_ADDR_F_ECHO`: echo requests to the address get a reply.
+pub const VIP_ADDR_F_ECHO: u32 = 1 << 0;
+/// `SETTINGS_F_NO_FRAG_NEEDED`: too-big DF packets are dropped without an answer.
+pub const SETTINGS_F_NO_FRAG_NEEDED: u32 = 1 << 0;
+/// `FRAG_TABLE_SIZE`: datagrams the `frags` map remembers.
+pub const FRAG_TABLE_SIZE: u32 = 8192;
 /// `BACKEND_F_ALIVE`: the backend may carry flows.
 pub const BACKEND_F_ALIVE: u32 = 1 << 0;
 

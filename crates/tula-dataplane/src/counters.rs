@@ -42,17 +42,31 @@ pub enum Counter {
     EncapFail,
     /// Dropped: the egress interface is not in `tx_ports`.
     NoTxPort,
-    /// Passed: an IPv4 fragment (only the first one has ports).
+    /// A later fragment (offset above 0), sent where its datagram's first fragment went.
     Fragment,
-    /// Dropped: packet (plus outer header) larger than the route MTU to the backend.
+    /// A DF packet larger than the tunnel MTU: answered (`icmp_frag_needed`) or dropped.
     FragNeeded,
-    /// Dropped: L2 DSR packet that only the kernel could have sent (no neighbour, VLAN mismatch).
+    /// Dropped: L2 DSR packet that only the kernel could have sent (no neighbour, VLAN mismatch, too big).
     L2Unroutable,
+    /// Verdict tx: ICMP Fragmentation Needed sent back to the client.
+    IcmpFragNeeded,
+    /// Dropped: a Fragmentation Needed held back by the per-CPU rate limit.
+    IcmpSuppressed,
+    /// Larger than the tunnel MTU without DF: sent with the outer DF clear, for the path to fragment.
+    TooBigNoDf,
+    /// Verdict tx: an echo request to a VIP address, answered.
+    IcmpEcho,
+    /// An ICMP error quoting a VIP flow, sent to that flow's backend.
+    IcmpToBackend,
+    /// First fragment of a datagram: balanced by its ports and remembered for the later ones.
+    FragFirst,
+    /// Dropped: a later fragment whose first fragment was not seen (or is forgotten).
+    FragOrphan,
 }
 
 impl Counter {
     /// Every counter, in slot order.
-    pub const ALL: [Counter; 20] = [
+    pub const ALL: [Counter; 27] = [
         Counter::Pass,
         Counter::Tx,
         Counter::Redirect,
@@ -73,6 +87,13 @@ impl Counter {
         Counter::Fragment,
         Counter::FragNeeded,
         Counter::L2Unroutable,
+        Counter::IcmpFragNeeded,
+        Counter::IcmpSuppressed,
+        Counter::TooBigNoDf,
+        Counter::IcmpEcho,
+        Counter::IcmpToBackend,
+        Counter::FragFirst,
+        Counter::FragOrphan,
     ];
 
     /// Stable snake_case name, for metrics and the CLI.
@@ -98,6 +119,13 @@ impl Counter {
             Counter::Fragment => "fragment",
             Counter::FragNeeded => "frag_needed",
             Counter::L2Unroutable => "l2_unroutable",
+            Counter::IcmpFragNeeded => "icmp_frag_needed",
+            Counter::IcmpSuppressed => "icmp_suppressed",
+            Counter::TooBigNoDf => "too_big_no_df",
+            Counter::IcmpEcho => "icmp_echo",
+            Counter::IcmpToBackend => "icmp_to_backend",
+            Counter::FragFirst => "frag_first",
+            Counter::FragOrphan => "frag_orphan",
         }
     }
 }

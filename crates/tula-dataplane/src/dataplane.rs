@@ -159,6 +159,9 @@ pub struct VipSpec {
     pub id: u32,
     pub dsr: Dsr,
     pub scheduler: Scheduler,
+    /// Answer ICMP echo requests to the VIP's address in XDP. The address is
+    /// answered while any VIP on it says so.
+    pub icmp_echo: bool,
 }
 
 impl VipSpec {
@@ -171,7 +174,12 @@ impl VipSpec {
             Scheduler::Maglev => 0,
             Scheduler::SourceHash => abi::VIP_F_SOURCE_HASH,
         };
-        dsr | scheduler
+        let echo = if self.icmp_echo {
+            0
+        } else {
+            abi::VIP_F_NO_ICMP_ECHO
+        };
+        dsr | scheduler | echo
     }
 
     fn from_abi(meta: &abi::VipMeta) -> VipSpec {
@@ -187,6 +195,7 @@ impl VipSpec {
             } else {
                 Scheduler::Maglev
             },
+            icmp_echo: meta.flags & abi::VIP_F_NO_ICMP_ECHO == 0,
         }
     }
 }
@@ -211,6 +220,58 @@ pub struct InterfaceSpec {
     pub tunnel_src: Option<Ipv4Addr>,
     /// Set for a VLAN device: frames leave tagged through its lower device.
     pub vlan: Option<Vlan>,
+    /// The MTU of the path beyond this interface toward the backends, when it
+    /// is smaller than the route MTU (the link's own): encapsulated packets
+    /// leaving here must fit it, so the tunnel MTU is 20 less. `None`: the
+    /// route MTU. A value above the route MTU has no effect.
+    pub path_mtu: Option<u16>,
+}
+
+/// How the balancer answers a DF packet too big for the tunnel: ICMP
+/// Fragmentation Needed, at most `per_second` a second per CPU after a burst
+/// of `burst`. With `frag_needed` off such packets are dropped unanswered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IcmpSettings {
+    pub frag_needed: bool,
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl Default for IcmpSettings {
+    fn default() -> Self {
+        IcmpSettings {
+            frag_needed: true,
+            per_second: 100,
+            burst: 50,
+        }
+    }
+}
+
+const NS_PER_SECOND: u64 = 1_000_000_000;
+
+impl IcmpSettings {
+    fn to_abi(self) -> abi::Settings {
+        let interval = NS_PER_SECOND / u64::from(self.per_second.max(1));
+        abi::Settings {
+            flags: if self.frag_needed {
+                0
+            } else {
+                abi::SETTINGS_F_NO_FRAG_NEEDED
+            },
+            pad: 0,
+            icmp_interval_ns: interval,
+            icmp_burst_ns: interval * u64::from(self.burst),
+        }
+    }
+
+    fn from_abi(raw: &abi::Settings) -> IcmpSettings {
+        let interval = raw.icmp_interval_ns.max(1);
+        IcmpSettings {
+            frag_needed: raw.flags & abi::SETTINGS_F_NO_FRAG_NEEDED == 0,
+            per_second: (NS_PER_SECOND / interval).min(u32::MAX.into()) as u32,
+            burst: (raw.icmp_burst_ns / interval).min(u32::MAX.into()) as u32,
+        }
+    }
 }
 
 /// An 802.1Q VLAN device's tag and the device its frames really leave by.
@@ -279,6 +340,10 @@ pub struct Dataplane {
     vip_stats: PerCpuArray<MapData, abi::Traffic>,
     backend_stats: PerCpuArray<MapData, abi::Traffic>,
     counters: PerCpuArray<MapData, u64>,
+    frags: HashMap<MapData, abi::FragKey, abi::FragDest>,
+    vip_addrs: HashMap<MapData, u32, abi::VipAddr>,
+    settings: Array<MapData, abi::Settings>,
+    icmp_buckets: PerCpuArray<MapData, abi::IcmpBucket>,
     free_rings: FreeRings,
     ring_size: u32,
     max_vips: u32,
@@ -288,7 +353,7 @@ pub struct Dataplane {
 }
 
 /// The maps, as named in maps.h (and as pinned).
-const MAP_NAMES: [&str; 11] = [
+const MAP_NAMES: [&str; 15] = [
     "vips",
     "backends",
     "ring",
@@ -300,6 +365,10 @@ const MAP_NAMES: [&str; 11] = [
     "vip_stats",
     "backend_stats",
     "counters",
+    "frags",
+    "vip_addrs",
+    "settings",
+    "icmp_buckets",
 ];
 
 /// The maps by name, ready to be turned into typed handles.
@@ -334,6 +403,7 @@ impl Dataplane {
         let mut ebpf = EbpfLoader::new()
             .override_global("ring_size", &options.ring_size, true)
             .map_max_entries("vips", options.max_vips)
+            .map_max_entries("vip_addrs", options.max_vips)
             .map_max_entries("vip_stats", options.max_vips)
             .map_max_entries("backends", options.max_backends)
             .map_max_entries("backend_stats", options.max_backends)
@@ -366,12 +436,14 @@ impl Dataplane {
             }
             maps.0.insert(name, map);
         }
-        Self::from_maps(
+        let mut dataplane = Self::from_maps(
             ProgramSource::Loaded(Box::new(ebpf)),
             maps,
             options.ring_size,
             options.pin_dir.clone(),
-        )
+        )?;
+        dataplane.set_icmp(&IcmpSettings::default())?;
+        Ok(dataplane)
     }
 
     /// Adopts a balancer pinned by an earlier [`Dataplane::load`] (e.g. by a
@@ -464,6 +536,10 @@ impl Dataplane {
             vip_stats: maps.typed("vip_stats")?,
             backend_stats: maps.typed("backend_stats")?,
             counters: maps.typed("counters")?,
+            frags: maps.typed("frags")?,
+            vip_addrs: maps.typed("vip_addrs")?,
+            settings: maps.typed("settings")?,
+            icmp_buckets: maps.typed("icmp_buckets")?,
             free_rings: FreeRings::new(max_vips + abi::SPARE_RINGS, in_use),
             ring_size,
             max_vips,
@@ -511,21 +587,31 @@ impl Dataplane {
 
     /// Attaches the balancer to `ifname` (native mode, else generic with a
     /// warning) and registers it as an egress interface (see
-    /// [`Dataplane::set_interface`]). Also turns on IPv4 forwarding on it: the
+    /// [`Dataplane::set_interface`]). Also turns on IPv4 forwarding on it (the
     /// balancer's FIB lookups are forwarding lookups, and the kernel must
-    /// forward what the balancer hands it.
+    /// forward what the balancer hands it) and `accept_local`: what the
+    /// balancer hands the kernel is IPIP whose source is this host's own
+    /// address, which the kernel would otherwise drop as a martian.
     pub fn attach(&mut self, ifname: &str) -> Result<AttachMode> {
         let link = tula_net::link(ifname).map_err(|source| DataplaneError::Interface {
             ifname: ifname.into(),
             source,
         })?;
         self.set_interface(ifname, &InterfaceSpec::default())?;
-        let forwarding = format!("/proc/sys/net/ipv4/conf/{ifname}/forwarding");
-        std::fs::write(&forwarding, "1").map_err(|e| DataplaneError::Link {
-            ifname: ifname.into(),
-            what: "enabling IPv4 forwarding",
-            source: Box::new(e),
-        })?;
+        for (key, what) in [
+            ("forwarding", "enabling IPv4 forwarding"),
+            (
+                "accept_local",
+                "accepting its own addresses as source (accept_local)",
+            ),
+        ] {
+            let path = format!("/proc/sys/net/ipv4/conf/{ifname}/{key}");
+            std::fs::write(&path, "1").map_err(|e| DataplaneError::Link {
+                ifname: ifname.into(),
+                what,
+                source: Box::new(e),
+            })?;
+        }
 
         let program = self.program_mut()?;
         let (id, mode) = match program.attach_to_if_index(link.index, XdpMode::Driver) {
@@ -645,7 +731,7 @@ impl Dataplane {
         };
         let iface = abi::Iface {
             tunnel_src: tunnel_src.map(abi::addr_to_raw).unwrap_or(0),
-            mtu: link.mtu.min(u16::MAX.into()) as u16,
+            path_mtu: spec.path_mtu.unwrap_or(0),
             vlan_id,
             lower_ifindex,
         };
@@ -785,6 +871,10 @@ impl Dataplane {
         if let Some(old) = old {
             self.free_rings.release(old.ring);
         }
+        let echo_before = old.map(|meta| VipSpec::from_abi(&meta).icmp_echo);
+        if echo_before != Some(spec.icmp_echo) {
+            self.sync_vip_addr(key.addr, spec.icmp_echo)?;
+        }
         Ok(())
     }
 
@@ -809,7 +899,88 @@ impl Dataplane {
         for (key, _) in self.vips()? {
             filter.insert(key.addr);
         }
-        self.write_vip_filter(&filter)
+        self.write_vip_filter(&filter)?;
+        self.sync_vip_addr(key.addr, false)
+    }
+
+    /// Brings `vip_addrs[addr]` in line with the VIPs on `addr`: echo requests
+    /// are answered while any of them has `icmp_echo`. `echo` is what the VIP
+    /// just set says; when it is on, no other VIP needs reading.
+    fn sync_vip_addr(&mut self, addr: Ipv4Addr, echo: bool) -> Result<()> {
+        let echo = echo
+            || self
+                .vips()?
+                .iter()
+                .any(|(key, spec)| key.addr == addr && spec.icmp_echo);
+        let raw = abi::addr_to_raw(addr);
+        if echo {
+            let value = abi::VipAddr {
+                flags: abi::VIP_ADDR_F_ECHO,
+            };
+            self.vip_addrs
+                .insert(raw, value, 0)
+                .map_err(map_err("vip_addrs", format!("setting address {addr}")))
+        } else {
+            ignore_missing(self.vip_addrs.remove(&raw))
+                .map_err(map_err("vip_addrs", format!("removing address {addr}")))
+        }
+    }
+
+    /// Whether echo requests to `addr` are answered in XDP.
+    pub fn answers_echo(&self, addr: Ipv4Addr) -> Result<bool> {
+        match self.vip_addrs.get(&abi::addr_to_raw(addr), 0) {
+            Ok(value) => Ok(value.flags & abi::VIP_ADDR_F_ECHO != 0),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(false),
+            Err(e) => Err(map_err("vip_addrs", format!("reading address {addr}"))(e)),
+        }
+    }
+
+    // ----- MTU and ICMP -----
+
+    /// Sets how too-big DF packets are answered (takes effect at once).
+    pub fn set_icmp(&mut self, icmp: &IcmpSettings) -> Result<()> {
+        self.settings
+            .set(0, icmp.to_abi(), 0)
+            .map_err(map_err("settings", "writing the ICMP settings"))
+    }
+
+    /// How too-big DF packets are answered now.
+    pub fn icmp(&self) -> Result<IcmpSettings> {
+        let raw = self
+            .settings
+            .get(&0, 0)
+            .map_err(map_err("settings", "reading the ICMP settings"))?;
+        Ok(IcmpSettings::from_abi(&raw))
+    }
+
+    /// The path MTU toward `backend` as the balancer sees it (what an
+    /// encapsulated packet must fit; the tunnel MTU is 20 less): the MTU of
+    /// the interface the route to it leaves by, lowered by that interface's
+    /// `path_mtu`. `None` when no route leaves by a registered interface.
+    /// (The balancer uses the route's MTU, which a route's own `mtu` may lower.)
+    pub fn path_mtu(&self, backend: Ipv4Addr) -> Result<Option<u16>> {
+        let Ok(route) = tula_net::route_get(backend) else {
+            return Ok(None);
+        };
+        let iface = match self.ifaces.get(&route.index, 0) {
+            Ok(iface) => iface,
+            Err(aya::maps::MapError::KeyNotFound) => return Ok(None),
+            Err(e) => {
+                return Err(map_err(
+                    "ifaces",
+                    format!("reading interface {}", route.dev),
+                )(e))
+            }
+        };
+        let link = tula_net::link(&route.dev).map_err(|source| DataplaneError::Interface {
+            ifname: route.dev.clone(),
+            source,
+        })?;
+        let route_mtu = link.mtu.min(u16::MAX.into()) as u16;
+        Ok(Some(match iface.path_mtu {
+            0 => route_mtu,
+            lower => lower.min(route_mtu),
+        }))
     }
 
     fn read_vip_filter(&self) -> Result<abi::VipFilter> {
@@ -970,7 +1141,7 @@ impl Dataplane {
     /// Kernel memory each map takes, as the kernel accounts it (`memlock` in
     /// the map's /proc fdinfo), in bytes.
     pub fn map_memory(&self) -> Result<Vec<(&'static str, u64)>> {
-        let fds: [(&'static str, &MapData); 11] = [
+        let fds: [(&'static str, &MapData); 15] = [
             ("vips", self.vips.map()),
             ("backends", self.backends.map()),
             ("ring", self.ring.map()),
@@ -982,6 +1153,10 @@ impl Dataplane {
             ("vip_stats", self.vip_stats.map()),
             ("backend_stats", self.backend_stats.map()),
             ("counters", self.counters.map()),
+            ("frags", self.frags.map()),
+            ("vip_addrs", self.vip_addrs.map()),
+            ("settings", self.settings.map()),
+            ("icmp_buckets", self.icmp_buckets.map()),
         ];
         fds.into_iter()
             .map(|(name, map)| {

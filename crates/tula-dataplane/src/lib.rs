@@ -22,8 +22,8 @@ mod rings;
 
 pub use counters::{Counter, Counters, Traffic};
 pub use dataplane::{
-    xdp_md, AttachMode, Backend, Conn, Dataplane, Dsr, InterfaceSpec, LoadOptions, Scheduler,
-    VipKey, VipSpec, Vlan, XdpAction, EMPTY_SLOT,
+    xdp_md, AttachMode, Backend, Conn, Dataplane, Dsr, IcmpSettings, InterfaceSpec, LoadOptions,
+    Scheduler, VipKey, VipSpec, Vlan, XdpAction, EMPTY_SLOT,
 };
 pub use error::{DataplaneError, Result};
 pub use flow::{flow_hash, ring_index, source_hash, Flow, Protocol};

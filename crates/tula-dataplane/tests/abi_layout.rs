@@ -166,7 +166,7 @@ fn rust_mirrors_match_the_object_btf() {
             "iface",
             layout!(Iface {
                 tunnel_src,
-                mtu,
+                path_mtu,
                 vlan_id,
                 lower_ifindex
             }),
@@ -181,12 +181,50 @@ fn rust_mirrors_match_the_object_btf() {
                 tx_ifindex,
                 tunnel_src,
                 vlan_id,
-                mtu,
+                path_mtu,
                 dmac,
-                smac
+                smac,
+                route_mtu,
+                pad
             }),
         ),
         ("vip_filter", layout!(VipFilter { words })),
+        (
+            "frag_key",
+            layout!(FragKey {
+                src,
+                dst,
+                id,
+                proto,
+                pad
+            }),
+        ),
+        (
+            "frag_dest",
+            layout!(FragDest {
+                backend,
+                vip,
+                vip_flags,
+                pad
+            }),
+        ),
+        ("vip_addr", layout!(VipAddr { flags })),
+        (
+            "settings",
+            layout!(Settings {
+                flags,
+                pad,
+                icmp_interval_ns,
+                icmp_burst_ns
+            }),
+        ),
+        (
+            "icmp_bucket",
+            layout!(IcmpBucket {
+                stamp_ns,
+                credit_ns
+            }),
+        ),
     ];
     for (name, mirror) in mirrors {
         let btf = btf_structs
@@ -204,7 +242,7 @@ fn the_btf_reader_sees_a_mismatch() {
     let swapped = layout!(Backend { flags, addr });
     assert_ne!(btf_structs["backend"], swapped);
     assert!(
-        btf_structs.len() >= 9,
+        btf_structs.len() >= 14,
         "found only {:?}",
         btf_structs.keys()
     );

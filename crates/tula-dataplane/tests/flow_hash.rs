@@ -35,6 +35,7 @@ fn the_balancer_picks_the_backend_rust_predicts() {
             id,
             dsr: Dsr::L3Ipip,
             scheduler,
+            icmp_echo: true,
         };
         f.dataplane
             .set_vip(&tcp_vip, &spec(1, Scheduler::Maglev), &ring)

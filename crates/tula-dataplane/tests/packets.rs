@@ -205,11 +205,11 @@ fn vlan_tag_is_kept_and_its_vid_rewritten_for_the_egress_vlan() {
         f.add_vip(vip_key(80, TCP), Dsr::L3Ipip, Scheduler::Maglev, &ring);
         // No VLAN devices on this kernel: pretend lb0 is VLAN 100 on top of itself.
         let vlan = InterfaceSpec {
-            tunnel_src: None,
             vlan: Some(Vlan {
                 id: 100,
                 lower: "lb0".into(),
             }),
+            ..InterfaceSpec::default()
         };
         f.dataplane.set_interface("lb0", &vlan).unwrap();
 
@@ -387,11 +387,11 @@ fn truncated_frames_get_a_defined_verdict_at_every_length() {
             .set_interface(
                 "lb0",
                 &InterfaceSpec {
-                    tunnel_src: None,
                     vlan: Some(Vlan {
                         id: 7,
                         lower: "lb0".into(),
                     }),
+                    ..InterfaceSpec::default()
                 },
             )
             .unwrap();
@@ -436,6 +436,7 @@ fn an_all_ports_vip_catches_what_no_exact_vip_does() {
                     id: 1,
                     dsr: Dsr::L3Ipip,
                     scheduler: Scheduler::Maglev,
+                    icmp_echo: true,
                 },
                 &ring3,
             )
@@ -447,6 +448,7 @@ fn an_all_ports_vip_catches_what_no_exact_vip_does() {
                     id: 2,
                     dsr: Dsr::L3Ipip,
                     scheduler: Scheduler::Maglev,
+                    icmp_echo: true,
                 },
                 &ring5,
             )
@@ -470,37 +472,6 @@ fn an_all_ports_vip_catches_what_no_exact_vip_does() {
         }
         assert_eq!(f.dataplane.vip_traffic(1).unwrap().packets, 3);
         assert_eq!(f.dataplane.vip_traffic(2).unwrap().packets, 1);
-    });
-}
-
-#[test]
-fn fragments_pass_to_the_kernel() {
-    in_lab("frag", |f| {
-        f.add_backend(3, routed_backend(3));
-        let ring = f.ring_of(3);
-        f.add_vip(vip_key(0, UDP), Dsr::L3Ipip, Scheduler::Maglev, &ring);
-        for (more, offset) in [(true, 0u16), (false, 185)] {
-            let mut ip = Ipv4Header::new(
-                0,
-                64,
-                etherparse::IpNumber::UDP,
-                CLIENT.octets(),
-                VIP.octets(),
-            )
-            .unwrap();
-            ip.more_fragments = more;
-            ip.fragment_offset = offset.try_into().unwrap();
-            let mut frame = Vec::new();
-            PacketBuilder::ethernet2(CLIENT_MAC, f.lb_mac)
-                .ip(IpHeaders::Ipv4(ip, Default::default()))
-                .udp(1, 2)
-                .write_to_vec(&mut frame, b"part")
-                .unwrap();
-            let (action, out, delta) = run(f, &frame);
-            assert_eq!(action, XdpAction::Pass);
-            assert_eq!(out, frame);
-            assert_counted(&delta, &[(Counter::Pass, 1), (Counter::Fragment, 1)]);
-        }
     });
 }
 
@@ -616,36 +587,6 @@ fn drops_are_counted_by_reason() {
                 (Counter::NoIface, 1),
             ],
         );
-
-        // Too big for the route once encapsulated (DF or not, XDP cannot fragment).
-        f.dataplane
-            .set_interface("lb0", &InterfaceSpec::default())
-            .unwrap();
-        let mut big = Vec::new();
-        PacketBuilder::ethernet2(CLIENT_MAC, f.lb_mac)
-            .ipv4(CLIENT.octets(), VIP.octets(), 64)
-            .tcp(40004, 80, 1, 1000)
-            .write_to_vec(&mut big, &[0u8; 1500 - 40])
-            .unwrap();
-        let (action, _, delta) = run(f, &big);
-        assert_eq!(action, XdpAction::Drop);
-        assert_counted(
-            &delta,
-            &[
-                (Counter::Drop, 1),
-                (Counter::LruMiss, 1),
-                (Counter::FragNeeded, 1),
-            ],
-        );
-        // 20 bytes less fits.
-        big.truncate(big.len() - 20);
-        let total = (big.len() - 14) as u16;
-        big[16..18].copy_from_slice(&total.to_be_bytes());
-        big[24..26].copy_from_slice(&[0, 0]);
-        let checksum = rfc1071(&big[14..34]);
-        big[24..26].copy_from_slice(&checksum.to_be_bytes());
-        let (action, _, _) = run(f, &big);
-        assert_eq!(action, XdpAction::Tx);
     });
 }
 

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use support::*;
 use tula_dataplane::{
-    AttachMode, Backend, Dataplane, DataplaneError, Dsr, LoadOptions, Protocol, Scheduler, VipSpec,
-    XdpAction,
+    AttachMode, Backend, Dataplane, DataplaneError, Dsr, IcmpSettings, LoadOptions, Protocol,
+    Scheduler, VipSpec, XdpAction,
 };
 use tula_net::Netns;
 
@@ -37,6 +37,13 @@ fn a_pinned_balancer_is_adopted_and_torn_down() {
         };
         let mut first = Dataplane::load(&options).unwrap();
         assert_eq!(first.attach("lb0").unwrap(), AttachMode::Native);
+        for key in ["forwarding", "accept_local"] {
+            let value = tula_net::sysctl::read(&format!("net.ipv4.conf.lb0.{key}")).unwrap();
+            assert_eq!(
+                value, "1",
+                "{key}: the kernel must forward what the balancer passes it"
+            );
+        }
         first
             .set_backend(
                 3,
@@ -51,10 +58,17 @@ fn a_pinned_balancer_is_adopted_and_torn_down() {
             id: 1,
             dsr: Dsr::L3Ipip,
             scheduler: Scheduler::Maglev,
+            icmp_echo: false,
         };
         first
             .set_vip(&vip_key(80, Protocol::Tcp), &spec, &ring)
             .unwrap();
+        let icmp = IcmpSettings {
+            frag_needed: false,
+            per_second: 10,
+            burst: 3,
+        };
+        first.set_icmp(&icmp).unwrap();
         drop(first);
 
         // A second load into the same directory is refused.
@@ -70,6 +84,7 @@ fn a_pinned_balancer_is_adopted_and_torn_down() {
             adopted.vips().unwrap(),
             vec![(vip_key(80, Protocol::Tcp), spec)]
         );
+        assert_eq!(adopted.icmp().unwrap(), icmp);
         let lb0 = tula_net::link("lb0").unwrap();
         let frame = tcp_frame(lb0.mac, client(1000), vip(80));
         let (action, out) = adopted.test_run(&frame, Some(lb0.index)).unwrap();

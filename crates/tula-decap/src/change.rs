@@ -1,6 +1,7 @@
 //! One change to the host: how to describe it, make it, and undo it.
 //! A setup is a list of these; the state file records the ones made.
 
+use crate::mss_clamp;
 use crate::program::{self, DecapProgram, PinnedDecap};
 use crate::DecapError;
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,9 @@ pub enum Change {
     WriteFile { path: PathBuf, contents: String, mode: u32, previous: Option<String> },
     /// `ln -s TARGET PATH` (how `systemctl enable` enables a unit).
     Symlink { path: PathBuf, target: PathBuf },
+    /// Load tula's nftables table (`table ip tula_dsr`, replacing an earlier
+    /// one) clamping the MSS of SYN and SYN-ACK sent from `vips` to `mss`.
+    ClampMss { vips: Vec<Ipv4Addr>, mss: u16 },
 }
 
 impl Change {
@@ -53,6 +57,7 @@ impl Change {
             (AttachDecap { pin_dir: a, .. }, AttachDecap { pin_dir: b, .. }) => a == b,
             (WriteFile { path: a, .. }, WriteFile { path: b, .. }) => a == b,
             (Symlink { path: a, .. }, Symlink { path: b, .. }) => a == b,
+            (ClampMss { .. }, ClampMss { .. }) => true, // one table
             _ => false,
         }
     }
@@ -112,6 +117,7 @@ impl Change {
                 std::os::unix::fs::symlink(target, path)
                     .map_err(|e| DecapError::io(format!("linking {} -> {}", path.display(), target.display()), e))?;
             }
+            Change::ClampMss { vips, mss } => mss_clamp::install(vips, *mss)?,
         }
         Ok(Some(self.clone()))
     }
@@ -163,6 +169,10 @@ impl Change {
                 remove_file(path)?;
                 format!("removed {}", path.display())
             }
+            Change::ClampMss { .. } => match mss_clamp::remove()? {
+                true => format!("deleted nftables table ip {}", mss_clamp::TABLE),
+                false => format!("nftables table ip {} is already gone", mss_clamp::TABLE),
+            },
         })
     }
 }
@@ -213,6 +223,19 @@ impl fmt::Display for Change {
             Change::Symlink { path, target } => {
                 let unit = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 write!(f, "enable {unit}: link {} -> {}  [systemctl enable {unit}]", path.display(), target.display())
+            }
+            Change::ClampMss { vips, mss } => {
+                writeln!(
+                    f,
+                    "clamp the TCP MSS of SYN and SYN-ACK sent from {} to {mss}: nftables table ip {} \
+                     (replacing an earlier one; no other table is touched)  [nft -f -]:",
+                    list(vips),
+                    mss_clamp::TABLE
+                )?;
+                for line in mss_clamp::ruleset(vips, *mss).lines() {
+                    writeln!(f, "    | {line}")?;
+                }
+                Ok(())
             }
         }
     }

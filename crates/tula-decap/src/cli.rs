@@ -2,7 +2,7 @@
 //! binary embeds [`DecapArgs`] and calls [`run`].
 
 use crate::persist::Persist;
-use crate::plan::{self, Method, SetupOptions};
+use crate::plan::{self, Method, MssClamp, SetupOptions};
 use crate::verify::{CheckStatus, VerifyOptions};
 use crate::DecapError;
 use std::net::Ipv4Addr;
@@ -26,9 +26,6 @@ pub enum DecapCommand {
     Teardown(TeardownArgs),
 }
 
-// TODO(issue 7): `--mss-clamp`: an nftables rule in tula's own table clamping
-// the MSS of SYN and SYN-ACK sent from a VIP to the tunnel MTU - 40, checked
-// by verify and removed by teardown (a new `Change` variant with its undo).
 #[derive(Debug, clap::Args)]
 pub struct SetupArgs {
     /// A VIP this backend serves (repeat for more).
@@ -52,6 +49,10 @@ pub struct SetupArgs {
     /// Prefix for every file read or written (persistence, state).
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
+    /// Clamp the TCP MSS of SYN and SYN-ACK sent from the VIPs (nftables table
+    /// ip tula_dsr) to MSS [default: the tunnel MTU (uplink MTU - 20) - 40].
+    #[arg(long, value_name = "MSS", num_args = 0..=1, require_equals = true)]
+    pub mss_clamp: Option<Option<u16>>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -94,6 +95,7 @@ fn setup(args: SetupArgs) -> Result<ExitCode, DecapError> {
     opts.interface = args.interface;
     opts.persist = args.persist;
     opts.root = args.root;
+    opts.mss_clamp = args.mss_clamp.map(|mss| mss.map_or(MssClamp::Auto, MssClamp::To));
     let plan = plan::plan_setup(&opts)?;
     if args.dry_run {
         if args.json {
@@ -125,6 +127,9 @@ pub fn render_plan(plan: &crate::Plan, dry_run: bool) -> String {
         Method::Xdp => "xdp (tula's decapsulation program)",
     };
     let mut out = format!("backend setup, method {method}, uplink {}\n", plan.interface);
+    if let Some(mss) = plan.mss_clamp {
+        out.push_str(&format!("TCP MSS of SYN and SYN-ACK from the VIPs clamped to {mss}\n"));
+    }
     if plan.changes.is_empty() {
         out.push_str("nothing to change: this host is already set up as asked\n");
     } else {
@@ -238,7 +243,21 @@ mod tests {
     fn setup_defaults_to_the_kernel_method_and_needs_a_vip() {
         let DecapCommand::Setup(setup) = parse(&["setup", "--vip", "203.0.113.10"]) else { panic!("not setup") };
         assert_eq!((setup.method, setup.persist, setup.root), (Method::Kernel, Persist::Auto, PathBuf::from("/")));
+        assert_eq!(setup.mss_clamp, None, "no clamp unless asked");
         assert!(Tula::try_parse_from(["tula", "decap", "setup"]).is_err(), "--vip is required");
         assert!(Tula::try_parse_from(["tula", "decap", "setup", "--vip", "2001:db8::1"]).is_err(), "IPv4 only");
+    }
+
+    #[test]
+    fn mss_clamp_takes_an_optional_value() {
+        let mss = |args: &[&str]| match parse(args) {
+            DecapCommand::Setup(setup) => setup.mss_clamp,
+            _ => panic!("not setup"),
+        };
+        assert_eq!(mss(&["setup", "--vip", "203.0.113.10", "--mss-clamp"]), Some(None));
+        assert_eq!(mss(&["setup", "--vip", "203.0.113.10", "--mss-clamp=1400"]), Some(Some(1400)));
+        // Without '=' the next word is not taken as the MSS.
+        assert_eq!(mss(&["setup", "--mss-clamp", "--vip", "203.0.113.10"]), Some(None));
+        assert!(Tula::try_parse_from(["tula", "decap", "setup", "--vip", "203.0.113.10", "--mss-clamp=big"]).is_err());
     }
 }

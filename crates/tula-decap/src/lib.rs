@@ -15,10 +15,14 @@
 //! idempotency (a second plan is empty) and teardown (the applied changes are
 //! recorded in a state file and undone in reverse).
 //!
+//! With `--mss-clamp`, setup also clamps the TCP MSS of the VIPs' SYN-ACKs
+//! to what fits the tunnel (see [`mss_clamp`]).
+//!
 //! Everything acts on the network namespace of the calling thread.
 
 pub mod cli;
 mod change;
+pub mod mss_clamp;
 mod persist;
 mod plan;
 pub mod program;
@@ -27,7 +31,10 @@ mod verify;
 
 pub use change::Change;
 pub use persist::Persist;
-pub use plan::{apply, default_uplink, plan_setup, setup, sysctls, teardown, Method, Plan, SetupOptions, SetupReport, TeardownReport};
+pub use plan::{
+    apply, default_uplink, plan_setup, setup, sysctls, teardown, Method, MssClamp, Plan, SetupOptions, SetupReport,
+    TeardownReport,
+};
 pub use state::State;
 pub use tula_net::ipip_tunnel_request;
 pub use verify::{verify, Check, CheckStatus, VerifyOptions};
@@ -77,6 +84,8 @@ pub enum DecapError {
          (setup was not run on this host, or with another --root)"
     )]
     NoState { path: PathBuf },
+    #[error("--mss-clamp={mss} is below {min}, the smallest MSS every TCP accepts; give a larger one or none")]
+    MssTooSmall { mss: u16, min: u16 },
 }
 
 impl DecapError {

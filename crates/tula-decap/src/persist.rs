@@ -1,7 +1,7 @@
 //! The files that make a backend's setup survive a reboot, with their exact
 //! contents: the sysctl file, the tunnel in the host's network manager
-//! (systemd-networkd or netplan), the module to load at boot, and the boot
-//! unit that re-attaches the XDP program.
+//! (systemd-networkd or netplan), the module to load at boot, the boot unit
+//! that re-attaches the XDP program, and the MSS clamp's nftables file and unit.
 
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
@@ -54,6 +54,10 @@ pub const NETWORK_FILE: &str = "etc/systemd/network/90-tula-tunl0.network";
 pub const NETPLAN_FILE: &str = "etc/netplan/90-tula-dsr.yaml";
 pub const UNIT_FILE: &str = "etc/systemd/system/tula-decap.service";
 pub const UNIT_WANTS_LINK: &str = "etc/systemd/system/multi-user.target.wants/tula-decap.service";
+/// The MSS clamp's table, for the kernel method (the XDP method's unit re-runs setup).
+pub const NFT_FILE: &str = "etc/tula/dsr-mss-clamp.nft";
+pub const MSS_UNIT_FILE: &str = "etc/systemd/system/tula-mss-clamp.service";
+pub const MSS_UNIT_WANTS_LINK: &str = "etc/systemd/system/multi-user.target.wants/tula-mss-clamp.service";
 
 /// `root` + a path relative to `/`.
 pub fn under(root: &Path, relative: &str) -> PathBuf {
@@ -138,8 +142,11 @@ pub fn netplan_yaml(local: Ipv4Addr, vips: &[Ipv4Addr]) -> String {
 
 /// The boot unit of the XDP method: bpffs pins and addresses on `lo` do not
 /// survive a reboot, so it runs the same setup again once the network is up.
-pub fn systemd_unit(tula_binary: &Path, interface: &str, vips: &[Ipv4Addr]) -> String {
-    let vip_args: String = vips.iter().map(|v| format!(" --vip {v}")).collect();
+pub fn systemd_unit(tula_binary: &Path, interface: &str, vips: &[Ipv4Addr], mss_clamp: Option<u16>) -> String {
+    let mut vip_args: String = vips.iter().map(|v| format!(" --vip {v}")).collect();
+    if let Some(mss) = mss_clamp {
+        vip_args.push_str(&format!(" --mss-clamp={mss}"));
+    }
     format!(
         "# Written by `tula decap setup --method xdp`; `tula decap teardown` removes it.\n\
          [Unit]\n\
@@ -155,6 +162,41 @@ pub fn systemd_unit(tula_binary: &Path, interface: &str, vips: &[Ipv4Addr]) -> S
          [Install]\n\
          WantedBy=multi-user.target\n",
         tula_binary.display()
+    )
+}
+
+/// The MSS clamp's table as a file for `nft -f`: replaces the table it names, nothing else.
+pub fn nft_file(vips: &[Ipv4Addr], mss: u16) -> String {
+    format!(
+        "#!/usr/sbin/nft -f\n\
+         # Written by `tula decap setup --mss-clamp`; `tula decap teardown` removes it.\n\
+         # Clamps the TCP MSS of SYN and SYN-ACK sent from the VIPs to what fits the IPIP tunnel.\n\
+         table ip {table}\n\
+         delete table ip {table}\n\
+         {}",
+        crate::mss_clamp::ruleset(vips, mss),
+        table = crate::mss_clamp::TABLE
+    )
+}
+
+/// Loads the MSS clamp's table at boot (kernel method).
+pub fn mss_clamp_unit() -> String {
+    format!(
+        "# Written by `tula decap setup --mss-clamp`; `tula decap teardown` removes it.\n\
+         [Unit]\n\
+         Description=tula: clamp the TCP MSS of SYN-ACKs from the VIPs (nftables table ip {table})\n\
+         Before=network-pre.target\n\
+         Wants=network-pre.target\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         RemainAfterExit=yes\n\
+         ExecStart=/usr/sbin/nft -f /{NFT_FILE}\n\
+         ExecStop=/usr/sbin/nft delete table ip {table}\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        table = crate::mss_clamp::TABLE
     )
 }
 

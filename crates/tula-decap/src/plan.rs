@@ -2,6 +2,7 @@
 //! the wanted state, then apply them (recording each in the state file) or
 //! just print them. Teardown undoes the recorded changes in reverse.
 
+use crate::mss_clamp;
 use crate::persist::{self, Persist};
 use crate::program::{self, PinnedDecap};
 use crate::state::State;
@@ -36,6 +37,17 @@ pub struct SetupOptions {
     pub root: PathBuf,
     /// The `tula` binary the XDP boot unit runs.
     pub tula_binary: PathBuf,
+    /// Clamp the TCP MSS of SYN and SYN-ACK sent from the VIPs. `None`: keep
+    /// what an earlier setup chose (no clamp if none did).
+    pub mss_clamp: Option<MssClamp>,
+}
+
+/// The MSS `--mss-clamp` clamps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MssClamp {
+    /// What fits a tunnel over the uplink: its MTU - 20 (IPIP) - 40 (IPv4, TCP).
+    Auto,
+    To(u16),
 }
 
 impl SetupOptions {
@@ -47,6 +59,7 @@ impl SetupOptions {
             persist: Persist::Auto,
             root: PathBuf::from("/"),
             tula_binary: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/bin/tula")),
+            mss_clamp: None,
         }
     }
 }
@@ -59,6 +72,8 @@ pub struct Plan {
     pub persist: Persist,
     /// VIPs of this and every earlier setup on the host.
     pub vips: Vec<Ipv4Addr>,
+    /// The MSS SYN and SYN-ACK from the VIPs are clamped to, if they are.
+    pub mss_clamp: Option<u16>,
     pub changes: Vec<Change>,
     pub notes: Vec<String>,
 }
@@ -136,11 +151,25 @@ pub fn plan_setup(opts: &SetupOptions) -> Result<Plan, DecapError> {
         }
     }
 
+    let mss_clamp = match opts.mss_clamp {
+        Some(MssClamp::To(mss)) if mss < mss_clamp::MIN_MSS => {
+            return Err(DecapError::MssTooSmall { mss, min: mss_clamp::MIN_MSS })
+        }
+        Some(MssClamp::To(mss)) => Some(mss),
+        Some(MssClamp::Auto) => Some(mss_clamp::default_mss(tula_net::link(&interface)?.mtu)),
+        None => state.mss_clamp,
+    };
     let persist = opts.persist.resolve(&opts.root);
-    let mut plan = Plan { method: opts.method, interface, persist, vips, changes: Vec::new(), notes: Vec::new() };
+    let mut plan =
+        Plan { method: opts.method, interface, persist, vips, mss_clamp, changes: Vec::new(), notes: Vec::new() };
     match opts.method {
         Method::Kernel => plan_kernel(&mut plan, &addresses, local[0])?,
         Method::Xdp => plan_xdp(&mut plan, &addresses, &local)?,
+    }
+    if let Some(mss) = plan.mss_clamp {
+        if !mss_clamp::read()?.is_some_and(|installed| installed.clamps(&plan.vips, mss)) {
+            plan.changes.push(Change::ClampMss { vips: plan.vips.clone(), mss });
+        }
     }
     if persist != Persist::None {
         plan_files(&mut plan, opts, local[0])?;
@@ -224,6 +253,8 @@ fn plan_vip_addresses(plan: &mut Plan, addresses: &[tula_net::Address]) {
 fn plan_files(plan: &mut Plan, opts: &SetupOptions, local: Ipv4Addr) -> Result<(), DecapError> {
     let root = &opts.root;
     let mut files = vec![(persist::SYSCTL_FILE, persist::sysctl_file(&sysctls(plan.method, &plan.interface)), 0o644)];
+    // (link, unit file): units to enable.
+    let mut units = Vec::new();
     match (plan.method, plan.persist) {
         (Method::Kernel, persist) => {
             files.push((persist::MODULES_FILE, persist::modules_file(), 0o644));
@@ -234,10 +265,17 @@ fn plan_files(plan: &mut Plan, opts: &SetupOptions, local: Ipv4Addr) -> Result<(
                 files.push((persist::NETDEV_FILE, persist::networkd_netdev(local), 0o644));
                 files.push((persist::NETWORK_FILE, persist::networkd_network(&plan.vips), 0o644));
             }
+            // The XDP method's boot unit runs setup again; here the table needs its own.
+            if let Some(mss) = plan.mss_clamp {
+                files.push((persist::NFT_FILE, persist::nft_file(&plan.vips, mss), 0o644));
+                files.push((persist::MSS_UNIT_FILE, persist::mss_clamp_unit(), 0o644));
+                units.push((persist::MSS_UNIT_WANTS_LINK, persist::MSS_UNIT_FILE));
+            }
         }
         (Method::Xdp, _) => {
-            let unit = persist::systemd_unit(&opts.tula_binary, &plan.interface, &plan.vips);
+            let unit = persist::systemd_unit(&opts.tula_binary, &plan.interface, &plan.vips, plan.mss_clamp);
             files.push((persist::UNIT_FILE, unit, 0o644));
+            units.push((persist::UNIT_WANTS_LINK, persist::UNIT_FILE));
         }
     }
     for (relative, contents, mode) in files {
@@ -251,13 +289,14 @@ fn plan_files(plan: &mut Plan, opts: &SetupOptions, local: Ipv4Addr) -> Result<(
             plan.changes.push(Change::WriteFile { path, contents, mode, previous });
         }
     }
-    if plan.method == Method::Xdp {
-        let path = persist::under(root, persist::UNIT_WANTS_LINK);
-        let target = Path::new("/").join(persist::UNIT_FILE);
+    for (link, unit) in units {
+        let path = persist::under(root, link);
+        let target = Path::new("/").join(unit);
         if std::fs::read_link(&path).ok().as_deref() != Some(target.as_path()) {
             if path.symlink_metadata().is_ok() {
+                let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 return Err(DecapError::io(
-                    format!("enabling tula-decap.service: {} exists and is not tula's link; remove it", path.display()),
+                    format!("enabling {name}: {} exists and is not tula's link; remove it", path.display()),
                     std::io::ErrorKind::AlreadyExists.into(),
                 ));
             }
@@ -276,6 +315,7 @@ pub fn apply(plan: &Plan, root: &Path) -> Result<SetupReport, DecapError> {
     state.interface = Some(plan.interface.clone());
     state.persist = Some(plan.persist);
     state.vips = plan.vips.clone();
+    state.mss_clamp = plan.mss_clamp;
     let mut report = SetupReport { plan: plan.clone(), applied: Vec::new(), notes: Vec::new() };
     for change in &plan.changes {
         match change.apply() {

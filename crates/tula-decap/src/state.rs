@@ -17,6 +17,9 @@ pub struct State {
     pub persist: Option<Persist>,
     /// Every VIP any setup asked for.
     pub vips: Vec<Ipv4Addr>,
+    /// The MSS of `--mss-clamp`, once a setup asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mss_clamp: Option<u16>,
     /// Changes made, oldest first; one per object (see [`Change::same_object`]).
     pub changes: Vec<Change>,
 }

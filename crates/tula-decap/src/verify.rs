@@ -1,6 +1,7 @@
 //! `tula decap verify`: the product description's verification list as
 //! checks, each PASS or FAIL with the fix. It reads the host only.
 
+use crate::mss_clamp;
 use crate::persist::{self, Persist};
 use crate::plan::{self, Method, TUNNEL};
 use crate::program::{self, PinnedDecap};
@@ -98,7 +99,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<Vec<Check>, DecapError> {
             Method::Xdp => "xdp",
         },
         vips.iter().map(|v| format!(" --vip {v}")).collect::<String>()
-    );
+    ) + &state.mss_clamp.map(|mss| format!(" --mss-clamp={mss}")).unwrap_or_default();
     let addresses = tula_net::addresses()?;
     let local = plan::tunnel_addresses(&addresses, &interface, &vips);
 
@@ -127,6 +128,9 @@ pub fn verify(opts: &VerifyOptions) -> Result<Vec<Check>, DecapError> {
         checks.push(check_sysctl(&key, &want, persist, &sysctl_file, persisted.as_deref()));
     }
     checks.push(check_boot_persistence(method, persist, &opts.root, &vips, &setup_hint));
+    if let Some(mss) = state.mss_clamp {
+        checks.push(check_mss_clamp(mss, &vips, method, persist, &opts.root, &setup_hint)?);
+    }
     checks.push(check_traffic(method, pinned.as_ref(), &local)?);
     Ok(checks)
 }
@@ -273,6 +277,65 @@ fn check_boot_persistence(method: Method, persist: Persist, root: &Path, vips: &
         return Check::fail(name, format!("{} does not name VIP {}", vip_file.display(), absent.join(", ")), setup_hint);
     }
     Check::pass(name, paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))
+}
+
+/// `--mss-clamp`: tula's nftables table clamps every VIP's SYN and SYN-ACK to
+/// `mss`, and (unless not persisted) comes back after a reboot.
+fn check_mss_clamp(
+    mss: u16,
+    vips: &[Ipv4Addr],
+    method: Method,
+    persist: Persist,
+    root: &Path,
+    setup_hint: &str,
+) -> Result<Check, DecapError> {
+    let table = format!("nftables table ip {}", mss_clamp::TABLE);
+    let name = format!("TCP MSS of SYN and SYN-ACK from the VIPs clamped to {mss}");
+    let installed = match mss_clamp::read()? {
+        None => return Ok(Check::fail(name, format!("{table} does not exist"), setup_hint)),
+        Some(installed) => installed,
+    };
+    if !installed.clamps(vips, mss) {
+        let missing: Vec<String> = vips.iter().filter(|v| !installed.vips.contains(v)).map(|v| v.to_string()).collect();
+        let mut problems = Vec::new();
+        if !installed.output_hook {
+            problems.push("its chain does not hook output".to_string());
+        }
+        if !installed.syn_only {
+            problems.push("no rule matches SYN and SYN-ACK".to_string());
+        }
+        match installed.mss {
+            Some(set) if set != mss => problems.push(format!("it sets MSS {set}")),
+            None => problems.push("no rule sets the MSS".to_string()),
+            _ => {}
+        }
+        if !missing.is_empty() {
+            problems.push(format!("it does not match VIP {}", missing.join(", ")));
+        }
+        return Ok(Check::fail(name, format!("{table}: {}", problems.join("; ")), setup_hint));
+    }
+    let kept = match (persist, method) {
+        (Persist::None, _) => None,
+        (_, Method::Xdp) => {
+            let unit = std::fs::read_to_string(persist::under(root, persist::UNIT_FILE)).unwrap_or_default();
+            Some((persist::UNIT_FILE, unit.contains(&format!("--mss-clamp={mss}"))))
+        }
+        (_, Method::Kernel) => {
+            let file = std::fs::read_to_string(persist::under(root, persist::NFT_FILE)).unwrap_or_default();
+            let enabled = persist::under(root, persist::MSS_UNIT_WANTS_LINK).symlink_metadata().is_ok();
+            let clamps = file.contains(&format!("maxseg size set {mss} ")) && vips.iter().all(|v| file.contains(&v.to_string()));
+            Some((persist::NFT_FILE, enabled && clamps))
+        }
+    };
+    Ok(match kept {
+        Some((file, false)) => Check::fail(
+            name,
+            format!("{table} clamps now, but /{file} does not bring it back after a reboot"),
+            setup_hint,
+        ),
+        Some((file, true)) => Check::pass(name, format!("{table}, persisted in /{file}")),
+        None => Check::pass(name, format!("{table}, not persisted (--persist none)")),
+    })
 }
 
 fn check_traffic(method: Method, pinned: Option<&PinnedDecap>, local: &[Ipv4Addr]) -> Result<Check, DecapError> {

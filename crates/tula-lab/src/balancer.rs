@@ -1,9 +1,9 @@
 //! The lab's load balancer: the real daemon (`tula serve`) in the lb
-//! namespace, with a config that puts an L3 DSR VIP and an L2 DSR VIP over the
-//! lab's backends; and the small XDP programs the router's ends of the
+//! namespace, with a config that puts an L3 DSR VIP (TCP, and UDP on the same
+//! address) and an L2 DSR VIP over the lab's backends; and the small XDP programs the router's ends of the
 //! balancer's links need.
 
-use crate::topology::{Topology, VIP_L2, VIP_L3, VIP_PORT};
+use crate::topology::{Topology, VIP_L2, VIP_L3, VIP_PORT, VIP_UDP_PORT};
 use crate::LabError;
 use std::path::PathBuf;
 
@@ -22,7 +22,7 @@ fn peers_pin_dir(topology: &Topology) -> PathBuf {
     PathBuf::from(format!("/sys/fs/bpf/tula-lab-{}-peers", topology.prefix))
 }
 
-/// The daemon's config: both VIPs over the `active` backends (numbers from 1).
+/// The daemon's config: the VIPs over the `active` backends (numbers from 1).
 pub fn config_toml(topology: &Topology, active: &[u8]) -> String {
     let backends = |addr: fn(u8) -> std::net::Ipv4Addr| {
         active.iter().map(|&i| format!("  {{ address = \"{}\" }},\n", addr(i))).collect::<String>()
@@ -44,6 +44,18 @@ name = "web"
 address = "{VIP_L3}"
 port = {VIP_PORT}
 protocol = "tcp"
+mode = "dsr"
+dsr_type = "l3-ipip"
+scheduler = "maglev"
+health_check = {{ type = "none" }}
+backends = [
+{l3}]
+
+[[vip]]
+name = "udp"
+address = "{VIP_L3}"
+port = {VIP_UDP_PORT}
+protocol = "udp"
 mode = "dsr"
 dsr_type = "l3-ipip"
 scheduler = "maglev"

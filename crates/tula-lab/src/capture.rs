@@ -54,6 +54,28 @@ impl Capture {
     /// Reads every frame queued so far and counts the incoming ones.
     pub fn drain(&mut self) -> FrameCounts {
         let mut counts = FrameCounts::default();
+        for frame in self.drain_frames() {
+            counts.frames += 1;
+            if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
+                continue;
+            }
+            counts.ipv4 += 1;
+            let src = Ipv4Addr::new(frame[26], frame[27], frame[28], frame[29]);
+            if frame[23] == 4 {
+                counts.ipip += 1;
+                let dst = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
+                *counts.ipip_pairs.entry((src, dst)).or_default() += 1;
+            } else {
+                *counts.from.entry(src).or_default() += 1;
+            }
+        }
+        counts
+    }
+
+    /// Reads every frame queued so far and returns the incoming ones, each
+    /// cut to its first 128 bytes (the headers).
+    pub fn drain_frames(&mut self) -> Vec<Vec<u8>> {
+        let mut frames = Vec::new();
         let mut buf = [0u8; 128];
         loop {
             // SAFETY: recvfrom into a local buffer and sockaddr_ll.
@@ -71,25 +93,12 @@ impl Capture {
                 (n, from.sll_pkttype)
             };
             if n < 0 {
-                return counts;
+                return frames;
             }
-            if pkttype == libc::PACKET_OUTGOING as u8 {
+            if pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
-            counts.frames += 1;
-            let frame = &buf[..(n as usize).min(buf.len())];
-            if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
-                continue;
-            }
-            counts.ipv4 += 1;
-            let src = Ipv4Addr::new(frame[26], frame[27], frame[28], frame[29]);
-            if frame[23] == 4 {
-                counts.ipip += 1;
-                let dst = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
-                *counts.ipip_pairs.entry((src, dst)).or_default() += 1;
-            } else {
-                *counts.from.entry(src).or_default() += 1;
-            }
+            frames.push(buf[..(n as usize).min(buf.len())].to_vec());
         }
     }
 

@@ -19,6 +19,8 @@ pub const VIP_L3: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 /// The Layer 2 VIP, served over the shared segment.
 pub const VIP_L2: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 20);
 pub const VIP_PORT: u16 = 80;
+/// The UDP VIP: the Layer 3 VIP's address, this port.
+pub const VIP_UDP_PORT: u16 = 5353;
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 pub const LB_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
 pub const LB_L2_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 20, 2);

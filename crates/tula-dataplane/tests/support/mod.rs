@@ -103,6 +103,7 @@ impl Fixture {
                     id: 1,
                     dsr,
                     scheduler,
+                    icmp_echo: true,
                 },
                 ring,
             )

@@ -25,6 +25,11 @@ pub struct VipStatus {
     pub scheduler: String,
     pub packets: u64,
     pub bytes: u64,
+    /// The largest client packet the tunnel carries to the backends, and the TCP MSS that fits.
+    #[serde(default)]
+    pub tunnel_mtu: Option<u16>,
+    #[serde(default)]
+    pub mss: Option<u16>,
     pub backends: Vec<BackendStatus>,
 }
 
@@ -51,8 +56,9 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Per VIP a line, per backend an indented `->` line with its state, health,
-/// weight, active flows, packets and bytes.
+/// Per VIP a line (with the tunnel MTU toward its backends and the MSS that
+/// fits), per backend an indented `->` line with its state, health, weight,
+/// active flows, packets and bytes.
 pub fn status_table(status: &[VipStatus]) -> String {
     let text = |s: &str| s.to_string();
     let mut rows = vec![
@@ -62,7 +68,7 @@ pub fn status_table(status: &[VipStatus]) -> String {
             "Scheduler",
             "DSR",
             "Name",
-            "",
+            "TunnelMTU/MSS",
             "Packets",
             "Bytes",
         ]
@@ -86,7 +92,10 @@ pub fn status_table(status: &[VipStatus]) -> String {
             vip.scheduler.clone(),
             vip.dsr_type.clone(),
             vip.name.clone(),
-            String::new(),
+            match (vip.tunnel_mtu, vip.mss) {
+                (Some(mtu), Some(mss)) => format!("{mtu}/{mss}"),
+                _ => "-".to_string(),
+            },
             vip.packets.to_string(),
             vip.bytes.to_string(),
         ]);
