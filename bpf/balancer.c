@@ -3,7 +3,8 @@
  *
  * For a TCP or UDP packet to a VIP ({address, port, protocol}, or the VIP's
  * port-0 "all ports" entry) it picks a backend -- the flow's entry in the
- * connection table, or else the VIP's Maglev ring indexed by the flow hash --
+ * connection table, or else (and always for a TCP SYN) the VIP's ring,
+ * indexed by the flow hash (Maglev) or by a per-CPU round-robin cursor --
  * and sends the packet to it:
  *   L3 DSR (default): prepend an outer IPv4 header (IPIP) to the backend;
  *   L2 DSR (VIP_F_L2_DSR): rewrite the Ethernet addresses only.
@@ -102,20 +103,36 @@ static __always_inline __u32 flow_hash(const struct flow *f)
 	return mix64(mix64(rest ^ FLOW_HASH_SEED) ^ addrs) >> 32;
 }
 
-/* The slot of the VIP's Maglev ring that `flow` hashes to: a backend id, or EMPTY_SLOT. */
-static __always_inline __u32 ring_backend(const struct vip_meta *vip, const struct flow *flow)
+/* The backend a new flow of `vip` goes to: the VIP's ring at the slot the
+ * flow hash picks, or, with `round_robin`, at this CPU's cursor, which then
+ * moves on by one (the round-robin ring, laid out by user space, interleaves
+ * the backends in proportion to their weights). A backend id, or EMPTY_SLOT. */
+static __always_inline __u32 new_flow_backend(const struct vip_meta *vip, const struct flow *flow, int round_robin)
 {
-	__u32 hash;
+	__u32 index;
 
-	if (vip->flags & VIP_F_SOURCE_HASH) {
-		struct flow client = { .src = flow->src };
+	if (round_robin) {
+		__u32 vip_id = vip->id;
+		__u32 *cursor = bpf_map_lookup_elem(&rr_cursors, &vip_id);
 
-		hash = flow_hash(&client);
+		if (!cursor)
+			return EMPTY_SLOT;
+		index = *cursor < ring_size ? *cursor : 0;
+		*cursor = index + 1 < ring_size ? index + 1 : 0;
 	} else {
-		hash = flow_hash(flow);
+		__u32 hash;
+
+		if (vip->flags & VIP_F_SOURCE_HASH) {
+			struct flow client = { .src = flow->src };
+
+			hash = flow_hash(&client);
+		} else {
+			hash = flow_hash(flow);
+		}
+		/* Fastrange: maps the hash onto [0, ring_size) without a division. */
+		index = ((__u64)hash * ring_size) >> 32;
 	}
-	/* Fastrange: maps the hash onto [0, ring_size) without a division. */
-	__u32 slot = vip->ring * ring_size + (__u32)(((__u64)hash * ring_size) >> 32);
+	__u32 slot = vip->ring * ring_size + index;
 	__u32 *entry = bpf_map_lookup_elem(&ring, &slot);
 
 	return entry ? *entry : EMPTY_SLOT;
@@ -222,7 +239,7 @@ int balancer(struct xdp_md *ctx)
 	struct next_hop *nh;
 	struct flow flow;
 	__u32 backend_id, vip_id, vip_flags, reason;
-	int rc, tagged, to_kernel = 0, first_fragment = 0, icmp_error = 0;
+	int rc, tagged, to_kernel = 0, first_fragment = 0, icmp_error = 0, opens = 0;
 
 	/* Parse: Ethernet (+ one tag), IPv4. */
 	if (parse_l2(data, data_end, &l2) < 0 || l2.proto != bpf_htons(ETH_P_IP))
@@ -285,6 +302,8 @@ int balancer(struct xdp_md *ctx)
 		ports = parse_ports(ipv4_payload(ip), data_end, ip->protocol);
 		if (!ports)
 			return truncated_l4(&key);
+		if (ip->protocol == IPPROTO_TCP)
+			opens = tcp_opens_connection(ports, data_end);
 		flow = (struct flow){
 			.src = ip->saddr,
 			.dst = ip->daddr,
@@ -307,11 +326,14 @@ int balancer(struct xdp_md *ctx)
 	vip_flags = vip->flags;
 	add_traffic(&vip_stats, vip_id, bytes);
 
-	/* Backend: the connection table, else the ring. The lookup also pays off
-	 * for a SYN: it brings the bucket into cache for the insert, which costs
-	 * more without it. */
+	/* Backend: the connection table, else the scheduler. A TCP SYN opens a
+	 * new connection whatever the table says (its client port may be reused
+	 * from an earlier connection, whose backend may take no new ones now):
+	 * the scheduler places it and its entry is replaced. The lookup is made
+	 * for a SYN all the same: it brings the bucket the insert locks into
+	 * cache, which makes the insert cheaper (docs/DATAPLANE.md). */
 	conn = bpf_map_lookup_elem(&conns, &flow);
-	if (conn) {
+	if (conn && !opens) {
 		backend_id = conn->backend;
 		backend = bpf_map_lookup_elem(&backends, &backend_id);
 		if (backend && (backend->flags & BACKEND_F_ALIVE)) {
@@ -319,10 +341,13 @@ int balancer(struct xdp_md *ctx)
 			goto chosen;
 		}
 		count(CNT_LRU_STALE);
+	} else if (conn) {
+		count(CNT_LRU_REOPEN);
 	} else {
 		count(CNT_LRU_MISS);
 	}
-	backend_id = ring_backend(vip, &flow);
+	/* An ICMP error takes no round-robin turn: without an entry it goes where the hash says. */
+	backend_id = new_flow_backend(vip, &flow, (vip_flags & VIP_F_ROUND_ROBIN) && !icmp_error);
 	backend = bpf_map_lookup_elem(&backends, &backend_id);
 	if (!backend || !(backend->flags & BACKEND_F_ALIVE))
 		return drop(CNT_NO_BACKEND);

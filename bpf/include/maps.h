@@ -22,6 +22,8 @@
 #define VIP_F_L2_DSR (1U << 0)      /* rewrite MACs only; default is L3 (IPIP) */
 #define VIP_F_SOURCE_HASH (1U << 1) /* hash the client address only */
 #define VIP_F_NO_ICMP_ECHO (1U << 2) /* do not answer ICMP echo to the address (see vip_addrs) */
+#define VIP_F_ROUND_ROBIN (1U << 3)  /* a new flow takes the ring slot at this CPU's cursor (rr_cursors), not the hash's */
+#define VIP_F_WEIGHTED (1U << 4)     /* with VIP_F_ROUND_ROBIN: the ring honours weights (user space only) */
 
 /* backend.flags */
 #define BACKEND_F_ALIVE (1U << 0) /* may carry flows; clear = removed, disabled or down */
@@ -168,6 +170,7 @@ enum counter {
 	CNT_ICMP_TO_BACKEND,  /* ICMP error quoting a VIP flow, sent to that flow's backend */
 	CNT_FRAG_FIRST,       /* first fragment of a datagram: balanced by its ports, remembered in frags */
 	CNT_FRAG_ORPHAN,      /* dropped: a later fragment whose first fragment was not seen (or forgotten) */
+	CNT_LRU_REOPEN,       /* TCP SYN whose 5-tuple was in the table: placed anew, the entry replaced */
 	CNT_MAX,
 };
 #define COUNTER_SLOTS 32
@@ -256,6 +259,16 @@ struct {
 	__type(value, __u64);
 	__uint(max_entries, COUNTER_SLOTS);
 } counters SEC(".maps");
+
+/* Keyed by VIP id: the ring slot the VIP's next new flow on this CPU takes
+ * (round-robin schedulers), always below ring_size. Per CPU, so advancing it
+ * needs no atomic operation; each CPU walks the ring on its own. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, MAX_VIPS);
+} rr_cursors SEC(".maps");
 
 /* One LRU shared by all CPUs: a NIC may spread one datagram's fragments over queues. */
 struct {

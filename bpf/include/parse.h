@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Header parsing shared by tula's XDP programs: Ethernet with at most one
- * 802.1Q tag, IPv4 with options, and the fixed part of TCP and UDP.
+ * 802.1Q tag, IPv4 with options, the fixed part of TCP and UDP (and a SYN).
  * Every function checks its own bounds against data_end, so a caller never
  * reads past the packet whatever the frame's length. */
 #ifndef TULA_PARSE_H
@@ -111,6 +111,21 @@ static __always_inline struct l4_ports *parse_ports(void *l4, void *data_end, __
 			return NULL;
 	}
 	return l4;
+}
+
+#define TCP_FLAGS_OFFSET 13 /* the byte holding CWR ECE URG ACK PSH RST SYN FIN */
+#define TCP_FLAGS_SYN 0x02
+#define TCP_FLAGS_ACK 0x10
+
+/* Non-zero for a TCP segment that opens a connection: SYN set, ACK clear
+ * (a client's SYN, not a SYN-ACK). */
+static __always_inline int tcp_opens_connection(void *tcp, void *data_end)
+{
+	__u8 *flags = tcp + TCP_FLAGS_OFFSET;
+
+	if ((void *)(flags + 1) > data_end)
+		return 0;
+	return (*flags & (TCP_FLAGS_SYN | TCP_FLAGS_ACK)) == TCP_FLAGS_SYN;
 }
 
 #endif

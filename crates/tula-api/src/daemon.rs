@@ -1,6 +1,7 @@
-//! `tula serve`: start [`Control`] (adopting a pinned data plane), serve the API
-//! until SIGTERM or SIGINT, then stop serving and leave forwarding running
-//! (or unload everything with `unload_on_exit`).
+//! `tula serve`: start [`Control`] (adopting a pinned data plane) and the
+//! health [`Checker`], serve the API until SIGTERM or SIGINT, then stop
+//! checking and serving and leave forwarding running (or unload everything
+//! with `unload_on_exit`).
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tula_control::{Control, ControlError, ControlOptions};
+use tula_health::Checker;
 
 /// How `tula serve` runs.
 #[derive(Debug, Clone)]
@@ -96,10 +98,17 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         .map_err(|source| ServeError::Listen { listen, source })?;
     tracing::info!(%listen, token_required = !listen.ip().is_loopback(), "serving the API");
 
-    axum::serve(listener, crate::router(control.clone(), listen))
-        .with_graceful_shutdown(stop_signal())
-        .await
-        .map_err(ServeError::Serve)?;
+    // On this runtime: its threads are in the daemon's network namespace, where probes must go out.
+    let health = Checker::spawn(control.clone(), &tokio::runtime::Handle::current());
+    let served = axum::serve(
+        listener,
+        crate::router(control.clone(), health.clone(), listen),
+    )
+    .with_graceful_shutdown(stop_signal())
+    .await;
+    // Backends keep the health they have in the data plane until the next daemon checks them.
+    health.stop();
+    served.map_err(ServeError::Serve)?;
 
     let pin_dir = config.pin_dir.display().to_string();
     if options.unload_on_exit {

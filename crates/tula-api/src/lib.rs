@@ -1,6 +1,7 @@
 //! tula's daemon: the REST API under `/api` (VIPs, backends, apply, diff,
-//! revisions, status, counters, and its OpenAPI document), Prometheus metrics
-//! at `/metrics`, and [`serve`], the body of `tula serve`.
+//! revisions, status, backend health, counters, and its OpenAPI document),
+//! Prometheus metrics at `/metrics`, and [`serve`], the body of `tula serve`,
+//! which also runs the health checker.
 //!
 //! Every change made through the API edits a copy of the running config and
 //! goes through [`tula_control::Control::apply`], so it is validated, saved and
@@ -8,7 +9,7 @@
 //!
 //! Modules:
 //! - `router`: the route table, authentication, errors as JSON, panics caught.
-//! - `vips`, `revisions`, `status`, `metrics`, `openapi`: the endpoints.
+//! - `vips`, `revisions`, `status`, `health`, `metrics`, `openapi`: the endpoints.
 //! - `state`: what the handlers share, and the read-edit-apply step.
 //! - `auth`: bearer tokens. `error`: the error shape. `daemon`: [`serve`].
 //! - `ui`: the web UI under `/ui` (Load Balancing > L4 Virtual IPs).
@@ -16,6 +17,7 @@
 mod auth;
 mod daemon;
 mod error;
+mod health;
 mod metrics;
 mod openapi;
 mod revisions;

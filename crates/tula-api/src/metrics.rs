@@ -1,4 +1,5 @@
-//! `GET /metrics`: Prometheus text, read from the data plane's maps at scrape time.
+//! `GET /metrics`: Prometheus text, read from the data plane's maps and the
+//! health checker at scrape time.
 
 use std::sync::Arc;
 
@@ -12,15 +13,16 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tula_control::Control;
+use tula_health::{BackendHealth, Checker, HealthState};
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
 const CONTENT_TYPE_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-pub(crate) fn registry(control: Arc<Control>) -> Registry {
+pub(crate) fn registry(control: Arc<Control>, health: Checker) -> Registry {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Scrape { control }));
+    registry.register_collector(Box::new(Scrape { control, health }));
     registry
 }
 
@@ -39,10 +41,12 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
     Ok(([(CONTENT_TYPE, CONTENT_TYPE_TEXT)], text))
 }
 
-/// Reads the running revision, per-VIP and per-backend traffic and health, and
-/// the global counters from [`Control`] on every scrape.
+/// Reads the running revision, per-VIP and per-backend traffic, and the
+/// global counters from [`Control`], and the backends' health and check counts
+/// from the [`Checker`], on every scrape.
 struct Scrape {
     control: Arc<Control>,
+    health: Checker,
 }
 
 impl std::fmt::Debug for Scrape {
@@ -64,6 +68,7 @@ impl Collector for Scrape {
             tracing::warn!(%error, "reading the data plane counters for /metrics");
             std::fmt::Error
         })?;
+        let health = crate::health::by_backend(self.health.snapshot());
 
         let family = encoder.encode_descriptor(
             "tula_config_revision",
@@ -94,9 +99,11 @@ impl Collector for Scrape {
             status.iter().map(|v| (vip_labels(v), v.bytes)),
         )?;
 
-        let backends: Vec<(Labels, &tula_control::BackendStatus)> = status
+        // Each backend with its labels, and its health if it is checked.
+        let backends: Vec<(Labels, &tula_control::BackendStatus, Option<&BackendHealth>)> = status
             .iter()
             .flat_map(|vip| {
+                let health = &health;
                 vip.backends.iter().map(move |backend| {
                     (
                         vec![
@@ -104,33 +111,72 @@ impl Collector for Scrape {
                             ("backend", backend.address.to_string()),
                         ],
                         backend,
+                        health.get(&(vip.name.clone(), backend.address)),
                     )
                 })
             })
+            .collect();
+        let checked: Vec<(&Labels, &BackendHealth)> = backends
+            .iter()
+            .filter_map(|(l, _, h)| h.map(|h| (l, h)))
             .collect();
         counter(
             &mut encoder,
             "tula_backend_packets",
             "Packets sent to a backend.",
-            backends.iter().map(|(l, b)| (l.clone(), b.packets)),
+            backends.iter().map(|(l, b, _)| (l.clone(), b.packets)),
         )?;
         counter(
             &mut encoder,
             "tula_backend_bytes",
             "Bytes sent to a backend (frame length at ingress).",
-            backends.iter().map(|(l, b)| (l.clone(), b.bytes)),
+            backends.iter().map(|(l, b, _)| (l.clone(), b.bytes)),
         )?;
         gauge(
             &mut encoder,
-            "tula_backend_healthy",
-            "1 if the health checks see the backend up, else 0.",
-            backends.iter().map(|(l, b)| (l.clone(), b.healthy as i64)),
+            "tula_backend_up",
+            "1 if the backend's health checks see it up, else 0 (an unchecked backend counts as up).",
+            backends.iter().map(|(l, b, h)| {
+                let up = h.map_or(b.healthy, |h| h.state == HealthState::Up);
+                (l.clone(), up as i64)
+            }),
+        )?;
+        counter(
+            &mut encoder,
+            "tula_health_checks",
+            "Health checks of the backend by outcome: pass, fail, or error (could not be sent).",
+            checked.iter().flat_map(|(l, h)| {
+                [
+                    ("pass", h.counts.passed),
+                    ("fail", h.counts.failed),
+                    ("error", h.counts.errors),
+                ]
+                .map(|(outcome, n)| {
+                    let mut labels = (*l).clone();
+                    labels.push(("outcome", outcome.to_string()));
+                    (labels, n)
+                })
+            }),
+        )?;
+        counter(
+            &mut encoder,
+            "tula_health_transitions",
+            "Times the backend's health checks took it down or brought it up (the `to` label).",
+            checked.iter().flat_map(|(l, h)| {
+                [("down", h.counts.went_down), ("up", h.counts.went_up)].map(|(to, n)| {
+                    let mut labels = (*l).clone();
+                    labels.push(("to", to.to_string()));
+                    (labels, n)
+                })
+            }),
         )?;
         gauge(
             &mut encoder,
             "tula_backend_weight",
             "The backend's configured weight.",
-            backends.iter().map(|(l, b)| (l.clone(), b.weight as i64)),
+            backends
+                .iter()
+                .map(|(l, b, _)| (l.clone(), b.weight as i64)),
         )?;
         gauge(
             &mut encoder,
@@ -138,14 +184,14 @@ impl Collector for Scrape {
             "Connection-table entries pointing at the backend.",
             backends
                 .iter()
-                .map(|(l, b)| (l.clone(), b.active_flows as i64)),
+                .map(|(l, b, _)| (l.clone(), b.active_flows as i64)),
         )?;
         let states = ["active", "drain", "disabled"];
         gauge(
             &mut encoder,
             "tula_backend_state",
             "1 for the backend's configured state (active, drain, disabled), 0 for the others.",
-            backends.iter().flat_map(|(l, b)| {
+            backends.iter().flat_map(|(l, b, _)| {
                 let current = serde_json::to_value(b.state)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))

@@ -13,10 +13,11 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tula_control::Control;
+use tula_health::Checker;
 
 use crate::error::ApiError;
 use crate::state::{panic_message, AppState};
-use crate::{metrics, openapi, revisions, status, vips};
+use crate::{health, metrics, openapi, revisions, status, vips};
 
 /// One route: a method on a path (axum's `{name}` syntax, as in OpenAPI).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +65,11 @@ fn route_table() -> Vec<(Route, MethodRouter<AppState>)> {
             "/api/vips/{name}/backends/{address}/drain",
             vips::drain_backend,
         ),
+        route(
+            M::GET,
+            "/api/vips/{name}/backends/{address}/health",
+            health::backend,
+        ),
         route(M::GET, "/api/config", revisions::show_config),
         route(M::PUT, "/api/config", revisions::apply_config),
         route(M::POST, "/api/config/diff", revisions::diff_config),
@@ -81,18 +87,25 @@ fn route_table() -> Vec<(Route, MethodRouter<AppState>)> {
     ]
 }
 
-/// The API for `control`, to be served on `listen`: a bearer token is required
-/// unless `listen` is a loopback address. The web UI is served beside it.
-pub fn router(control: Arc<Control>, listen: SocketAddr) -> Router {
-    let state = AppState::new(control, !listen.ip().is_loopback());
+/// The API for `control`, whose backends `health` checks, to be served on
+/// `listen`: a bearer token is required unless `listen` is a loopback
+/// address. The web UI is served beside it.
+/// Largest request body the API reads.
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+pub fn router(control: Arc<Control>, health: Checker, listen: SocketAddr) -> Router {
+    let state = AppState::new(control, health, !listen.ip().is_loopback());
     let mut router = Router::new();
     for (route, method_router) in route_table() {
         router = router.route(route.path, method_router);
     }
-    let router = router.layer(middleware::from_fn_with_state(
-        state.clone(),
-        crate::auth::check_token,
-    ));
+    let router = router
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::check_token,
+        ))
+        // A whole config of 1,000 VIPs with 100 backends each is about 3.5 MB.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
     // The web UI logs in with its own session cookie, so it sits beside the
     // bearer-token check and the JSON error layers, not under them. Merged in
     // this order, unknown paths keep the API's fallback (token, JSON 404).

@@ -1,10 +1,12 @@
-//! What every request handler shares: the running [`Control`], whether a token is
-//! required, and the lock that makes each read-edit-apply one step.
+//! What every request handler shares: the running [`Control`], the health
+//! [`Checker`], whether a token is required, and the lock that makes each
+//! read-edit-apply one step. Every apply of the API and the UI goes through here.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tula_config::Config;
 use tula_control::{Control, RevisionInfo};
+use tula_health::Checker;
 
 use crate::error::ApiError;
 use crate::revisions::RevisionView;
@@ -12,6 +14,8 @@ use crate::revisions::RevisionView;
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub control: Arc<Control>,
+    /// Checks the backends of the running config; told of every apply made here.
+    pub health: Checker,
     /// True unless the API listens only on loopback.
     pub token_required: bool,
     /// Held from reading the running config to applying the edited copy, so two
@@ -21,10 +25,11 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
-    pub fn new(control: Arc<Control>, token_required: bool) -> AppState {
-        let metrics = Arc::new(crate::metrics::registry(control.clone()));
+    pub fn new(control: Arc<Control>, health: Checker, token_required: bool) -> AppState {
+        let metrics = Arc::new(crate::metrics::registry(control.clone(), health.clone()));
         AppState {
             control,
+            health,
             token_required,
             edits: Arc::new(Mutex::new(())),
             metrics,
@@ -70,6 +75,7 @@ impl AppState {
             let (_, mut config) = state.control.running();
             let out = edit(&mut config)?;
             let revision = logged(&source, state.control.apply(config, &source))?;
+            state.health.config_changed();
             Ok((revision, out))
         })
         .await
@@ -79,7 +85,7 @@ impl AppState {
     pub async fn replace(&self, change: Replace) -> Result<RevisionView, ApiError> {
         self.blocking(move |state| {
             let _edits = state.edits.lock().unwrap_or_else(PoisonError::into_inner);
-            match change {
+            let revision = match change {
                 Replace::Apply { config, source } => {
                     logged(&source, state.control.apply(*config, &source))
                 }
@@ -87,7 +93,9 @@ impl AppState {
                     &format!("rollback to {number}"),
                     state.control.rollback(number),
                 ),
-            }
+            }?;
+            state.health.config_changed();
+            Ok(revision)
         })
         .await
     }

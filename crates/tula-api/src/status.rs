@@ -1,20 +1,39 @@
-//! `/api/status` and `/api/counters`: what the data plane is doing, read from its maps.
+//! `/api/status` and `/api/counters`: what the data plane is doing, read from
+//! its maps, with each backend's health as the checker sees it.
 
 use axum::extract::State;
 use axum::Json;
 use serde_json::{Map, Value};
-use tula_control::VipStatus;
 
 use crate::error::ApiError;
+use crate::health::{by_backend, HealthSummary};
 use crate::state::AppState;
 
-/// Every VIP with its backends: state, weight, health, active flows, packets and bytes.
-pub(crate) async fn status(
-    State(state): State<AppState>,
-) -> Result<Json<Vec<VipStatus>>, ApiError> {
-    Ok(Json(
-        state.blocking(|state| Ok(state.control.status()?)).await?,
-    ))
+/// Every VIP (where its new flows go, its tunnel MTU and MSS, packets and
+/// bytes) with its backends: state, weight, healthy, active flows, packets,
+/// bytes, and `health` (null for a backend that is not checked).
+pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiError> {
+    let vips = state
+        .blocking(|state| {
+            let vips = state.control.status()?;
+            let health = by_backend(state.health.snapshot());
+            let mut out = Vec::with_capacity(vips.len());
+            for vip in &vips {
+                let mut value = serde_json::to_value(vip)
+                    .map_err(|e| ApiError::internal(format!("VIP {:?} status: {e}", vip.name)))?;
+                let rows = value["backends"].as_array_mut().into_iter().flatten();
+                for (row, backend) in rows.zip(&vip.backends) {
+                    let summary = health
+                        .get(&(vip.name.clone(), backend.address))
+                        .map(HealthSummary::from);
+                    row["health"] = serde_json::to_value(summary).unwrap_or(Value::Null);
+                }
+                out.push(value);
+            }
+            Ok(out)
+        })
+        .await?;
+    Ok(Json(vips))
 }
 
 /// Every global data-plane counter by name, summed over CPUs.

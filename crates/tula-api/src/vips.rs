@@ -211,7 +211,7 @@ pub(crate) async fn drain_backend(
     Ok(Json(json!({ "revision": revision, "backend": backend })))
 }
 
-fn find_vip<'a>(config: &'a Config, name: &str) -> Result<&'a Vip, ApiError> {
+pub(crate) fn find_vip<'a>(config: &'a Config, name: &str) -> Result<&'a Vip, ApiError> {
     config.vip(name).ok_or_else(|| no_vip(name))
 }
 
@@ -227,14 +227,14 @@ fn no_vip(name: &str) -> ApiError {
     ApiError::not_found(format!("no VIP {name:?}"))
 }
 
-fn backend_index(vip: &Vip, address: IpAddr) -> Result<usize, ApiError> {
+pub(crate) fn backend_index(vip: &Vip, address: IpAddr) -> Result<usize, ApiError> {
     vip.backends
         .iter()
         .position(|b| b.address == address)
         .ok_or_else(|| ApiError::not_found(format!("VIP {:?} has no backend {address}", vip.name)))
 }
 
-fn parse_address(text: &str) -> Result<IpAddr, ApiError> {
+pub(crate) fn parse_address(text: &str) -> Result<IpAddr, ApiError> {
     text.parse()
         .map_err(|_| ApiError::bad_request(format!("{text:?} is not an IP address")))
 }

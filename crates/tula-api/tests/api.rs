@@ -314,6 +314,29 @@ fn every_route_answers_over_loopback_without_a_token() {
             "status backend lacks {key}: {backend}"
         );
     }
+    assert_eq!(vip_status[0]["new_flows"], "backends");
+    assert!(backend.get("health").is_some(), "{backend}");
+
+    // Health: WEB's backends are checked (tcp, the default) from the start.
+    let health = wait_for(Duration::from_secs(5), || {
+        let (status, health) = api.call(
+            "GET",
+            "/api/vips/{name}/backends/{address}/health",
+            &["web", "198.18.100.2"],
+            None,
+        );
+        (status == 200).then_some(health)
+    })
+    .expect("the backend's health record never came");
+    assert_eq!(health["vip"], "web");
+    assert_eq!(health["address"], "198.18.100.2");
+    assert_eq!(health["check"], "tcp");
+    assert_eq!(health["state"], "up");
+    humantime::parse_rfc3339(health["since"].as_str().unwrap()).expect("since is RFC 3339");
+    assert!(
+        health["history"].is_array() && health["counts"]["passed"].is_u64(),
+        "{health}"
+    );
 
     let (status, counters) = api.call("GET", "/api/counters", &[], None);
     assert_eq!(status, 200);
@@ -599,8 +622,14 @@ fn a_configured_token_is_optional_on_loopback_but_checked_when_sent() {
 #[test]
 fn metrics_are_prometheus_text_with_every_counter() {
     let daemon = Daemon::start("metrics", Listen::Loopback, None, WEB);
-    let (status, text) = daemon.client(None).call_text("GET", "/metrics");
-    assert_eq!(status, 200);
+    let mut api = daemon.client(None);
+    // The checker takes up the config within moments of its start.
+    let text = wait_for(Duration::from_secs(5), || {
+        let (status, text) = api.call_text("GET", "/metrics");
+        assert_eq!(status, 200);
+        text.contains("tula_health_checks_total{").then_some(text)
+    })
+    .expect("no tula_health_checks_total in the metrics");
 
     let mut samples = Vec::new();
     for line in text.lines() {
@@ -643,7 +672,7 @@ fn metrics_are_prometheus_text_with_every_counter() {
         let labels = [("vip", "web"), ("backend", backend)];
         value("tula_backend_packets_total", &labels);
         value("tula_backend_bytes_total", &labels);
-        assert_eq!(value("tula_backend_healthy", &labels), 1.0);
+        assert_eq!(value("tula_backend_up", &labels), 1.0);
         assert_eq!(value("tula_backend_weight", &labels), 1.0);
         value("tula_backend_active_flows", &labels);
         assert_eq!(
@@ -660,11 +689,226 @@ fn metrics_are_prometheus_text_with_every_counter() {
             ),
             0.0
         );
+        for outcome in ["pass", "fail", "error"] {
+            let mut labels = labels.to_vec();
+            labels.push(("outcome", outcome));
+            value("tula_health_checks_total", &labels);
+        }
+        for to in ["up", "down"] {
+            let mut labels = labels.to_vec();
+            labels.push(("to", to));
+            assert_eq!(value("tula_health_transitions_total", &labels), 0.0);
+        }
     }
     assert!(
         text.contains("# TYPE tula_dataplane_packets counter"),
         "{text}"
     );
+}
+
+/// WEB's backends (whose SYNs the next hop swallows) under a fast tcp check,
+/// and a VIP that is not checked.
+const SILENT_CHECKED: &str = r#"
+[[vip]]
+name = "web"
+address = "203.0.113.10"
+port = 80
+health_check = { type = "tcp", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }
+backends = [{ address = "198.18.100.2" }, { address = "198.18.100.3" }]
+
+[[vip]]
+name = "quiet"
+address = "203.0.113.11"
+port = 80
+health_check = { type = "none" }
+backends = [{ address = "198.18.100.4" }]
+"#;
+
+#[test]
+fn health_changes_show_in_status_the_health_record_and_metrics() {
+    let daemon = Daemon::start("health", Listen::Loopback, None, SILENT_CHECKED);
+    let mut api = daemon.client(None);
+    let down = |api: &mut Client| {
+        let (status, health) = api.call(
+            "GET",
+            "/api/vips/{name}/backends/{address}/health",
+            &["web", "198.18.100.2"],
+            None,
+        );
+        (status == 200 && health["state"] == "down").then_some(health)
+    };
+    // Two checks 200 ms apart, each giving up after 100 ms.
+    let health = wait_for(Duration::from_secs(5), || down(&mut api))
+        .expect("a backend that never answers was not marked down");
+    assert_eq!(health["check"], "tcp");
+    let history = health["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1, "{health}");
+    let change = &history[0];
+    assert_eq!(
+        (&change["from"], &change["to"]),
+        (&json!("up"), &json!("down"))
+    );
+    assert_eq!(change["cause"]["outcome"], "fail");
+    assert_eq!(
+        change["cause"]["detail"], "no answer within 100ms",
+        "{change}"
+    );
+    assert_eq!(change["time"], health["since"]);
+    let since = humantime::parse_rfc3339(health["since"].as_str().unwrap()).unwrap();
+    let last = &health["last_result"];
+    assert!(humantime::parse_rfc3339(last["time"].as_str().unwrap()).unwrap() >= since);
+    assert!(last["took_ms"].as_f64().unwrap() >= 100.0, "{last}");
+    assert!(
+        health["counts"]["failed"].as_u64().unwrap() >= 2,
+        "{health}"
+    );
+    assert_eq!(health["counts"]["went_down"], 1);
+
+    // The data plane follows: the status says unhealthy, and where new flows go.
+    let status = wait_for(Duration::from_secs(5), || {
+        let (_, status) = api.call("GET", "/api/status", &[], None);
+        let web = status
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "web")
+            .unwrap()
+            .clone();
+        (web["new_flows"] == "dropped").then_some(status)
+    })
+    .expect("both backends down, yet new flows are not dropped");
+    let web = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "web")
+        .unwrap();
+    for backend in web["backends"].as_array().unwrap() {
+        assert_eq!(backend["healthy"], false, "{backend}");
+        assert_eq!(backend["health"]["state"], "down", "{backend}");
+    }
+    let quiet = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "quiet")
+        .unwrap();
+    assert_eq!(
+        quiet["backends"][0]["health"],
+        Value::Null,
+        "not checked: {quiet}"
+    );
+    let (status, error) = api.call(
+        "GET",
+        "/api/vips/{name}/backends/{address}/health",
+        &["quiet", "198.18.100.4"],
+        None,
+    );
+    assert_eq!(status, 404);
+    assert!(
+        error["error"].as_str().unwrap().contains("not checked"),
+        "{error}"
+    );
+    let (status, error) = api.call(
+        "GET",
+        "/api/vips/{name}/backends/{address}/health",
+        &["web", "198.18.100.9"],
+        None,
+    );
+    assert_eq!(
+        (status, error["error"].as_str().unwrap()),
+        (404, "VIP \"web\" has no backend 198.18.100.9")
+    );
+
+    let (_, text) = api.call_text("GET", "/metrics");
+    let samples: Vec<Sample> = text.lines().filter_map(parse_sample).collect();
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        samples
+            .iter()
+            .find(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.contains(&(k.to_string(), v.to_string())))
+            })
+            .unwrap_or_else(|| panic!("no sample {name} {labels:?} in:\n{text}"))
+            .value
+    };
+    let web2 = [("vip", "web"), ("backend", "198.18.100.2")];
+    assert_eq!(value("tula_backend_up", &web2), 0.0);
+    assert_eq!(
+        value(
+            "tula_health_transitions_total",
+            &[web2[0], web2[1], ("to", "down")]
+        ),
+        1.0
+    );
+    assert!(
+        value(
+            "tula_health_checks_total",
+            &[web2[0], web2[1], ("outcome", "fail")]
+        ) >= 2.0
+    );
+    assert_eq!(
+        value(
+            "tula_backend_up",
+            &[("vip", "quiet"), ("backend", "198.18.100.4")]
+        ),
+        1.0,
+        "an unchecked backend counts as up"
+    );
+    assert!(
+        !text.contains("tula_health_checks_total{vip=\"quiet\""),
+        "an unchecked backend has no check counts"
+    );
+
+    // An apply through the API reaches the checker at once, not at its next
+    // poll of the revision (every second): checks off, the backends come back.
+    let (status, answer) = api.call(
+        "PATCH",
+        "/api/vips/{name}",
+        &["web"],
+        Some(json!({"health_check": {"type": "none"}})),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let applied = std::time::Instant::now();
+    let unchecked = wait_for(Duration::from_secs(3), || {
+        let (status, _) = api.call(
+            "GET",
+            "/api/vips/{name}/backends/{address}/health",
+            &["web", "198.18.100.2"],
+            None,
+        );
+        (status == 404).then(|| applied.elapsed())
+    })
+    .expect("the checker never dropped the unchecked backends");
+    assert!(
+        unchecked < Duration::from_millis(400),
+        "the checker took {unchecked:?} to follow an API apply"
+    );
+    assert!(
+        wait_for(Duration::from_secs(3), || daemon.control.status().unwrap()
+            [0]
+        .backends[0]
+            .healthy
+            .then_some(()))
+        .is_some(),
+        "an unchecked backend counts as up again"
+    );
+}
+
+/// Polls `found` every 20 ms until it gives a value, for up to `limit`.
+fn wait_for<T>(limit: Duration, mut found: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(value) = found() {
+            return Some(value);
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -782,7 +1026,8 @@ impl Daemon {
             .enable_all()
             .build()
             .unwrap();
-        let router = tula_api::router(control.clone(), address);
+        let health = tula_health::Checker::spawn(control.clone(), runtime.handle());
+        let router = tula_api::router(control.clone(), health, address);
         runtime.spawn(async move {
             listener.set_nonblocking(true).unwrap();
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();

@@ -323,8 +323,8 @@ fn the_form_shows_each_error_beside_its_field_and_applies_only_a_valid_vip() {
     );
     for needle in [
         "Backend setup",
-        "tula decap setup --vip 203.0.113.11",
-        "tula decap setup --method xdp --vip 203.0.113.11",
+        "tula decap setup --vip 203.0.113.11 --mss-clamp=1440",
+        "tula decap setup --method xdp --vip 203.0.113.11 --mss-clamp=1440",
         "ip tunnel add tunl0 mode ipip local 198.18.100.6",
         "sysctl -w net.ipv4.conf.tunl0.rp_filter=0",
         // lb0 is a veth with MTU 1500: the tunnel carries 1480, the MSS is 1440.
@@ -399,6 +399,78 @@ fn the_list_marks_a_running_config_that_differs_from_the_saved_file() {
     let status: serde_json::Value =
         serde_json::from_str(&http.get("/ui/status.json", Some(&cookie)).body).unwrap();
     assert_eq!(status["saved_differs"], true);
+}
+
+#[test]
+fn the_detail_page_shows_each_backends_health_and_its_recent_changes() {
+    // The next hop swallows the SYNs to these backends: a fast check takes them down.
+    let vips = r#"
+[[vip]]
+name = "web"
+address = "203.0.113.10"
+port = 80
+health_check = { type = "tcp", interval = "200ms", timeout = "100ms", rise = 1, fall = 2 }
+backends = [{ address = "198.18.100.2" }, { address = "198.18.100.3" }]
+
+[[vip]]
+name = "quiet"
+address = "203.0.113.11"
+port = 80
+health_check = { type = "none" }
+backends = [{ address = "198.18.100.4" }]
+"#;
+    let daemon = Daemon::start_with("health", None, vips);
+    let http = Http::new(daemon.address);
+    let list = http.get("/ui/vips", None);
+    let cookie = list.session_cookie().unwrap();
+    let started = std::time::Instant::now();
+    while daemon.control.status().unwrap()[0]
+        .backends
+        .iter()
+        .any(|b| b.healthy)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the silent backends never went down"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let page = http.get("/ui/vips/web", Some(&cookie));
+    assert_eq!(page.status, 200);
+    let row = |address: &str| {
+        let start = page
+            .body
+            .find(&format!("<tr data-backend=\"{address}\">"))
+            .unwrap_or_else(|| panic!("no row for {address}"));
+        let end = page.body[start..].find("</tr>").unwrap() + start;
+        page.body[start..end].to_string()
+    };
+    for address in ["198.18.100.2", "198.18.100.3"] {
+        let row = row(address);
+        for needle in [
+            ">unhealthy</span>",
+            "down since <time datetime=\"",
+            "last check failed: no answer within 100ms",
+            "up &rarr; <strong>down</strong>: fail, no answer within 100ms (",
+        ] {
+            assert!(
+                row.contains(needle),
+                "{address}'s row lacks {needle:?}: {row}"
+            );
+        }
+    }
+    assert!(
+        page.body
+            .contains("No backend can take new flows: they are dropped."),
+        "{}",
+        page.body
+    );
+
+    let quiet = http.get("/ui/vips/quiet", Some(&cookie));
+    assert!(quiet.body.contains("not checked"), "{}", quiet.body);
+    assert!(quiet.body.contains(">healthy</span>"), "{}", quiet.body);
+    assert!(!quiet.body.contains("id=\"new-flows\""), "{}", quiet.body);
 }
 
 /// One HTTP reply: status, redirect target, cookies set, body.
@@ -566,6 +638,11 @@ struct Daemon {
 
 impl Daemon {
     fn start(name: &str, token: Option<&str>) -> Daemon {
+        Daemon::start_with(name, token, WEB)
+    }
+
+    /// A daemon whose config has `vips`.
+    fn start_with(name: &str, token: Option<&str>, vips: &str) -> Daemon {
         let pid = std::process::id();
         let ns = Netns::create(&format!("tui-{name}-{pid}")).expect("creating the test namespace");
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/tula-test-ui-{name}-{pid}"));
@@ -589,7 +666,7 @@ impl Daemon {
             .unwrap_or_default();
         let text = format!(
             "interfaces = [\"lb0\"]\npin_dir = \"{}\"\nring_size = 4093\nconn_table_size = 4096\n\
-             max_vips = 16\nmax_backends = 256\n\n[api]\nlisten = \"{address}\"\n{token_line}{WEB}",
+             max_vips = 16\nmax_backends = 256\n\n[api]\nlisten = \"{address}\"\n{token_line}{vips}",
             pin_dir.display()
         );
         let options = ControlOptions {
@@ -604,7 +681,8 @@ impl Daemon {
             .enable_all()
             .build()
             .unwrap();
-        let router = tula_api::router(control.clone(), address);
+        let health = tula_health::Checker::spawn(control.clone(), runtime.handle());
+        let router = tula_api::router(control.clone(), health, address);
         runtime.spawn(async move {
             listener.set_nonblocking(true).unwrap();
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();

@@ -235,7 +235,9 @@ pub enum Scheduler {
     Maglev,
     /// Consistent hashing of the client address only.
     SourceHash,
+    /// The backends take turns, per CPU of the balancer; weights above 0 are ignored.
     RoundRobin,
+    /// Turns in proportion to the weights, per CPU of the balancer.
     WeightedRoundRobin,
 }
 

@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use tula_config::{
-    AllDown, Backend, BackendState, CheckType, Config, DsrType, HostFacts, Protocol, StatusRange,
-    Subnet,
+    AllDown, Backend, BackendState, CheckType, Config, DsrType, HostFacts, Protocol, Scheduler,
+    StatusRange, Subnet,
 };
 
 const BASE: &str = r#"
@@ -232,6 +232,39 @@ fn weights_out_of_range() {
     assert_eq!(
         problems_without_host(&c),
         ["vips[web].backends[1].weight: 1001 is out of range 0..=1000"]
+    );
+}
+
+#[test]
+fn every_scheduler_is_accepted_with_any_weights() {
+    for scheduler in [
+        Scheduler::Maglev,
+        Scheduler::SourceHash,
+        Scheduler::RoundRobin,
+        Scheduler::WeightedRoundRobin,
+    ] {
+        let mut c = base();
+        c.vips[0].scheduler = scheduler;
+        c.vips[0].backends[0].weight = 3;
+        c.vips[0].backends[1].weight = 0;
+        assert_eq!(
+            problems_without_host(&c),
+            Vec::<String>::new(),
+            "{scheduler:?}"
+        );
+    }
+    // least-connections is not a scheduler tula offers (docs/CONFIG.md says why).
+    let text = BASE.replace("port = 80", "port = 80\nscheduler = \"least-connections\"");
+    let errors: Vec<String> = match Config::from_toml_str(&text) {
+        Ok(_) => panic!("least-connections decoded"),
+        Err(errors) => errors.iter().map(|e| e.to_string()).collect(),
+    };
+    assert_eq!(
+        errors,
+        [
+            "vips[web].scheduler: unknown variant `least-connections`, expected one of `maglev`, \
+          `source-hash`, `round-robin`, `weighted-round-robin` (line 8, column 13)"
+        ]
     );
 }
 

@@ -15,9 +15,7 @@ use crate::ids::Ids;
 use crate::plan::{plan, ring_members, transition, DataplaneState};
 use crate::program::{read_state, run};
 use crate::store::Store;
-use crate::{
-    host, plan, status, ControlError, ControlOptions, Diff, NewFlows, RevisionInfo, VipStatus,
-};
+use crate::{host, status, ControlError, ControlOptions, Diff, NewFlows, RevisionInfo, VipStatus};
 
 /// The load balancer's running state. Methods take `&self` (it locks inside),
 /// so the API shares one `Arc<Control>` between handlers.
@@ -168,8 +166,8 @@ impl Control {
         })
     }
 
-    /// Validates against this host (interfaces, local addresses, subnets) and
-    /// what the data plane supports; every problem at once.
+    /// Validates against this host (interfaces, local addresses, subnets);
+    /// every problem at once.
     pub fn validate(&self, config: &Config) -> Result<(), ConfigErrors> {
         let mut errors = Vec::new();
         let facts = host::host_facts().unwrap_or_else(|e| {
@@ -182,7 +180,6 @@ impl Control {
         if let Err(found) = config.validate(&facts) {
             errors.extend(found.errors);
         }
-        errors.extend(plan::unsupported(config));
         ConfigErrors::check(errors)
     }
 

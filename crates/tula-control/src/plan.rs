@@ -82,10 +82,8 @@ pub(crate) fn plan(
         let scheduler = match vip.scheduler {
             Scheduler::Maglev => tula_dataplane::Scheduler::Maglev,
             Scheduler::SourceHash => tula_dataplane::Scheduler::SourceHash,
-            other => {
-                errors.push(unsupported_scheduler(&vip.name, other));
-                continue;
-            }
+            Scheduler::RoundRobin => tula_dataplane::Scheduler::RoundRobin,
+            Scheduler::WeightedRoundRobin => tula_dataplane::Scheduler::WeightedRoundRobin,
         };
         let key = VipKey {
             addr,
@@ -142,7 +140,12 @@ pub(crate) fn plan(
             ring.push(RingBackend {
                 id,
                 key: address.to_string(),
-                weight,
+                // Plain round robin gives every member one turn whatever its weight.
+                weight: if vip.scheduler == Scheduler::RoundRobin {
+                    1
+                } else {
+                    weight
+                },
             });
         }
         ring.sort_by(|a, b| a.key.cmp(&b.key));
@@ -193,29 +196,6 @@ pub(crate) fn ring_members(vip: &Vip, health: &Health) -> (NewFlows, Vec<(IpAddr
         }
         (AllDown::Sorry, Some(sorry)) => (NewFlows::Sorry, vec![(sorry, 1)]),
     }
-}
-
-/// What this data plane can run beyond what tula-config checks: problems as config errors.
-pub(crate) fn unsupported(config: &Config) -> Vec<ConfigError> {
-    config
-        .vips
-        .iter()
-        .filter(|v| !matches!(v.scheduler, Scheduler::Maglev | Scheduler::SourceHash))
-        .map(|v| unsupported_scheduler(&v.name, v.scheduler))
-        .collect()
-}
-
-fn unsupported_scheduler(vip: &str, scheduler: Scheduler) -> ConfigError {
-    let name = serde_json::to_value(scheduler)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    ConfigError::new(
-        format!("vips[{vip}].scheduler"),
-        format!(
-            "\"{name}\" is not supported by the data plane yet; use \"maglev\" or \"source-hash\""
-        ),
-    )
 }
 
 fn ipv4(path: &str, address: IpAddr, errors: &mut Vec<ConfigError>) -> Option<Ipv4Addr> {
@@ -434,14 +414,32 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_schedulers_are_config_errors() {
-        let mut config = config(r#"{ address = "198.18.3.2" }"#);
-        config.vips[0].scheduler = Scheduler::RoundRobin;
-        let errors = unsupported(&config);
-        assert_eq!(errors.len(), 1);
+    fn round_robin_rings_ignore_weights_and_weighted_ones_keep_them() {
+        let backends = r#"{ address = "198.18.3.2", weight = 3 }, { address = "198.18.3.3" }"#;
+        let weights = |scheduler| {
+            let mut config = config(backends);
+            config.vips[0].scheduler = scheduler;
+            let state = state(&config, &mut Ids::default(), &Health::default());
+            let web = state
+                .vips
+                .values()
+                .find(|v| v.name == "web")
+                .unwrap()
+                .clone();
+            let weights: Vec<u32> = web.ring.iter().map(|b| b.weight).collect();
+            (web.spec.scheduler, weights)
+        };
         assert_eq!(
-            errors[0].to_string(),
-            "vips[web].scheduler: \"round-robin\" is not supported by the data plane yet; use \"maglev\" or \"source-hash\""
+            weights(Scheduler::RoundRobin),
+            (tula_dataplane::Scheduler::RoundRobin, vec![1, 1])
+        );
+        assert_eq!(
+            weights(Scheduler::WeightedRoundRobin),
+            (tula_dataplane::Scheduler::WeightedRoundRobin, vec![3, 1])
+        );
+        assert_eq!(
+            weights(Scheduler::Maglev),
+            (tula_dataplane::Scheduler::Maglev, vec![3, 1])
         );
     }
 

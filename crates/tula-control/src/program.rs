@@ -2,21 +2,27 @@
 //! (possibly adopted) data plane holds so it can be reconciled to a plan.
 
 use tracing::debug;
-use tula_dataplane::{Dataplane, DataplaneError};
+use tula_dataplane::{round_robin_ring, Dataplane, DataplaneError, Scheduler};
 use tula_maglev::Ring;
 
 use crate::plan::{DataplaneState, Op, VipEntry};
 
 /// Runs `ops` in order; stops at the first failure and says which one.
 pub(crate) fn run(dataplane: &mut Dataplane, ops: &[Op]) -> Result<(), String> {
+    // One backend address often serves many VIPs: resolve its next hop once per run.
+    let mut resolved = std::collections::HashSet::new();
     for op in ops {
-        run_one(dataplane, op).map_err(|e| format!("{op}: {e}"))?;
+        run_one(dataplane, op, &mut resolved).map_err(|e| format!("{op}: {e}"))?;
         debug!(%op, "programmed");
     }
     Ok(())
 }
 
-fn run_one(dataplane: &mut Dataplane, op: &Op) -> Result<(), String> {
+fn run_one(
+    dataplane: &mut Dataplane,
+    op: &Op,
+    resolved: &mut std::collections::HashSet<std::net::Ipv4Addr>,
+) -> Result<(), String> {
     let text = |e: DataplaneError| e.to_string();
     match op {
         Op::Attach(ifname) => {
@@ -31,7 +37,7 @@ fn run_one(dataplane: &mut Dataplane, op: &Op) -> Result<(), String> {
         Op::SetBackend(id, backend) => {
             dataplane.set_backend(*id, backend).map_err(text)?;
             // The XDP path's FIB lookup needs the next hop's MAC from the first packet on.
-            if backend.alive {
+            if backend.alive && resolved.insert(backend.addr) {
                 if let Err(e) = tula_net::keep_route_resolved(backend.addr) {
                     tracing::warn!(backend = %backend.addr, error = %e, "cannot keep the next hop to this backend resolved");
                 }
@@ -40,9 +46,7 @@ fn run_one(dataplane: &mut Dataplane, op: &Op) -> Result<(), String> {
         Op::RemoveBackend(id) => dataplane.remove_backend(*id).map_err(text)?,
         Op::SetVip(key, entry) => {
             let ring = build_ring(entry, dataplane.ring_size())?;
-            dataplane
-                .set_vip(key, &entry.spec, ring.slots())
-                .map_err(text)?;
+            dataplane.set_vip(key, &entry.spec, &ring).map_err(text)?;
         }
         Op::RemoveVip(key, _) => dataplane.remove_vip(key).map_err(text)?,
         Op::SetIcmp(icmp) => dataplane.set_icmp(icmp).map_err(text)?,
@@ -50,9 +54,17 @@ fn run_one(dataplane: &mut Dataplane, op: &Op) -> Result<(), String> {
     Ok(())
 }
 
-/// The Maglev ring for a VIP entry, `ring_size` slots.
-pub(crate) fn build_ring(entry: &VipEntry, ring_size: u32) -> Result<Ring, String> {
-    Ring::build(&entry.ring, ring_size).map_err(|e| format!("building the Maglev ring: {e}"))
+/// The ring for a VIP entry, `ring_size` slots: Maglev for the hashing
+/// schedulers, the interleaved turns of `round_robin_ring` for the round robins.
+pub(crate) fn build_ring(entry: &VipEntry, ring_size: u32) -> Result<Vec<u32>, String> {
+    match entry.spec.scheduler {
+        Scheduler::Maglev | Scheduler::SourceHash => Ring::build(&entry.ring, ring_size)
+            .map(|ring| ring.slots().to_vec())
+            .map_err(|e| format!("building the Maglev ring: {e}")),
+        Scheduler::RoundRobin | Scheduler::WeightedRoundRobin => {
+            Ok(round_robin_ring(&entry.ring, ring_size))
+        }
+    }
 }
 
 /// What `dataplane` holds, in terms of `wanted`: a VIP whose spec or ring
@@ -83,7 +95,7 @@ pub(crate) fn read_state(
                     .map_err(text)?
                     .map(|(_, slots)| slots);
                 let expected = build_ring(entry, dataplane.ring_size())?;
-                if held.as_deref() == Some(expected.slots()) {
+                if held.as_ref() == Some(&expected) {
                     state.vips.insert(key, entry.clone());
                 }
             }

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddrV4};
 
 use support::*;
 use tula_control::ControlError;
-use tula_dataplane::{Dsr, Scheduler};
+use tula_dataplane::{round_robin_ring, Dsr, Scheduler};
 use tula_maglev::{Ring, RingBackend};
 
 const WEB_AND_DNS: &str = r#"
@@ -47,8 +47,7 @@ fn validation_errors_stop_apply_with_nothing_programmed() {
         name = "web"
         address = "203.0.113.10"
         port = 80
-        scheduler = "round-robin"
-        backends = [{ address = "198.18.100.2", port = 81 }]
+        backends = [{ address = "198.18.100.2", port = 81, weight = 1001 }]
         "#,
     );
     let mut bad = bad;
@@ -66,7 +65,7 @@ fn validation_errors_stop_apply_with_nothing_programmed() {
         vec![
             "interfaces[1]: no interface named \"eth9\" on this host".to_string(),
             "vips[web].backends[0].port: 81 differs from the VIP port 80; DSR cannot translate ports".to_string(),
-            "vips[web].scheduler: \"round-robin\" is not supported by the data plane yet; use \"maglev\" or \"source-hash\"".to_string(),
+            "vips[web].backends[0].weight: 1001 is out of range 0..=1000".to_string(),
         ],
         "every problem, at once"
     );
@@ -190,6 +189,126 @@ fn apply_programs_vips_backends_and_rings() {
             .unwrap()
             .get(tula_dataplane::Counter::LruMiss),
         1
+    );
+}
+
+#[test]
+fn round_robin_vips_get_their_scheduler_and_an_interleaved_ring() {
+    let lab = Lab::new("rr");
+    let control = lab.start();
+    let config = lab.config(
+        r#"
+        [[vip]]
+        name = "rr"
+        address = "203.0.113.10"
+        port = 80
+        scheduler = "round-robin"
+        health_check = { type = "none" }
+        backends = [
+          { address = "198.18.100.2", weight = 5 },
+          { address = "198.18.100.3" },
+          { address = "198.18.100.4" },
+          { address = "198.18.100.5", state = "drain" },
+        ]
+
+        [[vip]]
+        name = "wrr"
+        address = "203.0.113.11"
+        port = 80
+        scheduler = "weighted-round-robin"
+        health_check = { type = "none" }
+        backends = [{ address = "198.18.100.2" }, { address = "198.18.100.3", weight = 3 }]
+        "#,
+    );
+    lab.run(|| control.apply(config.clone(), "test")).unwrap();
+    let held = lab.snapshot();
+    let rr = held.vip("203.0.113.10".parse().unwrap(), 80);
+    let wrr = held.vip("203.0.113.11".parse().unwrap(), 80);
+    assert_eq!(rr.spec.scheduler, Scheduler::RoundRobin);
+    assert_eq!(wrr.spec.scheduler, Scheduler::WeightedRoundRobin);
+
+    // Each backend id is per VIP: look them up by address in that VIP's ring.
+    let ids_in = |slots: &[u32]| -> Vec<(u32, std::net::Ipv4Addr)> {
+        let mut seen = Vec::new();
+        for id in slots {
+            let addr = held.backends[id].addr;
+            if !seen.contains(&(*id, addr)) {
+                seen.push((*id, addr));
+            }
+        }
+        seen
+    };
+    // Round robin: the active backends take turns, one each, the weight ignored; the drained one none.
+    let rr_members = ids_in(&rr.slots);
+    assert_eq!(
+        rr_members.iter().map(|m| m.1).collect::<Vec<_>>(),
+        [routed(2), routed(3), routed(4)]
+    );
+    let members = |weights: &[(u32, std::net::Ipv4Addr, u32)]| -> Vec<RingBackend> {
+        weights
+            .iter()
+            .map(|&(id, addr, weight)| RingBackend {
+                id,
+                key: addr.to_string(),
+                weight,
+            })
+            .collect()
+    };
+    let rr_expected = members(
+        &rr_members
+            .iter()
+            .map(|&(id, a)| (id, a, 1))
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(rr.slots, round_robin_ring(&rr_expected, 4093));
+    assert_eq!(
+        &rr.slots[..4],
+        &[
+            rr_members[0].0,
+            rr_members[1].0,
+            rr_members[2].0,
+            rr_members[0].0
+        ]
+    );
+
+    // Weighted: 1:3.
+    let wrr_members = ids_in(&wrr.slots);
+    let (light, heavy) = (wrr_members[1], wrr_members[0]);
+    assert_eq!((light.1, heavy.1), (routed(2), routed(3)));
+    let wrr_expected = members(&[(light.0, light.1, 1), (heavy.0, heavy.1, 3)]);
+    assert_eq!(wrr.slots, round_robin_ring(&wrr_expected, 4093));
+    assert_eq!(
+        share(&wrr.slots, heavy.0),
+        3 * share(&wrr.slots, light.0) + 1
+    );
+
+    // New flows rotate. Each CPU has its own cursor and the test thread may
+    // move between them, so only the spread is certain: 30 flows, 10 each
+    // give or take one per CPU.
+    let vip = SocketAddrV4::new("203.0.113.10".parse().unwrap(), 80);
+    let sent = lab.run(|| {
+        let dataplane = lab.dataplane();
+        let mut sent = std::collections::BTreeMap::new();
+        for port in 0..30 {
+            let client = SocketAddrV4::new("198.18.200.7".parse().unwrap(), 40000 + port);
+            *sent.entry(send(&dataplane, client, vip)).or_insert(0) += 1;
+        }
+        sent
+    });
+    assert_eq!(
+        sent.keys().copied().collect::<Vec<_>>(),
+        [routed(2), routed(3), routed(4)]
+    );
+    assert!(sent.values().all(|&n| (8..=12).contains(&n)), "{sent:?}");
+
+    // A restart finds the rings it expects and rewrites neither.
+    drop(control);
+    let before = lab.snapshot();
+    let _control = lab.start();
+    lab.snapshot().assert_same(
+        &before,
+        Same::Exactly,
+        "a restart rewrote a round-robin VIP",
     );
 }
 

@@ -1,8 +1,10 @@
 //! ns per packet through BPF_PROG_TEST_RUN for the balancer's paths -- new
 //! flow (hash, ring, connection-table insert), established flow (LRU hit),
-//! non-VIP packet -- and for a floor program that only swaps MACs and returns
-//! XDP_TX (bpf/bench_floor.c), all timed the same way in the same run. Prints
-//! figures and ratios to the floor; asserts nothing about speed.
+//! non-VIP packet; besides, a new flow of a round-robin VIP and a SYN on a
+//! 5-tuple already in the table (its entry replaced) -- and for a floor
+//! program that only swaps MACs and returns XDP_TX (bpf/bench_floor.c), all
+//! timed the same way in the same run. Prints figures and ratios to the
+//! floor; asserts nothing about speed.
 //!
 //! Method: the kernel does not restore the frame between iterations of one
 //! test run (LAB-NOTES), so every packet is its own test run with repeat = 1,
@@ -159,14 +161,16 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn new_flow_frames(lb_mac: [u8; 6], count: usize) -> Vec<Vec<u8>> {
-    (0..count)
+/// SYNs to `vip_port` from `count` distinct clients; `first` numbers them, so
+/// that ranges that do not overlap give flows that do not either.
+fn new_flow_frames(lb_mac: [u8; 6], first: usize, count: usize, vip_port: u16) -> Vec<Vec<u8>> {
+    (first..first + count)
         .map(|i| {
             let client = SocketAddrV4::new(
                 Ipv4Addr::new(198, 19, (i >> 8) as u8, i as u8),
                 1024 + (i >> 16) as u16,
             );
-            syn_frame(lb_mac, client, vip(80))
+            syn_frame(lb_mac, client, vip(vip_port))
         })
         .collect()
 }
@@ -212,6 +216,12 @@ fn bench(config: &Config) {
     };
     let l3_vip = vip_key(80, Protocol::Tcp);
     dp.set_vip(&l3_vip, &spec(1, Dsr::L3Ipip), &ring).unwrap();
+    let rr_vip = vip_key(81, Protocol::Tcp);
+    let rr_spec = VipSpec {
+        scheduler: Scheduler::RoundRobin,
+        ..spec(3, Dsr::L3Ipip)
+    };
+    dp.set_vip(&rr_vip, &rr_spec, &ring).unwrap();
     let l2_vip = vip_key(8080, Protocol::Tcp);
     dp.set_vip(
         &l2_vip,
@@ -231,13 +241,34 @@ fn bench(config: &Config) {
             "priming the flow"
         );
     }
-    // Distinct flows (each opened by a SYN) for every new-flow run of every round and the warm-up.
-    let mut fresh = new_flow_frames(lb_mac, config.packets * (config.rounds + 1)).into_iter();
-    let mut next_new_flows = || Case {
-        name: "new flow",
-        frames: fresh.by_ref().take(config.packets).collect(),
-        verdict: XdpAction::Tx,
-        counter: Some(Counter::LruMiss),
+    // Distinct flows (each opened by a SYN) for every new-flow run of every
+    // round and the warm-up; each round's flows are opened again by the next
+    // round's "reopen" case, a SYN on a 5-tuple in the table.
+    let batch = config.packets;
+    let mut round = 0;
+    let mut next_cases = || {
+        round += 1;
+        let first = round * batch;
+        (
+            Case {
+                name: "new flow",
+                frames: new_flow_frames(lb_mac, first, batch, 80),
+                verdict: XdpAction::Tx,
+                counter: Some(Counter::LruMiss),
+            },
+            Case {
+                name: "new flow, round robin",
+                frames: new_flow_frames(lb_mac, first, batch, 81),
+                verdict: XdpAction::Tx,
+                counter: Some(Counter::LruMiss),
+            },
+            Case {
+                name: "reopened flow",
+                frames: new_flow_frames(lb_mac, first - batch, batch, 80),
+                verdict: XdpAction::Tx,
+                counter: Some(Counter::LruReopen),
+            },
+        )
     };
     let established_case = Case {
         name: "established",
@@ -260,21 +291,21 @@ fn bench(config: &Config) {
 
     // Warm-up: caches, branch predictors, the LRU's free lists.
     time_floor(&floor, &not_vip, ingress, config.packets, 1);
-    time_balancer(&dp, &next_new_flows(), ingress, config.packets, 1);
+    let (new_case, rr_case, _) = next_cases();
+    time_balancer(&dp, &new_case, ingress, config.packets, 1);
+    time_balancer(&dp, &rr_case, ingress, config.packets, 1);
     time_balancer(&dp, &established_case, ingress, config.packets, 1);
     time_balancer(&dp, &not_vip_case, ingress, config.packets, 1);
 
     // Rounds interleave the cases so that noise from other work hits them alike.
     let (mut floor_ns, mut new_ns, mut est_ns, mut notvip_ns) = (vec![], vec![], vec![], vec![]);
+    let (mut rr_ns, mut reopen_ns) = (vec![], vec![]);
     for _ in 0..config.rounds {
+        let (new_case, rr_case, reopen_case) = next_cases();
         floor_ns.push(time_floor(&floor, &not_vip, ingress, config.packets, 1));
-        new_ns.push(time_balancer(
-            &dp,
-            &next_new_flows(),
-            ingress,
-            config.packets,
-            1,
-        ));
+        new_ns.push(time_balancer(&dp, &new_case, ingress, config.packets, 1));
+        rr_ns.push(time_balancer(&dp, &rr_case, ingress, config.packets, 1));
+        reopen_ns.push(time_balancer(&dp, &reopen_case, ingress, config.packets, 1));
         est_ns.push(time_balancer(
             &dp,
             &established_case,
@@ -312,6 +343,13 @@ fn bench(config: &Config) {
             ns / floor_med,
             target
         );
+    }
+    for (name, values) in [
+        ("new flow, round robin", rr_ns),
+        ("SYN on a known 5-tuple (replaced)", reopen_ns),
+    ] {
+        let ns = median(values);
+        println!("  {:<34} {:>8.1} ns   {:.2}x", name, ns, ns / floor_med);
     }
 
     // In-kernel repeat: no per-run syscall cost; only for paths that repeat themselves.

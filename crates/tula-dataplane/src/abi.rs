@@ -198,6 +198,10 @@ pub const VIP_F_L2_DSR: u32 = 1 << 0;
 pub const VIP_F_SOURCE_HASH: u32 = 1 << 1;
 /// `VIP_F_NO_ICMP_ECHO`: echo requests to the VIP's address are not answered.
 pub const VIP_F_NO_ICMP_ECHO: u32 = 1 << 2;
+/// `VIP_F_ROUND_ROBIN`: a new flow takes the ring slot at this CPU's cursor (`rr_cursors`).
+pub const VIP_F_ROUND_ROBIN: u32 = 1 << 3;
+/// `VIP_F_WEIGHTED`: with `VIP_F_ROUND_ROBIN`, the ring honours weights (read by user space only).
+pub const VIP_F_WEIGHTED: u32 = 1 << 4;
 /// `VIP_ADDR_F_ECHO`: echo requests to the address get a reply.
 pub const VIP_ADDR_F_ECHO: u32 = 1 << 0;
 /// `SETTINGS_F_NO_FRAG_NEEDED`: too-big DF packets are dropped without an answer.

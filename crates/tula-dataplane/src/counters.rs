@@ -62,11 +62,14 @@ pub enum Counter {
     FragFirst,
     /// Dropped: a later fragment whose first fragment was not seen (or is forgotten).
     FragOrphan,
+    /// A TCP SYN whose 5-tuple was in the connection table (a reused client
+    /// port): placed by the scheduler like a new flow, the entry replaced.
+    LruReopen,
 }
 
 impl Counter {
     /// Every counter, in slot order.
-    pub const ALL: [Counter; 27] = [
+    pub const ALL: [Counter; 28] = [
         Counter::Pass,
         Counter::Tx,
         Counter::Redirect,
@@ -94,6 +97,7 @@ impl Counter {
         Counter::IcmpToBackend,
         Counter::FragFirst,
         Counter::FragOrphan,
+        Counter::LruReopen,
     ];
 
     /// Stable snake_case name, for metrics and the CLI.
@@ -126,6 +130,7 @@ impl Counter {
             Counter::IcmpToBackend => "icmp_to_backend",
             Counter::FragFirst => "frag_first",
             Counter::FragOrphan => "frag_orphan",
+            Counter::LruReopen => "lru_reopen",
         }
     }
 }

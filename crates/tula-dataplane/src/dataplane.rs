@@ -143,13 +143,20 @@ pub enum Dsr {
     L2,
 }
 
-/// How a new flow picks its backend.
+/// How a new flow picks its backend, and what the VIP's ring must hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Scheduler {
     /// The Maglev ring indexed by a hash of the 5-tuple.
     Maglev,
     /// The Maglev ring indexed by a hash of the client address only.
     SourceHash,
+    /// The ring walked slot by slot by a per-CPU cursor: give it a
+    /// [`round_robin_ring`](crate::round_robin_ring) of the backends at weight 1.
+    RoundRobin,
+    /// Like `RoundRobin`, over a [`round_robin_ring`](crate::round_robin_ring)
+    /// with the backends' weights. (The balancer treats both alike; the
+    /// difference is the ring, and the flag lets user space read it back.)
+    WeightedRoundRobin,
 }
 
 /// What the data plane knows about a VIP besides its ring.
@@ -173,6 +180,8 @@ impl VipSpec {
         let scheduler = match self.scheduler {
             Scheduler::Maglev => 0,
             Scheduler::SourceHash => abi::VIP_F_SOURCE_HASH,
+            Scheduler::RoundRobin => abi::VIP_F_ROUND_ROBIN,
+            Scheduler::WeightedRoundRobin => abi::VIP_F_ROUND_ROBIN | abi::VIP_F_WEIGHTED,
         };
         let echo = if self.icmp_echo {
             0
@@ -190,7 +199,13 @@ impl VipSpec {
             } else {
                 Dsr::L3Ipip
             },
-            scheduler: if meta.flags & abi::VIP_F_SOURCE_HASH != 0 {
+            scheduler: if meta.flags & abi::VIP_F_ROUND_ROBIN != 0 {
+                if meta.flags & abi::VIP_F_WEIGHTED != 0 {
+                    Scheduler::WeightedRoundRobin
+                } else {
+                    Scheduler::RoundRobin
+                }
+            } else if meta.flags & abi::VIP_F_SOURCE_HASH != 0 {
                 Scheduler::SourceHash
             } else {
                 Scheduler::Maglev
@@ -344,6 +359,7 @@ pub struct Dataplane {
     vip_addrs: HashMap<MapData, u32, abi::VipAddr>,
     settings: Array<MapData, abi::Settings>,
     icmp_buckets: PerCpuArray<MapData, abi::IcmpBucket>,
+    rr_cursors: PerCpuArray<MapData, u32>,
     free_rings: FreeRings,
     ring_size: u32,
     max_vips: u32,
@@ -353,7 +369,7 @@ pub struct Dataplane {
 }
 
 /// The maps, as named in maps.h (and as pinned).
-const MAP_NAMES: [&str; 15] = [
+const MAP_NAMES: [&str; 16] = [
     "vips",
     "backends",
     "ring",
@@ -369,6 +385,7 @@ const MAP_NAMES: [&str; 15] = [
     "vip_addrs",
     "settings",
     "icmp_buckets",
+    "rr_cursors",
 ];
 
 /// The maps by name, ready to be turned into typed handles.
@@ -405,6 +422,7 @@ impl Dataplane {
             .map_max_entries("vips", options.max_vips)
             .map_max_entries("vip_addrs", options.max_vips)
             .map_max_entries("vip_stats", options.max_vips)
+            .map_max_entries("rr_cursors", options.max_vips)
             .map_max_entries("backends", options.max_backends)
             .map_max_entries("backend_stats", options.max_backends)
             .map_max_entries("next_hops", options.max_backends)
@@ -540,6 +558,7 @@ impl Dataplane {
             vip_addrs: maps.typed("vip_addrs")?,
             settings: maps.typed("settings")?,
             icmp_buckets: maps.typed("icmp_buckets")?,
+            rr_cursors: maps.typed("rr_cursors")?,
             free_rings: FreeRings::new(max_vips + abi::SPARE_RINGS, in_use),
             ring_size,
             max_vips,
@@ -787,8 +806,9 @@ impl Dataplane {
     // ----- VIPs and backends -----
 
     /// Adds or updates a VIP and replaces its ring. `ring` holds `ring_size`
-    /// backend ids (e.g. `tula_maglev::Ring::slots()`), or is empty for a VIP
-    /// with no backend. The new ring is written into a free ring first and the
+    /// backend ids (`tula_maglev::Ring::slots()` for the hashing schedulers,
+    /// [`round_robin_ring`](crate::round_robin_ring) for the round-robin
+    /// ones), or is empty for a VIP with no backend. The new ring is written into a free ring first and the
     /// VIP switched to it in one map update, so packets never see a mix.
     pub fn set_vip(&mut self, key: &VipKey, spec: &VipSpec, ring: &[u32]) -> Result<()> {
         if spec.id >= self.max_vips {
@@ -1141,7 +1161,7 @@ impl Dataplane {
     /// Kernel memory each map takes, as the kernel accounts it (`memlock` in
     /// the map's /proc fdinfo), in bytes.
     pub fn map_memory(&self) -> Result<Vec<(&'static str, u64)>> {
-        let fds: [(&'static str, &MapData); 15] = [
+        let fds: [(&'static str, &MapData); 16] = [
             ("vips", self.vips.map()),
             ("backends", self.backends.map()),
             ("ring", self.ring.map()),
@@ -1157,6 +1177,7 @@ impl Dataplane {
             ("vip_addrs", self.vip_addrs.map()),
             ("settings", self.settings.map()),
             ("icmp_buckets", self.icmp_buckets.map()),
+            ("rr_cursors", self.rr_cursors.map()),
         ];
         fds.into_iter()
             .map(|(name, map)| {

@@ -1,15 +1,16 @@
 //! Loads tula's XDP balancer (`bpf/balancer.c`, embedded as an object built by
 //! `make bpf`), attaches it to interfaces, and programs its maps through a
-//! typed API: VIPs and their Maglev rings, backends, egress interfaces, the
-//! connection table and the counters. docs/DATAPLANE.md describes the packet
-//! path and the maps.
+//! typed API: VIPs and their rings (Maglev or round-robin), backends, egress
+//! interfaces, the connection table and the counters. docs/DATAPLANE.md
+//! describes the packet path and the maps.
 //!
 //! Modules:
 //! - [`abi`]: `#[repr(C)]` mirrors of the structs in `bpf/include/maps.h`.
 //! - `dataplane`: [`Dataplane`], the loaded program and its typed API.
 //! - `flow`: flows and the flow hash, the Rust twin of the balancer's.
 //! - `counters`: the global counters and per-VIP/backend traffic.
-//! - `rings`: free-ring bookkeeping and batched ring reads and writes.
+//! - `rings`: free-ring bookkeeping, batched ring reads and writes, and the
+//!   layout of round-robin rings.
 //! - `pin`: the bpffs layout of a pinned balancer.
 
 pub mod abi;
@@ -28,3 +29,4 @@ pub use dataplane::{
 pub use error::{DataplaneError, Result};
 pub use flow::{flow_hash, ring_index, source_hash, Flow, Protocol};
 pub use pin::DEFAULT_PIN_DIR;
+pub use rings::round_robin_ring;

@@ -4,9 +4,76 @@
 //! a packet sees either the old ring or the new one, never a mix). The old
 //! ring goes to the back of a FIFO free list, so it is the last to be
 //! rewritten while a packet on another CPU may still be reading it.
+//!
+//! Also the layout of a round-robin ring, which the balancer walks one slot
+//! per new flow ([`round_robin_ring`]).
 
-use std::collections::VecDeque;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd};
+
+use tula_maglev::{RingBackend, EMPTY_SLOT};
+
+/// The ring of a round-robin VIP: `size` slots in which the backends take
+/// turns in proportion to their weights, each one's turns spread evenly (for
+/// weights 1:3, `b a b b` over and over). The balancer's per-CPU cursor walks
+/// it one slot per new flow, so consecutive new flows on a CPU go to the
+/// backends in this order. Backends take turns in the order given, and those of
+/// weight 0 get none; with no weight above 0 every slot is [`EMPTY_SLOT`].
+///
+/// Turn k of a backend of weight w falls at (k + 1/2) / w: the next slot goes
+/// to the earliest such time (ties to the earlier backend). Equal weights
+/// give plain rotation. Deterministic, O(size log n).
+pub fn round_robin_ring(backends: &[RingBackend], size: u32) -> Vec<u32> {
+    let mut turns: BinaryHeap<Reverse<Turn>> = backends
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.weight > 0)
+        .map(|(position, b)| {
+            Reverse(Turn {
+                twice_taken_plus_one: 1,
+                weight: b.weight.into(),
+                position,
+                id: b.id,
+            })
+        })
+        .collect();
+    let mut slots = Vec::with_capacity(size as usize);
+    for _ in 0..size {
+        let Some(mut next) = turns.peek_mut() else {
+            slots.resize(size as usize, EMPTY_SLOT);
+            break;
+        };
+        slots.push(next.0.id);
+        next.0.twice_taken_plus_one += 2;
+    }
+    slots
+}
+
+/// A backend's next turn in a round-robin ring, due at
+/// `twice_taken_plus_one / (2 * weight)`.
+#[derive(Debug, PartialEq, Eq)]
+struct Turn {
+    twice_taken_plus_one: u64,
+    weight: u64,
+    position: usize,
+    id: u32,
+}
+
+impl Ord for Turn {
+    fn cmp(&self, other: &Turn) -> Ordering {
+        // a / wa against b / wb, without division.
+        (self.twice_taken_plus_one * other.weight)
+            .cmp(&(other.twice_taken_plus_one * self.weight))
+            .then(self.position.cmp(&other.position))
+    }
+}
+
+impl PartialOrd for Turn {
+    fn partial_cmp(&self, other: &Turn) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 /// Free rings, oldest-freed first.
 #[derive(Debug)]
@@ -127,6 +194,51 @@ fn check_count(done: u32, wanted: usize) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn backends(weights: &[u32]) -> Vec<RingBackend> {
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &weight)| RingBackend {
+                id: 10 + i as u32,
+                key: format!("198.18.100.{i}"),
+                weight,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn equal_weights_rotate() {
+        let ring = round_robin_ring(&backends(&[1, 1, 1]), 7);
+        assert_eq!(ring, [10, 11, 12, 10, 11, 12, 10]);
+    }
+
+    #[test]
+    fn weights_interleave_in_proportion() {
+        let ring = round_robin_ring(&backends(&[1, 3]), 8);
+        assert_eq!(ring, [11, 10, 11, 11, 11, 10, 11, 11]);
+        // Over a large ring every backend's share is its weight's, within one slot.
+        let weights = [1, 2, 7, 1000, 0, 5];
+        let total: u32 = weights.iter().sum();
+        let ring = round_robin_ring(&backends(&weights), 65537);
+        for (i, &weight) in weights.iter().enumerate() {
+            let share = ring.iter().filter(|&&id| id == 10 + i as u32).count() as f64;
+            let fair = 65537.0 * f64::from(weight) / f64::from(total);
+            assert!(
+                (share - fair).abs() <= 1.0,
+                "backend {i}: {share} vs {fair}"
+            );
+        }
+        // Turns are spread: weight 2 of 3 never gets three in a row.
+        let ring = round_robin_ring(&backends(&[1, 2]), 300);
+        assert!(!ring.windows(3).any(|w| w.iter().all(|&id| id == 11)));
+    }
+
+    #[test]
+    fn no_weight_means_an_empty_ring() {
+        assert_eq!(round_robin_ring(&backends(&[0, 0]), 5), [EMPTY_SLOT; 5]);
+        assert_eq!(round_robin_ring(&[], 3), [EMPTY_SLOT; 3]);
+    }
 
     #[test]
     fn a_freed_ring_is_reused_last() {

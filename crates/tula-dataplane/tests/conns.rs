@@ -1,5 +1,6 @@
 //! The connection table: established flows keep their backend when the ring
-//! changes; a flow stuck to a backend that is no longer alive is re-hashed.
+//! changes; a flow stuck to a backend that is no longer alive is re-hashed;
+//! a TCP SYN is a new connection whatever the table holds for its 5-tuple.
 
 mod support;
 
@@ -14,11 +15,14 @@ fn flow(port: u16) -> Flow {
     }
 }
 
-/// Runs one SYN of `port`'s flow and returns the backend address it was sent to.
+/// Runs one segment (ACK, data) of `port`'s flow and returns the backend address it was sent to.
 fn send(f: &Fixture, port: u16) -> std::net::Ipv4Addr {
-    let frame = tcp_frame(f.lb_mac, client(port), vip(80));
-    let (action, out) = f.dataplane.test_run(&frame, Some(f.ingress)).unwrap();
-    assert_eq!(action, XdpAction::Tx, "flow from port {port}");
+    send_frame(f, &tcp_frame(f.lb_mac, client(port), vip(80)))
+}
+
+fn send_frame(f: &Fixture, frame: &[u8]) -> std::net::Ipv4Addr {
+    let (action, out) = f.dataplane.test_run(frame, Some(f.ingress)).unwrap();
+    assert_eq!(action, XdpAction::Tx);
     std::net::Ipv4Addr::new(out[30], out[31], out[32], out[33])
 }
 
@@ -154,5 +158,65 @@ fn removing_a_vip_passes_its_traffic_and_frees_its_ring() {
         assert_eq!((action, out), (XdpAction::Pass, frame));
         assert!(f.dataplane.remove_vip(&key).is_err(), "removing it twice");
         assert_eq!(f.dataplane.vip_ring(&key).unwrap(), None);
+    });
+}
+
+#[test]
+fn a_syn_on_a_drained_backends_old_5_tuple_goes_to_an_active_backend() {
+    in_lab("syn", |f| {
+        f.add_backend(1, routed_backend(1));
+        f.add_backend(2, routed_backend(2));
+        let key = vip_key(80, Protocol::Tcp);
+        let ring1 = f.ring_of(1);
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring1);
+        let syn = syn_frame(f.lb_mac, client(1000), vip(80));
+        assert_eq!(send_frame(f, &syn), routed_backend(1));
+
+        // Backend 1 drains: out of the ring, still alive for its flows.
+        let ring2 = f.ring_of(2);
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring2);
+        let before = f.dataplane.counters().unwrap();
+        assert_eq!(send(f, 1000), routed_backend(1), "an established segment");
+        let mut syn_ack = Vec::new();
+        etherparse::PacketBuilder::ethernet2(CLIENT_MAC, f.lb_mac)
+            .ipv4(CLIENT.octets(), VIP.octets(), 61)
+            .tcp(1000, 80, 1000, 64_000)
+            .syn()
+            .ack(1)
+            .write_to_vec(&mut syn_ack, &[])
+            .unwrap();
+        assert_eq!(
+            send_frame(f, &syn_ack),
+            routed_backend(1),
+            "SYN with ACK set opens nothing"
+        );
+        let delta = f.dataplane.counters().unwrap().since(&before);
+        assert_eq!(
+            (delta.get(Counter::LruHit), delta.get(Counter::LruReopen)),
+            (2, 0)
+        );
+
+        // The client reuses its port for a new connection: the SYN goes by the ring.
+        let before = f.dataplane.counters().unwrap();
+        assert_eq!(send_frame(f, &syn), routed_backend(2));
+        let delta = f.dataplane.counters().unwrap().since(&before);
+        assert_eq!(
+            (
+                delta.get(Counter::LruReopen),
+                delta.get(Counter::LruHit),
+                delta.get(Counter::LruMiss)
+            ),
+            (1, 0, 0)
+        );
+        assert_eq!(
+            f.dataplane.conn(&flow(1000)).unwrap().map(|c| c.backend),
+            Some(2),
+            "the entry is replaced"
+        );
+        assert_eq!(
+            send(f, 1000),
+            routed_backend(2),
+            "and the new connection sticks"
+        );
     });
 }

@@ -11,19 +11,6 @@ use tula_dataplane::{Backend, Counter, Dsr, Protocol, Scheduler, XdpAction};
 
 const NEW_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x99];
 
-/// The cache is per CPU: keep the test thread on one so it sees one cache.
-fn stay_on_cpu0() {
-    // SAFETY: a zeroed cpu_set_t with one bit set, applied to this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
-            0
-        );
-    }
-}
-
 /// Sends an established-flow segment and returns (verdict, destination MAC).
 fn send(f: &Fixture, ingress: u32) -> (XdpAction, [u8; 6]) {
     let frame = tcp_frame(f.lb_mac, client(1000), vip(80));

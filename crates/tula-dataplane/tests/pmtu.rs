@@ -40,19 +40,6 @@ fn assert_counted(delta: &Counters, expected: &[(Counter, u64)]) {
     }
 }
 
-/// Per-CPU state (the ICMP token bucket): keep the test thread on one CPU.
-fn stay_on_cpu0() {
-    // SAFETY: a zeroed cpu_set_t with one bit set, applied to this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
-            0
-        );
-    }
-}
-
 /// A TCP segment from `client` to `vip` whose IPv4 packet is `ip_len` bytes,
 /// with DF as given; `vlan` tags it.
 fn sized_tcp_frame(
@@ -464,6 +451,38 @@ fn an_icmp_error_about_a_vip_flow_goes_to_that_flows_backend() {
             assert_eq!(out, error);
             assert_counted(&delta, &[(Counter::Pass, 1), (Counter::NotVip, 1)]);
         }
+
+        // A round-robin VIP: an error about an unknown flow goes where the hash
+        // says and takes no turn, so the next new flow still gets the first slot.
+        stay_on_cpu0();
+        let spec = VipSpec {
+            id: 2,
+            dsr: Dsr::L3Ipip,
+            scheduler: Scheduler::RoundRobin,
+            icmp_echo: true,
+        };
+        f.dataplane
+            .set_vip(&vip_key(80, TCP), &spec, &ring)
+            .unwrap();
+        let unseen = icmp_error_frame(f.lb_mac, frag_needed_type(1400), client(43000), vip(80));
+        let (action, out, _) = run(f, &unseen);
+        assert_eq!(action, XdpAction::Tx);
+        assert_eq!(
+            out,
+            expected_ipip(
+                &unseen,
+                14,
+                f.lb_mac,
+                NEXT_HOP_MAC,
+                LB_ADDR,
+                routed_backend(ring_choice(43000) as u8 + 1)
+            )
+        );
+        assert_ne!(ring_choice(43000), ring[0], "pick another port");
+        let syn = syn_frame(f.lb_mac, client(43001), vip(80));
+        let (action, out, _) = run(f, &syn);
+        assert_eq!(action, XdpAction::Tx);
+        assert_eq!(&out[30..34], &routed_backend(ring[0] as u8 + 1).octets());
     });
 }
 

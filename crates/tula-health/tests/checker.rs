@@ -103,7 +103,7 @@ fn a_stopped_backend_goes_down_in_time_and_comes_back_in_time() {
         );
     }
     for (port, was) in &before {
-        let now = lab.send(*port, web()).expect("forwarded");
+        let now = lab.send_established(*port, web()).expect("forwarded");
         if *was == backend(11) {
             assert_ne!(
                 now,
@@ -188,7 +188,7 @@ fn drain_keeps_existing_flows_and_takes_no_new_ones() {
         checker.config_changed();
         for port in &on_11 {
             assert_eq!(
-                lab.send(*port, web()),
+                lab.send_established(*port, web()),
                 Some(backend(11)),
                 "with{drain}: an existing flow left the draining backend"
             );
@@ -215,7 +215,7 @@ fn drain_keeps_existing_flows_and_takes_no_new_ones() {
     .expect("never marked down");
     for port in &on_11 {
         assert_ne!(
-            lab.send(*port, web()),
+            lab.send_established(*port, web()),
             Some(backend(11)),
             "a flow stayed on a draining backend that is down"
         );

@@ -23,7 +23,18 @@ fn peers_pin_dir(topology: &Topology) -> PathBuf {
 }
 
 /// The daemon's config: the VIPs over the `active` backends (numbers from 1).
+/// No VIP is health checked: the checks' packets would mix with the traffic
+/// the demo counts on the balancer's links.
 pub fn config_toml(topology: &Topology, active: &[u8]) -> String {
+    config_toml_with(topology, active, NO_CHECK)
+}
+
+const NO_CHECK: &str = "health_check = { type = \"none\" }";
+
+/// [`config_toml`] with `web` (TOML keys, one per line, such as `health_check
+/// = { type = "tcp", interval = "500ms" }` and `all_down = "keep-last"`) as
+/// the L3 TCP VIP `web`'s health check and policy; the other VIPs stay unchecked.
+pub fn config_toml_with(topology: &Topology, active: &[u8], web: &str) -> String {
     let backends = |addr: fn(u8) -> std::net::Ipv4Addr| {
         active.iter().map(|&i| format!("  {{ address = \"{}\" }},\n", addr(i))).collect::<String>()
     };
@@ -47,7 +58,7 @@ protocol = "tcp"
 mode = "dsr"
 dsr_type = "l3-ipip"
 scheduler = "maglev"
-health_check = {{ type = "none" }}
+{web}
 backends = [
 {l3}]
 
@@ -59,7 +70,7 @@ protocol = "udp"
 mode = "dsr"
 dsr_type = "l3-ipip"
 scheduler = "maglev"
-health_check = {{ type = "none" }}
+{NO_CHECK}
 backends = [
 {l3}]
 
@@ -71,7 +82,7 @@ protocol = "tcp"
 mode = "dsr"
 dsr_type = "l2"
 scheduler = "maglev"
-health_check = {{ type = "none" }}
+{NO_CHECK}
 backends = [
 {l2}]
 "#,

@@ -66,14 +66,7 @@ impl Lab {
                 .arg(&root)
                 .args(["--vip", &vips[0], "--vip", &vips[1]]);
             run_to_end(cmd, &format!("tula decap setup on {}", ns.name()))?;
-            let name = format!("be{i}");
-            let mut cmd = ns.command(&self.tula_bin);
-            cmd.args(["lab", "http-server", "--name", &name]);
-            // The VIPs, and the backend's own address for TCP and HTTP health checks.
-            for address in [VIP_L3, VIP_L2, Topology::backend_addr(i)] {
-                cmd.arg("--listen").arg(SocketAddr::from((address, VIP_PORT)).to_string());
-            }
-            self.spawn_daemon(cmd, &name)?;
+            self.spawn_http(i)?;
         }
         crate::balancer::attach_peer_programs(&self.topology)?;
         let config = run_dir.join("tula.toml");
@@ -82,6 +75,52 @@ impl Lab {
             .map_err(|e| LabError::Io(format!("writing {}", config.display()), e))?;
         self.start_balancer()?;
         self.wait_ready()
+    }
+
+    /// Starts backend `i`'s HTTP server. It listens on the VIPs, and on the
+    /// backend's own address for TCP and HTTP health checks, all on port 80.
+    fn spawn_http(&self, i: u8) -> Result<(), LabError> {
+        let name = format!("be{i}");
+        let mut cmd = self.ns(&self.topology.ns_backend(i))?.command(&self.tula_bin);
+        cmd.args(["lab", "http-server", "--name", &name]);
+        for address in [VIP_L3, VIP_L2, Topology::backend_addr(i)] {
+            cmd.arg("--listen").arg(SocketAddr::from((address, VIP_PORT)).to_string());
+        }
+        self.spawn_daemon(cmd, &name)
+    }
+
+    /// Stops backend `i`'s HTTP server (as if it crashed): its connections
+    /// close and new ones are refused. Returns once the process is gone.
+    pub fn stop_http(&self, i: u8) -> Result<(), LabError> {
+        let name = format!("be{i}");
+        let pid = self.pid(&name).ok_or_else(|| LabError::Process(format!("{name}'s HTTP server is not running")))?;
+        stop_process_group(pid);
+        let pid_path = self.topology.run_dir().join(format!("{name}.pid"));
+        std::fs::remove_file(&pid_path).map_err(|e| LabError::Io(format!("removing {}", pid_path.display()), e))
+    }
+
+    /// Starts backend `i`'s HTTP server again; returns once it answers on the
+    /// backend's own address (10 s at most).
+    pub fn start_http(&self, i: u8) -> Result<(), LabError> {
+        self.spawn_http(i)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let own = SocketAddr::from((Topology::backend_addr(i), VIP_PORT));
+        let answered = self.ns(&self.topology.ns_backend(i))?.run(|| loop {
+            if crate::http::get(own, Duration::from_secs(1)).is_ok() {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        })?;
+        if !answered {
+            return Err(LabError::Process(format!(
+                "the HTTP server on be{i} did not answer on {own}; its log says:\n{}",
+                self.log(&format!("be{i}"))
+            )));
+        }
+        Ok(())
     }
 
     /// Starts `tula serve` in the lb namespace.

@@ -4,14 +4,14 @@
 //! disable a backend; remove the VIP).
 
 use std::net::IpAddr;
-use std::time::SystemTime;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Extension;
 use tula_config::{BackendState, CheckType, Config, Vip};
-use tula_control::{BackendStatus, VipStatus};
+use tula_control::{BackendStatus, NewFlows, VipStatus};
+use tula_health::{BackendHealth, CheckResult, Outcome, Transition};
 
 use super::layout::{self, count, esc, from_config_text, url_segment, Page, Section};
 use super::list::{self, backend_counts, draining_label, Flash, SavedDrift};
@@ -19,23 +19,9 @@ use super::session::{form_pairs, Session};
 use super::setup::{self, Egress};
 use super::{UiError, UiState};
 use crate::error::ApiError;
-use crate::state::AppState;
 
-/// One change of a backend's health.
-#[derive(Debug, Clone)]
-pub(crate) struct HealthChange {
-    pub time: SystemTime,
-    pub healthy: bool,
-    pub reason: String,
-}
-
-/// The recent health changes of one backend, newest first.
-///
-/// TODO(issue 5, lead): wire the health checker's per-backend history here
-/// (tula-health keeps it); until then the page shows the current verdict only.
-fn recent_health_changes(_state: &AppState, _vip: &str, _backend: IpAddr) -> Vec<HealthChange> {
-    Vec::new()
-}
+/// State changes shown per backend, newest first (the checker keeps 16).
+const CHANGES_SHOWN: usize = 5;
 
 /// Everything the page shows, read in one blocking step.
 struct View {
@@ -45,7 +31,8 @@ struct View {
     counters: Vec<(String, u64)>,
     drift: SavedDrift,
     egress: Vec<(IpAddr, Result<Egress, String>)>,
-    history: Vec<(IpAddr, Vec<HealthChange>)>,
+    /// Each backend's record from the health checker; `None`: not checked.
+    health: Vec<(IpAddr, Option<BackendHealth>)>,
 }
 
 pub(crate) async fn page(
@@ -74,9 +61,9 @@ pub(crate) async fn page(
                 .iter()
                 .map(|(counter, value)| (counter.name().to_string(), value))
                 .collect();
-            let history = addresses
+            let health = addresses
                 .iter()
-                .map(|&a| (a, recent_health_changes(state, &lookup, a)))
+                .map(|&a| (a, state.health.backend(&lookup, a)))
                 .collect();
             Ok(View {
                 revision,
@@ -84,7 +71,7 @@ pub(crate) async fn page(
                 counters,
                 drift: SavedDrift::read(&state.control),
                 egress: setup::egress(&addresses),
-                history,
+                health,
                 config,
             })
         })
@@ -96,15 +83,15 @@ pub(crate) async fn page(
         body.push_str(&view.drift.banner());
     }
     body.push_str(&summary(vip, view.revision));
-    body.push_str(&backends(
-        vip,
-        view.status.as_ref(),
-        &view.history,
-        &session,
-    ));
+    body.push_str(&backends(vip, view.status.as_ref(), &view.health, &session));
     body.push_str(&counters(view.status.as_ref(), &view.counters));
     body.push_str(&return_traffic(vip, &view.config));
-    body.push_str(&setup::panel(&view.config, vip, &view.egress));
+    body.push_str(&setup::panel(
+        &view.config,
+        vip,
+        view.status.as_ref(),
+        &view.egress,
+    ));
     let page = Page::new(format!("VIP {}", vip.name), Section::Vips, &session)
         .crumb("L4 Virtual IPs", Some(list::PATH.to_string()))
         .crumb(vip.name.clone(), None);
@@ -172,7 +159,7 @@ fn summary(vip: &Vip, revision: u64) -> String {
 fn backends(
     vip: &Vip,
     status: Option<&VipStatus>,
-    history: &[(IpAddr, Vec<HealthChange>)],
+    health: &[(IpAddr, Option<BackendHealth>)],
     session: &Session,
 ) -> String {
     let statuses: Vec<BackendStatus> = status.map(|s| s.backends.clone()).unwrap_or_default();
@@ -180,23 +167,23 @@ fn backends(
     let mut html = format!(
         "<section class=\"card\" id=\"backends\" aria-labelledby=\"backends-title\">\n\
          <h2 id=\"backends-title\">Backends <small><span data-live=\"backends\">{up} / {total}</span> up, \
-         <span data-live=\"draining\">{}</span></small></h2>\n\
+         <span data-live=\"draining\">{}</span></small></h2>\n{}\
          <div class=\"table-wrap\" tabindex=\"0\" role=\"region\" aria-label=\"Backends\">\n<table class=\"backends\">\n\
          <thead><tr><th scope=\"col\">Address</th><th scope=\"col\" class=\"num\">Weight</th><th scope=\"col\">State</th>\
          <th scope=\"col\">Health</th><th scope=\"col\" class=\"num\">Active flows</th>\
          <th scope=\"col\" class=\"num\">Packets</th><th scope=\"col\" class=\"num\">Bytes</th>\
          <th scope=\"col\">Recent health changes</th><th scope=\"col\">Actions</th></tr></thead>\n<tbody>\n",
-        draining_label(draining)
+        draining_label(draining),
+        status.map(|s| new_flows_alert(vip, s.new_flows)).unwrap_or_default(),
     );
     for backend in &vip.backends {
         let live = statuses.iter().find(|s| s.address == backend.address);
         let healthy = live.is_none_or(|s| s.healthy);
         let state = layout::state_label(backend.state);
-        let changes = history
+        let checked = health
             .iter()
             .find(|(a, _)| *a == backend.address)
-            .map(|(_, c)| c.as_slice())
-            .unwrap_or_default();
+            .and_then(|(_, h)| h.as_ref());
         let weight_note = if backend.weight == 0 && backend.state == BackendState::Active {
             " <small>(weight 0: draining)</small>"
         } else {
@@ -206,11 +193,11 @@ fn backends(
             "<tr data-backend=\"{address}\">\n<th scope=\"row\"><code>{address}</code></th>\n\
              <td class=\"num\">{weight}</td>\n\
              <td><span class=\"badge state-{state}\" data-live=\"state\">{state}</span>{weight_note}</td>\n\
-             <td><span class=\"badge {health_class}\" data-live=\"health\">{health}</span></td>\n\
+             <td class=\"health\"><span class=\"badge {health_class}\" data-live=\"health\">{health}</span>{check}</td>\n\
              <td class=\"num\" data-live=\"active_flows\">{flows}</td>\n\
              <td class=\"num\" data-live=\"packets\">{packets}</td>\n\
              <td class=\"num\" data-live=\"bytes\">{bytes}</td>\n\
-             <td>{changes}</td>\n<td class=\"row-actions\">{actions}</td>\n</tr>\n",
+             <td class=\"changes\">{changes}</td>\n<td class=\"row-actions\">{actions}</td>\n</tr>\n",
             address = backend.address,
             weight = backend.weight,
             health_class = if healthy { "badge-ok" } else { "badge-error" },
@@ -218,7 +205,8 @@ fn backends(
             flows = count(live.map(|s| s.active_flows).unwrap_or(0)),
             packets = count(live.map(|s| s.packets).unwrap_or(0)),
             bytes = count(live.map(|s| s.bytes).unwrap_or(0)),
-            changes = health_changes(changes),
+            check = check_lines(checked),
+            changes = health_changes(checked),
             actions = state_buttons(vip, backend.address, backend.state, session),
         ));
     }
@@ -226,23 +214,104 @@ fn backends(
     html
 }
 
-fn health_changes(changes: &[HealthChange]) -> String {
-    if changes.is_empty() {
+/// Under the health badge: since when, and the last check's result.
+fn check_lines(health: Option<&BackendHealth>) -> String {
+    let Some(health) = health else {
+        return "<br><small class=\"muted\">not checked</small>".to_string();
+    };
+    let mut html = format!(
+        "<br><small class=\"health-since\">{} since {}</small>",
+        health.state,
+        time_tag(health.since)
+    );
+    if let Some(last) = &health.last_result {
+        // What a passing check saw is always the same; a failure says what went wrong.
+        let text = match last.outcome {
+            Outcome::Pass => format!(
+                "last check passed ({:.1} ms)",
+                last.took.as_secs_f64() * 1000.0
+            ),
+            Outcome::Fail => format!("last check failed: {}", last.detail),
+            Outcome::Error => format!("last check not sent: {}", last.detail),
+        };
+        html.push_str(&format!(
+            "<br><small class=\"last-check\">{}</small>",
+            esc(&text)
+        ));
+    }
+    html
+}
+
+/// The backend's latest state changes, newest first: time, old -> new, and the check result that caused it.
+fn health_changes(health: Option<&BackendHealth>) -> String {
+    let history: &[Transition] = health.map(|h| h.history.as_slice()).unwrap_or_default();
+    if history.is_empty() {
         return "<span class=\"muted\">none recorded</span>".to_string();
     }
-    let items: Vec<String> = changes
+    let items: Vec<String> = history
         .iter()
-        .take(5)
-        .map(|c| {
+        .rev()
+        .take(CHANGES_SHOWN)
+        .map(|change| {
             format!(
-                "<li>{} {}: {}</li>",
-                esc(&humantime::format_rfc3339_seconds(c.time).to_string()),
-                if c.healthy { "up" } else { "down" },
-                esc(&c.reason)
+                "<li class=\"to-{to}\">{time} {from} &rarr; <strong>{to}</strong>: {cause}</li>",
+                time = time_tag(change.time),
+                from = change.from,
+                to = change.to,
+                cause = result_text(&change.cause),
             )
         })
         .collect();
     format!("<ul class=\"changes\">{}</ul>", items.join(""))
+}
+
+/// "fail, no answer within 300ms (300.2 ms)", escaped.
+fn result_text(result: &CheckResult) -> String {
+    let outcome = serde_json::to_value(result.outcome)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    esc(&format!(
+        "{outcome}, {} ({:.1} ms)",
+        result.detail,
+        result.took.as_secs_f64() * 1000.0
+    ))
+}
+
+/// A `<time>` element, UTC: the time of day for today, else the date and time;
+/// the whole RFC 3339 time in its `datetime` and `title`.
+fn time_tag(time: std::time::SystemTime) -> String {
+    let full = humantime::format_rfc3339_seconds(time).to_string();
+    let today = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let shown = if full[..10] == today[..10] {
+        full[11..].to_string()
+    } else {
+        full.replacen('T', " ", 1)
+    };
+    format!(
+        "<time datetime=\"{full}\" title=\"{full}\">{}</time>",
+        esc(&shown)
+    )
+}
+
+/// Where new flows go while the VIP's all_down policy is in force; nothing in the normal case.
+fn new_flows_alert(vip: &Vip, new_flows: NewFlows) -> String {
+    let text = match new_flows {
+        NewFlows::Backends => return String::new(),
+        NewFlows::Dropped => "No backend can take new flows: they are dropped.".to_string(),
+        NewFlows::KeptLast => {
+            "No backend is up: new flows go to the backends that were up last (keep-last)."
+                .to_string()
+        }
+        NewFlows::Sorry => format!(
+            "No backend is up: new flows go to the sorry backend {}.",
+            vip.sorry_backend.map(|a| a.to_string()).unwrap_or_default()
+        ),
+    };
+    format!(
+        "<p class=\"alert alert-warning\" role=\"status\" id=\"new-flows\">{}</p>\n",
+        esc(&text)
+    )
 }
 
 /// A button for each state the backend is not in.

@@ -224,12 +224,13 @@ fn render_form(
         &[
             ("maglev", "Maglev"),
             ("source-hash", "Source hash"),
-            ("round-robin", "Round robin (not yet)"),
-            ("weighted-round-robin", "Weighted round robin (not yet)"),
+            ("round-robin", "Round robin"),
+            ("weighted-round-robin", "Weighted round robin"),
         ],
         Some(
             "Maglev hashes each connection, source hash each client address, over a consistent \
-             ring; the round robins are not supported by the data plane yet.",
+             ring shared by every balancer; the round robins take turns per CPU (weighted: in \
+             proportion to the weights), and each connection stays where it started.",
         ),
     ));
     html.push_str("</div>\n");

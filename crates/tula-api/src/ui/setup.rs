@@ -1,19 +1,16 @@
 //! The per-VIP "Backend setup" panel: for each backend, the exact
 //! `tula decap setup` commands, the manual equivalent from the product
 //! description (module, tunnel, VIP, sysctls, the persistence file), the MTU
-//! advice computed from the balancer's egress interface, and how to verify.
+//! advice (the VIP's tunnel MTU and MSS as the data plane computes them, or
+//! the balancer's egress interface toward the backend), and how to verify.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use tula_config::{Config, DsrType, Vip};
-use tula_decap::Method;
+use tula_control::VipStatus;
+use tula_decap::{mss_clamp, Method};
 
 use super::layout::esc;
-
-/// IPIP's outer IPv4 header.
-const IPIP_OVERHEAD: u32 = 20;
-/// IPv4 and TCP headers without options, between an MTU and the MSS.
-const TCP_IP_HEADERS: u32 = 40;
 
 /// The balancer's interface toward a backend, and its MTU.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,10 +39,22 @@ pub(crate) fn egress(backends: &[IpAddr]) -> Vec<(IpAddr, Result<Egress, String>
         .collect()
 }
 
-/// The tunnel MTU and the MSS to clamp to, for an egress MTU.
-pub(crate) fn tunnel_mtu_and_mss(mtu: u32) -> (u32, u32) {
-    let tunnel = mtu.saturating_sub(IPIP_OVERHEAD);
-    (tunnel, tunnel.saturating_sub(TCP_IP_HEADERS))
+/// The tunnel MTU and the MSS to clamp to: the VIP's own (`vip_figures`,
+/// from its status: the smallest path MTU toward its backends, less the
+/// outer header), else from the balancer's interface toward this backend
+/// (1500 if unknown).
+fn tunnel_mtu_and_mss(
+    vip_figures: Option<(u16, u16)>,
+    egress: &Result<Egress, String>,
+) -> (u32, u16) {
+    if let Some((tunnel, mss)) = vip_figures {
+        return (tunnel.into(), mss);
+    }
+    let mtu = egress.as_ref().map_or(1500, |e| e.mtu);
+    (
+        mtu.saturating_sub(mss_clamp::IPIP_OVERHEAD),
+        mss_clamp::default_mss(mtu),
+    )
 }
 
 /// The VIPs `backend` serves with the same DSR type as `vip`: one setup covers them all.
@@ -68,10 +77,12 @@ fn vips_of(config: &Config, vip: &Vip, backend: IpAddr) -> Vec<Ipv4Addr> {
     vips
 }
 
-/// The panel's HTML for `vip`; `egress` as [`egress`] found it for its backends.
+/// The panel's HTML for `vip` (`status`: what the data plane reports for it);
+/// `egress` as [`egress`] found it for its backends.
 pub(crate) fn panel(
     config: &Config,
     vip: &Vip,
+    status: Option<&VipStatus>,
     egress: &[(IpAddr, Result<Egress, String>)],
 ) -> String {
     let mut html = String::from("<section class=\"card\" id=\"setup\" aria-labelledby=\"setup-title\">\n<h2 id=\"setup-title\">Backend setup</h2>\n");
@@ -104,7 +115,9 @@ pub(crate) fn panel(
             address = backend.address
         ));
         match vip.dsr_type {
-            DsrType::L3Ipip => html.push_str(&l3_backend(config, vip, backend.address, &found)),
+            DsrType::L3Ipip => {
+                html.push_str(&l3_backend(config, vip, backend.address, status, &found))
+            }
             DsrType::L2 => html.push_str(&l2_backend(config, vip, backend.address)),
         }
         html.push_str("</details>\n");
@@ -126,34 +139,27 @@ fn l3_backend(
     config: &Config,
     vip: &Vip,
     backend: IpAddr,
+    status: Option<&VipStatus>,
     egress: &Result<Egress, String>,
 ) -> String {
     let vips = vips_of(config, vip, backend);
     let args = vip_args(&vips);
-    let (mtu_text, tunnel_mtu, mss) = match egress {
-        Ok(egress) => {
-            let (tunnel, mss) = tunnel_mtu_and_mss(egress.mtu);
-            (
-                format!(
-                    "The load balancer sends to {backend} through <code>{}</code>, whose MTU is <strong>{}</strong>.",
-                    esc(&egress.interface),
-                    egress.mtu
-                ),
-                tunnel,
-                mss,
-            )
-        }
-        Err(error) => {
-            let (tunnel, mss) = tunnel_mtu_and_mss(1500);
-            (
-                format!(
-                    "The route to {backend} could not be looked up ({}); the figures assume an MTU of 1500.",
-                    esc(error)
-                ),
-                tunnel,
-                mss,
-            )
-        }
+    let vip_figures = status.and_then(|s| s.tunnel_mtu.zip(s.mss));
+    let (tunnel_mtu, mss) = tunnel_mtu_and_mss(vip_figures, egress);
+    let mtu_text = match egress {
+        Ok(egress) => format!(
+            "The load balancer sends to {backend} through <code>{}</code>, whose MTU is <strong>{}</strong>.",
+            esc(&egress.interface),
+            egress.mtu
+        ),
+        Err(error) => format!(
+            "The route to {backend} could not be looked up ({}).",
+            esc(error)
+        ),
+    };
+    let mtu_source = match vip_figures {
+        Some(_) => "the smallest path MTU toward this VIP's backends, less",
+        None => "this interface's MTU (1500 if unknown), less",
     };
     let served: Vec<String> = vips.iter().map(ToString::to_string).collect();
     let mut html = format!(
@@ -162,11 +168,16 @@ fn l3_backend(
         esc(&served.join(", ")),
         if vips.len() == 1 { "it" } else { "them all" },
     );
+    // --mss-clamp last, so each command reads as the basic one plus the clamp.
+    let clamp = format!(" --mss-clamp={mss}");
     html.push_str("<p>Kernel method (the ipip module and <code>tunl0</code>):</p>\n");
-    html.push_str(&commands(&[format!("tula decap setup{args}")]));
+    html.push_str(&commands(&[format!("tula decap setup{args}{clamp}")]));
     html.push_str("<p>XDP method (no ipip module needed):</p>\n");
-    html.push_str(&commands(&[format!("tula decap setup --method xdp{args}")]));
-    html.push_str("<p>Add <code>--dry-run</code> to see every change first, and <code>--interface IFACE</code> if the uplink is not the default route's interface.</p>\n");
+    html.push_str(&commands(&[format!(
+        "tula decap setup --method xdp{args}{clamp}"
+    )]));
+    html.push_str("<p><code>--mss-clamp</code> lowers the MSS the backend announces so clients' segments fit the tunnel (see MTU below). \
+                   Add <code>--dry-run</code> to see every change first, and <code>--interface IFACE</code> if the uplink is not the default route's interface.</p>\n");
 
     html.push_str("<h3>The manual equivalent</h3>\n<p>Load the IPIP module, create the tunnel and put the VIP on it:</p>\n");
     let mut manual = vec![
@@ -189,34 +200,25 @@ fn l3_backend(
     html.push_str("<p>and configure the tunnel in the system's network manager (e.g. netplan) so it survives reboots; <code>tula decap setup</code> writes those files.</p>\n");
 
     html.push_str(&format!(
-        "<h3>MTU</h3>\n<p>{mtu_text} IPIP adds a 20-byte outer IPv4 header, so the tunnel carries at most \
-         <strong class=\"tunnel-mtu\">{tunnel_mtu}</strong> bytes: set the tunnel MTU to {tunnel_mtu} and clamp \
-         the TCP MSS the backend announces to <strong class=\"mss\">{mss}</strong> ({tunnel_mtu} - 40), so clients \
-         never send a full-size packet with Don't Fragment set into the tunnel.</p>\n"
+        "<h3>MTU</h3>\n<p>{mtu_text} The tunnel carries at most <strong class=\"tunnel-mtu\">{tunnel_mtu}</strong> bytes \
+         ({mtu_source} IPIP's {overhead}-byte outer IPv4 header): set the tunnel MTU to {tunnel_mtu} and clamp \
+         the TCP MSS the backend announces to <strong class=\"mss\">{mss}</strong> ({tunnel_mtu} - {headers}), so clients \
+         never send a full-size packet with Don't Fragment set into the tunnel. <code>--mss-clamp={mss}</code> above \
+         loads this nftables table (and persists it):</p>\n",
+        overhead = mss_clamp::IPIP_OVERHEAD,
+        headers = mss_clamp::IPV4_TCP_HEADERS,
     ));
-    // The same table, chain and rule as `tula decap setup --mss-clamp` (issue 7) loads.
-    let sources = match vips.as_slice() {
-        [one] => one.to_string(),
-        _ => format!("{{ {} }}", served.join(", ")),
-    };
-    html.push_str(&commands(&[
+    let mut lines = vec![
         format!("ip link set tunl0 mtu {tunnel_mtu}"),
         "nft -f - <<'EOF'".to_string(),
-        "table ip tula_dsr {".to_string(),
-        "\tchain mss_clamp {".to_string(),
-        "\t\ttype filter hook output priority mangle; policy accept;".to_string(),
-        format!("\t\tip saddr {sources} tcp flags syn / syn,rst tcp option maxseg size > {mss} tcp option maxseg size set {mss}"),
-        "\t}".to_string(),
-        "}".to_string(),
-        "EOF".to_string(),
-    ]));
+    ];
+    lines.extend(mss_clamp::ruleset(&vips, mss).lines().map(str::to_string));
+    lines.push("EOF".to_string());
+    html.push_str(&commands(&lines));
     html.push_str(&format!(
         "<p>Or raise the MTU to {} or more (jumbo frames) on every link between the load balancer and the \
          backends. Either way, keep ICMP \"Fragmentation Needed\" unfiltered so path MTU discovery works.</p>\n",
-        match egress {
-            Ok(e) => e.mtu + IPIP_OVERHEAD,
-            Err(_) => 1520,
-        }
+        egress.as_ref().map_or(1500, |e| e.mtu) + mss_clamp::IPIP_OVERHEAD
     ));
 
     html.push_str("<h3>Verify</h3>\n");
@@ -259,9 +261,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_tunnel_takes_20_bytes_and_tcp_40_more() {
-        assert_eq!(tunnel_mtu_and_mss(1500), (1480, 1440));
-        assert_eq!(tunnel_mtu_and_mss(9000), (8980, 8940));
+    fn the_vips_own_figures_come_first_then_the_egress_mtu() {
+        let egress = Ok(Egress {
+            interface: "eth0".into(),
+            mtu: 9000,
+        });
+        assert_eq!(tunnel_mtu_and_mss(None, &egress), (8980, 8940));
+        assert_eq!(
+            tunnel_mtu_and_mss(None, &Err("no route".into())),
+            (1480, 1440)
+        );
+        assert_eq!(
+            tunnel_mtu_and_mss(Some((1380, 1340)), &egress),
+            (1380, 1340)
+        );
     }
 
     #[test]
@@ -293,14 +306,18 @@ mod tests {
             ),
             ("198.18.12.2".parse().unwrap(), Err("no route".to_string())),
         ];
-        let html = panel(&config, vip, &egress);
+        let html = panel(&config, vip, None, &egress);
         assert!(
-            html.contains("tula decap setup --vip 203.0.113.10 --vip 203.0.113.11"),
-            "{html}"
+            html.contains(
+                "tula decap setup --vip 203.0.113.10 --vip 203.0.113.11 --mss-clamp=1340"
+            ),
+            "1400 - 20 - 40: {html}"
         );
         assert!(
-            html.contains("tula decap setup --method xdp --vip 203.0.113.10</code>"),
-            "{html}"
+            html.contains(
+                "tula decap setup --method xdp --vip 203.0.113.10 --mss-clamp=1440</code>"
+            ),
+            "the unknown route assumes 1500: {html}"
         );
         assert!(html.contains("ip tunnel add tunl0 mode ipip local 198.18.11.2"));
         assert!(html.contains("ip addr add 203.0.113.10/32 dev tunl0"));

@@ -75,6 +75,21 @@ pub fn in_lab<T: Send>(name: &str, test: impl FnOnce(&mut Fixture) -> T + Send) 
     result.expect("entering the test namespace")
 }
 
+/// Keeps the calling thread on CPU 0, for tests of per-CPU state (next-hop
+/// cache, ICMP token bucket, round-robin cursors): a thread that moved would
+/// see another CPU's.
+pub fn stay_on_cpu0() {
+    // SAFETY: a zeroed cpu_set_t with one bit set, applied to this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
+    }
+}
+
 /// Builds the topology above in the calling thread's namespace.
 pub fn build_topology() {
     tula_net::add_veth("lb0", "nh0", None).unwrap();

@@ -127,19 +127,28 @@ impl Lab {
 
     /// Runs a client SYN from 198.18.200.7:`client_port` to `vip` through the
     /// balancer (BPF test run); the backend it was sent to, or `None` if it was not forwarded.
+    /// Runs a SYN (a new connection) through the balancer; returns the backend it went to.
     pub fn send(&self, client_port: u16, vip: SocketAddrV4) -> Option<Ipv4Addr> {
+        self.send_tcp(client_port, vip, true)
+    }
+
+    /// Runs a packet of an established connection (ACK) through the balancer.
+    pub fn send_established(&self, client_port: u16, vip: SocketAddrV4) -> Option<Ipv4Addr> {
+        self.send_tcp(client_port, vip, false)
+    }
+
+    fn send_tcp(&self, client_port: u16, vip: SocketAddrV4, syn: bool) -> Option<Ipv4Addr> {
         self.lb
             .run(|| {
                 let dataplane =
                     Dataplane::open_pinned(&self.pin_dir).expect("opening the pinned data plane");
                 let lb0 = tula_net::link("lb0").unwrap();
                 let mut frame = Vec::new();
-                etherparse::PacketBuilder::ethernet2(CLIENT_MAC, lb0.mac)
+                let builder = etherparse::PacketBuilder::ethernet2(CLIENT_MAC, lb0.mac)
                     .ipv4([198, 18, 200, 7], vip.ip().octets(), 61)
-                    .tcp(client_port, vip.port(), 1000, 64_000)
-                    .syn()
-                    .write_to_vec(&mut frame, b"")
-                    .unwrap();
+                    .tcp(client_port, vip.port(), 1000, 64_000);
+                let builder = if syn { builder.syn() } else { builder.ack(1) };
+                builder.write_to_vec(&mut frame, b"").unwrap();
                 let (action, out) = dataplane.test_run(&frame, Some(lb0.index)).unwrap();
                 (action == XdpAction::Tx).then(|| Ipv4Addr::new(out[30], out[31], out[32], out[33]))
             })

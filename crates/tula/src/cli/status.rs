@@ -1,9 +1,12 @@
-//! `tula status`: every VIP and its backends in one table, like `ipvsadm -Ln`.
+//! `tula status`: every VIP and its backends in one table, like `ipvsadm -Ln`,
+//! with each backend's health and where a VIP's new flows go while none of its
+//! backends is up.
 
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
 
 use super::client::{print_json, Client, ClientArgs};
 use super::vip::socket_text;
@@ -30,7 +33,14 @@ pub struct VipStatus {
     pub tunnel_mtu: Option<u16>,
     #[serde(default)]
     pub mss: Option<u16>,
+    /// Where new flows go: backends, or the all_down policy (dropped, kept-last, sorry) while none is up.
+    #[serde(default = "backends_text")]
+    pub new_flows: String,
     pub backends: Vec<BackendStatus>,
+}
+
+fn backends_text() -> String {
+    "backends".to_string()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,6 +52,39 @@ pub struct BackendStatus {
     pub active_flows: u64,
     pub packets: u64,
     pub bytes: u64,
+    /// The health checker's view; `None` when the backend is not checked.
+    #[serde(default)]
+    pub health: Option<HealthSummary>,
+}
+
+/// A checked backend's health, as `GET /api/status` reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HealthSummary {
+    pub check: String,
+    /// up or down.
+    pub state: String,
+    /// RFC 3339.
+    pub since: String,
+    pub last_result: Option<CheckResult>,
+    pub counts: CheckCounts,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub time: String,
+    /// pass, fail or error.
+    pub outcome: String,
+    pub detail: String,
+    pub took_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckCounts {
+    pub passed: u64,
+    pub failed: u64,
+    pub errors: u64,
+    pub went_down: u64,
+    pub went_up: u64,
 }
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
@@ -57,9 +100,15 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Per VIP a line (with the tunnel MTU toward its backends and the MSS that
-/// fits), per backend an indented `->` line with its state, health, weight,
+/// fits, and where new flows go while no backend is up), per backend an
+/// indented `->` line with its state, health (and for how long), weight,
 /// active flows, packets and bytes.
 pub fn status_table(status: &[VipStatus]) -> String {
+    status_table_at(status, SystemTime::now())
+}
+
+/// [`status_table`] as seen at `now`.
+fn status_table_at(status: &[VipStatus], now: SystemTime) -> String {
     let text = |s: &str| s.to_string();
     let mut rows = vec![
         [
@@ -91,7 +140,11 @@ pub fn status_table(status: &[VipStatus]) -> String {
             socket_text(vip.address, vip.port),
             vip.scheduler.clone(),
             vip.dsr_type.clone(),
-            vip.name.clone(),
+            if vip.new_flows == "backends" {
+                vip.name.clone()
+            } else {
+                format!("{} (new flows: {})", vip.name, vip.new_flows)
+            },
             match (vip.tunnel_mtu, vip.mss) {
                 (Some(mtu), Some(mss)) => format!("{mtu}/{mss}"),
                 _ => "-".to_string(),
@@ -104,7 +157,7 @@ pub fn status_table(status: &[VipStatus]) -> String {
                 "  ->".to_string(),
                 backend.address.to_string(),
                 backend.state.clone(),
-                if backend.healthy { "up" } else { "down" }.to_string(),
+                health_text(backend, now),
                 backend.weight.to_string(),
                 backend.active_flows.to_string(),
                 backend.packets.to_string(),
@@ -113,6 +166,21 @@ pub fn status_table(status: &[VipStatus]) -> String {
         }
     }
     table(&rows)
+}
+
+/// "up" or "down", and for how long when the backend is checked: "down 12s".
+fn health_text(backend: &BackendStatus, now: SystemTime) -> String {
+    let Some(health) = &backend.health else {
+        return if backend.healthy { "up" } else { "down" }.to_string();
+    };
+    match humantime::parse_rfc3339(&health.since) {
+        Ok(since) => {
+            let seconds = now.duration_since(since).unwrap_or_default().as_secs();
+            let held = humantime::format_duration(Duration::from_secs(seconds));
+            format!("{} {held}", health.state)
+        }
+        Err(_) => health.state.clone(),
+    }
 }
 
 /// Rows as columns padded to their widest cell, two spaces apart.
@@ -133,4 +201,84 @@ pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vip(new_flows: &str, backends: Vec<BackendStatus>) -> VipStatus {
+        VipStatus {
+            name: "web".into(),
+            address: "203.0.113.10".parse().unwrap(),
+            port: 80,
+            protocol: "tcp".into(),
+            dsr_type: "l3-ipip".into(),
+            scheduler: "maglev".into(),
+            packets: 10,
+            bytes: 1000,
+            tunnel_mtu: Some(1480),
+            mss: Some(1440),
+            new_flows: new_flows.into(),
+            backends,
+        }
+    }
+
+    fn backend(address: &str, healthy: bool, health: Option<(&str, &str)>) -> BackendStatus {
+        BackendStatus {
+            address: address.parse().unwrap(),
+            weight: 1,
+            state: "active".into(),
+            healthy,
+            active_flows: 0,
+            packets: 0,
+            bytes: 0,
+            health: health.map(|(state, since)| HealthSummary {
+                check: "tcp".into(),
+                state: state.into(),
+                since: since.into(),
+                last_result: None,
+                counts: CheckCounts {
+                    passed: 0,
+                    failed: 0,
+                    errors: 0,
+                    went_down: 0,
+                    went_up: 0,
+                },
+            }),
+        }
+    }
+
+    #[test]
+    fn the_table_shows_health_with_its_age_and_where_new_flows_go() {
+        let now = humantime::parse_rfc3339("2025-06-01T12:05:02Z").unwrap();
+        let status = [vip(
+            "dropped",
+            vec![
+                backend(
+                    "198.18.11.2",
+                    false,
+                    Some(("down", "2025-06-01T12:04:50.250Z")),
+                ),
+                backend("198.18.12.2", true, Some(("up", "2025-06-01T10:00:00Z"))),
+                backend("198.18.13.2", true, None),
+            ],
+        )];
+        let table = status_table_at(&status, now);
+        let line = |needle: &str| {
+            table
+                .lines()
+                .find(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("{table}"))
+        };
+        assert!(
+            line("203.0.113.10:80").contains("web (new flows: dropped)"),
+            "{table}"
+        );
+        assert!(line("198.18.11.2").contains("  down 11s  "), "{table}");
+        assert!(line("198.18.12.2").contains("  up 2h 5m 2s  "), "{table}");
+        assert!(line("198.18.13.2").contains("  up  "), "unchecked: {table}");
+        let normal = status_table_at(&[vip("backends", Vec::new())], now);
+        assert!(!normal.contains("new flows"), "{normal}");
+    }
 }

@@ -1,0 +1,39 @@
+//! Data-plane benchmark: Mpps offered and delivered through the real balancer
+//! for five scenarios against the floor measured in the same run, where each
+//! packet's time goes, and what a SYN flood does to established flows.
+//! See crates/tula-bench/src/throughput.rs and syn_flood.rs for the method.
+//!
+//! `cargo bench -p tula-bench --bench dataplane` (root). Under `cargo test`
+//! or with TULA_BENCH_QUICK=1 it runs once at a tiny size.
+
+use tula_bench::bench_net::BenchNet;
+use tula_bench::machine::Machine;
+use tula_bench::size::Size;
+use tula_bench::throughput::{Bench, OnLb, Plan};
+use tula_bench::traffic::pin_to_cpu;
+use tula_bench::{syn_flood, throughput};
+
+fn main() {
+    let size = Size::from_env();
+    let plan = Plan::new(size);
+    println!("{}", Machine::read());
+    println!("size: {size:?}");
+    let net = BenchNet::create(
+        &format!("tbd{}", std::process::id()),
+        throughput::SMALL_VIP_BACKENDS,
+    );
+    let gen_ns = &net.gen;
+    let (report, flood) = gen_ns
+        .run(|| {
+            pin_to_cpu(plan.cpu);
+            let mut bench = Bench::new(&net, &plan);
+            let report = throughput::measure(&mut bench);
+            bench.put_on_lb(OnLb::Balancer);
+            let flood = syn_flood::measure(&mut bench);
+            (report, flood)
+        })
+        .expect("entering the generator namespace");
+    report.print(&plan);
+    syn_flood::print(&flood, plan.load.conn_table_size);
+    println!("\n{}", Machine::read());
+}

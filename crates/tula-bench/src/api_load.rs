@@ -1,0 +1,452 @@
+//! The daemon under load: `tula serve` started in the control-plane
+//! namespace with the generated config, its start time, its memory (RSS, and
+//! the kernel memory of its maps), and the latency of `GET /api/vips` and of
+//! a backend drain under 100 concurrent clients.
+//!
+//! Each client is a thread in the namespace with its own keep-alive
+//! connection (ureq), sending a fixed number of requests one after another;
+//! all start together. A batch's latencies give its p50 and p99; figures are
+//! medians over batches. Drains change the config (each is a Save and apply
+//! with a revision), so every client drains a backend of its own, and the
+//! first revision is rolled back to between batches (not timed). One client
+//! alone is timed too: the latency without queueing.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use tula_dataplane::Dataplane;
+use tula_net::Netns;
+
+use crate::control_plane::{backend_addr, config_toml, load_options, mib, Scale, Workdir};
+use crate::samples::{quantile, Samples};
+use crate::size::Size;
+
+/// Concurrent API clients.
+pub const CLIENTS: usize = 100;
+const LISTEN: &str = "127.0.0.1:9100";
+
+/// The `tula` executable: `TULA_BIN`, or `tula` in the target directory this
+/// benchmark was built into (scripts/bench.sh and scripts/test.sh build it).
+pub fn tula_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("TULA_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("finding this executable");
+    // target/<profile>/deps/<bench> -> target/<profile>/tula
+    let candidate = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("tula"))
+        .expect("this executable lives in target/<profile>/deps");
+    assert!(
+        candidate.exists(),
+        "no tula executable at {}: build it first (cargo build -p tula, with --release for cargo bench) or set TULA_BIN",
+        candidate.display()
+    );
+    candidate
+}
+
+/// A running `tula serve`; killed (and its data plane unloaded) on drop.
+pub struct Daemon {
+    child: Child,
+    pub started_in: Duration,
+    work: Workdir,
+    ns_name: String,
+}
+
+impl Daemon {
+    /// Starts `tula serve` in `ns` with `config_text` and waits until its API answers.
+    pub fn start(ns: &Netns, work: Workdir, config_text: &str) -> Daemon {
+        std::fs::write(work.config_path(), config_text).expect("writing the daemon's config");
+        let log =
+            std::fs::File::create(work.dir.join("daemon.log")).expect("creating the daemon log");
+        let start = Instant::now();
+        let child = ns
+            .command(tula_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(work.config_path())
+            .arg("--state-dir")
+            .arg(work.state_dir())
+            .arg("--unload-on-exit")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting tula serve");
+        let mut daemon = Daemon {
+            child,
+            started_in: Duration::ZERO,
+            work,
+            ns_name: ns.name().to_string(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let agent = agent();
+        loop {
+            let answered = ns
+                .run(|| {
+                    agent
+                        .get(url("/api/status"))
+                        .call()
+                        .is_ok_and(|r| r.status() == 200)
+                })
+                .expect("entering the namespace");
+            if answered {
+                break;
+            }
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!(
+                    "tula serve exited ({status}) before answering; its log:\n{}",
+                    daemon.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tula serve did not answer within 10 minutes; its log:\n{}",
+                daemon.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        daemon.started_in = start.elapsed();
+        daemon
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.work.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// (VmRSS, VmHWM) in bytes.
+    pub fn rss(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("reading the daemon's /proc status");
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map_or(0, |kib| kib * 1024)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Kernel memory of the daemon's maps, as the kernel accounts it.
+    pub fn map_memory(&self) -> u64 {
+        Dataplane::open_pinned(&self.work.pin_dir)
+            .expect("opening the daemon's pinned data plane")
+            .map_memory()
+            .expect("reading map memory")
+            .iter()
+            .map(|(_, bytes)| bytes)
+            .sum()
+    }
+
+    /// SIGTERM, then waits: with --unload-on-exit the daemon removes its pins.
+    fn stop(&mut self) {
+        // SAFETY: a process this value started.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!(
+            "tula serve in {} did not stop on SIGTERM; killing it",
+            self.ns_name
+        );
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(900)))
+        .build()
+        .into()
+}
+
+fn url(path: &str) -> String {
+    format!("http://{LISTEN}{path}")
+}
+
+/// Latency figures of one kind of request.
+#[derive(Debug, Clone, Default)]
+pub struct Latency {
+    /// Milliseconds, one sample per batch of CLIENTS concurrent clients.
+    pub p50: Samples,
+    pub p99: Samples,
+    pub requests_per_batch: usize,
+    /// Milliseconds, one client alone, one sample per request.
+    pub alone: Samples,
+}
+
+/// Figures of one daemon run.
+#[derive(Debug, Clone)]
+pub struct ApiReport {
+    pub scale: Scale,
+    pub started_in: Duration,
+    /// RSS right after start, after the GET batches, after the drains, and the peak, in bytes.
+    pub rss_started: u64,
+    pub rss_after_gets: u64,
+    pub rss: u64,
+    pub rss_peak: u64,
+    pub map_memory: u64,
+    pub get_vips: Latency,
+    pub drain: Latency,
+    /// Bytes of one GET /api/vips answer.
+    pub vips_body: usize,
+}
+
+/// Sends `per_client` requests from each of CLIENTS threads in `ns`, all
+/// starting together; `request(client, i)` makes request i of a client and
+/// returns its status. Returns every latency in milliseconds.
+fn load(
+    ns: &Netns,
+    per_client: usize,
+    request: impl Fn(&ureq::Agent, usize, usize) -> u16 + Sync,
+) -> Vec<f64> {
+    let barrier = Arc::new(Barrier::new(CLIENTS));
+    let request = &request;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..CLIENTS)
+            .map(|client| {
+                let barrier = barrier.clone();
+                scope.spawn(move || {
+                    ns.enter().expect("entering the namespace");
+                    let agent = agent();
+                    // One request first, so the connection is open before timing.
+                    let _ = agent.get(url("/api/status")).call();
+                    barrier.wait();
+                    (0..per_client)
+                        .map(|i| {
+                            let start = Instant::now();
+                            let status = request(&agent, client, i);
+                            let ms = start.elapsed().as_secs_f64() * 1e3;
+                            assert!(
+                                (200..300).contains(&status),
+                                "client {client}, request {i}: HTTP {status}"
+                            );
+                            ms
+                        })
+                        .collect::<Vec<f64>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("an API client panicked"))
+            .collect()
+    })
+}
+
+fn get_vips(agent: &ureq::Agent) -> (u16, usize) {
+    let mut response = agent.get(url("/api/vips")).call().expect("GET /api/vips");
+    let mut body = Vec::new();
+    response
+        .body_mut()
+        .as_reader()
+        .read_to_end(&mut body)
+        .expect("reading GET /api/vips");
+    (response.status().as_u16(), body.len())
+}
+
+fn record(latency: &mut Latency, mut values: Vec<f64>) {
+    latency.requests_per_batch = values.len();
+    latency.p50.push(quantile(&mut values, 0.50));
+    latency.p99.push(quantile(&mut values, 0.99));
+}
+
+/// How many batches and requests one daemon run makes.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiLoad {
+    pub get_batches: usize,
+    pub gets_per_client: usize,
+    /// Each drain batch is CLIENTS applies one after another: slow at scale.
+    pub drain_batches: usize,
+    /// Requests of the one client alone.
+    pub alone: usize,
+}
+
+/// The running revision, from `GET /api/config`.
+fn running_revision(agent: &ureq::Agent) -> u64 {
+    let mut response = agent
+        .get(url("/api/config"))
+        .call()
+        .expect("GET /api/config");
+    let mut body = Vec::new();
+    response
+        .body_mut()
+        .as_reader()
+        .read_to_end(&mut body)
+        .expect("reading GET /api/config");
+    let value: serde_json::Value = serde_json::from_slice(&body).expect("GET /api/config is JSON");
+    value["revision"]
+        .as_u64()
+        .expect("GET /api/config has a revision number")
+}
+
+fn drain(agent: &ureq::Agent, vip: u32, backend: std::net::Ipv4Addr) -> u16 {
+    agent
+        .post(url(&format!(
+            "/api/vips/vip{vip:04}/backends/{backend}/drain"
+        )))
+        .send_empty()
+        .expect("POST drain")
+        .status()
+        .as_u16()
+}
+
+fn rollback(agent: &ureq::Agent, revision: u64) {
+    let status = agent
+        .post(url(&format!("/api/revisions/{revision}/rollback")))
+        .send_empty()
+        .expect("POST rollback")
+        .status()
+        .as_u16();
+    assert_eq!(
+        status, 200,
+        "rolling back to revision {revision} after the drains"
+    );
+}
+
+/// Starts the daemon at `scale` in `ns`, reads its memory and loads its API.
+pub fn measure(ns: &Netns, size: Size, scale: Scale, plan: ApiLoad) -> ApiReport {
+    let options = load_options(scale, size);
+    let work = Workdir::new(&format!("api{}x{}", scale.vips, scale.backends));
+    let text = config_toml(
+        scale,
+        &options,
+        &work.pin_dir,
+        LISTEN.parse::<SocketAddr>().unwrap(),
+    );
+    let daemon = Daemon::start(ns, work, &text);
+    let (rss_started, _) = daemon.rss();
+    let map_memory = daemon.map_memory();
+    let (vips_body, first_revision) = ns
+        .run(|| {
+            let agent = agent();
+            (get_vips(&agent).1, running_revision(&agent))
+        })
+        .expect("entering the namespace");
+
+    let mut get_latency = Latency::default();
+    let mut drain_latency = Latency::default();
+    // One client alone: no queueing behind other requests.
+    ns.run(|| {
+        let agent = agent();
+        for i in 0..plan.alone {
+            let start = Instant::now();
+            assert_eq!(get_vips(&agent).0, 200, "GET /api/vips");
+            get_latency.alone.push(start.elapsed().as_secs_f64() * 1e3);
+            let start = Instant::now();
+            let status = drain(&agent, 0, backend_addr(i as u32 % scale.backends));
+            assert_eq!(status, 200, "draining alone");
+            drain_latency
+                .alone
+                .push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        rollback(&agent, first_revision);
+    })
+    .expect("entering the namespace");
+
+    for _ in 0..plan.get_batches {
+        let values = load(ns, plan.gets_per_client, |agent, _, _| get_vips(agent).0);
+        record(&mut get_latency, values);
+    }
+    let (rss_after_gets, _) = daemon.rss();
+    for _ in 0..plan.drain_batches {
+        // Client c drains backend c mod backends of a VIP of its own (or shared by backends' worth of clients).
+        let values = load(ns, 1, |agent, client, _| {
+            let vip = (client * scale.vips as usize / CLIENTS) as u32;
+            drain(agent, vip, backend_addr(client as u32 % scale.backends))
+        });
+        record(&mut drain_latency, values);
+        ns.run(|| rollback(&agent(), first_revision))
+            .expect("entering the namespace");
+    }
+    let (rss, rss_peak) = daemon.rss();
+    ApiReport {
+        scale,
+        started_in: daemon.started_in,
+        rss_started,
+        rss_after_gets,
+        rss,
+        rss_peak,
+        map_memory,
+        get_vips: get_latency,
+        drain: drain_latency,
+        vips_body,
+    }
+}
+
+impl ApiReport {
+    pub fn print(&self) {
+        println!(
+            "\ndaemon ({} serve) with {} VIPs x {} backends; {CLIENTS} concurrent keep-alive clients, medians over batches (min-max)",
+            tula_bin().display(),
+            self.scale.vips,
+            self.scale.backends
+        );
+        println!(
+            "  {:<52} {:>44}",
+            "start until the API answers (config applied)",
+            format!("{:.2} s", self.started_in.as_secs_f64())
+        );
+        println!(
+            "  {:<52} {:>44}",
+            "RSS after start / the GETs / the drains (peak)",
+            format!(
+                "{} / {} / {} ({})",
+                mib(self.rss_started),
+                mib(self.rss_after_gets),
+                mib(self.rss),
+                mib(self.rss_peak)
+            )
+        );
+        println!(
+            "  {:<52} {:>44}",
+            "kernel map memory (memlock)",
+            mib(self.map_memory)
+        );
+        println!(
+            "  {:<52} {:>26} {:>22} {:>22}",
+            "request", "one client alone, ms", "p50 ms", "p99 ms"
+        );
+        for (name, latency, decimals) in [
+            (
+                format!("GET /api/vips ({} KiB)", self.vips_body / 1024),
+                &self.get_vips,
+                2,
+            ),
+            (
+                "POST .../drain (a Save and apply)".to_string(),
+                &self.drain,
+                1,
+            ),
+        ] {
+            println!(
+                "  {:<52} {:>26} {:>22} {:>22}",
+                format!("{name}, {} per batch", latency.requests_per_batch),
+                latency.alone.show(decimals),
+                latency.p50.show(decimals),
+                latency.p99.show(decimals)
+            );
+        }
+    }
+}
