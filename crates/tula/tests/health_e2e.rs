@@ -16,7 +16,10 @@ use std::time::{Duration, Instant, SystemTime};
 use tula_lab::capture::Capture;
 use tula_lab::http::Client;
 use tula_lab::topology::{Topology, VIP_L3, VIP_PORT};
-use tula_lab::{Lab, LabOptions};
+use tula_lab::Lab;
+
+mod support;
+use support::TestLab;
 use tula_net::Netns;
 
 /// The checks' timing in these tests: fast, so each test takes seconds.
@@ -46,29 +49,13 @@ fn up_bound() -> Duration {
 const SLACK: Duration = Duration::from_millis(50);
 
 /// A lab that is taken down when the test ends, pass or fail.
-struct TestLab(Lab);
-
 impl TestLab {
-    fn up(tag: &str, backends: u8) -> TestLab {
-        let opts = LabOptions {
-            name: format!("t{}-{tag}", std::process::id() % 100_000),
-            backends,
-            tula_bin: env!("CARGO_BIN_EXE_tula").into(),
-        };
-        let lab = Lab::new(&opts).unwrap();
-        let _ = lab.down();
-        lab.up().unwrap_or_else(|e| panic!("lab {tag} did not come up: {e}"));
-        TestLab(lab)
-    }
-
     /// Applies the lab's config over the `active` backends, with `web` as the
     /// web VIP's check and policy and `extra` TOML appended (through the API,
     /// as `tula apply -f` does).
     fn apply(&self, active: &[u8], web: &str, extra: &str) {
         let text = tula_lab::balancer::config_toml_with(&self.topology, active, web) + extra;
-        let path = self.topology.run_dir().join("health-test.toml");
-        std::fs::write(&path, text).unwrap();
-        self.tula(&["apply", "-f", &path.to_string_lossy()]).unwrap();
+        self.apply_toml(&text, "health-test.toml");
     }
 
     /// `tula status --json`.
@@ -123,20 +110,6 @@ impl TestLab {
     }
 }
 
-impl Drop for TestLab {
-    fn drop(&mut self) {
-        if let Err(e) = self.0.down() {
-            eprintln!("taking lab {} down: {e}", self.0.topology.prefix);
-        }
-    }
-}
-
-impl std::ops::Deref for TestLab {
-    type Target = Lab;
-    fn deref(&self) -> &Lab {
-        &self.0
-    }
-}
 
 fn vip<'a>(status: &'a Value, name: &str) -> &'a Value {
     status.as_array().unwrap().iter().find(|v| v["name"] == name).unwrap_or_else(|| panic!("no VIP {name} in {status}"))

@@ -8,39 +8,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tula_lab::capture::Capture;
 use tula_lab::topology::{Topology, VIP_L2, VIP_L3, VIP_PORT};
-use tula_lab::{Lab, LabOptions};
+mod support;
 
-/// A lab that is taken down when the test ends, pass or fail.
-struct TestLab(Lab);
+use support::TestLab;
 
-impl TestLab {
-    fn up(tag: &str, backends: u8) -> TestLab {
-        let opts = LabOptions {
-            name: format!("t{}-{tag}", std::process::id() % 100_000),
-            backends,
-            tula_bin: env!("CARGO_BIN_EXE_tula").into(),
-        };
-        let lab = Lab::new(&opts).unwrap();
-        let _ = lab.down();
-        lab.up().unwrap_or_else(|e| panic!("lab {tag} did not come up: {e}"));
-        TestLab(lab)
-    }
-}
-
-impl Drop for TestLab {
-    fn drop(&mut self) {
-        if let Err(e) = self.0.down() {
-            eprintln!("taking lab {} down: {e}", self.0.topology.prefix);
-        }
-    }
-}
-
-impl std::ops::Deref for TestLab {
-    type Target = Lab;
-    fn deref(&self) -> &Lab {
-        &self.0
-    }
-}
 
 fn vip_l3() -> SocketAddr {
     (VIP_L3, VIP_PORT).into()
@@ -170,11 +141,11 @@ fn lab_down_leaves_nothing_behind() {
     let lab = TestLab::up("down", 1);
     let prefix = format!("{}-", lab.topology.prefix);
     assert_eq!(tula_net::netns_list().unwrap().iter().filter(|n| n.starts_with(&prefix)).count(), 4);
-    lab.down().unwrap();
+    lab.lab.down().unwrap();
     assert!(tula_net::netns_list().unwrap().iter().all(|n| !n.starts_with(&prefix)));
     assert!(!lab.topology.run_dir().exists());
     // Taking it down twice is fine.
-    lab.down().unwrap();
+    lab.lab.down().unwrap();
 }
 
 #[test]

@@ -9,23 +9,15 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 use tula_lab::capture::Capture;
 use tula_lab::topology::{Topology, VIP_L2, VIP_L3, VIP_PORT, VIP_UDP_PORT};
-use tula_lab::{Lab, LabOptions};
+
+mod support;
+use support::TestLab;
 use tula_net::Netns;
 
-/// A lab that is taken down when the test ends, pass or fail.
-struct TestLab(Lab);
-
 impl TestLab {
-    fn up(tag: &str, backends: u8) -> TestLab {
-        let opts = LabOptions {
-            name: format!("t{}-{tag}", std::process::id() % 100_000),
-            backends,
-            tula_bin: env!("CARGO_BIN_EXE_tula").into(),
-        };
-        let lab = Lab::new(&opts).unwrap();
-        let _ = lab.down();
-        lab.up().unwrap_or_else(|e| panic!("lab {tag} did not come up: {e}"));
-        let lab = TestLab(lab);
+    /// A lab whose links are all at 1500 bytes, so IPIP can't carry full-size packets.
+    fn up_at_1500(tag: &str, backends: u8) -> TestLab {
+        let lab = TestLab::up(tag, backends);
         lab.links_at_1500();
         lab
     }
@@ -33,7 +25,7 @@ impl TestLab {
     /// Every link between client, balancer and backends at 1500 bytes (the
     /// veth default, stated here because the tests depend on it).
     fn links_at_1500(&self) {
-        let topology = &self.0.topology;
+        let topology = &self.topology;
         let router = Netns::open(&topology.ns_router()).unwrap();
         router
             .run(|| {
@@ -59,26 +51,10 @@ impl TestLab {
     fn apply_config_with(&self, extra: &str) {
         let all: Vec<u8> = (1..=self.topology.backends).collect();
         let text = tula_lab::balancer::config_toml(&self.topology, &all) + extra;
-        let path = self.topology.run_dir().join("mtu-test.toml");
-        std::fs::write(&path, text).unwrap();
-        self.tula(&["apply", "-f", &path.to_string_lossy()]).unwrap();
+        self.apply_toml(&text, "mtu-test.toml");
     }
 }
 
-impl Drop for TestLab {
-    fn drop(&mut self) {
-        if let Err(e) = self.0.down() {
-            eprintln!("taking lab {} down: {e}", self.0.topology.prefix);
-        }
-    }
-}
-
-impl std::ops::Deref for TestLab {
-    type Target = Lab;
-    fn deref(&self) -> &Lab {
-        &self.0
-    }
-}
 
 fn vip_l3() -> SocketAddr {
     (VIP_L3, VIP_PORT).into()
@@ -97,7 +73,7 @@ fn route_get(ns: &Netns, addr: &str) -> String {
 
 #[test]
 fn a_large_upload_completes_thanks_to_path_mtu_discovery_and_stalls_without_it() {
-    let lab = TestLab::up("pmtu", 1);
+    let lab = TestLab::up_at_1500("pmtu", 1);
     let client = Netns::open(&lab.topology.ns_client()).unwrap();
     let body: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
 
@@ -129,7 +105,7 @@ fn a_large_upload_completes_thanks_to_path_mtu_discovery_and_stalls_without_it()
 
 #[test]
 fn a_udp_datagram_fragmented_by_the_client_arrives_whole_at_one_backend() {
-    let lab = TestLab::up("frag", 3);
+    let lab = TestLab::up_at_1500("frag", 3);
     let client = Netns::open(&lab.topology.ns_client()).unwrap();
     let lb = Netns::open(&lab.topology.ns_lb()).unwrap();
     let send = |size: usize, n: usize| {
@@ -252,7 +228,7 @@ fn syn_ack_mss(frames: &[Vec<u8>], from: std::net::Ipv4Addr) -> Option<u16> {
 
 #[test]
 fn mss_clamp_lowers_the_mss_in_the_backends_syn_ack() {
-    let lab = TestLab::up("mss", 1);
+    let lab = TestLab::up_at_1500("mss", 1);
     let client = Netns::open(&lab.topology.ns_client()).unwrap();
     let mut capture = client.run(|| Capture::open("eth0")).unwrap().unwrap();
     let syn_ack = |capture: &mut Capture| {
@@ -288,7 +264,7 @@ fn mss_clamp_lowers_the_mss_in_the_backends_syn_ack() {
 
 #[test]
 fn ping_to_a_vip_is_answered_by_the_balancer() {
-    let lab = TestLab::up("ping", 1);
+    let lab = TestLab::up_at_1500("ping", 1);
     let client = Netns::open(&lab.topology.ns_client()).unwrap();
     let before = lab.counters();
     let reply = client

@@ -19,7 +19,10 @@ use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use tula_lab::topology::{Topology, VIP_L3};
-use tula_lab::{Lab, LabOptions};
+use tula_lab::Lab;
+
+mod support;
+use support::TestLab;
 
 const TOKEN: &str = "ui-e2e-token-0123456789";
 const UI: &str = "http://127.0.0.1:9100";
@@ -28,38 +31,6 @@ const DRIVER_PORT: u16 = 9515;
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// A lab that is taken down when the test ends, pass or fail.
-struct TestLab(Lab, LabOptions);
-
-impl TestLab {
-    fn up(tag: &str, backends: u8) -> TestLab {
-        let opts = LabOptions {
-            name: format!("t{}-{tag}", std::process::id() % 100_000),
-            backends,
-            tula_bin: env!("CARGO_BIN_EXE_tula").into(),
-        };
-        let lab = Lab::new(&opts).unwrap();
-        let _ = lab.down();
-        lab.up()
-            .unwrap_or_else(|e| panic!("lab {tag} did not come up: {e}"));
-        TestLab(lab, opts)
-    }
-}
-
-impl Drop for TestLab {
-    fn drop(&mut self) {
-        if let Err(e) = self.0.down() {
-            eprintln!("taking lab {} down: {e}", self.0.topology.prefix);
-        }
-    }
-}
-
-impl std::ops::Deref for TestLab {
-    type Target = Lab;
-    fn deref(&self) -> &Lab {
-        &self.0
-    }
-}
 
 /// chromedriver (and so chromium) in the lb namespace; killed on drop.
 struct Driver {
@@ -500,7 +471,7 @@ async fn walk(lab: &TestLab, driver: &Driver) {
     // The list: live rates while traffic flows (two samples make a rate).
     client.goto(&format!("{UI}/ui/vips")).await.unwrap();
     // Traffic flows on another thread until the list shows it (20 s at most).
-    let opts = lab.1.clone();
+    let opts = lab.options.clone();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flowing = stop.clone();
     let traffic = std::thread::spawn(move || {

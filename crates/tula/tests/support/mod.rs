@@ -1,0 +1,48 @@
+//! What the end-to-end tests share: a lab of their own, taken down when the
+//! test ends, pass or fail.
+
+#![allow(dead_code)]
+
+use tula_lab::{Lab, LabOptions};
+
+/// A lab named after the test (and this process), so tests run in parallel.
+pub struct TestLab {
+    pub lab: Lab,
+    pub options: LabOptions,
+}
+
+impl TestLab {
+    pub fn up(tag: &str, backends: u8) -> TestLab {
+        let options = LabOptions {
+            name: format!("t{}-{tag}", std::process::id() % 100_000),
+            backends,
+            tula_bin: env!("CARGO_BIN_EXE_tula").into(),
+        };
+        let lab = Lab::new(&options).unwrap();
+        let _ = lab.down();
+        lab.up().unwrap_or_else(|e| panic!("lab {tag} did not come up: {e}"));
+        TestLab { lab, options }
+    }
+
+    /// Saves and applies `toml` through the daemon, as `tula apply -f` does.
+    pub fn apply_toml(&self, toml: &str, file_name: &str) {
+        let path = self.topology.run_dir().join(file_name);
+        std::fs::write(&path, toml).unwrap();
+        self.tula(&["apply", "-f", &path.to_string_lossy()]).unwrap();
+    }
+}
+
+impl Drop for TestLab {
+    fn drop(&mut self) {
+        if let Err(e) = self.lab.down() {
+            eprintln!("taking lab {} down: {e}", self.lab.topology.prefix);
+        }
+    }
+}
+
+impl std::ops::Deref for TestLab {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        &self.lab
+    }
+}
