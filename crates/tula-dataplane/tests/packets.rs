@@ -7,28 +7,9 @@ mod support;
 use etherparse::{IpDscp, IpEcn, IpHeaders, Ipv4Header, Ipv4Options, PacketBuilder, VlanId};
 use support::*;
 use tula_dataplane::{
-    Backend, Counter, Counters, Dsr, InterfaceSpec, Protocol, Scheduler, VipSpec, Vlan, XdpAction,
+    Backend, Counter, Dsr, InterfaceSpec, Scheduler, VipSpec, Vlan, XdpAction,
 };
 
-fn run(f: &Fixture, frame: &[u8]) -> (XdpAction, Vec<u8>, Counters) {
-    let before = f.dataplane.counters().unwrap();
-    let (action, out) = f.dataplane.test_run(frame, Some(f.ingress)).unwrap();
-    (action, out, f.dataplane.counters().unwrap().since(&before))
-}
-
-/// Asserts that exactly the counters in `expected` moved, by the given amounts.
-fn assert_counted(delta: &Counters, expected: &[(Counter, u64)]) {
-    for (counter, value) in delta.iter() {
-        let want = expected
-            .iter()
-            .find(|(c, _)| *c == counter)
-            .map_or(0, |(_, v)| *v);
-        assert_eq!(value, want, "counter {counter}; all that moved:\n{delta}");
-    }
-}
-
-const TCP: Protocol = Protocol::Tcp;
-const UDP: Protocol = Protocol::Udp;
 
 #[test]
 fn l3_dsr_encapsulates_tcp_and_udp_byte_for_byte() {

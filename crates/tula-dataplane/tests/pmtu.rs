@@ -14,31 +14,12 @@ use etherparse::{
 };
 use support::*;
 use tula_dataplane::{
-    flow_hash, ring_index, Counter, Counters, Dsr, Flow, IcmpSettings, InterfaceSpec, Protocol,
+    flow_hash, ring_index, Counter, Dsr, Flow, IcmpSettings, InterfaceSpec,
     Scheduler, VipSpec, XdpAction,
 };
 
-const TCP: Protocol = Protocol::Tcp;
-const UDP: Protocol = Protocol::Udp;
 /// A router on the client's side that reports errors about the backends' replies.
 const CLIENT_ROUTER: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 1);
-
-fn run(f: &Fixture, frame: &[u8]) -> (XdpAction, Vec<u8>, Counters) {
-    let before = f.dataplane.counters().unwrap();
-    let (action, out) = f.dataplane.test_run(frame, Some(f.ingress)).unwrap();
-    (action, out, f.dataplane.counters().unwrap().since(&before))
-}
-
-/// Asserts that exactly the counters in `expected` moved, by the given amounts.
-fn assert_counted(delta: &Counters, expected: &[(Counter, u64)]) {
-    for (counter, value) in delta.iter() {
-        let want = expected
-            .iter()
-            .find(|(c, _)| *c == counter)
-            .map_or(0, |(_, v)| *v);
-        assert_eq!(value, want, "counter {counter}; all that moved:\n{delta}");
-    }
-}
 
 /// A TCP segment from `client` to `vip` whose IPv4 packet is `ip_len` bytes,
 /// with DF as given; `vlan` tags it.

@@ -15,7 +15,9 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use etherparse::{IpNumber, Ipv4Header, PacketBuilder};
-use tula_dataplane::{Backend, Dataplane, Dsr, LoadOptions, Protocol, Scheduler, VipKey, VipSpec};
+use tula_dataplane::{
+    Backend, Counter, Counters, Dataplane, Dsr, LoadOptions, Protocol, Scheduler, VipKey, VipSpec, XdpAction,
+};
 use tula_net::Netns;
 
 pub const LB_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -236,4 +238,25 @@ pub fn rfc1071(header: &[u8]) -> u16 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
+}
+
+pub const TCP: Protocol = Protocol::Tcp;
+pub const UDP: Protocol = Protocol::Udp;
+
+/// Runs `frame` through the balancer; its verdict, output and the counters that moved.
+pub fn run(f: &Fixture, frame: &[u8]) -> (XdpAction, Vec<u8>, Counters) {
+    let before = f.dataplane.counters().unwrap();
+    let (action, out) = f.dataplane.test_run(frame, Some(f.ingress)).unwrap();
+    (action, out, f.dataplane.counters().unwrap().since(&before))
+}
+
+/// Asserts that exactly the counters in `expected` moved, by the given amounts.
+pub fn assert_counted(delta: &Counters, expected: &[(Counter, u64)]) {
+    for (counter, value) in delta.iter() {
+        let want = expected
+            .iter()
+            .find(|(c, _)| *c == counter)
+            .map_or(0, |(_, v)| *v);
+        assert_eq!(value, want, "counter {counter}; all that moved:\n{delta}");
+    }
 }
