@@ -109,28 +109,12 @@ pub fn source_hash(client: Ipv4Addr) -> u32 {
     })
 }
 
-/// The ring slot a hash selects in a ring of `ring_size` slots: the high bits
-/// of `hash * ring_size` ("fastrange"), as the balancer computes it.
-pub fn ring_index(hash: u32, ring_size: u32) -> usize {
-    ((u64::from(hash) * u64::from(ring_size)) >> 32) as usize
-}
+/// The ring slot a hash selects, as the balancer computes it (one definition, in tula-maglev).
+pub use tula_maglev::ring_index;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ring_index_covers_the_ring_evenly() {
-        let size = 13;
-        let mut hits = vec![0u32; size as usize];
-        // 13,000 hashes evenly spaced over the whole u32 range.
-        for i in 0..13_000u64 {
-            hits[ring_index(((i << 32) / 13_000) as u32, size)] += 1;
-        }
-        assert_eq!(ring_index(u32::MAX, size), 12);
-        assert_eq!(ring_index(0, size), 0);
-        assert!(hits.iter().all(|&h| (900..=1100).contains(&h)), "{hits:?}");
-    }
 
     #[test]
     fn source_hash_ignores_everything_but_the_client_address() {

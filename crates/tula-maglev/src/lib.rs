@@ -169,10 +169,9 @@ impl Ring {
         shares
     }
 
-    /// The slot a flow hash lands in, exactly as the XDP program computes it:
-    /// `(hash * size) >> 32`, which spreads a 32-bit hash evenly without a division.
+    /// The slot a flow hash lands in, exactly as the XDP program computes it.
     pub fn slot_of(&self, hash: u32) -> usize {
-        ((u64::from(hash) * u64::from(self.size())) >> 32) as usize
+        ring_index(hash, self.size())
     }
 
     /// The backend id for a flow hash, as the data plane picks it.
@@ -232,6 +231,13 @@ pub fn key_hash(key: &[u8], seed: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^ (h >> 33)
+}
+
+/// The slot a 32-bit hash selects in a ring of `ring_size` slots: the high bits
+/// of `hash * ring_size` ("fastrange"), which spreads the hash evenly without a
+/// division. The XDP program computes exactly this.
+pub fn ring_index(hash: u32, ring_size: u32) -> usize {
+    ((u64::from(hash) * u64::from(ring_size)) >> 32) as usize
 }
 
 /// True if `n` is prime (deterministic trial division; at most 2^16 divisions for a u32).
@@ -389,6 +395,20 @@ impl Turns {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ring_index_covers_the_ring_evenly() {
+        let size = 13;
+        let mut hits = vec![0u32; size as usize];
+        // 13,000 hashes evenly spaced over the whole u32 range.
+        for i in 0..13_000u64 {
+            hits[ring_index(((i << 32) / 13_000) as u32, size)] += 1;
+        }
+        assert_eq!(ring_index(u32::MAX, size), 12);
+        assert_eq!(ring_index(0, size), 0);
+        assert!(hits.iter().all(|&h| (900..=1100).contains(&h)), "{hits:?}");
+    }
+
 
     fn backends(n: u32) -> Vec<RingBackend> {
         (0..n)
