@@ -7,6 +7,8 @@
 //!   198.18.0.2         next hop (permanent neighbour), routes 198.18.100.0/24
 //!   198.18.100.0/24    the backends
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tula_control::{Control, ControlOptions};
+use tula_control::Control;
 use tula_net::Netns;
 
 const TOKEN: &str = "test-token-0123456789";
@@ -1013,26 +1015,7 @@ impl Daemon {
             "{}\n[api]\nlisten = \"{address}\"\n{token_line}{vips}",
             globals(&pin_dir)
         );
-        let options = ControlOptions {
-            config_path: state.join("tula.toml"),
-            state_dir: state.join("lib"),
-        };
-        std::fs::create_dir_all(&state).unwrap();
-        std::fs::write(&options.config_path, text).unwrap();
-        let control = Arc::new(Control::start(options).expect("starting Control"));
-
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let health = tula_health::Checker::spawn(control.clone(), runtime.handle());
-        let router = tula_api::router(control.clone(), health, address);
-        runtime.spawn(async move {
-            listener.set_nonblocking(true).unwrap();
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, router).await.unwrap();
-        });
+        let (control, runtime) = support::serve(listener, &text, &state);
         Daemon {
             control,
             address,

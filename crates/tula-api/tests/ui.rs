@@ -6,12 +6,14 @@
 //! Topology inside each namespace (as in tests/api.rs):
 //!   lb0 (198.18.0.1/24) <-veth-> nh0; next hop 198.18.0.2 routes 198.18.100.0/24
 
+mod support;
+
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tula_control::{Control, ControlOptions};
+use tula_control::Control;
 use tula_net::Netns;
 
 const TOKEN: &str = "ui-test-token-0123456789";
@@ -669,25 +671,7 @@ impl Daemon {
              max_vips = 16\nmax_backends = 256\n\n[api]\nlisten = \"{address}\"\n{token_line}{vips}",
             pin_dir.display()
         );
-        let options = ControlOptions {
-            config_path: state.join("tula.toml"),
-            state_dir: state.join("lib"),
-        };
-        std::fs::create_dir_all(&state).unwrap();
-        std::fs::write(&options.config_path, text).unwrap();
-        let control = Arc::new(Control::start(options).expect("starting Control"));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let health = tula_health::Checker::spawn(control.clone(), runtime.handle());
-        let router = tula_api::router(control.clone(), health, address);
-        runtime.spawn(async move {
-            listener.set_nonblocking(true).unwrap();
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, router).await.unwrap();
-        });
+        let (control, runtime) = support::serve(listener, &text, &state);
         Daemon {
             control,
             address,

@@ -1,0 +1,32 @@
+//! What the API and UI tests share: starting the daemon's parts in-process.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use tula_control::{Control, ControlOptions};
+
+/// Writes `config` into `state`, starts Control on it, and serves the API and
+/// UI on `listener` with the health checker running, as `tula serve` does.
+pub fn serve(listener: TcpListener, config: &str, state: &Path) -> (Arc<Control>, tokio::runtime::Runtime) {
+    let address = listener.local_addr().unwrap();
+    let options = ControlOptions {
+        config_path: state.join("tula.toml"),
+        state_dir: state.join("lib"),
+    };
+    std::fs::create_dir_all(state).unwrap();
+    std::fs::write(&options.config_path, config).unwrap();
+    let control = Arc::new(Control::start(options).expect("starting Control"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let health = tula_health::Checker::spawn(control.clone(), runtime.handle());
+    let router = tula_api::router(control.clone(), health, address);
+    runtime.spawn(async move {
+        listener.set_nonblocking(true).unwrap();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        axum::serve(listener, router).await.unwrap();
+    });
+    (control, runtime)
+}
