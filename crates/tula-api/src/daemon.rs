@@ -70,8 +70,8 @@ pub fn init_logging(format: LogFormat, verbose: u8) {
     };
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
+/// Runs the daemon, with the web UI that `ui` builds, until SIGTERM or SIGINT.
+pub async fn serve(options: ServeOptions, ui: crate::UiRoutes) -> Result<(), ServeError> {
     let control_options = ControlOptions {
         config_path: options.config_path.clone(),
         state_dir: options.state_dir.clone(),
@@ -102,7 +102,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     let health = Checker::spawn(control.clone(), &tokio::runtime::Handle::current());
     let served = axum::serve(
         listener,
-        crate::router(control.clone(), health.clone(), listen),
+        crate::router_with_ui(control.clone(), health.clone(), listen, ui),
     )
     .with_graceful_shutdown(stop_signal())
     .await;

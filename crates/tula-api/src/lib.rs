@@ -12,7 +12,9 @@
 //! - `vips`, `revisions`, `status`, `health`, `metrics`, `openapi`: the endpoints.
 //! - `state`: what the handlers share, and the read-edit-apply step.
 //! - `auth`: bearer tokens. `error`: the error shape. `daemon`: [`serve`].
-//! - `ui`: the web UI under `/ui` (Load Balancing > L4 Virtual IPs).
+//!
+//! The web UI lives in the `tula-ui` crate, which builds on [`AppState`]; it is
+//! served beside the API through [`router_with_ui`] and [`serve`]'s `ui` argument.
 
 mod auth;
 mod daemon;
@@ -24,9 +26,12 @@ mod revisions;
 mod router;
 mod state;
 mod status;
-mod ui;
 mod vips;
 
 pub use daemon::{init_logging, serve, LogFormat, ServeError, ServeOptions};
 pub use openapi::DOCUMENT as OPENAPI_DOCUMENT;
-pub use router::{router, routes, Route};
+pub use auth::same_token;
+pub use error::ApiError;
+pub use revisions::RevisionView;
+pub use router::{router, router_with_ui, routes, Route, UiRoutes};
+pub use state::{panic_message, AppState, Replace};

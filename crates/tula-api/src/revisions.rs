@@ -16,7 +16,7 @@ use crate::state::{AppState, Replace};
 
 /// A revision as the API shows it, the time in RFC 3339.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct RevisionView {
+pub struct RevisionView {
     pub number: u64,
     pub time: String,
     pub source: String,

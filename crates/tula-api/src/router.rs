@@ -87,13 +87,26 @@ fn route_table() -> Vec<(Route, MethodRouter<AppState>)> {
     ]
 }
 
-/// The API for `control`, whose backends `health` checks, to be served on
-/// `listen`: a bearer token is required unless `listen` is a loopback
-/// address. The web UI is served beside it.
 /// Largest request body the API reads.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
+/// Builds the web UI's routes on the API's state (`tula_ui::router`): the UI
+/// crate builds on this one, so the daemon is handed its routes.
+pub type UiRoutes = fn(AppState) -> Router;
+
+/// The API for `control`, whose backends `health` checks, to be served on
+/// `listen`: a bearer token is required unless `listen` is a loopback address.
 pub fn router(control: Arc<Control>, health: Checker, listen: SocketAddr) -> Router {
+    router_with_ui(control, health, listen, |_| Router::new())
+}
+
+/// [`router`], with the web UI that `ui` builds served beside it.
+pub fn router_with_ui(
+    control: Arc<Control>,
+    health: Checker,
+    listen: SocketAddr,
+    ui: UiRoutes,
+) -> Router {
     let state = AppState::new(control, health, !listen.ip().is_loopback());
     let mut router = Router::new();
     for (route, method_router) in route_table() {
@@ -109,7 +122,7 @@ pub fn router(control: Arc<Control>, health: Checker, listen: SocketAddr) -> Rou
     // The web UI logs in with its own session cookie, so it sits beside the
     // bearer-token check and the JSON error layers, not under them. Merged in
     // this order, unknown paths keep the API's fallback (token, JSON 404).
-    crate::ui::router(state.clone()).merge(with_error_layers(router).with_state(state))
+    ui(state.clone()).merge(with_error_layers(router).with_state(state))
 }
 
 /// A panicking handler answers 500 (the daemon keeps serving), and every error is JSON.

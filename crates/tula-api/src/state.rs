@@ -11,8 +11,9 @@ use tula_health::Checker;
 use crate::error::ApiError;
 use crate::revisions::RevisionView;
 
+/// What the API's (and the UI's) handlers share.
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub struct AppState {
     pub control: Arc<Control>,
     /// Checks the backends of the running config; told of every apply made here.
     pub health: Checker,
@@ -21,7 +22,7 @@ pub(crate) struct AppState {
     /// Held from reading the running config to applying the edited copy, so two
     /// requests cannot each apply an edit that drops the other's.
     edits: Arc<Mutex<()>>,
-    pub metrics: Arc<prometheus_client::registry::Registry>,
+    pub(crate) metrics: Arc<prometheus_client::registry::Registry>,
 }
 
 impl AppState {
@@ -102,7 +103,7 @@ impl AppState {
 }
 
 /// A change that replaces the whole running config.
-pub(crate) enum Replace {
+pub enum Replace {
     Apply { config: Box<Config>, source: String },
     Rollback(u64),
 }
@@ -118,7 +119,8 @@ fn logged(
     })
 }
 
-pub(crate) fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+/// The text of a caught panic.
+pub fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
     if let Some(text) = panic.downcast_ref::<&str>() {
         text.to_string()
     } else if let Some(text) = panic.downcast_ref::<String>() {

@@ -1015,7 +1015,7 @@ impl Daemon {
             "{}\n[api]\nlisten = \"{address}\"\n{token_line}{vips}",
             globals(&pin_dir)
         );
-        let (control, runtime) = support::serve(listener, &text, &state);
+        let (control, runtime) = support::serve(listener, &text, &state, |_| axum::Router::new());
         Daemon {
             control,
             address,

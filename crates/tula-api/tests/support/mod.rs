@@ -1,4 +1,5 @@
-//! What the API and UI tests share: starting the daemon's parts in-process.
+//! What the API and UI tests share (tula-ui's tests include this file):
+//! starting the daemon's parts in-process.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -6,8 +7,13 @@ use std::sync::Arc;
 use tula_control::{Control, ControlOptions};
 
 /// Writes `config` into `state`, starts Control on it, and serves the API and
-/// UI on `listener` with the health checker running, as `tula serve` does.
-pub fn serve(listener: TcpListener, config: &str, state: &Path) -> (Arc<Control>, tokio::runtime::Runtime) {
+/// UI that `ui` builds on `listener` with the health checker running, as `tula serve` does.
+pub fn serve(
+    listener: TcpListener,
+    config: &str,
+    state: &Path,
+    ui: tula_api::UiRoutes,
+) -> (Arc<Control>, tokio::runtime::Runtime) {
     let address = listener.local_addr().unwrap();
     let options = ControlOptions {
         config_path: state.join("tula.toml"),
@@ -22,7 +28,7 @@ pub fn serve(listener: TcpListener, config: &str, state: &Path) -> (Arc<Control>
         .build()
         .unwrap();
     let health = tula_health::Checker::spawn(control.clone(), runtime.handle());
-    let router = tula_api::router(control.clone(), health, address);
+    let router = tula_api::router_with_ui(control.clone(), health, address, ui);
     runtime.spawn(async move {
         listener.set_nonblocking(true).unwrap();
         let listener = tokio::net::TcpListener::from_std(listener).unwrap();

@@ -1,4 +1,4 @@
-//! `tula serve`: the daemon (crates/tula-api): data plane, REST API, metrics.
+//! `tula serve`: the daemon (crates/tula-api): data plane, REST API, metrics, and the web UI (crates/tula-ui).
 
 use clap::{Args, ValueEnum};
 use std::net::SocketAddr;
@@ -49,6 +49,6 @@ pub fn run(args: ServeArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(tula_api::serve(options))?;
+    runtime.block_on(tula_api::serve(options, tula_ui::router))?;
     Ok(ExitCode::SUCCESS)
 }

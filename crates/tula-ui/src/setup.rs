@@ -10,7 +10,7 @@ use tula_config::{Config, DsrType, Vip};
 use tula_control::VipStatus;
 use tula_decap::{mss_clamp, Method};
 
-use super::layout::esc;
+use crate::layout::esc;
 
 /// The balancer's interface toward a backend, and its MTU.
 #[derive(Debug, Clone, PartialEq, Eq)]

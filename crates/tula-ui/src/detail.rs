@@ -13,12 +13,12 @@ use tula_config::{BackendState, CheckType, Config, Vip};
 use tula_control::{BackendStatus, NewFlows, VipStatus};
 use tula_health::{BackendHealth, CheckResult, Outcome, Transition};
 
-use super::layout::{self, count, esc, from_config_text, url_segment, Page, Section};
-use super::list::{self, backend_counts, draining_label, Flash, SavedDrift};
-use super::session::{form_pairs, Session};
-use super::setup::{self, Egress};
-use super::{UiError, UiState};
-use crate::error::ApiError;
+use crate::layout::{self, count, esc, from_config_text, url_segment, Page, Section};
+use crate::list::{self, backend_counts, draining_label, Flash, SavedDrift};
+use crate::session::{form_pairs, Session};
+use crate::setup::{self, Egress};
+use crate::{UiError, UiState};
+use tula_api::ApiError;
 
 /// State changes shown per backend, newest first (the checker keeps 16).
 const CHANGES_SHOWN: usize = 5;

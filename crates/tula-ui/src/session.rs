@@ -19,10 +19,10 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Extension;
 
-use super::layout::{esc, Page};
-use super::{list, UiState};
-use crate::auth::same_token;
-use crate::error::ApiError;
+use crate::layout::{esc, Page};
+use crate::{list, UiState};
+use tula_api::same_token;
+use tula_api::ApiError;
 
 /// The session cookie's name.
 pub(crate) const COOKIE_NAME: &str = "tula_session";
@@ -159,12 +159,12 @@ pub(crate) fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
 /// needed, and a POST must carry the session's CSRF token.
 pub(crate) async fn guard(State(ui): State<UiState>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
-    if path.starts_with("/ui/static/") || path == "/" || path == "/ui" {
+    if path.starts_with("/ui/static/") || matches!(path.as_str(), "/" | "/ui" | "/ui/") {
         return next.run(request).await;
     }
     let (login_required, token) = match login_policy(&ui).await {
         Ok(policy) => policy,
-        Err(error) => return super::UiError::from(error).into_response(),
+        Err(error) => return crate::UiError::from(error).into_response(),
     };
     let is_post = request.method() == Method::POST;
     let existing = cookie_session_id(request.headers()).and_then(|id| ui.sessions.get(&id));
@@ -248,7 +248,7 @@ pub(crate) async fn login_page(
         Ok((false, _)) => Redirect::to(list::PATH).into_response(),
         Ok(_) if session.logged_in => Redirect::to(list::PATH).into_response(),
         Ok(_) => Html(render_login(&session, None)).into_response(),
-        Err(error) => super::UiError::from(error).into_response(),
+        Err(error) => crate::UiError::from(error).into_response(),
     }
 }
 
@@ -261,7 +261,7 @@ pub(crate) async fn login(
 ) -> Response {
     let (required, token) = match login_policy(&ui).await {
         Ok(policy) => policy,
-        Err(error) => return super::UiError::from(error).into_response(),
+        Err(error) => return crate::UiError::from(error).into_response(),
     };
     if !required {
         return Redirect::to(list::PATH).into_response();

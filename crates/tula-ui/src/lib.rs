@@ -1,4 +1,4 @@
-//! The web UI, served by `tula serve` under `/ui`: Load Balancing > L4 Virtual
+//! tula's web UI (the `tula-ui` crate), served by `tula serve` under `/ui`: Load Balancing > L4 Virtual
 //! IPs (list, create, edit, detail with backend setup), server-rendered HTML
 //! with one small plain-JavaScript file and one stylesheet, both embedded.
 //!
@@ -34,8 +34,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::error::ApiError;
-use crate::state::{panic_message, AppState};
+use tula_api::ApiError;
+use tula_api::{panic_message, AppState};
 
 pub(crate) use session::Sessions;
 
@@ -47,7 +47,7 @@ pub(crate) struct UiState {
 }
 
 /// The UI's routes, ready to merge beside the API (it has its own login, not bearer tokens).
-pub(crate) fn router(app: AppState) -> Router {
+pub fn router(app: AppState) -> Router {
     let state = UiState {
         app,
         sessions: Arc::new(Sessions::default()),
@@ -55,6 +55,7 @@ pub(crate) fn router(app: AppState) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::to(list::PATH) }))
         .route("/ui", get(|| async { Redirect::to(list::PATH) }))
+        .route("/ui/", get(|| async { Redirect::to(list::PATH) }))
         .route("/ui/login", get(session::login_page).post(session::login))
         .route("/ui/logout", post(session::logout))
         .route(list::PATH, get(list::page))
@@ -86,8 +87,8 @@ pub(crate) fn router(app: AppState) -> Router {
         .with_state(state)
 }
 
-const CSS: &str = include_str!("ui.css");
-const JS: &str = include_str!("ui.js");
+const CSS: &str = include_str!("static/ui.css");
+const JS: &str = include_str!("static/ui.js");
 
 async fn stylesheet() -> Response {
     asset("text/css; charset=utf-8", CSS)

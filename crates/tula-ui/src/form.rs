@@ -16,11 +16,11 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Extension;
 use tula_config::{duration_text, Backend, BackendState, CheckType, ConfigError, StatusRange, Vip};
 
-use super::form_page::render_page;
-use super::layout::{self, from_config_text, url_segment};
-use super::session::{form_pairs, Session};
-use super::{UiError, UiState};
-use crate::error::ApiError;
+use crate::form_page::render_page;
+use crate::layout::{self, from_config_text, url_segment};
+use crate::session::{form_pairs, Session};
+use crate::{UiError, UiState};
+use tula_api::ApiError;
 
 /// A VIP as typed into the form.
 #[derive(Debug, Clone, PartialEq, Eq)]

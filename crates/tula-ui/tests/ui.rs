@@ -6,6 +6,7 @@
 //! Topology inside each namespace (as in tests/api.rs):
 //!   lb0 (198.18.0.1/24) <-veth-> nh0; next hop 198.18.0.2 routes 198.18.100.0/24
 
+#[path = "../../tula-api/tests/support/mod.rs"]
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -363,6 +364,24 @@ fn the_form_shows_each_error_beside_its_field_and_applies_only_a_valid_vip() {
 }
 
 #[test]
+fn the_documented_addresses_lead_to_the_vip_list_and_the_hints_name_real_commands() {
+    let daemon = Daemon::start("paths", None);
+    let http = Http::new(daemon.address);
+    for path in ["/", "/ui", "/ui/"] {
+        let reply = http.get(path, None);
+        assert_eq!(reply.status, 303, "{path}: {}", reply.body);
+        assert_eq!(reply.location.as_deref(), Some("/ui/vips"), "{path}");
+    }
+    let revisions = http.get("/ui/revisions", None);
+    assert_eq!(revisions.status, 200);
+    // The CLI's subcommands (crates/tula/src/cli): `tula config history|rollback`.
+    for command in ["tula config history", "tula config rollback N"] {
+        assert!(revisions.body.contains(command), "{}", revisions.body);
+    }
+    assert!(!revisions.body.contains("tula revisions"));
+}
+
+#[test]
 fn the_list_marks_a_running_config_that_differs_from_the_saved_file() {
     let daemon = Daemon::start("saved", None);
     let http = Http::new(daemon.address);
@@ -671,7 +690,7 @@ impl Daemon {
              max_vips = 16\nmax_backends = 256\n\n[api]\nlisten = \"{address}\"\n{token_line}{vips}",
             pin_dir.display()
         );
-        let (control, runtime) = support::serve(listener, &text, &state);
+        let (control, runtime) = support::serve(listener, &text, &state, tula_ui::router);
         Daemon {
             control,
             address,

@@ -2,9 +2,9 @@
 //! summary, the DSR type with the Layer 2 / Layer 3 comparison, and the
 //! backends table with the row the script copies for "Add backend".
 
-use super::form::{BackendRow, FormErrors, VipForm};
-use super::layout::{esc, url_segment, Page, Section};
-use super::session::Session;
+use crate::form::{BackendRow, FormErrors, VipForm};
+use crate::layout::{esc, url_segment, Page, Section};
+use crate::session::Session;
 
 /// The create (no `editing`) or edit page, with `errors` if a submission was rejected.
 pub(crate) fn render_page(
@@ -27,7 +27,7 @@ pub(crate) fn render_page(
     }
     body.push_str(&render_form(form, errors, editing, &action, &session.csrf));
     let mut page = Page::new(title.clone(), Section::Vips, session)
-        .crumb("L4 Virtual IPs", Some(super::list::PATH.to_string()));
+        .crumb("L4 Virtual IPs", Some(crate::list::PATH.to_string()));
     if let Some(name) = editing {
         page = page.crumb(name, Some(format!("/ui/vips/{}", url_segment(name))));
         page = page.crumb("Edit", None);
@@ -242,7 +242,7 @@ fn render_form(
 
     let cancel = match editing {
         Some(name) => format!("/ui/vips/{}", url_segment(name)),
-        None => super::list::PATH.to_string(),
+        None => crate::list::PATH.to_string(),
     };
     html.push_str(&format!(
         "<div class=\"actions\">\n<button type=\"submit\" class=\"primary\" id=\"save\">Save and apply</button>\n\

@@ -3,7 +3,7 @@
 
 use tula_config::{BackendState, CheckType, DsrType, Protocol, Scheduler, Vip};
 
-use super::session::Session;
+use crate::session::Session;
 
 /// Text made safe for HTML element content and double-quoted attributes.
 pub(crate) fn esc(text: &str) -> String {
@@ -98,7 +98,7 @@ impl Page {
 <span class="tagline">L4 load balancer</span>
 "##,
             title = esc(&self.title),
-            home = super::list::PATH,
+            home = crate::list::PATH,
         );
         if let Some(csrf) = &self.logout_csrf {
             out.push_str(&format!(
@@ -148,7 +148,7 @@ impl Page {
              <h2 id=\"nav-lb\">Load Balancing</h2>\n<ul aria-labelledby=\"nav-lb\">{}</ul>\n\
              <h2 id=\"nav-system\">System</h2>\n<ul aria-labelledby=\"nav-system\">{}</ul>\n\
              </nav>\n",
-            item(Section::Vips, super::list::PATH, "L4 Virtual IPs"),
+            item(Section::Vips, crate::list::PATH, "L4 Virtual IPs"),
             item(Section::Revisions, "/ui/revisions", "Revisions"),
         )
     }

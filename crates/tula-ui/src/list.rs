@@ -13,10 +13,10 @@ use serde_json::{json, Map, Value};
 use tula_config::{BackendState, Config};
 use tula_control::{BackendStatus, Change, Control, VipStatus};
 
-use super::layout::{self, alert, esc, url_segment, Page, Section};
-use super::session::Session;
-use super::{UiError, UiState};
-use crate::revisions::RevisionView;
+use crate::layout::{self, alert, esc, url_segment, Page, Section};
+use crate::session::Session;
+use crate::{UiError, UiState};
+use tula_api::RevisionView;
 
 /// The VIP list's address; where login and Save and apply lead.
 pub(crate) const PATH: &str = "/ui/vips";
@@ -250,7 +250,7 @@ pub(crate) fn draining_label(draining: usize) -> String {
 /// address, the balancer's interfaces, and the time of the sample.
 pub(crate) async fn status_json(
     State(ui): State<UiState>,
-) -> Result<Json<Value>, crate::error::ApiError> {
+) -> Result<Json<Value>, tula_api::ApiError> {
     ui.app
         .blocking(|state| {
             let (revision, config) = state.control.running();
@@ -325,7 +325,7 @@ pub(crate) async fn revisions(
         .await?;
     let mut body = String::from(
         "<h1>Revisions</h1>\n<p class=\"meta\">Every Save and apply records a numbered revision \
-         (<code>tula revisions</code>, <code>tula rollback N</code>).</p>\n\
+         (<code>tula config history</code>, <code>tula config rollback N</code>).</p>\n\
          <div class=\"table-wrap\" tabindex=\"0\" role=\"region\" aria-label=\"Revisions\">\n<table>\n\
          <thead><tr><th scope=\"col\" class=\"num\">#</th><th scope=\"col\">Time</th>\
          <th scope=\"col\">Source</th><th scope=\"col\">Changes</th></tr></thead>\n<tbody>\n",
