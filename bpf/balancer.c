@@ -132,10 +132,11 @@ static __always_inline __u32 new_flow_backend(const struct vip_meta *vip, const 
 		/* Fastrange: maps the hash onto [0, ring_size) without a division. */
 		index = ((__u64)hash * ring_size) >> 32;
 	}
-	__u32 slot = vip->ring * ring_size + index;
-	__u32 *entry = bpf_map_lookup_elem(&ring, &slot);
+	__u32 ring_chunks = (ring_size + RING_CHUNK_SLOTS - 1) / RING_CHUNK_SLOTS;
+	__u32 chunk_key = vip->ring * ring_chunks + index / RING_CHUNK_SLOTS;
+	struct ring_chunk *chunk = bpf_map_lookup_elem(&ring, &chunk_key);
 
-	return entry ? *entry : EMPTY_SLOT;
+	return chunk ? chunk->slots[index % RING_CHUNK_SLOTS] : EMPTY_SLOT;
 }
 
 /* Truncated TCP/UDP header: drop it if the address has an all-ports VIP, else pass. */

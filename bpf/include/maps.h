@@ -191,14 +191,42 @@ struct {
 
 #define EMPTY_SLOT 0xffffffffU /* a ring slot without backend */
 
-/* RING_SLOTS rings of ring_size backend ids each, laid end to end.
- * (The kernel stores each u32 in 8 bytes: array elements are 8-byte aligned.) */
+/* A ring is stored in chunks of RING_CHUNK_SLOTS backend ids, one array
+ * element each, so a slot costs 4 bytes (a lone u32 element would take 8:
+ * array elements are 8-byte aligned) and a whole ring is a few hundred
+ * elements for one BPF_MAP_UPDATE_BATCH. Ring r's slot i is element
+ * r * ring_chunks + i / RING_CHUNK_SLOTS, entry i % RING_CHUNK_SLOTS, where
+ * ring_chunks = ceil(ring_size / RING_CHUNK_SLOTS); the last chunk's tail is
+ * EMPTY_SLOT and never read. */
+#define RING_CHUNK_SLOTS 64
+struct ring_chunk {
+	__u32 slots[RING_CHUNK_SLOTS];
+};
+
+/* RING_SLOTS rings of ring_chunks chunks each, laid end to end. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
-	__type(value, __u32);
-	__uint(max_entries, RING_SLOTS * DEFAULT_RING_SIZE);
+	__type(value, struct ring_chunk);
+	__uint(max_entries, RING_SLOTS * ((DEFAULT_RING_SIZE + RING_CHUNK_SLOTS - 1) / RING_CHUNK_SLOTS));
 } ring SEC(".maps");
+
+/* How the maps of a loaded balancer are laid out, for whoever opens them
+ * later (a restarted daemon adopting a pinned balancer): written once at
+ * load, never read by the balancer. */
+#define LAYOUT_VERSION 2 /* 1: rings of single u32 elements and no layout map */
+struct layout {
+	__u32 version;   /* LAYOUT_VERSION */
+	__u32 ring_size; /* slots per ring (the program's ring_size) */
+};
+
+/* One entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct layout);
+	__uint(max_entries, 1);
+} layout SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -28,6 +28,12 @@ fn main() {
             pin_to_cpu(plan.cpu);
             let mut bench = Bench::new(&net, &plan);
             let report = throughput::measure(&mut bench);
+            let ring_bytes = bench.dp.ring_bytes_per_slot().expect("reading map memory");
+            println!(
+                "ring memory: {ring_bytes:.3} bytes a slot ({} rings of {} slots)",
+                bench.dp.max_vips() + tula_dataplane::abi::SPARE_RINGS,
+                bench.dp.ring_size()
+            );
             bench.put_on_lb(OnLb::Balancer);
             let flood = syn_flood::measure(&mut bench);
             (report, flood)

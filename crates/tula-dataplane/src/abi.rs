@@ -55,6 +55,40 @@ pub struct Conn {
     pub vip: u32,
 }
 
+/// `RING_CHUNK_SLOTS`: ring slots per element of the `ring` map.
+pub const RING_CHUNK_SLOTS: u32 = 64;
+
+/// `struct ring_chunk`: one element of the `ring` map, `RING_CHUNK_SLOTS` consecutive slots of a ring.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingChunk {
+    pub slots: [u32; RING_CHUNK_SLOTS as usize],
+}
+
+impl Default for RingChunk {
+    fn default() -> Self {
+        RingChunk {
+            slots: [tula_maglev::EMPTY_SLOT; RING_CHUNK_SLOTS as usize],
+        }
+    }
+}
+
+/// Elements of the `ring` map one ring of `ring_size` slots takes.
+pub fn ring_chunks(ring_size: u32) -> u32 {
+    ring_size.div_ceil(RING_CHUNK_SLOTS)
+}
+
+/// `LAYOUT_VERSION`: the map layout this crate reads and writes.
+pub const LAYOUT_VERSION: u32 = 2;
+
+/// `struct layout`: the one entry of the `layout` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Layout {
+    pub version: u32,
+    pub ring_size: u32,
+}
+
 /// `struct iface`: the `ifaces` map value, keyed by egress ifindex.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -191,6 +225,8 @@ unsafe impl aya::Pod for FragDest {}
 unsafe impl aya::Pod for VipAddr {}
 unsafe impl aya::Pod for Settings {}
 unsafe impl aya::Pod for IcmpBucket {}
+unsafe impl aya::Pod for RingChunk {}
+unsafe impl aya::Pod for Layout {}
 
 /// `VIP_F_L2_DSR`: rewrite MACs only.
 pub const VIP_F_L2_DSR: u32 = 1 << 0;

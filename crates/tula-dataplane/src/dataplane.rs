@@ -81,7 +81,7 @@ impl LoadOptions {
             return invalid(
                 "ring_size",
                 self.ring_size,
-                "(max_vips + 16) rings of it exceed 2^32 map entries",
+                "(max_vips + 16) rings of it exceed 2^32 map elements",
             );
         }
         if self.conn_table_size == 0 {
@@ -95,10 +95,11 @@ impl LoadOptions {
     }
 }
 
+/// Elements of the `ring` map: (max_vips + SPARE_RINGS) rings of ring_size slots, in chunks.
 fn ring_entries(max_vips: u32, ring_size: u32) -> Option<u32> {
     max_vips
         .checked_add(abi::SPARE_RINGS)?
-        .checked_mul(ring_size)
+        .checked_mul(abi::ring_chunks(ring_size))
 }
 
 /// A VIP: packets to `addr:port` over `protocol` are balanced. Port 0 means all ports.
@@ -346,7 +347,8 @@ pub struct Dataplane {
     program: ProgramSource,
     vips: HashMap<MapData, abi::VipKey, abi::VipMeta>,
     backends: Array<MapData, abi::Backend>,
-    ring: Array<MapData, u32>,
+    ring: Array<MapData, abi::RingChunk>,
+    layout: Array<MapData, abi::Layout>,
     conns: HashMap<MapData, abi::Flow, abi::Conn>,
     ifaces: HashMap<MapData, u32, abi::Iface>,
     tx_ports: DevMapHash<MapData>,
@@ -369,10 +371,11 @@ pub struct Dataplane {
 }
 
 /// The maps, as named in maps.h (and as pinned).
-const MAP_NAMES: [&str; 16] = [
+const MAP_NAMES: [&str; 17] = [
     "vips",
     "backends",
     "ring",
+    "layout",
     "conns",
     "ifaces",
     "tx_ports",
@@ -461,6 +464,14 @@ impl Dataplane {
             options.pin_dir.clone(),
         )?;
         dataplane.set_icmp(&IcmpSettings::default())?;
+        let layout = abi::Layout {
+            version: abi::LAYOUT_VERSION,
+            ring_size: options.ring_size,
+        };
+        dataplane
+            .layout
+            .set(0, layout, 0)
+            .map_err(map_err("layout", "writing it"))?;
         Ok(dataplane)
     }
 
@@ -492,19 +503,34 @@ impl Dataplane {
             let map = Map::from_map_data(data).map_err(map_err(name, "checking its type"))?;
             maps.0.insert(name, map);
         }
-        // ring_size is not stored anywhere else: the ring map holds (max_vips + SPARE_RINGS) rings of it.
+        let layout = maps
+            .0
+            .get("layout")
+            .map(Array::<&MapData, abi::Layout>::try_from)
+            .expect("every map was opened")
+            .map_err(map_err("layout", "checking its type"))?
+            .get(&0, 0)
+            .map_err(map_err("layout", "reading it"))?;
+        if layout.version != abi::LAYOUT_VERSION {
+            return Err(bad(format!(
+                "map layout version {} (this build reads {})",
+                layout.version,
+                abi::LAYOUT_VERSION
+            )));
+        }
+        let ring_size = layout.ring_size;
         let max_vips = map_max_entries(&maps, "vips")?;
         let ring_entries = map_max_entries(&maps, "ring")?;
-        let rings = max_vips + abi::SPARE_RINGS;
-        if ring_entries % rings != 0 {
+        if Some(ring_entries) != self::ring_entries(max_vips, ring_size) {
             return Err(bad(format!(
-                "ring map has {ring_entries} entries, not a multiple of {rings} rings"
+                "ring map has {ring_entries} elements, not {} rings of {ring_size} slots",
+                max_vips + abi::SPARE_RINGS
             )));
         }
         let mut dataplane = Self::from_maps(
             ProgramSource::Pinned(Box::new(program)),
             maps,
-            ring_entries / rings,
+            ring_size,
             Some(pin_dir.to_path_buf()),
         )?;
         for ifname in pin::pinned_links(pin_dir)? {
@@ -546,6 +572,7 @@ impl Dataplane {
             vips,
             backends,
             ring: maps.typed("ring")?,
+            layout: maps.typed("layout")?,
             conns: maps.typed("conns")?,
             ifaces: maps.typed("ifaces")?,
             tx_ports: maps.typed("tx_ports")?,
@@ -858,7 +885,12 @@ impl Dataplane {
                 vip: key.to_string(),
                 rings: self.max_vips + abi::SPARE_RINGS,
             })?;
-        let write = rings::write_u32s(self.ring.map().fd(), new_ring * self.ring_size, ring);
+        let chunks = rings::to_chunks(ring);
+        let write = rings::write_batch(
+            self.ring.map().fd(),
+            new_ring * abi::ring_chunks(self.ring_size),
+            &chunks,
+        );
         if let Err(e) = write {
             self.free_rings.release(new_ring);
             return Err(DataplaneError::Map {
@@ -1022,19 +1054,17 @@ impl Dataplane {
             Err(aya::maps::MapError::KeyNotFound) => return Ok(None),
             Err(e) => return Err(map_err("vips", format!("reading VIP {key}"))(e)),
         };
-        let slots = rings::read_u32s(
-            self.ring.map().fd(),
-            meta.ring * self.ring_size,
-            self.ring_size,
-        )
-        .map_err(|e| DataplaneError::Map {
-            map: "ring",
-            what: format!("reading ring {} of VIP {key}", meta.ring),
-            source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                call: "BPF_MAP_LOOKUP_BATCH",
-                io_error: e,
-            }),
-        })?;
+        let chunks = abi::ring_chunks(self.ring_size);
+        let slots = rings::read_batch(self.ring.map().fd(), meta.ring * chunks, chunks)
+            .map(|chunks| rings::from_chunks(&chunks, self.ring_size))
+            .map_err(|e| DataplaneError::Map {
+                map: "ring",
+                what: format!("reading ring {} of VIP {key}", meta.ring),
+                source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                    call: "BPF_MAP_LOOKUP_BATCH",
+                    io_error: e,
+                }),
+            })?;
         Ok(Some((meta.ring, slots)))
     }
 
@@ -1161,10 +1191,11 @@ impl Dataplane {
     /// Kernel memory each map takes, as the kernel accounts it (`memlock` in
     /// the map's /proc fdinfo), in bytes.
     pub fn map_memory(&self) -> Result<Vec<(&'static str, u64)>> {
-        let fds: [(&'static str, &MapData); 16] = [
+        let fds: [(&'static str, &MapData); 17] = [
             ("vips", self.vips.map()),
             ("backends", self.backends.map()),
             ("ring", self.ring.map()),
+            ("layout", self.layout.map()),
             ("conns", self.conns.map()),
             ("ifaces", self.ifaces.map()),
             ("tx_ports", self.tx_ports.map()),
@@ -1199,6 +1230,17 @@ impl Dataplane {
                 Ok((name, memlock))
             })
             .collect()
+    }
+
+    /// Kernel memory of the `ring` map per ring slot it holds, in bytes.
+    pub fn ring_bytes_per_slot(&self) -> Result<f64> {
+        let memory = self.map_memory()?;
+        let ring = memory
+            .iter()
+            .find(|(name, _)| *name == "ring")
+            .map_or(0, |(_, bytes)| *bytes);
+        let slots = f64::from(self.max_vips + abi::SPARE_RINGS) * f64::from(self.ring_size);
+        Ok(ring as f64 / slots)
     }
 
     // ----- running the program on a frame -----

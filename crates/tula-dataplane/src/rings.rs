@@ -1,5 +1,6 @@
 //! The `ring` map: `max_vips + SPARE_RINGS` Maglev rings of `ring_size` backend
-//! ids laid end to end. A VIP's ring is replaced by writing the new one into a
+//! ids laid end to end, each stored as `ring_chunks(ring_size)` elements of
+//! `RING_CHUNK_SLOTS` ids (4 bytes a slot; one batch system call a ring). A VIP's ring is replaced by writing the new one into a
 //! free ring and then flipping the VIP's `vip_meta.ring` (one hash update, so
 //! a packet sees either the old ring or the new one, never a mix). The old
 //! ring goes to the back of a FIFO free list, so it is the last to be
@@ -13,6 +14,8 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd};
 
 use tula_maglev::{RingBackend, EMPTY_SLOT};
+
+use crate::abi;
 
 /// The ring of a round-robin VIP: `size` slots in which the backends take
 /// turns in proportion to their weights, each one's turns spread evenly (for
@@ -134,9 +137,13 @@ fn bpf_batch(command: libc::c_long, attr: &mut BatchAttr) -> std::io::Result<()>
     Ok(())
 }
 
-/// Writes `values` to consecutive entries of an array map of u32, starting at
-/// `first`, in one system call instead of one per slot.
-pub(crate) fn write_u32s(map: impl AsFd, first: u32, values: &[u32]) -> std::io::Result<()> {
+/// Writes `values` to consecutive elements of an array map, starting at
+/// `first`, in one system call instead of one per element.
+pub(crate) fn write_batch<T: aya::Pod>(
+    map: impl AsFd,
+    first: u32,
+    values: &[T],
+) -> std::io::Result<()> {
     let keys: Vec<u32> = (first..).take(values.len()).collect();
     let mut attr = BatchAttr {
         in_batch: 0,
@@ -152,10 +159,14 @@ pub(crate) fn write_u32s(map: impl AsFd, first: u32, values: &[u32]) -> std::io:
     check_count(attr.count, values.len())
 }
 
-/// Reads `count` consecutive entries of an array map of u32 from `first` on, in one system call.
-pub(crate) fn read_u32s(map: impl AsFd, first: u32, count: u32) -> std::io::Result<Vec<u32>> {
+/// Reads `count` consecutive elements of an array map from `first` on, in one system call.
+pub(crate) fn read_batch<T: aya::Pod + Default>(
+    map: impl AsFd,
+    first: u32,
+    count: u32,
+) -> std::io::Result<Vec<T>> {
     let mut keys = vec![0u32; count as usize];
-    let mut values = vec![0u32; count as usize];
+    let mut values = vec![T::default(); count as usize];
     // The kernel starts after the key in in_batch: the one before `first`, or the start.
     let before = first.wrapping_sub(1);
     let mut next = 0u32;
@@ -180,6 +191,26 @@ pub(crate) fn read_u32s(map: impl AsFd, first: u32, count: u32) -> std::io::Resu
     }
     check_count(attr.count, count as usize)?;
     Ok(values)
+}
+
+/// A ring's slots as `ring` map elements: chunks of `RING_CHUNK_SLOTS`, the
+/// last one padded with [`EMPTY_SLOT`].
+pub(crate) fn to_chunks(slots: &[u32]) -> Vec<abi::RingChunk> {
+    slots
+        .chunks(abi::RING_CHUNK_SLOTS as usize)
+        .map(|part| {
+            let mut chunk = abi::RingChunk::default();
+            chunk.slots[..part.len()].copy_from_slice(part);
+            chunk
+        })
+        .collect()
+}
+
+/// The first `ring_size` slots held by `chunks`.
+pub(crate) fn from_chunks(chunks: &[abi::RingChunk], ring_size: u32) -> Vec<u32> {
+    let mut slots: Vec<u32> = chunks.iter().flat_map(|c| c.slots).collect();
+    slots.truncate(ring_size as usize);
+    slots
 }
 
 fn check_count(done: u32, wanted: usize) -> std::io::Result<()> {
@@ -238,6 +269,17 @@ mod tests {
     fn no_weight_means_an_empty_ring() {
         assert_eq!(round_robin_ring(&backends(&[0, 0]), 5), [EMPTY_SLOT; 5]);
         assert_eq!(round_robin_ring(&[], 3), [EMPTY_SLOT; 3]);
+    }
+
+    #[test]
+    fn chunks_hold_a_ring_and_pad_the_last_one() {
+        let ring: Vec<u32> = (0..131).collect();
+        let chunks = to_chunks(&ring);
+        assert_eq!(chunks.len() as u32, abi::ring_chunks(131));
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks[2].slots[2], 130);
+        assert_eq!(chunks[2].slots[3], EMPTY_SLOT);
+        assert_eq!(from_chunks(&chunks, 131), ring);
     }
 
     #[test]

@@ -218,6 +218,8 @@ fn rust_mirrors_match_the_object_btf() {
                 icmp_burst_ns
             }),
         ),
+        ("ring_chunk", layout!(RingChunk { slots })),
+        ("layout", layout!(Layout { version, ring_size })),
         (
             "icmp_bucket",
             layout!(IcmpBucket {

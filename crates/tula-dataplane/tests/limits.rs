@@ -18,6 +18,10 @@ fn maps_at_the_default_sizes_take_under_a_gibibyte() {
         total as f64 / (1 << 20) as f64
     );
     assert!(memory.iter().all(|(_, bytes)| *bytes > 0), "{memory:?}");
+    // Rings are stored at about 4 bytes a slot (issue 11: at most 4.5).
+    let per_slot = dataplane.ring_bytes_per_slot().unwrap();
+    println!("ring memory: {per_slot:.3} bytes a slot");
+    assert!(per_slot <= 4.5, "{per_slot} bytes a ring slot");
     assert!(total < 1 << 30, "{total} bytes");
 }
 
@@ -54,7 +58,7 @@ fn invalid_sizes_are_refused_by_name() {
         ),
         (
             LoadOptions {
-                max_vips: 100_000,
+                max_vips: 10_000_000,
                 ring_size: 65537,
                 ..LoadOptions::default()
             },
