@@ -139,13 +139,59 @@ static __always_inline __u32 new_flow_backend(const struct vip_meta *vip, const 
 	return chunk ? chunk->slots[index % RING_CHUNK_SLOTS] : EMPTY_SLOT;
 }
 
-/* Truncated TCP/UDP header: drop it if the address has an all-ports VIP, else pass. */
-static __always_inline int truncated_l4(struct vip_key *key)
+/* Whether {addr, proto} has an all-ports VIP: then every TCP or UDP datagram
+ * to the address is that VIP's, whatever its ports (or lack of them). */
+static __always_inline int all_ports_vip(__be32 addr, __u8 proto)
 {
-	key->port = 0;
-	if (bpf_map_lookup_elem(&vips, key))
+	struct vip_key key = { .addr = addr, .proto = proto };
+
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return 0;
+	return vip_filter_has(addr) && bpf_map_lookup_elem(&vips, &key);
+}
+
+/* A datagram cut short or with an impossible length (its IPv4 header whole):
+ * dropped if an all-ports VIP claims it, else passed for the kernel to judge
+ * (with only per-port VIPs it cannot be known to be VIP traffic). */
+static __always_inline int malformed(__be32 daddr, __u8 proto)
+{
+	if (all_ports_vip(daddr, proto))
 		return drop(CNT_MALFORMED);
 	return pass(CNT_MALFORMED);
+}
+
+/* A later fragment whose datagram's first fragment was not balanced here (or
+ * is forgotten): dropped if an all-ports VIP claims it (it can only be that
+ * VIP's, and no backend can be known), else passed so the host reassembles
+ * what is its own -- a datagram to an unbalanced port, or to an address that
+ * merely shares a VIP-filter bit. */
+static __always_inline int unclaimed_fragment(__be32 daddr, __u8 proto)
+{
+	if (all_ports_vip(daddr, proto))
+		return drop(CNT_FRAG_ORPHAN);
+	return pass(CNT_FRAG_PASSED);
+}
+
+/* Cuts `trailer` bytes after the IPv4 datagram (Ethernet padding, or junk)
+ * before it is forwarded: what leaves is exactly the datagram, and the MTU
+ * decision made on tot_len holds. Returns 0, or non-zero on failure. */
+static __always_inline int cut_trailer(struct xdp_md *ctx, __u32 trailer)
+{
+	return trailer ? bpf_xdp_adjust_tail(ctx, -(int)trailer) : 0;
+}
+
+/* The outer IP ID of a packet without DF, which the path (or the kernel, for
+ * what is too big for the route) may fragment. A counter per backend, since
+ * the backend reassembles by {tunnel source, backend, id}, kept per CPU in
+ * the next-hop entry so that it costs no atomic operation and no lookup;
+ * each CPU's sequence is offset by cpu * 0x9e37 so two CPUs in step do not
+ * repeat each other's IDs. (A flow hash would need computing on established
+ * flows, and would give two datagrams of one flow the same ID.) */
+static __always_inline __be16 outer_ip_id(struct next_hop *nh)
+{
+	__u16 id = ++nh->ip_id + bpf_get_smp_processor_id() * 0x9e37;
+
+	return bpf_htons(id);
 }
 
 /* Fills *nh from bpf_fib_lookup and the egress interface's `ifaces` entry.
@@ -187,8 +233,10 @@ static __always_inline __u32 next_hop_refresh(struct xdp_md *ctx, __be32 addr, s
 
 /* A DF packet too big for the tunnel: ICMP Fragmentation Needed back to the
  * client, reporting `mtu` (the tunnel MTU); dropped instead if the replies
- * are switched off or this CPU is over its rate. */
-static __always_inline int too_big(struct xdp_md *ctx, int tagged, __u16 mtu)
+ * are switched off, if the packet may draw no ICMP error (`may_answer` clear:
+ * an ICMP error, a later fragment, a source or L2 destination that is no
+ * single host), or if this CPU is over its rate. */
+static __always_inline int too_big(struct xdp_md *ctx, int tagged, __u16 mtu, int may_answer)
 {
 	__u32 zero = 0;
 	struct settings *s = bpf_map_lookup_elem(&settings, &zero);
@@ -197,6 +245,8 @@ static __always_inline int too_big(struct xdp_md *ctx, int tagged, __u16 mtu)
 	if (!s || (s->flags & SETTINGS_F_NO_FRAG_NEEDED))
 		return drop(CNT_FRAG_NEEDED);
 	count(CNT_FRAG_NEEDED);
+	if (!may_answer)
+		return drop(CNT_ICMP_FORBIDDEN);
 	if (!icmp_rate_allows(s))
 		return drop(CNT_ICMP_SUPPRESSED);
 	if (tagged)
@@ -211,7 +261,8 @@ static __always_inline int too_big(struct xdp_md *ctx, int tagged, __u16 mtu)
 }
 
 /* An echo request to a VIP address: answered here if the address's VIPs say
- * so (vip_addrs), else passed. Fragmented requests and IPv4 options pass too. */
+ * so (vip_addrs), else passed. Fragmented requests and IPv4 options pass too.
+ * A request no reply may be sent to (icmp_may_answer) is dropped. */
 static __always_inline int echo_request(struct ethhdr *eth, struct iphdr *ip, struct icmphdr *icmp)
 {
 	__be32 daddr = ip->daddr;
@@ -219,6 +270,8 @@ static __always_inline int echo_request(struct ethhdr *eth, struct iphdr *ip, st
 
 	if (!addr || !(addr->flags & VIP_ADDR_F_ECHO) || icmp->code != 0 || ip->ihl != 5)
 		return pass(CNT_NOT_VIP);
+	if (!icmp_may_answer(eth, ip->saddr))
+		return drop(CNT_ICMP_FORBIDDEN);
 	icmp_echo_reply(eth, ip, icmp);
 	count(CNT_ICMP_ECHO);
 	count(CNT_TX);
@@ -239,7 +292,7 @@ int balancer(struct xdp_md *ctx)
 	struct conn *conn;
 	struct next_hop *nh;
 	struct flow flow;
-	__u32 backend_id, vip_id, vip_flags, reason;
+	__u32 backend_id, vip_id, vip_flags, reason, ip_len, trailer;
 	int rc, tagged, to_kernel = 0, first_fragment = 0, icmp_error = 0, opens = 0;
 
 	/* Parse: Ethernet (+ one tag), IPv4. */
@@ -249,6 +302,11 @@ int balancer(struct xdp_md *ctx)
 	ip = parse_ipv4(data + l2.len, data_end);
 	if (!ip)
 		return pass(CNT_MALFORMED);
+	/* IHL * 4 <= tot_len <= the bytes present; what follows tot_len is a trailer. */
+	ip_len = bpf_ntohs(ip->tot_len);
+	if (ip_len < ip->ihl * 4 || ip_len > (__u64)(data_end - (void *)ip))
+		return malformed(ip->daddr, ip->protocol);
+	trailer = (data_end - (void *)ip) - ip_len;
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP && ip->protocol != IPPROTO_ICMP)
 		return pass(CNT_NOT_VIP);
 	if (!vip_filter_has(ip->daddr))
@@ -260,7 +318,7 @@ int balancer(struct xdp_md *ctx)
 		/* Echo requests are answered; errors quoting a VIP flow go to its backend. */
 		struct icmphdr *icmp = ipv4_payload(ip);
 
-		if ((void *)(icmp + 1) > data_end)
+		if ((void *)(icmp + 1) > data_end || ip->ihl * 4 + ICMP_HLEN > ip_len)
 			return pass(CNT_MALFORMED);
 		if (ipv4_is_fragment(ip))
 			return pass(CNT_NOT_VIP);
@@ -268,7 +326,7 @@ int balancer(struct xdp_md *ctx)
 			return echo_request(l2.eth, ip, icmp);
 		if (icmp->type != ICMP_DEST_UNREACH && icmp->type != ICMP_TIME_EXCEEDED)
 			return pass(CNT_NOT_VIP);
-		if (icmp_error_flow(icmp, data_end, ip->daddr, &flow))
+		if (icmp_error_flow(icmp, data_end, ip_len - ip->ihl * 4 - ICMP_HLEN, ip->daddr, &flow))
 			return pass(CNT_NOT_VIP);
 		key.proto = flow.proto;
 		key.port = flow.dport;
@@ -287,7 +345,7 @@ int balancer(struct xdp_md *ctx)
 				struct frag_dest *dest = bpf_map_lookup_elem(&frags, &datagram);
 
 				if (!dest)
-					return drop(CNT_FRAG_ORPHAN);
+					return unclaimed_fragment(ip->daddr, ip->protocol);
 				backend_id = dest->backend;
 				vip_id = dest->vip;
 				vip_flags = dest->vip_flags;
@@ -301,8 +359,8 @@ int balancer(struct xdp_md *ctx)
 			first_fragment = 1;
 		}
 		ports = parse_ports(ipv4_payload(ip), data_end, ip->protocol);
-		if (!ports)
-			return truncated_l4(&key);
+		if (!ports || ip->ihl * 4 + (ip->protocol == IPPROTO_TCP ? 20 : 8) > ip_len)
+			return malformed(ip->daddr, ip->protocol);
 		if (ip->protocol == IPPROTO_TCP)
 			opens = tcp_opens_connection(ports, data_end);
 		flow = (struct flow){
@@ -395,11 +453,15 @@ chosen:
 	__u32 overhead = l2_dsr ? 0 : IPIP_HLEN;
 
 	if (!to_kernel) {
-		__u32 len = bpf_ntohs(ip->tot_len) + overhead;
+		/* tot_len is the real length: it was checked against the bytes present,
+		 * and any trailer is cut before the packet leaves. */
+		__u32 len = ip_len + overhead;
 
 		if (len > nh->path_mtu) {
 			if (ip->frag_off & bpf_htons(IP_DF))
-				return too_big(ctx, tagged, nh->path_mtu - overhead);
+				return too_big(ctx, tagged, nh->path_mtu - overhead,
+					       !icmp_error && !ipv4_is_later_fragment(ip) &&
+						       icmp_may_answer(l2.eth, ip->saddr));
 			/* Outer DF stays clear (copied): the path may fragment it. Only the
 			 * kernel can fragment what is too big for the route itself. */
 			count(CNT_TOO_BIG_NO_DF);
@@ -427,15 +489,21 @@ chosen:
 
 		if (!outer.saddr)
 			return drop(CNT_NO_IFACE);
+		if (!outer.df)
+			outer.id = outer_ip_id(nh);
+		if (cut_trailer(ctx, trailer))
+			return drop(CNT_ENCAP_FAIL);
 		if (tagged)
 			rc = encap_ipip(ctx, ETH_HLEN + sizeof(struct vlan_tag), &outer);
 		else
 			rc = encap_ipip(ctx, ETH_HLEN, &outer);
 		if (rc)
 			return drop(CNT_ENCAP_FAIL);
-		data = (void *)(long)ctx->data;
-		data_end = (void *)(long)ctx->data_end;
+	} else if (cut_trailer(ctx, trailer)) {
+		return drop(CNT_ENCAP_FAIL);
 	}
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
 	add_traffic(&backend_stats, backend_id, bytes);
 
 	if (to_kernel) {

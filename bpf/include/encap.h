@@ -24,10 +24,11 @@ struct ipip_outer {
 	__be32 daddr;
 	__be16 inner_len; /* inner total length, network order */
 	__be16 df;        /* inner DF bit (IP_DF or 0), network order */
+	__be16 id;        /* 0 with DF; see outer_ip_id in balancer.c */
 	__u8 tos;
 };
 
-/* Writes the outer header: version 4, no options, id 0, TTL 64, protocol 4. */
+/* Writes the outer header: version 4, no options, TTL 64, protocol 4. */
 static __always_inline void ipip_write_outer(struct iphdr *outer, const struct ipip_outer *o)
 {
 	__be16 tot_len = bpf_htons(bpf_ntohs(o->inner_len) + IPIP_HLEN);
@@ -35,11 +36,11 @@ static __always_inline void ipip_write_outer(struct iphdr *outer, const struct i
 	__be16 ttl_proto = bpf_htons((64 << 8) | IPPROTO_IPIP);
 
 	/* The same 16-bit words in memory order as the header; the sum is order-independent. */
-	__u64 sum = (__u64)ver_tos + tot_len + o->df + ttl_proto + o->saddr + o->daddr;
+	__u64 sum = (__u64)ver_tos + tot_len + o->id + o->df + ttl_proto + o->saddr + o->daddr;
 
 	*(__be16 *)outer = ver_tos;
 	outer->tot_len = tot_len;
-	outer->id = 0;
+	outer->id = o->id;
 	outer->frag_off = o->df;
 	outer->ttl = 64;
 	outer->protocol = IPPROTO_IPIP;

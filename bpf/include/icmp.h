@@ -60,15 +60,19 @@ static __always_inline void swap_macs(struct ethhdr *eth)
 
 /* For an ICMP error about a TCP or UDP packet sent from vip_addr (the
  * backend's reply to a client): fills *flow with the quoted flow turned
- * around, as the client sends it (client -> VIP). Returns 0, or -1 if the
+ * around, as the client sends it (client -> VIP). `quote_len` is how many
+ * bytes of the datagram follow the ICMP header. Returns 0, or -1 if the
  * error quotes anything else (another source, protocol, a later fragment)
  * or is cut before the ports. */
-static __always_inline int icmp_error_flow(struct icmphdr *icmp, void *data_end, __be32 vip_addr, struct flow *flow)
+static __always_inline int icmp_error_flow(struct icmphdr *icmp, void *data_end, __u32 quote_len,
+					   __be32 vip_addr, struct flow *flow)
 {
 	struct iphdr *inner = parse_ipv4((void *)icmp + ICMP_HLEN, data_end);
 	struct l4_ports *ports;
 
-	if (!inner || inner->saddr != vip_addr || ipv4_is_later_fragment(inner))
+	if (!inner || inner->ihl * 4 + sizeof(*ports) > quote_len)
+		return -1;
+	if (inner->saddr != vip_addr || ipv4_is_later_fragment(inner))
 		return -1;
 	if (inner->protocol != IPPROTO_TCP && inner->protocol != IPPROTO_UDP)
 		return -1;
@@ -83,6 +87,21 @@ static __always_inline int icmp_error_flow(struct icmphdr *icmp, void *data_end,
 		.proto = inner->protocol,
 	};
 	return 0;
+}
+
+/* Whether a frame may draw an ICMP message from us at all (RFC 1122
+ * 3.2.2 and 3.2.1.3, RFC 1812 4.3.2.7): not if it was sent to an Ethernet
+ * broadcast or multicast address, nor if its source cannot be a single host
+ * (0/8 "this network", 127/8 loopback, 224/4 multicast, 240/4 reserved and
+ * the limited broadcast): a reply would go to many hosts, or to none.
+ * ICMP errors, and later fragments, are the callers' to exclude. */
+static __always_inline int icmp_may_answer(const struct ethhdr *eth, __be32 saddr)
+{
+	__u8 first = ((const __u8 *)&saddr)[0]; /* network order: the first octet */
+
+	if (eth->h_dest[0] & 1)
+		return 0;
+	return first != 0 && first != 127 && first < 224;
 }
 
 /* Turns an echo request with a 20-byte IPv4 header into its reply, in place:

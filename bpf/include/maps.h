@@ -91,7 +91,8 @@ struct next_hop {
 	__u8 dmac[6];
 	__u8 smac[6];
 	__u16 route_mtu;     /* route MTU (bpf_fib_lookup): the largest frame XDP can send there */
-	__u8 pad[6];
+	__u16 ip_id;         /* last outer IP ID given a packet without DF (outer_ip_id); not reset by refreshes */
+	__u8 pad[4];
 };
 
 /* A fragmented datagram, as every one of its fragments names it. */
@@ -149,7 +150,7 @@ enum counter {
 	CNT_DROP,
 	CNT_NOT_IPV4,      /* passed: ARP, IPv6, other ethertypes, runt frames */
 	CNT_NOT_VIP,       /* passed: IPv4 but no VIP matched */
-	CNT_MALFORMED,     /* truncated or invalid IPv4/TCP/UDP header: dropped if for a VIP, else passed */
+	CNT_MALFORMED,     /* truncated or invalid IPv4/TCP/UDP/ICMP header or length: dropped if an all-ports VIP claims it, else passed */
 	CNT_LRU_HIT,
 	CNT_LRU_MISS,      /* new flow: placed by the ring */
 	CNT_LRU_STALE,     /* conn entry pointed at a backend no longer alive */
@@ -171,6 +172,8 @@ enum counter {
 	CNT_FRAG_FIRST,       /* first fragment of a datagram: balanced by its ports, remembered in frags */
 	CNT_FRAG_ORPHAN,      /* dropped: a later fragment whose first fragment was not seen (or forgotten) */
 	CNT_LRU_REOPEN,       /* TCP SYN whose 5-tuple was in the table: placed anew, the entry replaced */
+	CNT_ICMP_FORBIDDEN,   /* dropped: would draw ICMP (Fragmentation Needed, echo reply) that RFC 1122/1812 forbid */
+	CNT_FRAG_PASSED,      /* passed: a later fragment of no datagram balanced here, and no all-ports VIP claims it */
 	CNT_MAX,
 };
 #define COUNTER_SLOTS 32

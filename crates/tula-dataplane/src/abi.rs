@@ -123,7 +123,9 @@ pub struct NextHop {
     pub dmac: [u8; 6],
     pub smac: [u8; 6],
     pub route_mtu: u16,
-    pub pad: [u8; 6],
+    /// The last outer IP ID given a packet without DF sent to this backend from this CPU.
+    pub ip_id: u16,
+    pub pad: [u8; 4],
 }
 
 /// `struct frag_key`: the `frags` map key, a fragmented datagram.

@@ -20,7 +20,9 @@ pub enum Counter {
     NotIpv4,
     /// Passed: IPv4 but not TCP/UDP to a VIP.
     NotVip,
-    /// Truncated or invalid IPv4/TCP/UDP header: dropped if for a VIP, else passed.
+    /// Truncated or invalid IPv4/TCP/UDP/ICMP header, or an IPv4 total length
+    /// below the header or past the bytes present: dropped if an all-ports VIP
+    /// claims it, else passed.
     Malformed,
     /// Established flow found in the connection table.
     LruHit,
@@ -60,16 +62,25 @@ pub enum Counter {
     IcmpToBackend,
     /// First fragment of a datagram: balanced by its ports and remembered for the later ones.
     FragFirst,
-    /// Dropped: a later fragment whose first fragment was not seen (or is forgotten).
+    /// Dropped: a later fragment whose first fragment was not seen (or is
+    /// forgotten), to an address and protocol an all-ports VIP claims.
     FragOrphan,
     /// A TCP SYN whose 5-tuple was in the connection table (a reused client
     /// port): placed by the scheduler like a new flow, the entry replaced.
     LruReopen,
+    /// Dropped: the frame would draw ICMP (Fragmentation Needed, an echo reply)
+    /// that RFC 1122 and RFC 1812 forbid: about an ICMP error or a later
+    /// fragment, to a source that is no single host, or for an Ethernet
+    /// broadcast or multicast frame.
+    IcmpForbidden,
+    /// Passed: a later fragment of no datagram balanced here that no all-ports
+    /// VIP claims (the host's own, e.g. to an unbalanced port).
+    FragPassed,
 }
 
 impl Counter {
     /// Every counter, in slot order.
-    pub const ALL: [Counter; 28] = [
+    pub const ALL: [Counter; 30] = [
         Counter::Pass,
         Counter::Tx,
         Counter::Redirect,
@@ -98,6 +109,8 @@ impl Counter {
         Counter::FragFirst,
         Counter::FragOrphan,
         Counter::LruReopen,
+        Counter::IcmpForbidden,
+        Counter::FragPassed,
     ];
 
     /// Stable snake_case name, for metrics and the CLI.
@@ -131,6 +144,8 @@ impl Counter {
             Counter::FragFirst => "frag_first",
             Counter::FragOrphan => "frag_orphan",
             Counter::LruReopen => "lru_reopen",
+            Counter::IcmpForbidden => "icmp_forbidden",
+            Counter::FragPassed => "frag_passed",
         }
     }
 }

@@ -185,6 +185,7 @@ fn rust_mirrors_match_the_object_btf() {
                 dmac,
                 smac,
                 route_mtu,
+                ip_id,
                 pad
             }),
         ),

@@ -9,92 +9,12 @@ mod support;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use etherparse::icmpv4::DestUnreachableHeader;
-use etherparse::{
-    Icmpv4Type, IpDscp, IpEcn, IpHeaders, IpNumber, Ipv4Header, PacketBuilder, VlanId,
-};
+use etherparse::{Icmpv4Type, IpHeaders, IpNumber, Ipv4Header, PacketBuilder, VlanId};
 use support::*;
 use tula_dataplane::{
-    flow_hash, ring_index, Counter, Dsr, Flow, IcmpSettings, InterfaceSpec,
-    Scheduler, VipSpec, XdpAction,
+    flow_hash, ring_index, Counter, Dsr, Flow, IcmpSettings, InterfaceSpec, Scheduler, VipSpec,
+    XdpAction,
 };
-
-/// A router on the client's side that reports errors about the backends' replies.
-const CLIENT_ROUTER: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 1);
-
-/// A TCP segment from `client` to `vip` whose IPv4 packet is `ip_len` bytes,
-/// with DF as given; `vlan` tags it.
-fn sized_tcp_frame(
-    lb_mac: [u8; 6],
-    client: SocketAddrV4,
-    vip: SocketAddrV4,
-    ip_len: usize,
-    df: bool,
-    vlan: Option<u16>,
-) -> Vec<u8> {
-    let mut ip = Ipv4Header::new(
-        0,
-        61,
-        IpNumber::TCP,
-        client.ip().octets(),
-        vip.ip().octets(),
-    )
-    .unwrap();
-    ip.dont_fragment = df;
-    ip.identification = 0x5151;
-    ip.dscp = IpDscp::try_new(10).unwrap();
-    let payload: Vec<u8> = (0..ip_len - 40).map(|i| i as u8).collect();
-    let mut frame = Vec::new();
-    let eth = PacketBuilder::ethernet2(CLIENT_MAC, lb_mac);
-    let ip = IpHeaders::Ipv4(ip, Default::default());
-    match vlan {
-        None => eth
-            .ip(ip)
-            .tcp(client.port(), vip.port(), 7777, 64_000)
-            .ack(1)
-            .write_to_vec(&mut frame, &payload),
-        Some(id) => eth
-            .single_vlan(VlanId::try_new(id).unwrap())
-            .ip(ip)
-            .tcp(client.port(), vip.port(), 7777, 64_000)
-            .ack(1)
-            .write_to_vec(&mut frame, &payload),
-    }
-    .unwrap();
-    frame
-}
-
-/// The Fragmentation Needed that `frame` (IPv4 at `l2_len`) must get back:
-/// MACs swapped, the tag (if any) kept, from the packet's destination to its
-/// source, TOS 0xc0, id 0, DF, TTL 64, quoting its IPv4 header and 8 bytes.
-fn expected_frag_needed(frame: &[u8], l2_len: usize, next_hop_mtu: u16) -> Vec<u8> {
-    let (original, _) = Ipv4Header::from_slice(&frame[l2_len..]).unwrap();
-    let quoted = &frame[l2_len..l2_len + original.header_len() + 8];
-    let mut ip =
-        Ipv4Header::new(0, 64, IpNumber::ICMP, original.destination, original.source).unwrap();
-    ip.dscp = IpDscp::try_new(0xc0 >> 2).unwrap();
-    ip.ecn = IpEcn::ZERO;
-    ip.dont_fragment = true;
-    ip.identification = 0;
-    let mut reply = Vec::new();
-    let src: [u8; 6] = frame[0..6].try_into().unwrap();
-    let dst: [u8; 6] = frame[6..12].try_into().unwrap();
-    let icmp = Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
-        next_hop_mtu,
-    });
-    let eth = PacketBuilder::ethernet2(src, dst);
-    let ip = IpHeaders::Ipv4(ip, Default::default());
-    if l2_len == 18 {
-        let tci = u16::from_be_bytes([frame[14], frame[15]]);
-        eth.single_vlan(VlanId::try_new(tci & 0x0fff).unwrap())
-            .ip(ip)
-            .icmpv4(icmp)
-            .write_to_vec(&mut reply, quoted)
-    } else {
-        eth.ip(ip).icmpv4(icmp).write_to_vec(&mut reply, quoted)
-    }
-    .unwrap();
-    reply
-}
 
 #[test]
 fn a_df_packet_one_byte_over_the_tunnel_mtu_gets_fragmentation_needed() {
@@ -241,6 +161,7 @@ fn an_interface_path_mtu_lowers_the_limit_and_never_raises_it() {
 #[test]
 fn a_too_big_packet_without_df_is_encapsulated_with_the_outer_df_clear() {
     in_lab("nodf", |f| {
+        stay_on_cpu0(); // outer IP IDs count per CPU
         f.add_backend(3, routed_backend(3));
         let ring = f.ring_of(3);
         f.add_vip(vip_key(80, TCP), Dsr::L3Ipip, Scheduler::Maglev, &ring);
@@ -260,13 +181,14 @@ fn a_too_big_packet_without_df_is_encapsulated_with_the_outer_df_clear() {
         assert_eq!(action, XdpAction::Tx);
         assert_eq!(
             out,
-            expected_ipip(
+            expected_ipip_with_id(
                 &frame,
                 14,
                 f.lb_mac,
                 NEXT_HOP_MAC,
                 LB_ADDR,
-                routed_backend(3)
+                routed_backend(3),
+                1
             )
         );
         assert_eq!(out[14 + 6] & 0x40, 0, "outer DF clear");
@@ -285,7 +207,15 @@ fn a_too_big_packet_without_df_is_encapsulated_with_the_outer_df_clear() {
         assert_eq!(action, XdpAction::Pass);
         assert_eq!(
             out,
-            expected_ipip(&frame, 14, CLIENT_MAC, f.lb_mac, LB_ADDR, routed_backend(3))
+            expected_ipip_with_id(
+                &frame,
+                14,
+                CLIENT_MAC,
+                f.lb_mac,
+                LB_ADDR,
+                routed_backend(3),
+                2
+            )
         );
         assert_eq!(out[14 + 6] & 0x40, 0, "outer DF clear");
         assert_counted(
@@ -297,40 +227,6 @@ fn a_too_big_packet_without_df_is_encapsulated_with_the_outer_df_clear() {
             ],
         );
     });
-}
-
-/// A router's ICMP error to the VIP, quoting the start of a backend's reply
-/// from `vip` to `client` (a 1500-byte TCP segment with DF).
-fn icmp_error_frame(
-    lb_mac: [u8; 6],
-    kind: Icmpv4Type,
-    client: SocketAddrV4,
-    vip: SocketAddrV4,
-) -> Vec<u8> {
-    let mut reply = Ipv4Header::new(
-        1480,
-        63,
-        IpNumber::TCP,
-        vip.ip().octets(),
-        client.ip().octets(),
-    )
-    .unwrap();
-    reply.header_checksum = reply.calc_header_checksum();
-    let mut quoted = reply.to_bytes().to_vec();
-    quoted.extend(vip.port().to_be_bytes());
-    quoted.extend(client.port().to_be_bytes());
-    quoted.extend(0x1234_5678u32.to_be_bytes()); // sequence number
-    let mut frame = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, lb_mac)
-        .ipv4(CLIENT_ROUTER.octets(), vip.ip().octets(), 60)
-        .icmpv4(kind)
-        .write_to_vec(&mut frame, &quoted)
-        .unwrap();
-    frame
-}
-
-fn frag_needed_type(next_hop_mtu: u16) -> Icmpv4Type {
-    Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded { next_hop_mtu })
 }
 
 #[test]
@@ -467,16 +363,6 @@ fn an_icmp_error_about_a_vip_flow_goes_to_that_flows_backend() {
     });
 }
 
-fn echo_request(lb_mac: [u8; 6], dst: Ipv4Addr) -> Vec<u8> {
-    let mut frame = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, lb_mac)
-        .ipv4(CLIENT.octets(), dst.octets(), 57)
-        .icmpv4_echo_request(0x4242, 7)
-        .write_to_vec(&mut frame, b"are you there, VIP?")
-        .unwrap();
-    frame
-}
-
 #[test]
 fn echo_to_a_vip_is_answered_unless_switched_off() {
     in_lab("echo", |f| {
@@ -545,28 +431,10 @@ fn echo_to_a_vip_is_answered_unless_switched_off() {
     });
 }
 
-/// One fragment of a UDP datagram `id` from `src` to the VIP: the first one
-/// (offset 0) carries the UDP header, later ones `payload` only.
-fn fragment(lb_mac: [u8; 6], id: u16, offset_8: u16, more: bool, payload: &[u8]) -> Vec<u8> {
-    let mut ip = Ipv4Header::new(0, 64, IpNumber::UDP, CLIENT.octets(), VIP.octets()).unwrap();
-    ip.dont_fragment = false;
-    ip.more_fragments = more;
-    ip.identification = id;
-    ip.fragment_offset = offset_8.try_into().unwrap();
-    ip.set_payload_len(payload.len()).unwrap();
-    ip.header_checksum = ip.calc_header_checksum();
-    let mut frame = Vec::new();
-    frame.extend_from_slice(&lb_mac);
-    frame.extend_from_slice(&CLIENT_MAC);
-    frame.extend_from_slice(&[0x08, 0x00]);
-    frame.extend_from_slice(&ip.to_bytes());
-    frame.extend_from_slice(payload);
-    frame
-}
-
 #[test]
 fn later_fragments_follow_their_first_one_and_orphans_are_dropped() {
     in_lab("frags", |f| {
+        stay_on_cpu0(); // outer IP IDs count per CPU and backend
         let size = f.dataplane.ring_size();
         let ring: Vec<u32> = (0..size).map(|slot| slot % 50).collect();
         for id in 0..50 {
@@ -574,14 +442,10 @@ fn later_fragments_follow_their_first_one_and_orphans_are_dropped() {
         }
         f.add_vip(vip_key(0, UDP), Dsr::L3Ipip, Scheduler::Maglev, &ring);
 
+        let mut ids_sent = std::collections::HashMap::<std::net::Ipv4Addr, u16>::new();
         for (id, port) in [(0x0101u16, 5000u16), (0x0102, 5001), (0x0103, 5002)] {
             // UDP header (source port, destination 53, length 24, no checksum) and 8 bytes.
-            let mut first_payload = Vec::new();
-            first_payload.extend(port.to_be_bytes());
-            first_payload.extend(53u16.to_be_bytes());
-            first_payload.extend(24u16.to_be_bytes());
-            first_payload.extend([0, 0]);
-            first_payload.extend(b"datagram");
+            let first_payload = udp_first_fragment_payload(port, 53, 24);
             let first = fragment(f.lb_mac, id, 0, true, &first_payload);
             let middle = fragment(f.lb_mac, id, 2, true, b"-middle-");
             let last = fragment(f.lb_mac, id, 3, false, b"end");
@@ -592,11 +456,25 @@ fn later_fragments_follow_their_first_one_and_orphans_are_dropped() {
                 protocol: UDP,
             };
             let backend = routed_backend(ring[ring_index(flow_hash(&flow), size)] as u8 + 1);
+            // Fragments have no DF: each takes the backend's next outer IP ID.
+            let mut next_id = || {
+                let id = ids_sent.entry(backend).or_default();
+                *id += 1;
+                *id
+            };
             let (action, out, delta) = run(f, &first);
             assert_eq!(action, XdpAction::Tx);
             assert_eq!(
                 out,
-                expected_ipip(&first, 14, f.lb_mac, NEXT_HOP_MAC, LB_ADDR, backend)
+                expected_ipip_with_id(
+                    &first,
+                    14,
+                    f.lb_mac,
+                    NEXT_HOP_MAC,
+                    LB_ADDR,
+                    backend,
+                    next_id()
+                )
             );
             assert_counted(
                 &delta,
@@ -611,7 +489,15 @@ fn later_fragments_follow_their_first_one_and_orphans_are_dropped() {
                 assert_eq!(action, XdpAction::Tx);
                 assert_eq!(
                     out,
-                    expected_ipip(&later, 14, f.lb_mac, NEXT_HOP_MAC, LB_ADDR, backend)
+                    expected_ipip_with_id(
+                        &later,
+                        14,
+                        f.lb_mac,
+                        NEXT_HOP_MAC,
+                        LB_ADDR,
+                        backend,
+                        next_id()
+                    )
                 );
                 assert_counted(&delta, &[(Counter::Tx, 1), (Counter::Fragment, 1)]);
             }
@@ -624,12 +510,7 @@ fn later_fragments_follow_their_first_one_and_orphans_are_dropped() {
         assert_eq!(out, orphan);
         assert_counted(&delta, &[(Counter::Drop, 1), (Counter::FragOrphan, 1)]);
         // Its first fragment arriving afterwards is balanced like any other.
-        let mut first_payload = Vec::new();
-        first_payload.extend(6000u16.to_be_bytes());
-        first_payload.extend(53u16.to_be_bytes());
-        first_payload.extend(24u16.to_be_bytes());
-        first_payload.extend([0, 0]);
-        first_payload.extend(b"datagram");
+        let first_payload = udp_first_fragment_payload(6000, 53, 24);
         let first = fragment(f.lb_mac, 0x0999, 0, true, &first_payload);
         assert_eq!(run(f, &first).0, XdpAction::Tx);
     });

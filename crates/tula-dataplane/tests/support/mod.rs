@@ -12,11 +12,14 @@
 
 #![allow(dead_code)]
 
+mod frames;
+pub use frames::*;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use etherparse::{IpNumber, Ipv4Header, PacketBuilder};
 use tula_dataplane::{
-    Backend, Counter, Counters, Dataplane, Dsr, LoadOptions, Protocol, Scheduler, VipKey, VipSpec, XdpAction,
+    Backend, Counter, Counters, Dataplane, Dsr, LoadOptions, Protocol, Scheduler, VipKey, VipSpec,
+    XdpAction,
 };
 use tula_net::Netns;
 
@@ -147,97 +150,12 @@ pub fn vip_key(port: u16, protocol: Protocol) -> VipKey {
     }
 }
 
-/// A client TCP segment of an established connection (ACK, small payload) to
-/// `dst`, from the client's MAC to `lb_mac`.
-pub fn tcp_frame(lb_mac: [u8; 6], src: SocketAddrV4, dst: SocketAddrV4) -> Vec<u8> {
-    let mut frame = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, lb_mac)
-        .ipv4(src.ip().octets(), dst.ip().octets(), 61)
-        .tcp(src.port(), dst.port(), 1000, 64_000)
-        .ack(2000)
-        .write_to_vec(&mut frame, b"hello")
-        .unwrap();
-    frame
-}
-
-/// A client SYN opening a connection to `dst`.
-pub fn syn_frame(lb_mac: [u8; 6], src: SocketAddrV4, dst: SocketAddrV4) -> Vec<u8> {
-    let mut frame = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, lb_mac)
-        .ipv4(src.ip().octets(), dst.ip().octets(), 61)
-        .tcp(src.port(), dst.port(), 1000, 64_000)
-        .syn()
-        .write_to_vec(&mut frame, &[])
-        .unwrap();
-    frame
-}
-
-/// A client UDP datagram to `dst`.
-pub fn udp_frame(lb_mac: [u8; 6], src: SocketAddrV4, dst: SocketAddrV4) -> Vec<u8> {
-    let mut frame = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, lb_mac)
-        .ipv4(src.ip().octets(), dst.ip().octets(), 61)
-        .udp(src.port(), dst.port())
-        .write_to_vec(&mut frame, b"query")
-        .unwrap();
-    frame
-}
-
 pub fn client(port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(CLIENT, port)
 }
 
 pub fn vip(port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(VIP, port)
-}
-
-/// What L3 DSR must make of `frame` (Ethernet + IPv4 at `l2_len`): new MACs,
-/// the L2 header otherwise as it was, an outer IPv4 header built by etherparse
-/// from the inner one's TOS and DF, then the inner packet byte for byte.
-pub fn expected_ipip(
-    frame: &[u8],
-    l2_len: usize,
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    tunnel_src: Ipv4Addr,
-    backend: Ipv4Addr,
-) -> Vec<u8> {
-    let inner = &frame[l2_len..];
-    let (inner_ip, _) = Ipv4Header::from_slice(inner).expect("inner IPv4 header");
-    let inner_len = usize::from(inner_ip.total_len);
-    let mut outer = Ipv4Header::new(
-        inner_len as u16,
-        64,
-        IpNumber::IPV4,
-        tunnel_src.octets(),
-        backend.octets(),
-    )
-    .unwrap();
-    outer.dscp = inner_ip.dscp;
-    outer.ecn = inner_ip.ecn;
-    outer.dont_fragment = inner_ip.dont_fragment;
-    outer.identification = 0;
-    outer.header_checksum = outer.calc_header_checksum();
-
-    let mut expected = Vec::new();
-    expected.extend_from_slice(&dst_mac);
-    expected.extend_from_slice(&src_mac);
-    expected.extend_from_slice(&frame[12..l2_len]);
-    expected.extend_from_slice(&outer.to_bytes());
-    expected.extend_from_slice(inner);
-    expected
-}
-
-/// The RFC 1071 checksum of `header` computed from scratch: 0 for a header whose checksum is right.
-pub fn rfc1071(header: &[u8]) -> u16 {
-    let mut sum: u32 = header
-        .chunks(2)
-        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 pub const TCP: Protocol = Protocol::Tcp;
