@@ -8,7 +8,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use tula_config::{HostFacts, Subnet};
 use tula_net::NetError;
 
-pub(crate) fn host_facts() -> Result<HostFacts, NetError> {
+/// Interface names, local addresses and connected subnets of the calling thread's namespace.
+pub fn host_facts() -> Result<HostFacts, NetError> {
     let interfaces: BTreeSet<String> = tula_net::links()?.into_iter().map(|l| l.name).collect();
     let addresses = tula_net::addresses()?;
     let mut subnets: BTreeMap<String, Vec<Subnet>> = BTreeMap::new();

@@ -31,6 +31,7 @@ mod status;
 mod store;
 
 pub use control::Control;
+pub use host::host_facts;
 
 use std::net::IpAddr;
 use std::path::PathBuf;

@@ -28,6 +28,12 @@ fn run_one(
         Op::Attach(ifname) => {
             let mode = dataplane.attach(ifname).map_err(text)?;
             tracing::info!(ifname, ?mode, "attached the balancer");
+            // Generic mode transmits through the stack, so only native XDP_TX can vanish.
+            if mode == tula_dataplane::AttachMode::Native {
+                if let Some(warning) = tula_doctor::veth_black_hole(ifname) {
+                    tracing::warn!(ifname, "{warning}");
+                }
+            }
         }
         Op::SetInterface(ifname, spec) => dataplane.set_interface(ifname, spec).map_err(text)?,
         Op::Detach(ifname) => {

@@ -17,7 +17,7 @@ const BPFFS_ROOT: &str = "/sys/fs/bpf";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// The pinned program's file name.
-pub(crate) const PROGRAM_PIN: &str = "balancer";
+pub const PROGRAM_PIN: &str = "balancer";
 /// Prefix of the pinned XDP links' file names.
 pub(crate) const LINK_PIN_PREFIX: &str = "link_";
 
@@ -25,7 +25,8 @@ pub(crate) fn link_pin(dir: &Path, ifname: &str) -> PathBuf {
     dir.join(format!("{LINK_PIN_PREFIX}{ifname}"))
 }
 
-fn is_bpffs(path: &Path) -> std::io::Result<bool> {
+/// True when `path` is on a bpffs (where pins can be made).
+pub fn is_bpffs(path: &Path) -> std::io::Result<bool> {
     let c_path = CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
     let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: c_path is a valid C string and stat a valid out-pointer.

@@ -6,8 +6,10 @@
 //! the thread that made it. To act inside a namespace, call from
 //! [`Netns::run`] (or a thread that has [`Netns::enter`]ed it).
 
+mod genl;
 mod link;
 mod netns;
+mod xdp;
 pub mod sysctl;
 
 pub use link::{
@@ -17,6 +19,9 @@ pub use link::{
     set_offload, set_up, Address, Link, LinkStats, Offload, RouteInfo,
 };
 pub use netns::{netns_list, Netns};
+pub use xdp::{
+    link_xdp, native_xdp_supported, neighbour_state, LinkXdpState, VethPeer, XdpMode,
+};
 
 /// What went wrong, naming the object involved.
 #[derive(Debug, thiserror::Error)]

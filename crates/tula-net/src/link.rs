@@ -50,7 +50,7 @@ pub struct RouteInfo {
 }
 
 /// Runs one netlink conversation on a socket opened in this thread's namespace.
-fn netlink<T, F, Fut>(what: &str, f: F) -> Result<T, NetError>
+pub(crate) fn netlink<T, F, Fut>(what: &str, f: F) -> Result<T, NetError>
 where
     F: FnOnce(Handle) -> Fut,
     Fut: Future<Output = Result<T, rtnetlink::Error>>,
@@ -83,7 +83,7 @@ fn errno_is(e: &rtnetlink::Error, errno: i32) -> bool {
     matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -errno)
 }
 
-fn parse_link(msg: &LinkMessage) -> Link {
+pub(crate) fn parse_link(msg: &LinkMessage) -> Link {
     let mut link = Link {
         index: msg.header.index,
         name: String::new(),

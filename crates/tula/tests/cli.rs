@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tula_net::Netns;
 
+mod support;
+
 const TULA: &str = env!("CARGO_BIN_EXE_tula");
 
 const WEB: &str = r#"
@@ -215,6 +217,73 @@ fn operator_commands_against_a_running_daemon() {
         )
     );
     assert!(!daemon.pin_dir.exists());
+}
+
+/// The verdict `tula doctor --json` gives `check` about `subject`.
+fn doctor_verdict(report: &Value, check: &str, subject: &str) -> String {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == check && f["subject"] == subject)
+        .and_then(|f| f["verdict"].as_str())
+        .unwrap_or_else(|| panic!("no {check} finding about {subject}: {report:#}"))
+        .to_string()
+}
+
+#[test]
+fn doctor_reports_each_fail_with_its_fix() {
+    let daemon = Daemon::start("doc");
+    // nh0, lb0's peer, runs no XDP: the daemon warned at attach.
+    let log = daemon.read_log();
+    assert!(log.contains("lb0 is a veth whose peer nh0") && log.contains("runs no XDP program"), "{log}");
+
+    let doctor = |args: &[&str]| {
+        let mut all = vec!["doctor", "--json"];
+        all.extend_from_slice(args);
+        let output = daemon.run(&all);
+        let report: Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("doctor --json ({e}): {}", stderr(&output)));
+        (output.status.code(), report)
+    };
+    let (code, report) = doctor(&["--sample", "0"]);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(doctor_verdict(&report, "veth-peer", "lb0"), "fail");
+    assert_eq!(doctor_verdict(&report, "xdp-mode", "lb0"), "pass");
+    assert_eq!(doctor_verdict(&report, "sysctl", "lb0"), "pass");
+    assert_eq!(doctor_verdict(&report, "pins", path_str(&daemon.pin_dir)), "pass");
+    assert_eq!(doctor_verdict(&report, "neighbour", "198.18.100.2"), "pass");
+    assert_eq!(doctor_verdict(&report, "health", "backends"), "pass");
+    let text = String::from_utf8(daemon.run(&["doctor", "--sample", "0"]).stdout).unwrap();
+    assert!(text.contains("FAIL  veth-peer lb0:"), "{text}");
+    assert!(text.contains("fix: attach any XDP program that returns XDP_PASS to nh0"), "{text}");
+
+    // XDP on the peer clears the veth FAIL; accept_local off and a pin dir
+    // others may write are FAILs of their own; no traffic skips the bypass check.
+    support::attach_xdp_pass(&daemon.ns, "nh0");
+    daemon
+        .ns
+        .run(|| tula_net::sysctl::write("net.ipv4.conf.lb0.accept_local", "0").unwrap())
+        .unwrap();
+    let mode = |m| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&daemon.pin_dir, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    mode(0o777);
+    let (code, report) = doctor(&["--sample", "0.2"]);
+    mode(0o700);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(doctor_verdict(&report, "veth-peer", "lb0"), "pass");
+    let sysctls: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "sysctl" && f["verdict"] == "fail")
+        .collect();
+    assert_eq!(sysctls.len(), 1, "{report:#}");
+    assert!(sysctls[0]["detail"].as_str().unwrap().contains("accept_local"));
+    assert_eq!(doctor_verdict(&report, "pins", path_str(&daemon.pin_dir)), "fail");
+    assert_eq!(doctor_verdict(&report, "replies-bypass", "0s sample"), "skip");
 }
 
 #[test]

@@ -2,10 +2,12 @@
 
 mod apply;
 mod backend;
+mod check;
 mod client;
 mod completions;
 mod config;
 mod dataplane;
+mod doctor;
 mod lab;
 mod serve;
 mod stats;
@@ -48,6 +50,10 @@ pub enum Command {
     Apply(apply::FileArgs),
     /// Show what applying a config file would change.
     Diff(apply::FileArgs),
+    /// Check a config file without a daemon, and this host's readiness to run it (exit 0 ok, 1 problems, 2 could not check).
+    Check(check::CheckArgs),
+    /// Check a running load balancer: XDP mode, veth peers, sysctls, pins, routes, MTU, health, replies bypassing it.
+    Doctor(doctor::DoctorArgs),
     /// Remove the pinned data plane.
     Dataplane(dataplane::DataplaneArgs),
     /// Print a shell completion script.
@@ -79,6 +85,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(args) => config::run(args),
         Command::Apply(args) => apply::apply(args),
         Command::Diff(args) => apply::diff(args),
+        Command::Check(args) => check::run(args),
+        Command::Doctor(args) => doctor::run(args),
         Command::Dataplane(args) => dataplane::run(args),
         Command::Completions(args) => completions::completions(args),
         Command::Man => completions::man(),

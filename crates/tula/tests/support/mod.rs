@@ -46,3 +46,16 @@ impl std::ops::Deref for TestLab {
         &self.lab
     }
 }
+
+/// Attaches bpf/xdp_pass.o to `ifname` in `ns` with iproute2, as
+/// docs/OPERATIONS.md tells operators to do on a veth's peer.
+pub fn attach_xdp_pass(ns: &tula_net::Netns, ifname: &str) {
+    let attached = ns
+        .command("ip")
+        .args(["link", "set", "dev", ifname, "xdp", "obj"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../bpf/obj/xdp_pass.o"))
+        .args(["sec", "xdp"])
+        .status()
+        .unwrap();
+    assert!(attached.success(), "attaching xdp_pass to {ifname}");
+}
