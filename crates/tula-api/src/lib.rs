@@ -20,6 +20,7 @@ mod auth;
 mod daemon;
 mod error;
 mod health;
+mod interfaces;
 mod metrics;
 mod openapi;
 mod revisions;

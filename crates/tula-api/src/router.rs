@@ -17,7 +17,7 @@ use tula_health::Checker;
 
 use crate::error::ApiError;
 use crate::state::{panic_message, AppState};
-use crate::{health, metrics, openapi, revisions, status, vips};
+use crate::{health, interfaces, metrics, openapi, revisions, status, vips};
 
 /// One route: a method on a path (axum's `{name}` syntax, as in OpenAPI).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +82,7 @@ fn route_table() -> Vec<(Route, MethodRouter<AppState>)> {
         ),
         route(M::GET, "/api/status", status::status),
         route(M::GET, "/api/counters", status::counters),
+        route(M::GET, "/api/interfaces", interfaces::interfaces),
         route(M::GET, "/api/openapi.json", openapi::document),
         route(M::GET, "/metrics", metrics::metrics),
     ]

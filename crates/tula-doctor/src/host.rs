@@ -38,6 +38,40 @@ pub fn veth_black_hole(ifname: &str) -> Option<String> {
     state.xdp_tx_black_hole().then(|| black_hole_text(&state))
 }
 
+/// `ifname`'s XDP mode, veth peer and warnings, as `GET /api/interfaces` reports them.
+pub fn interface_status(ifname: &str) -> tula_client::InterfaceStatus {
+    let state = match tula_net::link_xdp(ifname) {
+        Ok(state) => state,
+        Err(e) => {
+            return tula_client::InterfaceStatus {
+                name: ifname.to_string(),
+                xdp_mode: "missing".into(),
+                veth_peer: None,
+                warnings: vec![e.to_string()],
+            }
+        }
+    };
+    let mut warnings = Vec::new();
+    match state.xdp {
+        XdpMode::Native if state.xdp_tx_black_hole() => warnings.push(black_hole_text(&state)),
+        XdpMode::Generic => warnings.push(format!(
+            "{ifname} runs the balancer in generic (skb) mode, several times slower than native"
+        )),
+        XdpMode::None => warnings.push(format!("no XDP program is attached to {ifname}")),
+        _ => {}
+    }
+    tula_client::InterfaceStatus {
+        name: state.name.clone(),
+        xdp_mode: state.xdp.name().to_string(),
+        veth_peer: state.peer.as_ref().map(|peer| tula_client::VethPeerStatus {
+            name: peer.name.clone(),
+            netnsid: peer.netnsid,
+            xdp_mode: peer.xdp.map(|m| m.name().to_string()),
+        }),
+        warnings,
+    }
+}
+
 fn peer_text(state: &LinkXdpState) -> String {
     let Some(peer) = &state.peer else {
         return String::new();

@@ -12,7 +12,7 @@ mod bypass;
 mod host;
 
 pub use bypass::{replies_bypass, TrafficDelta};
-pub use host::{host_checks, veth_black_hole};
+pub use host::{host_checks, interface_status, veth_black_hole};
 
 use serde::Serialize;
 

@@ -238,6 +238,12 @@ fn doctor_reports_each_fail_with_its_fix() {
     let log = daemon.read_log();
     assert!(log.contains("lb0 is a veth whose peer nh0") && log.contains("runs no XDP program"), "{log}");
 
+    let status = daemon.ok(&["status"]);
+    assert!(
+        status.starts_with("WARNING lb0: lb0 is a veth whose peer nh0"),
+        "{status}"
+    );
+
     let doctor = |args: &[&str]| {
         let mut all = vec!["doctor", "--json"];
         all.extend_from_slice(args);
@@ -261,6 +267,8 @@ fn doctor_reports_each_fail_with_its_fix() {
     // XDP on the peer clears the veth FAIL; accept_local off and a pin dir
     // others may write are FAILs of their own; no traffic skips the bypass check.
     support::attach_xdp_pass(&daemon.ns, "nh0");
+    let status = daemon.ok(&["status"]);
+    assert!(!status.contains("WARNING"), "{status}");
     daemon
         .ns
         .run(|| tula_net::sysctl::write("net.ipv4.conf.lb0.accept_local", "0").unwrap())

@@ -3,14 +3,13 @@
 
 use anyhow::Context;
 use clap::Args;
-use serde::Deserialize;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use ureq::http::Method;
 
 use super::client::{print_json, Client, ClientArgs, Payload};
-use super::config::Revision;
+use tula_client::{Diff, Revision};
 
 #[derive(Debug, Args)]
 pub struct FileArgs {
@@ -55,19 +54,6 @@ pub fn apply(args: FileArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Debug, serde::Serialize, Deserialize)]
-struct Diff {
-    changes: Vec<Change>,
-}
-
-#[derive(Debug, serde::Serialize, Deserialize)]
-struct Change {
-    op: String,
-    path: String,
-    before: Option<String>,
-    after: Option<String>,
-}
-
 /// What applying the file would change: `+` added, `-` removed, `~` changed.
 pub fn diff(args: FileArgs) -> anyhow::Result<ExitCode> {
     let text = args.read()?;
@@ -83,20 +69,8 @@ pub fn diff(args: FileArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         for change in &diff.changes {
-            println!("{}", change_line(change));
+            println!("{}", change.line());
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn change_line(change: &Change) -> String {
-    match (&change.before, &change.after) {
-        (Some(before), Some(after)) => {
-            format!("{} {}: {before} -> {after}", change.op, change.path)
-        }
-        (None, Some(value)) | (Some(value), None) => {
-            format!("{} {} = {value}", change.op, change.path)
-        }
-        (None, None) => format!("{} {}", change.op, change.path),
-    }
 }

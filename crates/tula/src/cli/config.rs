@@ -1,9 +1,10 @@
 //! `tula config history|show [N]|rollback N`: the daemon's numbered revisions.
 
 use clap::{Args, Subcommand};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use std::process::ExitCode;
+use tula_client::Revision;
 use tula_config::Config;
 use ureq::http::Method;
 
@@ -26,30 +27,6 @@ enum ConfigCommand {
     Show { number: Option<u64> },
     /// Apply revision N's config again, as a new revision.
     Rollback { number: u64 },
-}
-
-/// A revision as the API reports it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Revision {
-    pub number: u64,
-    pub time: String,
-    pub source: String,
-    pub summary: Vec<String>,
-}
-
-impl Revision {
-    /// `applied revision N` and its changes, one per line.
-    pub fn applied_text(&self) -> String {
-        let mut out = match self.summary.len() {
-            0 => format!("applied revision {}: no changes\n", self.number),
-            1 => format!("applied revision {} (1 change)\n", self.number),
-            n => format!("applied revision {} ({n} changes)\n", self.number),
-        };
-        for line in &self.summary {
-            out.push_str(&format!("  {line}\n"));
-        }
-        out
-    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,7 +15,7 @@ use tula_doctor::{
 };
 
 use super::client::{print_json, Client, ClientArgs};
-use super::status::VipStatus;
+use tula_client::VipStatus;
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {

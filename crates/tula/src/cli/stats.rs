@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::client::{print_json, Client, ClientArgs};
-use super::status::{table, VipStatus};
+use super::status::table;
+use tula_client::VipStatus;
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {

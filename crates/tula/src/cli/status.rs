@@ -3,10 +3,10 @@
 //! backends is up.
 
 use clap::Args;
-use serde::{Deserialize, Serialize};
-use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
+
+use tula_client::{BackendStatus, InterfaceStatus, VipStatus};
 
 use super::client::{print_json, Client, ClientArgs};
 use super::vip::socket_text;
@@ -17,86 +17,36 @@ pub struct StatusArgs {
     client: ClientArgs,
 }
 
-/// A VIP as `GET /api/status` reports it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct VipStatus {
-    pub name: String,
-    pub address: IpAddr,
-    pub port: u16,
-    pub protocol: String,
-    pub dsr_type: String,
-    pub scheduler: String,
-    pub packets: u64,
-    pub bytes: u64,
-    /// The largest client packet the tunnel carries to the backends, and the TCP MSS that fits.
-    #[serde(default)]
-    pub tunnel_mtu: Option<u16>,
-    #[serde(default)]
-    pub mss: Option<u16>,
-    /// Where new flows go: backends, or the all_down policy (dropped, kept-last, sorry) while none is up.
-    #[serde(default = "backends_text")]
-    pub new_flows: String,
-    pub backends: Vec<BackendStatus>,
-}
-
-fn backends_text() -> String {
-    "backends".to_string()
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BackendStatus {
-    pub address: IpAddr,
-    pub weight: u32,
-    pub state: String,
-    pub healthy: bool,
-    pub active_flows: u64,
-    pub packets: u64,
-    pub bytes: u64,
-    /// The health checker's view; `None` when the backend is not checked.
-    #[serde(default)]
-    pub health: Option<HealthSummary>,
-}
-
-/// A checked backend's health, as `GET /api/status` reports it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HealthSummary {
-    pub check: String,
-    /// up or down.
-    pub state: String,
-    /// RFC 3339.
-    pub since: String,
-    pub last_result: Option<CheckResult>,
-    pub counts: CheckCounts,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CheckResult {
-    pub time: String,
-    /// pass, fail or error.
-    pub outcome: String,
-    pub detail: String,
-    pub took_ms: f64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CheckCounts {
-    pub passed: u64,
-    pub failed: u64,
-    pub errors: u64,
-    pub went_down: u64,
-    pub went_up: u64,
-}
-
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let status: Vec<VipStatus> = Client::new(&args.client).get("/api/status")?;
+    let client = Client::new(&args.client);
+    let status: Vec<VipStatus> = client.get("/api/status")?;
     if args.client.json {
         print_json(&status)?;
-    } else if status.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // A daemon older than /api/interfaces has no warnings to give.
+    let interfaces: Vec<InterfaceStatus> = client.get("/api/interfaces").unwrap_or_default();
+    print!("{}", warnings_text(&interfaces));
+    if status.is_empty() {
         println!("no VIPs: add one with `tula vip add` or `tula apply -f FILE`");
     } else {
         print!("{}", status_table(&status));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `WARNING lb0: ...`, a line per interface warning.
+fn warnings_text(interfaces: &[InterfaceStatus]) -> String {
+    let mut out = String::new();
+    for interface in interfaces {
+        for warning in &interface.warnings {
+            out.push_str(&format!("WARNING {}: {warning}\n", interface.name));
+        }
+    }
+    if !out.is_empty() {
+        out.push_str("(`tula doctor` says how to fix them)\n\n");
+    }
+    out
 }
 
 /// Per VIP a line (with the tunnel MTU toward its backends and the MSS that
@@ -206,6 +156,7 @@ pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tula_client::{CheckCounts, HealthSummary};
 
     fn vip(new_flows: &str, backends: Vec<BackendStatus>) -> VipStatus {
         VipStatus {

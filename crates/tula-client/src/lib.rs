@@ -1,0 +1,14 @@
+//! The REST API's request and response types: one serde model that the
+//! daemon serialises and the CLI, the UI and the tests read.
+//!
+//! Modules: `status` (`GET /api/status`, `GET /api/interfaces`), `revisions`
+//! (revisions and config diffs).
+
+mod revisions;
+mod status;
+
+pub use revisions::{Change, Diff, Revision};
+pub use status::{
+    BackendStatus, CheckCounts, CheckResult, HealthSummary, InterfaceStatus, VethPeerStatus,
+    VipStatus,
+};

@@ -1,0 +1,105 @@
+//! `GET /api/status` (every VIP with its backends, traffic and health) and
+//! `GET /api/interfaces` (each interface's XDP mode and what is wrong with it).
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// A VIP as `GET /api/status` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VipStatus {
+    pub name: String,
+    pub address: IpAddr,
+    pub port: u16,
+    pub protocol: String,
+    pub dsr_type: String,
+    pub scheduler: String,
+    pub packets: u64,
+    pub bytes: u64,
+    /// The largest client packet the tunnel carries to the backends, and the TCP MSS that fits.
+    #[serde(default)]
+    pub tunnel_mtu: Option<u16>,
+    #[serde(default)]
+    pub mss: Option<u16>,
+    /// Where new flows go: backends, or the all_down policy (dropped, kept-last, sorry) while none is up.
+    #[serde(default = "backends_text")]
+    pub new_flows: String,
+    pub backends: Vec<BackendStatus>,
+}
+
+fn backends_text() -> String {
+    "backends".to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendStatus {
+    pub address: IpAddr,
+    pub weight: u32,
+    pub state: String,
+    pub healthy: bool,
+    /// Connection-table entries pointing at this backend (they age out of the
+    /// LRU table only when it fills, so this is not "flows active now").
+    pub active_flows: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    /// The health checker's view; `None` when the backend is not checked.
+    #[serde(default)]
+    pub health: Option<HealthSummary>,
+}
+
+/// A checked backend's health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthSummary {
+    pub check: String,
+    /// up or down.
+    pub state: String,
+    /// RFC 3339.
+    pub since: String,
+    pub last_result: Option<CheckResult>,
+    pub counts: CheckCounts,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub time: String,
+    /// pass, fail or error.
+    pub outcome: String,
+    pub detail: String,
+    pub took_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckCounts {
+    pub passed: u64,
+    pub failed: u64,
+    pub errors: u64,
+    pub went_down: u64,
+    pub went_up: u64,
+}
+
+/// An interface of the running config, as `GET /api/interfaces` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceStatus {
+    pub name: String,
+    /// native, generic, none (not attached), offload or multiple; `missing`
+    /// when the interface does not exist.
+    pub xdp_mode: String,
+    /// The other end, when this is a veth.
+    #[serde(default)]
+    pub veth_peer: Option<VethPeerStatus>,
+    /// What is wrong, one sentence each (e.g. a veth whose peer runs no XDP
+    /// program: every XDP_TX frame is dropped). Empty when all is well.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// The other end of a veth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VethPeerStatus {
+    /// `None` when it could not be read.
+    pub name: Option<String>,
+    /// The peer's namespace id as the daemon sees it; `None`: the daemon's own namespace.
+    pub netnsid: Option<i32>,
+    /// Its XDP mode, as `xdp_mode`; `None` when it could not be read.
+    pub xdp_mode: Option<String>,
+}
