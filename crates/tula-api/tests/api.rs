@@ -349,6 +349,20 @@ fn every_route_answers_over_loopback_without_a_token() {
         );
     }
 
+    // lb0's peer nh0 runs no XDP program: every XDP_TX frame would vanish.
+    let (status, interfaces) = api.call("GET", "/api/interfaces", &[], None);
+    assert_eq!(status, 200);
+    assert_eq!(interfaces[0]["name"], "lb0");
+    assert_eq!(interfaces[0]["xdp_mode"], "native");
+    assert_eq!(interfaces[0]["veth_peer"]["name"], "nh0");
+    assert_eq!(interfaces[0]["veth_peer"]["xdp_mode"], "none");
+    assert!(
+        interfaces[0]["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains("runs no XDP program")),
+        "{interfaces}"
+    );
+
     let (status, metrics) = api.call_text("GET", "/metrics");
     assert_eq!(status, 200);
     assert!(
