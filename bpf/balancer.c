@@ -35,6 +35,8 @@
 
 /* Slots per ring; set by the loader before load, so the verifier sees a constant. */
 const volatile __u32 ring_size = DEFAULT_RING_SIZE;
+/* Buckets of the connection table (conns), likewise. */
+const volatile __u32 conn_buckets = CONN_TABLE_SIZE / CONN_WAYS;
 
 static __always_inline void count(__u32 slot)
 {
@@ -95,12 +97,97 @@ static __always_inline __u64 mix64(__u64 x)
 /* The flow hash that indexes Maglev rings. Fixed (no per-host seed) so that
  * every balancer in front of the same backends picks the same one.
  * Mirrored bit for bit by tula_dataplane::flow_hash. */
-static __always_inline __u32 flow_hash(const struct flow *f)
+static __always_inline __u64 flow_hash64(const struct flow *f)
 {
 	__u64 addrs = (__u64)f->dst << 32 | f->src;
 	__u64 rest = (__u64)f->proto << 32 | (__u64)f->dport << 16 | f->sport;
 
-	return mix64(mix64(rest ^ FLOW_HASH_SEED) ^ addrs) >> 32;
+	return mix64(mix64(rest ^ FLOW_HASH_SEED) ^ addrs);
+}
+
+static __always_inline __u32 flow_hash(const struct flow *f)
+{
+	return flow_hash64(f) >> 32;
+}
+
+/* What a connection-table entry's `check` must be: binds the backend to the
+ * flow (through its 64-bit hash); never 0, which marks an empty way.
+ * Mirrored by tula_dataplane's conn_check. */
+static __always_inline __u32 conn_check(__u64 hash, __u32 backend)
+{
+	return (__u32)mix64(hash ^ backend) | 1;
+}
+
+/* The bucket of the flow with 64-bit hash `hash`: its high half, fastranged. */
+static __always_inline struct conn_bucket *conn_bucket(__u64 hash)
+{
+	__u32 index = ((hash >> 32) * conn_buckets) >> 32;
+
+	return bpf_map_lookup_elem(&conns, &index);
+}
+
+/* The way of `bucket` holding `flow`, or -1. *backend is its backend, or
+ * EMPTY_SLOT if the entry fails its check (torn by a concurrent write). */
+static __always_inline int conn_find(struct conn_bucket *bucket, const struct flow *flow, __u64 hash, __u32 *backend)
+{
+	__u64 k0 = ((const __u64 *)flow)[0], k1 = ((const __u64 *)flow)[1];
+
+#pragma unroll
+	for (int i = 0; i < CONN_WAYS; i++) {
+		struct conn_entry *e = &bucket->ways[i];
+
+		if (((__u64 *)&e->flow)[0] != k0 || ((__u64 *)&e->flow)[1] != k1)
+			continue;
+		/* Read once: the value checked is the value used. */
+		__u32 id = *(volatile __u32 *)&e->backend;
+
+		*backend = *(volatile __u32 *)&e->check == conn_check(hash, id) ? id : EMPTY_SLOT;
+		return i;
+	}
+	return -1;
+}
+
+/* The stamp of a table write or refresh now; `write` counts a write first. */
+static __always_inline __u64 conn_stamp(__u64 jiffies, int write)
+{
+	__u32 slot = CONN_SEQ_SLOT;
+	__u64 *seq = bpf_map_lookup_elem(&counters, &slot);
+	__u64 low = 0;
+
+	if (seq) {
+		if (write)
+			*seq += 1;
+		low = *seq & ((1ULL << CONN_STAMP_SHIFT) - 1);
+	}
+	return jiffies << CONN_STAMP_SHIFT | low;
+}
+
+/* Writes `flow` -> `backend` into `bucket`: into way `way` (the flow's own,
+ * found by conn_find), else an empty way, else the least recently used. */
+static __always_inline void conn_insert(struct conn_bucket *bucket, const struct flow *flow, __u64 hash,
+					__u32 backend, __u64 jiffies, int way)
+{
+	if (way < 0) {
+		__u64 oldest = ~0ULL;
+
+		way = 0;
+#pragma unroll
+		for (int i = 0; i < CONN_WAYS; i++) {
+			struct conn_entry *e = &bucket->ways[i];
+			__u64 stamp = e->check ? e->stamp : 0;
+
+			if (stamp < oldest) {
+				oldest = stamp;
+				way = i;
+			}
+		}
+	}
+	struct conn_entry *e = &bucket->ways[way & (CONN_WAYS - 1)];
+
+	e->flow = *flow;
+	e->backend = backend;
+	e->stamp = conn_stamp(jiffies, 1);
+	e->check = conn_check(hash, backend);
 }
 
 /* The backend a new flow of `vip` goes to: the VIP's ring at the slot the
@@ -289,11 +376,12 @@ int balancer(struct xdp_md *ctx)
 	struct l4_ports *ports;
 	struct vip_meta *vip;
 	struct backend *backend;
-	struct conn *conn;
+	struct conn_bucket *bucket;
 	struct next_hop *nh;
 	struct flow flow;
 	__u32 backend_id, vip_id, vip_flags, reason, ip_len, trailer;
-	int rc, tagged, to_kernel = 0, first_fragment = 0, icmp_error = 0, opens = 0;
+	__u64 now, hash;
+	int rc, tagged, way, to_kernel = 0, first_fragment = 0, icmp_error = 0, opens = 0;
 
 	/* Parse: Ethernet (+ one tag), IPv4. */
 	if (parse_l2(data, data_end, &l2) < 0 || l2.proto != bpf_htons(ETH_P_IP))
@@ -388,19 +476,26 @@ int balancer(struct xdp_md *ctx)
 	/* Backend: the connection table, else the scheduler. A TCP SYN opens a
 	 * new connection whatever the table says (its client port may be reused
 	 * from an earlier connection, whose backend may take no new ones now):
-	 * the scheduler places it and its entry is replaced. The lookup is made
-	 * for a SYN all the same: it brings the bucket the insert locks into
-	 * cache, which makes the insert cheaper (docs/DATAPLANE.md). */
-	conn = bpf_map_lookup_elem(&conns, &flow);
-	if (conn && !opens) {
-		backend_id = conn->backend;
+	 * the scheduler places it and its entry is replaced. */
+	now = bpf_jiffies64(); /* inlined into one load by the verifier */
+	hash = flow_hash64(&flow);
+	bucket = conn_bucket(hash);
+	if (!bucket)
+		return drop(CNT_NO_BACKEND);
+	way = conn_find(bucket, &flow, hash, &backend_id);
+	if (way >= 0 && !opens && backend_id != EMPTY_SLOT) {
 		backend = bpf_map_lookup_elem(&backends, &backend_id);
 		if (backend && (backend->flags & BACKEND_F_ALIVE)) {
+			struct conn_entry *e = &bucket->ways[way & (CONN_WAYS - 1)];
+
+			/* Refreshed once a jiffy: an established flow mostly only reads its entry. */
+			if (e->stamp >> CONN_STAMP_SHIFT != now)
+				e->stamp = conn_stamp(now, 0);
 			count(CNT_LRU_HIT);
 			goto chosen;
 		}
 		count(CNT_LRU_STALE);
-	} else if (conn) {
+	} else if (way >= 0 && opens) {
 		count(CNT_LRU_REOPEN);
 	} else {
 		count(CNT_LRU_MISS);
@@ -411,11 +506,8 @@ int balancer(struct xdp_md *ctx)
 	if (!backend || !(backend->flags & BACKEND_F_ALIVE))
 		return drop(CNT_NO_BACKEND);
 	/* An ICMP error follows the flow but starts none (it may well be forged). */
-	if (!icmp_error) {
-		struct conn new_conn = { .backend = backend_id, .vip = vip_id };
-
-		bpf_map_update_elem(&conns, &flow, &new_conn, BPF_ANY);
-	}
+	if (!icmp_error)
+		conn_insert(bucket, &flow, hash, backend_id, now, way);
 
 chosen:
 	if (icmp_error)
@@ -437,7 +529,7 @@ chosen:
 	nh = bpf_map_lookup_elem(&next_hops, &backend_id);
 	if (!nh)
 		return drop(CNT_NO_BACKEND);
-	__u64 now = bpf_jiffies64(); /* inlined into one load by the verifier */
+	now = bpf_jiffies64();
 
 	if (now >= nh->expires || nh->backend_addr != backend->addr || nh->ingress != ctx->ingress_ifindex) {
 		reason = next_hop_refresh(ctx, backend->addr, nh, now);

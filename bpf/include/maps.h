@@ -57,9 +57,24 @@ struct flow {
 	__u8 pad[3];
 };
 
-struct conn {
-	__u32 backend; /* index into backends */
-	__u32 vip;     /* vip_meta.id, so user space can count flows per VIP */
+/* The connection table is set-associative: a flow's hash picks a bucket of
+ * CONN_WAYS entries, the flow's key is compared whole, and a new flow takes
+ * an empty way or else the one that saw a packet least recently. No lock: a
+ * CPU may read an entry that another is writing; `check` binds the backend to
+ * the key, so such a torn entry counts as a miss and is written anew (it can
+ * never send one flow to another flow's backend). See docs/DATAPLANE.md. */
+#define CONN_WAYS 8
+#define CONN_STAMP_SHIFT 20 /* conn_entry.stamp = jiffies << 20 | write sequence */
+struct conn_entry {
+	struct flow flow; /* the key, compared whole */
+	__u32 backend;    /* index into backends */
+	__u32 check;      /* conn_check(flow hash, backend); 0 = an empty way */
+	__u64 stamp;      /* when the flow last sent a packet: bpf_jiffies64() << CONN_STAMP_SHIFT,
+	                   * plus this CPU's table-write sequence so entries of one jiffy keep their order */
+};
+
+struct conn_bucket {
+	struct conn_entry ways[CONN_WAYS];
 };
 
 struct iface {
@@ -177,6 +192,8 @@ enum counter {
 	CNT_MAX,
 };
 #define COUNTER_SLOTS 32
+#define CONN_SEQ_SLOT (COUNTER_SLOTS - 1) /* not a counter: this CPU's connection-table writes */
+_Static_assert(CNT_MAX <= CONN_SEQ_SLOT, "counters would overrun the connection-table sequence slot");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -217,7 +234,7 @@ struct {
 /* How the maps of a loaded balancer are laid out, for whoever opens them
  * later (a restarted daemon adopting a pinned balancer): written once at
  * load, never read by the balancer. */
-#define LAYOUT_VERSION 2 /* 1: rings of single u32 elements and no layout map */
+#define LAYOUT_VERSION 3 /* 1: rings of single u32 elements, no layout map; 2: conns an LRU hash */
 struct layout {
 	__u32 version;   /* LAYOUT_VERSION */
 	__u32 ring_size; /* slots per ring (the program's ring_size) */
@@ -231,12 +248,12 @@ struct {
 	__uint(max_entries, 1);
 } layout SEC(".maps");
 
+/* conn_buckets buckets (a global of the program, set at load) of CONN_WAYS flows. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct flow);
-	__type(value, struct conn);
-	__uint(max_entries, CONN_TABLE_SIZE);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct conn_bucket);
+	__uint(max_entries, CONN_TABLE_SIZE / CONN_WAYS);
 } conns SEC(".maps");
 
 struct {

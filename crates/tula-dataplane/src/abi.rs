@@ -47,12 +47,32 @@ pub struct Flow {
     pub pad: [u8; 3],
 }
 
-/// `struct conn`: the `conns` map value.
+/// `CONN_WAYS`: flows per bucket of the connection table.
+pub const CONN_WAYS: u32 = 8;
+/// `CONN_STAMP_SHIFT`: `ConnEntry::stamp` is jiffies shifted by this, plus a write sequence.
+pub const CONN_STAMP_SHIFT: u32 = 20;
+
+/// `struct conn_entry`: one way of a connection-table bucket.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Conn {
+pub struct ConnEntry {
+    pub flow: Flow,
     pub backend: u32,
-    pub vip: u32,
+    /// `conn_check(flow hash, backend)`; 0 = an empty way.
+    pub check: u32,
+    pub stamp: u64,
+}
+
+/// `struct conn_bucket`: the `conns` map value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnBucket {
+    pub ways: [ConnEntry; CONN_WAYS as usize],
+}
+
+/// Buckets of a connection table of (at least) `entries` flows.
+pub fn conn_buckets(entries: u32) -> u32 {
+    entries.div_ceil(CONN_WAYS)
 }
 
 /// `RING_CHUNK_SLOTS`: ring slots per element of the `ring` map.
@@ -79,7 +99,7 @@ pub fn ring_chunks(ring_size: u32) -> u32 {
 }
 
 /// `LAYOUT_VERSION`: the map layout this crate reads and writes.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// `struct layout`: the one entry of the `layout` map.
 #[repr(C)]
@@ -217,7 +237,8 @@ unsafe impl aya::Pod for VipKey {}
 unsafe impl aya::Pod for VipMeta {}
 unsafe impl aya::Pod for Backend {}
 unsafe impl aya::Pod for Flow {}
-unsafe impl aya::Pod for Conn {}
+unsafe impl aya::Pod for ConnEntry {}
+unsafe impl aya::Pod for ConnBucket {}
 unsafe impl aya::Pod for Iface {}
 unsafe impl aya::Pod for Traffic {}
 unsafe impl aya::Pod for NextHop {}
@@ -253,6 +274,8 @@ pub const BACKEND_F_ALIVE: u32 = 1 << 0;
 pub const SPARE_RINGS: u32 = 16;
 /// Slots in the `counters` map (`COUNTER_SLOTS`).
 pub const COUNTER_SLOTS: u32 = 32;
+/// `CONN_SEQ_SLOT`: the `counters` slot holding each CPU's connection-table write sequence.
+pub const CONN_SEQ_SLOT: u32 = COUNTER_SLOTS - 1;
 
 /// Kernel representation of an IPv4 address: its octets in memory order.
 pub fn addr_to_raw(addr: Ipv4Addr) -> u32 {

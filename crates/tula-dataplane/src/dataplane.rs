@@ -19,6 +19,7 @@ use crate::counters::{Counters, Traffic};
 use crate::error::{map_err, DataplaneError, Result};
 use crate::flow::{Flow, Protocol};
 use crate::pin;
+use crate::conn_table;
 use crate::rings::{self, FreeRings};
 
 /// The compiled balancer, built by `make bpf` from bpf/balancer.c.
@@ -36,7 +37,8 @@ pub struct LoadOptions {
     pub max_backends: u32,
     /// Slots per Maglev ring; must be prime.
     pub ring_size: u32,
-    /// Flows the connection table remembers (LRU, split evenly between CPUs).
+    /// Flows the connection table remembers (rounded up to whole buckets of
+    /// 8 ways, shared by all CPUs).
     pub conn_table_size: u32,
     /// Pin program, maps and links here (e.g. [`pin::DEFAULT_PIN_DIR`]) so they
     /// outlive the process; `None` unloads everything when the Dataplane drops.
@@ -225,8 +227,13 @@ pub struct Backend {
     pub alive: bool,
 }
 
-/// A connection-table entry: the backend a flow sticks to, and its VIP id.
-pub use abi::Conn;
+/// A connection-table entry: the backend a flow sticks to, and the id of
+/// the VIP it was sent to (found from the flow by the VIP map).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Conn {
+    pub backend: u32,
+    pub vip: u32,
+}
 
 /// How an egress interface is set up for the balancer.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -349,7 +356,7 @@ pub struct Dataplane {
     backends: Array<MapData, abi::Backend>,
     ring: Array<MapData, abi::RingChunk>,
     layout: Array<MapData, abi::Layout>,
-    conns: HashMap<MapData, abi::Flow, abi::Conn>,
+    conns: Array<MapData, abi::ConnBucket>,
     ifaces: HashMap<MapData, u32, abi::Iface>,
     tx_ports: DevMapHash<MapData>,
     next_hops: PerCpuArray<MapData, abi::NextHop>,
@@ -420,8 +427,10 @@ impl Dataplane {
             }
         }
         let ring_entries = ring_entries(options.max_vips, options.ring_size).expect("validated");
+        let conn_buckets = abi::conn_buckets(options.conn_table_size);
         let mut ebpf = EbpfLoader::new()
             .override_global("ring_size", &options.ring_size, true)
+            .override_global("conn_buckets", &conn_buckets, true)
             .map_max_entries("vips", options.max_vips)
             .map_max_entries("vip_addrs", options.max_vips)
             .map_max_entries("vip_stats", options.max_vips)
@@ -430,7 +439,7 @@ impl Dataplane {
             .map_max_entries("backend_stats", options.max_backends)
             .map_max_entries("next_hops", options.max_backends)
             .map_max_entries("ring", ring_entries)
-            .map_max_entries("conns", options.conn_table_size)
+            .map_max_entries("conns", conn_buckets)
             .load(BALANCER_OBJECT)
             .map_err(|e| DataplaneError::Load(Box::new(e)))?;
         let program = balancer_program(&mut ebpf)?;
@@ -1131,33 +1140,98 @@ impl Dataplane {
 
     // ----- connection table -----
 
-    /// The backend `flow` sticks to, if the connection table has it.
+    /// The backend `flow` sticks to, if the connection table has it (and its VIP exists).
     pub fn conn(&self, flow: &Flow) -> Result<Option<Conn>> {
-        match self.conns.get(&flow.to_abi(), 0) {
-            Ok(conn) => Ok(Some(conn)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(map_err("conns", format!("looking up flow {flow}"))(e)),
-        }
+        let raw = flow.to_abi();
+        let index = conn_table::bucket_of(&raw, self.conns.len());
+        let bucket = self
+            .conns
+            .get(&index, 0)
+            .map_err(map_err("conns", format!("reading the bucket of flow {flow}")))?;
+        let Some(way) = conn_table::find(&bucket, &raw) else {
+            return Ok(None);
+        };
+        let vips = self.vip_ids()?;
+        Ok(vip_of(&vips, &raw).map(|vip| Conn {
+            backend: bucket.ways[way].backend,
+            vip,
+        }))
     }
 
-    /// Every flow in the connection table ("active flows", up to LRU eviction).
+    /// Every flow in the connection table of a VIP that exists ("active
+    /// flows", up to replacement by newer flows), read in batches of buckets.
     pub fn conns(&self) -> Result<Vec<(Flow, Conn)>> {
+        const BATCH: u32 = 1024;
+        let vips = self.vip_ids()?;
+        let buckets = self.conns.len();
         let mut flows = Vec::new();
-        for entry in self.conns.iter() {
-            match entry {
-                Ok((raw, conn)) => flows.extend(Flow::from_abi(&raw).map(|flow| (flow, conn))),
-                // An entry evicted between listing its key and reading it.
-                Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err("conns", "listing flows")(e)),
+        let mut first = 0;
+        while first < buckets {
+            let count = BATCH.min(buckets - first);
+            let batch: Vec<abi::ConnBucket> =
+                rings::read_batch(self.conns.map().fd(), first, count).map_err(|e| {
+                    DataplaneError::Map {
+                        map: "conns",
+                        what: format!("reading buckets {first}..{}", first + count),
+                        source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                            call: "BPF_MAP_LOOKUP_BATCH",
+                            io_error: e,
+                        }),
+                    }
+                })?;
+            for entry in batch.iter().flat_map(|bucket| &bucket.ways) {
+                if !conn_table::valid(entry) {
+                    continue;
+                }
+                let (Some(flow), Some(vip)) = (Flow::from_abi(&entry.flow), vip_of(&vips, &entry.flow))
+                else {
+                    continue;
+                };
+                flows.push((
+                    flow,
+                    Conn {
+                        backend: entry.backend,
+                        vip,
+                    },
+                ));
             }
+            first += count;
         }
         Ok(flows)
     }
 
-    /// Forgets `flow`: its next packet is hashed onto the ring again.
+    /// Forgets `flow`: its next packet is placed by the scheduler again. (The
+    /// bucket is read and written back whole: a flow the balancer placed in it
+    /// in between is forgotten too, and placed again by its next packet.)
     pub fn remove_conn(&mut self, flow: &Flow) -> Result<()> {
-        ignore_missing(self.conns.remove(&flow.to_abi()))
+        let raw = flow.to_abi();
+        let index = conn_table::bucket_of(&raw, self.conns.len());
+        let mut bucket = self
+            .conns
+            .get(&index, 0)
+            .map_err(map_err("conns", format!("reading the bucket of flow {flow}")))?;
+        let Some(way) = conn_table::find(&bucket, &raw) else {
+            return Ok(());
+        };
+        bucket.ways[way] = abi::ConnEntry::default();
+        self.conns
+            .set(index, bucket, 0)
             .map_err(map_err("conns", format!("removing flow {flow}")))
+    }
+
+    /// Flows the connection table holds at most.
+    pub fn conn_table_capacity(&self) -> u32 {
+        self.conns.len() * abi::CONN_WAYS
+    }
+
+    /// VIP ids by VIP key, as the `vips` map has them.
+    fn vip_ids(&self) -> Result<std::collections::HashMap<abi::VipKey, u32>> {
+        let mut ids = std::collections::HashMap::new();
+        for entry in self.vips.iter() {
+            let (key, meta) = entry.map_err(map_err("vips", "listing VIPs"))?;
+            ids.insert(key, meta.id);
+        }
+        Ok(ids)
     }
 
     // ----- counters -----
@@ -1364,6 +1438,19 @@ fn sum_traffic(
         packets: sum.packets + t.packets,
         bytes: sum.bytes + t.bytes,
     }))
+}
+
+/// The id of the VIP a flow was sent to: its exact port, else the all-ports VIP.
+fn vip_of(ids: &std::collections::HashMap<abi::VipKey, u32>, flow: &abi::Flow) -> Option<u32> {
+    let key = abi::VipKey {
+        addr: flow.dst,
+        port: flow.dport,
+        proto: flow.proto,
+        pad: 0,
+    };
+    ids.get(&key)
+        .or_else(|| ids.get(&abi::VipKey { port: 0, ..key }))
+        .copied()
 }
 
 /// Deleting something already gone is fine.

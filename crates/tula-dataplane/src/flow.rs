@@ -89,10 +89,21 @@ fn mix64(mut x: u64) -> u64 {
     x
 }
 
-fn hash_abi(flow: &abi::Flow) -> u32 {
+/// `flow_hash64()` in balancer.c: the flow hash before it is cut to 32 bits.
+pub(crate) fn hash64_abi(flow: &abi::Flow) -> u64 {
     let addrs = u64::from(flow.dst) << 32 | u64::from(flow.src);
     let rest = u64::from(flow.proto) << 32 | u64::from(flow.dport) << 16 | u64::from(flow.sport);
-    (mix64(mix64(rest ^ FLOW_HASH_SEED) ^ addrs) >> 32) as u32
+    mix64(mix64(rest ^ FLOW_HASH_SEED) ^ addrs)
+}
+
+fn hash_abi(flow: &abi::Flow) -> u32 {
+    (hash64_abi(flow) >> 32) as u32
+}
+
+/// `conn_check()` in balancer.c: what a connection-table entry's `check`
+/// must be for `flow` (by its 64-bit hash) and `backend`; never 0.
+pub(crate) fn conn_check(hash64: u64, backend: u32) -> u32 {
+    mix64(hash64 ^ u64::from(backend)) as u32 | 1
 }
 
 /// The hash the balancer gives a new flow under the Maglev scheduler.

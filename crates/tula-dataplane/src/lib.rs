@@ -8,12 +8,14 @@
 //! - [`abi`]: `#[repr(C)]` mirrors of the structs in `bpf/include/maps.h`.
 //! - `dataplane`: [`Dataplane`], the loaded program and its typed API.
 //! - `flow`: flows and the flow hash, the Rust twin of the balancer's.
+//! - `conn_table`: the set-associative connection table's buckets and checks.
 //! - `counters`: the global counters and per-VIP/backend traffic.
 //! - `rings`: free-ring bookkeeping, batched ring reads and writes, and the
 //!   layout of round-robin rings.
 //! - `pin`: the bpffs layout of a pinned balancer.
 
 pub mod abi;
+mod conn_table;
 mod counters;
 mod dataplane;
 mod error;

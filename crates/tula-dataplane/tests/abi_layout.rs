@@ -161,7 +161,16 @@ fn rust_mirrors_match_the_object_btf() {
                 pad
             }),
         ),
-        ("conn", layout!(Conn { backend, vip })),
+        (
+            "conn_entry",
+            layout!(ConnEntry {
+                flow,
+                backend,
+                check,
+                stamp
+            }),
+        ),
+        ("conn_bucket", layout!(ConnBucket { ways })),
         (
             "iface",
             layout!(Iface {

@@ -5,6 +5,8 @@
 mod support;
 
 use support::*;
+use std::net::SocketAddrV4;
+
 use tula_dataplane::{Backend, Counter, Dsr, Flow, Protocol, Scheduler, XdpAction};
 
 fn flow(port: u16) -> Flow {
@@ -218,5 +220,86 @@ fn a_syn_on_a_drained_backends_old_5_tuple_goes_to_an_active_backend() {
             routed_backend(2),
             "and the new connection sticks"
         );
+    });
+}
+
+#[test]
+fn a_flood_of_four_times_the_table_keeps_active_flows_and_idle_ones_follow_the_ring() {
+    in_lab("flood", |f| {
+        for id in 1..=3 {
+            f.add_backend(id, routed_backend(id as u8));
+        }
+        let key = vip_key(80, Protocol::Tcp);
+        let size = f.dataplane.ring_size();
+        let ring_of = |n: u32| -> Vec<u32> { (0..size).map(|slot| slot % n + 1).collect() };
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring_of(2));
+        let (active, idle): (Vec<u16>, Vec<u16>) = ((2000..2016).collect(), (3000..3064).collect());
+        let first: std::collections::HashMap<u16, std::net::Ipv4Addr> = active
+            .iter()
+            .chain(&idle)
+            .map(|&port| (port, send(f, port)))
+            .collect();
+
+        // Random sources, four times the table; every 16th packet is an active flow's.
+        let flood = 4 * f.dataplane.conn_table_capacity() as usize;
+        let before = f.dataplane.counters().unwrap();
+        for i in 0..flood {
+            if i == flood / 2 {
+                // The ring changes halfway: a third backend takes a share.
+                f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring_of(3));
+            }
+            if i % 16 == 15 {
+                let port = active[(i / 16) % active.len()];
+                assert_eq!(send(f, port), first[&port], "active flow {port} moved during the flood");
+                continue;
+            }
+            let source = SocketAddrV4::new(
+                std::net::Ipv4Addr::new(198, 19, (i >> 8) as u8, i as u8),
+                1024 + (i >> 16) as u16,
+            );
+            send_frame(f, &syn_frame(f.lb_mac, source, vip(80)));
+        }
+        let delta = f.dataplane.counters().unwrap().since(&before);
+        assert!(delta.get(Counter::LruMiss) as usize >= flood * 15 / 16 - 1);
+
+        for &port in &active {
+            assert_eq!(send(f, port), first[&port], "active flow {port} moved");
+        }
+        // An idle flow kept its entry, or the ring of now places it (Maglev).
+        let ring = ring_of(3);
+        let mut kept = 0;
+        for &port in &idle {
+            let placed = routed_backend(
+                ring[tula_dataplane::ring_index(tula_dataplane::flow_hash(&flow(port)), size) as usize]
+                    as u8,
+            );
+            let to = send(f, port);
+            assert!(to == first[&port] || to == placed, "idle flow {port} went to {to}");
+            kept += usize::from(to == first[&port] && to != placed);
+        }
+        println!("idle flows that kept an entry the ring would not give them: {kept} of {}", idle.len());
+    });
+}
+
+#[test]
+fn the_table_lists_and_forgets_flows_and_its_size_is_whole_buckets() {
+    in_lab("conntab", |f| {
+        f.add_backend(1, routed_backend(1));
+        let key = vip_key(80, Protocol::Tcp);
+        let ring = f.ring_of(1);
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring);
+        assert_eq!(f.dataplane.conn_table_capacity() % 8, 0);
+        assert!(f.dataplane.conn_table_capacity() >= small_options().conn_table_size);
+        for port in 1000..1100 {
+            send(f, port);
+        }
+        let flows = f.dataplane.conns().unwrap();
+        assert_eq!(flows.len(), 100);
+        assert!(flows.iter().all(|(_, conn)| *conn == tula_dataplane::Conn { backend: 1, vip: 1 }));
+        f.dataplane.remove_conn(&flow(1050)).unwrap();
+        assert_eq!(f.dataplane.conn(&flow(1050)).unwrap(), None);
+        assert_eq!(f.dataplane.conns().unwrap().len(), 99);
+        // Removing it again is fine.
+        f.dataplane.remove_conn(&flow(1050)).unwrap();
     });
 }
