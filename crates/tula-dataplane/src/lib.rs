@@ -13,6 +13,8 @@
 //! - `rings`: free-ring bookkeeping, batched ring reads and writes, and the
 //!   layout of round-robin rings.
 //! - `pin`: the bpffs layout of a pinned balancer.
+//! - [`model`]: the reference model of the per-packet decision that the
+//!   differential fuzzer checks the program against.
 
 pub mod abi;
 mod conn_table;
@@ -20,6 +22,7 @@ mod counters;
 mod dataplane;
 mod error;
 mod flow;
+pub mod model;
 mod pin;
 mod rings;
 

@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use etherparse::{IpNumber, Ipv4Header, PacketBuilder};
 use support::*;
 use tula_dataplane::abi::VipFilter;
-use tula_dataplane::{Counter, Dsr, IcmpSettings, Scheduler, XdpAction};
+use tula_dataplane::{Counter, Dsr, Scheduler, XdpAction};
 
 /// Sets bytes 2..4 of the IPv4 header at `l3` (tot_len) and fixes its checksum.
 fn set_tot_len(frame: &mut [u8], l3: usize, tot_len: u16) {
@@ -165,13 +165,7 @@ fn no_fragmentation_needed_where_rfc_1122_and_1812_forbid_it() {
         f.add_vip(vip_key(80, TCP), Dsr::L3Ipip, Scheduler::Maglev, &ring);
         f.add_vip(vip_key(0, UDP), Dsr::L3Ipip, Scheduler::Maglev, &ring);
         // No rate limit in the way: every refusal here is the rule's.
-        f.dataplane
-            .set_icmp(&IcmpSettings {
-                frag_needed: true,
-                per_second: 1_000_000,
-                burst: 1_000_000,
-            })
-            .unwrap();
+        f.lift_icmp_rate_limit();
         let forbidden = |f: &Fixture, frame: &[u8], what: &str| {
             let (action, _, delta) = run(f, frame);
             assert_eq!(action, XdpAction::Drop, "{what}");

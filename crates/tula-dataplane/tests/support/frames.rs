@@ -300,13 +300,4 @@ pub fn expected_ipip_with_id(
 }
 
 /// The RFC 1071 checksum of `header` computed from scratch: 0 for a header whose checksum is right.
-pub fn rfc1071(header: &[u8]) -> u16 {
-    let mut sum: u32 = header
-        .chunks(2)
-        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+pub use tula_dataplane::model::internet_checksum as rfc1071;

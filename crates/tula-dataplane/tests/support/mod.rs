@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 mod frames;
+pub mod fuzz;
 pub use frames::*;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -61,11 +62,20 @@ pub struct Fixture {
 /// as above, with a balancer loaded (small sizes) and registered on lb0. The
 /// namespace is deleted afterwards, whatever happens.
 pub fn in_lab<T: Send>(name: &str, test: impl FnOnce(&mut Fixture) -> T + Send) -> T {
+    in_lab_with(name, &small_options(), test)
+}
+
+/// As `in_lab`, with the balancer loaded with `options`.
+pub fn in_lab_with<T: Send>(
+    name: &str,
+    options: &LoadOptions,
+    test: impl FnOnce(&mut Fixture) -> T + Send,
+) -> T {
     let ns = Netns::create(&format!("tdp-{name}-{}", std::process::id()))
         .expect("creating the test namespace");
     let result = ns.run(|| {
         build_topology();
-        let mut dataplane = Dataplane::load(&small_options()).expect("loading the balancer");
+        let mut dataplane = Dataplane::load(options).expect("loading the balancer");
         dataplane
             .set_interface("lb0", &Default::default())
             .expect("registering lb0");
@@ -134,6 +144,18 @@ impl Fixture {
         self.dataplane
             .set_backend(id, &Backend { addr, alive: true })
             .expect("setting a backend");
+    }
+
+    /// Fragmentation Needed on, with a rate limit no test reaches
+    /// (a million a second, as many in a burst).
+    pub fn lift_icmp_rate_limit(&mut self) {
+        self.dataplane
+            .set_icmp(&tula_dataplane::IcmpSettings {
+                frag_needed: true,
+                per_second: 1_000_000,
+                burst: 1_000_000,
+            })
+            .unwrap();
     }
 
     /// A ring of the data plane's size that holds `id` in every slot.
