@@ -21,6 +21,8 @@ mod daemon;
 mod error;
 mod health;
 mod interfaces;
+#[cfg(test)]
+mod json_fuzz;
 mod metrics;
 mod openapi;
 mod revisions;
