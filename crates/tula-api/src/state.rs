@@ -71,9 +71,31 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&mut Config) -> Result<T, ApiError> + Send + 'static,
     {
+        self.edit_based_on(None, source, edit).await
+    }
+
+    /// [`AppState::edit`], refused with 412 Precondition Failed when `base` is
+    /// given and the running revision is no longer `base` (someone else applied
+    /// in between): the edit was made against a config that no longer runs.
+    pub async fn edit_based_on<T, F>(
+        &self,
+        base: Option<u64>,
+        source: String,
+        edit: F,
+    ) -> Result<(RevisionView, T), ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Config) -> Result<T, ApiError> + Send + 'static,
+    {
         self.blocking(move |state| {
             let _edits = state.edits.lock().unwrap_or_else(PoisonError::into_inner);
-            let (_, mut config) = state.control.running();
+            let (running, mut config) = state.control.running();
+            if let Some(base) = base.filter(|&base| base != running) {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::PRECONDITION_FAILED,
+                    format!("the config changed since revision {base}: revision {running} runs now"),
+                ));
+            }
             let out = edit(&mut config)?;
             let revision = logged(&source, state.control.apply(config, &source))?;
             state.health.config_changed();

@@ -12,12 +12,15 @@ use std::net::{IpAddr, Ipv4Addr};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::Extension;
-use tula_config::{duration_text, Backend, BackendState, CheckType, ConfigError, StatusRange, Vip};
+use tula_config::{
+    duration_text, Backend, BackendState, CheckType, Config, ConfigError, StatusRange, Vip,
+};
 
-use crate::form_page::render_page;
+use crate::form_page::{render_page, Shown};
 use crate::layout::{self, from_config_text, url_segment};
+use crate::review::{self, Pending};
 use crate::session::{form_pairs, Session};
 use crate::{UiError, UiState};
 use tula_api::ApiError;
@@ -525,10 +528,75 @@ fn place(errors: &mut FormErrors, found: &[ConfigError], vip_paths: &[String], r
     for error in found {
         match field_of(&error.path, vip_paths, rows) {
             Some(field) if had.contains(&field) => {}
-            Some(field) => errors.field(field, error.message.clone()),
-            None => errors.general.push(error.to_string()),
+            Some(field) => errors.field(field, human_message(&error.message)),
+            None => errors.general.push(format!(
+                "{}: {}",
+                human_path(&error.path),
+                human_message(&error.message)
+            )),
         }
     }
+}
+
+/// A config path as an operator reads it: `vips[web].health_check.port` ->
+/// "VIP web, health check port"; `interfaces[0]` -> "interfaces, item 1".
+pub(crate) fn human_path(path: &str) -> String {
+    // Split at the dots outside brackets (a backend's key is its address).
+    let mut segments = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (i, c) in path.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            '.' if depth == 0 => {
+                segments.push(&path[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    segments.push(&path[start..]);
+    let mut parts = Vec::new();
+    for segment in segments.into_iter().filter(|s| !s.is_empty()) {
+        let (name, key) = match segment.split_once('[') {
+            Some((name, rest)) => (name, Some(rest.trim_end_matches(']'))),
+            None => (segment, None),
+        };
+        let words = name.replace('_', " ");
+        parts.push(match (name, key) {
+            ("vips", Some(key)) => format!("VIP {key}"),
+            ("backends", Some(key)) => format!("backend {key}"),
+            (_, Some(index)) if index.parse::<usize>().is_ok() => {
+                format!("{words}, item {}", index.parse::<usize>().unwrap_or(0) + 1)
+            }
+            (_, Some(key)) => format!("{words} {key}"),
+            (_, None) => words,
+        });
+    }
+    let joined = parts.join(", ");
+    joined.replace(", health check, ", ", health check ")
+}
+
+/// A validation message with Rust's range syntax spelt out: `0..=1000` -> `0 to 1000`.
+pub(crate) fn human_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("..=") {
+        let before = &rest[..at];
+        let after = &rest[at + 3..];
+        let digits_before = before.chars().rev().take_while(char::is_ascii_digit).count();
+        let digits_after = after.chars().take_while(char::is_ascii_digit).count();
+        if digits_before > 0 && digits_after > 0 {
+            out.push_str(before);
+            out.push_str(" to ");
+        } else {
+            out.push_str(before);
+            out.push_str("..=");
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Why a form was not applied.
@@ -543,9 +611,9 @@ impl From<ApiError> for Rejection {
     }
 }
 
-/// Save and apply: parse, validate with the same rules as the API, and apply
-/// as one transaction. Returns the new revision's number.
-async fn save(ui: &UiState, form: &VipForm, editing: Option<&str>) -> Result<u64, Rejection> {
+/// Parses the form and validates the config it makes with the same rules as
+/// the API (nothing applied): the VIP, or every problem by field.
+async fn check(ui: &UiState, form: &VipForm, editing: Option<&str>) -> Result<Vip, Rejection> {
     let (_, running) = ui.app.running().await?;
     let base = match editing {
         Some(name) => Some(
@@ -577,67 +645,23 @@ async fn save(ui: &UiState, form: &VipForm, editing: Option<&str>) -> Result<u64
         None => running.vips.len(),
     };
     let vip_paths = vec![format!("vips[{}]", vip.name), format!("vips[{index}]")];
-
-    if !errors.is_empty() {
-        // Nothing is applied; the same validation still reports the other fields' problems.
-        let mut candidate = running;
-        if index < candidate.vips.len() {
-            candidate.vips[index] = vip;
-        } else {
-            candidate.vips.push(vip);
-        }
-        let found = ui
-            .app
-            .blocking(move |state| Ok(state.control.validate(&candidate)))
-            .await?;
-        if let Err(found) = found {
-            place(&mut errors, &found.errors, &vip_paths, &rows);
-        }
-        return Err(Rejection::Invalid(errors));
+    let mut candidate = running;
+    if index < candidate.vips.len() {
+        candidate.vips[index] = vip.clone();
+    } else {
+        candidate.vips.push(vip.clone());
     }
-
-    let name = vip.name.clone();
-    let source = match editing {
-        Some(_) => format!("ui: replace vips[{name}]"),
-        None => format!("ui: add vips[{name}]"),
-    };
-    let editing = editing.map(str::to_string);
-    let applied = ui
+    let found = ui
         .app
-        .edit(source, move |config| {
-            match editing {
-                Some(editing) => {
-                    let slot = config
-                        .vips
-                        .iter_mut()
-                        .find(|v| v.name == editing)
-                        .ok_or_else(|| ApiError::not_found(format!("no VIP {editing:?}")))?;
-                    *slot = vip;
-                }
-                None if config.vip(&vip.name).is_some() => {
-                    return Err(ApiError::conflict(format!(
-                        "VIP {:?} already exists",
-                        vip.name
-                    )));
-                }
-                None => config.vips.push(vip),
-            }
-            Ok(())
-        })
-        .await;
-    match applied {
-        Ok((revision, ())) => Ok(revision.number),
-        Err(error) if error.status == StatusCode::CONFLICT => {
-            let mut errors = FormErrors::default();
-            errors.field("name", error.message);
-            Err(Rejection::Invalid(errors))
-        }
-        Err(error) if !error.errors.is_empty() => {
-            let mut errors = FormErrors::default();
-            place(&mut errors, &error.errors, &vip_paths, &rows);
-            Err(Rejection::Invalid(errors))
-        }
-        Err(error) => Err(Rejection::Failed(error)),
+        .blocking(move |state| Ok(state.control.validate(&candidate)))
+        .await?;
+    if let Err(found) = found {
+        place(&mut errors, &found.errors, &vip_paths, &rows);
+    }
+    if errors.is_empty() {
+        Ok(vip)
+    } else {
+        Err(Rejection::Invalid(errors))
     }
 }
 
@@ -646,13 +670,12 @@ pub(crate) async fn new_page(
     Extension(session): Extension<Session>,
 ) -> Result<Html<String>, UiError> {
     let (revision, _) = ui.app.running().await?;
-    Ok(Html(render_page(
-        &VipForm::default(),
-        &FormErrors::default(),
-        None,
-        &session,
+    let shown = Shown {
+        errors: &FormErrors::default(),
+        notice: None,
         revision,
-    )))
+    };
+    Ok(Html(render_page(&VipForm::default(), &shown, None, &session)))
 }
 
 pub(crate) async fn edit_page(
@@ -664,65 +687,148 @@ pub(crate) async fn edit_page(
     let vip = config
         .vip(&name)
         .ok_or_else(|| ApiError::not_found(format!("no VIP {name:?}")))?;
-    let form = VipForm::from_vip(vip);
+    let shown = Shown {
+        errors: &FormErrors::default(),
+        notice: None,
+        revision,
+    };
     Ok(Html(render_page(
-        &form,
-        &FormErrors::default(),
+        &VipForm::from_vip(vip),
+        &shown,
         Some(&name),
         &session,
-        revision,
     )))
 }
 
-/// POST: create the VIP, or show the form again with its errors (nothing applied).
+/// POST: review the new VIP (or apply it once reviewed), or show the form again with its errors.
 pub(crate) async fn create(
     State(ui): State<UiState>,
     Extension(session): Extension<Session>,
     body: Bytes,
 ) -> Response {
-    let form = VipForm::from_pairs(&form_pairs(&body));
-    submit(&ui, &session, form, None).await
+    submit(&ui, &session, form_pairs(&body), None).await
 }
 
-/// POST: replace the VIP with the form's, or show the form again with its errors.
+/// POST: review the VIP's new settings (or apply them once reviewed), or show the form again.
 pub(crate) async fn update(
     State(ui): State<UiState>,
     Extension(session): Extension<Session>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = VipForm::from_pairs(&form_pairs(&body));
-    submit(&ui, &session, form, Some(&name)).await
+    submit(&ui, &session, form_pairs(&body), Some(&name)).await
 }
 
-async fn submit(ui: &UiState, session: &Session, form: VipForm, editing: Option<&str>) -> Response {
-    let rejection = match save(ui, &form, editing).await {
-        Ok(revision) => {
-            let target = format!(
-                "/ui/vips/{}?applied={revision}",
-                url_segment(form.name.trim())
-            );
-            return Redirect::to(&target).into_response();
-        }
-        Err(rejection) => rejection,
+async fn submit(
+    ui: &UiState,
+    session: &Session,
+    fields: Vec<(String, String)>,
+    editing: Option<&str>,
+) -> Response {
+    let mut form = VipForm::from_pairs(&fields);
+    let base = review::base_revision(&fields);
+    let (running, running_config) = match ui.app.running().await {
+        Ok(running) => running,
+        Err(error) => return UiError::from(error).into_response(),
     };
-    let (errors, status) = match rejection {
-        Rejection::Invalid(errors) => (errors, StatusCode::UNPROCESSABLE_ENTITY),
-        Rejection::Failed(error) if error.status == StatusCode::NOT_FOUND => {
+    let again = |form: &VipForm, errors: &FormErrors, notice: Option<&str>, status: StatusCode| {
+        let shown = Shown {
+            errors,
+            notice,
+            revision: base.unwrap_or(running),
+        };
+        (status, Html(render_page(form, &shown, editing, session))).into_response()
+    };
+    // Add backend and Remove without a script, and Back from the review: the form again, nothing checked.
+    if review::field(&fields, "add_row").is_some() {
+        let next = form.backends.iter().map(|b| b.row + 1).max().unwrap_or(0);
+        form.backends.push(BackendRow::blank(next));
+        return again(&form, &FormErrors::default(), None, StatusCode::OK);
+    }
+    if let Some(row) = review::field(&fields, "remove_row").and_then(|r| r.parse::<usize>().ok()) {
+        form.backends.retain(|b| b.row != row);
+        return again(&form, &FormErrors::default(), None, StatusCode::OK);
+    }
+    if review::field(&fields, "back").is_some() {
+        return again(&form, &FormErrors::default(), None, StatusCode::OK);
+    }
+    let vip = match check(ui, &form, editing).await {
+        Ok(vip) => vip,
+        Err(Rejection::Invalid(errors)) => {
+            return again(&form, &errors, None, StatusCode::UNPROCESSABLE_ENTITY)
+        }
+        Err(Rejection::Failed(error)) if error.status == StatusCode::NOT_FOUND => {
             return UiError::from(error).into_response();
         }
-        Rejection::Failed(error) => {
+        Err(Rejection::Failed(error)) => {
             let mut errors = FormErrors::default();
             errors.general.push(error.message);
             errors
                 .general
                 .extend(error.errors.iter().map(ToString::to_string));
-            (errors, error.status)
+            return again(&form, &errors, None, error.status);
         }
     };
-    let revision = ui.app.running().await.map(|(r, _)| r).unwrap_or_default();
-    let page = render_page(&form, &errors, editing, session, revision);
-    (status, Html(page)).into_response()
+    let unchanged = editing.is_some_and(|name| running_config.vip(name) == Some(&vip));
+    if unchanged && !review::confirmed(&fields) {
+        return again(
+            &form,
+            &FormErrors::default(),
+            Some("No changes: the form matches the running config, so there is nothing to apply."),
+            StatusCode::OK,
+        );
+    }
+    let name = vip.name.clone();
+    let page = format!("/ui/vips/{}", url_segment(&name));
+    let (title, action, source) = match editing {
+        Some(_) => (
+            format!("Edit VIP {name}"),
+            format!("{page}/edit"),
+            format!("ui: replace vips[{name}]"),
+        ),
+        None => (
+            format!("Create VIP {name}"),
+            "/ui/vips/new".to_string(),
+            format!("ui: add vips[{name}]"),
+        ),
+    };
+    let pending = Pending {
+        title,
+        action,
+        fields: &fields,
+        cancel: match editing {
+            Some(_) => page.clone(),
+            None => crate::list::PATH.to_string(),
+        },
+        source,
+        back: true,
+    };
+    let editing_name = editing.map(str::to_string);
+    let edit = move |config: &mut Config| {
+        match &editing_name {
+            Some(editing) => {
+                let slot = config
+                    .vips
+                    .iter_mut()
+                    .find(|v| &v.name == editing)
+                    .ok_or_else(|| ApiError::not_found(format!("no VIP {editing:?}")))?;
+                *slot = vip.clone();
+            }
+            None if config.vip(&vip.name).is_some() => {
+                return Err(ApiError::conflict(format!(
+                    "VIP {:?} already exists",
+                    vip.name
+                )));
+            }
+            None => config.vips.push(vip.clone()),
+        }
+        Ok(())
+    };
+    review::review_or_apply(ui, session, pending, edit, |revision| {
+        format!("{page}?applied={revision}")
+    })
+    .await
+    .unwrap_or_else(IntoResponse::into_response)
 }
 
 #[cfg(test)]
@@ -851,6 +957,21 @@ mod tests {
     }
 
     #[test]
+    fn errors_name_fields_as_people_do() {
+        assert_eq!(human_path("vips[web].sorry_backend"), "VIP web, sorry backend");
+        assert_eq!(
+            human_path("vips[web].backends[198.18.0.2].weight"),
+            "VIP web, backend 198.18.0.2, weight"
+        );
+        assert_eq!(human_path("interfaces[0]"), "interfaces, item 1");
+        assert_eq!(
+            human_message("1001 is out of range 0..=1000"),
+            "1001 is out of range 0 to 1000"
+        );
+        assert_eq!(human_message("a..=b stays"), "a..=b stays");
+    }
+
+    #[test]
     fn a_field_with_a_parse_error_does_not_also_show_its_placeholder_errors() {
         let mut errors = FormErrors::default();
         errors.field("b5_address", "\"x\" is not an IP address");
@@ -872,5 +993,12 @@ mod tests {
             vec!["81 differs from the VIP port 80"]
         );
         assert_eq!(errors.general, vec!["vips: too many".to_string()]);
+        let mut errors = FormErrors::default();
+        let weight = [ConfigError::new(
+            "vips[web].backends[0].weight",
+            "1001 is out of range 0..=1000",
+        )];
+        place(&mut errors, &weight, &["vips[web]".to_string()], &[3]);
+        assert_eq!(errors.messages("b3_weight"), vec!["1001 is out of range 0 to 1000"]);
     }
 }

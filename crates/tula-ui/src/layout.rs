@@ -1,25 +1,12 @@
 //! The page shell every UI page shares (head, navigation, breadcrumb, main),
-//! HTML escaping, and how config values are named on screen.
+//! and how config values are named on screen. Pages are maud templates: every
+//! value is escaped unless a template says otherwise.
 
 use tula_config::{BackendState, CheckType, DsrType, Protocol, Scheduler, Vip};
 
-use crate::session::Session;
+use maud::{html, Markup, DOCTYPE};
 
-/// Text made safe for HTML element content and double-quoted attributes.
-pub(crate) fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::session::Session;
 
 /// A path segment made safe for a URL (VIP names allow `.`, `-`, `_` only, but be sure).
 pub(crate) fn url_segment(text: &str) -> String {
@@ -80,84 +67,95 @@ impl Page {
         self
     }
 
-    pub fn render(&self, body: &str) -> String {
-        let mut out = format!(
-            r##"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · tula</title>
-<link rel="stylesheet" href="/ui/static/ui.css">
-<script src="/ui/static/ui.js" defer></script>
-</head>
-<body>
-<a class="skip" href="#main">Skip to content</a>
-<header class="top">
-<a class="brand" href="{home}">tula</a>
-<span class="tagline">L4 load balancer</span>
-"##,
-            title = esc(&self.title),
-            home = crate::list::PATH,
-        );
-        if let Some(csrf) = &self.logout_csrf {
-            out.push_str(&format!(
-                "<form method=\"post\" action=\"/ui/logout\" class=\"logout\">\
-                 <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-                 <button type=\"submit\">Log out</button></form>\n",
-                esc(csrf)
-            ));
-        }
-        out.push_str("</header>\n<div class=\"layout\">\n");
-        if self.navigation {
-            out.push_str(&self.nav());
-        }
-        out.push_str("<main id=\"main\" tabindex=\"-1\">\n");
-        if !self.crumbs.is_empty() {
-            out.push_str(
-                "<nav aria-label=\"Breadcrumb\" class=\"crumbs\"><ol><li>Load Balancing</li>",
-            );
-            for (label, href) in &self.crumbs {
-                match href {
-                    Some(href) => out.push_str(&format!(
-                        "<li><a href=\"{}\">{}</a></li>",
-                        esc(href),
-                        esc(label)
-                    )),
-                    None => out.push_str(&format!("<li aria-current=\"page\">{}</li>", esc(label))),
+    pub fn render(&self, body: Markup) -> String {
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    meta name="color-scheme" content="light dark";
+                    title { (self.title) " · tula" }
+                    link rel="stylesheet" href="/ui/static/ui.css";
+                    script src="/ui/static/ui.js" defer {}
+                }
+                body {
+                    a.skip href="#main" { "Skip to content" }
+                    header.top {
+                        a.brand href=(crate::list::PATH) { "tula" }
+                        span.tagline { "L4 load balancer" }
+                        @if let Some(csrf) = &self.logout_csrf {
+                            form.logout method="post" action="/ui/logout" {
+                                input type="hidden" name="csrf" value=(csrf);
+                                button type="submit" { "Log out" }
+                            }
+                        }
+                    }
+                    // A page without navigation (login, errors) takes the whole width.
+                    div.layout.bare[!self.navigation] {
+                        @if self.navigation { (self.nav()) }
+                        main #main tabindex="-1" {
+                            @if !self.crumbs.is_empty() {
+                                nav.crumbs aria-label="Breadcrumb" {
+                                    ol {
+                                        li { "Load Balancing" }
+                                        @for (label, href) in &self.crumbs {
+                                            @match href {
+                                                Some(href) => li { a href=(href) { (label) } },
+                                                None => li aria-current="page" { (label) },
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            (body)
+                        }
+                    }
                 }
             }
-            out.push_str("</ol></nav>\n");
         }
-        out.push_str(body);
-        out.push_str("</main>\n</div>\n</body>\n</html>\n");
-        out
+        .into_string()
     }
 
-    fn nav(&self) -> String {
+    fn nav(&self) -> Markup {
         let item = |section: Section, href: &str, label: &str| {
-            let current = if section == self.section {
-                " aria-current=\"page\""
-            } else {
-                ""
-            };
-            format!("<li><a href=\"{href}\"{current}>{label}</a></li>")
+            html! {
+                li { a href=(href) aria-current=[(section == self.section).then_some("page")] { (label) } }
+            }
         };
-        format!(
-            "<nav class=\"side\" aria-label=\"Main\">\n\
-             <h2 id=\"nav-lb\">Load Balancing</h2>\n<ul aria-labelledby=\"nav-lb\">{}</ul>\n\
-             <h2 id=\"nav-system\">System</h2>\n<ul aria-labelledby=\"nav-system\">{}</ul>\n\
-             </nav>\n",
-            item(Section::Vips, crate::list::PATH, "L4 Virtual IPs"),
-            item(Section::Revisions, "/ui/revisions", "Revisions"),
-        )
+        html! {
+            nav.side aria-label="Main" {
+                h2 #nav-lb { "Load Balancing" }
+                ul aria-labelledby="nav-lb" { (item(Section::Vips, crate::list::PATH, "L4 Virtual IPs")) }
+                h2 #nav-system { "System" }
+                ul aria-labelledby="nav-system" { (item(Section::Revisions, "/ui/revisions", "Revisions")) }
+            }
+        }
     }
 }
 
 /// A flash message at the top of a page.
-pub(crate) fn alert(kind: &str, html: &str) -> String {
+pub(crate) fn alert(kind: &str, content: Markup) -> Markup {
     let role = if kind == "error" { "alert" } else { "status" };
-    format!("<div class=\"alert alert-{kind}\" role=\"{role}\">{html}</div>\n")
+    html! { div class={ "alert alert-" (kind) } role=(role) { (content) } }
+}
+
+/// A `<time>` element, UTC: the time of day for today, else the date and
+/// time; the whole RFC 3339 time in its `datetime` and `title` (the script
+/// adds the browser's local time beside it).
+pub(crate) fn time_tag(time: std::time::SystemTime) -> Markup {
+    time_tag_text(&humantime::format_rfc3339_seconds(time).to_string())
+}
+
+/// [`time_tag`] for a time already in RFC 3339 (`2026-01-02T03:04:05Z`).
+pub(crate) fn time_tag_text(full: &str) -> Markup {
+    let today = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let shown = match (full.get(..10), full.get(11..)) {
+        (Some(day), Some(time)) if day == &today[..10] => format!("{time} UTC"),
+        _ => format!("{} UTC", full.replacen('T', " ", 1)),
+    };
+    let shown = shown.replace("Z UTC", " UTC");
+    html! { time datetime=(full) title=(full) { (shown) } }
 }
 
 /// A config enum as its config text ("l3-ipip", "source-hash", ...).
@@ -239,11 +237,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escaping_covers_markup_and_quotes() {
-        assert_eq!(
-            esc(r#"<a href="x">'&'</a>"#),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
+    fn url_segments_are_percent_encoded() {
         assert_eq!(url_segment("web/1 x"), "web%2F1%20x");
     }
 

@@ -7,19 +7,36 @@
 //! as one transaction.
 //!
 //! Modules:
+//! Pages are [maud](https://docs.rs/maud) templates. maud was chosen over
+//! askama because its templates are Rust expressions checked by the compiler
+//! like any other code (a misspelt field or a wrong type fails the build),
+//! every value spliced in is HTML-escaped unless wrapped in `PreEscaped`, and
+//! the many small fragments this UI is made of stay plain functions beside
+//! the code that computes them, with no template files or inheritance to learn.
+//!
+//! Every change is reviewed before it is applied (`review`): Save, a
+//! backend's Drain/Activate/Disable, Remove and Roll back show the change
+//! list and its warnings, and only Apply on that page applies it, based on the
+//! revision the page was rendered from (a conflict is shown, never overwritten).
+//!
+//! Modules:
 //! - `session`: login with the API token, the session cookie, CSRF checks.
-//! - `layout`: HTML escaping, the page shell and navigation.
-//! - `list`: the VIP list and the live status JSON it polls.
-//! - `form`: the VIP create/edit form: parsing, errors by field, Save and apply.
+//! - `layout`: the page shell and navigation, times, labels of config values.
+//! - `list`: the VIP list (search, filters, pages, health) and the live status JSON it polls.
+//! - `form`: the VIP create/edit form: parsing, errors by field, Save.
 //! - `form_page`: that form as HTML.
+//! - `review`: the review page, warnings, Apply, conflicts.
 //! - `detail`: one VIP: backend health, counters, actions, return-traffic check.
 //! - `setup`: the per-VIP "Backend setup" panel.
+//! - `revisions`: the history, two revisions side by side, rollback.
 
 mod detail;
 mod form;
 mod form_page;
 mod layout;
 mod list;
+mod review;
+mod revisions;
 mod session;
 mod setup;
 
@@ -32,7 +49,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use maud::html;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
 
 use tula_api::ApiError;
 use tula_api::{panic_message, AppState};
@@ -67,11 +86,10 @@ pub fn router(app: AppState) -> Router {
             get(form::edit_page).post(form::update),
         )
         .route("/ui/vips/{name}/delete", post(detail::delete))
-        .route(
-            "/ui/vips/{name}/backends/{address}/state",
-            post(detail::set_backend_state),
-        )
-        .route("/ui/revisions", get(list::revisions))
+        .route("/ui/vips/{name}/state", post(detail::set_backend_state))
+        .route(revisions::PATH, get(revisions::page))
+        .route("/ui/revisions/diff", get(revisions::diff))
+        .route("/ui/revisions/rollback", post(revisions::rollback))
         .route("/ui/static/ui.css", get(stylesheet))
         .route("/ui/static/ui.js", get(script))
         .layer(middleware::from_fn_with_state(
@@ -84,6 +102,8 @@ pub fn router(app: AppState) -> Router {
             UiError::from(ApiError::internal(format!("internal error: {message}"))).into_response()
         }))
         .layer(middleware::from_fn(security_headers))
+        // Pages, the script and the stylesheet go gzipped to browsers that take it.
+        .layer(CompressionLayer::new().gzip(true))
         .with_state(state)
 }
 
@@ -144,23 +164,19 @@ impl IntoResponse for UiError {
             message,
             errors,
         } = self.0;
-        let mut body = format!(
-            "<h1>{}</h1>\n<p class=\"alert alert-error\" role=\"alert\">{}</p>\n",
-            layout::esc(status.canonical_reason().unwrap_or("Error")),
-            layout::esc(&message)
-        );
-        if !errors.is_empty() {
-            body.push_str("<ul>\n");
-            for error in &errors {
-                body.push_str(&format!("<li>{}</li>\n", layout::esc(&error.to_string())));
+        let body = html! {
+            h1 { (status.canonical_reason().unwrap_or("Error")) }
+            p.alert.alert-error role="alert" { (message) }
+            @if !errors.is_empty() {
+                ul {
+                    @for error in &errors {
+                        li { (form::human_path(&error.path)) ": " (form::human_message(&error.message)) }
+                    }
+                }
             }
-            body.push_str("</ul>\n");
-        }
-        body.push_str(&format!(
-            "<p><a href=\"{}\">Back to the L4 Virtual IPs</a></p>\n",
-            list::PATH
-        ));
-        let page = layout::Page::bare("Error").render(&body);
+            p { a href=(list::PATH) { "Back to the L4 Virtual IPs" } }
+        };
+        let page = layout::Page::bare("Error").render(body);
         let status = if status.is_client_error() || status.is_server_error() {
             status
         } else {

@@ -1,8 +1,10 @@
-//! Load Balancing > L4 Virtual IPs: the VIP list, the live status JSON its
-//! script polls (packets and bytes per second are computed in the browser
-//! from two samples), and the revision history.
+//! Load Balancing > L4 Virtual IPs: the VIP list (search, filters by health
+//! and DSR type, pages of 50; each VIP's health in colour with its down
+//! backends and why) and the live status JSON its script polls (packets and
+//! bytes per second are computed in the browser from two samples).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Query, State};
@@ -10,10 +12,11 @@ use axum::response::Html;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use tula_config::{BackendState, Config};
+use maud::{html, Markup};
+use tula_config::{BackendState, Config, Vip};
 use tula_control::{BackendStatus, Change, Control, VipStatus};
 
-use crate::layout::{self, alert, esc, url_segment, Page, Section};
+use crate::layout::{self, alert, url_segment, Page, Section};
 use crate::session::Session;
 use crate::{UiError, UiState};
 use tula_api::RevisionView;
@@ -21,11 +24,13 @@ use tula_api::RevisionView;
 /// The VIP list's address; where login and Save and apply lead.
 pub(crate) const PATH: &str = "/ui/vips";
 
-/// `?applied=N`: the revision a change just made, shown as a banner.
+/// `?applied=N`: the revision a change just made, shown as a banner; on a
+/// VIP's page `?setup=ADDRESS`, the backend its setup panel shows.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Flash {
     pub applied: Option<u64>,
     pub removed: Option<String>,
+    pub setup: Option<String>,
 }
 
 /// How the saved config file compares with what runs.
@@ -65,30 +70,29 @@ impl SavedDrift {
     }
 
     /// The banner that says so, or nothing.
-    pub fn banner(&self) -> String {
+    pub fn banner(&self) -> Markup {
         match self {
-            SavedDrift::Same => String::new(),
+            SavedDrift::Same => html! {},
             SavedDrift::Unreadable(error) => alert(
                 "warning",
-                &format!(
-                    "<strong>Running config differs from saved:</strong> the saved config cannot be read ({}).",
-                    esc(error)
-                ),
+                html! {
+                    strong { "Running config differs from saved:" }
+                    " the saved config cannot be read (" (error) ")."
+                },
             ),
-            SavedDrift::Differs(changes) => {
-                let mut html = String::from(
-                    "<strong>Running config differs from saved.</strong> The daemon's config file was changed \
-                     outside tula and is not running. Applying it (<code>tula apply -f FILE</code>) would change:<ul>",
-                );
-                for change in changes.iter().take(20) {
-                    html.push_str(&format!("<li><code>{}</code></li>", esc(&change_text(change))));
-                }
-                if changes.len() > 20 {
-                    html.push_str(&format!("<li>and {} more</li>", changes.len() - 20));
-                }
-                html.push_str("</ul>Save and apply here writes the running config, with your change, over the file.");
-                alert("warning", &html)
-            }
+            SavedDrift::Differs(changes) => alert(
+                "warning",
+                html! {
+                    strong { "Running config differs from saved." }
+                    " The daemon's config file was changed outside tula and is not running. Applying it ("
+                    code { "tula apply -f FILE" } ") would change:"
+                    ul {
+                        @for change in changes.iter().take(20) { li { code { (change_text(change)) } } }
+                        @if changes.len() > 20 { li { "and " (changes.len() - 20) " more" } }
+                    }
+                    "Save and apply here writes the running config, with your change, over the file."
+                },
+            ),
         }
     }
 }
@@ -120,122 +124,296 @@ pub(crate) fn backend_counts(backends: &[BackendStatus]) -> (usize, usize, usize
 }
 
 /// The banner for `?applied=N`: the revision's number, source and changes.
-pub(crate) async fn flash_banner(ui: &UiState, flash: &Flash) -> Result<String, UiError> {
-    let mut html = String::new();
-    if let Some(name) = &flash.removed {
-        html.push_str(&alert(
-            "success",
-            &format!("VIP <strong>{}</strong> removed.", esc(name)),
-        ));
-    }
-    let Some(number) = flash.applied else {
-        return Ok(html);
-    };
-    let history = ui
-        .app
-        .blocking(|state| Ok(state.control.history()?))
-        .await?;
-    if let Some(info) = history.into_iter().find(|r| r.number == number) {
-        let revision = RevisionView::from(info);
-        let mut text = format!(
-            "<strong>Saved and applied: revision <span id=\"applied-revision\">{}</span></strong> ({}, {}).",
-            revision.number,
-            esc(&revision.source),
-            esc(&revision.time)
-        );
-        if revision.summary.is_empty() {
-            text.push_str(" Nothing changed.");
-        } else {
-            text.push_str("<ul>");
-            for line in &revision.summary {
-                text.push_str(&format!("<li><code>{}</code></li>", esc(line)));
-            }
-            text.push_str("</ul>");
+pub(crate) async fn flash_banner(ui: &UiState, flash: &Flash) -> Result<Markup, UiError> {
+    let removed = flash.removed.as_ref().map(|name| {
+        alert("success", html! { "VIP " strong { (name) } " removed." })
+    });
+    let applied = match flash.applied {
+        None => None,
+        Some(number) => {
+            let history = ui
+                .app
+                .blocking(|state| Ok(state.control.history()?))
+                .await?;
+            history
+                .into_iter()
+                .find(|r| r.number == number)
+                .map(RevisionView::from)
         }
-        html.push_str(&alert("success", &text));
+    };
+    Ok(html! {
+        @if let Some(removed) = removed { (removed) }
+        @if let Some(revision) = applied {
+            (alert("success", html! {
+                strong { "Applied: revision " span #applied-revision { (revision.number) } }
+                " (" (revision.source) ", " (layout::time_tag_text(&revision.time)) ")."
+                @if revision.summary.is_empty() {
+                    " Nothing changed."
+                } @else {
+                    ul { @for line in &revision.summary { li { code { (line) } } } }
+                }
+            }))
+        }
+    })
+}
+
+/// VIPs shown per page of the list.
+const PAGE_SIZE: usize = 50;
+
+/// The list's search, filters and page, from its query string.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ListQuery {
+    /// Part of a VIP's name or address.
+    q: Option<String>,
+    /// `up`, `degraded` or `down`; anything else: all.
+    health: Option<String>,
+    /// `l2` or `l3-ipip`; anything else: all.
+    dsr: Option<String>,
+    /// From 1.
+    page: Option<usize>,
+    applied: Option<u64>,
+    removed: Option<String>,
+}
+
+/// A VIP's health as the list colours it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Health {
+    /// Every backend that should be up is (green).
+    Up,
+    /// Some backends are down, others take the traffic (amber).
+    Degraded,
+    /// No backend can take new flows (red).
+    Down,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Up => "up",
+            Health::Degraded => "degraded",
+            Health::Down => "down",
+        }
     }
-    Ok(html)
+}
+
+/// The VIP's health and its down backends (failing their check, not disabled on purpose).
+pub(crate) fn vip_health(backends: &[BackendStatus]) -> (Health, Vec<IpAddr>) {
+    let (up, _, _) = backend_counts(backends);
+    let down: Vec<IpAddr> = backends
+        .iter()
+        .filter(|b| !b.healthy && b.state != BackendState::Disabled)
+        .map(|b| b.address)
+        .collect();
+    let health = if up == 0 {
+        Health::Down
+    } else if !down.is_empty() {
+        Health::Degraded
+    } else {
+        Health::Up
+    };
+    (health, down)
+}
+
+/// One row of the list, with what the page needs to show it.
+struct Row<'a> {
+    vip: &'a Vip,
+    health: Health,
+    up: usize,
+    total: usize,
+    draining: usize,
+    /// Down backends and why (the last failed check), for this page's rows only.
+    down: Vec<(IpAddr, Option<String>)>,
 }
 
 pub(crate) async fn page(
     State(ui): State<UiState>,
     Extension(session): Extension<Session>,
-    Query(flash): Query<Flash>,
+    Query(query): Query<ListQuery>,
 ) -> Result<Html<String>, UiError> {
-    let (revision, config, status, drift) = ui
+    let flash = Flash {
+        applied: query.applied,
+        removed: query.removed.clone(),
+        setup: None,
+    };
+    let banner = flash_banner(&ui, &flash).await?;
+    let body = ui
         .app
-        .blocking(|state| {
+        .blocking(move |state| {
             let (revision, config) = state.control.running();
             let status = state.control.status()?;
             let drift = SavedDrift::read(&state.control);
-            Ok((revision, config, status, drift))
+            Ok(render_list(state, &query, revision, &config, &status, &drift))
         })
         .await?;
-    let mut body = flash_banner(&ui, &flash).await?;
-    body.push_str(&format!(
-        "<div class=\"heading\"><h1>L4 Virtual IPs</h1>\
-         <a class=\"button primary\" href=\"/ui/vips/new\">Create VIP</a></div>\n\
-         <p class=\"meta\">Running revision <strong id=\"running-revision\">{revision}</strong>. \
-         Rates refresh every 2 seconds.</p>\n"
-    ));
-    body.push_str(&drift.banner());
-    if config.vips.is_empty() {
-        body.push_str("<p class=\"empty\">No VIPs yet. <a href=\"/ui/vips/new\">Create the first one</a>.</p>\n");
-    } else {
-        body.push_str(&vip_table(&config, &status, &drift));
-    }
     let page = Page::new("L4 Virtual IPs", Section::Vips, &session).crumb("L4 Virtual IPs", None);
-    Ok(Html(page.render(&body)))
+    Ok(Html(page.render(html! { (banner) (body) })))
 }
 
-fn vip_table(config: &Config, status: &[VipStatus], drift: &SavedDrift) -> String {
+fn render_list(
+    state: &tula_api::AppState,
+    query: &ListQuery,
+    revision: u64,
+    config: &Config,
+    status: &[VipStatus],
+    drift: &SavedDrift,
+) -> Markup {
     let by_name: HashMap<&str, &VipStatus> = status.iter().map(|s| (s.name.as_str(), s)).collect();
-    let mut out = String::from(
-        "<div class=\"table-wrap\" tabindex=\"0\" role=\"region\" aria-label=\"VIPs\">\n<table class=\"vips\" data-live-vips>\n\
-         <caption class=\"visually-hidden\">Virtual IPs, their backends and live traffic</caption>\n\
-         <thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Address</th><th scope=\"col\">Mode</th>\
-         <th scope=\"col\">Scheduler</th><th scope=\"col\">Backends<br><small>up / total, draining</small></th>\
-         <th scope=\"col\" class=\"num\">Packets/s</th><th scope=\"col\" class=\"num\">Bytes/s</th>\
-         <th scope=\"col\">Config</th></tr></thead>\n<tbody>\n",
-    );
+    let search = query.q.as_deref().unwrap_or("").trim().to_lowercase();
+    let health_filter = query.health.as_deref().unwrap_or("");
+    let dsr_filter = query.dsr.as_deref().unwrap_or("");
+    let mut matching: Vec<Row> = Vec::new();
     for vip in &config.vips {
-        let (up, total, draining) = by_name
-            .get(vip.name.as_str())
-            .map(|s| backend_counts(&s.backends))
-            .unwrap_or((0, vip.backends.len(), 0));
-        let href = format!("/ui/vips/{}", url_segment(&vip.name));
-        let saved = if drift.touches(&vip.name) {
-            "<span class=\"badge badge-warning\">differs from saved</span>"
-        } else {
-            "<span class=\"badge\">saved</span>"
-        };
-        let health = if up == 0 && total > 0 {
-            " badge-error"
-        } else if up < total {
-            " badge-warning"
-        } else {
-            ""
-        };
-        out.push_str(&format!(
-            "<tr data-vip=\"{name}\">\
-             <th scope=\"row\"><a href=\"{href}\">{name}</a></th>\
-             <td><code>{socket}</code></td>\
-             <td>DSR, {dsr}</td>\
-             <td>{scheduler}</td>\
-             <td><span class=\"badge{health}\" data-live=\"backends\">{up} / {total}</span> \
-             <small data-live=\"draining\">{draining_text}</small></td>\
-             <td class=\"num\" data-live=\"pps\">…</td>\
-             <td class=\"num\" data-live=\"bps\">…</td>\
-             <td>{saved}</td></tr>\n",
-            name = esc(&vip.name),
-            socket = esc(&layout::socket_label(vip)),
-            dsr = layout::dsr_type_label(vip.dsr_type),
-            scheduler = esc(&layout::config_text(&vip.scheduler)),
-            draining_text = draining_label(draining),
-        ));
+        if !search.is_empty()
+            && !vip.name.to_lowercase().contains(&search)
+            && !vip.address.to_string().contains(&search)
+        {
+            continue;
+        }
+        if !dsr_filter.is_empty() && layout::config_text(&vip.dsr_type) != dsr_filter {
+            continue;
+        }
+        let backends = by_name.get(vip.name.as_str()).map(|s| s.backends.as_slice()).unwrap_or_default();
+        let (health, down) = vip_health(backends);
+        if !health_filter.is_empty() && health.as_str() != health_filter {
+            continue;
+        }
+        let (up, total, draining) = backend_counts(backends);
+        let down = down.into_iter().map(|a| (a, None)).collect();
+        matching.push(Row { vip, health, up, total: total.max(vip.backends.len()), draining, down });
     }
-    out.push_str("</tbody>\n</table>\n</div>\n");
-    out
+    let pages = matching.len().div_ceil(PAGE_SIZE).max(1);
+    let page = query.page.unwrap_or(1).clamp(1, pages);
+    let first = (page - 1) * PAGE_SIZE;
+    let total_matching = matching.len();
+    let mut rows: Vec<Row> = matching.into_iter().skip(first).take(PAGE_SIZE).collect();
+    let shown_total = first + rows.len();
+    let matched = config.vips.len();
+    // Why each down backend of this page is down: the health checker's last failed check.
+    for row in &mut rows {
+        for (address, cause) in &mut row.down {
+            *cause = state
+                .health
+                .backend(&row.vip.name, *address)
+                .and_then(|h| h.last_result)
+                .map(|r| r.detail);
+        }
+    }
+    let link = |page: usize| {
+        let mut pairs = vec![("page", page.to_string())];
+        for (key, value) in [("q", &query.q), ("health", &query.health), ("dsr", &query.dsr)] {
+            if let Some(value) = value.as_ref().filter(|v| !v.is_empty()) {
+                pairs.push((key, value.clone()));
+            }
+        }
+        format!("{PATH}?{}", serde_urlencoded::to_string(&pairs).unwrap_or_default())
+    };
+    let filtered = !search.is_empty() || !health_filter.is_empty() || !dsr_filter.is_empty();
+    let count_of_matching = if rows.is_empty() { 0 } else { first + 1 };
+    html! {
+        div.heading {
+            h1 { "L4 Virtual IPs" }
+            a.button.primary href="/ui/vips/new" { "Create VIP" }
+        }
+        p.meta {
+            "Running revision " strong #running-revision { (revision) } ". Rates refresh every 2 seconds."
+        }
+        (drift.banner())
+        @if config.vips.is_empty() {
+            p.empty { "No VIPs yet. " a href="/ui/vips/new" { "Create the first one" } "." }
+        } @else {
+            form.filters method="get" action=(PATH) role="search" {
+                div.field {
+                    label for="f-q" { "Search" }
+                    input #f-q type="search" name="q" value=(query.q.as_deref().unwrap_or("")) placeholder="name or address" autocomplete="off";
+                }
+                div.field {
+                    label for="f-health" { "Health" }
+                    select #f-health name="health" {
+                        @for (value, label) in [("", "All"), ("down", "Nothing up"), ("degraded", "Some down"), ("up", "All up")] {
+                            option value=(value) selected[value == health_filter] { (label) }
+                        }
+                    }
+                }
+                div.field {
+                    label for="f-dsr" { "DSR Type" }
+                    select #f-dsr name="dsr" {
+                        @for (value, label) in [("", "All"), ("l3-ipip", "Layer 3 (IPIP Tunnel)"), ("l2", "Layer 2")] {
+                            option value=(value) selected[value == dsr_filter] { (label) }
+                        }
+                    }
+                }
+                div.field.filter-actions {
+                    button type="submit" { "Filter" }
+                    @if filtered { " " a href=(PATH) { "Clear" } }
+                }
+            }
+            p.meta #list-count role="status" {
+                @if rows.is_empty() {
+                    "No VIP matches."
+                } @else {
+                    "VIPs " (count_of_matching) "–" (shown_total) " of " (total_matching)
+                    @if filtered { " matching (" (matched) " in all)" }
+                }
+            }
+            @if !rows.is_empty() {
+                (vip_table(&rows, drift))
+            }
+            @if pages > 1 {
+                nav.pages aria-label="Pages" {
+                    @if page > 1 { a rel="prev" href=(link(page - 1)) { "← Previous" } }
+                    span { "Page " (page) " of " (pages) }
+                    @if page < pages { a rel="next" href=(link(page + 1)) { "Next →" } }
+                }
+            }
+        }
+    }
+}
+
+fn vip_table(rows: &[Row], drift: &SavedDrift) -> Markup {
+    html! {
+        div.table-wrap tabindex="0" role="region" aria-label="VIPs" {
+            table.vips data-live-vips {
+                caption.visually-hidden { "Virtual IPs, their backends and live traffic" }
+                thead { tr {
+                    th scope="col" { "Name" } th scope="col" { "Address" } th scope="col" { "Mode" }
+                    th scope="col" { "Scheduler" } th scope="col" { "Health" br; small { "backends up / total" } }
+                    th.num scope="col" { "Packets/s" } th.num scope="col" { "Bytes/s" }
+                    th scope="col" { "Config" }
+                } }
+                tbody {
+                    @for row in rows {
+                        @let vip = row.vip;
+                        tr data-vip=(vip.name) data-health=(row.health.as_str()) {
+                            th scope="row" { a href={ "/ui/vips/" (url_segment(&vip.name)) } { (vip.name) } }
+                            td { code { (layout::socket_label(vip)) } }
+                            td { "DSR, " (layout::dsr_type_label(vip.dsr_type)) }
+                            td { (layout::config_text(&vip.scheduler)) }
+                            td.health {
+                                span class={ "badge health-" (row.health.as_str()) } data-live="backends" { (row.up) " / " (row.total) }
+                                " " small data-live="draining" { (draining_label(row.draining)) }
+                                @if vip.backends.is_empty() {
+                                    br; small.down-list { "no backends" }
+                                }
+                                @if !row.down.is_empty() {
+                                    ul.down-list {
+                                        @for (address, cause) in &row.down {
+                                            li { "down: " code { (address) } @if let Some(cause) = cause { " (" (cause) ")" } }
+                                        }
+                                    }
+                                }
+                            }
+                            td.num data-live="pps" { "…" }
+                            td.num data-live="bps" { "…" }
+                            td {
+                                @if drift.touches(&vip.name) { span.badge.badge-warning { "differs from saved" } }
+                                @else { span.badge { "saved" } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 pub(crate) fn draining_label(draining: usize) -> String {
@@ -259,6 +437,7 @@ pub(crate) async fn status_json(
             let mut vips = Map::new();
             for vip in &status {
                 let (up, total, draining) = backend_counts(&vip.backends);
+                let (health, _) = vip_health(&vip.backends);
                 let mut backends = Map::new();
                 for backend in &vip.backends {
                     backends.insert(
@@ -281,6 +460,7 @@ pub(crate) async fn status_json(
                         "up": up,
                         "total": total,
                         "draining": draining,
+                        "health": health.as_str(),
                         "backends": backends,
                     }),
                 );
@@ -312,45 +492,4 @@ pub(crate) async fn status_json(
             })))
         })
         .await
-}
-
-/// System > Revisions: every saved revision, newest first.
-pub(crate) async fn revisions(
-    State(ui): State<UiState>,
-    Extension(session): Extension<Session>,
-) -> Result<Html<String>, UiError> {
-    let (running, history) = ui
-        .app
-        .blocking(|state| Ok((state.control.running().0, state.control.history()?)))
-        .await?;
-    let mut body = String::from(
-        "<h1>Revisions</h1>\n<p class=\"meta\">Every Save and apply records a numbered revision \
-         (<code>tula config history</code>, <code>tula config rollback N</code>).</p>\n\
-         <div class=\"table-wrap\" tabindex=\"0\" role=\"region\" aria-label=\"Revisions\">\n<table>\n\
-         <thead><tr><th scope=\"col\" class=\"num\">#</th><th scope=\"col\">Time</th>\
-         <th scope=\"col\">Source</th><th scope=\"col\">Changes</th></tr></thead>\n<tbody>\n",
-    );
-    for info in history.into_iter().rev().take(200) {
-        let revision = RevisionView::from(info);
-        let current = if revision.number == running {
-            " <span class=\"badge\">running</span>"
-        } else {
-            ""
-        };
-        let summary: Vec<String> = revision
-            .summary
-            .iter()
-            .map(|line| format!("<code>{}</code>", esc(line)))
-            .collect();
-        body.push_str(&format!(
-            "<tr><td class=\"num\">{}{current}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            revision.number,
-            esc(&revision.time),
-            esc(&revision.source),
-            summary.join("<br>")
-        ));
-    }
-    body.push_str("</tbody>\n</table>\n</div>\n");
-    let page = Page::new("Revisions", Section::Revisions, &session);
-    Ok(Html(page.render(&body)))
 }

@@ -19,7 +19,9 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Extension;
 
-use crate::layout::{esc, Page};
+use maud::html;
+
+use crate::layout::Page;
 use crate::{list, UiState};
 use tula_api::same_token;
 use tula_api::ApiError;
@@ -228,16 +230,12 @@ fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response 
 }
 
 fn forbidden(message: &str) -> Response {
-    let body = format!(
-        "<h1>Refused</h1>\n<p class=\"alert alert-error\" role=\"alert\">{}</p>\n<p><a href=\"{}\">Back to the L4 Virtual IPs</a></p>\n",
-        esc(message),
-        list::PATH
-    );
-    (
-        StatusCode::FORBIDDEN,
-        Html(Page::bare("Refused").render(&body)),
-    )
-        .into_response()
+    let body = html! {
+        h1 { "Refused" }
+        p.alert.alert-error role="alert" { (message) }
+        p { a href=(list::PATH) { "Back to the L4 Virtual IPs" } }
+    };
+    (StatusCode::FORBIDDEN, Html(Page::bare("Refused").render(body))).into_response()
 }
 
 pub(crate) async fn login_page(
@@ -303,33 +301,24 @@ pub(crate) async fn logout(
 }
 
 fn render_login(session: &Session, error: Option<&str>) -> String {
-    let (invalid, described, message) = match error {
-        Some(message) => (
-            " aria-invalid=\"true\"",
-            " aria-describedby=\"e-token\"",
-            format!(
-                "<p class=\"error\" id=\"e-token\" role=\"alert\">{}</p>\n",
-                esc(message)
-            ),
-        ),
-        None => ("", " aria-describedby=\"h-token\"", String::new()),
+    let described = if error.is_some() { "e-token" } else { "h-token" };
+    let body = html! {
+        div.login {
+            h1 { "Log in to tula" }
+            form.card method="post" action="/ui/login" {
+                input type="hidden" name="csrf" value=(session.csrf);
+                div.field.has-error[error.is_some()] {
+                    label for="f-token" { "API token" }
+                    input #f-token name="token" type="password" autocomplete="current-password" required autofocus
+                        aria-invalid=[error.map(|_| "true")] aria-describedby=(described);
+                    p.hint #h-token { "The " code { "api.token" } " from the daemon's config file." }
+                    @if let Some(message) = error {
+                        p.error #e-token role="alert" { (message) }
+                    }
+                }
+                button.primary type="submit" { "Log in" }
+            }
+        }
     };
-    let body = format!(
-        r#"<div class="login">
-<h1>Log in to tula</h1>
-<form method="post" action="/ui/login" class="card">
-<input type="hidden" name="csrf" value="{csrf}">
-<div class="field{error_class}">
-<label for="f-token">API token</label>
-<input id="f-token" name="token" type="password" autocomplete="current-password" required autofocus{invalid}{described}>
-<p class="hint" id="h-token">The <code>api.token</code> from the daemon's config file.</p>
-{message}</div>
-<button type="submit" class="primary">Log in</button>
-</form>
-</div>
-"#,
-        csrf = esc(&session.csrf),
-        error_class = if error.is_some() { " has-error" } else { "" },
-    );
-    Page::bare("Log in").render(&body)
+    Page::bare("Log in").render(body)
 }

@@ -10,7 +10,7 @@ use tula_config::{Config, DsrType, Vip};
 use tula_control::VipStatus;
 use tula_decap::{mss_clamp, Method};
 
-use crate::layout::esc;
+use maud::{html, Markup};
 
 /// The balancer's interface toward a backend, and its MTU.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,24 +19,18 @@ pub(crate) struct Egress {
     pub mtu: u32,
 }
 
-/// How the balancer reaches each backend (netlink, in the daemon's namespace: blocking).
-pub(crate) fn egress(backends: &[IpAddr]) -> Vec<(IpAddr, Result<Egress, String>)> {
-    backends
-        .iter()
-        .map(|&address| {
-            let found = match address {
-                IpAddr::V4(v4) => tula_net::route_get(v4)
-                    .and_then(|route| tula_net::link(&route.dev))
-                    .map(|link| Egress {
-                        interface: link.name,
-                        mtu: link.mtu,
-                    })
-                    .map_err(|e| e.to_string()),
-                IpAddr::V6(_) => Err("IPv6 backends are not supported yet".to_string()),
-            };
-            (address, found)
-        })
-        .collect()
+/// How the balancer reaches a backend (netlink, in the daemon's namespace: blocking).
+pub(crate) fn egress(address: IpAddr) -> Result<Egress, String> {
+    match address {
+        IpAddr::V4(v4) => tula_net::route_get(v4)
+            .and_then(|route| tula_net::link(&route.dev))
+            .map(|link| Egress {
+                interface: link.name,
+                mtu: link.mtu,
+            })
+            .map_err(|e| e.to_string()),
+        IpAddr::V6(_) => Err("IPv6 backends are not supported yet".to_string()),
+    }
 }
 
 /// The tunnel MTU and the MSS to clamp to: the VIP's own (`vip_figures`,
@@ -77,58 +71,62 @@ fn vips_of(config: &Config, vip: &Vip, backend: IpAddr) -> Vec<Ipv4Addr> {
     vips
 }
 
-/// The panel's HTML for `vip` (`status`: what the data plane reports for it);
-/// `egress` as [`egress`] found it for its backends.
+/// The panel for `vip` (`status`: what the data plane reports for it): the
+/// list of its backends, and the setup of one (`selected`, with the way the
+/// balancer reaches it as [`egress`] found it). One backend at a time keeps a
+/// VIP's page small with a hundred backends.
 pub(crate) fn panel(
     config: &Config,
     vip: &Vip,
     status: Option<&VipStatus>,
-    egress: &[(IpAddr, Result<Egress, String>)],
-) -> String {
-    let mut html = String::from("<section class=\"card\" id=\"setup\" aria-labelledby=\"setup-title\">\n<h2 id=\"setup-title\">Backend setup</h2>\n");
-    if vip.backends.is_empty() {
-        html.push_str("<p>This VIP has no backends yet.</p>\n</section>\n");
-        return html;
-    }
-    match vip.dsr_type {
-        DsrType::L3Ipip => html.push_str(
-            "<p>Each backend must strip the IPIP header, own the VIP without answering ARP for it, and \
-             accept packets whose source (the client) does not match its routes. Nothing is needed on the \
-             load balancer itself. <code>tula decap setup</code> does all of it and makes it survive a reboot; \
-             the <em>kernel</em> method uses the ipip module and <code>tunl0</code>, the <em>xdp</em> method \
-             tula's own decapsulation program, for hosts without the ipip module.</p>\n",
-        ),
-        DsrType::L2 => html.push_str(
-            "<p>Layer 2 DSR needs no tunnel: the balancer only rewrites MAC addresses. Each backend must \
-             own the VIP on <code>lo</code> without answering ARP for it.</p>\n",
-        ),
-    }
-    for (position, backend) in vip.backends.iter().enumerate() {
-        let found = egress
-            .iter()
-            .find(|(address, _)| *address == backend.address)
-            .map(|(_, found)| found.clone())
-            .unwrap_or_else(|| Err("not looked up".to_string()));
-        let open = if position == 0 { " open" } else { "" };
-        html.push_str(&format!(
-            "<details class=\"backend-setup\" data-backend=\"{address}\"{open}>\n<summary>Backend <strong>{address}</strong></summary>\n",
-            address = backend.address
-        ));
-        match vip.dsr_type {
-            DsrType::L3Ipip => {
-                html.push_str(&l3_backend(config, vip, backend.address, status, &found))
+    selected: Option<&(IpAddr, Result<Egress, String>)>,
+) -> Markup {
+    let base = format!("/ui/vips/{}", crate::layout::url_segment(&vip.name));
+    html! {
+        section.card #setup aria-labelledby="setup-title" {
+            h2 #setup-title { "Backend setup" }
+            @if vip.backends.is_empty() {
+                p { "This VIP has no backends yet." }
+            } @else {
+                @match vip.dsr_type {
+                    DsrType::L3Ipip => p {
+                        "Each backend must strip the IPIP header, own the VIP without answering ARP for it, and \
+                         accept packets whose source (the client) does not match its routes. Nothing is needed on the \
+                         load balancer itself. " code { "tula decap setup" } " does all of it and makes it survive a reboot; \
+                         the " em { "kernel" } " method uses the ipip module and " code { "tunl0" } ", the " em { "xdp" }
+                        " method tula's own decapsulation program, for hosts without the ipip module."
+                    },
+                    DsrType::L2 => p {
+                        "Layer 2 DSR needs no tunnel: the balancer only rewrites MAC addresses. Each backend must \
+                         own the VIP on " code { "lo" } " without answering ARP for it."
+                    },
+                }
+                @if vip.backends.len() > 1 {
+                    nav.setup-backends aria-label="Backend to set up" {
+                        "Backend: "
+                        @for backend in &vip.backends {
+                            @let current = selected.is_some_and(|(a, _)| *a == backend.address);
+                            a href={ (base) "?setup=" (backend.address) "#setup" } aria-current=[current.then_some("true")] { (backend.address) }
+                            " "
+                        }
+                    }
+                }
+                @if let Some((address, found)) = selected {
+                    div.backend-setup data-backend=(address) {
+                        h3 { "Backend " strong { (address) } }
+                        @match vip.dsr_type {
+                            DsrType::L3Ipip => (l3_backend(config, vip, *address, status, found)),
+                            DsrType::L2 => (l2_backend(config, vip, *address)),
+                        }
+                    }
+                }
             }
-            DsrType::L2 => html.push_str(&l2_backend(config, vip, backend.address)),
         }
-        html.push_str("</details>\n");
     }
-    html.push_str("</section>\n");
-    html
 }
 
-fn commands(lines: &[String]) -> String {
-    let text: Vec<String> = lines.iter().map(|l| esc(l)).collect();
-    format!("<pre><code>{}</code></pre>\n", text.join("\n"))
+fn commands(lines: &[String]) -> Markup {
+    html! { pre { code { (lines.join("\n")) } } }
 }
 
 fn vip_args(vips: &[Ipv4Addr]) -> String {
@@ -141,98 +139,98 @@ fn l3_backend(
     backend: IpAddr,
     status: Option<&VipStatus>,
     egress: &Result<Egress, String>,
-) -> String {
+) -> Markup {
     let vips = vips_of(config, vip, backend);
     let args = vip_args(&vips);
     let vip_figures = status.and_then(|s| s.tunnel_mtu.zip(s.mss));
     let (tunnel_mtu, mss) = tunnel_mtu_and_mss(vip_figures, egress);
-    let mtu_text = match egress {
-        Ok(egress) => format!(
-            "The load balancer sends to {backend} through <code>{}</code>, whose MTU is <strong>{}</strong>.",
-            esc(&egress.interface),
-            egress.mtu
-        ),
-        Err(error) => format!(
-            "The route to {backend} could not be looked up ({}).",
-            esc(error)
-        ),
-    };
     let mtu_source = match vip_figures {
         Some(_) => "the smallest path MTU toward this VIP's backends, less",
         None => "this interface's MTU (1500 if unknown), less",
     };
     let served: Vec<String> = vips.iter().map(ToString::to_string).collect();
-    let mut html = format!(
-        "<p>This backend serves {} over Layer 3 DSR; one setup covers {}.</p>\n\
-         <h3>With tula (run on {backend})</h3>\n",
-        esc(&served.join(", ")),
-        if vips.len() == 1 { "it" } else { "them all" },
-    );
     // --mss-clamp last, so each command reads as the basic one plus the clamp.
     let clamp = format!(" --mss-clamp={mss}");
-    html.push_str("<p>Kernel method (the ipip module and <code>tunl0</code>):</p>\n");
-    html.push_str(&commands(&[format!("tula decap setup{args}{clamp}")]));
-    html.push_str("<p>XDP method (no ipip module needed):</p>\n");
-    html.push_str(&commands(&[format!(
-        "tula decap setup --method xdp{args}{clamp}"
-    )]));
-    html.push_str("<p><code>--mss-clamp</code> lowers the MSS the backend announces so clients' segments fit the tunnel (see MTU below). \
-                   Add <code>--dry-run</code> to see every change first, and <code>--interface IFACE</code> if the uplink is not the default route's interface.</p>\n");
-
-    html.push_str("<h3>The manual equivalent</h3>\n<p>Load the IPIP module, create the tunnel and put the VIP on it:</p>\n");
     let mut manual = vec![
         "modprobe ipip".to_string(),
         format!("ip tunnel add tunl0 mode ipip local {backend}"),
     ];
     manual.extend(vips.iter().map(|v| format!("ip addr add {v}/32 dev tunl0")));
     manual.push("ip link set tunl0 up".to_string());
-    html.push_str(&commands(&manual));
-    html.push_str("<p>Suppress ARP for the VIP and turn reverse path filtering off (decapsulated packets carry the client's address as source, which does not match the route back through <code>tunl0</code>):</p>\n");
     let sysctls = tula_decap::sysctls(Method::Kernel, "tunl0");
     let set: Vec<String> = sysctls
         .iter()
         .map(|(k, v)| format!("sysctl -w {k}={v}"))
         .collect();
-    html.push_str(&commands(&set));
-    html.push_str("<p>Persist the settings in <code>/etc/sysctl.d/99-dsr.conf</code>:</p>\n");
     let file: Vec<String> = sysctls.iter().map(|(k, v)| format!("{k} = {v}")).collect();
-    html.push_str(&commands(&file));
-    html.push_str("<p>and configure the tunnel in the system's network manager (e.g. netplan) so it survives reboots; <code>tula decap setup</code> writes those files.</p>\n");
-
-    html.push_str(&format!(
-        "<h3>MTU</h3>\n<p>{mtu_text} The tunnel carries at most <strong class=\"tunnel-mtu\">{tunnel_mtu}</strong> bytes \
-         ({mtu_source} IPIP's {overhead}-byte outer IPv4 header): set the tunnel MTU to {tunnel_mtu} and clamp \
-         the TCP MSS the backend announces to <strong class=\"mss\">{mss}</strong> ({tunnel_mtu} - {headers}), so clients \
-         never send a full-size packet with Don't Fragment set into the tunnel. <code>--mss-clamp={mss}</code> above \
-         loads this nftables table (and persists it):</p>\n",
-        overhead = mss_clamp::IPIP_OVERHEAD,
-        headers = mss_clamp::IPV4_TCP_HEADERS,
-    ));
-    let mut lines = vec![
+    let mut mtu_lines = vec![
         format!("ip link set tunl0 mtu {tunnel_mtu}"),
         "nft -f - <<'EOF'".to_string(),
     ];
-    lines.extend(mss_clamp::ruleset(&vips, mss).lines().map(str::to_string));
-    lines.push("EOF".to_string());
-    html.push_str(&commands(&lines));
-    html.push_str(&format!(
-        "<p>Or raise the MTU to {} or more (jumbo frames) on every link between the load balancer and the \
-         backends. Either way, keep ICMP \"Fragmentation Needed\" unfiltered so path MTU discovery works.</p>\n",
-        egress.as_ref().map_or(1500, |e| e.mtu) + mss_clamp::IPIP_OVERHEAD
-    ));
-
-    html.push_str("<h3>Verify</h3>\n");
-    html.push_str(&commands(&[format!("tula decap verify{args}")]));
-    html.push_str("<p>checks each item and names the fix for any that fails. By hand:</p>\n");
-    html.push_str(&commands(&[
-        "ip tunnel show tunl0".to_string(),
-        "ip addr show tunl0".to_string(),
-        "tcpdump -i tunl0 -n    # shows the decapsulated traffic".to_string(),
-    ]));
-    html
+    mtu_lines.extend(mss_clamp::ruleset(&vips, mss).lines().map(str::to_string));
+    mtu_lines.push("EOF".to_string());
+    html! {
+        p {
+            "This backend serves " (served.join(", ")) " over Layer 3 DSR; one setup covers "
+            @if vips.len() == 1 { "it" } @else { "them all" } "."
+        }
+        h4 { "With tula (run on " (backend) ")" }
+        p { "Kernel method (the ipip module and " code { "tunl0" } "):" }
+        (commands(&[format!("tula decap setup{args}{clamp}")]))
+        p { "XDP method (no ipip module needed):" }
+        (commands(&[format!("tula decap setup --method xdp{args}{clamp}")]))
+        p {
+            code { "--mss-clamp" } " lowers the MSS the backend announces so clients' segments fit the tunnel (see MTU below). \
+             Add " code { "--dry-run" } " to see every change first, and " code { "--interface IFACE" }
+            " if the uplink is not the default route's interface."
+        }
+        h4 { "The manual equivalent" }
+        p { "Load the IPIP module, create the tunnel and put the VIP on it:" }
+        (commands(&manual))
+        p {
+            "Suppress ARP for the VIP and turn reverse path filtering off (decapsulated packets carry the client's \
+             address as source, which does not match the route back through " code { "tunl0" } "):"
+        }
+        (commands(&set))
+        p { "Persist the settings in " code { "/etc/sysctl.d/99-dsr.conf" } ":" }
+        (commands(&file))
+        p {
+            "and configure the tunnel in the system's network manager (e.g. netplan) so it survives reboots; "
+            code { "tula decap setup" } " writes those files."
+        }
+        h4 { "MTU" }
+        p {
+            @match egress {
+                Ok(egress) => {
+                    "The load balancer sends to " (backend) " through " code { (egress.interface) } ", whose MTU is "
+                    strong { (egress.mtu) } "."
+                }
+                Err(error) => { "The route to " (backend) " could not be looked up (" (error) ")." }
+            }
+            " The tunnel carries at most " strong.tunnel-mtu { (tunnel_mtu) } " bytes (" (mtu_source) " IPIP's "
+            (mss_clamp::IPIP_OVERHEAD) "-byte outer IPv4 header): set the tunnel MTU to " (tunnel_mtu)
+            " and clamp the TCP MSS the backend announces to " strong.mss { (mss) } " (" (tunnel_mtu) " - "
+            (mss_clamp::IPV4_TCP_HEADERS) "), so clients never send a full-size packet with Don't Fragment set into \
+             the tunnel. " code { "--mss-clamp=" (mss) } " above loads this nftables table (and persists it):"
+        }
+        (commands(&mtu_lines))
+        p {
+            "Or raise the MTU to " (egress.as_ref().map_or(1500, |e| e.mtu) + mss_clamp::IPIP_OVERHEAD)
+            " or more (jumbo frames) on every link between the load balancer and the backends. Either way, keep ICMP \
+             \"Fragmentation Needed\" unfiltered so path MTU discovery works."
+        }
+        h4 { "Verify" }
+        (commands(&[format!("tula decap verify{args}")]))
+        p { "checks each item and names the fix for any that fails. By hand:" }
+        (commands(&[
+            "ip tunnel show tunl0".to_string(),
+            "ip addr show tunl0".to_string(),
+            "tcpdump -i tunl0 -n    # shows the decapsulated traffic".to_string(),
+        ]))
+    }
 }
 
-fn l2_backend(config: &Config, vip: &Vip, backend: IpAddr) -> String {
+fn l2_backend(config: &Config, vip: &Vip, backend: IpAddr) -> Markup {
     let vips = vips_of(config, vip, backend);
     let mut manual: Vec<String> = vips
         .iter()
@@ -244,16 +242,15 @@ fn l2_backend(config: &Config, vip: &Vip, backend: IpAddr) -> String {
             .filter(|(key, _)| key.contains("arp_"))
             .map(|(k, v)| format!("sysctl -w {k}={v}")),
     );
-    let mut html = format!(
-        "<p>Run on {backend} (it must be on a subnet of the load balancer's interfaces):</p>\n"
-    );
-    html.push_str(&commands(&manual));
-    html.push_str("<p>Persist the two sysctls in <code>/etc/sysctl.d/99-dsr.conf</code> and the address in the network manager. Check with:</p>\n");
-    html.push_str(&commands(&[
-        "ip addr show dev lo".to_string(),
-        format!("tcpdump -ni any host {}", vip.address),
-    ]));
-    html
+    html! {
+        p { "Run on " (backend) " (it must be on a subnet of the load balancer's interfaces):" }
+        (commands(&manual))
+        p {
+            "Persist the two sysctls in " code { "/etc/sysctl.d/99-dsr.conf" }
+            " and the address in the network manager. Check with:"
+        }
+        (commands(&["ip addr show dev lo".to_string(), format!("tcpdump -ni any host {}", vip.address)]))
+    }
 }
 
 #[cfg(test)]
@@ -296,17 +293,16 @@ mod tests {
         )
         .unwrap();
         let vip = config.vip("web").unwrap();
-        let egress = vec![
-            (
-                "198.18.11.2".parse().unwrap(),
-                Ok(Egress {
-                    interface: "eth0".into(),
-                    mtu: 1400,
-                }),
-            ),
-            ("198.18.12.2".parse().unwrap(), Err("no route".to_string())),
-        ];
-        let html = panel(&config, vip, None, &egress);
+        let first = (
+            "198.18.11.2".parse().unwrap(),
+            Ok(Egress {
+                interface: "eth0".into(),
+                mtu: 1400,
+            }),
+        );
+        let html = panel(&config, vip, None, Some(&first)).into_string();
+        let second = ("198.18.12.2".parse().unwrap(), Err("no route".to_string()));
+        let other = panel(&config, vip, None, Some(&second)).into_string();
         assert!(
             html.contains(
                 "tula decap setup --vip 203.0.113.10 --vip 203.0.113.11 --mss-clamp=1340"
@@ -314,10 +310,10 @@ mod tests {
             "1400 - 20 - 40: {html}"
         );
         assert!(
-            html.contains(
+            other.contains(
                 "tula decap setup --method xdp --vip 203.0.113.10 --mss-clamp=1440</code>"
             ),
-            "the unknown route assumes 1500: {html}"
+            "the unknown route assumes 1500: {other}"
         );
         assert!(html.contains("ip tunnel add tunl0 mode ipip local 198.18.11.2"));
         assert!(html.contains("ip addr add 203.0.113.10/32 dev tunl0"));
@@ -326,9 +322,14 @@ mod tests {
         assert!(html.contains("ip link set tunl0 mtu 1380"), "1400 - 20");
         assert!(html.contains("maxseg size set 1340"), "1380 - 40");
         assert!(
-            html.contains("ip link set tunl0 mtu 1480"),
+            other.contains("ip link set tunl0 mtu 1480"),
             "the unknown route assumes 1500"
         );
+        assert!(
+            !html.contains("local 198.18.12.2"),
+            "one backend's setup at a time"
+        );
+        assert!(html.contains("?setup=198.18.12.2#setup"), "the others are linked");
         assert!(html.contains("tula decap verify --vip 203.0.113.10"));
     }
 }

@@ -158,20 +158,13 @@ fn every_state_changing_request_needs_the_sessions_csrf_token() {
     assert_ne!(csrf, other_csrf);
     let revision = daemon.revision();
 
-    let drain = "/ui/vips/web/backends/198.18.100.2/state";
+    let drain = "/ui/vips/web/state";
+    let change = ("change", "drain 198.18.100.2");
     let refused = [
-        http.post(drain, Some(&cookie), &[("state", "drain")]),
-        http.post(
-            drain,
-            Some(&cookie),
-            &[("state", "drain"), ("csrf", "0000")],
-        ),
-        http.post(
-            drain,
-            Some(&cookie),
-            &[("state", "drain"), ("csrf", &other_csrf)],
-        ),
-        http.post(drain, None, &[("state", "drain"), ("csrf", &csrf)]),
+        http.post(drain, Some(&cookie), &[change]),
+        http.post(drain, Some(&cookie), &[change, ("csrf", "0000")]),
+        http.post(drain, Some(&cookie), &[change, ("csrf", &other_csrf)]),
+        http.post(drain, None, &[change, ("csrf", &csrf)]),
         http.post("/ui/vips/web/delete", Some(&cookie), &[]),
         http.post(
             "/ui/vips/new",
@@ -179,6 +172,7 @@ fn every_state_changing_request_needs_the_sessions_csrf_token() {
             &[("name", "x"), ("address", "203.0.113.40")],
         ),
         http.post("/ui/vips/web/edit", Some(&cookie), &[("name", "web")]),
+        http.post("/ui/revisions/rollback", Some(&cookie), &[("to", "1")]),
         http.post("/ui/logout", Some(&cookie), &[]),
     ];
     for (i, reply) in refused.iter().enumerate() {
@@ -194,8 +188,23 @@ fn every_state_changing_request_needs_the_sessions_csrf_token() {
         tula_config::BackendState::Active
     );
 
-    // With the session's token, from the form field or the header.
-    let drained = http.post(drain, Some(&cookie), &[("state", "drain"), ("csrf", &csrf)]);
+    // With the session's token: first the review (nothing applied), then Apply.
+    let base = revision.to_string();
+    let review = http.post(drain, Some(&cookie), &[change, ("csrf", &csrf), ("revision", &base)]);
+    assert_eq!(review.status, 200, "{}", review.body);
+    assert!(
+        review
+            .body
+            .contains("~ vips[web].backends[198.18.100.2].state: active -&gt; drain"),
+        "{}",
+        review.body
+    );
+    assert_eq!(daemon.revision(), revision, "a review applies nothing");
+    let drained = http.post(
+        drain,
+        Some(&cookie),
+        &[change, ("csrf", &csrf), ("revision", &base), ("confirm", "1")],
+    );
     assert_eq!(drained.status, 303, "{}", drained.body);
     assert_eq!(
         drained.location.as_deref(),
@@ -206,11 +215,7 @@ fn every_state_changing_request_needs_the_sessions_csrf_token() {
         tula_config::BackendState::Drain
     );
     let shown = http.get(drained.location.as_deref().unwrap(), Some(&cookie));
-    assert!(
-        shown.body.contains("Saved and applied: revision"),
-        "{}",
-        shown.body
-    );
+    assert!(shown.body.contains("Applied: revision"), "{}", shown.body);
     assert!(
         shown
             .body
@@ -219,7 +224,12 @@ fn every_state_changing_request_needs_the_sessions_csrf_token() {
         shown.body
     );
 
-    let active = http.post_with_header(drain, &cookie, &csrf, &[("state", "active")]);
+    let active = http.post_with_header(
+        drain,
+        &cookie,
+        &csrf,
+        &[("change", "active 198.18.100.2"), ("confirm", "1")],
+    );
     assert_eq!(active.status, 303, "{}", active.body);
     assert_eq!(
         daemon.backend_state("web", "198.18.100.2"),
@@ -239,7 +249,7 @@ fn the_form_shows_each_error_beside_its_field_and_applies_only_a_valid_vip() {
         "Layer 3 (IPIP Tunnel)",
         "Layer 2",
         "Cross-subnet support",
-        "Save and apply",
+        "Save",
         "Add backend",
     ] {
         assert!(form_page.body.contains(needle), "the form lacks {needle:?}");
@@ -304,12 +314,20 @@ fn the_form_shows_each_error_beside_its_field_and_applies_only_a_valid_vip() {
     assert_eq!(daemon.revision(), revision, "nothing was applied");
     assert!(daemon.control.running().1.vip("api").is_none());
 
-    // Fixed: applied as one new revision, then the VIP's page with the revision.
-    let applied = http.post_owned(
+    // Fixed: Save shows the review (nothing applied yet), Apply applies it as one new revision.
+    let review = http.post_owned(
         "/ui/vips/new",
         Some(&cookie),
         &as_refs(&fields("198.18.100.6", "")),
     );
+    assert_eq!(review.status, 200, "{}", review.body);
+    assert!(review.body.contains("<code>+ vips[api]</code>"), "{}", review.body);
+    assert!(review.body.contains("id=\"apply\""), "{}", review.body);
+    assert_eq!(daemon.revision(), revision, "a review applies nothing");
+    let mut confirmed = as_refs(&fields("198.18.100.6", ""));
+    confirmed.push(("revision", revision.to_string()));
+    confirmed.push(("confirm", "1".to_string()));
+    let applied = http.post_owned("/ui/vips/new", Some(&cookie), &confirmed);
     assert_eq!(applied.status, 303, "{}", applied.body);
     assert_eq!(daemon.revision(), revision + 1);
     let location = applied.location.unwrap();
@@ -473,7 +491,7 @@ backends = [{ address = "198.18.100.4" }]
             ">unhealthy</span>",
             "down since <time datetime=\"",
             "last check failed: no answer within 100ms",
-            "up &rarr; <strong>down</strong>: fail, no answer within 100ms (",
+            "up → <strong>down</strong>: fail, no answer within 100ms (",
         ] {
             assert!(
                 row.contains(needle),
@@ -492,6 +510,270 @@ backends = [{ address = "198.18.100.4" }]
     assert!(quiet.body.contains("not checked"), "{}", quiet.body);
     assert!(quiet.body.contains(">healthy</span>"), "{}", quiet.body);
     assert!(!quiet.body.contains("id=\"new-flows\""), "{}", quiet.body);
+}
+
+/// The fields of the edit form of `vip` as the page renders them (hidden ones included).
+fn form_fields(page: &Reply) -> Vec<(&'static str, String)> {
+    let mut fields = Vec::new();
+    let mut rest = page.body.as_str();
+    while let Some(at) = rest.find("<input ") {
+        rest = &rest[at..];
+        let end = rest.find('>').unwrap();
+        let tag = &rest[..end];
+        let attr = |name: &str| {
+            let marker = format!(" {name}=\"");
+            tag.find(&marker).map(|i| {
+                let start = i + marker.len();
+                let stop = tag[start..].find('"').unwrap() + start;
+                tag[start..stop].replace("&quot;", "\"").replace("&amp;", "&")
+            })
+        };
+        if let (Some(name), Some(value)) = (attr("name"), attr("value")) {
+            if !tag.contains("type=\"radio\"") || tag.contains(" checked") {
+                fields.push((&*Box::leak(name.into_boxed_str()), value));
+            }
+        }
+        rest = &rest[end..];
+    }
+    // Selects: their selected option.
+    let mut rest = page.body.as_str();
+    while let Some(at) = rest.find("<select ") {
+        rest = &rest[at..];
+        let name_at = rest.find("name=\"").unwrap() + 6;
+        let name = &rest[name_at..name_at + rest[name_at..].find('"').unwrap()];
+        let end = rest.find("</select>").unwrap();
+        let body = &rest[..end];
+        if let Some(selected) = body.find(" selected") {
+            let option = body[..selected].rfind("value=\"").unwrap() + 7;
+            let value = &body[option..option + body[option..].find('"').unwrap()];
+            fields.push((&*Box::leak(name.to_string().into_boxed_str()), value.to_string()));
+        }
+        rest = &rest[end..];
+    }
+    fields
+}
+
+fn set(fields: &mut Vec<(&'static str, String)>, name: &'static str, value: &str) {
+    fields.retain(|(n, _)| *n != name);
+    fields.push((name, value.to_string()));
+}
+
+#[test]
+fn save_reviews_the_change_with_its_warnings_and_apply_applies_it() {
+    let daemon = Daemon::start("review", None);
+    let http = Http::new(daemon.address);
+    let edit = http.get("/ui/vips/web/edit", None);
+    let cookie = edit.session_cookie().unwrap();
+    let revision = daemon.revision();
+    let mut fields = form_fields(&edit);
+    assert!(fields.contains(&("revision", revision.to_string())), "the form carries its revision: {fields:?}");
+
+    // Unchanged: "No changes", nothing to apply.
+    let unchanged = http.post_owned("/ui/vips/web/edit", Some(&cookie), &fields);
+    assert_eq!(unchanged.status, 200, "{}", unchanged.body);
+    assert!(unchanged.body.contains("id=\"form-notice\""), "{}", unchanged.body);
+    assert!(unchanged.body.contains("No changes"), "{}", unchanged.body);
+
+    // Without a script, Add backend and Remove send the form back with a row more or less.
+    let mut add = fields.clone();
+    add.push(("add_row", "1".into()));
+    let added = http.post_owned("/ui/vips/web/edit", Some(&cookie), &add);
+    assert!(added.body.contains("id=\"f-b2_address\""), "a third row: {}", added.body);
+    let mut remove = fields.clone();
+    remove.push(("remove_row", "1".into()));
+    let removed = http.post_owned("/ui/vips/web/edit", Some(&cookie), &remove);
+    assert!(!removed.body.contains("id=\"f-b1_address\""), "{}", removed.body);
+    assert!(removed.body.contains("id=\"f-b0_address\""));
+    assert_eq!(daemon.revision(), revision, "none of this applied anything");
+
+    // Every backend removed: the review warns that the VIP drops everything.
+    let mut empty: Vec<_> = fields
+        .iter()
+        .filter(|(n, _)| !n.starts_with('b') || !n.contains('_'))
+        .cloned()
+        .collect();
+    set(&mut empty, "hc_type", "tcp");
+    let review = http.post_owned("/ui/vips/web/edit", Some(&cookie), &empty);
+    assert_eq!(review.status, 200, "{}", review.body);
+    assert!(
+        review
+            .body
+            .contains("VIP web has no backends: every packet to 203.0.113.10:80/tcp is dropped"),
+        "{}",
+        review.body
+    );
+    assert!(review.body.contains("- vips[web].backends[198.18.100.2]"), "{}", review.body);
+    assert_eq!(daemon.revision(), revision);
+
+    // A weight change: reviewed, then applied with Apply.
+    set(&mut fields, "b1_weight", "5");
+    let review = http.post_owned("/ui/vips/web/edit", Some(&cookie), &fields);
+    assert!(
+        review
+            .body
+            .contains("~ vips[web].backends[198.18.100.3].weight: 1 -&gt; 5"),
+        "{}",
+        review.body
+    );
+    assert!(!review.body.contains("id=\"review-warnings\""), "{}", review.body);
+    let mut confirm = fields.clone();
+    confirm.push(("confirm", "1".into()));
+    let applied = http.post_owned("/ui/vips/web/edit", Some(&cookie), &confirm);
+    assert_eq!(applied.status, 303, "{}", applied.body);
+    assert_eq!(daemon.revision(), revision + 1);
+    assert_eq!(daemon.control.running().1.vip("web").unwrap().backends[1].weight, 5);
+}
+
+#[test]
+fn a_change_based_on_an_old_revision_is_shown_as_a_conflict_and_not_applied() {
+    let daemon = Daemon::start("conflict", None);
+    let http = Http::new(daemon.address);
+    let edit = http.get("/ui/vips/web/edit", None);
+    let cookie = edit.session_cookie().unwrap();
+    let base = daemon.revision();
+    let mut fields = form_fields(&edit);
+    set(&mut fields, "b0_weight", "7");
+
+    // Someone else applies a change meanwhile.
+    let mut other = daemon.control.running().1;
+    other.vips[0].backends[1].weight = 3;
+    daemon.control.apply(other, "cli: set weight").unwrap();
+
+    for confirm in [false, true] {
+        let mut sent = fields.clone();
+        if confirm {
+            sent.push(("confirm", "1".into()));
+        }
+        let reply = http.post_owned("/ui/vips/web/edit", Some(&cookie), &sent);
+        assert_eq!(reply.status, 409, "{}", reply.body);
+        assert!(reply.body.contains("id=\"conflict\""), "{}", reply.body);
+        assert_eq!(reply.element_text("conflict-base"), Some(base.to_string()));
+        assert_eq!(reply.element_text("conflict-running"), Some((base + 1).to_string()));
+        assert!(reply.body.contains("cli: set weight"), "what changed is named: {}", reply.body);
+        assert!(
+            reply.body.contains("~ vips[web].backends[198.18.100.3].weight: 1 -&gt; 3"),
+            "{}",
+            reply.body
+        );
+        assert!(reply.body.contains("id=\"reload\""));
+    }
+    let running = daemon.control.running().1;
+    assert_eq!(daemon.revision(), base + 1, "nothing was overwritten");
+    assert_eq!(running.vips[0].backends[0].weight, 1);
+    assert_eq!(running.vips[0].backends[1].weight, 3);
+}
+
+#[test]
+fn revisions_compare_side_by_side_and_roll_back_after_review() {
+    let daemon = Daemon::start("rollback", None);
+    let http = Http::new(daemon.address);
+    let first = daemon.revision();
+    let mut config = daemon.control.running().1;
+    config.vips[0].backends[1].weight = 9;
+    daemon.control.apply(config, "test: weight 9").unwrap();
+
+    let list = http.get("/ui/revisions", None);
+    let cookie = list.session_cookie().unwrap();
+    assert!(list.body.contains("aria-label=\"Roll back to revision"), "{}", list.body);
+    let diff = http.get(
+        &format!("/ui/revisions/diff?from={first}&to={}", first + 1),
+        Some(&cookie),
+    );
+    assert_eq!(diff.status, 200, "{}", diff.body);
+    let changed = diff
+        .body
+        .find("class=\"line-changed\"")
+        .map(|at| &diff.body[at..at + diff.body[at..].find("</tr>").unwrap()])
+        .unwrap_or_else(|| panic!("no changed line: {}", diff.body));
+    assert!(changed.contains("weight = 1") && changed.contains("weight = 9"), "{changed}");
+
+    let csrf = list.csrf();
+    let base = (first + 1).to_string();
+    let to = first.to_string();
+    let review = http.post(
+        "/ui/revisions/rollback",
+        Some(&cookie),
+        &[("csrf", &csrf), ("revision", &base), ("to", &to)],
+    );
+    assert_eq!(review.status, 200, "{}", review.body);
+    assert!(
+        review
+            .body
+            .contains("~ vips[web].backends[198.18.100.3].weight: 9 -&gt; 1"),
+        "{}",
+        review.body
+    );
+    assert_eq!(daemon.revision(), first + 1, "a review applies nothing");
+    let applied = http.post(
+        "/ui/revisions/rollback",
+        Some(&cookie),
+        &[("csrf", &csrf), ("revision", &base), ("to", &to), ("confirm", "1")],
+    );
+    assert_eq!(applied.status, 303, "{}", applied.body);
+    assert_eq!(
+        applied.location.as_deref(),
+        Some(format!("/ui/revisions?applied={}", first + 2).as_str())
+    );
+    assert_eq!(daemon.control.running().1.vips[0].backends[1].weight, 1);
+}
+
+#[test]
+fn the_list_searches_filters_and_pages_at_scale() {
+    let mut vips = String::new();
+    for i in 0..60 {
+        // Layer 2 backends sit on the balancer's own segment.
+        let (dsr, subnet) = if i % 2 == 0 { ("l3-ipip", 100) } else { ("l2", 0) };
+        vips.push_str(&format!(
+            "[[vip]]\nname = \"v{i:02}\"\naddress = \"203.0.113.{}\"\nport = 80\ndsr_type = \"{dsr}\"\nhealth_check = {{ type = \"none\" }}\nbackends = [{{ address = \"198.18.{subnet}.{}\" }}]\n\n",
+            i + 1,
+            i + 10
+        ));
+    }
+    vips.push_str("[[vip]]\nname = \"empty\"\naddress = \"203.0.113.200\"\nport = 80\nbackends = []\n");
+    let daemon = Daemon::start_with("scale", None, &vips);
+    let http = Http::new(daemon.address);
+    let first = http.get("/ui/vips", None);
+    let cookie = first.session_cookie().unwrap();
+    let rows = |reply: &Reply| reply.body.matches("<tr data-vip=").count();
+    assert_eq!(rows(&first), 50, "a page of 50");
+    assert!(first.body.contains("Page 1 of 2"), "{}", first.body);
+    assert!(first.body.contains("rel=\"next\" href=\"/ui/vips?page=2\""), "{}", first.body);
+    let second = http.get("/ui/vips?page=2", Some(&cookie));
+    assert_eq!(rows(&second), 11);
+    // A VIP without backends is red, named as such; the others are green.
+    assert!(second.body.contains("<tr data-vip=\"empty\" data-health=\"down\">"), "{}", second.body);
+    assert!(second.body.contains("no backends"));
+    assert!(first.body.contains("<tr data-vip=\"v00\" data-health=\"up\">"));
+    assert!(first.body.contains("class=\"badge health-up\""));
+    let search = http.get("/ui/vips?q=v1", Some(&cookie));
+    assert_eq!(rows(&search), 10, "v10..v19");
+    let layer2 = http.get("/ui/vips?dsr=l2", Some(&cookie));
+    assert_eq!(rows(&layer2), 30);
+    let down = http.get("/ui/vips?health=down", Some(&cookie));
+    assert_eq!(rows(&down), 1);
+    assert!(down.body.contains("data-vip=\"empty\""));
+    let none = http.get("/ui/vips?q=nothing-like-this", Some(&cookie));
+    assert!(none.body.contains("No VIP matches."), "{}", none.body);
+}
+
+#[test]
+fn typed_values_come_back_escaped_and_assets_go_gzipped() {
+    let daemon = Daemon::start("escape", None);
+    let http = Http::new(daemon.address);
+    let edit = http.get("/ui/vips/web/edit", None);
+    let cookie = edit.session_cookie().unwrap();
+    let mut fields = form_fields(&edit);
+    set(&mut fields, "address", "\"><script>alert(1)</script>");
+    let rejected = http.post_owned("/ui/vips/web/edit", Some(&cookie), &fields);
+    assert_eq!(rejected.status, 422, "{}", rejected.body);
+    assert!(!rejected.body.contains("<script>alert"), "{}", rejected.body);
+    assert!(rejected.body.contains("&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"));
+
+    for path in ["/ui/static/ui.css", "/ui/static/ui.js"] {
+        let reply = http.get_gzip(path);
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("content-encoding").as_deref(), Some("gzip"), "{path}");
+    }
 }
 
 /// One HTTP reply: status, redirect target, cookies set, body.
@@ -572,6 +854,27 @@ impl Http {
 
     fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
         self.send("GET", path, cookie, None, String::new())
+    }
+
+    /// A GET that accepts gzip; the body is left as it came.
+    fn get_gzip(&self, path: &str) -> Reply {
+        let request = ureq::http::Request::builder()
+            .uri(format!("{}{path}", self.base))
+            .header("Accept-Encoding", "gzip")
+            .body(())
+            .unwrap();
+        let response = self.agent.run(request).unwrap();
+        Reply {
+            status: response.status().as_u16(),
+            location: None,
+            set_cookie: Vec::new(),
+            headers: response
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+                .collect(),
+            body: String::new(),
+        }
     }
 
     fn post(&self, path: &str, cookie: Option<&str>, fields: &[(&str, &str)]) -> Reply {
@@ -687,7 +990,7 @@ impl Daemon {
             .unwrap_or_default();
         let text = format!(
             "interfaces = [\"lb0\"]\npin_dir = \"{}\"\nring_size = 4093\nconn_table_size = 4096\n\
-             max_vips = 16\nmax_backends = 256\n\n[api]\nlisten = \"{address}\"\n{token_line}{vips}",
+             max_vips = 64\nmax_backends = 256\n\n[api]\nlisten = \"{address}\"\n{token_line}{vips}",
             pin_dir.display()
         );
         let (control, runtime) = support::serve(listener, &text, &state, tula_ui::router);

@@ -6,9 +6,11 @@
 //! The walk of the product description: log in, create a Layer 3 DSR VIP with
 //! three backends and a TCP health check through the form, Save and apply,
 //! check that the lab client's HTTP requests reach all three backends, drain
-//! one from the UI, and submit an invalid form. Screenshots of the list and
-//! the form go to target/ui-screenshots/ (and to docs/ with
-//! TULA_UPDATE_SCREENSHOTS=1).
+//! one from the UI, and submit an invalid form; every change reviewed before
+//! Apply (Enter only reviews); /ui/; a conflict with a change the CLI made
+//! meanwhile; the zero-backend warning; two revisions side by side and a
+//! rollback; dark mode. Screenshots go to target/ui-screenshots/ (and to
+//! docs/ with TULA_UPDATE_SCREENSHOTS=1).
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -78,7 +80,12 @@ impl Driver {
     }
 
     /// The capabilities of a fresh headless chromium with this profile.
-    fn capabilities(&self, tag: &str, mobile: bool) -> serde_json::Map<String, serde_json::Value> {
+    fn capabilities(
+        &self,
+        tag: &str,
+        mobile: bool,
+        dark: bool,
+    ) -> serde_json::Map<String, serde_json::Value> {
         let profile = self.profile.join(tag);
         let mut options = serde_json::json!({
             "binary": CHROMIUM,
@@ -89,6 +96,12 @@ impl Driver {
                 format!("--user-data-dir={}", profile.display()),
             ],
         });
+        if dark {
+            // prefers-color-scheme: dark (0 is dark in Blink's setting).
+            let args = options["args"].as_array_mut().unwrap();
+            args.push("--blink-settings=preferredColorScheme=0".into());
+            args.push("--force-dark-mode".into());
+        }
         if mobile {
             options["mobileEmulation"] = serde_json::json!({"deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 1.0}});
         }
@@ -108,8 +121,12 @@ impl Drop for Driver {
 }
 
 async fn browser(driver: &Driver, tag: &str, mobile: bool) -> Client {
+    browser_with(driver, tag, mobile, false).await
+}
+
+async fn browser_with(driver: &Driver, tag: &str, mobile: bool, dark: bool) -> Client {
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(driver.capabilities(tag, mobile))
+        .capabilities(driver.capabilities(tag, mobile, dark))
         .connect(&format!("http://127.0.0.1:{DRIVER_PORT}"))
         .await
         .expect("a WebDriver session with chromium")
@@ -293,10 +310,10 @@ async fn walk(lab: &TestLab, driver: &Driver) {
     // The lab's own Layer 3 VIP goes first, so the one made here is the only way to 203.0.113.10.
     client.goto(&format!("{UI}/ui/vips/web")).await.unwrap();
     click(&client, "form[action='/ui/vips/web/delete'] button").await;
-    client
-        .accept_alert()
-        .await
-        .expect("the removal asks for confirmation");
+    // Remove is reviewed first: the change list, then Apply.
+    assert!(text(&client, "#review-changes").await.contains("- vips[web]"));
+    assert_eq!(focused_id(&client).await.as_deref(), Some("apply"), "Apply takes the focus");
+    click(&client, "#apply").await;
     wait_for_path(&client, "/ui/vips?applied=").await;
     assert!(
         client
@@ -432,9 +449,21 @@ async fn walk(lab: &TestLab, driver: &Driver) {
         &client.screenshot().await.unwrap(),
     );
 
-    // 3. Save and apply: the VIP's page shows the new revision.
+    // 3. Save shows the review (Enter in a field does the same, never applies); Apply applies.
     let before = revision(lab);
-    click(&client, "#save").await;
+    client
+        .find(Locator::Css("#f-b2_weight"))
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
+    wait_for_path(&client, "/ui/vips/new").await;
+    let changes = text(&client, "#review-changes").await;
+    assert!(changes.contains("+ vips[shop]"), "{changes}");
+    assert_eq!(revision(lab), before, "Enter reviews; nothing is applied");
+    save_screenshot("ui-review.png", &client.screenshot().await.unwrap());
+    click(&client, "#apply").await;
     let path = wait_for_path(&client, "/ui/vips/shop?applied=").await;
     assert_eq!(path, format!("/ui/vips/shop?applied={}", before + 1));
     assert_eq!(
@@ -515,6 +544,10 @@ async fn walk(lab: &TestLab, driver: &Driver) {
         &format!("button[aria-label='Drain backend {drained}']"),
     )
     .await;
+    assert!(text(&client, "#review-changes")
+        .await
+        .contains(&format!("~ vips[shop].backends[{drained}].state: active -> drain")));
+    click(&client, "#apply").await;
     wait_for_path(&client, &format!("/ui/vips/shop?applied={}", before + 1)).await;
     assert_eq!(
         text(
@@ -609,7 +642,91 @@ async fn walk(lab: &TestLab, driver: &Driver) {
     // The running VIP still serves on its two active backends.
     let spread = lab.send_requests(VIP_L3, 30).unwrap();
     assert_eq!(spread.values().sum::<usize>(), 30);
+
+    // 7. /ui/, the documented address, leads to the list.
+    client.goto(&format!("{UI}/ui/")).await.unwrap();
+    wait_for_path(&client, "/ui/vips").await;
+    assert_eq!(text(&client, "main h1").await, "L4 Virtual IPs");
+
+    // 8. A conflict: the form was opened at one revision and the CLI applied a change meanwhile.
+    client.goto(&format!("{UI}/ui/vips/shop/edit")).await.unwrap();
+    fill(&client, "#f-b0_weight", "2").await;
+    let opened_at = revision(lab);
+    let third = Topology::backend_addr(3).to_string();
+    lab.tula(&["backend", "set", "shop", &third, "--weight", "3", "--token", TOKEN])
+        .unwrap();
+    click(&client, "#save").await;
+    let conflict = text(&client, "#conflict").await;
+    assert!(
+        conflict.contains(&format!("based on revision {opened_at}")),
+        "{conflict}"
+    );
+    let since = text(&client, "#conflict-changes").await;
+    assert!(
+        since.contains(&format!("~ vips[shop].backends[{third}].weight: 1 -> 3")),
+        "{since}"
+    );
+    assert_eq!(revision(lab), opened_at + 1, "the other change stays; ours is not applied");
+    save_screenshot("ui-conflict.png", &client.screenshot().await.unwrap());
+
+    // 9. Removing every backend: the review warns that the VIP would drop everything.
+    client.goto(&format!("{UI}/ui/vips/shop/edit")).await.unwrap();
+    for _ in 0..3 {
+        click(&client, "button.remove-row").await;
+    }
+    click(&client, "#save").await;
+    let warnings = text(&client, "#review-warnings").await;
+    assert!(
+        warnings.contains("VIP shop has no backends: every packet to 203.0.113.10:80/tcp is dropped"),
+        "{warnings}"
+    );
+    save_screenshot("ui-review-warning.png", &client.screenshot().await.unwrap());
+    click(&client, "main a.button").await; // Cancel
+    wait_for_path(&client, "/ui/vips/shop").await;
+    assert_eq!(revision(lab), opened_at + 1, "Cancel applies nothing");
+
+    // 10. Revisions: the last two side by side, then a rollback reviewed and applied.
+    client.goto(&format!("{UI}/ui/revisions")).await.unwrap();
+    click(&client, "#compare-button").await;
+    wait_for_path(&client, "/ui/revisions/diff").await;
+    let diff = text(&client, "#revision-diff").await;
+    assert!(diff.contains("weight = 3"), "{diff}");
+    save_screenshot("ui-revisions-diff.png", &client.screenshot().await.unwrap());
+    client.goto(&format!("{UI}/ui/revisions")).await.unwrap();
+    click(
+        &client,
+        &format!("button[aria-label='Roll back to revision {opened_at}']"),
+    )
+    .await;
+    let changes = text(&client, "#review-changes").await;
+    assert!(
+        changes.contains(&format!("~ vips[shop].backends[{third}].weight: 3 -> 1")),
+        "{changes}"
+    );
+    click(&client, "#apply").await;
+    wait_for_path(&client, &format!("/ui/revisions?applied={}", opened_at + 2)).await;
+    assert_eq!(revision(lab), opened_at + 2);
     client.close().await.unwrap();
+
+    // Dark mode: the browser prefers dark; the pages follow.
+    let dark = browser_with(driver, "dark", false, true).await;
+    dark.goto(&format!("{UI}/ui/login")).await.unwrap();
+    set_viewport(&dark, 1280, 800).await;
+    let prefers: serde_json::Value = dark
+        .execute("return window.matchMedia('(prefers-color-scheme: dark)').matches", vec![])
+        .await
+        .unwrap();
+    assert_eq!(prefers, serde_json::json!(true));
+    fill(&dark, "#f-token", TOKEN).await;
+    click(&dark, "form[action='/ui/login'] button[type=submit]").await;
+    wait_for_path(&dark, "/ui/vips").await;
+    let ground: serde_json::Value = dark
+        .execute("return getComputedStyle(document.documentElement).backgroundColor", vec![])
+        .await
+        .unwrap();
+    assert_eq!(ground, serde_json::json!("rgb(18, 23, 30)"), "the dark ground");
+    save_screenshot("ui-vip-list-dark.png", &dark.screenshot().await.unwrap());
+    dark.close().await.unwrap();
 
     // The form at phone width: one column, the backends as cards.
     let phone = browser(driver, "phone", true).await;

@@ -1,8 +1,9 @@
 // tula's web UI: the little the server-rendered pages need from a script.
 // - live counters: polls /ui/status.json and turns two samples into rates;
 // - the VIP form: add and remove backend rows, HTTP-only health check fields;
-// - focus on the error summary after a rejected form; confirm before removing.
-// Everything works without it, except the live rates and adding rows.
+// - focus on what a page opened to say (an error summary, a notice);
+// - the browser's local time beside each UTC time.
+// Everything works without it (rows are added and removed by the server), except the live rates.
 "use strict";
 
 (function () {
@@ -67,6 +68,8 @@
       var drainingText = vip.draining ? vip.draining + " draining" : "none draining";
       var row = byAttr("data-vip", name);
       if (row) {
+        var badge = row.querySelector('[data-live="backends"]');
+        if (badge && vip.health) badge.className = "badge health-" + vip.health;
         setText(row, "pps", pps);
         setText(row, "bps", bps);
         setText(row, "backends", upText);
@@ -137,7 +140,8 @@
     var rows = document.getElementById("backend-rows");
     var template = document.getElementById("backend-row-template");
     if (!add || !rows || !template) return;
-    add.addEventListener("click", function () {
+    add.addEventListener("click", function (event) {
+      event.preventDefault();
       var next = parseInt(add.getAttribute("data-next-row"), 10) || 0;
       add.setAttribute("data-next-row", String(next + 1));
       var number = rows.querySelectorAll("tr.backend-row").length + 1;
@@ -149,6 +153,7 @@
     rows.addEventListener("click", function (event) {
       var button = event.target.closest("button.remove-row");
       if (!button) return;
+      event.preventDefault();
       var row = button.closest("tr");
       var following = row.nextElementSibling || row.previousElementSibling;
       row.parentNode.removeChild(row);
@@ -173,20 +178,24 @@
     sync();
   }
 
-  function setUpConfirm() {
-    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
-      form.addEventListener("submit", function (event) {
-        if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
-      });
+  // "12:04:05 UTC" gets "(13:04:05 local)" after it when the browser is not on UTC.
+  function showLocalTimes() {
+    document.querySelectorAll("time[datetime]").forEach(function (node) {
+      var when = new Date(node.getAttribute("datetime"));
+      if (isNaN(when.getTime()) || when.getTimezoneOffset() === 0) return;
+      var local = document.createElement("span");
+      local.className = "local-time";
+      local.textContent = " (" + when.toLocaleString() + " local)";
+      node.parentNode.insertBefore(local, node.nextSibling);
     });
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    var summary = document.getElementById("error-summary");
-    if (summary) summary.focus();
+    var opened = document.getElementById("error-summary") || document.getElementById("form-notice");
+    if (opened) opened.focus();
     setUpBackendRows();
     setUpHealthCheck();
-    setUpConfirm();
+    showLocalTimes();
     startLive();
   });
 })();
