@@ -163,7 +163,10 @@ static __always_inline __u64 conn_stamp(__u64 jiffies, int write)
 }
 
 /* Writes `flow` -> `backend` into `bucket`: into way `way` (the flow's own,
- * found by conn_find), else an empty way, else the least recently used. */
+ * found by conn_find), else an empty way, else the least recently used of
+ * the flows that sent one packet only, else the least recently used (the hit
+ * bit makes every stamp of a flow with hits compare newer): a flood of
+ * one-packet flows from random sources replaces itself, not established flows. */
 static __always_inline void conn_insert(struct conn_bucket *bucket, const struct flow *flow, __u64 hash,
 					__u32 backend, __u64 jiffies, int way)
 {
@@ -488,9 +491,11 @@ int balancer(struct xdp_md *ctx)
 		if (backend && (backend->flags & BACKEND_F_ALIVE)) {
 			struct conn_entry *e = &bucket->ways[way & (CONN_WAYS - 1)];
 
+			__u64 stamp = e->stamp;
+
 			/* Refreshed once a jiffy: an established flow mostly only reads its entry. */
-			if (e->stamp >> CONN_STAMP_SHIFT != now)
-				e->stamp = conn_stamp(now, 0);
+			if (!(stamp & CONN_STAMP_HIT) || (stamp & ~CONN_STAMP_HIT) >> CONN_STAMP_SHIFT != now)
+				e->stamp = conn_stamp(now, 0) | CONN_STAMP_HIT;
 			count(CNT_LRU_HIT);
 			goto chosen;
 		}

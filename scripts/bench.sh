@@ -6,6 +6,11 @@
 #
 #   scripts/bench.sh             everything
 #   scripts/bench.sh dataplane   packet cost + data-plane scenarios only
+#
+# The data-plane part also writes target/bench/dataplane.json: {"machine",
+# "paths": [{"name", "method" (packet_cost | live_frames), "ns_per_packet",
+# "floor_ns_per_packet", "mpps"}]}, each floor measured in the same run by the
+# same method (crates/tula-bench/src/results.rs).
 #   scripts/bench.sh control     control plane + API only
 #
 # TULA_BENCH_ROUNDS (default 5) sets the rounds per figure, TULA_BENCH_PACKETS

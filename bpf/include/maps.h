@@ -65,6 +65,7 @@ struct flow {
  * never send one flow to another flow's backend). See docs/DATAPLANE.md. */
 #define CONN_WAYS 8
 #define CONN_STAMP_SHIFT 20 /* conn_entry.stamp = jiffies << 20 | write sequence */
+#define CONN_STAMP_HIT (1ULL << 63) /* in stamp: the flow sent more than one packet, so it is replaced after every one-packet flow */
 struct conn_entry {
 	struct flow flow; /* the key, compared whole */
 	__u32 backend;    /* index into backends */

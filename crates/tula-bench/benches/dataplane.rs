@@ -11,7 +11,7 @@ use tula_bench::machine::Machine;
 use tula_bench::size::Size;
 use tula_bench::throughput::{Bench, OnLb, Plan};
 use tula_bench::traffic::pin_to_cpu;
-use tula_bench::{syn_flood, throughput};
+use tula_bench::{results, syn_flood, throughput};
 
 fn main() {
     let size = Size::from_env();
@@ -23,7 +23,7 @@ fn main() {
         throughput::SMALL_VIP_BACKENDS,
     );
     let gen_ns = &net.gen;
-    let (report, flood) = gen_ns
+    let (report, flood, scaling) = gen_ns
         .run(|| {
             pin_to_cpu(plan.cpu);
             let mut bench = Bench::new(&net, &plan);
@@ -34,12 +34,19 @@ fn main() {
                 bench.dp.max_vips() + tula_dataplane::abi::SPARE_RINGS,
                 bench.dp.ring_size()
             );
+            let scaling = throughput::measure_scaling(&mut bench);
             bench.put_on_lb(OnLb::Balancer);
             let flood = syn_flood::measure(&mut bench);
-            (report, flood)
+            (report, flood, scaling)
         })
         .expect("entering the generator namespace");
     report.print(&plan);
+    throughput::print_scaling(&scaling);
     syn_flood::print(&flood, plan.load.conn_table_size);
+    let mut paths = report.results();
+    paths.extend(throughput::scaling_results(&scaling));
+    let written = results::write_dataplane(&Machine::read().to_string(), &paths)
+        .expect("writing target/bench/dataplane.json");
+    println!("\nwrote {}", written.display());
     println!("\n{}", Machine::read());
 }

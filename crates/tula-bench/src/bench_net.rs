@@ -66,7 +66,7 @@ impl BenchNet {
             let gen_ns = &gen;
             lb_ns
                 .run(|| {
-                    net::add_veth(LB_IF, GEN_IF, Some(gen_ns))?;
+                    add_multiqueue_veth(gen_ns)?;
                     net::add_address(LB_IF, IpAddr::V4(LB_ADDR), 24)?;
                     net::set_up(LB_IF)
                 })
@@ -105,4 +105,26 @@ impl BenchNet {
             lb_link,
         }
     }
+}
+
+/// Queues of each end of the veth pair: one per CPU a multi-CPU run uses, so
+/// that frames sent on different CPUs are received (and balanced) on their own
+/// CPU instead of funnelling through one queue.
+const VETH_QUEUES: &str = "2";
+
+/// lb0 and gen0 (moved into `gen_ns`) with VETH_QUEUES queues each way.
+/// Called on a thread in the lb namespace; `ip` inherits it. (Our netlink
+/// helper makes single-queue pairs.)
+fn add_multiqueue_veth(gen_ns: &Netns) -> Result<(), net::NetError> {
+    let queues = ["numtxqueues", VETH_QUEUES, "numrxqueues", VETH_QUEUES];
+    let mut args = vec!["link", "add", LB_IF];
+    args.extend(queues);
+    args.extend(["type", "veth", "peer", "name", GEN_IF]);
+    args.extend(queues);
+    let status = std::process::Command::new("ip")
+        .args(&args)
+        .status()
+        .unwrap_or_else(|e| panic!("running ip {}: {e}", args.join(" ")));
+    assert!(status.success(), "ip {}: {status}", args.join(" "));
+    net::move_link(GEN_IF, gen_ns)
 }

@@ -19,6 +19,7 @@
 //! - [`traffic`]: the live-frames generator (`bpf/bench_gen.c`), the sink
 //!   (`bpf/bench_sink.c`), the floor program and per-program run times.
 //! - [`throughput`]: the data-plane scenarios against the floor.
+//! - [`results`]: `target/bench/dataplane.json`, the machine-readable figures.
 //! - [`syn_flood`]: whether established flows keep their backend under a SYN flood.
 //! - [`control_plane`]: building and applying 1,000 VIPs x 100 backends.
 //! - [`api_load`]: the daemon's memory and its API latency under 100 clients.
@@ -27,6 +28,7 @@ pub mod api_load;
 pub mod bench_net;
 pub mod control_plane;
 pub mod machine;
+pub mod results;
 pub mod samples;
 pub mod size;
 pub mod syn_flood;

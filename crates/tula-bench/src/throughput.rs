@@ -255,7 +255,7 @@ pub fn scenarios(plan: &Plan) -> Vec<Scenario> {
     vec![
         Scenario {
             name: format!(
-                "1 {} established flows (LRU hits), L3 DSR",
+                "1 {} established flows (table hits), L3 DSR",
                 thousands(plan.flows)
             ),
             traffic: TrafficSpec::established(plan.flows, 0, vec![l3_vip()]),
@@ -753,3 +753,169 @@ impl Report {
         }
     }
 }
+
+/// One path measured on one CPU and on several at once, rounds interleaved.
+#[derive(Debug, Clone, Default)]
+pub struct ScalingRow {
+    pub name: String,
+    /// Delivered Mpps on one CPU (the plan's), one sample per round.
+    pub one: Samples,
+    /// Delivered Mpps of all CPUs together, one sample per round.
+    pub all: Samples,
+}
+
+/// The CPUs a multi-CPU run uses: the first two, if the machine has them.
+pub fn scaling_cpus() -> Vec<usize> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (0..cores.min(2)).collect()
+}
+
+/// Delivered Mpps of one run on each of `cpus` at once, `packets` each: the
+/// kernel's per-packet time of each CPU's run (its generator, the balancer
+/// and the sink all run on it), summed over CPUs, times the delivered share.
+fn run_on_cpus(bench: &Bench<'_>, cpus: &[usize], packets: u32) -> (f64, Option<Counters>) {
+    let counters_before = bench.dp.counters().expect("reading counters");
+    let sink_before = bench.sink.settled_sink_counts();
+    let barrier = std::sync::Barrier::new(cpus.len());
+    let sent: Vec<Sent> = std::thread::scope(|s| {
+        let handles: Vec<_> = cpus
+            .iter()
+            .map(|&cpu| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    bench.net.gen.enter().expect("entering the generator namespace");
+                    crate::traffic::pin_to_cpu(cpu);
+                    barrier.wait();
+                    bench.generator.send(bench.net.gen_link.index, packets)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a generator thread")).collect()
+    });
+    let sink = bench.sink.settled_sink_counts().since(&sink_before);
+    let counters = bench.dp.counters().expect("reading counters").since(&counters_before);
+    let offered: f64 = sent
+        .iter()
+        .map(|s| 1e3 / s.kernel_per_packet.as_nanos() as f64)
+        .sum();
+    let total: u64 = sent.iter().map(|s| s.packets).sum();
+    (offered * sink.frames as f64 / total as f64, Some(counters))
+}
+
+/// The floor, scenario 1 (established) and scenario 2 (SYN flood) on one CPU
+/// and on [`scaling_cpus`] at once. Call from a thread in the gen namespace.
+pub fn measure_scaling(bench: &mut Bench<'_>) -> Vec<ScalingRow> {
+    let cpus = scaling_cpus();
+    let plan = bench.plan;
+    let scenarios = scenarios(plan);
+    let cases: [(&str, Option<&Scenario>, OnLb); 3] = [
+        (FLOOR_NAME, None, OnLb::Floor),
+        (&scenarios[0].name, Some(&scenarios[0]), OnLb::Balancer),
+        (&scenarios[1].name, Some(&scenarios[1]), OnLb::Balancer),
+    ];
+    let mut rows: Vec<ScalingRow> = cases
+        .iter()
+        .map(|(name, _, _)| ScalingRow {
+            name: name.to_string(),
+            ..ScalingRow::default()
+        })
+        .collect();
+    for _ in 0..plan.rounds {
+        for ((_, scenario, on_lb), row) in cases.iter().zip(rows.iter_mut()) {
+            let traffic = scenario.map_or_else(|| reference_traffic(plan), |s| s.traffic.clone());
+            bench.put_on_lb(*on_lb);
+            for (which, on) in [(0, vec![plan.cpu]), (1, cpus.clone())] {
+                bench.generator.configure(&traffic);
+                if scenario.is_some_and(Scenario::needs_priming) {
+                    bench.generator.send(bench.net.gen_link.index, traffic.flows);
+                    bench.generator.configure(&traffic);
+                }
+                bench.generator.spread_over(&on, traffic.flows);
+                let (mpps, counters) = run_on_cpus(bench, &on, plan.packets);
+                if let (Some(s), Some(c)) = (scenario, counters) {
+                    let seen = c.get(Counter::Tx);
+                    let wanted = match s.path {
+                        Path::NewFlow => c.get(Counter::LruMiss),
+                        _ => c.get(Counter::LruHit),
+                    };
+                    assert_eq!(wanted, seen, "{} on CPUs {on:?}: took another path: {c:?}", s.name);
+                }
+                if which == 0 {
+                    row.one.push(mpps);
+                } else {
+                    row.all.push(mpps);
+                }
+            }
+        }
+    }
+    bench.put_on_lb(OnLb::Balancer);
+    rows
+}
+
+/// Prints the scaling table.
+pub fn print_scaling(rows: &[ScalingRow]) {
+    let cpus = scaling_cpus();
+    println!(
+        "\nmore than one core: delivered Mpps on one CPU and on CPUs {cpus:?} at once (each CPU runs its own generator, balancer and sink), medians (min-max)"
+    );
+    println!("  {:<44} {:>19} {:>19} {:>8}", "path", "1 CPU", format!("{} CPUs", cpus.len()), "ratio");
+    for row in rows {
+        println!(
+            "  {:<44} {:>19} {:>19} {:>8.2}",
+            row.name,
+            row.one.show(2),
+            row.all.show(2),
+            row.all.median() / row.one.median()
+        );
+    }
+}
+
+impl Report {
+    /// The live-frames paths for dataplane.json: every scenario against the floor.
+    pub fn results(&self) -> Vec<crate::results::PathResult> {
+        let floor_ns = self.floor.ns_per_packet.median();
+        self.scenarios
+            .iter()
+            .zip(JSON_NAMES)
+            .map(|(row, name)| crate::results::PathResult {
+                name: name.to_string(),
+                method: "live_frames",
+                ns_per_packet: row.ns_per_packet.median(),
+                floor_ns_per_packet: floor_ns,
+                mpps: row.delivered.median(),
+            })
+            .collect()
+    }
+}
+
+/// The scaling rows for dataplane.json: ns per packet is that of the CPUs together (1000 / Mpps).
+pub fn scaling_results(rows: &[ScalingRow]) -> Vec<crate::results::PathResult> {
+    let cpus = scaling_cpus().len();
+    let Some((floor, paths)) = rows.split_first() else {
+        return Vec::new();
+    };
+    paths
+        .iter()
+        .zip(["established, full table", "syn flood"])
+        .flat_map(|(row, name)| {
+            [(1, &row.one, &floor.one), (cpus, &row.all, &floor.all)].map(|(n, path, floor)| {
+                crate::results::PathResult {
+                    name: format!("{name}, {n} cpu{}", if n == 1 { "" } else { "s" }),
+                    method: "live_frames",
+                    ns_per_packet: 1e3 / path.median(),
+                    floor_ns_per_packet: 1e3 / floor.median(),
+                    mpps: path.median(),
+                }
+            })
+        })
+        .collect()
+}
+
+/// Names of the five scenarios in dataplane.json (what a script searches for).
+const JSON_NAMES: [&str; 5] = [
+    "established, full table, L3 DSR",
+    "syn flood (new flows), L3 DSR",
+    "non-vip / vip mix 1:1",
+    "established, L2 DSR",
+    "1000 vips x 100 backends, 100k flows",
+];

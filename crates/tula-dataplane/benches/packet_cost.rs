@@ -341,12 +341,17 @@ fn bench(config: &Config) {
         "  {:<34} {:>8.1} ns   1.00x",
         "floor (MAC swap, XDP_TX)", floor_med
     );
-    for (name, values, target) in [
-        ("new flow (hash, ring, LRU insert)", new_ns, 6.0),
-        ("established flow (LRU hit)", est_ns, 2.6),
-        ("non-VIP packet (XDP_PASS)", notvip_ns, 1.4),
+    let mut json_paths = Vec::new();
+    for (name, values, target, json_name) in [
+        ("new flow (hash, ring, table insert)", new_ns, 4.0, "new flow"),
+        ("established flow (table hit)", est_ns, 2.6, "established flow"),
+        ("non-VIP packet (XDP_PASS)", notvip_ns, 1.4, "non-vip packet"),
     ] {
         let ns = median(values);
+        json_paths.push(format!(
+            "{{\"name\": \"{json_name}\", \"method\": \"packet_cost\", \"ns_per_packet\": {ns:.3}, \"floor_ns_per_packet\": {floor_med:.3}, \"mpps\": {:.3}}}",
+            1e3 / ns
+        ));
         println!(
             "  {:<34} {:>8.1} ns   {:.2}x  (target <= {:.1}x)",
             name,
@@ -362,6 +367,8 @@ fn bench(config: &Config) {
         let ns = median(values);
         println!("  {:<34} {:>8.1} ns   {:.2}x", name, ns, ns / floor_med);
     }
+
+    write_paths(&json_paths);
 
     // In-kernel repeat: no per-run syscall cost; only for paths that repeat themselves.
     let repeat = if config.rounds > 1 { 1000 } else { 10 };
@@ -388,4 +395,23 @@ fn bench(config: &Config) {
         notvip_rep,
         notvip_rep / floor_rep
     );
+}
+
+/// Leaves the paths for the data-plane bench, which writes them into
+/// target/bench/dataplane.json with its own (crates/tula-bench/src/results.rs).
+fn write_paths(paths: &[String]) {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").into())
+        .join("bench");
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        std::fs::write(
+            dir.join("packet_cost.json"),
+            format!("{{\"paths\": [\n  {}\n]}}\n", paths.join(",\n  ")),
+        )
+    });
+    match written {
+        Ok(()) => println!("wrote {}", dir.join("packet_cost.json").display()),
+        Err(e) => println!("could not write {}: {e}", dir.display()),
+    }
 }

@@ -51,6 +51,8 @@ pub struct Flow {
 pub const CONN_WAYS: u32 = 8;
 /// `CONN_STAMP_SHIFT`: `ConnEntry::stamp` is jiffies shifted by this, plus a write sequence.
 pub const CONN_STAMP_SHIFT: u32 = 20;
+/// `CONN_STAMP_HIT`: in `ConnEntry::stamp`, the flow sent more than one packet.
+pub const CONN_STAMP_HIT: u64 = 1 << 63;
 
 /// `struct conn_entry`: one way of a connection-table bucket.
 #[repr(C)]

@@ -233,7 +233,7 @@ fn a_flood_of_four_times_the_table_keeps_active_flows_and_idle_ones_follow_the_r
         let size = f.dataplane.ring_size();
         let ring_of = |n: u32| -> Vec<u32> { (0..size).map(|slot| slot % n + 1).collect() };
         f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring_of(2));
-        let (active, idle): (Vec<u16>, Vec<u16>) = ((2000..2016).collect(), (3000..3064).collect());
+        let (active, idle): (Vec<u16>, Vec<u16>) = ((2000..2128).collect(), (3000..3064).collect());
         let first: std::collections::HashMap<u16, std::net::Ipv4Addr> = active
             .iter()
             .chain(&idle)
