@@ -1,0 +1,109 @@
+//! Web UI benchmark at 1,000 VIPs x 100 backends: `tula serve` with the
+//! generated config (crates/tula-bench/src/control_plane.rs) in a namespace
+//! of its own, and the time and size of the pages an operator opens: the VIP
+//! list (first page, a later page, a search, a filter) and one VIP's page
+//! with its 100 backends. Times are medians (and the slowest) of sequential
+//! requests on one keep-alive connection, the whole answer read.
+//!
+//! `cargo bench -p tula-bench --bench ui` (root; needs the `tula` executable,
+//! see `api_load::tula_bin`). With TULA_BENCH_QUICK=1 (and under `cargo
+//! test`) it runs at 10 x 10.
+
+use std::time::{Duration, Instant};
+
+use tula_bench::api_load::Daemon;
+use tula_bench::control_plane::{config_toml, load_options, CpNet, Scale, Workdir};
+use tula_bench::machine::Machine;
+use tula_bench::samples::Samples;
+use tula_bench::size::Size;
+
+const LISTEN: &str = "127.0.0.1:9100";
+
+fn main() {
+    let size = Size::from_env();
+    println!("{}", Machine::read());
+    let scale = Scale::for_size(size);
+    println!("size: {size:?}, {} VIPs x {} backends", scale.vips, scale.backends);
+    let net = CpNet::create(&format!("tbu{}", std::process::id()));
+    let work = Workdir::new("ui");
+    // The rings' size does not change what the UI shows: a small one starts faster.
+    let mut options = load_options(scale, size);
+    options.ring_size = 4093;
+    options.conn_table_size = 65_536;
+    let text = config_toml(scale, &options, &work.pin_dir, LISTEN.parse().unwrap());
+    let daemon = Daemon::start(&net.ns, work, &text);
+    println!("tula serve answered after {:.1} s", daemon.started_in.as_secs_f64());
+    let rounds = size.pick(3, 20);
+    let middle = scale.vips / 2;
+    let pages = [
+        ("VIP list, page 1".to_string(), "/ui/vips".to_string()),
+        ("VIP list, page 10".to_string(), "/ui/vips?page=10".to_string()),
+        ("VIP list, search \"vip05\"".to_string(), "/ui/vips?q=vip05".to_string()),
+        ("VIP list, Layer 2 only (none)".to_string(), "/ui/vips?dsr=l2".to_string()),
+        (
+            format!("VIP page, {} backends", scale.backends),
+            format!("/ui/vips/vip{middle:04}"),
+        ),
+    ];
+    let figures = net
+        .ns
+        .run(|| {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(120)))
+                .build()
+                .into();
+            // Loopback without a token: the first page opens a session without login.
+            let first = agent.get(format!("http://{LISTEN}/ui/vips")).call().expect("GET /ui/vips");
+            let cookie = first
+                .headers()
+                .get("set-cookie")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(';').next())
+                .expect("a session cookie")
+                .to_string();
+            pages
+                .iter()
+                .map(|(label, path)| {
+                    let mut times = Samples::new();
+                    let mut bytes = 0;
+                    let mut gzipped = 0;
+                    for _ in 0..rounds {
+                        let start = Instant::now();
+                        let mut response = agent
+                            .get(format!("http://{LISTEN}{path}"))
+                            .header("Cookie", &cookie)
+                            .call()
+                            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+                        assert_eq!(response.status(), 200, "GET {path}");
+                        let body = response.body_mut().read_to_vec().expect("reading the page");
+                        times.push(start.elapsed().as_secs_f64() * 1000.0);
+                        bytes = body.len();
+                    }
+                    // What a browser that takes gzip receives.
+                    let mut response = agent
+                        .get(format!("http://{LISTEN}{path}"))
+                        .header("Cookie", &cookie)
+                        .header("Accept-Encoding", "gzip")
+                        .call()
+                        .expect("GET with gzip");
+                    if let Ok(body) = response.body_mut().read_to_vec() {
+                        gzipped = body.len();
+                    }
+                    (label.clone(), path.clone(), times, bytes, gzipped)
+                })
+                .collect::<Vec<_>>()
+        })
+        .expect("entering the namespace");
+    println!("\n== web UI at {} VIPs x {} backends ({rounds} requests each)", scale.vips, scale.backends);
+    println!("{:<32} {:>10} {:>10} {:>11} {:>10}  path", "page", "median ms", "max ms", "bytes", "gzipped");
+    for (label, path, times, bytes, gzipped) in &figures {
+        println!(
+            "{label:<32} {:>10.1} {:>10.1} {bytes:>11} {gzipped:>10}  {path}",
+            times.median(),
+            times.max()
+        );
+    }
+    drop(daemon);
+    println!("\n{}", Machine::read());
+}
