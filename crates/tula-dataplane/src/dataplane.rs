@@ -421,7 +421,7 @@ impl Dataplane {
     pub fn load(options: &LoadOptions) -> Result<Dataplane> {
         options.validate()?;
         if let Some(dir) = &options.pin_dir {
-            pin::prepare_dir(dir)?;
+            pin::prepare_pin_dir(dir)?;
             if pin::holds_balancer(dir) {
                 return Err(DataplaneError::AlreadyPinned { dir: dir.clone() });
             }

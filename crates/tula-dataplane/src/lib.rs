@@ -33,5 +33,5 @@ pub use dataplane::{
 };
 pub use error::{DataplaneError, Result};
 pub use flow::{flow_hash, ring_index, source_hash, Flow, Protocol};
-pub use pin::{is_bpffs, DEFAULT_PIN_DIR, PROGRAM_PIN};
+pub use pin::{is_bpffs, prepare_pin_dir, DEFAULT_PIN_DIR, PROGRAM_PIN};
 pub use rings::round_robin_ring;

@@ -49,8 +49,20 @@ fn pin_error(
 }
 
 /// Creates `dir` on bpffs, mounting bpffs at /sys/fs/bpf first if `dir` is
-/// below it and nothing is mounted there yet.
-pub(crate) fn prepare_dir(dir: &Path) -> Result<()> {
+/// below it and nothing is mounted there yet. Refuses the private /sys of
+/// `ip netns exec`, where pins vanish (and the balancer detaches) when the
+/// command exits.
+pub fn prepare_pin_dir(dir: &Path) -> Result<()> {
+    if let Some(netns) = tula_net::under_ip_netns_exec().filter(|_| dir.starts_with(BPFFS_ROOT)) {
+        return Err(DataplaneError::Pin {
+            dir: dir.to_path_buf(),
+            what: format!("running under `ip netns exec {netns}`"),
+            source: std::io::Error::other(format!(
+                "it gives this command a private /sys and bpffs, whose pins vanish when it exits; \
+                 enter only the network namespace instead: `nsenter --net=/run/netns/{netns} tula ...`"
+            )),
+        });
+    }
     if dir.starts_with(BPFFS_ROOT)
         && !is_bpffs(Path::new(BPFFS_ROOT)).map_err(pin_error(dir, "checking /sys/fs/bpf"))?
     {

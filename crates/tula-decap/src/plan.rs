@@ -205,7 +205,7 @@ fn plan_kernel(plan: &mut Plan, addresses: &[tula_net::Address], local: Ipv4Addr
 }
 
 fn plan_xdp(plan: &mut Plan, addresses: &[tula_net::Address], local: &[Ipv4Addr]) -> Result<(), DecapError> {
-    if let Some(netns) = program::under_ip_netns_exec() {
+    if let Some(netns) = tula_net::under_ip_netns_exec() {
         return Err(program::netns_exec_error(&netns));
     }
     plan_sysctls(plan);
@@ -355,7 +355,7 @@ pub fn teardown(root: &Path) -> Result<TeardownReport, DecapError> {
     let mut state = State::load(root)?.ok_or_else(|| DecapError::NoState { path: State::path(root) })?;
     if state.changes.iter().any(|c| matches!(c, Change::AttachDecap { .. })) {
         // From there the pins look absent, and the program would stay attached.
-        if let Some(netns) = program::under_ip_netns_exec() {
+        if let Some(netns) = tula_net::under_ip_netns_exec() {
             return Err(program::netns_exec_error(&netns));
         }
     }

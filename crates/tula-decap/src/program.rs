@@ -313,24 +313,7 @@ pub fn bpffs_mounted() -> Result<bool, DecapError> {
     }
 }
 
-/// The namespace NAME when this process runs under `ip netns exec NAME`.
-/// That gives its command a private /sys (sysfs mounted with the namespace's
-/// name as source), which hides the host's bpffs: pins made there would
-/// vanish, and detach the program, when the command exits.
-pub fn under_ip_netns_exec() -> Option<String> {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    // The topmost /sys mount is the one in effect.
-    let source = mounts.lines().rev().find_map(|line| {
-        let (before, after) = line.split_once(" - ")?;
-        let mount_point = before.split_whitespace().nth(4)?;
-        let mut fs = after.split_whitespace();
-        (mount_point == "/sys" && fs.next()? == "sysfs").then(|| fs.next().map(str::to_string))?
-    });
-    let source = source?;
-    tula_net::netns_list().ok()?.contains(&source).then_some(source)
-}
-
-/// The error for [`under_ip_netns_exec`], with the fix.
+/// The error for [`tula_net::under_ip_netns_exec`], with the fix.
 pub(crate) fn netns_exec_error(netns: &str) -> DecapError {
     DecapError::Bpf {
         what: format!("running under `ip netns exec {netns}`"),
@@ -350,7 +333,7 @@ pub fn mount_bpffs() -> Result<(), DecapError> {
     if bpffs_mounted()? {
         return Ok(());
     }
-    if let Some(netns) = under_ip_netns_exec() {
+    if let Some(netns) = tula_net::under_ip_netns_exec() {
         return Err(netns_exec_error(&netns));
     }
     nix::mount::mount(Some("bpf"), BPFFS, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)

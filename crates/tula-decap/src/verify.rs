@@ -164,7 +164,7 @@ fn check_decap_program(interface: &str, setup_hint: &str) -> Result<(Check, Opti
     };
     let dir = program::pin_dir(interface)?;
     let Some(pinned) = PinnedDecap::open(&dir) else {
-        if let Some(netns) = program::under_ip_netns_exec() {
+        if let Some(netns) = tula_net::under_ip_netns_exec() {
             let fix = format!("run verify with `nsenter --net=/run/netns/{netns}` instead of `ip netns exec`");
             let detail = format!("cannot see {}: `ip netns exec` hides the host's /sys/fs/bpf", dir.display());
             return Ok((Check::fail(name, detail, fix), None));

@@ -18,7 +18,7 @@ pub use link::{
     link, link_stats, links, move_link, primary_ipv4, route_get, set_down, set_master, set_mtu,
     set_offload, set_up, Address, Link, LinkStats, Offload, RouteInfo,
 };
-pub use netns::{netns_list, Netns};
+pub use netns::{netns_list, under_ip_netns_exec, Netns};
 pub use xdp::{
     link_xdp, native_xdp_supported, neighbour_state, LinkXdpState, VethPeer, XdpMode,
 };

@@ -193,3 +193,20 @@ fn make_shared_mount_point() {
         let _ = shared(MsFlags::MS_SHARED | MsFlags::MS_REC);
     }
 }
+
+/// The namespace NAME when this process runs under `ip netns exec NAME`.
+/// That gives its command a private /sys (sysfs mounted with the namespace's
+/// name as source), which hides the host's bpffs: pins made there would
+/// vanish, and detach the program, when the command exits.
+pub fn under_ip_netns_exec() -> Option<String> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // The topmost /sys mount is the one in effect.
+    let source = mounts.lines().rev().find_map(|line| {
+        let (before, after) = line.split_once(" - ")?;
+        let mount_point = before.split_whitespace().nth(4)?;
+        let mut fs = after.split_whitespace();
+        (mount_point == "/sys" && fs.next()? == "sysfs").then(|| fs.next().map(str::to_string))?
+    });
+    let source = source?;
+    netns_list().ok()?.contains(&source).then_some(source)
+}
