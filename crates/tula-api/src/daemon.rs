@@ -5,12 +5,16 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tula_config::Config;
 use tula_control::{Control, ControlError, ControlOptions};
 use tula_health::Checker;
+
+use crate::channel::{serve_api, ApiSocket, SocketError};
+use crate::owner::{lock_dir, OwnerError};
 
 /// How `tula serve` runs.
 #[derive(Debug, Clone)]
@@ -21,6 +25,10 @@ pub struct ServeOptions {
     pub state_dir: PathBuf,
     /// Listen here instead of the config's `api.listen`.
     pub listen: Option<SocketAddr>,
+    /// The operators' Unix socket (default /run/tula/api.sock).
+    pub socket: PathBuf,
+    /// The group (name or number) whose members may use the socket; root's if `None`.
+    pub socket_group: Option<String>,
     /// On exit, remove every program, link and map instead of leaving forwarding running.
     pub unload_on_exit: bool,
 }
@@ -29,11 +37,34 @@ pub struct ServeOptions {
 pub enum ServeError {
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error("{path}: the config is invalid:\n{errors}", path = path.display())]
+    Config {
+        path: PathBuf,
+        errors: tula_config::ConfigErrors,
+    },
+    #[error("reading {path}: {source}", path = path.display())]
+    ReadConfig {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the API would listen on {listen}, which is not a loopback address, but the config sets no api.token; set one (16 characters at least)")]
     TokenRequired { listen: SocketAddr },
     #[error("listening on {listen}: {source}")]
     Listen {
         listen: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    #[error(transparent)]
+    Owner(#[from] OwnerError),
+    #[error(transparent)]
+    PinDir(#[from] tula_dataplane::DataplaneError),
+    #[error("creating the state dir {path}: {source}", path = path.display())]
+    StateDir {
+        path: PathBuf,
         #[source]
         source: std::io::Error,
     },
@@ -71,7 +102,28 @@ pub fn init_logging(format: LogFormat, verbose: u8) {
 }
 
 /// Runs the daemon, with the web UI that `ui` builds, until SIGTERM or SIGINT.
+///
+/// Everything that can fail cheaply comes first, before the data plane is
+/// touched: the config, the listen/token policy, the ownership of the state
+/// and pin dirs, and binding the API's sockets.
 pub async fn serve(options: ServeOptions, ui: crate::UiRoutes) -> Result<(), ServeError> {
+    let config = read_config(&options.config_path)?;
+    let listen = options.listen.unwrap_or(config.api.listen);
+    if !listen.ip().is_loopback() && config.api.token.is_none() {
+        return Err(ServeError::TokenRequired { listen });
+    }
+    std::fs::create_dir_all(&options.state_dir).map_err(|source| ServeError::StateDir {
+        path: options.state_dir.clone(),
+        source,
+    })?;
+    let _state_lock = lock_dir(&options.state_dir, "state dir")?;
+    tula_dataplane::prepare_pin_dir(&config.pin_dir)?;
+    let _pin_lock = lock_dir(&config.pin_dir, "pin dir")?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| ServeError::Listen { listen, source })?;
+    let socket = ApiSocket::bind(&options.socket, options.socket_group.as_deref())?;
+
     let control_options = ControlOptions {
         config_path: options.config_path.clone(),
         state_dir: options.state_dir.clone(),
@@ -88,24 +140,17 @@ pub async fn serve(options: ServeOptions, ui: crate::UiRoutes) -> Result<(), Ser
         vips = config.vips.len(),
         "data plane running revision {revision}"
     );
-
-    let listen = options.listen.unwrap_or(config.api.listen);
-    if !listen.ip().is_loopback() && config.api.token.is_none() {
-        return Err(ServeError::TokenRequired { listen });
-    }
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|source| ServeError::Listen { listen, source })?;
-    tracing::info!(%listen, token_required = !listen.ip().is_loopback(), "serving the API");
+    tracing::info!(
+        %listen,
+        socket = %socket.path().display(),
+        reads_need_token = !listen.ip().is_loopback(),
+        "serving the API: changes need the token, or the socket"
+    );
 
     // On this runtime: its threads are in the daemon's network namespace, where probes must go out.
     let health = Checker::spawn(control.clone(), &tokio::runtime::Handle::current());
-    let served = axum::serve(
-        listener,
-        crate::router_with_ui(control.clone(), health.clone(), listen, ui),
-    )
-    .with_graceful_shutdown(stop_signal())
-    .await;
+    let router = crate::router_with_ui(control.clone(), health.clone(), listen, ui);
+    let served = serve_api(router, listener, Some(socket), stop_signal()).await;
     // Backends keep the health they have in the data plane until the next daemon checks them.
     health.stop();
     served.map_err(ServeError::Serve)?;
@@ -137,4 +182,28 @@ async fn stop_signal() {
         _ = tokio::signal::ctrl_c() => "SIGINT",
     };
     tracing::info!("{signal}: stopping");
+}
+
+/// The config file, decoded and validated (what needs the host is checked
+/// later, by Control); the defaults if there is none yet.
+fn read_config(path: &Path) -> Result<Config, ServeError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+        Err(source) => {
+            return Err(ServeError::ReadConfig {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let invalid = |errors| ServeError::Config {
+        path: path.to_path_buf(),
+        errors,
+    };
+    let config = Config::from_toml_str(&text).map_err(invalid)?;
+    config
+        .validate(&tula_config::HostFacts::default())
+        .map_err(invalid)?;
+    Ok(config)
 }

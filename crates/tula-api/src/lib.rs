@@ -11,12 +11,16 @@
 //! - `router`: the route table, authentication, errors as JSON, panics caught.
 //! - `vips`, `revisions`, `status`, `health`, `metrics`, `openapi`: the endpoints.
 //! - `state`: what the handlers share, and the read-edit-apply step.
-//! - `auth`: bearer tokens. `error`: the error shape. `daemon`: [`serve`].
+//! - `auth`: who may read and change what (token, socket peer, content type,
+//!   Host and Origin). `channel`: the TCP and Unix socket listeners and their
+//!   peers. `socket_client`: the CLI's side of the socket. `owner`: one daemon
+//!   per state and pin dir. `error`: the error shape. `daemon`: [`serve`].
 //!
 //! The web UI lives in the `tula-ui` crate, which builds on [`AppState`]; it is
 //! served beside the API through [`router_with_ui`] and [`serve`]'s `ui` argument.
 
 mod auth;
+mod channel;
 mod daemon;
 mod error;
 mod health;
@@ -25,16 +29,21 @@ mod interfaces;
 mod json_fuzz;
 mod metrics;
 mod openapi;
+mod owner;
 mod revisions;
 mod router;
+mod socket_client;
 mod state;
 mod status;
 mod vips;
 
+pub use channel::{serve_api, ApiSocket, Peer, SocketError, SocketPeer, DEFAULT_SOCKET_PATH};
 pub use daemon::{init_logging, serve, LogFormat, ServeError, ServeOptions};
 pub use openapi::DOCUMENT as OPENAPI_DOCUMENT;
 pub use auth::same_token;
 pub use error::ApiError;
 pub use revisions::RevisionView;
+pub use owner::{lock_dir, DirLock, OwnerError};
 pub use router::{router, router_with_ui, routes, Route, UiRoutes};
+pub use socket_client::{socket_agent, SOCKET_BASE};
 pub use state::{panic_message, AppState, Replace};

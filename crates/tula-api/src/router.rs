@@ -96,7 +96,9 @@ pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 pub type UiRoutes = fn(AppState) -> Router;
 
 /// The API for `control`, whose backends `health` checks, to be served on
-/// `listen`: a bearer token is required unless `listen` is a loopback address.
+/// `listen` (and the Unix socket, see [`crate::serve_api`]): reads need a
+/// bearer token unless `listen` is a loopback address, changes need the token
+/// or the socket.
 pub fn router(control: Arc<Control>, health: Checker, listen: SocketAddr) -> Router {
     router_with_ui(control, health, listen, |_| Router::new())
 }
@@ -123,7 +125,9 @@ pub fn router_with_ui(
     // The web UI logs in with its own session cookie, so it sits beside the
     // bearer-token check and the JSON error layers, not under them. Merged in
     // this order, unknown paths keep the API's fallback (token, JSON 404).
-    ui(state.clone()).merge(with_error_layers(router).with_state(state))
+    ui(state.clone())
+        .merge(with_error_layers(router).with_state(state))
+        .layer(middleware::from_fn(crate::auth::check_origin))
 }
 
 /// A panicking handler answers 500 (the daemon keeps serving), and every error is JSON.

@@ -74,7 +74,7 @@ fn the_openapi_document_covers_every_route_and_no_other() {
 }
 
 #[test]
-fn every_route_answers_over_loopback_without_a_token() {
+fn every_route_answers_over_the_socket() {
     let daemon = Daemon::start("routes", Listen::Loopback, None, WEB);
     let mut api = daemon.client(None);
 
@@ -568,7 +568,7 @@ fn a_token_is_required_off_loopback() {
     let daemon = Daemon::start("token", Listen::Veth, Some(TOKEN), WEB);
     assert!(!daemon.address.ip().is_loopback());
 
-    let (status, error, headers) = daemon.client(None).call_with_headers("GET", "/api/status");
+    let (status, error, headers) = daemon.tcp(None).call_with_headers("GET", "/api/status");
     assert_eq!(status, 401);
     assert!(
         error["error"]
@@ -588,9 +588,9 @@ fn a_token_is_required_off_loopback() {
     );
 
     // Unknown routes and the metrics are behind the token too.
-    let (status, _, _) = daemon.client(None).call_with_headers("GET", "/api/nothing");
+    let (status, _, _) = daemon.tcp(None).call_with_headers("GET", "/api/nothing");
     assert_eq!(status, 401);
-    let (status, _, _) = daemon.client(None).call_with_headers("GET", "/metrics");
+    let (status, _, _) = daemon.tcp(None).call_with_headers("GET", "/metrics");
     assert_eq!(status, 401);
 
     let mut api = daemon.client(Some(TOKEN));
@@ -614,10 +614,7 @@ fn a_token_is_required_off_loopback() {
 #[test]
 fn a_configured_token_is_optional_on_loopback_but_checked_when_sent() {
     let daemon = Daemon::start("loopback-token", Listen::Loopback, Some(TOKEN), WEB);
-    assert_eq!(
-        daemon.client(None).call("GET", "/api/vips", &[], None).0,
-        200
-    );
+    assert_eq!(daemon.tcp(None).call("GET", "/api/vips", &[], None).0, 200);
     assert_eq!(
         daemon
             .client(Some(TOKEN))
@@ -633,6 +630,237 @@ fn a_configured_token_is_optional_on_loopback_but_checked_when_sent() {
         (status, error["error"].as_str().unwrap()),
         (401, "the bearer token does not match api.token")
     );
+}
+
+#[test]
+fn loopback_tcp_serves_reads_only_and_changes_need_the_token_or_the_socket() {
+    let daemon = Daemon::start("readonly", Listen::Loopback, Some(TOKEN), WEB);
+    let revision = daemon.revision();
+    let mut anonymous = daemon.tcp(None);
+    assert_eq!(anonymous.call("GET", "/api/vips", &[], None).0, 200);
+    assert_eq!(anonymous.call("GET", "/api/config", &[], None).0, 200);
+
+    // Every kind of change, without a token over TCP: 401, and nothing applied.
+    let vip = json!({"name": "evil", "address": "203.0.113.66", "port": 80});
+    let (status, error) = anonymous.call("POST", "/api/vips", &[], Some(vip.clone()));
+    assert_eq!(status, 401, "{error}");
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("a change needs a bearer token"),
+        "{error}"
+    );
+    let no_token = json!({"api": {"listen": daemon.address.to_string()}});
+    assert_eq!(
+        anonymous.call("PUT", "/api/config", &[], Some(no_token)).0,
+        401
+    );
+    assert_eq!(
+        anonymous
+            .call("POST", "/api/revisions/{number}/rollback", &["1"], None)
+            .0,
+        401
+    );
+    assert_eq!(
+        anonymous
+            .call("DELETE", "/api/vips/{name}", &["web"], None)
+            .0,
+        401
+    );
+    assert_eq!(
+        anonymous
+            .call(
+                "POST",
+                "/api/vips/{name}/backends/{address}/drain",
+                &["web", "198.18.100.2"],
+                None
+            )
+            .0,
+        401
+    );
+    assert_eq!(daemon.revision(), revision);
+    assert_eq!(
+        daemon.running().api.token.as_deref(),
+        Some(TOKEN),
+        "the token is still there"
+    );
+
+    // The token over TCP, or the socket, may change things.
+    assert_eq!(
+        daemon
+            .tcp(Some(TOKEN))
+            .call("POST", "/api/vips", &[], Some(vip))
+            .0,
+        201
+    );
+    let (status, _) = daemon
+        .client(None)
+        .call("DELETE", "/api/vips/{name}", &["evil"], None);
+    assert_eq!(status, 200);
+    assert_eq!(daemon.revision(), revision + 2);
+}
+
+#[test]
+fn without_a_configured_token_only_the_socket_changes_anything() {
+    let daemon = Daemon::start("socket-only", Listen::Loopback, None, WEB);
+    let (status, error) = daemon.tcp(Some("a-token-nobody-configured")).call(
+        "DELETE",
+        "/api/vips/{name}",
+        &["web"],
+        None,
+    );
+    assert_eq!(status, 401, "{error}");
+    assert_eq!(
+        daemon
+            .tcp(None)
+            .call("DELETE", "/api/vips/{name}", &["web"], None)
+            .0,
+        401
+    );
+    assert!(daemon.running().vip("web").is_some());
+    assert_eq!(
+        daemon
+            .client(None)
+            .call("DELETE", "/api/vips/{name}", &["web"], None)
+            .0,
+        200
+    );
+    assert!(daemon.running().vip("web").is_none());
+}
+
+#[test]
+fn changes_must_be_sent_as_json() {
+    let daemon = Daemon::start("content-type", Listen::Loopback, Some(TOKEN), WEB);
+    let revision = daemon.revision();
+    let vip = json!({"name": "api", "address": "203.0.113.11", "port": 443}).to_string();
+    // What a cross-origin form or fetch without a preflight can send, even with the token.
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "",
+    ] {
+        for mut api in [daemon.tcp(Some(TOKEN)), daemon.client(None)] {
+            let (status, error) = api.call_raw("POST", "/api/vips", content_type, &vip);
+            assert_eq!(status, 415, "{content_type:?}: {error}");
+            assert!(
+                error["error"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("a change must be sent with Content-Type application/json"),
+                "{error}"
+            );
+            let (status, _) = api.call_raw("POST", "/api/revisions/1/rollback", content_type, "");
+            assert_eq!(status, 415, "{content_type:?}");
+        }
+    }
+    assert_eq!(daemon.revision(), revision);
+    let (status, _) = daemon.tcp(Some(TOKEN)).call_raw(
+        "POST",
+        "/api/vips",
+        "application/json; charset=utf-8",
+        &vip,
+    );
+    assert_eq!(status, 201);
+}
+
+#[test]
+fn requests_for_another_host_or_from_another_origin_are_refused() {
+    let daemon = Daemon::start("host", Listen::Loopback, Some(TOKEN), WEB);
+    let revision = daemon.revision();
+    // DNS rebinding: the browser names the attacker's host.
+    let mut rebound = daemon
+        .tcp(None)
+        .with_header("Host", "rebind.attacker.example:9100");
+    let (status, error) = rebound.call("GET", "/api/config", &[], None);
+    assert_eq!(status, 403, "{error}");
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Host \"rebind.attacker.example:9100\" is not this daemon's"),
+        "{error}"
+    );
+    assert_eq!(
+        rebound.call_text("GET", "/ui/vips").0,
+        403,
+        "the web UI too"
+    );
+    assert_eq!(
+        daemon
+            .tcp(None)
+            .with_header("Host", "localhost")
+            .call("GET", "/api/vips", &[], None)
+            .0,
+        200
+    );
+
+    // A page of another origin, even one that somehow had the token.
+    let mut cross = daemon
+        .tcp(Some(TOKEN))
+        .with_header("Origin", "http://attacker.example");
+    let vip = json!({"name": "api", "address": "203.0.113.11", "port": 443});
+    let (status, error) = cross.call("POST", "/api/vips", &[], Some(vip.clone()));
+    assert_eq!(status, 403, "{error}");
+    assert_eq!(daemon.revision(), revision);
+    let same = format!("http://{}", daemon.address);
+    let (status, _) = daemon.tcp(Some(TOKEN)).with_header("Origin", &same).call(
+        "POST",
+        "/api/vips",
+        &[],
+        Some(vip),
+    );
+    assert_eq!(status, 201);
+}
+
+#[test]
+fn the_socket_serves_root_and_its_group_only() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let daemon = Daemon::start("socket-peer", Listen::Loopback, None, WEB);
+    let socket = support::socket_path(&daemon.state);
+    let meta = std::fs::metadata(&socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    // curl as another user (uid, gid) deleting the VIP over the socket: (curl's exit code, HTTP status).
+    let delete_as = |uid: u32, gid: u32| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                "DELETE",
+                "-H",
+                "Content-Type: application/json",
+                "--unix-socket",
+            ])
+            .arg(&socket)
+            .arg("http://localhost/api/vips/web")
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    // The file's mode keeps others out...
+    assert_eq!(
+        delete_as(65534, 65534),
+        (Some(7), "000".to_string()),
+        "nobody cannot connect"
+    );
+    // ...and should it be loosened, the peer's credentials still are checked.
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert_eq!(delete_as(65534, 65534), (Some(0), "403".to_string()));
+    assert!(daemon.running().vip("web").is_some());
+    // A member of the socket's group (root's here) may.
+    assert_eq!(delete_as(65534, 0), (Some(0), "200".to_string()));
+    assert!(daemon.running().vip("web").is_none());
 }
 
 #[test]
@@ -930,11 +1158,12 @@ fn wait_for<T>(limit: Duration, mut found: impl FnMut() -> Option<T>) -> Option<
 #[test]
 fn parallel_edits_keep_every_change() {
     let daemon = Daemon::start("parallel", Listen::Loopback, None, WEB);
-    let address = daemon.address;
+    let socket = support::socket_path(&daemon.state);
     let adders: Vec<_> = (10..18)
         .map(|n| {
+            let socket = socket.clone();
             std::thread::spawn(move || {
-                let mut api = Client::new(address, None);
+                let mut api = Client::over_socket(&socket);
                 api.call(
                     "POST",
                     "/api/vips/{name}/backends",
@@ -1040,7 +1269,17 @@ impl Daemon {
         }
     }
 
+    /// A client over the API socket (as root: an operator) without a
+    /// token, or over TCP with `token`.
     fn client(&self, token: Option<&str>) -> Client {
+        match token {
+            None => Client::over_socket(&support::socket_path(&self.state)),
+            Some(token) => Client::new(self.address, Some(token)),
+        }
+    }
+
+    /// A client over TCP, with or without a token.
+    fn tcp(&self, token: Option<&str>) -> Client {
         Client::new(self.address, token)
     }
 
@@ -1108,6 +1347,8 @@ struct Client {
     agent: ureq::Agent,
     base: String,
     token: Option<String>,
+    /// Extra headers sent with every request.
+    headers: Vec<(String, String)>,
     /// "METHOD /pattern" of every call, to check that a test covered every route.
     called: BTreeSet<String>,
 }
@@ -1123,8 +1364,30 @@ impl Client {
             agent,
             base: format!("http://{address}"),
             token: token.map(str::to_string),
+            headers: Vec::new(),
             called: BTreeSet::new(),
         }
+    }
+
+    /// A client of the daemon's Unix socket, as the CLI on the balancer is.
+    fn over_socket(path: &std::path::Path) -> Client {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build();
+        Client {
+            agent: tula_api::socket_agent(path, config),
+            base: tula_api::SOCKET_BASE.to_string(),
+            token: None,
+            headers: Vec::new(),
+            called: BTreeSet::new(),
+        }
+    }
+
+    /// Sends `name: value` with every request from now on.
+    fn with_header(mut self, name: &str, value: &str) -> Client {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
     }
 
     /// Calls `pattern` (a route, `{param}`s filled from `args` in order) with a JSON body.
@@ -1190,6 +1453,9 @@ impl Client {
             .header("Content-Type", content_type);
         if let Some(token) = &self.token {
             request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
         }
         let sent = if body.is_empty() {
             self.agent.run(request.body(()).unwrap())

@@ -72,6 +72,8 @@ impl Daemon {
             .arg(work.config_path())
             .arg("--state-dir")
             .arg(work.state_dir())
+            .arg("--socket")
+            .arg(work.dir.join("api.sock"))
             .arg("--unload-on-exit")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -306,6 +308,11 @@ fn drain(agent: &ureq::Agent, vip: u32, backend: std::net::Ipv4Addr) -> u16 {
         .post(url(&format!(
             "/api/vips/vip{vip:04}/backends/{backend}/drain"
         )))
+        .header(
+            "Authorization",
+            format!("Bearer {}", crate::control_plane::BENCH_TOKEN),
+        )
+        .content_type("application/json")
         .send_empty()
         .expect("POST drain")
         .status()
@@ -315,6 +322,11 @@ fn drain(agent: &ureq::Agent, vip: u32, backend: std::net::Ipv4Addr) -> u16 {
 fn rollback(agent: &ureq::Agent, revision: u64) {
     let status = agent
         .post(url(&format!("/api/revisions/{revision}/rollback")))
+        .header(
+            "Authorization",
+            format!("Bearer {}", crate::control_plane::BENCH_TOKEN),
+        )
+        .content_type("application/json")
         .send_empty()
         .expect("POST rollback")
         .status()

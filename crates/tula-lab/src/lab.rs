@@ -128,7 +128,13 @@ impl Lab {
         let run_dir = self.topology.run_dir();
         let mut cmd = self.ns(&self.topology.ns_lb())?.command(&self.tula_bin);
         cmd.arg("serve").arg("--config").arg(run_dir.join("tula.toml")).arg("--state-dir").arg(run_dir.join("state"));
+        cmd.arg("--socket").arg(self.api_socket());
         self.spawn_daemon(cmd, "lb")
+    }
+
+    /// The lab daemon's API socket: its own, so labs run side by side.
+    pub fn api_socket(&self) -> std::path::PathBuf {
+        self.topology.run_dir().join("api.sock")
     }
 
     /// Kills the daemon with SIGKILL and starts it again: forwarding must go on
@@ -147,10 +153,10 @@ impl Lab {
         self.wait_for_api(Instant::now() + Duration::from_secs(30))
     }
 
-    /// Runs the `tula` CLI inside the lb namespace, where the daemon's API listens.
+    /// Runs the `tula` CLI inside the lb namespace, talking to the daemon over its socket.
     pub fn tula(&self, args: &[&str]) -> Result<String, LabError> {
         let mut cmd = self.ns(&self.topology.ns_lb())?.command(&self.tula_bin);
-        cmd.args(args);
+        cmd.args(args).env("TULA_SOCKET", self.api_socket()).env_remove("TULA_API");
         let out = cmd.output().map_err(|e| LabError::Io(format!("running tula {}", args.join(" ")), e))?;
         if !out.status.success() {
             return Err(LabError::Process(format!(

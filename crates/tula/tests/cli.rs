@@ -60,8 +60,16 @@ fn operator_commands_against_a_running_daemon() {
         .unwrap_or_else(|| panic!("{status}"));
     // Health is "up" and for how long (e.g. "up 1s"), between state and weight.
     let cells: Vec<&str> = backend_line.split_whitespace().collect();
-    assert_eq!(cells[..4], ["->", "198.18.100.4", "active", "up"], "{backend_line}");
-    assert_eq!(cells[cells.len() - 4..], ["3", "0", "0", "0"], "{backend_line}");
+    assert_eq!(
+        cells[..4],
+        ["->", "198.18.100.4", "active", "up"],
+        "{backend_line}"
+    );
+    assert_eq!(
+        cells[cells.len() - 4..],
+        ["3", "0", "0", "0"],
+        "{backend_line}"
+    );
     assert!(
         status
             .lines()
@@ -191,7 +199,14 @@ fn operator_commands_against_a_running_daemon() {
     let refused = daemon
         .ns
         .command("timeout")
-        .args(["20", TULA, "serve", "--listen", "198.18.0.1:9100", "--config"])
+        .args([
+            "20",
+            TULA,
+            "serve",
+            "--listen",
+            "198.18.0.1:9100",
+            "--config",
+        ])
         .arg(daemon.dir.join("tula.toml"))
         .arg("--state-dir")
         .arg(daemon.dir.join("state"))
@@ -295,6 +310,160 @@ fn doctor_reports_each_fail_with_its_fix() {
 }
 
 #[test]
+fn a_second_daemon_is_refused_before_it_touches_anything() {
+    let daemon = Daemon::start("owner");
+    daemon.ok(&[
+        "vip",
+        "add",
+        "api",
+        "--address",
+        "203.0.113.11",
+        "--port",
+        "443",
+        "--backend",
+        "198.18.100.7",
+    ]);
+    let before = daemon.ok(&["status", "--json"]);
+    let history = daemon.ok(&["config", "history", "--json"]);
+    let first_pid = daemon.server.as_ref().unwrap().id();
+
+    // Same state dir and pin dir, another port and socket: refused, naming the owner.
+    let second = daemon.serve_again(
+        &daemon.dir.join("tula.toml"),
+        &daemon.dir.join("state"),
+        &["--listen", "127.0.0.1:9101"],
+    );
+    assert!(!second.status.success());
+    assert!(
+        stderr(&second).contains(&format!(
+            "is owned by another tula daemon (pid {first_pid})"
+        )) && stderr(&second).contains("state dir"),
+        "{}",
+        stderr(&second)
+    );
+    // Its own state dir but the same pin dir (the config's): refused on the pin dir.
+    let other_state = daemon.dir.join("state-2");
+    let second = daemon.serve_again(
+        &daemon.dir.join("tula.toml"),
+        &other_state,
+        &["--listen", "127.0.0.1:9101"],
+    );
+    assert!(
+        stderr(&second).contains(&format!(
+            "pin dir {} is owned by another tula daemon (pid {first_pid})",
+            daemon.pin_dir.display()
+        )),
+        "{}",
+        stderr(&second)
+    );
+    // Same port too (the case that once reprogrammed the live data plane before failing to bind).
+    let second = daemon.serve_again(
+        &daemon.dir.join("tula.toml"),
+        &daemon.dir.join("state"),
+        &[],
+    );
+    assert!(
+        stderr(&second).contains("owned by another tula daemon"),
+        "{}",
+        stderr(&second)
+    );
+
+    // The live daemon and its data plane are untouched.
+    assert_eq!(daemon.ok(&["config", "history", "--json"]), history);
+    let after: Value = serde_json::from_str(&daemon.ok(&["status", "--json"])).unwrap();
+    let before: Value = serde_json::from_str(&before).unwrap();
+    let names = |status: &Value| {
+        status["vips"]
+            .as_array()
+            .or(status.as_array())
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(names(&after), names(&before));
+    assert_eq!(names(&after).len(), 2, "{after}");
+
+    // Off loopback without a token: refused before a state dir or pin dir is made.
+    let fresh_pin = PathBuf::from(format!("{}-fresh", daemon.pin_dir.display()));
+    let fresh_config = daemon.write(
+        "fresh.toml",
+        &format!(
+            "interfaces = [\"lb0\"]\npin_dir = \"{}\"\n",
+            fresh_pin.display()
+        ),
+    );
+    let fresh_state = daemon.dir.join("fresh-state");
+    let refused = daemon.serve_again(
+        &fresh_config,
+        &fresh_state,
+        &["--listen", "198.18.0.1:9100"],
+    );
+    assert!(
+        stderr(&refused).contains("not a loopback address, but the config sets no api.token"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(
+        !fresh_pin.exists() && !fresh_state.exists(),
+        "nothing was touched"
+    );
+    // A port taken by someone else: refused before the data plane is loaded.
+    let taken = daemon.serve_again(&fresh_config, &fresh_state, &["--listen", "127.0.0.1:9100"]);
+    assert!(
+        stderr(&taken).contains("listening on 127.0.0.1:9100"),
+        "{}",
+        stderr(&taken)
+    );
+    assert!(
+        !fresh_pin.join("balancer").exists(),
+        "no data plane was loaded"
+    );
+    let _ = std::fs::remove_dir_all(&fresh_pin);
+}
+
+#[test]
+fn the_daemon_refuses_the_private_bpffs_of_ip_netns_exec() {
+    let daemon = Daemon::start("netns-exec");
+    let config = daemon.write(
+        "exec.toml",
+        &format!(
+            "interfaces = [\"lb0\"]\npin_dir = \"{}-exec\"\n",
+            daemon.pin_dir.display()
+        ),
+    );
+    let refused = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            daemon.ns.name(),
+            "timeout",
+            "20",
+            TULA,
+            "serve",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(daemon.dir.join("exec-state"))
+        .arg("--socket")
+        .arg(daemon.dir.join("exec.sock"))
+        .arg("--listen")
+        .arg("127.0.0.1:9102")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains(&format!(
+            "running under `ip netns exec {}`",
+            daemon.ns.name()
+        )) && stderr(&refused).contains(&format!("nsenter --net=/run/netns/{}", daemon.ns.name())),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+#[test]
 fn completions_and_man_page_are_generated() {
     let bash = std::process::Command::new(TULA)
         .args(["completions", "bash"])
@@ -358,6 +527,8 @@ impl Daemon {
                 "json",
                 "--config",
                 path_str(&config),
+                "--socket",
+                path_str(&daemon.socket()),
                 "--state-dir",
             ])
             .arg(daemon.dir.join("state"))
@@ -379,13 +550,35 @@ impl Daemon {
         daemon
     }
 
-    /// Runs `tula ARGS` in the namespace (so it reaches the daemon on 127.0.0.1:9100).
+    /// Runs a second `tula serve` on `config` and `state` (its own socket), which
+    /// must exit within 20 s; its output.
+    fn serve_again(&self, config: &Path, state: &Path, extra: &[&str]) -> Output {
+        self.ns
+            .command("timeout")
+            .args(["20", TULA, "serve", "--config"])
+            .arg(config)
+            .arg("--state-dir")
+            .arg(state)
+            .arg("--socket")
+            .arg(self.dir.join("second.sock"))
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
+    /// The daemon's API socket, which the CLI uses on the same host.
+    fn socket(&self) -> PathBuf {
+        self.dir.join("api.sock")
+    }
+
+    /// Runs `tula ARGS` in the namespace, talking to the daemon over its socket.
     fn run(&self, args: &[&str]) -> Output {
         self.ns
             .command(TULA)
             .args(args)
             .env_remove("TULA_API")
             .env_remove("TULA_TOKEN")
+            .env("TULA_SOCKET", self.socket())
             .output()
             .unwrap()
     }

@@ -1,13 +1,21 @@
 //! What the API and UI tests share (tula-ui's tests include this file):
 //! starting the daemon's parts in-process.
 
+#![allow(dead_code)]
+
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tula_control::{Control, ControlOptions};
 
+/// The API socket of a daemon started by [`serve`] on `state`.
+pub fn socket_path(state: &Path) -> PathBuf {
+    state.join("api.sock")
+}
+
 /// Writes `config` into `state`, starts Control on it, and serves the API and
-/// UI that `ui` builds on `listener` with the health checker running, as `tula serve` does.
+/// UI that `ui` builds on `listener` and on the socket [`socket_path`] with
+/// the health checker running, as `tula serve` does.
 pub fn serve(
     listener: TcpListener,
     config: &str,
@@ -29,10 +37,17 @@ pub fn serve(
         .unwrap();
     let health = tula_health::Checker::spawn(control.clone(), runtime.handle());
     let router = tula_api::router_with_ui(control.clone(), health, address, ui);
+    // Bound before this returns, so the test's first request finds it.
+    let socket = {
+        let _runtime = runtime.enter();
+        tula_api::ApiSocket::bind(&socket_path(state), None).unwrap()
+    };
     runtime.spawn(async move {
         listener.set_nonblocking(true).unwrap();
         let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        axum::serve(listener, router).await.unwrap();
+        tula_api::serve_api(router, listener, Some(socket), std::future::pending())
+            .await
+            .unwrap();
     });
     (control, runtime)
 }

@@ -1,10 +1,12 @@
-//! The operator commands' side of the REST API: where the daemon is, the
-//! token, `--json`, and requests whose errors come back as readable text.
+//! The operator commands' side of the REST API: where the daemon is (its
+//! Unix socket on this host, or `--api URL` with `--token` from elsewhere),
+//! `--json`, and requests whose errors come back as readable text.
 
 use anyhow::{anyhow, Context};
 use clap::Args;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::path::PathBuf;
 use std::time::Duration;
 use ureq::http::{Method, Response};
 use ureq::Body;
@@ -12,15 +14,15 @@ use ureq::Body;
 /// Options every command that talks to the daemon takes.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// The daemon's API.
-    #[arg(
-        long,
-        env = "TULA_API",
-        default_value = "http://127.0.0.1:9100",
-        global = true
-    )]
-    pub api: String,
-    /// Bearer token (api.token in the daemon's config); needed unless the API listens on loopback.
+    /// The daemon's API over HTTP, e.g. http://lb1:9100 (changes need --token).
+    /// Without it, the CLI talks to the daemon on this host over its socket.
+    #[arg(long, env = "TULA_API", global = true, value_name = "URL")]
+    pub api: Option<String>,
+    /// The daemon's Unix socket on this host (root and its group may change things through it).
+    #[arg(long, env = "TULA_SOCKET", default_value = tula_api::DEFAULT_SOCKET_PATH, global = true)]
+    pub socket: PathBuf,
+    /// Bearer token (api.token in the daemon's config), for --api: needed for changes,
+    /// and for reads unless the API listens on loopback.
     #[arg(long, env = "TULA_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
     /// Print the daemon's JSON instead of text.
@@ -37,19 +39,35 @@ pub enum Payload {
 pub struct Client {
     agent: ureq::Agent,
     base: String,
+    /// Where the daemon is, for errors: the socket's path or the URL.
+    reached_at: String,
     token: Option<String>,
 }
 
 impl Client {
     pub fn new(args: &ClientArgs) -> Client {
-        let agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
+            .build();
+        let (agent, base, reached_at) = match &args.api {
+            Some(url) => {
+                let base = url.trim_end_matches('/').to_string();
+                (config.into(), base.clone(), base)
+            }
+            None => (
+                tula_api::socket_agent(&args.socket, config),
+                tula_api::SOCKET_BASE.to_string(),
+                format!(
+                    "its socket {} (--socket, TULA_SOCKET; or --api URL --token)",
+                    args.socket.display()
+                ),
+            ),
+        };
         Client {
             agent,
-            base: args.api.trim_end_matches('/').to_string(),
+            base,
+            reached_at,
             token: args.token.clone().filter(|t| !t.is_empty()),
         }
     }
@@ -90,6 +108,9 @@ impl Client {
             if let Some(authorization) = &authorization {
                 request = request.header("Authorization", authorization);
             }
+            if method == Method::DELETE {
+                request = request.header("Content-Type", "application/json");
+            }
             request.call()
         } else {
             let mut request = match method {
@@ -101,16 +122,17 @@ impl Client {
             if let Some(authorization) = &authorization {
                 request = request.header("Authorization", authorization);
             }
+            // Changes go as JSON (TOML for a config): the daemon refuses other types.
             match payload {
-                None => request.send_empty(),
+                None => request.content_type("application/json").send_empty(),
                 Some(Payload::Json(value)) => request.send_json(value),
                 Some(Payload::Toml(text)) => request.content_type("application/toml").send(text),
             }
         };
         let response = result.map_err(|e| {
             anyhow!(
-                "cannot reach the tula daemon at {} ({e}); is `tula serve` running there? (--api or TULA_API)",
-                self.base
+                "cannot reach the tula daemon at {} ({e}); is `tula serve` running there?",
+                self.reached_at
             )
         })?;
         read(response, &method, path)
@@ -152,7 +174,7 @@ fn read<T: DeserializeOwned>(
         }
     }
     if status == 401 {
-        message.push_str("\n  (pass the token with --token or TULA_TOKEN)");
+        message.push_str("\n  (pass the token with --token or TULA_TOKEN, or run the command on the balancer, over its socket)");
     }
     Err(anyhow!(message))
 }

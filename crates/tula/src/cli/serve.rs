@@ -9,7 +9,10 @@ use tula_api::{LogFormat, ServeOptions};
 #[derive(Debug, Args)]
 #[command(
     after_help = "A stop (SIGTERM, SIGINT) leaves forwarding running: the data plane is pinned, \
-and the next start adopts it without dropping connections. `tula dataplane unload` removes it."
+and the next start adopts it without dropping connections. `tula dataplane unload` removes it.
+
+Changes need api.token (over TCP) or the socket, which root and --socket-group may use. \
+One daemon per --state-dir and pin_dir: a second one is refused before it touches anything."
 )]
 pub struct ServeArgs {
     /// The config file; created on the first apply if missing.
@@ -21,6 +24,12 @@ pub struct ServeArgs {
     /// Listen here instead of the config's api.listen.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
+    /// The operators' Unix socket: the CLI on this host talks to the daemon here.
+    #[arg(long, default_value = tula_api::DEFAULT_SOCKET_PATH)]
+    socket: PathBuf,
+    /// Members of this group (name or number) may change things over the socket, besides root.
+    #[arg(long, value_name = "GROUP")]
+    socket_group: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormatArg,
     /// On stop, remove every program, link and map (forwarding stops).
@@ -44,6 +53,8 @@ pub fn run(args: ServeArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         config_path: args.config,
         state_dir: args.state_dir,
         listen: args.listen,
+        socket: args.socket,
+        socket_group: args.socket_group,
         unload_on_exit: args.unload_on_exit,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
