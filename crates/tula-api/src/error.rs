@@ -110,3 +110,23 @@ pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<
     serde_path_to_error::deserialize(value)
         .map_err(|error| json_error(&error.path().to_string(), error.into_inner()))
 }
+
+/// `text` from a client with its control characters escaped (`\n`, `\u{1b}`),
+/// so that logging or recording it cannot start a forged log line or move
+/// a terminal's cursor. Other characters, non-ASCII included, stay as sent.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .collect()
+}
+
+#[cfg(test)]
+mod printable_tests {
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(
+            super::printable("deploy 42\nINFO forged\r\u{1b}[2J für"),
+            "deploy 42\\nINFO forged\\r\\u{1b}[2J für"
+        );
+    }
+}

@@ -58,7 +58,7 @@ pub(crate) async fn apply_config(
     let (_, running) = state.running().await?;
     keep_redacted_token(&mut config, &running);
     let source = match query.source {
-        Some(source) => format!("api: {source}"),
+        Some(source) => format!("api: {}", crate::error::printable(&source)),
         None => "api: apply".to_string(),
     };
     let revision = state

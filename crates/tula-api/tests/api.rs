@@ -864,6 +864,19 @@ fn the_socket_serves_root_and_its_group_only() {
 }
 
 #[test]
+fn a_source_with_a_newline_cannot_forge_a_log_line() {
+    let daemon = Daemon::start("log-source", Listen::Loopback, None, WEB);
+    let mut api = daemon.client(None);
+    let text = daemon.config_text(WEB).replace("198.18.100.3", "198.18.100.4");
+    let path = "/api/config?source=deploy%0A2026-12-02T06:00:00Z%20INFO%20forged%1B%5B2J";
+    let (status, applied) = api.call_toml("PUT", path, &text);
+    assert_eq!(status, 200, "{applied}");
+    let source = applied["source"].as_str().unwrap();
+    assert_eq!(source, "api: deploy\\n2026-12-02T06:00:00Z INFO forged\\u{1b}[2J");
+    assert!(!source.chars().any(char::is_control), "{source:?}");
+}
+
+#[test]
 fn metrics_are_prometheus_text_with_every_counter() {
     let daemon = Daemon::start("metrics", Listen::Loopback, None, WEB);
     let mut api = daemon.client(None);
