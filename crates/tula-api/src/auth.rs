@@ -28,7 +28,7 @@ pub(crate) async fn check_token(
     let changes = is_change(request.method());
     if changes {
         if let Err(response) = change_content_type(request.headers()) {
-            return response;
+            return drained(request, response).await;
         }
     }
     if let Some(Peer::Socket(peer)) = peer_of(&request) {
@@ -36,7 +36,7 @@ pub(crate) async fn check_token(
             return next.run(request).await;
         }
         tracing::warn!(uid = peer.uid, gid = peer.gid, pid = ?peer.pid, "API socket peer refused: neither root nor in the socket's group");
-        return ApiError::new(
+        let refusal = ApiError::new(
             StatusCode::FORBIDDEN,
             format!(
                 "uid {} (gid {}) may not use the API socket: only root and the socket's group may",
@@ -44,10 +44,11 @@ pub(crate) async fn check_token(
             ),
         )
         .into_response();
+        return drained(request, refusal).await;
     }
     let presented = match bearer_token(request.headers()) {
         Ok(presented) => presented,
-        Err(message) => return unauthorized(message),
+        Err(message) => return drained(request, unauthorized(message)).await,
     };
     if presented.is_none() && !state.token_required && !changes {
         return next.run(request).await;
@@ -56,7 +57,7 @@ pub(crate) async fn check_token(
         Ok((_, config)) => config.api.token,
         Err(error) => return error.into_response(),
     };
-    match (presented, configured) {
+    let refusal = match (presented, configured) {
         (None, _) if changes => unauthorized(
             "a change needs a bearer token: send \"Authorization: Bearer TOKEN\" with api.token from the daemon's config, \
              or use the CLI on the balancer, which talks over the API socket",
@@ -70,8 +71,9 @@ pub(crate) async fn check_token(
         (Some(_), None) => unauthorized(
             "no api.token is configured, so no token is accepted; set api.token, or use the API socket on the balancer",
         ),
-        _ => next.run(request).await,
-    }
+        _ => return next.run(request).await,
+    };
+    drained(request, refusal).await
 }
 
 /// Refuses requests for another Host (DNS rebinding) and changes a browser
@@ -89,7 +91,7 @@ pub(crate) async fn check_origin(request: Request, next: Next) -> Response {
     if let Some(host) = &host {
         if !is_own_host(host) {
             tracing::warn!(host = %host.escape_debug(), "request refused: Host is not one of this daemon's names");
-            return ApiError::new(
+            let refusal = ApiError::new(
                 StatusCode::FORBIDDEN,
                 format!(
                     "Host {host:?} is not this daemon's: use its address, localhost or {:?}",
@@ -97,6 +99,7 @@ pub(crate) async fn check_origin(request: Request, next: Next) -> Response {
                 ),
             )
             .into_response();
+            return drained(request, refusal).await;
         }
     }
     if is_change(request.method()) {
@@ -107,15 +110,26 @@ pub(crate) async fn check_origin(request: Request, next: Next) -> Response {
                 matches!((authority, &host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h));
             if !same {
                 tracing::warn!(origin = %origin.escape_debug(), "change refused: sent by a page of another origin");
-                return ApiError::new(
+                let refusal = ApiError::new(
                     StatusCode::FORBIDDEN,
                     format!("a change from a page of another origin ({origin}) is refused"),
                 )
                 .into_response();
+                return drained(request, refusal).await;
             }
         }
     }
     next.run(request).await
+}
+
+/// Largest body read (and dropped) before a refusal is sent.
+const DRAIN_BYTES: usize = 1024 * 1024;
+
+/// `refusal`, after reading what the client sent: a connection closed with
+/// unread data is reset, and the client would see that instead of the answer.
+async fn drained(request: Request, refusal: Response) -> Response {
+    let _ = axum::body::to_bytes(request.into_body(), DRAIN_BYTES).await;
+    refusal
 }
 
 fn peer_of(request: &Request) -> Option<&Peer> {

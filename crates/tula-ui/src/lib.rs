@@ -138,7 +138,9 @@ async fn security_headers(request: Request, next: Next) -> Response {
         ),
         ("x-content-type-options", "nosniff"),
         ("x-frame-options", "DENY"),
-        ("referrer-policy", "no-referrer"),
+        // Not no-referrer: with it a browser sends `Origin: null` on the UI's
+        // own form posts, and the daemon refuses changes from another origin.
+        ("referrer-policy", "same-origin"),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
     }

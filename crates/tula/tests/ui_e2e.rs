@@ -132,6 +132,62 @@ async fn browser_with(driver: &Driver, tag: &str, mobile: bool, dark: bool) -> C
         .expect("a WebDriver session with chromium")
 }
 
+/// What a page of another origin tries against the daemon on loopback: a
+/// text/plain form (the classic JSON CSRF), a no-cors fetch, a JSON fetch
+/// (needs a CORS preflight), a rollback without a body, and the UI's own
+/// delete form (the session cookie is SameSite=Strict). Then it says "done".
+const ATTACK_PAGE: &str = r#"<!doctype html><title>attack</title>
+<iframe name="sink1"></iframe><iframe name="sink2"></iframe>
+<form id="plain" method="post" enctype="text/plain" target="sink1" action="UI/api/vips">
+<input name='{"name":"evil1","address":"203.0.113.66","port":80,"x":"' value='"}'></form>
+<form id="ui" method="post" target="sink2" action="UI/ui/vips/shop/delete"><input name="csrf" value="guess"></form>
+<script>
+(async () => {
+  const body = JSON.stringify({name: "evil2", address: "203.0.113.67", port: 80});
+  const tries = [
+    fetch("UI/api/vips", {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"}, body}),
+    fetch("UI/api/vips", {method: "POST", headers: {"Content-Type": "application/json"}, body, credentials: "include"}),
+    fetch("UI/api/revisions/1/rollback", {method: "POST", mode: "no-cors", credentials: "include"}),
+  ];
+  for (const attempt of tries) { try { await attempt; } catch (e) {} }
+  document.getElementById("plain").submit();
+  document.getElementById("ui").submit();
+  setTimeout(() => { document.title = "done"; }, 2000);
+})();
+</script>"#;
+
+async fn attack_from_another_origin(client: &Client, lab: &Lab) {
+    let before = revision(lab);
+    // Another port is another origin; this thread is in the lb namespace.
+    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let evil = format!("http://{}/", listener.local_addr().unwrap());
+    let page = ATTACK_PAGE.replace("UI/", &format!("{UI}/"));
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut stream in listener.incoming().flatten().take(8) {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                page.len()
+            );
+        }
+    });
+    client.goto(&evil).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while client.title().await.unwrap() != "done" {
+        assert!(Instant::now() < deadline, "the attack page did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(revision(lab), before, "no attempt changed anything");
+    let vips = lab.tula(&["vip", "list"]).unwrap();
+    assert!(!vips.contains("evil") && vips.contains("shop"), "{vips}");
+    // The attempts reached the daemon and were refused there, not lost on the way.
+    let log = std::fs::read_to_string(lab.topology.run_dir().join("lb.log")).unwrap();
+    assert!(log.contains("change refused: sent by a page of another origin"), "{log}");
+}
+
 /// The running config's revision, read from the API (loopback: no token needed).
 fn revision(lab: &Lab) -> u64 {
     let lb = tula_net::Netns::open(&lab.topology.ns_lb()).unwrap();
@@ -706,6 +762,9 @@ async fn walk(lab: &TestLab, driver: &Driver) {
     click(&client, "#apply").await;
     wait_for_path(&client, &format!("/ui/revisions?applied={}", opened_at + 2)).await;
     assert_eq!(revision(lab), opened_at + 2);
+
+    // 11. A page of another origin, opened in this logged-in browser, tries to change the balancer.
+    attack_from_another_origin(&client, lab).await;
     client.close().await.unwrap();
 
     // Dark mode: the browser prefers dark; the pages follow.
