@@ -1,10 +1,17 @@
 //! Browser sessions: logging in with the API token, the session cookie, and
 //! the CSRF token that every state-changing request must carry.
 //!
-//! A session is a random id in an HttpOnly, SameSite=Strict cookie; what it
-//! grants is kept here, server-side, with an expiry. Login is needed whenever
-//! the API needs a token (not on loopback) or one is configured; otherwise a
-//! session is opened without one, so CSRF checks still apply.
+//! A session is a random id in an HttpOnly, SameSite=Strict cookie. Login is
+//! needed whenever the API needs a token (not on loopback) or one is
+//! configured; otherwise a session is opened without one, so CSRF checks
+//! still apply.
+//!
+//! Only sessions opened by a login with the token are kept here, server-side,
+//! with an expiry. A session opened by a cookieless request (before login, or
+//! when no login is needed) is kept nowhere: its CSRF token is an HMAC of its
+//! id under a key of this process. So a flood of cookieless requests costs no
+//! memory, never evicts a logged-in session and never voids a login form
+//! waiting to be sent.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -20,6 +27,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Extension;
 
 use maud::html;
+use ring::hmac;
 
 use crate::layout::Page;
 use crate::{list, UiState};
@@ -30,7 +38,7 @@ use tula_api::ApiError;
 pub(crate) const COOKIE_NAME: &str = "tula_session";
 /// How long a session lasts from login (or from its first page without login).
 const LIFETIME: Duration = Duration::from_secs(8 * 60 * 60);
-/// Sessions kept at most; the oldest not logged in go first.
+/// Logged-in sessions kept at most (each needs the token); the oldest goes first.
 const MAX_SESSIONS: usize = 1024;
 /// Largest form body the UI reads.
 pub(crate) const MAX_FORM_BYTES: usize = 256 * 1024;
@@ -57,35 +65,80 @@ impl Session {
     }
 }
 
-/// Every open session by id.
-#[derive(Default)]
+/// The logged-in sessions by id, and the key that signs the CSRF tokens of
+/// sessions that did not log in.
 pub(crate) struct Sessions {
-    by_id: Mutex<HashMap<String, Session>>,
+    logged_in: Mutex<HashMap<String, Session>>,
+    anonymous_key: hmac::Key,
+}
+
+impl Default for Sessions {
+    fn default() -> Sessions {
+        Sessions {
+            logged_in: Mutex::default(),
+            anonymous_key: hmac::Key::new(hmac::HMAC_SHA256, &random_bytes()),
+        }
+    }
 }
 
 impl Sessions {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.by_id.lock().unwrap_or_else(PoisonError::into_inner)
+        self.logged_in
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The session `id`, unless it expired.
-    fn get(&self, id: &str) -> Option<Session> {
+    /// The session whose cookie carries `id`: a logged-in one that has not
+    /// expired, else the anonymous session of that id if this process issued
+    /// it, which grants what a cookieless request gets (`no_login_needed`).
+    fn get(&self, id: &str, no_login_needed: bool) -> Option<Session> {
         let mut sessions = self.lock();
         match sessions.get(id) {
-            Some(session) if session.created.elapsed() < LIFETIME => Some(session.clone()),
+            Some(session) if session.created.elapsed() < LIFETIME => return Some(session.clone()),
             Some(_) => {
                 sessions.remove(id);
-                None
             }
-            None => None,
+            None => {}
+        }
+        drop(sessions);
+        let random = id.get(..32)?;
+        let issued = self.anonymous_id(random) == id;
+        issued.then(|| self.anonymous(id.to_string(), no_login_needed))
+    }
+
+    /// An anonymous id: 128 random bits (as hex) and 128 bits of their HMAC,
+    /// so ids this process did not issue (a closed login's, a made-up one)
+    /// are told apart without storing any.
+    fn anonymous_id(&self, random: &str) -> String {
+        let tag = hmac::sign(&self.anonymous_key, format!("id:{random}").as_bytes());
+        format!("{random}{}", hex(&tag.as_ref()[..16]))
+    }
+
+    /// A session kept nowhere: its CSRF token is derived from its id.
+    fn anonymous(&self, id: String, no_login_needed: bool) -> Session {
+        let tag = hmac::sign(&self.anonymous_key, format!("csrf:{id}").as_bytes());
+        Session {
+            id,
+            csrf: hex(tag.as_ref()),
+            logged_in: no_login_needed,
+            token: None,
+            created: Instant::now(),
         }
     }
 
-    fn open(&self, logged_in: bool, token: Option<String>) -> Session {
+    /// A new session for a request without one: nothing is stored.
+    fn open_anonymous(&self, no_login_needed: bool) -> Session {
+        let id = self.anonymous_id(&hex(&random_bytes()[..16]));
+        self.anonymous(id, no_login_needed)
+    }
+
+    /// A session after a login with `token`, kept until it expires, logs out
+    /// or is the oldest of `MAX_SESSIONS`.
+    fn open_logged_in(&self, token: Option<String>) -> Session {
         let session = Session {
-            id: random_hex(),
-            csrf: random_hex(),
-            logged_in,
+            id: hex(&random_bytes()),
+            csrf: hex(&random_bytes()),
+            logged_in: true,
             token,
             created: Instant::now(),
         };
@@ -94,7 +147,7 @@ impl Sessions {
         while sessions.len() >= MAX_SESSIONS {
             let oldest = sessions
                 .values()
-                .min_by_key(|s| (s.logged_in, s.created))
+                .min_by_key(|s| s.created)
                 .map(|s| s.id.clone())
                 .expect("the map is not empty");
             sessions.remove(&oldest);
@@ -106,14 +159,23 @@ impl Sessions {
     fn close(&self, id: &str) {
         self.lock().remove(id);
     }
+
+    #[cfg(test)]
+    fn stored(&self) -> usize {
+        self.lock().len()
+    }
 }
 
-/// 32 random bytes from the kernel, as hex.
-fn random_hex() -> String {
+/// 32 random bytes from the kernel.
+fn random_bytes() -> [u8; 32] {
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
         .expect("reading /dev/urandom");
+    bytes
+}
+
+fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -169,7 +231,8 @@ pub(crate) async fn guard(State(ui): State<UiState>, request: Request, next: Nex
         Err(error) => return crate::UiError::from(error).into_response(),
     };
     let is_post = request.method() == Method::POST;
-    let existing = cookie_session_id(request.headers()).and_then(|id| ui.sessions.get(&id));
+    let existing =
+        cookie_session_id(request.headers()).and_then(|id| ui.sessions.get(&id, !login_required));
     let (session, opened) = match existing {
         Some(session) => (session, false),
         None if is_post => {
@@ -177,8 +240,7 @@ pub(crate) async fn guard(State(ui): State<UiState>, request: Request, next: Nex
                 "your session has expired (or this browser does not keep cookies): reload the page and send the form again",
             )
         }
-        None if login_required => (ui.sessions.open(false, None), true),
-        None => (ui.sessions.open(true, None), true),
+        None => (ui.sessions.open_anonymous(!login_required), true),
     };
     let allowed = session.logged_in && session.token == token;
     let mut request = request;
@@ -235,7 +297,11 @@ fn forbidden(message: &str) -> Response {
         p.alert.alert-error role="alert" { (message) }
         p { a href=(list::PATH) { "Back to the L4 Virtual IPs" } }
     };
-    (StatusCode::FORBIDDEN, Html(Page::bare("Refused").render(body))).into_response()
+    (
+        StatusCode::FORBIDDEN,
+        Html(Page::bare("Refused").render(body)),
+    )
+        .into_response()
 }
 
 pub(crate) async fn login_page(
@@ -285,7 +351,7 @@ pub(crate) async fn login(
         return (StatusCode::UNAUTHORIZED, Html(page)).into_response();
     }
     ui.sessions.close(&session.id);
-    let fresh = ui.sessions.open(true, token);
+    let fresh = ui.sessions.open_logged_in(token);
     tracing::info!("UI login");
     let response = Redirect::to(list::PATH).into_response();
     with_cookie(response, Some(session_cookie(&fresh)))
@@ -301,7 +367,11 @@ pub(crate) async fn logout(
 }
 
 fn render_login(session: &Session, error: Option<&str>) -> String {
-    let described = if error.is_some() { "e-token" } else { "h-token" };
+    let described = if error.is_some() {
+        "e-token"
+    } else {
+        "h-token"
+    };
     let body = html! {
         div.login {
             h1 { "Log in to tula" }
@@ -321,4 +391,63 @@ fn render_login(session: &Session, error: Option<&str>) -> String {
         }
     };
     Page::bare("Log in").render(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_cookieless_requests_stores_nothing_and_evicts_no_login() {
+        let sessions = Sessions::default();
+        let logged_in = sessions.open_logged_in(Some("token".to_string()));
+        let form = sessions.open_anonymous(false);
+        for _ in 0..MAX_SESSIONS + 100 {
+            sessions.open_anonymous(false);
+        }
+        assert_eq!(sessions.stored(), 1, "only the logged-in session is kept");
+        let kept = sessions.get(&logged_in.id, false).expect("still logged in");
+        assert!(kept.logged_in && kept.csrf == logged_in.csrf);
+        let again = sessions
+            .get(&form.id, false)
+            .expect("the login form's session");
+        assert!(!again.logged_in);
+        assert_eq!(
+            again.csrf, form.csrf,
+            "its CSRF token still matches the form"
+        );
+    }
+
+    #[test]
+    fn an_anonymous_csrf_token_is_bound_to_its_id_and_to_this_process() {
+        let sessions = Sessions::default();
+        let one = sessions.open_anonymous(true);
+        let two = sessions.open_anonymous(true);
+        assert_ne!(one.csrf, two.csrf);
+        assert_eq!(one.id.len(), 64);
+        assert!(
+            Sessions::default().get(&one.id, true).is_none(),
+            "another process's id"
+        );
+        let mut forged = one.id.clone();
+        forged.replace_range(..1, if forged.starts_with('0') { "1" } else { "0" });
+        assert!(sessions.get(&forged, true).is_none(), "a made-up id");
+        assert!(sessions.get("not-hex", true).is_none());
+        assert!(sessions.get("é".repeat(40).as_str(), true).is_none());
+        assert_eq!(sessions.get(&one.id, true).unwrap().csrf, one.csrf);
+    }
+
+    #[test]
+    fn logged_in_sessions_are_bounded_oldest_first() {
+        let sessions = Sessions::default();
+        let first = sessions.open_logged_in(Some("t".to_string()));
+        for _ in 0..MAX_SESSIONS {
+            sessions.open_logged_in(Some("t".to_string()));
+        }
+        assert_eq!(sessions.stored(), MAX_SESSIONS);
+        assert!(
+            sessions.get(&first.id, false).is_none(),
+            "the oldest login was evicted"
+        );
+    }
 }

@@ -145,6 +145,51 @@ fn login_with_the_token_opens_a_strict_http_only_session() {
 }
 
 #[test]
+fn a_flood_of_cookieless_requests_leaves_logins_and_login_forms_working() {
+    let daemon = Daemon::start("flood", Some(TOKEN));
+    let http = Http::new(daemon.address);
+    let login = |cookie: &str, csrf: &str| {
+        http.post(
+            "/ui/login",
+            Some(cookie),
+            &[("csrf", csrf), ("token", TOKEN)],
+        )
+    };
+    let cookie = http.get("/ui/login", None).session_cookie().unwrap();
+    let csrf = http.get("/ui/login", Some(&cookie)).csrf();
+    let session = login(&cookie, &csrf).session_cookie().unwrap();
+    // A login form opened before the flood and sent after it.
+    let waiting = http.get("/ui/login", None);
+    let (waiting_cookie, waiting_csrf) = (waiting.session_cookie().unwrap(), waiting.csrf());
+
+    for _ in 0..1100 {
+        let reply = http.get("/ui/vips", None);
+        assert_eq!(reply.status, 303);
+        assert!(reply.session_cookie().is_some());
+    }
+
+    assert_eq!(
+        http.get("/ui/vips", Some(&session)).status,
+        200,
+        "still logged in"
+    );
+    let late = login(&waiting_cookie, &waiting_csrf);
+    assert_eq!(
+        late.status, 303,
+        "the waiting login form still works: {}",
+        late.body
+    );
+    let late = late.session_cookie().unwrap();
+    assert_eq!(http.get("/ui/vips", Some(&late)).status, 200);
+    let fresh = http.get("/ui/login", None);
+    let fresh = login(&fresh.session_cookie().unwrap(), &fresh.csrf());
+    assert_eq!(fresh.status, 303, "a fresh login succeeds: {}", fresh.body);
+    // The pre-login id still grants nothing, and a made-up CSRF token is refused.
+    assert_eq!(http.get("/ui/vips", Some(&waiting_cookie)).status, 303);
+    assert_eq!(login(&waiting_cookie, &"0".repeat(64)).status, 403);
+}
+
+#[test]
 fn every_state_changing_request_needs_the_sessions_csrf_token() {
     // Loopback without a token: no login, but sessions and CSRF all the same.
     let daemon = Daemon::start("csrf", None);
