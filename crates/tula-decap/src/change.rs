@@ -67,6 +67,33 @@ impl Change {
         self.to_string().lines().next().unwrap_or_default().trim_end_matches(':').to_string()
     }
 
+    /// The shell command an operator would type for this change (what the
+    /// manual steps show), or `None` where only tula can make it (the XDP
+    /// program and its maps). Files are written with a here-document.
+    pub fn command(&self) -> Option<String> {
+        Some(match self {
+            Change::LoadModule { name } => format!("modprobe {name}"),
+            // Loading ipip creates tunl0 on a normal host: `ip tunnel add` would fail with "File exists".
+            Change::CreateIpipTunnel { name, local } => {
+                format!("ip link show {name} >/dev/null 2>&1 || ip tunnel add {name} mode ipip local {local}")
+            }
+            Change::SetSysctl { key, to, .. } => format!("sysctl -w {key}={to}"),
+            Change::AddAddress { link, addr, prefix } => format!("ip addr add {addr}/{prefix} dev {link}"),
+            Change::SetLinkUp { link } => format!("ip link set {link} up"),
+            Change::MountBpffs { path } => format!("mountpoint -q {0} || mount -t bpf bpf {0}", path.display()),
+            Change::AttachDecap { .. } | Change::UpdateDecapMaps { .. } | Change::RemoveStalePins { .. } => return None,
+            Change::WriteFile { path, contents, mode, .. } => {
+                format!("install -D -m {mode:o} /dev/stdin {} <<'EOF'\n{contents}EOF", path.display())
+            }
+            Change::Symlink { path, target } => {
+                let unit = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let dir = path.parent().unwrap_or(path);
+                format!("mkdir -p {} && ln -sf {} {}    # = systemctl enable {unit}", dir.display(), target.display(), path.display())
+            }
+            Change::ClampMss { vips, mss } => format!("nft -f - <<'EOF'\n{}EOF", mss_clamp::script(vips, *mss)),
+        })
+    }
+
     /// Whether teardown has anything to undo for this change.
     pub(crate) fn recorded(&self) -> bool {
         // Map updates are undone by detaching the program they belong to;
@@ -183,19 +210,23 @@ impl Change {
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Change::LoadModule { name } => write!(f, "load kernel module {name}  [modprobe {name}]"),
-            Change::CreateIpipTunnel { name, local } => {
-                write!(f, "create IPIP tunnel {name} with local {local}  [ip tunnel add {name} mode ipip local {local}]")
-            }
+            Change::LoadModule { name } => write!(f, "load kernel module {name}  [{command}]", command = self.command().unwrap_or_default()),
+            Change::CreateIpipTunnel { name, local } => write!(
+                f,
+                "create IPIP tunnel {name} with local {local} unless loading the module made it  [{}]",
+                self.command().unwrap_or_default()
+            ),
             Change::SetSysctl { key, from, to } => {
                 let was = from.as_deref().map_or("not set yet".to_string(), |v| format!("was {v}"));
-                write!(f, "set {key} = {to} ({was})  [sysctl -w {key}={to}]")
+                write!(f, "set {key} = {to} ({was})  [{}]", self.command().unwrap_or_default())
             }
             Change::AddAddress { link, addr, prefix } => {
-                write!(f, "add {addr}/{prefix} to {link}  [ip addr add {addr}/{prefix} dev {link}]")
+                write!(f, "add {addr}/{prefix} to {link}  [{}]", self.command().unwrap_or_default())
             }
-            Change::SetLinkUp { link } => write!(f, "bring {link} up  [ip link set {link} up]"),
-            Change::MountBpffs { path } => write!(f, "mount bpffs at {0}  [mount -t bpf bpf {0}]", path.display()),
+            Change::SetLinkUp { link } => write!(f, "bring {link} up  [{}]", self.command().unwrap_or_default()),
+            Change::MountBpffs { path } => {
+                write!(f, "mount bpffs at {}  [{}]", path.display(), self.command().unwrap_or_default())
+            }
             Change::AttachDecap { interface, pin_dir, local, vips } => write!(
                 f,
                 "attach XDP decapsulation (bpf/decap.c) to {interface}: tunnel addresses {}, VIPs {}; pinned at {}",

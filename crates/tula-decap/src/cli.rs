@@ -4,6 +4,7 @@
 use crate::persist::Persist;
 use crate::plan::{self, Method, MssClamp, SetupOptions};
 use crate::verify::{CheckStatus, VerifyOptions};
+use crate::manual::ManualOptions;
 use crate::DecapError;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -43,6 +44,10 @@ pub struct SetupArgs {
     /// Print every change (with file contents) and make none.
     #[arg(long)]
     pub dry_run: bool,
+    /// Print the shell commands that make the same setup on a fresh host by
+    /// hand (what the web UI's Backend setup panel shows), and make none.
+    #[arg(long, conflicts_with_all = ["dry_run", "json"])]
+    pub manual: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -97,6 +102,17 @@ fn setup(args: SetupArgs) -> Result<ExitCode, DecapError> {
     opts.root = args.root;
     opts.mss_clamp = args.mss_clamp.map(|mss| mss.map_or(MssClamp::Auto, MssClamp::To));
     let plan = plan::plan_setup(&opts)?;
+    if args.manual {
+        let addresses = tula_net::addresses()?;
+        let local = plan::tunnel_addresses(&addresses, &plan.interface, &plan.vips);
+        let mut manual = ManualOptions::new(plan.method, plan.interface.clone(), local[0], plan.vips.clone());
+        manual.mss_clamp = plan.mss_clamp;
+        manual.persist = plan.persist;
+        manual.root = opts.root.clone();
+        manual.tula_binary = opts.tula_binary.clone();
+        print!("{}", crate::manual_script(&crate::manual_steps(&manual)));
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.dry_run {
         if args.json {
             println!("{}", serde_json::to_string_pretty(&plan).expect("plan serializes"));
@@ -246,6 +262,15 @@ mod tests {
         assert_eq!(setup.mss_clamp, None, "no clamp unless asked");
         assert!(Tula::try_parse_from(["tula", "decap", "setup"]).is_err(), "--vip is required");
         assert!(Tula::try_parse_from(["tula", "decap", "setup", "--vip", "2001:db8::1"]).is_err(), "IPv4 only");
+    }
+
+    #[test]
+    fn manual_prints_instead_of_a_dry_run_or_json() {
+        let DecapCommand::Setup(setup) = parse(&["setup", "--vip", "203.0.113.10", "--manual"]) else { panic!("not setup") };
+        assert!(setup.manual && !setup.dry_run);
+        for other in ["--dry-run", "--json"] {
+            assert!(Tula::try_parse_from(["tula", "decap", "setup", "--vip", "203.0.113.10", "--manual", other]).is_err());
+        }
     }
 
     #[test]

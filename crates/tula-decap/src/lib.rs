@@ -22,6 +22,7 @@
 
 pub mod cli;
 mod change;
+pub mod manual;
 pub mod mss_clamp;
 mod persist;
 mod plan;
@@ -30,6 +31,7 @@ mod state;
 mod verify;
 
 pub use change::Change;
+pub use manual::{manual_script, manual_steps, ManualOptions, Step};
 pub use persist::Persist;
 pub use plan::{
     apply, default_uplink, plan_setup, setup, sysctls, teardown, Method, MssClamp, Plan, SetupOptions, SetupReport,

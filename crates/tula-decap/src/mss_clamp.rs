@@ -50,9 +50,13 @@ pub fn ruleset(vips: &[Ipv4Addr], mss: u16) -> String {
 
 /// Loads the table, replacing an earlier one of the same name in the same transaction.
 pub fn install(vips: &[Ipv4Addr], mss: u16) -> Result<(), DecapError> {
+    nft(&["-f", "-"], Some(&script(vips, mss)), &format!("loading nftables table ip {TABLE}")).map(|_| ())
+}
+
+/// What `nft -f` loads: the table, replacing an earlier one of the same name.
+pub fn script(vips: &[Ipv4Addr], mss: u16) -> String {
     // Declaring the table first makes the delete succeed whether or not it exists.
-    let script = format!("table ip {TABLE}\ndelete table ip {TABLE}\n{}", ruleset(vips, mss));
-    nft(&["-f", "-"], Some(&script), &format!("loading nftables table ip {TABLE}")).map(|_| ())
+    format!("table ip {TABLE}\ndelete table ip {TABLE}\n{}", ruleset(vips, mss))
 }
 
 /// Deletes the table. `Ok(false)`: it was not there.

@@ -171,11 +171,8 @@ pub fn nft_file(vips: &[Ipv4Addr], mss: u16) -> String {
         "#!/usr/sbin/nft -f\n\
          # Written by `tula decap setup --mss-clamp`; `tula decap teardown` removes it.\n\
          # Clamps the TCP MSS of SYN and SYN-ACK sent from the VIPs to what fits the IPIP tunnel.\n\
-         table ip {table}\n\
-         delete table ip {table}\n\
          {}",
-        crate::mss_clamp::ruleset(vips, mss),
-        table = crate::mss_clamp::TABLE
+        crate::mss_clamp::script(vips, mss)
     )
 }
 

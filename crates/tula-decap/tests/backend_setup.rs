@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tula_decap::program::{self, DecapProgram, PinnedDecap};
-use tula_decap::{Change, CheckStatus, DecapError, Method, Persist, SetupOptions, VerifyOptions};
+use tula_decap::{Change, CheckStatus, DecapError, ManualOptions, Method, Persist, SetupOptions, VerifyOptions};
 use tula_net::Netns;
 
 const BACKEND: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
@@ -363,7 +363,7 @@ fn kernel_dry_run_prints_the_full_list_with_file_contents() {
         "backend setup, method kernel (ipip module, tunl0), uplink bk0
 would make (dry run, nothing changed) 13 change(s):
   1. load kernel module ipip  [modprobe ipip]
-  2. create IPIP tunnel tunl0 with local 198.18.1.2  [ip tunnel add tunl0 mode ipip local 198.18.1.2]
+  2. create IPIP tunnel tunl0 with local 198.18.1.2 unless loading the module made it  [ip link show tunl0 >/dev/null 2>&1 || ip tunnel add tunl0 mode ipip local 198.18.1.2]
   3. set net.ipv4.conf.all.arp_ignore = 1 (was 0)  [sysctl -w net.ipv4.conf.all.arp_ignore=1]
   4. set net.ipv4.conf.all.arp_announce = 2 (was 0)  [sysctl -w net.ipv4.conf.all.arp_announce=2]
   5. set net.ipv4.conf.tunl0.rp_filter = 0 (not set yet)  [sysctl -w net.ipv4.conf.tunl0.rp_filter=0]
@@ -565,4 +565,72 @@ fn setup_removes_pins_left_by_a_namespace_deleted_without_teardown() {
         .unwrap();
     assert!(plan.changes.contains(&Change::RemoveStalePins { pin_dir: gone_dir.clone() }), "{:#?}", plan.changes);
     assert!(!gone_dir.exists());
+}
+
+/// The manual equivalent (what the web UI's Backend setup panel shows), run
+/// by hand with `sh` in the backend's namespace. This host has no ipip module,
+/// so the XDP method's steps: after the steps before the program, setup finds
+/// nothing left to do but attach the program; after all of them, verify passes.
+#[test]
+fn the_manual_steps_run_by_hand_make_a_backend_that_verifies() {
+    let topo = topology("manual");
+    let root = Root::new("manual");
+    let _cleanup = TeardownOnDrop { ns: &topo.backend, root: &root };
+    topo.backend.run(set_stock_sysctls).unwrap();
+    let mut opts = ManualOptions::new(Method::Xdp, "bk0", BACKEND, vec![VIP, VIP2]);
+    opts.mss_clamp = Some(1400);
+    opts.root = root.path().to_path_buf();
+    let steps = tula_decap::manual_steps(&opts);
+    let (program, by_hand) = steps.split_last().unwrap();
+    let sh = |command: &str| {
+        let out = topo.backend.command("sh").args(["-ec", command]).output().unwrap();
+        assert!(out.status.success(), "{command}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    for command in by_hand.iter().flat_map(|step| &step.commands) {
+        sh(command);
+    }
+
+    // What setup would still change: only the program (pins other tests left behind are not ours).
+    let mut setup = SetupOptions::new(Method::Xdp, vec![VIP, VIP2]);
+    setup.interface = Some("bk0".into());
+    setup.root = root.path().to_path_buf();
+    setup.tula_binary = opts.tula_binary.clone();
+    setup.mss_clamp = Some(tula_decap::MssClamp::To(1400));
+    let left = topo.backend.run(|| tula_decap::plan_setup(&setup).unwrap()).unwrap();
+    let left: Vec<&Change> = left
+        .changes
+        .iter()
+        .filter(|c| !matches!(c, Change::RemoveStalePins { .. } | Change::MountBpffs { .. }))
+        .collect();
+    assert!(matches!(left.as_slice(), [Change::AttachDecap { .. }]), "the manual steps left {left:#?}");
+
+    // The program step: bpffs, then the `tula decap setup` line through tula's own command line.
+    let [mount, tula] = program.commands.as_slice() else { panic!("{program:#?}") };
+    sh(mount);
+    let args: Vec<&str> = tula.split_whitespace().collect();
+    assert_eq!(args[..3], [opts.tula_binary.to_str().unwrap(), "decap", "setup"]);
+    #[derive(clap::Parser)]
+    struct Tula {
+        #[command(flatten)]
+        decap: tula_decap::cli::DecapArgs,
+    }
+    let parsed = <Tula as clap::Parser>::try_parse_from(&args[1..]).unwrap_or_else(|e| panic!("{tula}: {e}"));
+    let code = topo.backend.run(|| tula_decap::cli::run(parsed.decap).unwrap()).unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+
+    let listener = topo.backend.run(|| UdpSocket::bind(SocketAddrV4::new(VIP, 5354)).unwrap()).unwrap();
+    send_tunnelled(&topo.peer, 2, 5354);
+    listener.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = [0u8; 64];
+    listener.recv_from(&mut buf).expect("a decapsulated datagram within 3 s");
+    let checks = topo.backend.run(|| tula_decap::verify(&VerifyOptions::new(root.path())).unwrap()).unwrap();
+    assert!(failing(&checks).is_empty(), "{:#?}", failing(&checks));
+    for name in [
+        "net.ipv4.conf.bk0.rp_filter = 0",
+        "boot unit tula-decap.service installed and enabled",
+        "TCP MSS of SYN and SYN-ACK from the VIPs clamped to 1400",
+        "VIP 203.0.113.11 on lo",
+    ] {
+        assert_eq!(check(&checks, name).status, CheckStatus::Pass, "{name}: {checks:#?}");
+    }
 }

@@ -1,6 +1,7 @@
 //! The per-VIP "Backend setup" panel: for each backend, the exact
-//! `tula decap setup` commands, the manual equivalent from the product
-//! description (module, tunnel, VIP, sysctls, the persistence file), the MTU
+//! `tula decap setup` commands, their manual equivalent for both methods as
+//! tula-decap writes it ([`tula_decap::manual_steps`]: module, `tunl0` only
+//! if missing, VIPs, sysctls, the persistence files), the MTU
 //! advice (the VIP's tunnel MTU and MSS as the data plane computes them, or
 //! the balancer's egress interface toward the backend), and how to verify.
 
@@ -151,24 +152,7 @@ fn l3_backend(
     let served: Vec<String> = vips.iter().map(ToString::to_string).collect();
     // --mss-clamp last, so each command reads as the basic one plus the clamp.
     let clamp = format!(" --mss-clamp={mss}");
-    let mut manual = vec![
-        "modprobe ipip".to_string(),
-        format!("ip tunnel add tunl0 mode ipip local {backend}"),
-    ];
-    manual.extend(vips.iter().map(|v| format!("ip addr add {v}/32 dev tunl0")));
-    manual.push("ip link set tunl0 up".to_string());
-    let sysctls = tula_decap::sysctls(Method::Kernel, "tunl0");
-    let set: Vec<String> = sysctls
-        .iter()
-        .map(|(k, v)| format!("sysctl -w {k}={v}"))
-        .collect();
-    let file: Vec<String> = sysctls.iter().map(|(k, v)| format!("{k} = {v}")).collect();
-    let mut mtu_lines = vec![
-        format!("ip link set tunl0 mtu {tunnel_mtu}"),
-        "nft -f - <<'EOF'".to_string(),
-    ];
-    mtu_lines.extend(mss_clamp::ruleset(&vips, mss).lines().map(str::to_string));
-    mtu_lines.push("EOF".to_string());
+    let (kernel, xdp) = manual_steps(backend, &vips, mss);
     html! {
         p {
             "This backend serves " (served.join(", ")) " over Layer 3 DSR; one setup covers "
@@ -181,22 +165,15 @@ fn l3_backend(
         (commands(&[format!("tula decap setup --method xdp{args}{clamp}")]))
         p {
             code { "--mss-clamp" } " lowers the MSS the backend announces so clients' segments fit the tunnel (see MTU below). \
-             Add " code { "--dry-run" } " to see every change first, and " code { "--interface IFACE" }
-            " if the uplink is not the default route's interface."
+             Add " code { "--dry-run" } " to see every change first, " code { "--manual" } " to print the commands \
+             below for that host, and " code { "--interface IFACE" } " if the uplink is not the default route's interface."
         }
         h4 { "The manual equivalent" }
-        p { "Load the IPIP module, create the tunnel and put the VIP on it:" }
-        (commands(&manual))
-        p {
-            "Suppress ARP for the VIP and turn reverse path filtering off (decapsulated packets carry the client's \
-             address as source, which does not match the route back through " code { "tunl0" } "):"
-        }
-        (commands(&set))
-        p { "Persist the settings in " code { "/etc/sysctl.d/99-dsr.conf" } ":" }
-        (commands(&file))
-        p {
-            "and configure the tunnel in the system's network manager (e.g. netplan) so it survives reboots; "
-            code { "tula decap setup" } " writes those files."
+        div.manual data-method="kernel" { (steps_markup(&kernel)) }
+        details.manual data-method="xdp" {
+            summary { "Without the ipip module: the XDP method by hand" }
+            p { code { (MANUAL_UPLINK) } " stands for the backend's uplink (the interface the tunnelled packets arrive on)." }
+            (steps_markup(&xdp))
         }
         h4 { "MTU" }
         p {
@@ -208,12 +185,11 @@ fn l3_backend(
                 Err(error) => { "The route to " (backend) " could not be looked up (" (error) ")." }
             }
             " The tunnel carries at most " strong.tunnel-mtu { (tunnel_mtu) } " bytes (" (mtu_source) " IPIP's "
-            (mss_clamp::IPIP_OVERHEAD) "-byte outer IPv4 header): set the tunnel MTU to " (tunnel_mtu)
-            " and clamp the TCP MSS the backend announces to " strong.mss { (mss) } " (" (tunnel_mtu) " - "
-            (mss_clamp::IPV4_TCP_HEADERS) "), so clients never send a full-size packet with Don't Fragment set into \
-             the tunnel. " code { "--mss-clamp=" (mss) } " above loads this nftables table (and persists it):"
+            (mss_clamp::IPIP_OVERHEAD) "-byte outer IPv4 header): clamp the TCP MSS the backend announces to "
+            strong.mss { (mss) } " (" (tunnel_mtu) " - " (mss_clamp::IPV4_TCP_HEADERS) "), so clients never send a \
+             full-size packet with Don't Fragment set into the tunnel. " code { "--mss-clamp=" (mss) }
+            " above does it, as does the nftables step of the manual equivalent."
         }
-        (commands(&mtu_lines))
         p {
             "Or raise the MTU to " (egress.as_ref().map_or(1500, |e| e.mtu) + mss_clamp::IPIP_OVERHEAD)
             " or more (jumbo frames) on every link between the load balancer and the backends. Either way, keep ICMP \
@@ -227,6 +203,33 @@ fn l3_backend(
             "ip addr show tunl0".to_string(),
             "tcpdump -i tunl0 -n    # shows the decapsulated traffic".to_string(),
         ]))
+    }
+}
+
+/// The uplink the XDP method's manual steps name: the balancer cannot know the backend's.
+const MANUAL_UPLINK: &str = "eth0";
+
+/// The manual equivalent of `tula decap setup` on `backend` for both
+/// methods, as tula-decap writes them (so the panel cannot drift from it).
+fn manual_steps(backend: IpAddr, vips: &[Ipv4Addr], mss: u16) -> (Vec<tula_decap::Step>, Vec<tula_decap::Step>) {
+    let local = match backend {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED, // IPv6 backends are refused by the config
+    };
+    let steps = |method| {
+        let mut opts = tula_decap::ManualOptions::new(method, MANUAL_UPLINK, local, vips.to_vec());
+        opts.mss_clamp = Some(mss);
+        tula_decap::manual_steps(&opts)
+    };
+    (steps(Method::Kernel), steps(Method::Xdp))
+}
+
+fn steps_markup(steps: &[tula_decap::Step]) -> Markup {
+    html! {
+        @for step in steps {
+            p { (step.title) }
+            (commands(&step.commands))
+        }
     }
 }
 
@@ -274,9 +277,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_panel_has_the_commands_and_the_figures() {
-        let config = tula_config::Config::from_toml_str(
+    /// web (two backends) and api, whose one backend also serves web.
+    fn two_vips() -> Config {
+        tula_config::Config::from_toml_str(
             r#"
             interfaces = ["eth0"]
             [[vip]]
@@ -291,7 +294,12 @@ mod tests {
             backends = [{ address = "198.18.11.2" }]
             "#,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn the_panel_has_the_commands_and_the_figures() {
+        let config = two_vips();
         let vip = config.vip("web").unwrap();
         let first = (
             "198.18.11.2".parse().unwrap(),
@@ -315,14 +323,18 @@ mod tests {
             ),
             "the unknown route assumes 1500: {other}"
         );
-        assert!(html.contains("ip tunnel add tunl0 mode ipip local 198.18.11.2"));
+        assert!(html.contains(
+            "ip link show tunl0 &gt;/dev/null 2&gt;&amp;1 || ip tunnel add tunl0 mode ipip local 198.18.11.2"
+        ));
         assert!(html.contains("ip addr add 203.0.113.10/32 dev tunl0"));
         assert!(html.contains("sysctl -w net.ipv4.conf.tunl0.rp_filter=0"));
         assert!(html.contains("net.ipv4.conf.all.arp_announce = 2"));
-        assert!(html.contains("ip link set tunl0 mtu 1380"), "1400 - 20");
+        assert!(html.contains("/etc/modules-load.d/tula-ipip.conf"));
+        assert!(html.contains("/etc/netplan/90-tula-dsr.yaml"));
+        assert!(html.contains("tunnel-mtu\">1380<"), "1400 - 20");
         assert!(html.contains("maxseg size set 1340"), "1380 - 40");
         assert!(
-            other.contains("ip link set tunl0 mtu 1480"),
+            other.contains("tunnel-mtu\">1480<"),
             "the unknown route assumes 1500"
         );
         assert!(
@@ -331,5 +343,49 @@ mod tests {
         );
         assert!(html.contains("?setup=198.18.12.2#setup"), "the others are linked");
         assert!(html.contains("tula decap verify --vip 203.0.113.10"));
+    }
+
+    /// The text of every `<pre><code>` block, unescaped, in page order.
+    fn code_blocks(html: &str) -> Vec<String> {
+        html.split("<pre><code>")
+            .skip(1)
+            .map(|rest| {
+                rest.split("</code></pre>").next().unwrap_or_default()
+                    .replace("&lt;", "<")
+                    .replace("&gt;", ">")
+                    .replace("&quot;", "\"")
+                    .replace("&#39;", "'")
+                    .replace("&amp;", "&")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_panel_shows_the_manual_steps_of_tula_decap_for_both_methods() {
+        let config = two_vips();
+        let vip = config.vip("web").unwrap();
+        let egress = Ok(Egress { interface: "eth0".into(), mtu: 1500 });
+        let html = panel(&config, vip, None, Some(&("198.18.11.2".parse().unwrap(), egress))).into_string();
+        let blocks = code_blocks(&html);
+        for method in [Method::Kernel, Method::Xdp] {
+            let mut opts = tula_decap::ManualOptions::new(
+                method,
+                MANUAL_UPLINK,
+                "198.18.11.2".parse().unwrap(),
+                vec!["203.0.113.10".parse().unwrap(), "203.0.113.11".parse().unwrap()],
+            );
+            opts.mss_clamp = Some(1440);
+            let steps = tula_decap::manual_steps(&opts);
+            let wanted: Vec<String> = steps.iter().map(|s| s.commands.join("\n")).collect();
+            assert!(
+                blocks.windows(wanted.len()).any(|w| w == wanted.as_slice()),
+                "the panel lacks the {method:?} steps in order:\n{}\n-- panel blocks --\n{}",
+                wanted.join("\n--\n"),
+                blocks.join("\n--\n")
+            );
+            for step in &steps {
+                assert!(html.contains(&maud::html! { p { (step.title) } }.into_string()), "{}", step.title);
+            }
+        }
     }
 }

@@ -391,10 +391,11 @@ fn the_form_shows_each_error_beside_its_field_and_applies_only_a_valid_vip() {
         "Backend setup",
         "tula decap setup --vip 203.0.113.11 --mss-clamp=1440",
         "tula decap setup --method xdp --vip 203.0.113.11 --mss-clamp=1440",
-        "ip tunnel add tunl0 mode ipip local 198.18.100.6",
+        "ip link show tunl0 &gt;/dev/null 2&gt;&amp;1 || ip tunnel add tunl0 mode ipip local 198.18.100.6",
         "sysctl -w net.ipv4.conf.tunl0.rp_filter=0",
+        "/etc/modules-load.d/tula-ipip.conf",
         // lb0 is a veth with MTU 1500: the tunnel carries 1480, the MSS is 1440.
-        "ip link set tunl0 mtu 1480",
+        "tunnel-mtu\">1480<",
         "maxseg size set 1440",
         "tula decap verify --vip 203.0.113.11",
         "Check that replies bypass the load balancer",
