@@ -129,3 +129,41 @@ fn xdp_attached(ifname: &str) -> bool {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
 }
+
+#[test]
+fn the_pinned_layout_version_is_read_without_adopting_and_an_unknown_one_is_refused() {
+    let pins = PinDir(PathBuf::from(format!(
+        "/sys/fs/bpf/tula-test-layout-{}",
+        std::process::id()
+    )));
+    assert_eq!(tula_dataplane::pinned_build(&pins.0).unwrap(), None);
+    let options = LoadOptions {
+        pin_dir: Some(pins.0.clone()),
+        ..small_options()
+    };
+    drop(Dataplane::load(&options).unwrap());
+    let pinned = tula_dataplane::pinned_build(&pins.0).unwrap().unwrap();
+    assert_eq!(pinned.layout_version, tula_dataplane::abi::LAYOUT_VERSION);
+    assert_eq!(pinned.ring_size, Some(small_options().ring_size));
+    assert!(pinned.interfaces.is_empty());
+    assert!(pinned.matches_this_build());
+
+    // As a later build would have pinned it: a layout this build does not know.
+    let layout = aya::maps::MapData::from_pin(pins.0.join("layout")).unwrap();
+    let mut layout: aya::maps::Array<_, tula_dataplane::abi::Layout> =
+        aya::maps::Map::from_map_data(layout).unwrap().try_into().unwrap();
+    let mut entry = layout.get(&0, 0).unwrap();
+    entry.version = 99;
+    layout.set(0, entry, 0).unwrap();
+    let pinned = tula_dataplane::pinned_build(&pins.0).unwrap().unwrap();
+    assert_eq!(pinned.layout_version, 99);
+    assert!(!pinned.matches_this_build());
+    let refused = Dataplane::open_pinned(&pins.0).err().expect("refused");
+    assert!(
+        refused.to_string().contains("map layout version 99 (this build reads"),
+        "{refused}"
+    );
+    entry.version = tula_dataplane::abi::LAYOUT_VERSION;
+    layout.set(0, entry, 0).unwrap();
+    Dataplane::open_pinned(&pins.0).unwrap().teardown().unwrap();
+}

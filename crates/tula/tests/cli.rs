@@ -218,6 +218,24 @@ fn operator_commands_against_a_running_daemon() {
         "{}",
         stderr(&refused)
     );
+    // The pinned data plane's map layout (ABI) is this build's: adopted as it is.
+    let pins = ["--pin-dir", path_str(&daemon.pin_dir)];
+    let status = daemon.ok(&[&["dataplane", "status"][..], &pins].concat());
+    let pinned_line = status.lines().find(|l| l.starts_with("pinned ")).unwrap_or_default();
+    let layout = tula_dataplane::abi::LAYOUT_VERSION;
+    assert!(
+        pinned_line.contains(&format!("layout version {layout}, ring_size 4093, attached to lb0")),
+        "{status}"
+    );
+    assert!(status.contains(&format!("this build  tula {}, layout version {layout}", env!("CARGO_PKG_VERSION"))), "{status}");
+    assert!(status.contains("the daemon adopts them as they are"), "{status}");
+    let json: Value =
+        serde_json::from_str(&daemon.ok(&[&["dataplane", "status", "--json"][..], &pins].concat()))
+            .unwrap();
+    assert_eq!(json["pinned"]["layout_version"], layout);
+    assert_eq!(json["pinned"]["interfaces"][0], "lb0");
+    assert_eq!(json["build"]["layout_version"], layout);
+    assert_eq!(json["matches"], true);
     let unloaded = daemon.ok(&[
         "dataplane",
         "unload",
@@ -232,6 +250,8 @@ fn operator_commands_against_a_running_daemon() {
         )
     );
     assert!(!daemon.pin_dir.exists());
+    let status = daemon.ok(&[&["dataplane", "status"][..], &pins].concat());
+    assert!(status.contains("pinned      nothing"), "{status}");
 }
 
 /// The verdict `tula doctor --json` gives `check` about `subject`.
