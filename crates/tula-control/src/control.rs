@@ -15,7 +15,10 @@ use crate::ids::Ids;
 use crate::plan::{plan, ring_members, transition, DataplaneState};
 use crate::program::{read_state, run};
 use crate::store::Store;
-use crate::{host, status, ControlError, ControlOptions, Diff, NewFlows, RevisionInfo, VipStatus};
+use crate::{
+    host, status, ControlError, ControlOptions, Diff, NewFlows, RevisionInfo, Serving, VipServing,
+    VipStatus,
+};
 
 /// The load balancer's running state. Methods take `&self` (it locks inside),
 /// so the API shares one `Arc<Control>` between handlers.
@@ -365,6 +368,27 @@ impl Control {
             loaded.map(|l| &l.dataplane),
         )
         .map_err(|message| dataplane_io(&running.pin_dir(), message))
+    }
+
+    /// What this node can serve, without reading any map: whether a data plane
+    /// is loaded, where it is attached, and where each VIP's new flows go.
+    /// Cheap enough to poll (the BGP announcer does).
+    pub fn serving(&self) -> Serving {
+        let running = self.lock();
+        Serving {
+            loaded: running.dataplane.is_some(),
+            interfaces: running.config.interfaces.clone(),
+            vips: running
+                .config
+                .vips
+                .iter()
+                .map(|vip| VipServing {
+                    name: vip.name.clone(),
+                    address: vip.address,
+                    new_flows: ring_members(vip, &running.health).0,
+                })
+                .collect(),
+        }
     }
 
     /// The data plane's global counters (all zero before anything is loaded).

@@ -128,6 +128,24 @@ pub enum NewFlows {
     Sorry,
 }
 
+/// What a node can serve right now ([`Control::serving`]).
+#[derive(Debug, Clone, Default)]
+pub struct Serving {
+    /// A data plane is loaded (or adopted) by this daemon.
+    pub loaded: bool,
+    /// The interfaces the running config attaches it to.
+    pub interfaces: Vec<String>,
+    pub vips: Vec<VipServing>,
+}
+
+#[derive(Debug, Clone)]
+pub struct VipServing {
+    pub name: String,
+    pub address: IpAddr,
+    /// [`NewFlows::Backends`] while at least one of its backends is up and active.
+    pub new_flows: NewFlows,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BackendStatus {
     pub address: IpAddr,

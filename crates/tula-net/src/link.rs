@@ -425,6 +425,81 @@ pub fn route_get(dest: Ipv4Addr) -> Result<RouteInfo, NetError> {
     Ok(info)
 }
 
+/// The IPv4 routes out of `dev` in routing table `table`, as (destination, prefix length).
+pub fn table_routes(table: u32, dev: &str) -> Result<Vec<(Ipv4Addr, u8)>, NetError> {
+    let index = index_of(dev)?;
+    let msg = RouteMessageBuilder::<Ipv4Addr>::new().build();
+    let routes: Vec<_> = netlink(&format!("listing routes of table {table}"), |h| async move {
+        h.route().get(msg).execute().try_collect().await
+    })?;
+    let mut found = Vec::new();
+    for route in &routes {
+        let mut in_table = u32::from(route.header.table);
+        let (mut dest, mut oif) = (None, None);
+        for attr in &route.attributes {
+            match attr {
+                RouteAttribute::Table(t) => in_table = *t,
+                RouteAttribute::Destination(RouteAddress::Inet(d)) => dest = Some(*d),
+                RouteAttribute::Oif(i) => oif = Some(*i),
+                _ => {}
+            }
+        }
+        if in_table == table && oif == Some(index) {
+            found.push((dest.unwrap_or(Ipv4Addr::UNSPECIFIED), route.header.destination_prefix_length));
+        }
+    }
+    Ok(found)
+}
+
+fn table_route(dest: Ipv4Addr, prefix: u8, dev_index: u32, table: u32) -> netlink_packet_route::route::RouteMessage {
+    RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(dest, prefix)
+        .output_interface(dev_index)
+        .table_id(table)
+        .scope(netlink_packet_route::route::RouteScope::Link)
+        .build()
+}
+
+/// Adds (or replaces) the route `dest/prefix` out of `dev` in routing table `table`.
+pub fn add_table_route(dest: Ipv4Addr, prefix: u8, dev: &str, table: u32) -> Result<(), NetError> {
+    let msg = table_route(dest, prefix, index_of(dev)?, table);
+    netlink(&format!("adding route {dest}/{prefix} dev {dev} table {table}"), |h| async move {
+        h.route().add(msg).replace().execute().await
+    })
+}
+
+/// Removes the route `dest/prefix` out of `dev` from routing table `table`; true if it was there.
+pub fn del_table_route(dest: Ipv4Addr, prefix: u8, dev: &str, table: u32) -> Result<bool, NetError> {
+    let msg = table_route(dest, prefix, index_of(dev)?, table);
+    netlink(&format!("removing route {dest}/{prefix} dev {dev} table {table}"), |h| async move {
+        match h.route().del(msg).execute().await {
+            Ok(()) => Ok(true),
+            Err(e) if errno_is(&e, libc::ESRCH) => Ok(false),
+            Err(e) => Err(e),
+        }
+    })
+}
+
+/// Whether interface `name` is up with a carrier and has an XDP program attached.
+pub fn xdp_forwarding(name: &str) -> Result<bool, NetError> {
+    use netlink_packet_route::link::{LinkXdp, XdpAttached};
+    let owned = name.to_string();
+    let msg = netlink(&format!("reading interface {name}"), |h| async move {
+        h.link().get().match_name(owned).execute().try_next().await
+    })?
+    .ok_or_else(|| NetError::NoSuchLink { name: name.into() })?;
+    let running = msg.header.flags.contains(LinkFlags::Up) && msg.header.flags.contains(LinkFlags::LowerUp);
+    let xdp = msg.attributes.iter().any(|a| match a {
+        LinkAttribute::Xdp(xdp) => xdp.iter().any(|x| match x {
+            LinkXdp::Attached(mode) => *mode != XdpAttached::None,
+            LinkXdp::ProgId(id) => *id != 0,
+            _ => false,
+        }),
+        _ => false,
+    });
+    Ok(running && xdp)
+}
+
 /// An interface's packet and byte counters.
 pub fn link_stats(name: &str) -> Result<LinkStats, NetError> {
     let owned = name.to_string();
