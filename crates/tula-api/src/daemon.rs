@@ -31,6 +31,9 @@ pub struct ServeOptions {
     pub socket_group: Option<String>,
     /// On exit, remove every program, link and map instead of leaving forwarding running.
     pub unload_on_exit: bool,
+    /// Announcing VIPs by BGP (off by default); the state and pin
+    /// directories are filled in by [`serve`].
+    pub bgp: tula_bgp::AnnounceOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +73,8 @@ pub enum ServeError {
     },
     #[error("serving the API: {0}")]
     Serve(#[source] std::io::Error),
+    #[error(transparent)]
+    Bgp(#[from] tula_bgp::BgpError),
     #[error("a blocking task of the daemon failed: {0}")]
     Task(String),
 }
@@ -147,9 +152,10 @@ pub async fn serve(options: ServeOptions, ui: crate::UiRoutes) -> Result<(), Ser
         "serving the API: changes need the token, or the socket"
     );
 
+    let node = start_node(&options, &config.pin_dir, control.clone()).await?;
     // On this runtime: its threads are in the daemon's network namespace, where probes must go out.
     let health = Checker::spawn(control.clone(), &tokio::runtime::Handle::current());
-    let router = crate::router_with_ui(control.clone(), health.clone(), listen, ui);
+    let router = crate::router_with_node(control.clone(), health.clone(), listen, ui, node.clone());
     let served = serve_api(router, listener, Some(socket), stop_signal()).await;
     // Backends keep the health they have in the data plane until the next daemon checks them.
     health.stop();
@@ -157,7 +163,11 @@ pub async fn serve(options: ServeOptions, ui: crate::UiRoutes) -> Result<(), Ser
 
     let pin_dir = config.pin_dir.display().to_string();
     if options.unload_on_exit {
-        tokio::task::spawn_blocking(move || control.unload())
+        // Withdraw first, so the routers stop sending before nothing forwards.
+        tokio::task::spawn_blocking(move || {
+            node.withdraw_all();
+            control.unload()
+        })
             .await
             .map_err(|e| ServeError::Task(e.to_string()))??;
         tracing::info!(
@@ -165,12 +175,35 @@ pub async fn serve(options: ServeOptions, ui: crate::UiRoutes) -> Result<(), Ser
             "stopped; the data plane is unloaded: nothing forwards any more"
         );
     } else {
+        // Announcements stay for the grace time, held by `tula bgp hold`.
+        node.stop();
         tracing::info!(
             pin_dir,
             "stopped serving; forwarding goes on (the data plane stays pinned). `tula dataplane unload` removes it"
         );
     }
     Ok(())
+}
+
+/// Starts the node's drain state and, with BGP on, its announcer.
+async fn start_node(
+    options: &ServeOptions,
+    pin_dir: &std::path::Path,
+    control: Arc<tula_control::Control>,
+) -> Result<Arc<tula_bgp::Node>, ServeError> {
+    let mut announce = options.bgp.clone();
+    announce.state_dir = Some(options.state_dir.clone());
+    announce.pin_dir = pin_dir.to_path_buf();
+    if announce.tula_bin.as_os_str().is_empty() {
+        announce.tula_bin = std::env::current_exe().map_err(|e| {
+            tula_bgp::BgpError::Io { what: "finding the tula executable".into(), source: e }
+        })?;
+    }
+    let readiness = Box::new(move || tula_bgp::readiness(&control));
+    let node = tokio::task::spawn_blocking(move || tula_bgp::Node::start(announce, readiness))
+        .await
+        .map_err(|e| ServeError::Task(e.to_string()))??;
+    Ok(Arc::new(node))
 }
 
 /// Resolves on SIGTERM (systemd's stop) or SIGINT (Ctrl-C).

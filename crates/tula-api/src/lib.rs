@@ -15,6 +15,7 @@
 //!   Host and Origin). `channel`: the TCP and Unix socket listeners and their
 //!   peers. `socket_client`: the CLI's side of the socket. `owner`: one daemon
 //!   per state and pin dir. `error`: the error shape. `daemon`: [`serve`].
+//! - `node`: `/api/node`: drain, resume and the VIPs' BGP announcements.
 //!
 //! The web UI lives in the `tula-ui` crate, which builds on [`AppState`]; it is
 //! served beside the API through [`router_with_ui`] and [`serve`]'s `ui` argument.
@@ -28,6 +29,7 @@ mod interfaces;
 #[cfg(test)]
 mod json_fuzz;
 mod metrics;
+mod node;
 mod openapi;
 mod owner;
 mod revisions;
@@ -44,6 +46,6 @@ pub use auth::same_token;
 pub use error::ApiError;
 pub use revisions::RevisionView;
 pub use owner::{lock_dir, DirLock, OwnerError};
-pub use router::{router, router_with_ui, routes, Route, UiRoutes};
+pub use router::{router, router_with_node, router_with_ui, routes, Route, UiRoutes};
 pub use socket_client::{socket_agent, SOCKET_BASE};
 pub use state::{panic_message, AppState, Replace};

@@ -17,7 +17,7 @@ use tula_health::Checker;
 
 use crate::error::ApiError;
 use crate::state::{panic_message, AppState};
-use crate::{health, interfaces, metrics, openapi, revisions, status, vips};
+use crate::{health, interfaces, metrics, node, openapi, revisions, status, vips};
 
 /// One route: a method on a path (axum's `{name}` syntax, as in OpenAPI).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +83,9 @@ fn route_table() -> Vec<(Route, MethodRouter<AppState>)> {
         route(M::GET, "/api/status", status::status),
         route(M::GET, "/api/counters", status::counters),
         route(M::GET, "/api/interfaces", interfaces::interfaces),
+        route(M::GET, "/api/node", node::show),
+        route(M::POST, "/api/node/drain", node::drain),
+        route(M::POST, "/api/node/resume", node::resume),
         route(M::GET, "/api/openapi.json", openapi::document),
         route(M::GET, "/metrics", metrics::metrics),
     ]
@@ -110,7 +113,19 @@ pub fn router_with_ui(
     listen: SocketAddr,
     ui: UiRoutes,
 ) -> Router {
-    let state = AppState::new(control, health, !listen.ip().is_loopback());
+    let node = crate::node::without_bgp(control.clone());
+    router_with_node(control, health, listen, ui, node)
+}
+
+/// [`router_with_ui`] for a daemon whose node state (drain, BGP announcements) `node` keeps.
+pub fn router_with_node(
+    control: Arc<Control>,
+    health: Checker,
+    listen: SocketAddr,
+    ui: UiRoutes,
+    node: Arc<tula_bgp::Node>,
+) -> Router {
+    let state = AppState::new(control, health, !listen.ip().is_loopback(), node);
     let mut router = Router::new();
     for (route, method_router) in route_table() {
         router = router.route(route.path, method_router);

@@ -23,10 +23,17 @@ pub struct AppState {
     /// requests cannot each apply an edit that drops the other's.
     edits: Arc<Mutex<()>>,
     pub(crate) metrics: Arc<prometheus_client::registry::Registry>,
+    /// In service or drained, and the VIPs' BGP announcements.
+    pub node: Arc<tula_bgp::Node>,
 }
 
 impl AppState {
-    pub fn new(control: Arc<Control>, health: Checker, token_required: bool) -> AppState {
+    pub fn new(
+        control: Arc<Control>,
+        health: Checker,
+        token_required: bool,
+        node: Arc<tula_bgp::Node>,
+    ) -> AppState {
         let metrics = Arc::new(crate::metrics::registry(control.clone(), health.clone()));
         AppState {
             control,
@@ -34,6 +41,7 @@ impl AppState {
             token_required,
             edits: Arc::new(Mutex::new(())),
             metrics,
+            node,
         }
     }
 

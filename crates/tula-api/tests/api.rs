@@ -362,6 +362,20 @@ fn every_route_answers_over_the_socket() {
             .is_some_and(|w| w.contains("runs no XDP program")),
         "{interfaces}"
     );
+    // The node: in service, announcing nothing without BGP; drain and resume.
+    let (status, node) = api.call("GET", "/api/node", &[], None);
+    assert_eq!(status, 200, "{node}");
+    assert_eq!(node["in_service"], true);
+    assert_eq!(node["bgp"], false);
+    assert_eq!(node["vips"][0]["vip"], "web");
+    assert_eq!(node["vips"][0]["announced"], false);
+    let (status, drained) = api.call("POST", "/api/node/drain", &[], None);
+    assert_eq!(status, 200, "{drained}");
+    assert_eq!(drained["in_service"], false);
+    assert_eq!(drained["vips"][0]["announced"], false);
+    let (status, resumed) = api.call("POST", "/api/node/resume", &[], None);
+    assert_eq!(status, 200, "{resumed}");
+    assert_eq!(resumed["in_service"], true);
 
     let (status, metrics) = api.call_text("GET", "/metrics");
     assert_eq!(status, 200);

@@ -3,12 +3,14 @@
 mod apply;
 mod backend;
 mod check;
+mod bgp;
 mod client;
 mod completions;
 mod config;
 mod dataplane;
 mod doctor;
 mod lab;
+mod node;
 mod serve;
 mod stats;
 mod status;
@@ -54,6 +56,10 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Check a running load balancer: XDP mode, veth peers, sysctls, pins, routes, MTU, health, replies bypassing it.
     Doctor(doctor::DoctorArgs),
+    /// Take this node out of service (withdraw its VIPs from BGP) and put it back.
+    Node(node::NodeArgs),
+    /// BGP: the BIRD config that announces this node's VIPs (docs/CLUSTER.md).
+    Bgp(bgp::BgpArgs),
     /// Remove the pinned data plane.
     Dataplane(dataplane::DataplaneArgs),
     /// Print a shell completion script.
@@ -87,6 +93,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diff(args) => apply::diff(args),
         Command::Check(args) => check::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Node(args) => node::run(args),
+        Command::Bgp(args) => bgp::run(args),
         Command::Dataplane(args) => dataplane::run(args),
         Command::Completions(args) => completions::completions(args),
         Command::Man => completions::man(),

@@ -35,6 +35,8 @@ pub struct ServeArgs {
     /// On stop, remove every program, link and map (forwarding stops).
     #[arg(long)]
     unload_on_exit: bool,
+    #[command(flatten)]
+    bgp: super::bgp::ServeBgpArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -56,6 +58,7 @@ pub fn run(args: ServeArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         socket: args.socket,
         socket_group: args.socket_group,
         unload_on_exit: args.unload_on_exit,
+        bgp: args.bgp.options(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

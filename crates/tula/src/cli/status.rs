@@ -32,6 +32,12 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", status_table(&status));
     }
+    if !args.client.json {
+        // Each VIP's BGP announcement; a daemon without /api/node shows none.
+        if let Ok(node) = Client::new(&args.client).get::<tula_bgp::NodeStatus>("/api/node") {
+            print!("\n{}", super::node::announcement_text(&node));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
