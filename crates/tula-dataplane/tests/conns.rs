@@ -179,14 +179,7 @@ fn a_syn_on_a_drained_backends_old_5_tuple_goes_to_an_active_backend() {
         f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring2);
         let before = f.dataplane.counters().unwrap();
         assert_eq!(send(f, 1000), routed_backend(1), "an established segment");
-        let mut syn_ack = Vec::new();
-        etherparse::PacketBuilder::ethernet2(CLIENT_MAC, f.lb_mac)
-            .ipv4(CLIENT.octets(), VIP.octets(), 61)
-            .tcp(1000, 80, 1000, 64_000)
-            .syn()
-            .ack(1)
-            .write_to_vec(&mut syn_ack, &[])
-            .unwrap();
+        let syn_ack = tcp_segment(f.lb_mac, client(1000), vip(80), true, Some(1), &[]);
         assert_eq!(
             send_frame(f, &syn_ack),
             routed_backend(1),

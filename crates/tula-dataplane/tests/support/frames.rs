@@ -19,25 +19,34 @@ pub const CLIENT_ROUTER: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 1);
 /// A client TCP segment of an established connection (ACK, small payload) to
 /// `dst`, from the client's MAC to `lb_mac`.
 pub fn tcp_frame(lb_mac: [u8; 6], src: SocketAddrV4, dst: SocketAddrV4) -> Vec<u8> {
-    let mut frame = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, lb_mac)
-        .ipv4(src.ip().octets(), dst.ip().octets(), 61)
-        .tcp(src.port(), dst.port(), 1000, 64_000)
-        .ack(2000)
-        .write_to_vec(&mut frame, b"hello")
-        .unwrap();
-    frame
+    tcp_segment(lb_mac, src, dst, false, Some(2000), b"hello")
 }
 
 /// A client SYN opening a connection to `dst`.
 pub fn syn_frame(lb_mac: [u8; 6], src: SocketAddrV4, dst: SocketAddrV4) -> Vec<u8> {
-    let mut frame = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, lb_mac)
+    tcp_segment(lb_mac, src, dst, true, None, &[])
+}
+
+/// A TCP segment from `src` to `dst`: SYN as given, ACK with `ack`'s number.
+pub fn tcp_segment(
+    lb_mac: [u8; 6],
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    syn: bool,
+    ack: Option<u32>,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut tcp = PacketBuilder::ethernet2(CLIENT_MAC, lb_mac)
         .ipv4(src.ip().octets(), dst.ip().octets(), 61)
-        .tcp(src.port(), dst.port(), 1000, 64_000)
-        .syn()
-        .write_to_vec(&mut frame, &[])
-        .unwrap();
+        .tcp(src.port(), dst.port(), 1000, 64_000);
+    if syn {
+        tcp = tcp.syn();
+    }
+    if let Some(number) = ack {
+        tcp = tcp.ack(number);
+    }
+    let mut frame = Vec::new();
+    tcp.write_to_vec(&mut frame, payload).unwrap();
     frame
 }
 
