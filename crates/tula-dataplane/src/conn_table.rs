@@ -2,9 +2,18 @@
 //! whether an entry is valid (its check binds its backend to its flow), and
 //! the way holding a flow. The Rust twin of `conn_bucket()`/`conn_find()` in
 //! bpf/balancer.c; the `conns` map holds `buckets` of `CONN_WAYS` entries.
+//! Also [`Dataplane`]'s connection-table reads and removals.
+
+use std::collections::HashMap;
+
+use aya::maps::IterableMap;
 
 use crate::abi;
-use crate::flow::{conn_check, hash64_abi};
+use crate::dataplane::Dataplane;
+use crate::error::{map_err, DataplaneError, Result};
+use crate::flow::{conn_check, hash64_abi, Flow};
+use crate::rings;
+use crate::spec::Conn;
 
 /// The bucket of the flow with 64-bit hash `hash64` in a table of `buckets`.
 pub(crate) fn bucket_index(hash64: u64, buckets: u32) -> u32 {
@@ -27,6 +36,115 @@ pub(crate) fn find(bucket: &abi::ConnBucket, flow: &abi::Flow) -> Option<usize> 
         .ways
         .iter()
         .position(|entry| entry.flow == *flow && valid(entry))
+}
+
+impl Dataplane {
+    /// The backend `flow` sticks to, if the connection table has it (and its VIP exists).
+    pub fn conn(&self, flow: &Flow) -> Result<Option<Conn>> {
+        let raw = flow.to_abi();
+        let index = bucket_of(&raw, self.conns.len());
+        let bucket = self
+            .conns
+            .get(&index, 0)
+            .map_err(map_err("conns", format!("reading the bucket of flow {flow}")))?;
+        let Some(way) = find(&bucket, &raw) else {
+            return Ok(None);
+        };
+        let vips = self.vip_ids()?;
+        Ok(vip_of(&vips, &raw).map(|vip| Conn {
+            backend: bucket.ways[way].backend,
+            vip,
+        }))
+    }
+
+    /// Every flow in the connection table of a VIP that exists ("active
+    /// flows", up to replacement by newer flows), read in batches of buckets.
+    pub fn conns(&self) -> Result<Vec<(Flow, Conn)>> {
+        const BATCH: u32 = 1024;
+        let vips = self.vip_ids()?;
+        let buckets = self.conns.len();
+        let mut flows = Vec::new();
+        let mut first = 0;
+        while first < buckets {
+            let count = BATCH.min(buckets - first);
+            let batch: Vec<abi::ConnBucket> =
+                rings::read_batch(self.conns.map().fd(), first, count).map_err(|e| {
+                    DataplaneError::Map {
+                        map: "conns",
+                        what: format!("reading buckets {first}..{}", first + count),
+                        source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                            call: "BPF_MAP_LOOKUP_BATCH",
+                            io_error: e,
+                        }),
+                    }
+                })?;
+            for entry in batch.iter().flat_map(|bucket| &bucket.ways) {
+                if !valid(entry) {
+                    continue;
+                }
+                let (Some(flow), Some(vip)) = (Flow::from_abi(&entry.flow), vip_of(&vips, &entry.flow))
+                else {
+                    continue;
+                };
+                flows.push((
+                    flow,
+                    Conn {
+                        backend: entry.backend,
+                        vip,
+                    },
+                ));
+            }
+            first += count;
+        }
+        Ok(flows)
+    }
+
+    /// Forgets `flow`: its next packet is placed by the scheduler again. (The
+    /// bucket is read and written back whole: a flow the balancer placed in it
+    /// in between is forgotten too, and placed again by its next packet.)
+    pub fn remove_conn(&mut self, flow: &Flow) -> Result<()> {
+        let raw = flow.to_abi();
+        let index = bucket_of(&raw, self.conns.len());
+        let mut bucket = self
+            .conns
+            .get(&index, 0)
+            .map_err(map_err("conns", format!("reading the bucket of flow {flow}")))?;
+        let Some(way) = find(&bucket, &raw) else {
+            return Ok(());
+        };
+        bucket.ways[way] = abi::ConnEntry::default();
+        self.conns
+            .set(index, bucket, 0)
+            .map_err(map_err("conns", format!("removing flow {flow}")))
+    }
+
+    /// Flows the connection table holds at most.
+    pub fn conn_table_capacity(&self) -> u32 {
+        self.conns.len() * abi::CONN_WAYS
+    }
+
+    /// VIP ids by VIP key, as the `vips` map has them.
+    fn vip_ids(&self) -> Result<HashMap<abi::VipKey, u32>> {
+        let mut ids = HashMap::new();
+        for entry in self.vips.iter() {
+            let (key, meta) = entry.map_err(map_err("vips", "listing VIPs"))?;
+            ids.insert(key, meta.id);
+        }
+        Ok(ids)
+    }
+}
+
+/// The id of the VIP a flow was sent to: its exact port, else the all-ports VIP.
+fn vip_of(ids: &HashMap<abi::VipKey, u32>, flow: &abi::Flow) -> Option<u32> {
+    let key = abi::VipKey {
+        addr: flow.dst,
+        port: flow.dport,
+        proto: flow.proto,
+        pad: 0,
+    };
+    ids.get(&key)
+        .or_else(|| ids.get(&abi::VipKey { port: 0, ..key }))
+        .copied()
 }
 
 #[cfg(test)]

@@ -1,25 +1,26 @@
 //! [`Dataplane`]: one loaded balancer (program + maps), the interfaces it is
-//! attached to, and the typed API that programs its maps.
+//! attached to, and the typed API that programs its maps. The API's value
+//! types live in `spec`, the test-run harness in `test_run`.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use aya::maps::{Array, DevMapHash, HashMap, IterableMap, Map, MapData, PerCpuArray};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::XdpLink;
 use aya::programs::{Xdp, XdpMode};
-use aya::{Ebpf, EbpfLoader, TestRun, TestRunOptions};
+use aya::{Ebpf, EbpfLoader};
 use tracing::{info, warn};
 
 use crate::abi;
 use crate::counters::{Counters, Traffic};
 use crate::error::{map_err, DataplaneError, Result};
-use crate::flow::{Flow, Protocol};
 use crate::pin;
-use crate::conn_table;
+use crate::spec::{
+    AttachMode, Backend, IcmpSettings, InterfaceSpec, VipKey, VipSpec,
+};
 use crate::rings::{self, FreeRings};
 
 /// The compiled balancer, built by `make bpf` from bpf/balancer.c.
@@ -104,238 +105,6 @@ fn ring_entries(max_vips: u32, ring_size: u32) -> Option<u32> {
         .checked_mul(abi::ring_chunks(ring_size))
 }
 
-/// A VIP: packets to `addr:port` over `protocol` are balanced. Port 0 means all ports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct VipKey {
-    pub addr: Ipv4Addr,
-    pub port: u16,
-    pub protocol: Protocol,
-}
-
-impl VipKey {
-    fn to_abi(self) -> abi::VipKey {
-        abi::VipKey {
-            addr: abi::addr_to_raw(self.addr),
-            port: self.port.to_be(),
-            proto: self.protocol.number(),
-            pad: 0,
-        }
-    }
-
-    fn from_abi(raw: &abi::VipKey) -> Option<VipKey> {
-        Some(VipKey {
-            addr: abi::addr_from_raw(raw.addr),
-            port: u16::from_be(raw.port),
-            protocol: Protocol::from_number(raw.proto)?,
-        })
-    }
-}
-
-impl std::fmt::Display for VipKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}:{}", self.protocol, self.addr, self.port)
-    }
-}
-
-/// How packets reach the chosen backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Dsr {
-    /// Layer 3: an outer IPv4 header (IPIP) to the backend's address.
-    L3Ipip,
-    /// Layer 2: only the Ethernet addresses change; the backend must be on-link.
-    L2,
-}
-
-/// How a new flow picks its backend, and what the VIP's ring must hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Scheduler {
-    /// The Maglev ring indexed by a hash of the 5-tuple.
-    Maglev,
-    /// The Maglev ring indexed by a hash of the client address only.
-    SourceHash,
-    /// The ring walked slot by slot by a per-CPU cursor: give it a
-    /// [`round_robin_ring`](crate::round_robin_ring) of the backends at weight 1.
-    RoundRobin,
-    /// Like `RoundRobin`, over a [`round_robin_ring`](crate::round_robin_ring)
-    /// with the backends' weights. (The balancer treats both alike; the
-    /// difference is the ring, and the flag lets user space read it back.)
-    WeightedRoundRobin,
-}
-
-/// What the data plane knows about a VIP besides its ring.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct VipSpec {
-    /// Index of the VIP's traffic counters, below `max_vips`. VIP keys may share one.
-    pub id: u32,
-    pub dsr: Dsr,
-    pub scheduler: Scheduler,
-    /// Answer ICMP echo requests to the VIP's address in XDP. The address is
-    /// answered while any VIP on it says so.
-    pub icmp_echo: bool,
-}
-
-impl VipSpec {
-    fn flags(&self) -> u32 {
-        let dsr = match self.dsr {
-            Dsr::L3Ipip => 0,
-            Dsr::L2 => abi::VIP_F_L2_DSR,
-        };
-        let scheduler = match self.scheduler {
-            Scheduler::Maglev => 0,
-            Scheduler::SourceHash => abi::VIP_F_SOURCE_HASH,
-            Scheduler::RoundRobin => abi::VIP_F_ROUND_ROBIN,
-            Scheduler::WeightedRoundRobin => abi::VIP_F_ROUND_ROBIN | abi::VIP_F_WEIGHTED,
-        };
-        let echo = if self.icmp_echo {
-            0
-        } else {
-            abi::VIP_F_NO_ICMP_ECHO
-        };
-        dsr | scheduler | echo
-    }
-
-    fn from_abi(meta: &abi::VipMeta) -> VipSpec {
-        VipSpec {
-            id: meta.id,
-            dsr: if meta.flags & abi::VIP_F_L2_DSR != 0 {
-                Dsr::L2
-            } else {
-                Dsr::L3Ipip
-            },
-            scheduler: if meta.flags & abi::VIP_F_ROUND_ROBIN != 0 {
-                if meta.flags & abi::VIP_F_WEIGHTED != 0 {
-                    Scheduler::WeightedRoundRobin
-                } else {
-                    Scheduler::RoundRobin
-                }
-            } else if meta.flags & abi::VIP_F_SOURCE_HASH != 0 {
-                Scheduler::SourceHash
-            } else {
-                Scheduler::Maglev
-            },
-            icmp_echo: meta.flags & abi::VIP_F_NO_ICMP_ECHO == 0,
-        }
-    }
-}
-
-/// A backend as the data plane sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Backend {
-    pub addr: Ipv4Addr,
-    /// Only alive backends get packets; a connection-table entry for one that
-    /// is not alive is ignored and the flow re-hashed.
-    pub alive: bool,
-}
-
-/// A connection-table entry: the backend a flow sticks to, and the id of
-/// the VIP it was sent to (found from the flow by the VIP map).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Conn {
-    pub backend: u32,
-    pub vip: u32,
-}
-
-/// How an egress interface is set up for the balancer.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct InterfaceSpec {
-    /// Outer source address of IPIP packets leaving here; defaults to the
-    /// interface's primary IPv4 address.
-    pub tunnel_src: Option<Ipv4Addr>,
-    /// Set for a VLAN device: frames leave tagged through its lower device.
-    pub vlan: Option<Vlan>,
-    /// The MTU of the path beyond this interface toward the backends, when it
-    /// is smaller than the route MTU (the link's own): encapsulated packets
-    /// leaving here must fit it, so the tunnel MTU is 20 less. `None`: the
-    /// route MTU. A value above the route MTU has no effect.
-    pub path_mtu: Option<u16>,
-}
-
-/// How the balancer answers a DF packet too big for the tunnel: ICMP
-/// Fragmentation Needed, at most `per_second` a second per CPU after a burst
-/// of `burst`. With `frag_needed` off such packets are dropped unanswered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct IcmpSettings {
-    pub frag_needed: bool,
-    pub per_second: u32,
-    pub burst: u32,
-}
-
-impl Default for IcmpSettings {
-    fn default() -> Self {
-        IcmpSettings {
-            frag_needed: true,
-            per_second: 100,
-            burst: 50,
-        }
-    }
-}
-
-const NS_PER_SECOND: u64 = 1_000_000_000;
-
-impl IcmpSettings {
-    fn to_abi(self) -> abi::Settings {
-        let interval = NS_PER_SECOND / u64::from(self.per_second.max(1));
-        abi::Settings {
-            flags: if self.frag_needed {
-                0
-            } else {
-                abi::SETTINGS_F_NO_FRAG_NEEDED
-            },
-            pad: 0,
-            icmp_interval_ns: interval,
-            icmp_burst_ns: interval * u64::from(self.burst),
-        }
-    }
-
-    fn from_abi(raw: &abi::Settings) -> IcmpSettings {
-        let interval = raw.icmp_interval_ns.max(1);
-        IcmpSettings {
-            frag_needed: raw.flags & abi::SETTINGS_F_NO_FRAG_NEEDED == 0,
-            per_second: (NS_PER_SECOND / interval).min(u32::MAX.into()) as u32,
-            burst: (raw.icmp_burst_ns / interval).min(u32::MAX.into()) as u32,
-        }
-    }
-}
-
-/// An 802.1Q VLAN device's tag and the device its frames really leave by.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Vlan {
-    pub id: u16,
-    pub lower: String,
-}
-
-/// An XDP program's verdict.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum XdpAction {
-    Aborted,
-    Drop,
-    Pass,
-    Tx,
-    Redirect,
-}
-
-impl XdpAction {
-    fn from_code(code: u32) -> Result<XdpAction> {
-        Ok(match code {
-            0 => XdpAction::Aborted,
-            1 => XdpAction::Drop,
-            2 => XdpAction::Pass,
-            3 => XdpAction::Tx,
-            4 => XdpAction::Redirect,
-            other => return Err(DataplaneError::UnknownAction(other)),
-        })
-    }
-}
-
-/// The attach mode an interface got.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttachMode {
-    /// In the driver (native XDP).
-    Native,
-    /// In the kernel's generic path (slower; the driver has no XDP support).
-    Generic,
-}
-
 /// Where the program object came from: loaded by us, or a pinned one adopted.
 enum ProgramSource {
     Loaded(Box<Ebpf>),
@@ -352,11 +121,11 @@ enum Attachment {
 /// The loaded balancer and its maps.
 pub struct Dataplane {
     program: ProgramSource,
-    vips: HashMap<MapData, abi::VipKey, abi::VipMeta>,
+    pub(crate) vips: HashMap<MapData, abi::VipKey, abi::VipMeta>,
     backends: Array<MapData, abi::Backend>,
     ring: Array<MapData, abi::RingChunk>,
     layout: Array<MapData, abi::Layout>,
-    conns: Array<MapData, abi::ConnBucket>,
+    pub(crate) conns: Array<MapData, abi::ConnBucket>,
     ifaces: HashMap<MapData, u32, abi::Iface>,
     tx_ports: DevMapHash<MapData>,
     next_hops: PerCpuArray<MapData, abi::NextHop>,
@@ -617,7 +386,7 @@ impl Dataplane {
         self.max_backends
     }
 
-    fn program(&self) -> Result<&Xdp> {
+    pub(crate) fn program(&self) -> Result<&Xdp> {
         match &self.program {
             ProgramSource::Loaded(ebpf) => ebpf
                 .program("balancer")
@@ -1138,102 +907,6 @@ impl Dataplane {
         Ok(())
     }
 
-    // ----- connection table -----
-
-    /// The backend `flow` sticks to, if the connection table has it (and its VIP exists).
-    pub fn conn(&self, flow: &Flow) -> Result<Option<Conn>> {
-        let raw = flow.to_abi();
-        let index = conn_table::bucket_of(&raw, self.conns.len());
-        let bucket = self
-            .conns
-            .get(&index, 0)
-            .map_err(map_err("conns", format!("reading the bucket of flow {flow}")))?;
-        let Some(way) = conn_table::find(&bucket, &raw) else {
-            return Ok(None);
-        };
-        let vips = self.vip_ids()?;
-        Ok(vip_of(&vips, &raw).map(|vip| Conn {
-            backend: bucket.ways[way].backend,
-            vip,
-        }))
-    }
-
-    /// Every flow in the connection table of a VIP that exists ("active
-    /// flows", up to replacement by newer flows), read in batches of buckets.
-    pub fn conns(&self) -> Result<Vec<(Flow, Conn)>> {
-        const BATCH: u32 = 1024;
-        let vips = self.vip_ids()?;
-        let buckets = self.conns.len();
-        let mut flows = Vec::new();
-        let mut first = 0;
-        while first < buckets {
-            let count = BATCH.min(buckets - first);
-            let batch: Vec<abi::ConnBucket> =
-                rings::read_batch(self.conns.map().fd(), first, count).map_err(|e| {
-                    DataplaneError::Map {
-                        map: "conns",
-                        what: format!("reading buckets {first}..{}", first + count),
-                        source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                            call: "BPF_MAP_LOOKUP_BATCH",
-                            io_error: e,
-                        }),
-                    }
-                })?;
-            for entry in batch.iter().flat_map(|bucket| &bucket.ways) {
-                if !conn_table::valid(entry) {
-                    continue;
-                }
-                let (Some(flow), Some(vip)) = (Flow::from_abi(&entry.flow), vip_of(&vips, &entry.flow))
-                else {
-                    continue;
-                };
-                flows.push((
-                    flow,
-                    Conn {
-                        backend: entry.backend,
-                        vip,
-                    },
-                ));
-            }
-            first += count;
-        }
-        Ok(flows)
-    }
-
-    /// Forgets `flow`: its next packet is placed by the scheduler again. (The
-    /// bucket is read and written back whole: a flow the balancer placed in it
-    /// in between is forgotten too, and placed again by its next packet.)
-    pub fn remove_conn(&mut self, flow: &Flow) -> Result<()> {
-        let raw = flow.to_abi();
-        let index = conn_table::bucket_of(&raw, self.conns.len());
-        let mut bucket = self
-            .conns
-            .get(&index, 0)
-            .map_err(map_err("conns", format!("reading the bucket of flow {flow}")))?;
-        let Some(way) = conn_table::find(&bucket, &raw) else {
-            return Ok(());
-        };
-        bucket.ways[way] = abi::ConnEntry::default();
-        self.conns
-            .set(index, bucket, 0)
-            .map_err(map_err("conns", format!("removing flow {flow}")))
-    }
-
-    /// Flows the connection table holds at most.
-    pub fn conn_table_capacity(&self) -> u32 {
-        self.conns.len() * abi::CONN_WAYS
-    }
-
-    /// VIP ids by VIP key, as the `vips` map has them.
-    fn vip_ids(&self) -> Result<std::collections::HashMap<abi::VipKey, u32>> {
-        let mut ids = std::collections::HashMap::new();
-        for entry in self.vips.iter() {
-            let (key, meta) = entry.map_err(map_err("vips", "listing VIPs"))?;
-            ids.insert(key, meta.id);
-        }
-        Ok(ids)
-    }
-
     // ----- counters -----
 
     /// Every global counter, summed over CPUs.
@@ -1316,80 +989,6 @@ impl Dataplane {
         let slots = f64::from(self.max_vips + abi::SPARE_RINGS) * f64::from(self.ring_size);
         Ok(ring as f64 / slots)
     }
-
-    // ----- running the program on a frame -----
-
-    /// Runs the balancer once on `frame` (BPF_PROG_TEST_RUN) and returns its
-    /// verdict and the frame as it left. With `ingress_ifindex` the FIB lookup
-    /// runs as if the frame arrived there: that index is looked up in the
-    /// calling thread's network namespace, so enter it first.
-    pub fn test_run(
-        &self,
-        frame: &[u8],
-        ingress_ifindex: Option<u32>,
-    ) -> Result<(XdpAction, Vec<u8>)> {
-        let (action, frame, _) = self.run(frame, ingress_ifindex, 1, true)?;
-        Ok((action, frame))
-    }
-
-    /// Runs the balancer `repeat` times on `frame` and returns the last verdict
-    /// and the kernel's mean time per run. The kernel does not restore the
-    /// frame between runs: from the second on, the program sees its own output.
-    pub fn time_run(
-        &self,
-        frame: &[u8],
-        ingress_ifindex: Option<u32>,
-        repeat: u32,
-    ) -> Result<(XdpAction, Duration)> {
-        let (action, _, duration) = self.run(frame, ingress_ifindex, repeat, false)?;
-        Ok((action, duration))
-    }
-
-    fn run(
-        &self,
-        frame: &[u8],
-        ingress_ifindex: Option<u32>,
-        repeat: u32,
-        want_output: bool,
-    ) -> Result<(XdpAction, Vec<u8>, Duration)> {
-        let program = self.program()?;
-        // Room for the head to grow by the kernel's whole XDP headroom.
-        let mut out = if want_output {
-            vec![0u8; frame.len() + 256]
-        } else {
-            Vec::new()
-        };
-        let ctx = ingress_ifindex.map(|index| xdp_md(frame.len(), index));
-        let options = TestRunOptions {
-            data_in: Some(frame),
-            data_out: want_output.then_some(&mut out[..]),
-            ctx_in: ctx.as_ref().map(|c| &c[..]),
-            repeat,
-            ..TestRunOptions::default()
-        };
-        let result = program
-            .test_run(options)
-            .map_err(|source| DataplaneError::Program {
-                what: format!("test run on a {}-byte frame", frame.len()),
-                source,
-            })?;
-        out.truncate(result.data_size_out as usize);
-        Ok((
-            XdpAction::from_code(result.return_value)?,
-            out,
-            result.duration,
-        ))
-    }
-}
-
-/// `struct xdp_md` for a test run: the whole frame is packet data, arriving on `ifindex`, queue 0.
-pub fn xdp_md(frame_len: usize, ifindex: u32) -> [u8; 24] {
-    let fields: [u32; 6] = [0, frame_len as u32, 0, ifindex, 0, 0];
-    let mut bytes = [0u8; 24];
-    for (chunk, field) in bytes.chunks_exact_mut(4).zip(fields) {
-        chunk.copy_from_slice(&field.to_ne_bytes());
-    }
-    bytes
 }
 
 fn balancer_program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
@@ -1440,21 +1039,8 @@ fn sum_traffic(
     }))
 }
 
-/// The id of the VIP a flow was sent to: its exact port, else the all-ports VIP.
-fn vip_of(ids: &std::collections::HashMap<abi::VipKey, u32>, flow: &abi::Flow) -> Option<u32> {
-    let key = abi::VipKey {
-        addr: flow.dst,
-        port: flow.dport,
-        proto: flow.proto,
-        pad: 0,
-    };
-    ids.get(&key)
-        .or_else(|| ids.get(&abi::VipKey { port: 0, ..key }))
-        .copied()
-}
-
 /// Deleting something already gone is fine.
-fn ignore_missing(result: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::MapError> {
+pub(crate) fn ignore_missing(result: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::MapError> {
     match result {
         Err(aya::maps::MapError::KeyNotFound) => Ok(()),
         Err(aya::maps::MapError::SyscallError(e))

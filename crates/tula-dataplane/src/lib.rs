@@ -6,7 +6,11 @@
 //!
 //! Modules:
 //! - [`abi`]: `#[repr(C)]` mirrors of the structs in `bpf/include/maps.h`.
-//! - `dataplane`: [`Dataplane`], the loaded program and its typed API.
+//! - `dataplane`: [`Dataplane`]: loading, adopting a pinned one, attaching,
+//!   and the map writes and reads of its typed API.
+//! - `spec`: the API's value types (VIP keys and specs, backends, settings,
+//!   verdicts) and their conversion to the `abi` structs.
+//! - `test_run`: running the balancer on a frame (BPF_PROG_TEST_RUN).
 //! - `flow`: flows and the flow hash, the Rust twin of the balancer's.
 //! - `conn_table`: the set-associative connection table's buckets and checks.
 //! - `counters`: the global counters and per-VIP/backend traffic.
@@ -27,13 +31,17 @@ mod flow;
 pub mod model;
 mod pin;
 mod rings;
+mod spec;
+mod test_run;
 mod upgrade;
 
 pub use counters::{Counter, Counters, Traffic};
-pub use dataplane::{
-    xdp_md, AttachMode, Backend, Conn, Dataplane, Dsr, IcmpSettings, InterfaceSpec, LoadOptions,
-    Scheduler, VipKey, VipSpec, Vlan, XdpAction, EMPTY_SLOT,
+pub use dataplane::{Dataplane, LoadOptions, EMPTY_SLOT};
+pub use spec::{
+    AttachMode, Backend, Conn, Dsr, IcmpSettings, InterfaceSpec, Scheduler, VipKey, VipSpec, Vlan,
+    XdpAction,
 };
+pub use test_run::xdp_md;
 pub use error::{DataplaneError, Result};
 pub use flow::{flow_hash, ring_index, source_hash, Flow, Protocol};
 pub use pin::{is_bpffs, prepare_pin_dir, DEFAULT_PIN_DIR, PROGRAM_PIN};
