@@ -18,7 +18,8 @@ use tula_health::{BackendHealth, Checker, HealthState};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-const CONTENT_TYPE_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub(crate) fn registry(control: Arc<Control>, health: Checker) -> Registry {
     let mut registry = Registry::default();
@@ -26,7 +27,15 @@ pub(crate) fn registry(control: Arc<Control>, health: Checker) -> Registry {
     registry
 }
 
-pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let openmetrics = wants_openmetrics(accept);
     let text = state
         .blocking(|state| {
             let mut text = String::new();
@@ -38,7 +47,85 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
             Ok(text)
         })
         .await?;
-    Ok(([(CONTENT_TYPE, CONTENT_TYPE_TEXT)], text))
+    if openmetrics {
+        Ok(([(CONTENT_TYPE, OPENMETRICS)], text))
+    } else {
+        Ok(([(CONTENT_TYPE, PROMETHEUS_TEXT)], prometheus_text(&text)))
+    }
+}
+
+/// True if `accept` prefers OpenMetrics to the Prometheus text format (by
+/// q-value; OpenMetrics on a tie, text when neither is named).
+fn wants_openmetrics(accept: &str) -> bool {
+    let quality = |wanted: &str| -> f32 {
+        accept
+            .split(',')
+            .filter_map(|range| {
+                let mut parts = range.split(';').map(str::trim);
+                let media = parts.next()?.to_ascii_lowercase();
+                (media == wanted).then(|| {
+                    parts
+                        .find_map(|p| p.strip_prefix("q="))
+                        .and_then(|q| q.parse().ok())
+                        .unwrap_or(1.0)
+                })
+            })
+            .fold(0.0, f32::max)
+    };
+    let openmetrics = quality("application/openmetrics-text");
+    openmetrics > 0.0 && openmetrics >= quality("text/plain")
+}
+
+/// The OpenMetrics text as Prometheus text 0.0.4: counters are declared by
+/// their sample name (`_total`), and there is no `# EOF`.
+fn prometheus_text(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_chooses_the_format() {
+        assert!(!wants_openmetrics(""));
+        assert!(!wants_openmetrics("*/*"));
+        assert!(!wants_openmetrics("text/plain;version=0.0.4"));
+        assert!(wants_openmetrics("application/openmetrics-text;version=1.0.0"));
+        // What Prometheus sends by default.
+        assert!(wants_openmetrics(
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        ));
+        assert!(!wants_openmetrics("application/openmetrics-text;q=0.2,text/plain;q=0.9"));
+    }
+
+    #[test]
+    fn counters_take_their_sample_name_and_eof_goes() {
+        let text = "# HELP tula_vip_packets Packets.\n# TYPE tula_vip_packets counter\ntula_vip_packets_total{vip=\"web\"} 3\n# HELP tula_up Up.\n# TYPE tula_up gauge\ntula_up 1\n# EOF\n";
+        assert_eq!(
+            prometheus_text(text),
+            "# HELP tula_vip_packets_total Packets.\n# TYPE tula_vip_packets_total counter\ntula_vip_packets_total{vip=\"web\"} 3\n# HELP tula_up Up.\n# TYPE tula_up gauge\ntula_up 1\n"
+        );
+    }
 }
 
 /// Reads the running revision, per-VIP and per-backend traffic, and the

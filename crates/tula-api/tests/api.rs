@@ -971,9 +971,19 @@ fn metrics_are_prometheus_text_with_every_counter() {
             assert_eq!(value("tula_health_transitions_total", &labels), 0.0);
         }
     }
+    // Without an Accept naming OpenMetrics: Prometheus text 0.0.4.
     assert!(
-        text.contains("# TYPE tula_dataplane_packets counter"),
+        text.contains("# TYPE tula_dataplane_packets_total counter") && !text.contains("# EOF"),
         "{text}"
+    );
+    let (status, openmetrics) = daemon
+        .client(None)
+        .with_header("Accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+        .call_text("GET", "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        openmetrics.contains("# TYPE tula_dataplane_packets counter") && openmetrics.ends_with("# EOF\n"),
+        "{openmetrics}"
     );
 }
 
