@@ -1,7 +1,8 @@
 //! `/api/status` and `/api/counters`: what the data plane is doing, read from
 //! its maps, with each backend's health as the checker sees it.
 
-use axum::extract::State;
+use axum::extract::{Query, State};
+use serde::Deserialize;
 use axum::Json;
 use serde_json::{Map, Value};
 
@@ -12,13 +13,23 @@ use crate::state::AppState;
 /// Every VIP (where its new flows go, its tunnel MTU and MSS, packets and
 /// bytes) with its backends: state, weight, healthy, active flows, packets,
 /// bytes, and `health` (null for a backend that is not checked).
-pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiError> {
+/// `?vip=NAME` keeps only that VIP; `?filter=TEXT` only the VIPs whose name
+/// or address, or a backend's address, contains TEXT.
+pub(crate) async fn status(
+    State(state): State<AppState>,
+    Query(only): Query<StatusQuery>,
+) -> Result<Json<Vec<Value>>, ApiError> {
     let vips = state
-        .blocking(|state| {
+        .blocking(move |state| {
             let vips = state.control.status()?;
+            if let Some(name) = &only.vip {
+                if !vips.iter().any(|v| &v.name == name) {
+                    return Err(ApiError::not_found(format!("no VIP {name:?}")));
+                }
+            }
             let health = by_backend(state.health.snapshot());
             let mut out = Vec::with_capacity(vips.len());
-            for vip in &vips {
+            for vip in vips.iter().filter(|v| only.keeps(v)) {
                 let mut value = serde_json::to_value(vip)
                     .map_err(|e| ApiError::internal(format!("VIP {:?} status: {e}", vip.name)))?;
                 let rows = value["backends"].as_array_mut().into_iter().flatten();
@@ -34,6 +45,31 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<Vec<Val
         })
         .await?;
     Ok(Json(vips))
+}
+
+/// What `GET /api/status` narrows to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StatusQuery {
+    vip: Option<String>,
+    filter: Option<String>,
+}
+
+impl StatusQuery {
+    fn keeps(&self, vip: &tula_control::VipStatus) -> bool {
+        if self.vip.as_ref().is_some_and(|name| name != &vip.name) {
+            return false;
+        }
+        let Some(text) = &self.filter else {
+            return true;
+        };
+        vip.name.contains(text.as_str())
+            || vip.address.to_string().contains(text.as_str())
+            || vip
+                .backends
+                .iter()
+                .any(|b| b.address.to_string().contains(text.as_str()))
+    }
 }
 
 /// Every global data-plane counter by name, summed over CPUs.

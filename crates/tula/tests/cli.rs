@@ -484,6 +484,33 @@ fn the_daemon_refuses_the_private_bpffs_of_ip_netns_exec() {
 }
 
 #[test]
+fn status_and_stats_narrow_to_a_vip_or_a_filter() {
+    let daemon = Daemon::start("narrow");
+    daemon.ok(&[
+        "vip", "add", "api", "--address", "203.0.113.11", "--port", "80", "--backend", "198.18.100.7",
+    ]);
+    let names = |args: &[&str]| -> Vec<String> {
+        let value: Value = serde_json::from_str(&daemon.ok(args)).unwrap();
+        let vips = value.get("vips").unwrap_or(&value);
+        vips.as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&["status", "--json"]), ["web", "api"]);
+    assert_eq!(names(&["status", "--json", "--vip", "api"]), ["api"]);
+    assert_eq!(names(&["status", "--json", "--filter", "198.18.100.3"]), ["web"]);
+    assert_eq!(names(&["status", "--json", "--filter", "113.11"]), ["api"]);
+    assert_eq!(names(&["stats", "--json", "--vip", "web"]), ["web"]);
+    let text = daemon.ok(&["status", "--filter", "nothing-like-this"]);
+    assert_eq!(text.trim_end().lines().last(), Some("no VIP matches"), "{text}");
+    let missing = daemon.run(&["status", "--vip", "nope"]);
+    assert!(!missing.status.success());
+    assert!(stderr(&missing).contains("no VIP \"nope\""), "{}", stderr(&missing));
+}
+
+#[test]
 fn completions_and_man_page_are_generated() {
     let bash = std::process::Command::new(TULA)
         .args(["completions", "bash"])

@@ -145,8 +145,11 @@ fn read<T: DeserializeOwned>(
     path: &str,
 ) -> anyhow::Result<T> {
     let status = response.status();
+    // No size limit: the status of 1,000 VIPs x 100 backends is tens of MB.
     let text = response
         .body_mut()
+        .with_config()
+        .limit(u64::MAX)
         .read_to_string()
         .with_context(|| format!("reading the daemon's answer to {method} {path}"))?;
     if status.is_success() {
@@ -193,5 +196,39 @@ pub fn revision_of(answer: &Value) -> String {
     match number {
         Some(number) => format!("revision {number}"),
         None => "no new revision".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read as _, Write as _};
+
+    #[test]
+    fn answers_larger_than_ureqs_default_limit_are_read_whole() {
+        // 12 MB of JSON, above ureq's default 10 MB body limit.
+        let body = format!("[{}0]", "1,".repeat(6_000_000));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let api = format!("http://{}", listener.local_addr().unwrap());
+        let length = body.len();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request).unwrap();
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {length}\r\nconnection: close\r\n\r\n{body}"
+            )
+            .unwrap();
+        });
+        let client = Client::new(&ClientArgs {
+            api: Some(api),
+            socket: PathBuf::from(tula_api::DEFAULT_SOCKET_PATH),
+            token: None,
+            json: false,
+        });
+        let numbers: Vec<u8> = client.get("/api/status").unwrap();
+        assert_eq!(numbers.len(), 6_000_001);
+        server.join().unwrap();
     }
 }

@@ -9,13 +9,15 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::client::{print_json, Client, ClientArgs};
-use super::status::table;
+use super::status::{table, Narrow};
 use tula_client::VipStatus;
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
     #[command(flatten)]
     client: ClientArgs,
+    #[command(flatten)]
+    narrow: Narrow,
     /// Print rates per second every SECS seconds until interrupted [SECS default: 1].
     #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "1")]
     watch: Option<f64>,
@@ -32,9 +34,9 @@ struct Sample {
 }
 
 impl Sample {
-    fn take(client: &Client) -> anyhow::Result<Sample> {
+    fn take(client: &Client, narrow: &Narrow) -> anyhow::Result<Sample> {
         let counters: BTreeMap<String, u64> = client.get("/api/counters")?;
-        let status: Vec<VipStatus> = client.get("/api/status")?;
+        let status = narrow.status(client)?;
         Ok(Sample {
             at: Instant::now(),
             counters,
@@ -47,7 +49,7 @@ pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.client);
     let json = args.client.json;
     let Some(seconds) = args.watch else {
-        let sample = Sample::take(&client)?;
+        let sample = Sample::take(&client, &args.narrow)?;
         if json {
             print_json(&json!({ "counters": sample.counters, "vips": sample.status }))?;
         } else {
@@ -58,11 +60,11 @@ pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
     if !(seconds.is_finite() && seconds > 0.0) {
         anyhow::bail!("--watch {seconds}: the interval must be a number of seconds above 0");
     }
-    let mut before = Sample::take(&client)?;
+    let mut before = Sample::take(&client, &args.narrow)?;
     let mut reports = 0;
     while args.count.is_none_or(|count| reports < count) {
         std::thread::sleep(Duration::from_secs_f64(seconds));
-        let now = Sample::take(&client)?;
+        let now = Sample::take(&client, &args.narrow)?;
         let rates = Rates::between(&before, &now);
         if json {
             println!("{}", serde_json::to_string(&rates.to_json())?);

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use tula_client::{BackendStatus, InterfaceStatus, VipStatus};
+use ureq::http::Method;
 
 use super::client::{print_json, Client, ClientArgs};
 use super::vip::socket_text;
@@ -15,11 +16,38 @@ use super::vip::socket_text;
 pub struct StatusArgs {
     #[command(flatten)]
     client: ClientArgs,
+    #[command(flatten)]
+    narrow: Narrow,
+}
+
+/// Which VIPs to show (the daemon narrows, so large configs stay quick).
+#[derive(Debug, Clone, Default, Args)]
+pub struct Narrow {
+    /// Only the VIP named NAME.
+    #[arg(long, value_name = "NAME")]
+    pub vip: Option<String>,
+    /// Only VIPs whose name or address, or a backend's address, contains TEXT.
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Option<String>,
+}
+
+impl Narrow {
+    /// `GET /api/status`, narrowed.
+    pub fn status(&self, client: &Client) -> anyhow::Result<Vec<VipStatus>> {
+        let mut query = Vec::new();
+        if let Some(vip) = &self.vip {
+            query.push(("vip", vip.as_str()));
+        }
+        if let Some(filter) = &self.filter {
+            query.push(("filter", filter.as_str()));
+        }
+        client.call(Method::GET, "/api/status", &query, None)
+    }
 }
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.client);
-    let status: Vec<VipStatus> = client.get("/api/status")?;
+    let status = args.narrow.status(&client)?;
     if args.client.json {
         print_json(&status)?;
         return Ok(ExitCode::SUCCESS);
@@ -27,7 +55,9 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     // A daemon older than /api/interfaces has no warnings to give.
     let interfaces: Vec<InterfaceStatus> = client.get("/api/interfaces").unwrap_or_default();
     print!("{}", warnings_text(&interfaces));
-    if status.is_empty() {
+    if status.is_empty() && args.narrow.filter.is_some() {
+        println!("no VIP matches");
+    } else if status.is_empty() {
         println!("no VIPs: add one with `tula vip add` or `tula apply -f FILE`");
     } else {
         print!("{}", status_table(&status));
