@@ -368,170 +368,207 @@ static __always_inline int echo_request(struct ethhdr *eth, struct iphdr *ip, st
 	return XDP_TX;
 }
 
-SEC("xdp")
-int balancer(struct xdp_md *ctx)
+/* The steps of balancer() return an XDP verdict, or NEXT_STEP to go on. */
+#define NEXT_STEP -1
+
+/* What classify() learned about a frame that may be for a VIP. */
+struct pkt {
+	struct l2_header l2;
+	struct iphdr *ip;
+	void *data_end;
+	__u64 bytes;           /* the frame's length as it came in */
+	__u32 ip_len;          /* tot_len, checked against IHL and the bytes present */
+	__u32 trailer;         /* bytes after tot_len, cut before the packet leaves */
+	struct flow flow;      /* for an ICMP error: the quoted flow */
+	struct vip_key key;    /* the VIP it is for (port filled in by classify) */
+	__u8 tagged;           /* one 802.1Q tag */
+	__u8 later_fragment;   /* no ports: follows its first fragment */
+	__u8 first_fragment;   /* remembered in frags for the later ones */
+	__u8 icmp_error;       /* an ICMP error quoting a VIP flow */
+	__u8 opens;            /* a TCP SYN: always a new connection */
+};
+
+/* Where pick_backend() or follow_fragment() decided to send it. */
+struct choice {
+	struct backend *backend;
+	__u32 backend_id;
+	__u32 vip_id;
+	__u32 vip_flags;
+};
+
+/* Parses the frame and decides whether it may be ours: non-IPv4, malformed,
+ * echo requests and other protocols end here; TCP, UDP and quoting ICMP
+ * errors go on with their flow and VIP key. */
+static __always_inline int classify(struct xdp_md *ctx, struct pkt *p)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u64 bytes = data_end - data;
-	struct l2_header l2;
 	struct iphdr *ip;
-	struct l4_ports *ports;
-	struct vip_meta *vip;
-	struct backend *backend;
-	struct conn_bucket *bucket;
-	struct next_hop *nh;
-	struct flow flow;
-	__u32 backend_id, vip_id, vip_flags, reason, ip_len, trailer;
-	__u64 now, hash;
-	int rc, tagged, way, to_kernel = 0, first_fragment = 0, icmp_error = 0, opens = 0;
 
-	/* Parse: Ethernet (+ one tag), IPv4. */
-	if (parse_l2(data, data_end, &l2) < 0 || l2.proto != bpf_htons(ETH_P_IP))
+	p->data_end = data_end;
+	p->bytes = data_end - data;
+	if (parse_l2(data, data_end, &p->l2) < 0 || p->l2.proto != bpf_htons(ETH_P_IP))
 		return pass(CNT_NOT_IPV4);
-	tagged = l2.vlan != NULL;
-	ip = parse_ipv4(data + l2.len, data_end);
+	p->tagged = p->l2.vlan != NULL;
+	ip = parse_ipv4(data + p->l2.len, data_end);
 	if (!ip)
 		return pass(CNT_MALFORMED);
+	p->ip = ip;
 	/* IHL * 4 <= tot_len <= the bytes present; what follows tot_len is a trailer. */
-	ip_len = bpf_ntohs(ip->tot_len);
-	if (ip_len < ip->ihl * 4 || ip_len > (__u64)(data_end - (void *)ip))
+	p->ip_len = bpf_ntohs(ip->tot_len);
+	if (p->ip_len < ip->ihl * 4 || p->ip_len > (__u64)(data_end - (void *)ip))
 		return malformed(ip->daddr, ip->protocol);
-	trailer = (data_end - (void *)ip) - ip_len;
+	p->trailer = (data_end - (void *)ip) - p->ip_len;
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP && ip->protocol != IPPROTO_ICMP)
 		return pass(CNT_NOT_VIP);
 	if (!vip_filter_has(ip->daddr))
 		return pass(CNT_NOT_VIP);
-
-	struct vip_key key = { .addr = ip->daddr, .proto = ip->protocol };
+	p->key = (struct vip_key){ .addr = ip->daddr, .proto = ip->protocol };
 
 	if (ip->protocol == IPPROTO_ICMP) {
 		/* Echo requests are answered; errors quoting a VIP flow go to its backend. */
 		struct icmphdr *icmp = ipv4_payload(ip);
 
-		if ((void *)(icmp + 1) > data_end || ip->ihl * 4 + ICMP_HLEN > ip_len)
+		if ((void *)(icmp + 1) > data_end || ip->ihl * 4 + ICMP_HLEN > p->ip_len)
 			return pass(CNT_MALFORMED);
 		if (ipv4_is_fragment(ip))
 			return pass(CNT_NOT_VIP);
 		if (icmp->type == ICMP_ECHO)
-			return echo_request(l2.eth, ip, icmp);
+			return echo_request(p->l2.eth, ip, icmp);
 		if (icmp->type != ICMP_DEST_UNREACH && icmp->type != ICMP_TIME_EXCEEDED)
 			return pass(CNT_NOT_VIP);
-		if (icmp_error_flow(icmp, data_end, ip_len - ip->ihl * 4 - ICMP_HLEN, ip->daddr, &flow))
+		if (icmp_error_flow(icmp, data_end, p->ip_len - ip->ihl * 4 - ICMP_HLEN, ip->daddr, &p->flow))
 			return pass(CNT_NOT_VIP);
-		key.proto = flow.proto;
-		key.port = flow.dport;
-		icmp_error = 1;
-	} else {
-		if (ipv4_is_fragment(ip)) {
-			struct frag_key datagram = {
-				.src = ip->saddr,
-				.dst = ip->daddr,
-				.id = ip->id,
-				.proto = ip->protocol,
-			};
+		p->key.proto = p->flow.proto;
+		p->key.port = p->flow.dport;
+		p->icmp_error = 1;
+		return NEXT_STEP;
+	}
 
-			if (ipv4_is_later_fragment(ip)) {
-				/* No ports here: the datagram goes where its first fragment went. */
-				struct frag_dest *dest = bpf_map_lookup_elem(&frags, &datagram);
-
-				if (!dest)
-					return unclaimed_fragment(ip->daddr, ip->protocol);
-				backend_id = dest->backend;
-				vip_id = dest->vip;
-				vip_flags = dest->vip_flags;
-				backend = bpf_map_lookup_elem(&backends, &backend_id);
-				if (!backend || !(backend->flags & BACKEND_F_ALIVE))
-					return drop(CNT_NO_BACKEND);
-				add_traffic(&vip_stats, vip_id, bytes);
-				count(CNT_FRAGMENT);
-				goto chosen;
-			}
-			first_fragment = 1;
+	if (ipv4_is_fragment(ip)) {
+		if (ipv4_is_later_fragment(ip)) {
+			p->later_fragment = 1;
+			return NEXT_STEP;
 		}
-		ports = parse_ports(ipv4_payload(ip), data_end, ip->protocol);
-		if (!ports || ip->ihl * 4 + (ip->protocol == IPPROTO_TCP ? 20 : 8) > ip_len)
-			return malformed(ip->daddr, ip->protocol);
-		if (ip->protocol == IPPROTO_TCP)
-			opens = tcp_opens_connection(ports, data_end);
-		flow = (struct flow){
-			.src = ip->saddr,
-			.dst = ip->daddr,
-			.sport = ports->src,
-			.dport = ports->dst,
-			.proto = ip->protocol,
-		};
-		key.port = ports->dst;
+		p->first_fragment = 1;
 	}
+	struct l4_ports *ports = parse_ports(ipv4_payload(ip), data_end, ip->protocol);
 
-	/* VIP: exact port, else the all-ports entry. */
-	vip = bpf_map_lookup_elem(&vips, &key);
-	if (!vip) {
-		key.port = 0;
-		vip = bpf_map_lookup_elem(&vips, &key);
-		if (!vip)
-			return pass(CNT_NOT_VIP);
-	}
-	vip_id = vip->id;
-	vip_flags = vip->flags;
-	add_traffic(&vip_stats, vip_id, bytes);
+	if (!ports || ip->ihl * 4 + (ip->protocol == IPPROTO_TCP ? 20 : 8) > p->ip_len)
+		return malformed(ip->daddr, ip->protocol);
+	if (ip->protocol == IPPROTO_TCP)
+		p->opens = tcp_opens_connection(ports, data_end);
+	p->flow = (struct flow){
+		.src = ip->saddr,
+		.dst = ip->daddr,
+		.sport = ports->src,
+		.dport = ports->dst,
+		.proto = ip->protocol,
+	};
+	p->key.port = ports->dst;
+	return NEXT_STEP;
+}
 
-	/* Backend: the connection table, else the scheduler. A TCP SYN opens a
-	 * new connection whatever the table says (its client port may be reused
-	 * from an earlier connection, whose backend may take no new ones now):
-	 * the scheduler places it and its entry is replaced. */
+static __always_inline struct frag_key datagram_of(const struct iphdr *ip)
+{
+	return (struct frag_key){ .src = ip->saddr, .dst = ip->daddr, .id = ip->id, .proto = ip->protocol };
+}
+
+/* A later fragment has no ports: it goes where its datagram's first fragment went. */
+static __always_inline int follow_fragment(struct pkt *p, struct choice *c)
+{
+	struct frag_key datagram = datagram_of(p->ip);
+	struct frag_dest *dest = bpf_map_lookup_elem(&frags, &datagram);
+
+	if (!dest)
+		return unclaimed_fragment(p->ip->daddr, p->ip->protocol);
+	c->backend_id = dest->backend;
+	c->vip_id = dest->vip;
+	c->vip_flags = dest->vip_flags;
+	c->backend = bpf_map_lookup_elem(&backends, &c->backend_id);
+	if (!c->backend || !(c->backend->flags & BACKEND_F_ALIVE))
+		return drop(CNT_NO_BACKEND);
+	add_traffic(&vip_stats, c->vip_id, p->bytes);
+	count(CNT_FRAGMENT);
+	return NEXT_STEP;
+}
+
+/* The VIP: the exact port, else the all-ports entry. */
+static __always_inline struct vip_meta *lookup_vip(struct pkt *p)
+{
+	struct vip_meta *vip = bpf_map_lookup_elem(&vips, &p->key);
+
+	if (vip)
+		return vip;
+	p->key.port = 0;
+	return bpf_map_lookup_elem(&vips, &p->key);
+}
+
+/* The backend: the connection table, else the scheduler. A TCP SYN opens a
+ * new connection whatever the table says (its client port may be reused from
+ * an earlier connection, whose backend may take no new ones now): the
+ * scheduler places it and its entry is replaced. */
+static __always_inline int pick_backend(struct pkt *p, struct choice *c)
+{
+	struct vip_meta *vip = lookup_vip(p);
+	struct conn_bucket *bucket;
+	__u64 now, hash;
+	int way;
+
+	if (!vip)
+		return pass(CNT_NOT_VIP);
+	c->vip_id = vip->id;
+	c->vip_flags = vip->flags;
+	add_traffic(&vip_stats, c->vip_id, p->bytes);
+
 	now = bpf_jiffies64(); /* inlined into one load by the verifier */
-	hash = flow_hash64(&flow);
+	hash = flow_hash64(&p->flow);
 	bucket = conn_bucket(hash);
 	if (!bucket)
 		return drop(CNT_NO_BACKEND);
-	way = conn_find(bucket, &flow, hash, &backend_id);
-	if (way >= 0 && !opens && backend_id != EMPTY_SLOT) {
-		backend = bpf_map_lookup_elem(&backends, &backend_id);
-		if (backend && (backend->flags & BACKEND_F_ALIVE)) {
+	way = conn_find(bucket, &p->flow, hash, &c->backend_id);
+	if (way >= 0 && !p->opens && c->backend_id != EMPTY_SLOT) {
+		c->backend = bpf_map_lookup_elem(&backends, &c->backend_id);
+		if (c->backend && (c->backend->flags & BACKEND_F_ALIVE)) {
 			struct conn_entry *e = &bucket->ways[way & (CONN_WAYS - 1)];
-
 			__u64 stamp = e->stamp;
 
 			/* Refreshed once a jiffy: an established flow mostly only reads its entry. */
 			if (!(stamp & CONN_STAMP_HIT) || (stamp & ~CONN_STAMP_HIT) >> CONN_STAMP_SHIFT != now)
 				e->stamp = conn_stamp(now, 0) | CONN_STAMP_HIT;
 			count(CNT_LRU_HIT);
-			goto chosen;
+			return NEXT_STEP;
 		}
 		count(CNT_LRU_STALE);
-	} else if (way >= 0 && opens) {
+	} else if (way >= 0 && p->opens) {
 		count(CNT_LRU_REOPEN);
 	} else {
 		count(CNT_LRU_MISS);
 	}
 	/* An ICMP error takes no round-robin turn: without an entry it goes where the hash says. */
-	backend_id = new_flow_backend(vip, &flow, (vip_flags & VIP_F_ROUND_ROBIN) && !icmp_error);
-	backend = bpf_map_lookup_elem(&backends, &backend_id);
-	if (!backend || !(backend->flags & BACKEND_F_ALIVE))
+	c->backend_id = new_flow_backend(vip, &p->flow, (c->vip_flags & VIP_F_ROUND_ROBIN) && !p->icmp_error);
+	c->backend = bpf_map_lookup_elem(&backends, &c->backend_id);
+	if (!c->backend || !(c->backend->flags & BACKEND_F_ALIVE))
 		return drop(CNT_NO_BACKEND);
 	/* An ICMP error follows the flow but starts none (it may well be forged). */
-	if (!icmp_error)
-		conn_insert(bucket, &flow, hash, backend_id, now, way);
+	if (!p->icmp_error)
+		conn_insert(bucket, &p->flow, hash, c->backend_id, now, way);
+	return NEXT_STEP;
+}
 
-chosen:
-	if (icmp_error)
-		count(CNT_ICMP_TO_BACKEND);
-	if (first_fragment) {
-		struct frag_key datagram = {
-			.src = ip->saddr,
-			.dst = ip->daddr,
-			.id = ip->id,
-			.proto = ip->protocol,
-		};
-		struct frag_dest dest = { .backend = backend_id, .vip = vip_id, .vip_flags = vip_flags };
-
-		bpf_map_update_elem(&frags, &datagram, &dest, BPF_ANY);
-		count(CNT_FRAG_FIRST);
-	}
+/* Sends the packet to the chosen backend: next hop, MTU, IPIP or MAC rewrite,
+ * then XDP_TX, XDP_REDIRECT, or the kernel when only it can finish the job. */
+static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, struct choice *c)
+{
+	struct iphdr *ip = p->ip;
+	struct backend *backend = c->backend;
+	struct next_hop *nh;
+	__u32 reason;
+	__u64 now;
+	int rc, to_kernel = 0;
 
 	/* Next hop: cached, else bpf_fib_lookup. */
-	nh = bpf_map_lookup_elem(&next_hops, &backend_id);
+	nh = bpf_map_lookup_elem(&next_hops, &c->backend_id);
 	if (!nh)
 		return drop(CNT_NO_BACKEND);
 	now = bpf_jiffies64();
@@ -546,26 +583,26 @@ chosen:
 		}
 	}
 
-	int l2_dsr = vip_flags & VIP_F_L2_DSR;
+	int l2_dsr = c->vip_flags & VIP_F_L2_DSR;
 	__u32 overhead = l2_dsr ? 0 : IPIP_HLEN;
 
 	if (!to_kernel) {
 		/* tot_len is the real length: it was checked against the bytes present,
 		 * and any trailer is cut before the packet leaves. */
-		__u32 len = ip_len + overhead;
+		__u32 len = p->ip_len + overhead;
 
 		if (len > nh->path_mtu) {
 			if (ip->frag_off & bpf_htons(IP_DF))
-				return too_big(ctx, tagged, nh->path_mtu - overhead,
-					       !icmp_error && !ipv4_is_later_fragment(ip) &&
-						       icmp_may_answer(l2.eth, ip->saddr));
+				return too_big(ctx, p->tagged, nh->path_mtu - overhead,
+					       !p->icmp_error && !p->later_fragment &&
+						       icmp_may_answer(p->l2.eth, ip->saddr));
 			/* Outer DF stays clear (copied): the path may fragment it. Only the
 			 * kernel can fragment what is too big for the route itself. */
 			count(CNT_TOO_BIG_NO_DF);
 			if (len > nh->route_mtu)
 				to_kernel = 1;
 		}
-		if (!to_kernel && !nh->vlan_id != !tagged) {
+		if (!to_kernel && !nh->vlan_id != !p->tagged) {
 			count(CNT_VLAN_MISMATCH);
 			to_kernel = 1;
 		}
@@ -588,20 +625,18 @@ chosen:
 			return drop(CNT_NO_IFACE);
 		if (!outer.df)
 			outer.id = outer_ip_id(nh);
-		if (cut_trailer(ctx, trailer))
+		if (cut_trailer(ctx, p->trailer))
 			return drop(CNT_ENCAP_FAIL);
-		if (tagged)
+		if (p->tagged)
 			rc = encap_ipip(ctx, ETH_HLEN + sizeof(struct vlan_tag), &outer);
 		else
 			rc = encap_ipip(ctx, ETH_HLEN, &outer);
 		if (rc)
 			return drop(CNT_ENCAP_FAIL);
-	} else if (cut_trailer(ctx, trailer)) {
+	} else if (cut_trailer(ctx, p->trailer)) {
 		return drop(CNT_ENCAP_FAIL);
 	}
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
-	add_traffic(&backend_stats, backend_id, bytes);
+	add_traffic(&backend_stats, c->backend_id, p->bytes);
 
 	if (to_kernel) {
 		/* The original MACs stay: the kernel takes the frame as its own and forwards it. */
@@ -609,13 +644,15 @@ chosen:
 		return XDP_PASS;
 	}
 
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 
 	if ((void *)(eth + 1) > data_end)
 		return drop(CNT_ENCAP_FAIL);
 	__builtin_memcpy(eth->h_dest, nh->dmac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, nh->smac, ETH_ALEN);
-	if (tagged) {
+	if (p->tagged) {
 		struct vlan_tag *tag = (void *)(eth + 1);
 
 		if ((void *)(tag + 1) > data_end)
@@ -631,6 +668,34 @@ chosen:
 		return drop(CNT_NO_TX_PORT);
 	count(CNT_REDIRECT);
 	return XDP_REDIRECT;
+}
+
+SEC("xdp")
+int balancer(struct xdp_md *ctx)
+{
+	struct pkt p = {};
+	struct choice c = {};
+	int rc;
+
+	rc = classify(ctx, &p);
+	if (rc != NEXT_STEP)
+		return rc;
+	if (p.later_fragment)
+		rc = follow_fragment(&p, &c);
+	else
+		rc = pick_backend(&p, &c);
+	if (rc != NEXT_STEP)
+		return rc;
+	if (p.icmp_error)
+		count(CNT_ICMP_TO_BACKEND);
+	if (p.first_fragment) {
+		struct frag_key datagram = datagram_of(p.ip);
+		struct frag_dest dest = { .backend = c.backend_id, .vip = c.vip_id, .vip_flags = c.vip_flags };
+
+		bpf_map_update_elem(&frags, &datagram, &dest, BPF_ANY);
+		count(CNT_FRAG_FIRST);
+	}
+	return forward(ctx, &p, &c);
 }
 
 /* bpf_fib_lookup is GPL-only, so the kernel must see a GPL-compatible licence. */
