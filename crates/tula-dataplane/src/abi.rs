@@ -103,6 +103,16 @@ pub fn ring_chunks(ring_size: u32) -> u32 {
 /// `LAYOUT_VERSION`: the map layout this crate reads and writes.
 pub const LAYOUT_VERSION: u32 = 3;
 
+/// `struct conn` of layout 2: the value of its `conns` LRU hash, keyed by
+/// [`Flow`]. Read (or written) only to move a pinned balancer between builds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnLayout2 {
+    pub backend: u32,
+    /// `VipMeta::id` of the flow's VIP.
+    pub vip: u32,
+}
+
 /// `struct layout`: the one entry of the `layout` map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -252,6 +262,7 @@ unsafe impl aya::Pod for Settings {}
 unsafe impl aya::Pod for IcmpBucket {}
 unsafe impl aya::Pod for RingChunk {}
 unsafe impl aya::Pod for Layout {}
+unsafe impl aya::Pod for ConnLayout2 {}
 
 /// `VIP_F_L2_DSR`: rewrite MACs only.
 pub const VIP_F_L2_DSR: u32 = 1 << 0;

@@ -135,7 +135,7 @@ impl Dataplane {
 }
 
 /// The id of the VIP a flow was sent to: its exact port, else the all-ports VIP.
-fn vip_of(ids: &HashMap<abi::VipKey, u32>, flow: &abi::Flow) -> Option<u32> {
+pub(crate) fn vip_of(ids: &HashMap<abi::VipKey, u32>, flow: &abi::Flow) -> Option<u32> {
     let key = abi::VipKey {
         addr: flow.dst,
         port: flow.dport,

@@ -24,7 +24,7 @@ use crate::spec::{
 use crate::rings::{self, FreeRings};
 
 /// The compiled balancer, built by `make bpf` from bpf/balancer.c.
-static BALANCER_OBJECT: &[u8] = include_bytes!("../../../bpf/obj/balancer.o");
+pub(crate) static BALANCER_OBJECT: &[u8] = include_bytes!("../../../bpf/obj/balancer.o");
 
 /// Slot value meaning "no backend" (the same as tula_maglev::EMPTY_SLOT).
 pub const EMPTY_SLOT: u32 = tula_maglev::EMPTY_SLOT;
@@ -147,7 +147,7 @@ pub struct Dataplane {
 }
 
 /// The maps, as named in maps.h (and as pinned).
-const MAP_NAMES: [&str; 17] = [
+pub(crate) const MAP_NAMES: [&str; 17] = [
     "vips",
     "backends",
     "ring",
@@ -168,10 +168,10 @@ const MAP_NAMES: [&str; 17] = [
 ];
 
 /// The maps by name, ready to be turned into typed handles.
-struct Maps(BTreeMap<&'static str, Map>);
+pub(crate) struct Maps(pub(crate) BTreeMap<&'static str, Map>);
 
 impl Maps {
-    fn typed<T: TryFrom<Map, Error = aya::maps::MapError>>(
+    pub(crate) fn typed<T: TryFrom<Map, Error = aya::maps::MapError>>(
         &mut self,
         name: &'static str,
     ) -> Result<T> {
@@ -188,53 +188,7 @@ impl Dataplane {
     /// Loads the balancer with the given map sizes (and pins it if `pin_dir` is set).
     /// Nothing is attached yet.
     pub fn load(options: &LoadOptions) -> Result<Dataplane> {
-        options.validate()?;
-        if let Some(dir) = &options.pin_dir {
-            pin::prepare_pin_dir(dir)?;
-            if pin::holds_balancer(dir) {
-                return Err(DataplaneError::AlreadyPinned { dir: dir.clone() });
-            }
-        }
-        let ring_entries = ring_entries(options.max_vips, options.ring_size).expect("validated");
-        let conn_buckets = abi::conn_buckets(options.conn_table_size);
-        let mut ebpf = EbpfLoader::new()
-            .override_global("ring_size", &options.ring_size, true)
-            .override_global("conn_buckets", &conn_buckets, true)
-            .map_max_entries("vips", options.max_vips)
-            .map_max_entries("vip_addrs", options.max_vips)
-            .map_max_entries("vip_stats", options.max_vips)
-            .map_max_entries("rr_cursors", options.max_vips)
-            .map_max_entries("backends", options.max_backends)
-            .map_max_entries("backend_stats", options.max_backends)
-            .map_max_entries("next_hops", options.max_backends)
-            .map_max_entries("ring", ring_entries)
-            .map_max_entries("conns", conn_buckets)
-            .load(BALANCER_OBJECT)
-            .map_err(|e| DataplaneError::Load(Box::new(e)))?;
-        let program = balancer_program(&mut ebpf)?;
-        program.load().map_err(|source| DataplaneError::Program {
-            what: "loading it into the kernel (verifier)".into(),
-            source,
-        })?;
-        if let Some(dir) = &options.pin_dir {
-            program
-                .pin(dir.join(pin::PROGRAM_PIN))
-                .map_err(|e| pin_failed(dir, pin::PROGRAM_PIN, e))?;
-        }
-
-        let mut maps = Maps(BTreeMap::new());
-        for name in MAP_NAMES {
-            let map = ebpf.take_map(name).ok_or_else(|| DataplaneError::Map {
-                map: name,
-                what: "finding it in the object".into(),
-                source: aya::maps::MapError::InvalidName { name: name.into() },
-            })?;
-            if let Some(dir) = &options.pin_dir {
-                map.pin(dir.join(name))
-                    .map_err(|e| pin_failed(dir, name, e))?;
-            }
-            maps.0.insert(name, map);
-        }
+        let (ebpf, maps) = load_object(BALANCER_OBJECT, abi::LAYOUT_VERSION, options)?;
         let mut dataplane = Self::from_maps(
             ProgramSource::Loaded(Box::new(ebpf)),
             maps,
@@ -255,7 +209,9 @@ impl Dataplane {
 
     /// Adopts a balancer pinned by an earlier [`Dataplane::load`] (e.g. by a
     /// previous daemon run): its program, maps and attached interfaces, with
-    /// all VIPs, backends and flows as they are.
+    /// all VIPs, backends and flows as they are. One pinned by an older build
+    /// whose map layout this build converts is first moved onto this build
+    /// (see [`crate::switch_build`]), flows and counters included.
     pub fn open_pinned(pin_dir: &Path) -> Result<Dataplane> {
         let bad = |what: String| DataplaneError::BadPin {
             dir: pin_dir.to_path_buf(),
@@ -264,6 +220,7 @@ impl Dataplane {
         if !pin::holds_balancer(pin_dir) {
             return Err(bad(format!("no pinned program ({})", pin::PROGRAM_PIN)));
         }
+        crate::upgrade::upgrade_if_older(pin_dir)?;
         let program = Xdp::from_pin(
             pin_dir.join(pin::PROGRAM_PIN),
             aya_obj::programs::XdpAttachType::Interface,
@@ -272,15 +229,7 @@ impl Dataplane {
             what: format!("opening the pinned program in {}", pin_dir.display()),
             source,
         })?;
-        let mut maps = Maps(BTreeMap::new());
-        for name in MAP_NAMES {
-            let data = MapData::from_pin(pin_dir.join(name)).map_err(map_err(
-                name,
-                format!("opening the pin in {}", pin_dir.display()),
-            ))?;
-            let map = Map::from_map_data(data).map_err(map_err(name, "checking its type"))?;
-            maps.0.insert(name, map);
-        }
+        let maps = open_pinned_maps(pin_dir)?;
         let layout = maps
             .0
             .get("layout")
@@ -991,7 +940,7 @@ impl Dataplane {
     }
 }
 
-fn balancer_program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
+pub(crate) fn balancer_program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
     ebpf.program_mut("balancer")
         .ok_or_else(no_program)?
         .try_into()
@@ -1006,6 +955,84 @@ fn no_program() -> DataplaneError {
         what: "finding program \"balancer\" in the object".into(),
         source: aya::programs::ProgramError::UnexpectedProgramType,
     }
+}
+
+/// Loads a balancer object compiled with map layout `layout_version` at
+/// `options`' sizes, pinning its program and maps if `options.pin_dir` is
+/// set: this build's, or another build's for an upgrade (layout 2 sized its
+/// connection table in flows, later layouts in buckets). The layout map is
+/// left for the caller to write.
+pub(crate) fn load_object(
+    object: &[u8],
+    layout_version: u32,
+    options: &LoadOptions,
+) -> Result<(Ebpf, Maps)> {
+    options.validate()?;
+    if let Some(dir) = &options.pin_dir {
+        pin::prepare_pin_dir(dir)?;
+        if pin::holds_balancer(dir) {
+            return Err(DataplaneError::AlreadyPinned { dir: dir.clone() });
+        }
+    }
+    let ring_entries = ring_entries(options.max_vips, options.ring_size).expect("validated");
+    let conn_buckets = abi::conn_buckets(options.conn_table_size);
+    let (conns_entries, has_conn_buckets) = if layout_version <= 2 {
+        (options.conn_table_size, false)
+    } else {
+        (conn_buckets, true)
+    };
+    let mut ebpf = EbpfLoader::new()
+        .override_global("ring_size", &options.ring_size, true)
+        .override_global("conn_buckets", &conn_buckets, has_conn_buckets)
+        .map_max_entries("vips", options.max_vips)
+        .map_max_entries("vip_addrs", options.max_vips)
+        .map_max_entries("vip_stats", options.max_vips)
+        .map_max_entries("rr_cursors", options.max_vips)
+        .map_max_entries("backends", options.max_backends)
+        .map_max_entries("backend_stats", options.max_backends)
+        .map_max_entries("next_hops", options.max_backends)
+        .map_max_entries("ring", ring_entries)
+        .map_max_entries("conns", conns_entries)
+        .load(object)
+        .map_err(|e| DataplaneError::Load(Box::new(e)))?;
+    let program = balancer_program(&mut ebpf)?;
+    program.load().map_err(|source| DataplaneError::Program {
+        what: "loading it into the kernel (verifier)".into(),
+        source,
+    })?;
+    if let Some(dir) = &options.pin_dir {
+        program
+            .pin(dir.join(pin::PROGRAM_PIN))
+            .map_err(|e| pin_failed(dir, pin::PROGRAM_PIN, e))?;
+    }
+    let mut maps = Maps(BTreeMap::new());
+    for name in MAP_NAMES {
+        let map = ebpf.take_map(name).ok_or_else(|| DataplaneError::Map {
+            map: name,
+            what: "finding it in the object".into(),
+            source: aya::maps::MapError::InvalidName { name: name.into() },
+        })?;
+        if let Some(dir) = &options.pin_dir {
+            map.pin(dir.join(name))
+                .map_err(|e| pin_failed(dir, name, e))?;
+        }
+        maps.0.insert(name, map);
+    }
+    Ok((ebpf, maps))
+}
+
+/// Every map pinned in `pin_dir`, by name.
+pub(crate) fn open_pinned_maps(pin_dir: &Path) -> Result<Maps> {
+    let mut maps = Maps(BTreeMap::new());
+    for name in MAP_NAMES {
+        let data = MapData::from_pin(pin_dir.join(name)).map_err(map_err(
+            name,
+            format!("opening the pin in {}", pin_dir.display()),
+        ))?;
+        let map = Map::from_map_data(data).map_err(map_err(name, "checking its type"))?;
+        maps.0.insert(name, map);
+    }
+    Ok(maps)
 }
 
 fn pin_failed(dir: &Path, name: &str, e: aya::pin::PinError) -> DataplaneError {

@@ -17,8 +17,8 @@
 //! - `rings`: free-ring bookkeeping, batched ring reads and writes, and the
 //!   layout of round-robin rings.
 //! - `pin`: the bpffs layout of a pinned balancer.
-//! - `upgrade`: the map layout a pinned balancer was loaded with, and
-//!   whether this build adopts it.
+//! - `upgrade`: the map layout a pinned balancer was loaded with, and moving
+//!   a pinned balancer of another build onto this one, flows included.
 //! - [`model`]: the reference model of the per-packet decision that the
 //!   differential fuzzer checks the program against.
 
@@ -46,4 +46,4 @@ pub use error::{DataplaneError, Result};
 pub use flow::{flow_hash, ring_index, source_hash, Flow, Protocol};
 pub use pin::{is_bpffs, prepare_pin_dir, DEFAULT_PIN_DIR, PROGRAM_PIN};
 pub use rings::round_robin_ring;
-pub use upgrade::{pinned_build, PinnedBuild};
+pub use upgrade::{converts_from, pinned_build, switch_build, Build, PinnedBuild, Switched};

@@ -140,6 +140,14 @@ impl Lab {
     /// Kills the daemon with SIGKILL and starts it again: forwarding must go on
     /// meanwhile (the data plane is pinned) and the new daemon adopts it.
     pub fn restart_balancer(&self) -> Result<(), LabError> {
+        self.stop_balancer();
+        self.start_balancer()?;
+        self.wait_for_api(Instant::now() + Duration::from_secs(30))
+    }
+
+    /// Kills the daemon with SIGKILL and waits until it is gone; the pinned
+    /// data plane goes on forwarding.
+    pub fn stop_balancer(&self) {
         if let Some(pid) = self.pid("lb") {
             // SAFETY: a process group this lab started.
             unsafe {
@@ -149,8 +157,6 @@ impl Lab {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        self.start_balancer()?;
-        self.wait_for_api(Instant::now() + Duration::from_secs(30))
     }
 
     /// Runs the `tula` CLI inside the lb namespace, talking to the daemon over its socket.

@@ -97,9 +97,15 @@ fn status(pin_dir: &Path, json: bool) -> anyhow::Result<()> {
         Some(p) if p.matches_this_build() => {
             "the pinned maps have this build's layout: the daemon adopts them as they are".to_string()
         }
+        Some(p) if tula_dataplane::converts_from(p.layout_version) => format!(
+            "the pinned maps have layout {}, this build reads {this_build}: at start the daemon moves \
+             them onto this build, keeping flows and counters",
+            p.layout_version
+        ),
         Some(p) => format!(
-            "the pinned maps have layout {}, this build reads {this_build}: the daemon refuses to adopt them; \
-             `tula dataplane unload` (which drops every connection) and a start load this build's",
+            "the pinned maps have layout {}, this build reads {this_build} and cannot convert them: \
+             the daemon refuses to adopt them; `tula dataplane unload` (which drops every \
+             connection) and a start load this build's",
             p.layout_version
         ),
     };
