@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use tula_bench::api_load::Daemon;
-use tula_bench::control_plane::{config_toml, load_options, CpNet, Scale, Workdir};
+use tula_bench::control_plane::{config_toml, load_options, CpNet, Scale, Workdir, BENCH_TOKEN};
 use tula_bench::machine::Machine;
 use tula_bench::samples::Samples;
 use tula_bench::size::Size;
@@ -50,24 +50,19 @@ fn main() {
         .run(|| {
             let agent: ureq::Agent = ureq::Agent::config_builder()
                 .http_status_as_error(false)
+                // A page that sends to the login form must fail, not be measured.
+                .max_redirects(0)
                 .timeout_global(Some(Duration::from_secs(120)))
                 .build()
                 .into();
-            // Loopback without a token: the first page opens a session without login.
-            let first = agent.get(format!("http://{LISTEN}/ui/vips")).call().expect("GET /ui/vips");
-            let cookie = first
-                .headers()
-                .get("set-cookie")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(';').next())
-                .expect("a session cookie")
-                .to_string();
+            let cookie = log_in(&agent);
             pages
                 .iter()
                 .map(|(label, path)| {
                     let mut times = Samples::new();
                     let mut bytes = 0;
                     let mut gzipped = 0;
+                    let mut page = Vec::new();
                     for _ in 0..rounds {
                         let start = Instant::now();
                         let mut response = agent
@@ -79,6 +74,12 @@ fn main() {
                         let body = response.body_mut().read_to_vec().expect("reading the page");
                         times.push(start.elapsed().as_secs_f64() * 1000.0);
                         bytes = body.len();
+                        page = body;
+                    }
+                    // Kept to see what a page's bytes are made of.
+                    let file = tula_bench::results::bench_dir().join(format!("ui-{}.html", file_name(label)));
+                    if let Err(e) = std::fs::create_dir_all(file.parent().unwrap()).and_then(|()| std::fs::write(&file, &page)) {
+                        eprintln!("cannot keep {}: {e}", file.display());
                     }
                     // What a browser that takes gzip receives.
                     let mut response = agent
@@ -105,5 +106,47 @@ fn main() {
         );
     }
     drop(daemon);
+    println!("\npages kept in {}/ui-*.html", tula_bench::results::bench_dir().display());
     println!("\n{}", Machine::read());
+}
+
+/// A logged-in session's cookie: the generated config sets an API token, so
+/// the UI asks for it once (GET the login form for its CSRF field, POST it).
+fn log_in(agent: &ureq::Agent) -> String {
+    let cookie_of = |response: &ureq::http::Response<ureq::Body>| {
+        response
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::to_string)
+    };
+    let mut form = agent.get(format!("http://{LISTEN}/ui/login")).call().expect("GET /ui/login");
+    let cookie = cookie_of(&form).expect("a session cookie before login");
+    let page = form.body_mut().read_to_string().expect("reading the login form");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the login form's CSRF field");
+    let body = format!("csrf={csrf}&token={BENCH_TOKEN}");
+    let logged_in = agent
+        .post(format!("http://{LISTEN}/ui/login"))
+        .header("Cookie", &cookie)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Origin", format!("http://{LISTEN}"))
+        .send(body)
+        .expect("POST /ui/login");
+    assert_eq!(logged_in.status(), 303, "logging in with the bench's token");
+    cookie_of(&logged_in).expect("the logged-in session's cookie")
+}
+
+/// "VIP list, page 1" -> "vip-list-page-1".
+fn file_name(label: &str) -> String {
+    let words: Vec<String> = label
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    words.join("-")
 }
