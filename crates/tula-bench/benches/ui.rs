@@ -1,8 +1,8 @@
 //! Web UI benchmark at 1,000 VIPs x 100 backends: `tula serve` with the
 //! generated config (crates/tula-bench/src/control_plane.rs) in a namespace
 //! of its own, and the time and size of the pages an operator opens: the VIP
-//! list (first page, a later page, a search, a filter) and one VIP's page
-//! with its 100 backends. Times are medians (and the slowest) of sequential
+//! list (first page, a later page, a search, a filter), one VIP's page
+//! with its 100 backends, and its Backend setup page. Times are medians (and the slowest) of sequential
 //! requests on one keep-alive connection, the whole answer read.
 //!
 //! `cargo bench -p tula-bench --bench ui` (root; needs the `tula` executable,
@@ -43,6 +43,11 @@ fn main() {
         (
             format!("VIP page, {} backends", scale.backends),
             format!("/ui/vips/vip{middle:04}"),
+        ),
+        // Each backend serves every VIP here, so its commands name them all.
+        (
+            format!("Backend setup, {} VIPs", scale.vips),
+            format!("/ui/vips/vip{middle:04}/setup"),
         ),
     ];
     let figures = net

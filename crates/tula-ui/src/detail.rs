@@ -1,7 +1,10 @@
 //! One VIP: its settings, each backend's state and health with its recent
 //! changes, the counters, how to check that replies bypass the load
-//! balancer, the "Backend setup" panel, and the actions (drain, activate,
-//! disable a backend; remove the VIP).
+//! balancer, and the actions (drain, activate, disable a backend; remove the
+//! VIP). Backend setup has a page of its own (`setup`). With 100 backends the
+//! table is most of the page, so a row carries only what differs per row:
+//! its cells' alignment comes from the stylesheet, their live-update fields
+//! from the table's header, and the buttons' form from the table's.
 
 use std::net::IpAddr;
 
@@ -20,7 +23,7 @@ use crate::layout::{self, count, from_config_text, url_segment, Page, Section};
 use crate::list::{self, backend_counts, draining_label, Flash, SavedDrift};
 use crate::review::{self, Pending};
 use crate::session::{form_pairs, Session};
-use crate::setup::{self, Egress};
+use crate::setup;
 use crate::{UiError, UiState};
 
 /// State changes shown per backend, newest first (the checker keeps 16).
@@ -33,8 +36,6 @@ struct View {
     status: Option<VipStatus>,
     counters: Vec<(String, u64)>,
     drift: SavedDrift,
-    /// The backend whose setup the panel shows, and how the balancer reaches it.
-    egress: Option<(IpAddr, Result<Egress, String>)>,
     /// Each backend's record from the health checker; `None`: not checked.
     health: Vec<(IpAddr, Option<BackendHealth>)>,
 }
@@ -46,7 +47,6 @@ pub(crate) async fn page(
     Query(query): Query<Flash>,
 ) -> Result<Html<String>, UiError> {
     let lookup = name.clone();
-    let wanted: Option<IpAddr> = query.setup.as_deref().and_then(|a| a.parse().ok());
     let view = ui
         .app
         .blocking(move |state| {
@@ -55,9 +55,6 @@ pub(crate) async fn page(
                 .vip(&lookup)
                 .ok_or_else(|| ApiError::not_found(format!("no VIP {lookup:?}")))?;
             let addresses: Vec<IpAddr> = vip.backends.iter().map(|b| b.address).collect();
-            let setup_for = wanted
-                .filter(|a| addresses.contains(a))
-                .or_else(|| addresses.first().copied());
             let status = state
                 .control
                 .status()?
@@ -78,7 +75,6 @@ pub(crate) async fn page(
                 status,
                 counters,
                 drift: SavedDrift::read(&state.control),
-                egress: setup_for.map(|a| (a, setup::egress(a))),
                 health,
                 config,
             })
@@ -93,7 +89,6 @@ pub(crate) async fn page(
         (backends(vip, view.status.as_ref(), &view.health, &session, view.revision))
         (counters(view.status.as_ref(), &view.counters))
         (return_traffic(vip, &view.config))
-        (setup::panel(&view.config, vip, view.status.as_ref(), view.egress.as_ref()))
     };
     let page = Page::new(format!("VIP {}", vip.name), Section::Vips, &session)
         .crumb("L4 Virtual IPs", Some(list::PATH.to_string()))
@@ -108,7 +103,7 @@ fn heading(vip: &Vip, session: &Session, revision: u64) -> Markup {
             h1 { "VIP " (vip.name) " " code { (layout::socket_label(vip)) } }
             div.buttons {
                 a.button.primary href={ (base) "/edit" } { "Edit" }
-                a.button href="#setup" { "Backend setup" }
+                a.button href=(setup::path(&vip.name)) { "Backend setup" }
                 form method="post" action={ (base) "/delete" } {
                     input type="hidden" name="csrf" value=(session.csrf);
                     input type="hidden" name=(review::BASE_FIELD) value=(revision);
@@ -158,9 +153,6 @@ fn summary(vip: &Vip, revision: u64) -> Markup {
     }
 }
 
-/// The id of the one form every backend's state buttons belong to (one CSRF field for all rows).
-const STATE_FORM: &str = "backend-state";
-
 fn backends(
     vip: &Vip,
     status: Option<&VipStatus>,
@@ -177,41 +169,43 @@ fn backends(
                 "Backends " small { span data-live="backends" { (up) " / " (total) } " up, " span data-live="draining" { (draining_label(draining)) } }
             }
             @if let Some(status) = status { (new_flows_alert(vip, status.new_flows)) }
-            form id=(STATE_FORM) method="post" action=(action) {
+            // One form around the table: every row's buttons share its CSRF and revision fields.
+            form method="post" action=(action) {
                 input type="hidden" name="csrf" value=(session.csrf);
                 input type="hidden" name=(review::BASE_FIELD) value=(revision);
-            }
-            div.table-wrap tabindex="0" role="region" aria-label="Backends" {
-                table.backends {
-                    thead { tr {
-                        th scope="col" { "Address" } th.num scope="col" { "Weight" } th scope="col" { "State" }
-                        th scope="col" { "Health" }
-                        th.num scope="col" title="Connection-table entries: flows the balancer remembers, including idle ones until they expire" { "Connection entries" }
-                        th.num scope="col" { "Packets" } th.num scope="col" { "Bytes" }
-                        th scope="col" { "Recent health changes" } th scope="col" { "Actions" }
-                    } }
-                    tbody {
-                        @for backend in &vip.backends {
-                            @let live = statuses.iter().find(|s| s.address == backend.address);
-                            @let healthy = live.is_none_or(|s| s.healthy);
-                            @let state = layout::state_label(backend.state);
-                            @let checked = health.iter().find(|(a, _)| *a == backend.address).and_then(|(_, h)| h.as_ref());
-                            tr data-backend=(backend.address) {
-                                th scope="row" { code { (backend.address) } }
-                                td.num { (backend.weight) }
-                                td {
-                                    span class={ "badge state-" (state) } data-live="state" { (state) }
-                                    @if backend.weight == 0 && backend.state == BackendState::Active { " " small { "(weight 0: draining)" } }
+                div.table-wrap tabindex="0" role="region" aria-label="Backends" {
+                    table.backends {
+                        // ui.css right-aligns the number columns; ui.js finds each live figure's column by its data-live here.
+                        thead { tr {
+                            th scope="col" { "Address" } th.num scope="col" { "Weight" } th scope="col" { "State" }
+                            th scope="col" { "Health" }
+                            th.num scope="col" data-live="active_flows" title="Connection-table entries: flows the balancer remembers, including idle ones until they expire" { "Connection entries" }
+                            th.num scope="col" data-live="packets" { "Packets" } th.num scope="col" data-live="bytes" { "Bytes" }
+                            th scope="col" { "Recent health changes" } th scope="col" { "Actions" }
+                        } }
+                        tbody {
+                            @for backend in &vip.backends {
+                                @let live = statuses.iter().find(|s| s.address == backend.address);
+                                @let healthy = live.is_none_or(|s| s.healthy);
+                                @let state = layout::state_label(backend.state);
+                                @let checked = health.iter().find(|(a, _)| *a == backend.address).and_then(|(_, h)| h.as_ref());
+                                tr data-backend=(backend.address) {
+                                    th scope="row" { code { (backend.address) } }
+                                    td { (backend.weight) }
+                                    td {
+                                        span class={ "badge state-" (state) } data-live="state" { (state) }
+                                        @if backend.weight == 0 && backend.state == BackendState::Active { " " small { "(weight 0: draining)" } }
+                                    }
+                                    td {
+                                        span.badge.badge-ok[healthy].badge-error[!healthy] data-live="health" { @if healthy { "healthy" } @else { "unhealthy" } }
+                                        (check_lines(checked))
+                                    }
+                                    td { (count(live.map(|s| s.active_flows).unwrap_or(0))) }
+                                    td { (count(live.map(|s| s.packets).unwrap_or(0))) }
+                                    td { (count(live.map(|s| s.bytes).unwrap_or(0))) }
+                                    (health_changes(checked))
+                                    td { (state_buttons(backend.address, backend.state)) }
                                 }
-                                td.health {
-                                    span.badge.badge-ok[healthy].badge-error[!healthy] data-live="health" { @if healthy { "healthy" } @else { "unhealthy" } }
-                                    (check_lines(checked))
-                                }
-                                td.num data-live="active_flows" { (count(live.map(|s| s.active_flows).unwrap_or(0))) }
-                                td.num data-live="packets" { (count(live.map(|s| s.packets).unwrap_or(0))) }
-                                td.num data-live="bytes" { (count(live.map(|s| s.bytes).unwrap_or(0))) }
-                                td.changes { (health_changes(checked)) }
-                                td.row-actions { (state_buttons(backend.address, backend.state)) }
                             }
                         }
                     }
@@ -224,7 +218,7 @@ fn backends(
 /// Under the health badge: since when, and the last check's result.
 fn check_lines(health: Option<&BackendHealth>) -> Markup {
     let Some(health) = health else {
-        return html! { br; small.muted { "not checked" } };
+        return html! { small.muted { "not checked" } };
     };
     // What a passing check saw is always the same; a failure says what went wrong.
     let last = health.last_result.as_ref().map(|last| match last.outcome {
@@ -236,22 +230,24 @@ fn check_lines(health: Option<&BackendHealth>) -> Markup {
         Outcome::Error => format!("last check not sent: {}", last.detail),
     });
     html! {
-        br; small.health-since { (health.state) " since " (layout::time_tag(health.since)) }
-        @if let Some(last) = last { br; small.last-check { (last) } }
+        small { (health.state) " since " (layout::time_tag(health.since)) }
+        @if let Some(last) = last { small { (last) } }
     }
 }
 
-/// The backend's latest state changes, newest first: time, old -> new, and the check result that caused it.
+/// The cell of the backend's latest state changes, newest first: time, old -> new, and the check result that caused it.
 fn health_changes(health: Option<&BackendHealth>) -> Markup {
     let history: &[Transition] = health.map(|h| h.history.as_slice()).unwrap_or_default();
     if history.is_empty() {
-        return html! { span.muted { "none recorded" } };
+        return html! { td.muted { "none recorded" } };
     }
     html! {
-        ul.changes {
-            @for change in history.iter().rev().take(CHANGES_SHOWN) {
-                li class={ "to-" (change.to) } {
-                    (layout::time_tag(change.time)) " " (change.from) " → " strong { (change.to) } ": " (result_text(&change.cause))
+        td {
+            ul.changes {
+                @for change in history.iter().rev().take(CHANGES_SHOWN) {
+                    li class={ "to-" (change.to) } {
+                        (layout::time_tag(change.time)) " " (change.from) " → " strong { (change.to) } ": " (result_text(&change.cause))
+                    }
                 }
             }
         }
@@ -290,7 +286,7 @@ fn state_buttons(address: IpAddr, current: BackendState) -> Markup {
     html! {
         @for (state, label) in [(BackendState::Drain, "Drain"), (BackendState::Active, "Activate"), (BackendState::Disabled, "Disable")] {
             @if state != current {
-                button type="submit" form=(STATE_FORM) name="change" value={ (layout::state_label(state)) " " (address) }
+                button name="change" value={ (layout::state_label(state)) " " (address) }
                     aria-label={ (label) " backend " (address) } { (label) }
             }
         }

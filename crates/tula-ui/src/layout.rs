@@ -141,8 +141,8 @@ pub(crate) fn alert(kind: &str, content: Markup) -> Markup {
 }
 
 /// A `<time>` element, UTC: the time of day for today, else the date and
-/// time; the whole RFC 3339 time in its `datetime` and `title` (the script
-/// adds the browser's local time beside it).
+/// time; the whole RFC 3339 time in its `datetime` (the script makes it the
+/// title, and adds the browser's local time beside it).
 pub(crate) fn time_tag(time: std::time::SystemTime) -> Markup {
     time_tag_text(&humantime::format_rfc3339_seconds(time).to_string())
 }
@@ -155,7 +155,7 @@ pub(crate) fn time_tag_text(full: &str) -> Markup {
         _ => format!("{} UTC", full.replacen('T', " ", 1)),
     };
     let shown = shown.replace("Z UTC", " UTC");
-    html! { time datetime=(full) title=(full) { (shown) } }
+    html! { time datetime=(full) { (shown) } }
 }
 
 /// A config enum as its config text ("l3-ipip", "source-hash", ...).

@@ -27,7 +27,7 @@
 //! - `form_page`: that form as HTML.
 //! - `review`: the review page, warnings, Apply, conflicts.
 //! - `detail`: one VIP: backend health, counters, actions, return-traffic check.
-//! - `setup`: the per-VIP "Backend setup" panel.
+//! - `setup`: the per-VIP "Backend setup" page.
 //! - `revisions`: the history, two revisions side by side, rollback.
 
 mod detail;
@@ -87,6 +87,7 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/ui/vips/{name}/delete", post(detail::delete))
         .route("/ui/vips/{name}/state", post(detail::set_backend_state))
+        .route("/ui/vips/{name}/setup", get(setup::page))
         .route(revisions::PATH, get(revisions::page))
         .route("/ui/revisions/diff", get(revisions::diff))
         .route("/ui/revisions/rollback", post(revisions::rollback))

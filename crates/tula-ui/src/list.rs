@@ -24,13 +24,11 @@ use tula_api::RevisionView;
 /// The VIP list's address; where login and Save and apply lead.
 pub(crate) const PATH: &str = "/ui/vips";
 
-/// `?applied=N`: the revision a change just made, shown as a banner; on a
-/// VIP's page `?setup=ADDRESS`, the backend its setup panel shows.
+/// `?applied=N`: the revision a change just made, shown as a banner.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Flash {
     pub applied: Option<u64>,
     pub removed: Option<String>,
-    pub setup: Option<String>,
 }
 
 /// How the saved config file compares with what runs.
@@ -233,7 +231,6 @@ pub(crate) async fn page(
     let flash = Flash {
         applied: query.applied,
         removed: query.removed.clone(),
-        setup: None,
     };
     let banner = flash_banner(&ui, &flash).await?;
     let body = ui

@@ -1,4 +1,4 @@
-//! The per-VIP "Backend setup" panel: for each backend, the exact
+//! A VIP's "Backend setup" page (`/ui/vips/NAME/setup`): for each backend, the exact
 //! `tula decap setup` commands, their manual equivalent for both methods as
 //! tula-decap writes it ([`tula_decap::manual_steps`]: module, `tunl0` only
 //! if missing, VIPs, sysctls, the persistence files), the MTU
@@ -7,11 +7,21 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use axum::extract::{Path, Query, State};
+use axum::response::Html;
+use axum::Extension;
+use serde::Deserialize;
+use tula_api::ApiError;
 use tula_config::{Config, DsrType, Vip};
 use tula_control::VipStatus;
 use tula_decap::{mss_clamp, Method};
 
 use maud::{html, Markup};
+
+use crate::layout::{self, url_segment, Page, Section};
+use crate::list;
+use crate::session::Session;
+use crate::{UiError, UiState};
 
 /// The balancer's interface toward a backend, and its MTU.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,17 +82,72 @@ fn vips_of(config: &Config, vip: &Vip, backend: IpAddr) -> Vec<Ipv4Addr> {
     vips
 }
 
+/// `?backend=ADDRESS`: the backend whose setup the page shows (default: the first).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct SetupQuery {
+    pub backend: Option<String>,
+}
+
+/// The path of a VIP's Backend setup page.
+pub(crate) fn path(vip: &str) -> String {
+    format!("/ui/vips/{}/setup", url_segment(vip))
+}
+
+/// GET: a VIP's Backend setup page. A page of its own, not part of the VIP's:
+/// the commands name every VIP a backend serves, which can be a thousand.
+pub(crate) async fn page(
+    State(ui): State<UiState>,
+    Extension(session): Extension<Session>,
+    Path(name): Path<String>,
+    Query(query): Query<SetupQuery>,
+) -> Result<Html<String>, UiError> {
+    let lookup = name.clone();
+    let wanted: Option<IpAddr> = query.backend.as_deref().and_then(|a| a.parse().ok());
+    let (config, status, selected) = ui
+        .app
+        .blocking(move |state| {
+            let (_, config) = state.control.running();
+            let vip = config
+                .vip(&lookup)
+                .ok_or_else(|| ApiError::not_found(format!("no VIP {lookup:?}")))?;
+            let selected = wanted
+                .filter(|a| vip.backends.iter().any(|b| b.address == *a))
+                .or_else(|| vip.backends.first().map(|b| b.address));
+            let status = state
+                .control
+                .status()?
+                .into_iter()
+                .find(|s| s.name == lookup);
+            Ok((config, status, selected.map(|a| (a, egress(a)))))
+        })
+        .await?;
+    let vip = config.vip(&name).expect("looked up above");
+    let vip_page = format!("/ui/vips/{}", url_segment(&vip.name));
+    let body = html! {
+        div.heading {
+            h1 { "VIP " (vip.name) " " code { (layout::socket_label(vip)) } }
+            div.buttons { a.button href=(vip_page) { "Back to the VIP" } }
+        }
+        (panel(&config, vip, status.as_ref(), selected.as_ref()))
+    };
+    let page = Page::new(format!("Backend setup · VIP {}", vip.name), Section::Vips, &session)
+        .crumb("L4 Virtual IPs", Some(list::PATH.to_string()))
+        .crumb(vip.name.clone(), Some(vip_page))
+        .crumb("Backend setup", None);
+    Ok(Html(page.render(body)))
+}
+
 /// The panel for `vip` (`status`: what the data plane reports for it): the
 /// list of its backends, and the setup of one (`selected`, with the way the
-/// balancer reaches it as [`egress`] found it). One backend at a time keeps a
-/// VIP's page small with a hundred backends.
+/// balancer reaches it as [`egress`] found it). One backend at a time keeps
+/// the page small with a hundred backends.
 pub(crate) fn panel(
     config: &Config,
     vip: &Vip,
     status: Option<&VipStatus>,
     selected: Option<&(IpAddr, Result<Egress, String>)>,
 ) -> Markup {
-    let base = format!("/ui/vips/{}", crate::layout::url_segment(&vip.name));
+    let base = path(&vip.name);
     html! {
         section.card #setup aria-labelledby="setup-title" {
             h2 #setup-title { "Backend setup" }
@@ -107,7 +172,7 @@ pub(crate) fn panel(
                         "Backend: "
                         @for backend in &vip.backends {
                             @let current = selected.is_some_and(|(a, _)| *a == backend.address);
-                            a href={ (base) "?setup=" (backend.address) "#setup" } aria-current=[current.then_some("true")] { (backend.address) }
+                            a href={ (base) "?backend=" (backend.address) } aria-current=[current.then_some("true")] { (backend.address) }
                             " "
                         }
                     }
@@ -341,7 +406,10 @@ mod tests {
             !html.contains("local 198.18.12.2"),
             "one backend's setup at a time"
         );
-        assert!(html.contains("?setup=198.18.12.2#setup"), "the others are linked");
+        assert!(
+            html.contains("href=\"/ui/vips/web/setup?backend=198.18.12.2\""),
+            "the others are linked"
+        );
         assert!(html.contains("tula decap verify --vip 203.0.113.10"));
     }
 

@@ -387,6 +387,16 @@ fn the_form_shows_each_error_beside_its_field_and_applies_only_a_valid_vip() {
         detail.element_text("applied-revision"),
         Some((revision + 1).to_string())
     );
+    assert!(
+        detail.body.contains("Check that replies bypass the load balancer"),
+        "{}",
+        detail.body
+    );
+    assert!(detail.body.contains("href=\"/ui/vips/api/setup\""), "{}", detail.body);
+    // Backend setup has its own page, so the VIP's page stays small.
+    assert!(!detail.body.contains("tula decap setup"), "{}", detail.body);
+    let setup = http.get("/ui/vips/api/setup", Some(&cookie));
+    assert_eq!(setup.status, 200);
     for needle in [
         "Backend setup",
         "tula decap setup --vip 203.0.113.11 --mss-clamp=1440",
@@ -398,11 +408,10 @@ fn the_form_shows_each_error_beside_its_field_and_applies_only_a_valid_vip() {
         "tunnel-mtu\">1480<",
         "maxseg size set 1440",
         "tula decap verify --vip 203.0.113.11",
-        "Check that replies bypass the load balancer",
     ] {
         assert!(
-            detail.body.contains(needle),
-            "the detail page lacks {needle:?}"
+            setup.body.contains(needle),
+            "the setup page lacks {needle:?}"
         );
     }
 
@@ -800,6 +809,36 @@ fn the_list_searches_filters_and_pages_at_scale() {
     assert!(down.body.contains("data-vip=\"empty\""));
     let none = http.get("/ui/vips?q=nothing-like-this", Some(&cookie));
     assert!(none.body.contains("No VIP matches."), "{}", none.body);
+}
+
+/// A VIP's page stays under 100 kB with 100 backends: the rows carry only what
+/// differs per backend, and backend setup (whose commands name every VIP a
+/// backend serves) is a page of its own.
+#[test]
+fn a_vip_page_with_a_hundred_backends_stays_small() {
+    let backends: Vec<String> =
+        (2..102).map(|i| format!("{{ address = \"198.18.100.{i}\" }}")).collect();
+    let vip = format!(
+        "[[vip]]\nname = \"big\"\naddress = \"203.0.113.50\"\nport = 80\nhealth_check = {{ type = \"none\" }}\nbackends = [{}]\n",
+        backends.join(", ")
+    );
+    let daemon = Daemon::start_with("big", None, &vip);
+    let http = Http::new(daemon.address);
+    let first = http.get("/ui/vips", None);
+    let cookie = first.session_cookie().unwrap();
+    let page = http.get("/ui/vips/big", Some(&cookie));
+    assert_eq!(page.status, 200);
+    let rows: Vec<&str> = page.body.split("<tr data-backend=").skip(1).collect();
+    assert_eq!(rows.len(), 100);
+    let row = rows[0].split("</tr>").next().unwrap();
+    assert!(row.len() < 600, "{} bytes a row: {row}", row.len());
+    assert!(page.body.len() < 100_000, "{} bytes", page.body.len());
+    // Still one button per other state, each naming its backend, all in the one form.
+    assert!(row.contains("<button name=\"change\" value=\"drain 198.18.100.2\" aria-label=\"Drain backend 198.18.100.2\">"), "{row}");
+    assert_eq!(page.body.matches("name=\"csrf\"").count(), 2, "the Remove form's and the backends' form's");
+    let setup = http.get("/ui/vips/big/setup?backend=198.18.100.101", Some(&cookie));
+    assert_eq!(setup.status, 200);
+    assert!(setup.body.contains("ip link show tunl0 &gt;/dev/null 2&gt;&amp;1 || ip tunnel add tunl0 mode ipip local 198.18.100.101"), "{}", setup.body);
 }
 
 #[test]

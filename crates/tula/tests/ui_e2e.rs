@@ -534,6 +534,9 @@ async fn walk(lab: &TestLab, driver: &Driver) {
         );
         assert_eq!(text(&client, &row).await, "active");
     }
+    // Backend setup is a page of its own, one click from the VIP's.
+    click(&client, "a.button[href='/ui/vips/shop/setup']").await;
+    wait_for_path(&client, "/ui/vips/shop/setup").await;
     let setup = text(&client, "#setup").await;
     assert!(
         setup.contains("tula decap setup --vip 203.0.113.10"),
@@ -630,13 +633,31 @@ async fn walk(lab: &TestLab, driver: &Driver) {
         assert!(Instant::now() < deadline, "the live counters never came");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // A row's live figures are found by their column's header: a figure
+    // overwritten here comes back from the next poll.
+    let packets = format!("tr[data-backend='{}'] td:nth-child(6)", Topology::backend_addr(1));
+    client
+        .execute(
+            &format!("document.querySelector(\"{packets}\").textContent = 'x'"),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while text(&client, &packets).await == "x" {
+        assert!(Instant::now() < deadline, "the row's packets were never updated");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let figure = text(&client, &packets).await;
+    assert!(figure.chars().any(|c| c.is_ascii_digit()), "{figure}");
     client
         .execute("window.scrollTo(0, 0)", vec![])
         .await
         .unwrap();
     save_screenshot("ui-vip-detail.png", &client.screenshot().await.unwrap());
-    scroll_to(&client, "#setup").await;
+    client.goto(&format!("{UI}/ui/vips/shop/setup")).await.unwrap();
     save_screenshot("ui-vip-setup.png", &client.screenshot().await.unwrap());
+    client.goto(&format!("{UI}/ui/vips/shop")).await.unwrap();
 
     // 6. An invalid form: a backend port other than the VIP's, a bad address.
     click(&client, "a[href='/ui/vips/shop/edit']").await;

@@ -2,7 +2,7 @@
 // - live counters: polls /ui/status.json and turns two samples into rates;
 // - the VIP form: add and remove backend rows, HTTP-only health check fields;
 // - focus on what a page opened to say (an error summary, a notice);
-// - the browser's local time beside each UTC time.
+// - the browser's local time beside each UTC time, and the full time as its title.
 // Everything works without it (rows are added and removed by the server), except the live rates.
 "use strict";
 
@@ -87,13 +87,22 @@
       if (!backends) return;
       setText(backends, "backends", upText);
       setText(backends, "draining", drainingText);
+      // The rows' figures are found by column: their header cell names the field.
+      var columns = {};
+      backends.querySelectorAll("thead th[data-live]").forEach(function (th) {
+        columns[th.getAttribute("data-live")] = th.cellIndex;
+      });
+      function setCell(line, field, text) {
+        var cell = line.cells[columns[field]];
+        if (cell && cell.textContent !== text) cell.textContent = text;
+      }
       Object.keys(vip.backends).forEach(function (address) {
         var line = backends.querySelector('tr[data-backend="' + address + '"]');
         if (!line) return;
         var backend = vip.backends[address];
-        setText(line, "active_flows", grouped(backend.active_flows));
-        setText(line, "packets", grouped(backend.packets));
-        setText(line, "bytes", grouped(backend.bytes));
+        setCell(line, "active_flows", grouped(backend.active_flows));
+        setCell(line, "packets", grouped(backend.packets));
+        setCell(line, "bytes", grouped(backend.bytes));
         setText(line, "health", backend.healthy ? "healthy" : "unhealthy");
         var health = line.querySelector('[data-live="health"]');
         if (health) {
@@ -181,6 +190,7 @@
   // "12:04:05 UTC" gets "(13:04:05 local)" after it when the browser is not on UTC.
   function showLocalTimes() {
     document.querySelectorAll("time[datetime]").forEach(function (node) {
+      if (!node.title) node.title = node.getAttribute("datetime");
       var when = new Date(node.getAttribute("datetime"));
       if (isNaN(when.getTime()) || when.getTimezoneOffset() === 0) return;
       var local = document.createElement("span");
