@@ -257,10 +257,11 @@ pub fn switch_build(pin_dir: &Path, build: &Build) -> Result<Switched> {
     copy_per_cpu(&mut old, &mut new, "vip_stats", sum_traffic)?;
     copy_per_cpu(&mut old, &mut new, "backend_stats", sum_traffic)?;
 
-    // The layout map goes last: until then the pin directory still says what
-    // the old maps are.
+    // The program, then the layout map, go last: until the layout is renamed
+    // the pin directory says "older build", and a start redoes the switch
+    // (reading the connection table in whichever layout it finds).
     let names = dataplane::MAP_NAMES.iter().filter(|n| **n != "layout");
-    for name in names.chain([&"layout", &pin::PROGRAM_PIN]) {
+    for name in names.chain([&pin::PROGRAM_PIN, &"layout"]) {
         std::fs::rename(staging.join(name), pin_dir.join(name)).map_err(|source| {
             DataplaneError::Pin {
                 dir: pin_dir.to_path_buf(),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use support::*;
 use tula_dataplane::{
-    AttachMode, Backend, Dataplane, DataplaneError, Dsr, IcmpSettings, LoadOptions, Protocol,
+    AttachMode, Backend, Counter, Dataplane, DataplaneError, Dsr, IcmpSettings, LoadOptions, Protocol,
     Scheduler, VipSpec, XdpAction,
 };
 use tula_net::Netns;
@@ -166,4 +166,68 @@ fn the_pinned_layout_version_is_read_without_adopting_and_an_unknown_one_is_refu
     entry.version = tula_dataplane::abi::LAYOUT_VERSION;
     layout.set(0, entry, 0).unwrap();
     Dataplane::open_pinned(&pins.0).unwrap().teardown().unwrap();
+}
+
+/// bpf/obj/balancer.o as committed at a7b9591, the last build of map layout 2
+/// (its connection table an LRU hash of flows).
+const LAYOUT2_OBJECT: &[u8] = include_bytes!("fixtures/balancer-layout2.o");
+
+#[test]
+fn flows_and_counters_survive_a_switch_to_layout_2_and_the_upgrade_back() {
+    let pins = PinDir(PathBuf::from(format!(
+        "/sys/fs/bpf/tula-test-switch-{}",
+        std::process::id()
+    )));
+    let options = LoadOptions {
+        pin_dir: Some(pins.0.clone()),
+        ..small_options()
+    };
+    in_lab_with("switch", &options, |f| {
+        f.add_backend(1, routed_backend(1));
+        f.add_backend(2, routed_backend(2));
+        f.add_backend(3, routed_backend(3));
+        let halves: Vec<u32> = (0..f.dataplane.ring_size()).map(|slot| 1 + slot % 2).collect();
+        f.add_vip(vip_key(80, Protocol::Tcp), Dsr::L3Ipip, Scheduler::Maglev, &halves);
+        let frames: Vec<Vec<u8>> = (0..200)
+            .map(|port| tcp_frame(f.lb_mac, client(10_000 + port), vip(80)))
+            .collect();
+        for frame in &frames {
+            assert_eq!(f.dataplane.test_run(frame, Some(f.ingress)).unwrap().0, XdpAction::Tx);
+        }
+        let mut before = f.dataplane.conns().unwrap();
+        before.sort_by_key(|(flow, _)| flow.client);
+        assert_eq!(before.len(), 200);
+        assert!(before.iter().any(|(_, c)| c.backend == 1) && before.iter().any(|(_, c)| c.backend == 2));
+        let tx = f.dataplane.counters().unwrap().get(Counter::Tx);
+        assert_eq!(tx, 200);
+
+        let older = tula_dataplane::Build {
+            object: LAYOUT2_OBJECT,
+            layout_version: 2,
+        };
+        let down = tula_dataplane::switch_build(&pins.0, &older).unwrap();
+        assert_eq!((down.from_layout, down.to_layout, down.flows), (3, 2, 200));
+        assert_eq!(tula_dataplane::pinned_build(&pins.0).unwrap().unwrap().layout_version, 2);
+
+        // Adopting converts it back: the same flows on the same backends, the counters kept.
+        let mut adopted = Dataplane::open_pinned(&pins.0).unwrap();
+        assert!(tula_dataplane::pinned_build(&pins.0).unwrap().unwrap().matches_this_build());
+        let mut after = adopted.conns().unwrap();
+        after.sort_by_key(|(flow, _)| flow.client);
+        assert_eq!(after, before);
+        assert_eq!(adopted.counters().unwrap().get(Counter::Tx), tx);
+        assert!(!pins.0.with_file_name(format!("{}-upgrade", pins.0.file_name().unwrap().to_string_lossy())).exists());
+
+        // Only the table keeps them there: the ring now names backend 3 alone.
+        let ring3 = vec![3; adopted.ring_size() as usize];
+        let spec = adopted.vips().unwrap()[0].1;
+        adopted.set_vip(&vip_key(80, Protocol::Tcp), &spec, &ring3).unwrap();
+        for (frame, (_, conn)) in frames.iter().zip(&before) {
+            let (action, out) = adopted.test_run(frame, Some(f.ingress)).unwrap();
+            assert_eq!(action, XdpAction::Tx);
+            assert_eq!(out[33], conn.backend as u8, "the flow changed backend");
+        }
+        assert_eq!(adopted.counters().unwrap().get(Counter::Tx), 2 * tx);
+        adopted.teardown().unwrap();
+    });
 }
