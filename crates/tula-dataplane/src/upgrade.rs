@@ -150,6 +150,15 @@ pub(crate) fn upgrade_if_older(pin_dir: &Path) -> Result<()> {
 /// `tx_ports` entries name them by index), with no daemon programming the
 /// pinned maps (the daemon runs it at start, before it adopts them).
 pub fn switch_build(pin_dir: &Path, build: &Build) -> Result<Switched> {
+    let switched = switch_via_staging(pin_dir, build);
+    if switched.is_err() {
+        // What is pinned in pin_dir still runs (old pins, or a switch to redo).
+        let _ = remove_dir(&staging_dir(pin_dir));
+    }
+    switched
+}
+
+fn switch_via_staging(pin_dir: &Path, build: &Build) -> Result<Switched> {
     let bad = |what: String| DataplaneError::BadPin {
         dir: pin_dir.to_path_buf(),
         what,

@@ -54,6 +54,20 @@ fn an_upgrade_across_a_connection_table_layout_change_keeps_established_flows() 
         object: LAYOUT2_OBJECT,
         layout_version: 2,
     };
+    // From another namespace the interfaces' indexes mean nothing: the switch
+    // fails part way and leaves the pinned data plane as it was.
+    let refused = tula_dataplane::switch_build(&pin_dir, &older).unwrap_err();
+    assert!(refused.to_string().contains("tx_ports"), "{refused}");
+    assert!(!pin_dir
+        .with_file_name(format!(
+            "{}-upgrade",
+            pin_dir.file_name().unwrap().to_string_lossy()
+        ))
+        .exists());
+    let status = lab
+        .tula(&["dataplane", "status", "--pin-dir", &pins])
+        .unwrap();
+    assert!(status.contains("adopts them as they are"), "{status}");
     // In the balancer's namespace: tx_ports entries name interfaces by index there.
     let lb_ns = tula_net::Netns::open(&lab.topology.ns_lb()).unwrap();
     let switched = lb_ns
