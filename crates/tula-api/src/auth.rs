@@ -53,10 +53,7 @@ pub(crate) async fn check_token(
     if presented.is_none() && !state.token_required && !changes {
         return next.run(request).await;
     }
-    let configured = match state.running().await {
-        Ok((_, config)) => config.api.token,
-        Err(error) => return error.into_response(),
-    };
+    let configured = state.snapshot().config().api.token.clone();
     let refusal = match (presented, configured) {
         (None, _) if changes => unauthorized(
             "a change needs a bearer token: send \"Authorization: Bearer TOKEN\" with api.token from the daemon's config, \

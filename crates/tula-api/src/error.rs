@@ -8,12 +8,16 @@ use serde::de::DeserializeOwned;
 use tula_config::{ConfigError, ConfigErrors};
 use tula_control::ControlError;
 
+use crate::revisions::RevisionView;
+
 /// A failed request: status, a sentence naming the object, and field errors if any.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     pub errors: Vec<ConfigError>,
+    /// More keys of the body, e.g. a conflict's `running_revision` and `changes`.
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -22,6 +26,7 @@ impl ApiError {
             status,
             message: message.into(),
             errors: Vec::new(),
+            extra: serde_json::Map::new(),
         }
     }
 
@@ -47,6 +52,7 @@ impl ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             message: "the config is invalid".to_string(),
             errors: errors.errors,
+            extra: serde_json::Map::new(),
         }
     }
 
@@ -56,6 +62,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             message: "the TOML body does not decode to a config".to_string(),
             errors: errors.errors,
+            extra: serde_json::Map::new(),
         }
     }
 }
@@ -67,6 +74,38 @@ impl From<ControlError> for ApiError {
             ControlError::NoSuchRevision(_)
             | ControlError::NoSuchVip(_)
             | ControlError::NoSuchBackend { .. } => ApiError::not_found(error.to_string()),
+            // The client's change met a newer revision: 412 with what changed since.
+            ControlError::Conflict {
+                running, ref since, ..
+            } => {
+                let changes: Vec<RevisionView> =
+                    since.iter().cloned().map(RevisionView::from).collect();
+                let mut api_error =
+                    ApiError::new(StatusCode::PRECONDITION_FAILED, error.to_string());
+                api_error
+                    .extra
+                    .insert("running_revision".into(), running.into());
+                api_error.extra.insert(
+                    "changes".into(),
+                    serde_json::to_value(changes).unwrap_or_default(),
+                );
+                api_error
+            }
+            // Out of VIP or backend ids: the request asks for more than the data plane holds.
+            ControlError::Capacity(ref capacity) => {
+                let mut api_error = ApiError::conflict(error.to_string());
+                api_error
+                    .extra
+                    .insert("limit".into(), capacity.kind.setting().into());
+                api_error
+                    .extra
+                    .insert("limit_value".into(), capacity.limit.into());
+                api_error
+            }
+            ControlError::Refused(_) => ApiError::conflict(error.to_string()),
+            ControlError::Stopped => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+            }
             other => ApiError::internal(other.to_string()),
         }
     }
@@ -74,7 +113,10 @@ impl From<ControlError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.message, "errors": self.errors });
+        let mut body = serde_json::json!({ "error": self.message, "errors": self.errors });
+        if let Some(object) = body.as_object_mut() {
+            object.extend(self.extra);
+        }
         (self.status, Json(body)).into_response()
     }
 }

@@ -146,12 +146,13 @@ type Labels = Vec<(&'static str, String)>;
 
 impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let (revision, _) = self.control.running();
-        let status = self.control.status().map_err(|error| {
+        let snapshot = self.control.snapshot();
+        let revision = snapshot.revision();
+        let status = snapshot.status().map_err(|error| {
             tracing::warn!(%error, "reading VIP status for /metrics");
             std::fmt::Error
         })?;
-        let counters = self.control.counters().map_err(|error| {
+        let counters = snapshot.counters().map_err(|error| {
             tracing::warn!(%error, "reading the data plane counters for /metrics");
             std::fmt::Error
         })?;

@@ -135,6 +135,10 @@ pub fn router_with_node(
             state.clone(),
             crate::auth::check_token,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::precondition::etag,
+        ))
         // A whole config of 1,000 VIPs with 100 backends each is about 3.5 MB.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
     // The web UI logs in with its own session cookie, so it sits beside the

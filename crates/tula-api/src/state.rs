@@ -1,11 +1,12 @@
 //! What every request handler shares: the running [`Control`], the health
-//! [`Checker`], whether a token is required, and the lock that makes each
-//! read-edit-apply one step. Every apply of the API and the UI goes through here.
+//! [`Checker`] and whether a token is required. Reads take the published
+//! snapshot; every change of the API and the UI goes to the control plane's
+//! one writer from here, and is awaited without holding a thread.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tula_config::Config;
-use tula_control::{Control, RevisionInfo};
+use tula_control::{Command, Control, ControlError, Edit, EditRefused, Reply, Snapshot};
 use tula_health::Checker;
 
 use crate::error::ApiError;
@@ -19,9 +20,6 @@ pub struct AppState {
     pub health: Checker,
     /// True unless the API listens only on loopback.
     pub token_required: bool,
-    /// Held from reading the running config to applying the edited copy, so two
-    /// requests cannot each apply an edit that drops the other's.
-    edits: Arc<Mutex<()>>,
     pub(crate) metrics: Arc<prometheus_client::registry::Registry>,
     /// In service or drained, and the VIPs' BGP announcements.
     pub node: Arc<tula_bgp::Node>,
@@ -39,7 +37,6 @@ impl AppState {
             control,
             health,
             token_required,
-            edits: Arc::new(Mutex::new(())),
             metrics,
             node,
         }
@@ -67,24 +64,30 @@ impl AppState {
         }
     }
 
-    /// The running config and its revision number.
-    pub async fn running(&self) -> Result<(u64, Config), ApiError> {
-        self.blocking(|state| Ok(state.control.running())).await
+    /// The running revision's model: no copy, no lock held.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.control.snapshot()
     }
 
-    /// Edits a copy of the running config with `edit` and applies it (validation included),
-    /// recording `source` as what made the revision.
+    /// The running config and its revision number: a copy, for callers
+    /// that change it; readers use [`AppState::snapshot`].
+    pub async fn running(&self) -> Result<(u64, Config), ApiError> {
+        let snapshot = self.snapshot();
+        Ok((snapshot.revision(), snapshot.config().clone()))
+    }
+
+    /// [`AppState::edit_based_on`] with no base revision and no VIP named.
     pub async fn edit<T, F>(&self, source: String, edit: F) -> Result<(RevisionView, T), ApiError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Config) -> Result<T, ApiError> + Send + 'static,
+        F: FnMut(&mut Config) -> Result<T, ApiError> + Send + 'static,
     {
-        self.edit_based_on(None, source, edit).await
+        self.edit_scoped(source, None, None, edit).await
     }
 
-    /// [`AppState::edit`], refused with 412 Precondition Failed when `base` is
-    /// given and the running revision is no longer `base` (someone else applied
-    /// in between): the edit was made against a config that no longer runs.
+    /// [`AppState::edit`] decided on revision `base` (a form's hidden field):
+    /// 412 Precondition Failed with the changes since when another revision
+    /// runs by the time the writer takes it.
     pub async fn edit_based_on<T, F>(
         &self,
         base: Option<u64>,
@@ -93,42 +96,109 @@ impl AppState {
     ) -> Result<(RevisionView, T), ApiError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Config) -> Result<T, ApiError> + Send + 'static,
+        F: FnMut(&mut Config) -> Result<T, ApiError> + Send + 'static,
     {
-        self.blocking(move |state| {
-            let _edits = state.edits.lock().unwrap_or_else(PoisonError::into_inner);
-            let (running, mut config) = state.control.running();
-            if let Some(base) = base.filter(|&base| base != running) {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::PRECONDITION_FAILED,
-                    format!("the config changed since revision {base}: revision {running} runs now"),
-                ));
-            }
-            let out = edit(&mut config)?;
-            let revision = logged(&source, state.control.apply(config, &source))?;
-            state.health.config_changed();
-            Ok((revision, out))
-        })
-        .await
+        self.edit_scoped(source, base, None, edit).await
     }
 
-    /// Applies a whole config, or rolls back to a revision, under the same lock as edits.
-    pub async fn replace(&self, change: Replace) -> Result<RevisionView, ApiError> {
-        self.blocking(move |state| {
-            let _edits = state.edits.lock().unwrap_or_else(PoisonError::into_inner);
-            let revision = match change {
-                Replace::Apply { config, source } => {
-                    logged(&source, state.control.apply(*config, &source))
-                }
-                Replace::Rollback(number) => logged(
-                    &format!("rollback to {number}"),
-                    state.control.rollback(number),
-                ),
-            }?;
-            state.health.config_changed();
-            Ok(revision)
-        })
-        .await
+    /// Applies `edit` to the running config through the control plane's
+    /// writer (coalesced with other edits waiting), recording `source`.
+    /// `based_on` is the revision the client saw (If-Match, or a form's
+    /// hidden field): a newer running revision is a 412 with the changes
+    /// since. `vip` names the VIP the edit changes. The edit may run more
+    /// than once, on fresh copies, and must leave the config unchanged when
+    /// it fails.
+    pub async fn edit_scoped<T, F>(
+        &self,
+        source: String,
+        based_on: Option<u64>,
+        vip: Option<String>,
+        mut edit: F,
+    ) -> Result<(RevisionView, T), ApiError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Config) -> Result<T, ApiError> + Send + 'static,
+    {
+        // The edit's own value or error, which the control plane does not carry.
+        let outcome: Arc<Mutex<Option<Result<T, ApiError>>>> = Arc::default();
+        let slot = outcome.clone();
+        let change = Box::new(move |config: &mut Config| {
+            let result = edit(config);
+            let refused = result
+                .as_ref()
+                .err()
+                .map(|e| EditRefused(e.message.clone()));
+            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+            refused.map_or(Ok(()), Err)
+        });
+        let result = self
+            .wait(|reply| {
+                Command::Edit(
+                    Edit {
+                        source,
+                        based_on,
+                        vip,
+                        change,
+                    },
+                    reply,
+                )
+            })
+            .await;
+        let outcome = outcome
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match (result, outcome) {
+            (Ok(info), Some(Ok(value))) => {
+                self.health.config_changed();
+                Ok((RevisionView::from(info), value))
+            }
+            (Err(ControlError::Refused(_)), Some(Err(error))) => Err(error),
+            (Err(error), _) => Err(error.into()),
+            (Ok(_), _) => Err(ApiError::internal("an applied edit left no result")),
+        }
+    }
+
+    /// Applies a whole config, or rolls back to a revision, through the writer.
+    pub async fn replace(
+        &self,
+        change: Replace,
+        based_on: Option<u64>,
+    ) -> Result<RevisionView, ApiError> {
+        let info = match change {
+            Replace::Apply { config, source } => {
+                self.wait(|reply| Command::Apply {
+                    config,
+                    source,
+                    based_on,
+                    reply,
+                })
+                .await
+            }
+            Replace::Rollback(number) => {
+                self.wait(|reply| Command::Rollback {
+                    number,
+                    based_on,
+                    reply,
+                })
+                .await
+            }
+        }?;
+        self.health.config_changed();
+        Ok(RevisionView::from(info))
+    }
+
+    /// Hands a command to the writer and waits for its reply without
+    /// holding a thread.
+    async fn wait<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, ControlError> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        self.control.submit(make(Box::new(move |result| {
+            let _ = sender.send(result);
+        })));
+        receiver.await.unwrap_or(Err(ControlError::Stopped))
     }
 }
 
@@ -136,17 +206,6 @@ impl AppState {
 pub enum Replace {
     Apply { config: Box<Config>, source: String },
     Rollback(u64),
-}
-
-/// The new revision (Control logs it and its changes), or the failure logged with its source.
-fn logged(
-    source: &str,
-    result: Result<RevisionInfo, tula_control::ControlError>,
-) -> Result<RevisionView, ApiError> {
-    result.map(RevisionView::from).map_err(|error| {
-        tracing::warn!(source, %error, "not applied");
-        error.into()
-    })
 }
 
 /// The text of a caught panic.

@@ -1,41 +1,65 @@
-//! `/api/vips...`: VIPs and their backends. Each change edits a copy of the
-//! running config and applies it, so it passes the same validation as a file.
+//! `/api/vips...`: VIPs and their backends. Reads use the running snapshot
+//! (its indexes and its JSON, encoded once per revision). Each change is an
+//! edit of the VIP it names, sent to the control plane's writer with the
+//! request's `If-Match`, so it passes the same validation as a file.
 
 use std::net::IpAddr;
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 use tula_config::{Backend, BackendState, Config, Vip};
 
 use crate::error::{from_json_value, parse_json, ApiError};
+use crate::precondition::IfMatch;
 use crate::state::AppState;
 
 type Reply = Result<Json<Value>, ApiError>;
 
-pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<Vip>>, ApiError> {
-    let (_, config) = state.running().await?;
-    Ok(Json(config.vips))
+/// Every VIP: the snapshot's JSON, shared by all requests of a revision.
+pub(crate) async fn list(State(state): State<AppState>) -> Response {
+    json_text(state.snapshot().vips_json())
 }
 
 pub(crate) async fn show(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Vip>, ApiError> {
-    let (_, config) = state.running().await?;
-    Ok(Json(find_vip(&config, &name)?.clone()))
+    let snapshot = state.snapshot();
+    Ok(Json(find_vip(snapshot.config(), &name)?.clone()))
+}
+
+/// A response whose body is JSON text encoded once and shared.
+pub(crate) fn json_text(text: Arc<str>) -> Response {
+    struct Shared(Arc<str>);
+    impl AsRef<[u8]> for Shared {
+        fn as_ref(&self) -> &[u8] {
+            self.0.as_bytes()
+        }
+    }
+    (
+        [(CONTENT_TYPE, "application/json")],
+        Bytes::from_owner(Shared(text)),
+    )
+        .into_response()
 }
 
 pub(crate) async fn create(
     State(state): State<AppState>,
+    IfMatch(based_on): IfMatch,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let vip: Vip = parse_json(&body)?;
     let source = format!("api: add vips[{}]", vip.name);
+    let scope = Some(vip.name.clone());
     let (revision, vip) = state
-        .edit(source, move |config| {
+        .edit_scoped(source, based_on, scope, move |config| {
             if config.vip(&vip.name).is_some() {
                 return Err(ApiError::conflict(format!(
                     "VIP {:?} already exists",
@@ -43,7 +67,7 @@ pub(crate) async fn create(
                 )));
             }
             config.vips.push(vip.clone());
-            Ok(vip)
+            Ok(vip.clone())
         })
         .await?;
     Ok((
@@ -55,16 +79,18 @@ pub(crate) async fn create(
 /// PUT: the body is the whole VIP (absent keys take their defaults).
 pub(crate) async fn replace(
     State(state): State<AppState>,
+    IfMatch(based_on): IfMatch,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Reply {
     let vip: Vip = parse_json(&body)?;
     same_name(&name, &vip.name)?;
     let source = format!("api: replace vips[{name}]");
+    let scope = Some(name.clone());
     let (revision, vip) = state
-        .edit(source, move |config| {
+        .edit_scoped(source, based_on, scope, move |config| {
             *find_vip_mut(config, &name)? = vip.clone();
-            Ok(vip)
+            Ok(vip.clone())
         })
         .await?;
     Ok(Json(json!({ "revision": revision, "vip": vip })))
@@ -73,15 +99,17 @@ pub(crate) async fn replace(
 /// PATCH: a JSON merge patch (RFC 7386) of the VIP, e.g. `{"scheduler": "source-hash"}`.
 pub(crate) async fn update(
     State(state): State<AppState>,
+    IfMatch(based_on): IfMatch,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Reply {
     let patch: Map<String, Value> = parse_json(&body)?;
     let source = format!("api: set vips[{name}] {}", patch_text(&patch));
+    let scope = Some(name.clone());
     let (revision, vip) = state
-        .edit(source, move |config| {
+        .edit_scoped(source, based_on, scope, move |config| {
             let vip = find_vip_mut(config, &name)?;
-            let patched: Vip = patched(&*vip, patch)?;
+            let patched: Vip = patched(&*vip, patch.clone())?;
             same_name(&name, &patched.name)?;
             *vip = patched.clone();
             Ok(patched)
@@ -90,10 +118,15 @@ pub(crate) async fn update(
     Ok(Json(json!({ "revision": revision, "vip": vip })))
 }
 
-pub(crate) async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Reply {
+pub(crate) async fn remove(
+    State(state): State<AppState>,
+    IfMatch(based_on): IfMatch,
+    Path(name): Path<String>,
+) -> Reply {
     let source = format!("api: remove vips[{name}]");
+    let scope = Some(name.clone());
     let (revision, ()) = state
-        .edit(source, move |config| {
+        .edit_scoped(source, based_on, scope, move |config| {
             find_vip(config, &name)?;
             config.vips.retain(|v| v.name != name);
             Ok(())
@@ -106,8 +139,8 @@ pub(crate) async fn list_backends(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<Backend>>, ApiError> {
-    let (_, config) = state.running().await?;
-    Ok(Json(find_vip(&config, &name)?.backends.clone()))
+    let snapshot = state.snapshot();
+    Ok(Json(find_vip(snapshot.config(), &name)?.backends.clone()))
 }
 
 pub(crate) async fn show_backend(
@@ -115,20 +148,25 @@ pub(crate) async fn show_backend(
     Path((name, address)): Path<(String, String)>,
 ) -> Result<Json<Backend>, ApiError> {
     let address = parse_address(&address)?;
-    let (_, config) = state.running().await?;
-    let vip = find_vip(&config, &name)?;
-    Ok(Json(vip.backends[backend_index(vip, address)?].clone()))
+    let snapshot = state.snapshot();
+    let vip = find_vip(snapshot.config(), &name)?;
+    match snapshot.backend(&name, address) {
+        Some(backend) => Ok(Json(backend.clone())),
+        None => Err(no_backend(vip, address)),
+    }
 }
 
 pub(crate) async fn add_backend(
     State(state): State<AppState>,
+    IfMatch(based_on): IfMatch,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let backend: Backend = parse_json(&body)?;
     let source = format!("api: add vips[{name}].backends[{}]", backend.address);
+    let scope = Some(name.clone());
     let (revision, backend) = state
-        .edit(source, move |config| {
+        .edit_scoped(source, based_on, scope, move |config| {
             let vip = find_vip_mut(config, &name)?;
             if vip.backends.iter().any(|b| b.address == backend.address) {
                 return Err(ApiError::conflict(format!(
@@ -137,7 +175,7 @@ pub(crate) async fn add_backend(
                 )));
             }
             vip.backends.push(backend.clone());
-            Ok(backend)
+            Ok(backend.clone())
         })
         .await?;
     Ok((
@@ -149,6 +187,7 @@ pub(crate) async fn add_backend(
 /// PATCH: a JSON merge patch of the backend, e.g. `{"weight": 3}` or `{"state": "disabled"}`.
 pub(crate) async fn update_backend(
     State(state): State<AppState>,
+    IfMatch(based_on): IfMatch,
     Path((name, address)): Path<(String, String)>,
     body: Bytes,
 ) -> Reply {
@@ -158,11 +197,12 @@ pub(crate) async fn update_backend(
         "api: set vips[{name}].backends[{address}] {}",
         patch_text(&patch)
     );
+    let scope = Some(name.clone());
     let (revision, backend) = state
-        .edit(source, move |config| {
+        .edit_scoped(source, based_on, scope, move |config| {
             let vip = find_vip_mut(config, &name)?;
             let index = backend_index(vip, address)?;
-            let patched: Backend = patched(&vip.backends[index], patch)?;
+            let patched: Backend = patched(&vip.backends[index], patch.clone())?;
             if patched.address != address {
                 return Err(ApiError::bad_request(format!(
                     "a backend's address cannot change (the path says {address}, the body {}): add the new backend and remove this one",
@@ -178,12 +218,14 @@ pub(crate) async fn update_backend(
 
 pub(crate) async fn remove_backend(
     State(state): State<AppState>,
+    IfMatch(based_on): IfMatch,
     Path((name, address)): Path<(String, String)>,
 ) -> Reply {
     let address = parse_address(&address)?;
     let source = format!("api: remove vips[{name}].backends[{address}]");
+    let scope = Some(name.clone());
     let (revision, ()) = state
-        .edit(source, move |config| {
+        .edit_scoped(source, based_on, scope, move |config| {
             let vip = find_vip_mut(config, &name)?;
             let index = backend_index(vip, address)?;
             vip.backends.remove(index);
@@ -196,12 +238,14 @@ pub(crate) async fn remove_backend(
 /// Takes the backend out of new flows; its existing flows continue.
 pub(crate) async fn drain_backend(
     State(state): State<AppState>,
+    IfMatch(based_on): IfMatch,
     Path((name, address)): Path<(String, String)>,
 ) -> Reply {
     let address = parse_address(&address)?;
     let source = format!("api: drain vips[{name}].backends[{address}]");
+    let scope = Some(name.clone());
     let (revision, backend) = state
-        .edit(source, move |config| {
+        .edit_scoped(source, based_on, scope, move |config| {
             let vip = find_vip_mut(config, &name)?;
             let index = backend_index(vip, address)?;
             vip.backends[index].state = BackendState::Drain;
@@ -231,7 +275,11 @@ pub(crate) fn backend_index(vip: &Vip, address: IpAddr) -> Result<usize, ApiErro
     vip.backends
         .iter()
         .position(|b| b.address == address)
-        .ok_or_else(|| ApiError::not_found(format!("VIP {:?} has no backend {address}", vip.name)))
+        .ok_or_else(|| no_backend(vip, address))
+}
+
+fn no_backend(vip: &Vip, address: IpAddr) -> ApiError {
+    ApiError::not_found(format!("VIP {:?} has no backend {address}", vip.name))
 }
 
 pub(crate) fn parse_address(text: &str) -> Result<IpAddr, ApiError> {

@@ -1221,6 +1221,204 @@ fn parallel_edits_keep_every_change() {
     );
 }
 
+/// `method path` with an optional `If-Match`: (status, JSON body, ETag).
+fn conditional(
+    daemon: &Daemon,
+    method: &str,
+    path: &str,
+    if_match: Option<&str>,
+    content_type: &str,
+    body: &str,
+) -> (u16, Value, Option<String>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", daemon.address))
+        .header("Content-Type", content_type);
+    if let Some(tag) = if_match {
+        request = request.header("If-Match", tag);
+    }
+    let mut response = agent
+        .run(request.body(body.to_string()).unwrap())
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let etag = response
+        .headers()
+        .get("ETag")
+        .map(|v| v.to_str().unwrap().to_string());
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    (status, parse(&text), etag)
+}
+
+#[test]
+fn a_stale_if_match_gets_412_with_the_changes_since_and_changes_nothing() {
+    let daemon = Daemon::start("ifmatch", Listen::Loopback, None, WEB);
+    let base = daemon.revision();
+    let (status, _, etag) = conditional(
+        &daemon,
+        "GET",
+        "/api/vips/web",
+        None,
+        "application/json",
+        "",
+    );
+    assert_eq!((status, etag), (200, Some(format!("\"{base}\""))));
+    // Another operator drains a backend.
+    let drain = "/api/vips/web/backends/198.18.100.2/drain";
+    let (status, answer, etag) = conditional(&daemon, "POST", drain, None, "application/json", "");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        etag,
+        Some(format!("\"{}\"", base + 1)),
+        "a change answers with the new revision"
+    );
+
+    // An edit decided on the old revision is refused with what changed since.
+    let weight = "/api/vips/web/backends/198.18.100.3";
+    let stale = format!("\"{base}\"");
+    let (status, answer, _) = conditional(
+        &daemon,
+        "PATCH",
+        weight,
+        Some(&stale),
+        "application/json",
+        r#"{"weight": 5}"#,
+    );
+    assert_eq!(status, 412, "{answer}");
+    assert_eq!(answer["running_revision"], base + 1);
+    assert_eq!(answer["changes"][0]["number"], base + 1);
+    assert_eq!(
+        answer["changes"][0]["summary"][0],
+        "~ vips[web].backends[198.18.100.2].state: active -> drain"
+    );
+    assert_eq!(
+        daemon.backend("web", "198.18.100.3").weight,
+        1,
+        "nothing changed"
+    );
+    assert_eq!(daemon.revision(), base + 1);
+    let (status, answer, _) = conditional(
+        &daemon,
+        "POST",
+        "/api/revisions/1/rollback",
+        Some(&stale),
+        "application/json",
+        "",
+    );
+    assert_eq!(status, 412, "{answer}");
+    let (status, answer, _) = conditional(
+        &daemon,
+        "PATCH",
+        weight,
+        Some("not-a-revision"),
+        "application/json",
+        r#"{"weight": 5}"#,
+    );
+    assert_eq!(status, 400, "{answer}");
+
+    // With the running revision it lands.
+    let current = format!("\"{}\"", base + 1);
+    let (status, answer, _) = conditional(
+        &daemon,
+        "PATCH",
+        weight,
+        Some(&current),
+        "application/json",
+        r#"{"weight": 5}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(daemon.backend("web", "198.18.100.3").weight, 5);
+
+    // A file that names its base revision on its first line: stale unless forced.
+    let file = format!("# running revision {base}\n{}", daemon.config_text(WEB));
+    let (status, answer, _) = conditional(
+        &daemon,
+        "PUT",
+        "/api/config",
+        None,
+        "application/toml",
+        &file,
+    );
+    assert_eq!(status, 412, "{answer}");
+    assert_eq!(
+        daemon.backend("web", "198.18.100.3").weight,
+        5,
+        "nothing changed"
+    );
+    let (status, answer, _) = conditional(
+        &daemon,
+        "PUT",
+        "/api/config?force=true",
+        None,
+        "application/toml",
+        &file,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(daemon.backend("web", "198.18.100.3").weight, 1);
+    // GET /api/config's own shape, sent back, names its revision.
+    let (_, shown, _) = conditional(&daemon, "GET", "/api/config", None, "application/json", "");
+    let running = shown["revision"].as_u64().unwrap();
+    let (status, answer, _) = conditional(
+        &daemon,
+        "PUT",
+        "/api/config",
+        None,
+        "application/json",
+        &shown.to_string(),
+    );
+    assert_eq!(
+        (status, answer["number"].as_u64()),
+        (200, Some(running)),
+        "{answer}"
+    );
+}
+
+#[test]
+fn running_out_of_backend_ids_is_a_409_naming_the_limit() {
+    let daemon = Daemon::start("capacity", Listen::Loopback, None, WEB);
+    // The config allows more backends than the loaded data plane (256) holds.
+    let raised = daemon
+        .config_text(WEB)
+        .replace("max_backends = 256", "max_backends = 1024");
+    let (status, answer, _) = conditional(
+        &daemon,
+        "PUT",
+        "/api/config",
+        None,
+        "application/toml",
+        &raised,
+    );
+    assert_eq!(status, 200, "{answer}");
+    let before = daemon.revision();
+    let backends: Vec<Value> = (0..300)
+        .map(|i| json!({ "address": format!("198.18.{}.{}", 101 + i / 200, 2 + i % 200) }))
+        .collect();
+    let vip = json!({"name": "big", "address": "203.0.113.20", "port": 80, "backends": backends});
+    let (status, answer, _) = conditional(
+        &daemon,
+        "POST",
+        "/api/vips",
+        None,
+        "application/json",
+        &vip.to_string(),
+    );
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["limit"], "max_backends");
+    assert_eq!(answer["limit_value"], 256);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("all 256 are in use"),
+        "{answer}"
+    );
+    assert_eq!(daemon.revision(), before);
+    assert!(daemon.running().vip("big").is_none());
+}
+
 /// One line of Prometheus text: `name{k="v",...} value` or `name value`.
 struct Sample {
     name: String,

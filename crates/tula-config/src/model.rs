@@ -45,6 +45,10 @@ pub struct Config {
     /// bpffs directory where programs, links and maps are pinned.
     #[serde(default = "default_pin_dir")]
     pub pin_dir: PathBuf,
+    /// How many revisions the daemon keeps on disk; older ones are pruned
+    /// (never the running one).
+    #[serde(default = "default_keep_revisions")]
+    pub keep_revisions: u32,
     #[serde(default)]
     pub api: Api,
     /// The `[[vip]]` tables, in file order. Error paths call them `vips[NAME]`.
@@ -63,6 +67,7 @@ impl Default for Config {
             conn_table_size: default_conn_table_size(),
             max_vips: default_max_vips(),
             max_backends: default_max_backends(),
+            keep_revisions: default_keep_revisions(),
             pin_dir: default_pin_dir(),
             api: Api::default(),
             vips: Vec::new(),
@@ -81,6 +86,9 @@ fn default_max_vips() -> u32 {
 }
 fn default_max_backends() -> u32 {
     4096
+}
+fn default_keep_revisions() -> u32 {
+    200
 }
 fn default_pin_dir() -> PathBuf {
     PathBuf::from("/sys/fs/bpf/tula")

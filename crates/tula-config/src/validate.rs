@@ -206,6 +206,7 @@ impl Checker<'_> {
             ("conn_table_size", config.conn_table_size),
             ("max_vips", config.max_vips),
             ("max_backends", config.max_backends),
+            ("keep_revisions", config.keep_revisions),
         ] {
             if value == 0 {
                 self.error(key, "must be at least 1");

@@ -1,46 +1,122 @@
-//! [`Control`]: the running config and revision, the data plane that runs it,
-//! and the operations on them (start, apply, rollback, health, status, unload).
+//! [`Control`]: the running config and revision, the data plane that runs
+//! it, and the operations on them.
+//!
+//! One writer thread owns the data plane and the running state; every change
+//! (apply, edit, rollback, health verdict, unload) reaches it as a
+//! [`Command`] through a queue. Edits waiting together are coalesced into one
+//! revision. Each change becomes a typed delta (the VIPs it touched, whether
+//! a global setting changed), and only those VIPs are planned and programmed.
+//! After each change the writer publishes a new [`Snapshot`], which readers
+//! take without waiting for it.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
 
 use tracing::{info, warn};
-use tula_config::{Config, ConfigError, ConfigErrors, HostFacts};
+use tula_config::{Config, ConfigError, ConfigErrors, HostFacts, Vip};
 use tula_dataplane::{Counters, Dataplane, DataplaneError, LoadOptions};
 
-use crate::diff::diff;
+use crate::diff::{diff, Delta};
 use crate::health::Health;
-use crate::ids::Ids;
-use crate::plan::{plan, ring_members, transition, DataplaneState};
-use crate::program::{read_state, run};
+use crate::ids::{Ids, Limits};
+use crate::plan::{plan, plan_touched, ring_members, transition, DataplaneState};
+use crate::program::{Kernel, ProgramError, Programmer};
+use crate::snapshot::{Model, Snapshot};
 use crate::store::Store;
 use crate::{
-    host, status, ControlError, ControlOptions, Diff, NewFlows, RevisionInfo, Serving, VipServing,
-    VipStatus,
+    host, ControlError, ControlOptions, Diff, NewFlows, RevisionInfo, Serving, VipStatus,
 };
 
-/// The load balancer's running state. Methods take `&self` (it locks inside),
-/// so the API shares one `Arc<Control>` between handlers.
+/// Where a command's result goes: called once, on the writer thread.
+pub type Reply<T> = Box<dyn FnOnce(Result<T, ControlError>) + Send>;
+
+/// A change to the running config, e.g. "drain backend X of VIP web".
+pub struct Edit {
+    /// What made it, recorded in the revision ("api: drain vips[web].backends[198.18.3.2]").
+    pub source: String,
+    /// The revision the change was decided on; a different running one is a conflict.
+    pub based_on: Option<u64>,
+    /// The VIP it changes, or `None` for a change anywhere. Edits of
+    /// different VIPs that name their base revision are coalesced; one of
+    /// the same VIP waits for the next revision (and conflicts there).
+    pub vip: Option<String>,
+    /// Makes the change. May run more than once (on a fresh copy each time):
+    /// if the coalesced revision is refused, each edit is applied alone.
+    /// On `Err` it must leave the config as it found it.
+    pub change: Box<dyn FnMut(&mut Config) -> Result<(), EditRefused> + Send>,
+}
+
+/// An edit that does not apply to the running config, and why.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct EditRefused(pub String);
+
+/// What the writer is asked to do.
+pub enum Command {
+    Edit(Edit, Reply<RevisionInfo>),
+    /// Save and apply a whole config.
+    Apply {
+        config: Box<Config>,
+        source: String,
+        based_on: Option<u64>,
+        reply: Reply<RevisionInfo>,
+    },
+    /// Apply revision `number` again, as a new revision.
+    Rollback {
+        number: u64,
+        based_on: Option<u64>,
+        reply: Reply<RevisionInfo>,
+    },
+    /// Health checker verdicts: (VIP, backend, healthy).
+    Health {
+        verdicts: Vec<(String, IpAddr, bool)>,
+        reply: Reply<()>,
+    },
+    Unload(Reply<()>),
+}
+
+/// Edits coalesced into one revision at most.
+const MAX_COALESCED: usize = 1000;
+
+/// Loads or adopts the data plane for a config: (programmer, adopted).
+pub(crate) type Loader =
+    Box<dyn FnMut(&Config) -> Result<(Box<dyn Programmer>, bool), ControlError> + Send>;
+
+/// The load balancer's running state. Shared as one `Arc<Control>` by the
+/// API, the UI and the health checker.
 pub struct Control {
+    shared: Arc<Shared>,
+    queue: Mutex<Option<Sender<Command>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What readers and the writer share.
+struct Shared {
     options: ControlOptions,
     store: Store,
-    running: Mutex<Running>,
+    published: RwLock<Arc<Snapshot>>,
 }
 
-/// Everything behind the lock.
-struct Running {
+/// The writer's state: only the writer thread touches it.
+struct Writer {
+    shared: Arc<Shared>,
     /// 0 = nothing applied yet.
     revision: u64,
-    config: Config,
-    ids: Ids,
-    health: Health,
-    /// Loaded or adopted at start, or at the first apply.
-    dataplane: Option<LoadedDataplane>,
+    /// The running revision's record (`None` before the first).
+    info: Option<RevisionInfo>,
+    model: Arc<Model>,
+    ids: Arc<Ids>,
+    health: Arc<Health>,
+    dataplane: Option<Loaded>,
+    loader: Loader,
 }
 
-struct LoadedDataplane {
-    dataplane: Dataplane,
+struct Loaded {
+    programmer: Box<dyn Programmer>,
     pin_dir: PathBuf,
     /// What it holds, as planned; `None` when a failed rollback left that unknown,
     /// so the next change first reads back what it really holds.
@@ -48,123 +124,91 @@ struct LoadedDataplane {
 }
 
 impl Control {
-    /// Opens the state, adopts a pinned data plane (or loads a new one), and
-    /// reconciles it to the saved config without flushing connections.
+    /// Opens the state, adopts a pinned data plane (or loads a new one),
+    /// reconciles it to the saved config without flushing connections, and
+    /// starts the writer thread (in this thread's network namespace).
     ///
     /// The config file wins: if it differs from the last revision (edited by
     /// hand), it is validated, applied and recorded as a new revision. With
     /// no config file and no revision, nothing is loaded until the first apply.
     pub fn start(options: ControlOptions) -> Result<Control, ControlError> {
+        Control::start_with(options, Box::new(load_kernel))
+    }
+
+    pub(crate) fn start_with(
+        options: ControlOptions,
+        loader: Loader,
+    ) -> Result<Control, ControlError> {
         let store = Store::open(&options)?;
         let ids = Ids::load(&options.state_dir)?;
         let latest = store.latest()?;
-        let running = Running {
-            revision: 0,
-            config: Config::default(),
-            ids,
-            health: Health::default(),
-            dataplane: None,
-        };
         let previous = match &latest {
             Some(latest) => store.revision(latest.number)?,
             None => Config::default(),
         };
-        // (config, its text, whether it is new and must be recorded)
-        let (config, text, is_new) = match (store.config_text()?, &latest) {
-            (Some(text), _) => {
-                let config = Config::from_toml_str(&text).map_err(ControlError::Invalid)?;
-                let is_new = latest.is_none() || config != previous;
-                (config, text, is_new)
-            }
-            (None, Some(latest)) => {
-                let text = store.revision_text(latest.number)?;
-                warn!(path = %store.config_path().display(), revision = latest.number, "the config file is missing; writing it again from the last revision");
-                store.write_config_file(&text)?;
-                (previous.clone(), text, false)
-            }
-            (None, None) => {
-                info!(path = %store.config_path().display(), "no config yet: the data plane is loaded at the first apply");
-                return Ok(Control {
-                    options,
-                    store,
-                    running: Mutex::new(running),
-                });
-            }
-        };
-        let control = Control {
+        let empty = Arc::new(Snapshot::new(
+            0,
+            Arc::new(Model::new(Config::default())),
+            Arc::default(),
+            Arc::default(),
+            None,
+            false,
+        ));
+        let shared = Arc::new(Shared {
             options,
             store,
-            running: Mutex::new(Running {
-                revision: latest.as_ref().map_or(0, |l| l.number),
-                ..running
-            }),
+            published: RwLock::new(empty),
+        });
+        let mut writer = Writer {
+            shared: shared.clone(),
+            revision: latest.as_ref().map_or(0, |l| l.number),
+            info: latest.clone(),
+            model: Arc::new(Model::new(previous.clone())),
+            ids: Arc::new(ids),
+            health: Arc::default(),
+            dataplane: None,
+            loader,
         };
-        control.validate(&config).map_err(ControlError::Invalid)?;
-
-        let mut running = control.lock();
-        let ids = running
-            .ids
-            .assign(&config)
-            .map_err(|message| dataplane_io(&config.pin_dir, message))?;
-        let wanted = plan(&config, &ids, &running.health).map_err(ControlError::Invalid)?;
-        let (dataplane, adopted) = open_or_load(&config)?;
-        let mut loaded = LoadedDataplane {
-            dataplane,
-            pin_dir: config.pin_dir.clone(),
-            programmed: None,
-        };
-        warn_on_reload_settings(&loaded, &config);
-        let held = if adopted {
-            read_state(&loaded.dataplane, &wanted).map_err(|m| dataplane_io(&config.pin_dir, m))?
-        } else {
-            DataplaneState::default()
-        };
-        let ops = transition(&held, &wanted);
-        if let Err(message) = run(&mut loaded.dataplane, &ops) {
-            if !adopted {
-                // Nothing stays of a data plane loaded just now.
-                let _ = loaded.dataplane.teardown();
-            }
-            return Err(dataplane_io(
-                &config.pin_dir,
-                format!("reconciling it to the saved config: {message}"),
-            ));
-        }
-        loaded.programmed = Some(wanted);
-        ids.save(&control.options.state_dir)?;
-        running.health = running.health.settled(&config);
-        running.ids = ids;
-        running.dataplane = Some(loaded);
-        if is_new {
-            let source = format!("start: {}", control.store.config_path().display());
-            let info =
-                control
-                    .store
-                    .commit(&text, &source, diff(&previous, &config).summary(), false)?;
-            log_applied(&info);
-            running.revision = info.number;
-        }
-        running.config = config;
-        info!(
-            revision = running.revision,
-            adopted,
-            operations = ops.len(),
-            "started: the data plane runs the saved config"
-        );
-        drop(running);
-        Ok(control)
+        writer.reconcile_at_start(previous, latest.as_ref())?;
+        writer.publish();
+        let (queue, commands) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("tula-writer".into())
+            .spawn(move || writer.run(commands))
+            .map_err(|source| ControlError::Io {
+                what: "starting the writer thread".into(),
+                source,
+            })?;
+        Ok(Control {
+            shared,
+            queue: Mutex::new(Some(queue)),
+            writer: Mutex::new(Some(thread)),
+        })
     }
 
-    /// The config the data plane runs, and its revision number (0 = none yet).
+    /// The running revision's indexed model: cheap, lock-free for the caller,
+    /// never waits for a change in progress.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.snapshot()
+    }
+
+    /// The config the data plane runs, and its revision number (0 = none
+    /// yet). A copy: readers that need no copy use [`Control::snapshot`].
     pub fn running(&self) -> (u64, Config) {
-        let running = self.lock();
-        (running.revision, running.config.clone())
+        let snapshot = self.snapshot();
+        (snapshot.revision(), snapshot.config().clone())
+    }
+
+    /// The running revision (0 = none yet), held in memory.
+    pub fn running_revision(&self) -> u64 {
+        self.snapshot().revision()
     }
 
     /// The config file on disk (may differ from `running` if edited by hand).
     pub fn saved(&self) -> Result<Config, ControlError> {
-        self.store.saved()?.ok_or_else(|| ControlError::Io {
-            what: format!("reading {}", self.store.config_path().display()),
+        let store = &self.shared.store;
+        store.saved()?.ok_or_else(|| ControlError::Io {
+            what: format!("reading {}", store.config_path().display()),
             source: std::io::ErrorKind::NotFound.into(),
         })
     }
@@ -172,127 +216,93 @@ impl Control {
     /// Validates against this host (interfaces, local addresses, subnets);
     /// every problem at once.
     pub fn validate(&self, config: &Config) -> Result<(), ConfigErrors> {
-        let mut errors = Vec::new();
-        let facts = host::host_facts().unwrap_or_else(|e| {
-            errors.push(ConfigError::new(
-                "interfaces",
-                format!("cannot read this host's interfaces and addresses: {e}"),
-            ));
-            HostFacts::default()
-        });
-        if let Err(found) = config.validate(&facts) {
-            errors.extend(found.errors);
-        }
-        ConfigErrors::check(errors)
+        validate(config)
     }
 
     /// What applying `config` would change, compared with the running config.
     pub fn diff(&self, config: &Config) -> Diff {
-        diff(&self.lock().config, config)
+        diff(self.snapshot().config(), config)
     }
 
-    /// Save and apply: validate, program the data plane by diff (rolling back on
-    /// failure), then write the file and the revision atomically.
+    /// Hands `command` to the writer; its reply is called on the writer
+    /// thread when it is done (with [`ControlError::Stopped`] if the writer
+    /// has stopped). Never blocks.
+    pub fn submit(&self, command: Command) {
+        let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let unsent = match queue.as_ref() {
+            Some(queue) => queue.send(command).err().map(|e| e.0),
+            None => Some(command),
+        };
+        if let Some(command) = unsent {
+            command.refuse(ControlError::Stopped);
+        }
+    }
+
+    /// Save and apply, whatever the running revision is: validate, program
+    /// the data plane by delta (rolling back on failure), then write the file
+    /// and the revision atomically.
     ///
     /// A config equal to the running one programs nothing new and returns the
     /// running revision instead of recording another.
     pub fn apply(&self, config: Config, source: &str) -> Result<RevisionInfo, ControlError> {
-        self.validate(&config).map_err(ControlError::Invalid)?;
-        let mut running = self.lock();
-        let changes = diff(&running.config, &config);
-        let rolled_back_to = running.revision;
-        let failed = |message: String| ControlError::Dataplane {
-            message,
-            rolled_back_to,
-        };
-
-        // A data plane loaded by this apply is removed again if the apply fails.
-        let mut loaded_fresh = false;
-        if running.dataplane.is_none() {
-            let (dataplane, adopted) = open_or_load(&config)?;
-            loaded_fresh = !adopted;
-            running.dataplane = Some(LoadedDataplane {
-                dataplane,
-                pin_dir: config.pin_dir.clone(),
-                // An adopted one with no revision of ours holds something unknown.
-                programmed: (!adopted).then(DataplaneState::default),
-            });
-        }
-        warn_on_reload_settings(running.dataplane.as_ref().expect("loaded above"), &config);
-
-        let ids = running.ids.assign(&config).map_err(failed)?;
-        let health = running.health.settled(&config);
-        let wanted = plan(&config, &ids, &health).map_err(ControlError::Invalid)?;
-        let old_wanted =
-            plan(&running.config, &running.ids, &running.health).map_err(ControlError::Invalid)?;
-        let loaded = running.dataplane.as_mut().expect("loaded above");
-        if let Err(message) = loaded.program(&wanted, &old_wanted) {
-            if loaded_fresh {
-                self.drop_fresh_dataplane(&mut running);
-            }
-            return Err(failed(message));
-        }
-
-        if changes.is_empty() && running.revision > 0 {
-            info!(revision = running.revision, source, "apply: no changes");
-            let revision = running.revision;
-            drop(running);
-            return self
-                .store
-                .history()?
-                .into_iter()
-                .find(|r| r.number == revision)
-                .ok_or(ControlError::NoSuchRevision(revision));
-        }
-        // Ids first: a crash before the revision leaves ids for a superset, which the next start frees.
-        let committed = ids.save(&self.options.state_dir).and_then(|()| {
-            self.store
-                .commit(&config.to_toml_string(), source, changes.summary(), true)
-        });
-        let info = match committed {
-            Ok(info) => info,
-            Err(e) => {
-                let loaded = running.dataplane.as_mut().expect("loaded above");
-                if let Err(message) = loaded.program(&old_wanted, &wanted) {
-                    warn!(error = %message, "rolling the data plane back after a failed save failed");
-                }
-                if let Err(e) = running.ids.save(&self.options.state_dir) {
-                    warn!(error = %e, "restoring the saved ids failed");
-                }
-                if loaded_fresh {
-                    self.drop_fresh_dataplane(&mut running);
-                }
-                return Err(e);
-            }
-        };
-        running.revision = info.number;
-        running.config = config;
-        running.ids = ids;
-        running.health = health.settled(&running.config);
-        log_applied(&info);
-        Ok(info)
+        self.apply_based_on(config, source, None)
     }
 
-    /// Every revision, oldest first.
+    /// [`Control::apply`] of a config decided on revision `based_on`: if that
+    /// is no longer the running one, nothing changes and the error is
+    /// [`ControlError::Conflict`] with the revisions made since.
+    pub fn apply_based_on(
+        &self,
+        config: Config,
+        source: &str,
+        based_on: Option<u64>,
+    ) -> Result<RevisionInfo, ControlError> {
+        let source = source.to_string();
+        self.call(|reply| Command::Apply {
+            config: Box::new(config),
+            source,
+            based_on,
+            reply,
+        })
+    }
+
+    /// Applies one edit (coalesced with others waiting at the same time).
+    pub fn edit(&self, edit: Edit) -> Result<RevisionInfo, ControlError> {
+        self.call(|reply| Command::Edit(edit, reply))
+    }
+
+    /// Every revision kept, oldest first.
     pub fn history(&self) -> Result<Vec<RevisionInfo>, ControlError> {
-        self.store.history()
+        self.shared.store.history()
+    }
+
+    /// The revisions after `number` that are still kept, oldest first.
+    pub fn history_since(&self, number: u64) -> Result<Vec<RevisionInfo>, ControlError> {
+        self.shared.history_since(number)
     }
 
     /// Revision `number`'s config.
     pub fn revision(&self, number: u64) -> Result<Config, ControlError> {
-        self.store.revision(number)
+        self.shared.store.revision(number)
     }
 
     /// Applies revision `number` again, recorded as a new revision.
+    /// A revision pruned by retention is [`ControlError::NoSuchRevision`].
     pub fn rollback(&self, number: u64) -> Result<RevisionInfo, ControlError> {
-        let config = self.store.revision(number)?;
-        self.apply(config, &format!("rollback to {number}"))
+        self.rollback_based_on(number, None)
     }
 
-    /// The running revision (0 = none yet). Cheap: a watcher polls it and
-    /// re-reads [`Control::running`] when it changes.
-    pub fn running_revision(&self) -> u64 {
-        self.lock().revision
+    /// [`Control::rollback`], refused with a conflict unless `based_on` is running.
+    pub fn rollback_based_on(
+        &self,
+        number: u64,
+        based_on: Option<u64>,
+    ) -> Result<RevisionInfo, ControlError> {
+        self.call(|reply| Command::Rollback {
+            number,
+            based_on,
+            reply,
+        })
     }
 
     /// Marks backend `address` of VIP `vip` healthy or not (the health
@@ -313,114 +323,538 @@ impl Control {
     /// changed. If one names a VIP or backend not in the running config,
     /// nothing is changed and that one is the error.
     pub fn set_health_many(&self, verdicts: &[(&str, IpAddr, bool)]) -> Result<(), ControlError> {
-        let mut running = self.lock();
-        for &(vip, address, _) in verdicts {
-            let Some(declared) = running.config.vip(vip) else {
-                return Err(ControlError::NoSuchVip(vip.to_string()));
-            };
-            if !declared.backends.iter().any(|b| b.address == address) {
-                return Err(ControlError::NoSuchBackend {
-                    vip: vip.to_string(),
-                    address,
-                });
-            }
-        }
-        let mut health = running.health.clone();
-        let changed: Vec<(&str, IpAddr, bool)> = verdicts
+        let verdicts = verdicts
             .iter()
-            .copied()
-            .filter(|&(vip, address, healthy)| health.set(vip, address, healthy))
+            .map(|&(vip, address, healthy)| (vip.to_string(), address, healthy))
             .collect();
-        if changed.is_empty() {
-            return Ok(());
-        }
-        if running.dataplane.is_some() {
-            let wanted =
-                plan(&running.config, &running.ids, &health).map_err(ControlError::Invalid)?;
-            let old_wanted = plan(&running.config, &running.ids, &running.health)
-                .map_err(ControlError::Invalid)?;
-            let rolled_back_to = running.revision;
-            let loaded = running.dataplane.as_mut().expect("checked above");
-            loaded
-                .program(&wanted, &old_wanted)
-                .map_err(|message| ControlError::Dataplane {
-                    message,
-                    rolled_back_to,
-                })?;
-        }
-        for (vip, address, healthy) in changed {
-            info!(vip, %address, healthy, "backend health changed");
-        }
-        let health = health.settled(&running.config);
-        log_new_flows_changes(&running.config, &running.health, &health);
-        running.health = health;
-        Ok(())
+        self.call(|reply| Command::Health { verdicts, reply })
     }
 
-    /// Per-VIP and per-backend status of the running config.
+    /// Per-VIP and per-backend status of the running config, read outside
+    /// the writer (the connection table is walked by the calling thread).
     pub fn status(&self) -> Result<Vec<VipStatus>, ControlError> {
-        let running = self.lock();
-        let loaded = running.dataplane.as_ref();
-        status::status(
-            &running.config,
-            &running.ids,
-            &running.health,
-            loaded.map(|l| &l.dataplane),
-        )
-        .map_err(|message| dataplane_io(&running.pin_dir(), message))
+        self.snapshot().status()
     }
 
     /// What this node can serve, without reading any map: whether a data plane
     /// is loaded, where it is attached, and where each VIP's new flows go.
     /// Cheap enough to poll (the BGP announcer does).
     pub fn serving(&self) -> Serving {
-        let running = self.lock();
-        Serving {
-            loaded: running.dataplane.is_some(),
-            interfaces: running.config.interfaces.clone(),
-            vips: running
-                .config
-                .vips
-                .iter()
-                .map(|vip| VipServing {
-                    name: vip.name.clone(),
-                    address: vip.address,
-                    new_flows: ring_members(vip, &running.health).0,
-                })
-                .collect(),
-        }
+        self.snapshot().serving()
     }
 
     /// The data plane's global counters (all zero before anything is loaded).
     pub fn counters(&self) -> Result<Counters, ControlError> {
-        let running = self.lock();
-        match &running.dataplane {
-            None => Ok(Counters::default()),
-            Some(loaded) => loaded
-                .dataplane
-                .counters()
-                .map_err(|e| dataplane_io(&loaded.pin_dir, e.to_string())),
-        }
+        self.snapshot().counters()
     }
 
     /// Removes every program, link and map (`tula dataplane unload`): traffic
     /// to the VIPs is no longer balanced. The saved config and revisions stay;
     /// the next apply (or start) loads a new data plane.
     pub fn unload(&self) -> Result<(), ControlError> {
-        let mut running = self.lock();
-        let pin_dir = running.pin_dir();
-        let dataplane = match running.dataplane.take() {
-            Some(loaded) => Some(loaded.dataplane),
-            None if pin_dir.exists() => Some(
+        self.call(Command::Unload)
+    }
+
+    /// Submits the command `make` builds and waits for its reply.
+    fn call<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, ControlError> {
+        let (sender, receiver) = mpsc::sync_channel(1);
+        self.submit(make(Box::new(move |result| {
+            let _ = sender.send(result);
+        })));
+        receiver.recv().unwrap_or(Err(ControlError::Stopped))
+    }
+}
+
+impl Drop for Control {
+    /// Stops the writer after the commands already queued.
+    fn drop(&mut self) {
+        drop(
+            self.queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(writer) = writer {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Command {
+    /// Answers the command with `error` without running it.
+    fn refuse(self, error: ControlError) {
+        match self {
+            Command::Edit(_, reply)
+            | Command::Apply { reply, .. }
+            | Command::Rollback { reply, .. } => reply(Err(error)),
+            Command::Health { reply, .. } | Command::Unload(reply) => reply(Err(error)),
+        }
+    }
+}
+
+impl Shared {
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.published
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn history_since(&self, number: u64) -> Result<Vec<RevisionInfo>, ControlError> {
+        let mut history = self.store.history()?;
+        history.retain(|r| r.number > number);
+        Ok(history)
+    }
+}
+
+impl Writer {
+    /// Brings the data plane to the saved config at start (see [`Control::start`]).
+    fn reconcile_at_start(
+        &mut self,
+        previous: Config,
+        latest: Option<&RevisionInfo>,
+    ) -> Result<(), ControlError> {
+        let store = &self.shared.store;
+        // (config, its text, whether it is new and must be recorded)
+        let (config, text, is_new) = match (store.config_text()?, latest) {
+            (Some(text), _) => {
+                let config = Config::from_toml_str(&text).map_err(ControlError::Invalid)?;
+                let is_new = latest.is_none() || config != previous;
+                (config, text, is_new)
+            }
+            (None, Some(latest)) => {
+                let text = store.revision_text(latest.number)?;
+                warn!(path = %store.config_path().display(), revision = latest.number, "the config file is missing; writing it again from the last revision");
+                store.write_config_file(&text)?;
+                (previous.clone(), text, false)
+            }
+            (None, None) => {
+                info!(path = %store.config_path().display(), "no config yet: the data plane is loaded at the first apply");
+                self.model = Arc::new(Model::new(Config::default()));
+                return Ok(());
+            }
+        };
+        validate(&config).map_err(ControlError::Invalid)?;
+        let (programmer, adopted) = (self.loader)(&config)?;
+        let ids = match self
+            .ids
+            .assign(&config, limits(&config, programmer.as_ref()))
+        {
+            Ok(ids) => ids,
+            Err(error) => {
+                if !adopted {
+                    let _ = programmer.teardown();
+                }
+                return Err(error.into());
+            }
+        };
+        let wanted = plan(&config, &ids, &self.health).map_err(ControlError::Invalid)?;
+        let mut loaded = Loaded {
+            programmer,
+            pin_dir: config.pin_dir.clone(),
+            programmed: None,
+        };
+        warn_on_reload_settings(&loaded, &config);
+        let held = if adopted {
+            loaded
+                .programmer
+                .read_state(&wanted)
+                .map_err(|e| dataplane_io(&config.pin_dir, e.to_string()))?
+        } else {
+            DataplaneState::default()
+        };
+        let ops = transition(&held, &wanted);
+        if let Err(error) = loaded.programmer.run(&ops) {
+            if !adopted {
+                // Nothing stays of a data plane loaded just now.
+                let _ = loaded.programmer.teardown();
+            }
+            return Err(dataplane_io(
+                &config.pin_dir,
+                format!("reconciling it to the saved config: {error}"),
+            ));
+        }
+        loaded.programmed = Some(wanted);
+        ids.save(&self.shared.options.state_dir)?;
+        self.health = Arc::new(self.health.settled(&config));
+        self.ids = Arc::new(ids);
+        self.dataplane = Some(loaded);
+        if is_new {
+            let source = format!("start: {}", store.config_path().display());
+            let info = store.commit(&text, &source, diff(&previous, &config).summary(), false)?;
+            log_applied(&info);
+            self.revision = info.number;
+            self.info = Some(info);
+            self.prune(config.keep_revisions);
+        }
+        self.model = Arc::new(Model::new(config));
+        info!(
+            revision = self.revision,
+            adopted,
+            operations = ops.len(),
+            "started: the data plane runs the saved config"
+        );
+        Ok(())
+    }
+
+    /// Serves commands until every [`Control`] handle is gone.
+    fn run(mut self, commands: Receiver<Command>) {
+        while let Ok(first) = commands.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_COALESCED {
+                match commands.try_recv() {
+                    Ok(command) => batch.push(command),
+                    Err(_) => break,
+                }
+            }
+            let mut edits = Vec::new();
+            for command in batch {
+                match command {
+                    Command::Edit(edit, reply) => {
+                        edits.push((edit, reply));
+                        continue;
+                    }
+                    other => {
+                        // Edits queued before another command land before it.
+                        self.edits(std::mem::take(&mut edits));
+                        self.execute(other);
+                    }
+                }
+            }
+            self.edits(edits);
+        }
+    }
+
+    fn execute(&mut self, command: Command) {
+        match command {
+            Command::Edit(edit, reply) => self.edits(vec![(edit, reply)]),
+            Command::Apply {
+                config,
+                source,
+                based_on,
+                reply,
+            } => {
+                let result = self
+                    .check_base(based_on)
+                    .and_then(|()| self.apply(*config, &source));
+                reply(logged(&source, result));
+            }
+            Command::Rollback {
+                number,
+                based_on,
+                reply,
+            } => {
+                let source = format!("rollback to {number}");
+                let result = self.check_base(based_on).and_then(|()| {
+                    let config = self.shared.store.revision(number)?;
+                    self.apply(config, &source)
+                });
+                reply(logged(&source, result));
+            }
+            Command::Health { verdicts, reply } => reply(self.set_health(&verdicts)),
+            Command::Unload(reply) => reply(self.unload()),
+        }
+    }
+
+    /// A conflict unless `based_on` is absent or the running revision.
+    fn check_base(&self, based_on: Option<u64>) -> Result<(), ControlError> {
+        match based_on {
+            Some(based_on) if based_on != self.revision => Err(ControlError::Conflict {
+                based_on,
+                running: self.revision,
+                since: self.shared.history_since(based_on).unwrap_or_default(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies waiting edits as one revision: each edit in turn on one copy
+    /// of the running config, then one apply. If that apply is refused, each
+    /// edit is applied alone so only the faulty one fails.
+    fn edits(&mut self, edits: Vec<(Edit, Reply<RevisionInfo>)>) {
+        if edits.is_empty() {
+            return;
+        }
+        let mut config = self.model.config.clone();
+        let mut accepted: Vec<(Edit, Reply<RevisionInfo>)> = Vec::new();
+        let mut touched: BTreeSet<Option<String>> = BTreeSet::new();
+        let mut deferred = Vec::new();
+        for (mut edit, reply) in edits {
+            if let Err(conflict) = self.check_base(edit.based_on) {
+                reply(logged(&edit.source, Err(conflict)));
+                continue;
+            }
+            // An edit decided on this revision must not silently undo another of the same VIP.
+            let overlaps = touched.contains(&None)
+                || (edit.vip.is_none() && !touched.is_empty())
+                || touched.contains(&edit.vip);
+            if edit.based_on.is_some() && overlaps {
+                deferred.push((edit, reply));
+                continue;
+            }
+            match (edit.change)(&mut config) {
+                Ok(()) => {
+                    touched.insert(edit.vip.clone());
+                    accepted.push((edit, reply));
+                }
+                Err(refused) => reply(logged(&edit.source, Err(refused.into()))),
+            }
+        }
+        match accepted.len() {
+            0 => {}
+            1 => {
+                let (edit, reply) = accepted.pop().expect("one");
+                reply(logged(&edit.source, self.apply(config, &edit.source)));
+            }
+            n => {
+                let sources: Vec<&str> = accepted.iter().map(|(e, _)| e.source.as_str()).collect();
+                let source = format!("{n} edits: {}", sources.join("; "));
+                match self.apply(config, &source) {
+                    Ok(info) => {
+                        for (_, reply) in accepted {
+                            reply(Ok(info.clone()));
+                        }
+                    }
+                    Err(error) => {
+                        warn!(%error, edits = n, "the coalesced edits were refused together; applying each alone");
+                        for (mut edit, reply) in accepted {
+                            let mut config = self.model.config.clone();
+                            let result = match (edit.change)(&mut config) {
+                                Ok(()) => self.apply(config, &edit.source),
+                                Err(refused) => Err(refused.into()),
+                            };
+                            reply(logged(&edit.source, result));
+                        }
+                    }
+                }
+            }
+        }
+        self.edits(deferred);
+    }
+
+    /// Save and apply `config` (see [`Control::apply`]).
+    fn apply(&mut self, config: Config, source: &str) -> Result<RevisionInfo, ControlError> {
+        validate(&config).map_err(ControlError::Invalid)?;
+        let new_model = Model::new(config);
+        let old_model = self.model.clone();
+        let delta = Delta::between(&old_model, &new_model);
+        let known = self
+            .dataplane
+            .as_ref()
+            .is_some_and(|l| l.programmed.is_some());
+        if delta.is_empty() && known {
+            if let Some(info) = &self.info {
+                info!(revision = self.revision, source, "apply: no changes");
+                return Ok(info.clone());
+            }
+        }
+        let config = &new_model.config;
+        let rolled_back_to = self.revision;
+
+        // A data plane loaded by this apply is removed again if the apply fails.
+        let mut loaded_fresh = false;
+        if self.dataplane.is_none() {
+            let (programmer, adopted) = (self.loader)(config)?;
+            loaded_fresh = !adopted;
+            self.dataplane = Some(Loaded {
+                programmer,
+                pin_dir: config.pin_dir.clone(),
+                // An adopted one with no revision of ours holds something unknown.
+                programmed: (!adopted).then(DataplaneState::default),
+            });
+        }
+        let loaded = self.dataplane.as_mut().expect("loaded above");
+        warn_on_reload_settings(loaded, config);
+
+        // Only the touched VIPs are planned again while the globals stay and what is held is known.
+        let incremental = !delta.globals && loaded.programmed.is_some();
+        let limits = limits(config, loaded.programmer.as_ref());
+        let planned = if incremental {
+            self.ids
+                .assign_touched(&delta.old, &delta.new, limits)
+                .map_err(ControlError::from)
+                .and_then(|ids| {
+                    let health = self.health.settled_touched(&delta.new, &delta.removed);
+                    let held = loaded.programmed.as_ref().expect("checked above");
+                    let wanted =
+                        plan_touched(held, &delta.old, &delta.new, &self.ids, &ids, &health)
+                            .map_err(ControlError::Invalid)?;
+                    Ok((ids, health, wanted, held.clone()))
+                })
+        } else {
+            self.ids
+                .assign(config, limits)
+                .map_err(ControlError::from)
+                .and_then(|ids| {
+                    let health = self.health.settled(config);
+                    let wanted = plan(config, &ids, &health).map_err(ControlError::Invalid)?;
+                    let fallback = plan(&old_model.config, &self.ids, &self.health)
+                        .map_err(ControlError::Invalid)?;
+                    Ok((ids, health, wanted, fallback))
+                })
+        };
+        let (ids, health, wanted, fallback) = match planned {
+            Ok(planned) => planned,
+            Err(error) => {
+                if loaded_fresh {
+                    self.drop_fresh_dataplane();
+                }
+                return Err(error);
+            }
+        };
+        let loaded = self.dataplane.as_mut().expect("loaded above");
+        if let Err(source) = loaded.program(&wanted, &fallback) {
+            if loaded_fresh {
+                self.drop_fresh_dataplane();
+            }
+            return Err(ControlError::Dataplane {
+                source,
+                rolled_back_to,
+            });
+        }
+
+        let changes = if incremental {
+            delta.diff(&old_model, &new_model)
+        } else {
+            diff(&old_model.config, config)
+        };
+        drop(delta);
+        let state_dir = &self.shared.options.state_dir;
+        // Ids first: a crash before the revision leaves ids for a superset, which the next start frees.
+        let committed = ids.save(state_dir).and_then(|()| {
+            self.shared
+                .store
+                .commit(&config.to_toml_string(), source, changes.summary(), true)
+        });
+        let info = match committed {
+            Ok(info) => info,
+            Err(error) => {
+                let loaded = self.dataplane.as_mut().expect("loaded above");
+                if let Err(e) = loaded.program(&fallback, &wanted) {
+                    warn!(error = %e, "rolling the data plane back after a failed save failed");
+                }
+                if let Err(e) = self.ids.save(state_dir) {
+                    warn!(error = %e, "restoring the saved ids failed");
+                }
+                if let Err(e) = self
+                    .shared
+                    .store
+                    .write_config_file(&old_model.config.to_toml_string())
+                {
+                    warn!(error = %e, "restoring the config file failed");
+                }
+                if loaded_fresh {
+                    self.drop_fresh_dataplane();
+                }
+                return Err(error);
+            }
+        };
+        self.revision = info.number;
+        self.info = Some(info.clone());
+        self.ids = Arc::new(ids);
+        self.health = Arc::new(health);
+        self.prune(new_model.config.keep_revisions);
+        self.model = Arc::new(new_model);
+        self.publish();
+        log_applied(&info);
+        Ok(info)
+    }
+
+    /// Removes revisions beyond `keep`, never the running one; a failure
+    /// only warns (the apply itself is done).
+    fn prune(&self, keep: u32) {
+        match self.shared.store.prune(keep as usize, self.revision) {
+            Ok(pruned) if !pruned.is_empty() => {
+                info!(
+                    keep,
+                    first = pruned[0],
+                    last = pruned[pruned.len() - 1],
+                    "pruned old revisions"
+                )
+            }
+            Ok(_) => {}
+            Err(error) => warn!(%error, "pruning old revisions failed"),
+        }
+    }
+
+    fn set_health(&mut self, verdicts: &[(String, IpAddr, bool)]) -> Result<(), ControlError> {
+        for (vip, address, _) in verdicts {
+            let Some(declared) = self.model.vip(vip) else {
+                return Err(ControlError::NoSuchVip(vip.clone()));
+            };
+            if self.model.backend(vip, *address).is_none() {
+                return Err(ControlError::NoSuchBackend {
+                    vip: declared.name.clone(),
+                    address: *address,
+                });
+            }
+        }
+        let model = self.model.clone();
+        let mut health = (*self.health).clone();
+        let mut touched: Vec<&Vip> = Vec::new();
+        for (vip, address, healthy) in verdicts {
+            if health.set(vip, *address, *healthy) {
+                info!(vip, %address, healthy, "backend health changed");
+                let declared = model.vip(vip).expect("checked above");
+                if !touched.iter().any(|v| v.name == declared.name) {
+                    touched.push(declared);
+                }
+            }
+        }
+        if touched.is_empty() {
+            return Ok(());
+        }
+        if let Some(loaded) = self.dataplane.as_mut() {
+            let fallback = match &loaded.programmed {
+                Some(held) => held.clone(),
+                None => {
+                    plan(&model.config, &self.ids, &self.health).map_err(ControlError::Invalid)?
+                }
+            };
+            let wanted = plan_touched(&fallback, &touched, &touched, &self.ids, &self.ids, &health)
+                .map_err(ControlError::Invalid)?;
+            loaded
+                .program(&wanted, &fallback)
+                .map_err(|source| ControlError::Dataplane {
+                    source,
+                    rolled_back_to: self.revision,
+                })?;
+        }
+        let settled = health.settled_touched(&touched, &[]);
+        log_new_flows_changes(&touched, &self.health, &settled);
+        self.health = Arc::new(settled);
+        self.publish();
+        Ok(())
+    }
+
+    fn unload(&mut self) -> Result<(), ControlError> {
+        let pin_dir = match &self.dataplane {
+            Some(loaded) => loaded.pin_dir.clone(),
+            None => self.model.config.pin_dir.clone(),
+        };
+        let programmer: Option<Box<dyn Programmer>> = match self.dataplane.take() {
+            Some(loaded) => Some(loaded.programmer),
+            None if pin_dir.exists() => Some(Box::new(Kernel::new(
                 Dataplane::open_pinned(&pin_dir)
                     .map_err(|e| dataplane_io(&pin_dir, e.to_string()))?,
-            ),
+                &pin_dir,
+            ))),
             None => None,
         };
-        match dataplane {
-            Some(dataplane) => {
-                let interfaces = dataplane.attached();
-                dataplane
+        // Readers drop their handle on the maps with this snapshot.
+        self.publish();
+        match programmer {
+            Some(programmer) => {
+                let interfaces = programmer.attached();
+                programmer
                     .teardown()
                     .map_err(|e| dataplane_io(&pin_dir, format!("unloading it: {e}")))?;
                 info!(pin_dir = %pin_dir.display(), ?interfaces, "unloaded the data plane: detached from every interface, removed its program, links and maps");
@@ -432,34 +866,34 @@ impl Control {
         Ok(())
     }
 
-    fn lock(&self) -> MutexGuard<'_, Running> {
-        // A panic while programming leaves the state as the last completed step; keep serving.
-        self.running
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Makes the running state what readers see.
+    fn publish(&self) {
+        let snapshot = Arc::new(Snapshot::new(
+            self.revision,
+            self.model.clone(),
+            self.ids.clone(),
+            self.health.clone(),
+            self.dataplane.as_ref().and_then(|l| l.programmer.reader()),
+            self.dataplane.is_some(),
+        ));
+        *self
+            .shared
+            .published
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = snapshot;
     }
 
     /// Tears down a data plane loaded by a failed first apply, so nothing of it stays.
-    fn drop_fresh_dataplane(&self, running: &mut Running) {
-        if let Some(loaded) = running.dataplane.take() {
-            if let Err(e) = loaded.dataplane.teardown() {
+    fn drop_fresh_dataplane(&mut self) {
+        if let Some(loaded) = self.dataplane.take() {
+            if let Err(e) = loaded.programmer.teardown() {
                 warn!(error = %e, "removing the data plane loaded by the failed apply failed");
             }
         }
     }
 }
 
-impl Running {
-    /// Where the data plane is (or would be) pinned.
-    fn pin_dir(&self) -> PathBuf {
-        match &self.dataplane {
-            Some(loaded) => loaded.pin_dir.clone(),
-            None => self.config.pin_dir.clone(),
-        }
-    }
-}
-
-impl LoadedDataplane {
+impl Loaded {
     /// Programs `wanted`, touching only what differs from what is held. On a
     /// failure, reconciles back to `fallback` (what ran before) and returns
     /// the failure; if even that fails, what is held is marked unknown.
@@ -467,34 +901,68 @@ impl LoadedDataplane {
         &mut self,
         wanted: &DataplaneState,
         fallback: &DataplaneState,
-    ) -> Result<(), String> {
+    ) -> Result<(), ProgramError> {
         let held = match &self.programmed {
             Some(held) => held.clone(),
-            None => read_state(&self.dataplane, wanted)?,
+            None => self.programmer.read_state(wanted)?,
         };
         let ops = transition(&held, wanted);
-        let Err(message) = run(&mut self.dataplane, &ops) else {
+        let Err(error) = self.programmer.run(&ops) else {
             self.programmed = Some(wanted.clone());
             return Ok(());
         };
-        warn!(error = %message, "programming the data plane failed; rolling back");
-        let rollback = read_state(&self.dataplane, fallback)
-            .and_then(|now| run(&mut self.dataplane, &transition(&now, fallback)));
+        warn!(%error, "programming the data plane failed; rolling back");
+        let rollback = self
+            .programmer
+            .read_state(fallback)
+            .and_then(|now| self.programmer.run(&transition(&now, fallback)));
         match rollback {
             Ok(()) => {
                 self.programmed = Some(fallback.clone());
-                Err(message)
+                Err(error)
             }
-            Err(rollback_error) => {
+            Err(rollback) => {
                 self.programmed = None;
-                Err(format!("{message}; rolling back failed too ({rollback_error}): the next change reconciles the data plane from what it holds"))
+                Err(ProgramError::RollbackFailed {
+                    first: Box::new(error),
+                    rollback: Box::new(rollback),
+                })
             }
         }
     }
 }
 
-/// Adopts the data plane pinned at the config's pin_dir, or loads (and pins)
-/// a new one with the config's sizes. `true` = adopted.
+/// The id limits: the config's, within the loaded data plane's sizes.
+fn limits(config: &Config, programmer: &dyn Programmer) -> Limits {
+    Limits {
+        max_vips: config.max_vips.min(programmer.max_vips()),
+        max_backends: config.max_backends.min(programmer.max_backends()),
+    }
+}
+
+/// Validates against this host (interfaces, local addresses, subnets).
+fn validate(config: &Config) -> Result<(), ConfigErrors> {
+    let mut errors = Vec::new();
+    let facts = host::host_facts().unwrap_or_else(|e| {
+        errors.push(ConfigError::new(
+            "interfaces",
+            format!("cannot read this host's interfaces and addresses: {e}"),
+        ));
+        HostFacts::default()
+    });
+    if let Err(found) = config.validate(&facts) {
+        errors.extend(found.errors);
+    }
+    ConfigErrors::check(errors)
+}
+
+/// The kernel loader: adopts the data plane pinned at the config's pin_dir,
+/// or loads (and pins) a new one with the config's sizes. `true` = adopted.
+fn load_kernel(config: &Config) -> Result<(Box<dyn Programmer>, bool), ControlError> {
+    let (dataplane, adopted) = open_or_load(config)?;
+    Ok((Box::new(Kernel::new(dataplane, &config.pin_dir)), adopted))
+}
+
 fn open_or_load(config: &Config) -> Result<(Dataplane, bool), ControlError> {
     let pin_dir = &config.pin_dir;
     match Dataplane::open_pinned(pin_dir) {
@@ -530,22 +998,22 @@ fn open_or_load(config: &Config) -> Result<(Dataplane, bool), ControlError> {
 
 /// Map sizes and the pin directory are fixed when the data plane loads;
 /// a config that changes them runs on the loaded sizes until a reload.
-fn warn_on_reload_settings(loaded: &LoadedDataplane, config: &Config) {
-    let dataplane = &loaded.dataplane;
+fn warn_on_reload_settings(loaded: &Loaded, config: &Config) {
+    let programmer = &loaded.programmer;
     let settings = [
         (
             "ring_size",
-            dataplane.ring_size().to_string(),
+            programmer.ring_size().to_string(),
             config.ring_size.to_string(),
         ),
         (
             "max_vips",
-            dataplane.max_vips().to_string(),
+            programmer.max_vips().to_string(),
             config.max_vips.to_string(),
         ),
         (
             "max_backends",
-            dataplane.max_backends().to_string(),
+            programmer.max_backends().to_string(),
             config.max_backends.to_string(),
         ),
         (
@@ -568,8 +1036,8 @@ fn warn_on_reload_settings(loaded: &LoadedDataplane, config: &Config) {
 
 /// Logs each VIP whose new flows go somewhere else after a health change:
 /// the moments its all_down policy starts and stops deciding.
-fn log_new_flows_changes(config: &Config, before: &Health, after: &Health) {
-    for vip in &config.vips {
+fn log_new_flows_changes(vips: &[&Vip], before: &Health, after: &Health) {
+    for vip in vips {
         let (was, _) = ring_members(vip, before);
         let (now, members) = ring_members(vip, after);
         if was == now {
@@ -600,6 +1068,17 @@ fn dataplane_io(pin_dir: &Path, message: String) -> ControlError {
     }
 }
 
+/// The result, its failure logged with the change's source.
+fn logged(
+    source: &str,
+    result: Result<RevisionInfo, ControlError>,
+) -> Result<RevisionInfo, ControlError> {
+    if let Err(error) = &result {
+        warn!(source, %error, "not applied");
+    }
+    result
+}
+
 fn log_applied(info: &RevisionInfo) {
     info!(revision = info.number, source = %info.source, changes = info.summary.len(), "applied");
     for change in &info.summary {
@@ -613,5 +1092,6 @@ mod tests {
     fn control_can_be_shared_between_threads() {
         fn shareable<T: Send + Sync>() {}
         shareable::<super::Control>();
+        shareable::<crate::Snapshot>();
     }
 }

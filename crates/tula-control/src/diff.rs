@@ -6,7 +6,9 @@
 //! other lists are compared whole. The API token is never shown.
 
 use serde_json::{Map, Value};
-use tula_config::Config;
+use tula_config::{Config, Vip};
+
+use crate::snapshot::Model;
 
 use crate::{Change, Diff};
 
@@ -14,15 +16,94 @@ use crate::{Change, Diff};
 const HIDDEN: &str = "********";
 
 pub(crate) fn diff(old: &Config, new: &Config) -> Diff {
-    let mut changes = Vec::new();
     let tree =
         |config: &Config| serde_json::to_value(config.redacted()).expect("a config always encodes");
-    compare_objects(
-        "",
-        &as_object(tree(old)),
-        &as_object(tree(new)),
-        &mut changes,
-    );
+    diff_trees(as_object(tree(old)), as_object(tree(new)), old, new)
+}
+
+/// What a change between two models is, VIP by VIP: found through the old
+/// model's name index, so its cost follows the number of VIPs, not a tree walk.
+pub(crate) struct Delta<'a> {
+    /// The touched VIPs as they were (changed or removed), in the old order.
+    pub old: Vec<&'a Vip>,
+    /// The touched VIPs as they are (added or changed), in the new order.
+    pub new: Vec<&'a Vip>,
+    /// Names of the VIPs removed.
+    pub removed: Vec<&'a str>,
+    /// Whether a setting outside the VIPs changed.
+    pub globals: bool,
+}
+
+impl<'a> Delta<'a> {
+    pub(crate) fn between(old: &'a Model, new: &'a Model) -> Delta<'a> {
+        let mut old_touched = Vec::new();
+        let mut new_touched = Vec::new();
+        for vip in &new.config.vips {
+            match old.vip_index(&vip.name) {
+                Some(i) if old.config.vips[i] == *vip => {}
+                Some(i) => {
+                    old_touched.push(i);
+                    new_touched.push(vip);
+                }
+                None => new_touched.push(vip),
+            }
+        }
+        let mut removed = Vec::new();
+        for (i, vip) in old.config.vips.iter().enumerate() {
+            if new.vip_index(&vip.name).is_none() {
+                old_touched.push(i);
+                removed.push(vip.name.as_str());
+            }
+        }
+        old_touched.sort_unstable();
+        Delta {
+            old: old_touched.iter().map(|&i| &old.config.vips[i]).collect(),
+            new: new_touched,
+            removed,
+            globals: old.globals != new.globals || old.config.api.token != new.config.api.token,
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.old.is_empty() && self.new.is_empty() && !self.globals
+    }
+
+    /// The change list, as [`diff`] would give it, from the touched VIPs only.
+    pub(crate) fn diff(&self, old: &Model, new: &Model) -> Diff {
+        let tree = |globals: &Map<String, Value>, vips: &[&Vip]| {
+            let mut tree = globals.clone();
+            if !vips.is_empty() {
+                let vips = serde_json::to_value(vips).expect("a VIP always encodes");
+                tree.insert("vip".to_string(), vips);
+            }
+            tree
+        };
+        diff_trees(
+            tree(&old.globals, &self.old),
+            tree(&new.globals, &self.new),
+            &old.config,
+            &new.config,
+        )
+    }
+}
+
+/// The redacted config without its VIPs, as a JSON object: what [`Delta`]
+/// compares for the global settings.
+pub(crate) fn globals_tree(config: &mut Config) -> Map<String, Value> {
+    let vips = std::mem::take(&mut config.vips);
+    let tree = serde_json::to_value(config.redacted()).expect("a config always encodes");
+    config.vips = vips;
+    as_object(tree)
+}
+
+fn diff_trees(
+    old_tree: Map<String, Value>,
+    new_tree: Map<String, Value>,
+    old: &Config,
+    new: &Config,
+) -> Diff {
+    let mut changes = Vec::new();
+    compare_objects("", &old_tree, &new_tree, &mut changes);
     if old.api.token.is_some() && new.api.token.is_some() && old.api.token != new.api.token {
         changes.push(Change {
             op: '~',

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use tula_config::Config;
+use tula_config::{Config, Vip};
 
 use crate::plan::ring_members;
 use crate::NewFlows;
@@ -44,19 +44,40 @@ impl Health {
     /// backends no longer in it, and remembers each VIP's ring members while
     /// some are up (what `keep-last` keeps once none is).
     pub(crate) fn settled(&self, config: &Config) -> Health {
-        let in_config = |vip: &str, address: &IpAddr| {
-            config
-                .vip(vip)
-                .is_some_and(|v| v.backends.iter().any(|b| b.address == *address))
-        };
-        let down = self
-            .down
-            .iter()
-            .filter(|(vip, address)| in_config(vip, address))
-            .cloned()
-            .collect();
-        let mut last_up = BTreeMap::new();
-        for vip in &config.vips {
+        let vips: Vec<&Vip> = config.vips.iter().collect();
+        let names: BTreeSet<&str> = vips.iter().map(|v| v.name.as_str()).collect();
+        let mut settled = self.clone();
+        settled.down.retain(|(vip, _)| names.contains(vip.as_str()));
+        settled
+            .last_up
+            .retain(|vip, _| names.contains(vip.as_str()));
+        settled.settle(&vips);
+        settled
+    }
+
+    /// [`Health::settled`] for a change that touched only `vips` (as they
+    /// are now) and removed the VIPs named `removed`.
+    pub(crate) fn settled_touched(&self, vips: &[&Vip], removed: &[&str]) -> Health {
+        let mut settled = self.clone();
+        if !removed.is_empty() {
+            settled
+                .down
+                .retain(|(vip, _)| !removed.contains(&vip.as_str()));
+            for name in removed {
+                settled.last_up.remove(*name);
+            }
+        }
+        settled.settle(vips);
+        settled
+    }
+
+    /// Forgets the backends `vips` no longer declare and remembers their ring members.
+    fn settle(&mut self, vips: &[&Vip]) {
+        for vip in vips {
+            let declared: BTreeSet<IpAddr> = vip.backends.iter().map(|b| b.address).collect();
+            let name = vip.name.clone();
+            self.down
+                .retain(|(v, address)| *v != name || declared.contains(address));
             let (new_flows, members) = ring_members(vip, self);
             let remembered: BTreeSet<IpAddr> = match new_flows {
                 NewFlows::Backends => members.iter().map(|(address, _)| *address).collect(),
@@ -64,12 +85,13 @@ impl Health {
             };
             let remembered: BTreeSet<IpAddr> = remembered
                 .into_iter()
-                .filter(|address| in_config(&vip.name, address))
+                .filter(|address| declared.contains(address))
                 .collect();
-            if !remembered.is_empty() {
-                last_up.insert(vip.name.clone(), remembered);
+            if remembered.is_empty() {
+                self.last_up.remove(&vip.name);
+            } else {
+                self.last_up.insert(vip.name.clone(), remembered);
             }
         }
-        Health { down, last_up }
     }
 }

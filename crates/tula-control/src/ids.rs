@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tula_config::Config;
+use tula_config::{Config, Vip};
 
 use crate::files::{read_if_exists, write_atomic};
 use crate::ControlError;
@@ -30,7 +30,7 @@ struct Pool {
 impl Pool {
     /// Frees the ids of keys not in `wanted`, then gives every wanted key
     /// without one an id below `limit`.
-    fn assign(&mut self, wanted: &[String], limit: u32, kind: &str) -> Result<(), String> {
+    fn assign(&mut self, wanted: &[String], limit: u32, kind: IdKind) -> Result<(), CapacityError> {
         let keep: BTreeSet<&String> = wanted.iter().collect();
         let gone: Vec<String> = self
             .assigned
@@ -38,11 +38,26 @@ impl Pool {
             .filter(|k| !keep.contains(k))
             .cloned()
             .collect();
-        for key in gone {
-            let id = self.assigned.remove(&key).expect("listed above");
-            self.freed.push_back(id);
+        self.free(gone.iter());
+        self.add(wanted.iter(), limit, kind)
+    }
+
+    fn free<'a>(&mut self, keys: impl Iterator<Item = &'a String>) {
+        for key in keys {
+            if let Some(id) = self.assigned.remove(key) {
+                self.freed.push_back(id);
+            }
         }
-        for key in wanted {
+    }
+
+    /// Gives every key without an id one below `limit`.
+    fn add<'a>(
+        &mut self,
+        keys: impl Iterator<Item = &'a String>,
+        limit: u32,
+        kind: IdKind,
+    ) -> Result<(), CapacityError> {
+        for key in keys {
             if self.assigned.contains_key(key) {
                 continue;
             }
@@ -55,8 +70,10 @@ impl Pool {
                     .freed
                     .iter()
                     .position(|&id| id < limit)
-                    .ok_or_else(|| {
-                        format!("no free {kind} id for {key}: all {limit} are in use")
+                    .ok_or_else(|| CapacityError {
+                        kind,
+                        key: key.clone(),
+                        limit,
                     })?;
                 self.freed.remove(position).expect("found above")
             };
@@ -96,29 +113,46 @@ impl Ids {
     }
 
     /// The assignment for `config`: ids of VIPs and backends no longer in it
-    /// are freed, new ones get ids below `max_vips` / `max_backends`.
-    pub(crate) fn assign(&self, config: &Config) -> Result<Ids, String> {
+    /// are freed, new ones get ids below the `limits` (the data plane's
+    /// `max_vips` and `max_backends`).
+    pub(crate) fn assign(&self, config: &Config, limits: Limits) -> Result<Ids, CapacityError> {
         let mut ids = self.clone();
         let vips: Vec<String> = config.vips.iter().map(|v| v.name.clone()).collect();
-        // A VIP's sorry backend is one more backend of it (validation keeps it apart from the others).
-        let backends: Vec<String> = config
-            .vips
-            .iter()
-            .flat_map(|v| {
-                let sorry = match v.all_down {
-                    tula_config::AllDown::Sorry => v.sorry_backend,
-                    _ => None,
-                };
-                v.backends
-                    .iter()
-                    .map(|b| b.address)
-                    .chain(sorry)
-                    .map(|address| backend_key(&v.name, &address))
-            })
-            .collect();
-        ids.vips.assign(&vips, config.max_vips, "VIP")?;
+        let backends: Vec<String> = config.vips.iter().flat_map(backend_keys).collect();
+        ids.vips.assign(&vips, limits.max_vips, IdKind::Vip)?;
         ids.backends
-            .assign(&backends, config.max_backends, "backend")?;
+            .assign(&backends, limits.max_backends, IdKind::Backend)?;
+        Ok(ids)
+    }
+
+    /// Like [`Ids::assign`], looking only at the VIPs a change touched:
+    /// `old` are their declarations before (absent = added), `new` after
+    /// (absent = removed). Frees first, so a replaced backend's id can be reused.
+    pub(crate) fn assign_touched(
+        &self,
+        old: &[&Vip],
+        new: &[&Vip],
+        limits: Limits,
+    ) -> Result<Ids, CapacityError> {
+        let mut ids = self.clone();
+        let new_names: BTreeSet<&str> = new.iter().map(|v| v.name.as_str()).collect();
+        let new_backends: BTreeSet<String> = new.iter().flat_map(|v| backend_keys(v)).collect();
+        let gone_vips: Vec<String> = old
+            .iter()
+            .filter(|v| !new_names.contains(v.name.as_str()))
+            .map(|v| v.name.clone())
+            .collect();
+        let gone_backends: Vec<String> = old
+            .iter()
+            .flat_map(|v| backend_keys(v))
+            .filter(|k| !new_backends.contains(k))
+            .collect();
+        ids.vips.free(gone_vips.iter());
+        ids.backends.free(gone_backends.iter());
+        let names: Vec<String> = new.iter().map(|v| v.name.clone()).collect();
+        ids.vips.add(names.iter(), limits.max_vips, IdKind::Vip)?;
+        ids.backends
+            .add(new_backends.iter(), limits.max_backends, IdKind::Backend)?;
         Ok(ids)
     }
 
@@ -133,6 +167,75 @@ impl Ids {
             .assigned
             .get(&backend_key(vip, address))
             .copied()
+    }
+}
+
+/// The id keys of a VIP's backends; its sorry backend is one more backend of
+/// it (validation keeps it apart from the others).
+fn backend_keys(vip: &Vip) -> Vec<String> {
+    let sorry = match vip.all_down {
+        tula_config::AllDown::Sorry => vip.sorry_backend,
+        _ => None,
+    };
+    vip.backends
+        .iter()
+        .map(|b| b.address)
+        .chain(sorry)
+        .map(|address| backend_key(&vip.name, &address))
+        .collect()
+}
+
+/// How many VIP and backend ids there are: the config's `max_vips` and
+/// `max_backends`, or the loaded data plane's when those are smaller (its
+/// sizes stay until it is reloaded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    pub max_vips: u32,
+    pub max_backends: u32,
+}
+
+impl Limits {
+    #[cfg(test)]
+    pub(crate) fn of(config: &Config) -> Limits {
+        Limits {
+            max_vips: config.max_vips,
+            max_backends: config.max_backends,
+        }
+    }
+}
+
+/// What kind of id ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    Vip,
+    Backend,
+}
+
+/// No id left below the data plane's limit: the config asks for more VIPs
+/// or backends than `max_vips` / `max_backends` allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no free {} id for {key}: all {limit} are in use ({} of the loaded data plane); remove some, or raise {} and reload the data plane", self.kind.noun(), self.kind.setting(), self.kind.setting())]
+pub struct CapacityError {
+    pub kind: IdKind,
+    /// The VIP name, or `VIP/ADDRESS` of the backend, that found none.
+    pub key: String,
+    pub limit: u32,
+}
+
+impl IdKind {
+    fn noun(self) -> &'static str {
+        match self {
+            IdKind::Vip => "VIP",
+            IdKind::Backend => "backend",
+        }
+    }
+
+    /// The config key that sets the limit.
+    pub fn setting(self) -> &'static str {
+        match self {
+            IdKind::Vip => "max_vips",
+            IdKind::Backend => "max_backends",
+        }
     }
 }
 
@@ -152,28 +255,34 @@ mod tests {
     #[test]
     fn unused_ids_come_first_then_the_oldest_freed() {
         let mut pool = Pool::default();
-        pool.assign(&keys(&["a", "b", "c"]), 5, "backend").unwrap();
+        pool.assign(&keys(&["a", "b", "c"]), 5, IdKind::Backend)
+            .unwrap();
         assert_eq!(pool.assigned["c"], 2);
         // b then a are freed; d and e take the never-used 3 and 4.
-        pool.assign(&keys(&["a", "c"]), 5, "backend").unwrap();
-        pool.assign(&keys(&["c", "d", "e"]), 5, "backend").unwrap();
+        pool.assign(&keys(&["a", "c"]), 5, IdKind::Backend).unwrap();
+        pool.assign(&keys(&["c", "d", "e"]), 5, IdKind::Backend)
+            .unwrap();
         assert_eq!((pool.assigned["d"], pool.assigned["e"]), (3, 4));
         // Now the freed ones, in the order they were freed: b's 1, then a's 0.
-        pool.assign(&keys(&["c", "d", "e", "f", "g"]), 5, "backend")
+        pool.assign(&keys(&["c", "d", "e", "f", "g"]), 5, IdKind::Backend)
             .unwrap();
         assert_eq!((pool.assigned["f"], pool.assigned["g"]), (1, 0));
         let error = pool
-            .assign(&keys(&["c", "d", "e", "f", "g", "h"]), 5, "backend")
+            .assign(&keys(&["c", "d", "e", "f", "g", "h"]), 5, IdKind::Backend)
             .unwrap_err();
-        assert_eq!(error, "no free backend id for h: all 5 are in use");
+        assert_eq!(
+            error.to_string(),
+            "no free backend id for h: all 5 are in use (max_backends of the loaded data plane); remove some, or raise max_backends and reload the data plane"
+        );
     }
 
     #[test]
     fn existing_keys_keep_their_ids() {
         let mut pool = Pool::default();
-        pool.assign(&keys(&["a", "b"]), 8, "VIP").unwrap();
+        pool.assign(&keys(&["a", "b"]), 8, IdKind::Vip).unwrap();
         let before = pool.assigned.clone();
-        pool.assign(&keys(&["b", "x", "a"]), 8, "VIP").unwrap();
+        pool.assign(&keys(&["b", "x", "a"]), 8, IdKind::Vip)
+            .unwrap();
         assert_eq!(pool.assigned["a"], before["a"]);
         assert_eq!(pool.assigned["b"], before["b"]);
     }
@@ -181,14 +290,15 @@ mod tests {
     #[test]
     fn a_lowered_limit_skips_freed_ids_above_it() {
         let mut pool = Pool::default();
-        pool.assign(&keys(&["a", "b", "c", "d"]), 4, "backend")
+        pool.assign(&keys(&["a", "b", "c", "d"]), 4, IdKind::Backend)
             .unwrap();
-        pool.assign(&keys(&["a"]), 4, "backend").unwrap();
+        pool.assign(&keys(&["a"]), 4, IdKind::Backend).unwrap();
         // freed: 1, 2, 3; with limit 3 only 1 and 2 can be handed out.
-        pool.assign(&keys(&["a", "x", "y"]), 3, "backend").unwrap();
+        pool.assign(&keys(&["a", "x", "y"]), 3, IdKind::Backend)
+            .unwrap();
         assert_eq!((pool.assigned["x"], pool.assigned["y"]), (1, 2));
         assert!(pool
-            .assign(&keys(&["a", "x", "y", "z"]), 3, "backend")
+            .assign(&keys(&["a", "x", "y", "z"]), 3, IdKind::Backend)
             .is_err());
     }
 }

@@ -4,34 +4,49 @@
 //! reads back. docs/CONTROL.md describes the behaviour and the state files.
 //!
 //! Modules:
-//! - `control`: [`Control`], the running state and its operations.
+//! - `control`: [`Control`], its one writer (a thread that owns the data
+//!   plane and takes every change through a queue, coalescing edits) and the
+//!   operations on it.
+//! - `snapshot`: [`Snapshot`], the indexed model of the running revision that
+//!   readers share without a lock.
 //! - `store`: the config file and the numbered revisions.
 //! - `ids`: VIP and backend ids, saved so a restart keeps them.
 //! - `plan`: config -> data-plane state, and state -> state as ordered operations.
 //! - `program`: running operations on the data plane, reading its state back.
-//! - `diff`: config -> config changes, path by path (`tula diff`).
+//! - `diff`: config -> config changes, path by path (`tula diff`), and the
+//!   typed [`Delta`](diff) between two models.
 //! - `health`: backend health as the checker reports it, and what `keep-last` remembers.
 //! - `status`: per-VIP and per-backend status.
 //! - `host`: host facts for validation (interfaces, addresses, subnets).
 //! - `files`: atomic file writes.
 //!
-//! Every method may block (netlink, BPF system calls, fsync): from async code,
-//! call it on a blocking thread (`tokio::task::spawn_blocking`). Netlink and
-//! XDP attachment act in the calling thread's network namespace.
+//! Reads ([`Control::snapshot`]) never block. Changes run on the writer
+//! thread, which [`Control::start`] creates in the calling thread's network
+//! namespace (where netlink and XDP attachment act); the blocking methods
+//! wait for it, [`Control::submit`] takes a callback instead so async code
+//! needs no thread per waiting request.
 
 mod control;
 mod diff;
+#[cfg(test)]
+mod fake;
 mod files;
 mod health;
 mod host;
 mod ids;
 mod plan;
 mod program;
+mod snapshot;
 mod status;
 mod store;
+#[cfg(test)]
+mod writer_tests;
 
-pub use control::Control;
+pub use control::{Command, Control, Edit, EditRefused, Reply};
 pub use host::host_facts;
+pub use ids::{CapacityError, IdKind};
+pub use program::ProgramError;
+pub use snapshot::Snapshot;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -166,12 +181,30 @@ pub enum ControlError {
     #[error("no revision {0}")]
     NoSuchRevision(u64),
     #[error(
-        "programming the data plane failed, rolled back to revision {rolled_back_to}: {message}"
+        "programming the data plane failed, rolled back to revision {rolled_back_to}: {source}"
     )]
     Dataplane {
-        message: String,
+        #[source]
+        source: ProgramError,
         rolled_back_to: u64,
     },
+    /// The config needs more VIPs or backends than the loaded data plane has room for.
+    #[error(transparent)]
+    Capacity(#[from] CapacityError),
+    /// The change was based on a revision that is no longer the running one.
+    #[error("the running config is revision {running}, not {based_on} as the change assumed: {} change(s) since; read it again and retry", since.len())]
+    Conflict {
+        based_on: u64,
+        running: u64,
+        /// The revisions made since `based_on` (those still kept), oldest first.
+        since: Vec<RevisionInfo>,
+    },
+    /// An edit refused the running config (e.g. the backend it adds exists).
+    #[error(transparent)]
+    Refused(#[from] EditRefused),
+    /// The writer has stopped (the daemon is shutting down).
+    #[error("the control plane is shutting down")]
+    Stopped,
     #[error("no VIP named {0:?} in the running config")]
     NoSuchVip(String),
     #[error("VIP {vip} has no backend {address} in the running config")]

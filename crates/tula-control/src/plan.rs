@@ -55,6 +55,47 @@ pub(crate) fn plan(
 ) -> Result<DataplaneState, ConfigErrors> {
     let mut errors = Vec::new();
     let mut state = DataplaneState::default();
+    plan_globals(config, &mut state);
+    for vip in &config.vips {
+        plan_vip(vip, ids, health, &mut state, &mut errors);
+    }
+    ConfigErrors::check(errors)?;
+    Ok(state)
+}
+
+/// `held` (what `old` VIPs were planned into) with only the touched VIPs
+/// planned again: `old` are their declarations before (absent = added),
+/// `new` after (absent = removed). The global settings are unchanged.
+pub(crate) fn plan_touched(
+    held: &DataplaneState,
+    old: &[&Vip],
+    new: &[&Vip],
+    old_ids: &Ids,
+    ids: &Ids,
+    health: &Health,
+) -> Result<DataplaneState, ConfigErrors> {
+    let mut state = held.clone();
+    for vip in old {
+        if let Some(id) = old_ids.vip(&vip.name) {
+            state.vips.retain(|_, entry| entry.spec.id != id);
+        }
+        let sorry = vip.sorry_backend.filter(|_| vip.all_down == AllDown::Sorry);
+        for address in vip.backends.iter().map(|b| b.address).chain(sorry) {
+            if let Some(id) = old_ids.backend(&vip.name, &address) {
+                state.backends.remove(&id);
+            }
+        }
+    }
+    let mut errors = Vec::new();
+    for vip in new {
+        plan_vip(vip, ids, health, &mut state, &mut errors);
+    }
+    ConfigErrors::check(errors)?;
+    Ok(state)
+}
+
+/// Interfaces and ICMP settings.
+fn plan_globals(config: &Config, state: &mut DataplaneState) {
     let tunnel_src = match config.tunnel_source {
         Some(IpAddr::V4(v4)) => Some(v4),
         _ => None,
@@ -74,92 +115,94 @@ pub(crate) fn plan(
         per_second: config.icmp.rate,
         burst: config.icmp.burst,
     });
-    for vip in &config.vips {
-        let path = format!("vips[{}]", vip.name);
-        let Some(addr) = ipv4(&path, vip.address, &mut errors) else {
+}
+
+/// One VIP's entry and backends.
+fn plan_vip(
+    vip: &Vip,
+    ids: &Ids,
+    health: &Health,
+    state: &mut DataplaneState,
+    errors: &mut Vec<ConfigError>,
+) {
+    let path = format!("vips[{}]", vip.name);
+    let Some(addr) = ipv4(&path, vip.address, errors) else {
+        return;
+    };
+    let scheduler = match vip.scheduler {
+        Scheduler::Maglev => tula_dataplane::Scheduler::Maglev,
+        Scheduler::SourceHash => tula_dataplane::Scheduler::SourceHash,
+        Scheduler::RoundRobin => tula_dataplane::Scheduler::RoundRobin,
+        Scheduler::WeightedRoundRobin => tula_dataplane::Scheduler::WeightedRoundRobin,
+    };
+    let key = VipKey {
+        addr,
+        port: vip.port,
+        protocol: match vip.protocol {
+            tula_config::Protocol::Tcp => tula_dataplane::Protocol::Tcp,
+            tula_config::Protocol::Udp => tula_dataplane::Protocol::Udp,
+        },
+    };
+    let spec = VipSpec {
+        id: ids.vip(&vip.name).expect("every VIP has an id"),
+        dsr: match vip.dsr_type {
+            DsrType::L2 => Dsr::L2,
+            DsrType::L3Ipip => Dsr::L3Ipip,
+        },
+        scheduler,
+        icmp_echo: vip.icmp_echo,
+    };
+    for (i, backend) in vip.backends.iter().enumerate() {
+        let Some(addr) = ipv4(&format!("{path}.backends[{i}]"), backend.address, errors) else {
             continue;
         };
-        let scheduler = match vip.scheduler {
-            Scheduler::Maglev => tula_dataplane::Scheduler::Maglev,
-            Scheduler::SourceHash => tula_dataplane::Scheduler::SourceHash,
-            Scheduler::RoundRobin => tula_dataplane::Scheduler::RoundRobin,
-            Scheduler::WeightedRoundRobin => tula_dataplane::Scheduler::WeightedRoundRobin,
-        };
-        let key = VipKey {
-            addr,
-            port: vip.port,
-            protocol: match vip.protocol {
-                tula_config::Protocol::Tcp => tula_dataplane::Protocol::Tcp,
-                tula_config::Protocol::Udp => tula_dataplane::Protocol::Udp,
-            },
-        };
-        let spec = VipSpec {
-            id: ids.vip(&vip.name).expect("every VIP has an id"),
-            dsr: match vip.dsr_type {
-                DsrType::L2 => Dsr::L2,
-                DsrType::L3Ipip => Dsr::L3Ipip,
-            },
-            scheduler,
-            icmp_echo: vip.icmp_echo,
-        };
-        for (i, backend) in vip.backends.iter().enumerate() {
-            let Some(addr) = ipv4(
-                &format!("{path}.backends[{i}]"),
-                backend.address,
-                &mut errors,
-            ) else {
-                continue;
-            };
-            let id = ids
-                .backend(&vip.name, &backend.address)
-                .expect("every backend has an id");
-            let alive = health.is_up(&vip.name, backend.address)
-                && backend.effective_state() != BackendState::Disabled;
-            state.backends.insert(id, Backend { addr, alive });
-        }
-        if let (AllDown::Sorry, Some(sorry)) = (vip.all_down, vip.sorry_backend) {
-            if let Some(addr) = ipv4(&format!("{path}.sorry_backend"), sorry, &mut errors) {
-                let id = ids
-                    .backend(&vip.name, &sorry)
-                    .expect("every sorry backend has an id");
-                state.backends.insert(id, Backend { addr, alive: true });
-            }
-        }
-        let (new_flows, members) = ring_members(vip, health);
-        let mut ring = Vec::with_capacity(members.len());
-        for (address, weight) in members {
-            let Some(id) = ids.backend(&vip.name, &address) else {
-                continue; // an IPv6 backend, reported above
-            };
-            if new_flows == NewFlows::KeptLast {
-                // Kept in the ring though unhealthy: its packets must not be dropped as dead.
-                if let Some(backend) = state.backends.get_mut(&id) {
-                    backend.alive = true;
-                }
-            }
-            ring.push(RingBackend {
-                id,
-                key: address.to_string(),
-                // Plain round robin gives every member one turn whatever its weight.
-                weight: if vip.scheduler == Scheduler::RoundRobin {
-                    1
-                } else {
-                    weight
-                },
-            });
-        }
-        ring.sort_by(|a, b| a.key.cmp(&b.key));
-        state.vips.insert(
-            key,
-            VipEntry {
-                name: vip.name.clone(),
-                spec,
-                ring,
-            },
-        );
+        let id = ids
+            .backend(&vip.name, &backend.address)
+            .expect("every backend has an id");
+        let alive = health.is_up(&vip.name, backend.address)
+            && backend.effective_state() != BackendState::Disabled;
+        state.backends.insert(id, Backend { addr, alive });
     }
-    ConfigErrors::check(errors)?;
-    Ok(state)
+    if let (AllDown::Sorry, Some(sorry)) = (vip.all_down, vip.sorry_backend) {
+        if let Some(addr) = ipv4(&format!("{path}.sorry_backend"), sorry, errors) {
+            let id = ids
+                .backend(&vip.name, &sorry)
+                .expect("every sorry backend has an id");
+            state.backends.insert(id, Backend { addr, alive: true });
+        }
+    }
+    let (new_flows, members) = ring_members(vip, health);
+    let mut ring = Vec::with_capacity(members.len());
+    for (address, weight) in members {
+        let Some(id) = ids.backend(&vip.name, &address) else {
+            continue; // an IPv6 backend, reported above
+        };
+        if new_flows == NewFlows::KeptLast {
+            // Kept in the ring though unhealthy: its packets must not be dropped as dead.
+            if let Some(backend) = state.backends.get_mut(&id) {
+                backend.alive = true;
+            }
+        }
+        ring.push(RingBackend {
+            id,
+            key: address.to_string(),
+            // Plain round robin gives every member one turn whatever its weight.
+            weight: if vip.scheduler == Scheduler::RoundRobin {
+                1
+            } else {
+                weight
+            },
+        });
+    }
+    ring.sort_by(|a, b| a.key.cmp(&b.key));
+    state.vips.insert(
+        key,
+        VipEntry {
+            name: vip.name.clone(),
+            spec,
+            ring,
+        },
+    );
 }
 
 /// Who takes `vip`'s new flows, as (address, weight) ring members, and which
@@ -349,7 +392,7 @@ mod tests {
     }
 
     fn state(config: &Config, ids: &mut Ids, health: &Health) -> DataplaneState {
-        *ids = ids.assign(config).unwrap();
+        *ids = ids.assign(config, crate::ids::Limits::of(config)).unwrap();
         plan(config, ids, health).unwrap()
     }
 

@@ -1,72 +1,212 @@
 //! Programming the data plane: running [`Op`]s, and reading back what a
 //! (possibly adopted) data plane holds so it can be reconciled to a plan.
 
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
 use tracing::debug;
 use tula_dataplane::{round_robin_ring, Dataplane, DataplaneError, Scheduler};
-use tula_maglev::Ring;
+use tula_maglev::{MaglevError, Ring};
 
 use crate::plan::{DataplaneState, Op, VipEntry};
 
-/// Runs `ops` in order; stops at the first failure and says which one.
-pub(crate) fn run(dataplane: &mut Dataplane, ops: &[Op]) -> Result<(), String> {
-    // One backend address often serves many VIPs: resolve its next hop once per run.
-    let mut resolved = std::collections::HashSet::new();
-    for op in ops {
-        run_one(dataplane, op, &mut resolved).map_err(|e| format!("{op}: {e}"))?;
-        debug!(%op, "programmed");
-    }
-    Ok(())
+/// A data-plane operation that failed, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    #[error("{op}: {source}")]
+    Op {
+        /// The operation, as `tula` logs it ("setting VIP web (...)").
+        op: String,
+        #[source]
+        source: DataplaneError,
+    },
+    #[error("{op}: building the Maglev ring: {source}")]
+    Ring {
+        op: String,
+        #[source]
+        source: MaglevError,
+    },
+    #[error("reading back what the data plane holds: {source}")]
+    ReadBack {
+        #[source]
+        source: DataplaneError,
+    },
+    #[error("{first}; rolling back failed too ({rollback}): the next change reconciles the data plane from what it holds")]
+    RollbackFailed {
+        first: Box<ProgramError>,
+        rollback: Box<ProgramError>,
+    },
+    /// Injected by a test's fake data plane.
+    #[error("{op}: {message}")]
+    Injected { op: String, message: String },
 }
 
-fn run_one(
-    dataplane: &mut Dataplane,
-    op: &Op,
-    resolved: &mut std::collections::HashSet<std::net::Ipv4Addr>,
-) -> Result<(), String> {
-    let text = |e: DataplaneError| e.to_string();
-    match op {
-        Op::Attach(ifname) => {
-            let mode = dataplane.attach(ifname).map_err(text)?;
-            tracing::info!(ifname, ?mode, "attached the balancer");
-            // Generic mode transmits through the stack, so only native XDP_TX can vanish.
-            if mode == tula_dataplane::AttachMode::Native {
-                if let Some(warning) = tula_doctor::veth_black_hole(ifname) {
-                    tracing::warn!(ifname, "{warning}");
-                }
+/// The seam between the control logic and the data plane: run operations,
+/// read back what is held. The kernel's [`Dataplane`] is one; tests use a
+/// recording fake, so apply, coalescing, rollback, retention and conflicts
+/// are checked without a kernel.
+pub(crate) trait Programmer: Send {
+    /// Runs `ops` in order; stops at the first failure and says which one.
+    fn run(&mut self, ops: &[Op]) -> Result<(), ProgramError>;
+    /// What is held, in terms of `wanted` (see [`read_state`]).
+    fn read_state(&self, wanted: &DataplaneState) -> Result<DataplaneState, ProgramError>;
+    fn ring_size(&self) -> u32;
+    fn max_vips(&self) -> u32;
+    fn max_backends(&self) -> u32;
+    fn attached(&self) -> Vec<String>;
+    /// A handle for readers (status, counters), if this is a kernel data plane.
+    fn reader(&self) -> Option<Arc<Dataplane>>;
+    /// Removes every program, link and map.
+    fn teardown(self: Box<Self>) -> Result<(), DataplaneError>;
+}
+
+/// The kernel's data plane, with the next hops it has kept resolved.
+pub(crate) struct Kernel {
+    pub dataplane: Dataplane,
+    reader: Option<Arc<Dataplane>>,
+    /// Backend addresses whose route was looked up, and the neighbours
+    /// (gateway or on-link backend, by interface) kept resolved: each
+    /// distinct one is asked of the kernel once.
+    routed: HashSet<Ipv4Addr>,
+    neighbours: HashSet<(String, Ipv4Addr)>,
+}
+
+impl Kernel {
+    /// `dataplane`, pinned at `pin_dir`.
+    pub(crate) fn new(dataplane: Dataplane, pin_dir: &std::path::Path) -> Kernel {
+        // A second handle on the pinned maps lets readers work while the writer programs.
+        let reader = match Dataplane::open_pinned(pin_dir) {
+            Ok(reader) => Some(Arc::new(reader)),
+            Err(e) => {
+                tracing::warn!(pin_dir = %pin_dir.display(), error = %e, "cannot open a read handle on the data plane: status shows no traffic");
+                None
             }
+        };
+        Kernel {
+            dataplane,
+            reader,
+            routed: HashSet::new(),
+            neighbours: HashSet::new(),
         }
-        Op::SetInterface(ifname, spec) => dataplane.set_interface(ifname, spec).map_err(text)?,
-        Op::Detach(ifname) => {
-            dataplane.detach(ifname).map_err(text)?;
-            dataplane.remove_interface(ifname).map_err(text)?;
-        }
-        Op::SetBackend(id, backend) => {
-            dataplane.set_backend(*id, backend).map_err(text)?;
-            // The XDP path's FIB lookup needs the next hop's MAC from the first packet on.
-            if backend.alive && resolved.insert(backend.addr) {
-                if let Err(e) = tula_net::keep_route_resolved(backend.addr) {
-                    tracing::warn!(backend = %backend.addr, error = %e, "cannot keep the next hop to this backend resolved");
-                }
-            }
-        }
-        Op::RemoveBackend(id) => dataplane.remove_backend(*id).map_err(text)?,
-        Op::SetVip(key, entry) => {
-            let ring = build_ring(entry, dataplane.ring_size())?;
-            dataplane.set_vip(key, &entry.spec, &ring).map_err(text)?;
-        }
-        Op::RemoveVip(key, _) => dataplane.remove_vip(key).map_err(text)?,
-        Op::SetIcmp(icmp) => dataplane.set_icmp(icmp).map_err(text)?,
     }
-    Ok(())
+
+    fn run_one(&mut self, op: &Op) -> Result<(), DataplaneError> {
+        let dataplane = &mut self.dataplane;
+        match op {
+            Op::Attach(ifname) => {
+                let mode = dataplane.attach(ifname)?;
+                tracing::info!(ifname, ?mode, "attached the balancer");
+                // Generic mode transmits through the stack, so only native XDP_TX can vanish.
+                if mode == tula_dataplane::AttachMode::Native {
+                    if let Some(warning) = tula_doctor::veth_black_hole(ifname) {
+                        tracing::warn!(ifname, "{warning}");
+                    }
+                }
+            }
+            Op::SetInterface(ifname, spec) => dataplane.set_interface(ifname, spec)?,
+            Op::Detach(ifname) => {
+                dataplane.detach(ifname)?;
+                dataplane.remove_interface(ifname)?;
+            }
+            Op::SetBackend(id, backend) => {
+                dataplane.set_backend(*id, backend)?;
+                // The XDP path's FIB lookup needs the next hop's MAC from the first packet on.
+                if backend.alive && self.routed.insert(backend.addr) {
+                    self.keep_resolved(backend.addr);
+                }
+            }
+            Op::RemoveBackend(id) => dataplane.remove_backend(*id)?,
+            Op::SetVip(..) => unreachable!("rings are built by the caller"),
+            Op::RemoveVip(key, _) => dataplane.remove_vip(key)?,
+            Op::SetIcmp(icmp) => dataplane.set_icmp(icmp)?,
+        }
+        Ok(())
+    }
+
+    /// Keeps the next hop toward `backend` resolved: one route lookup per
+    /// backend address, one neighbour entry per distinct gateway.
+    fn keep_resolved(&mut self, backend: Ipv4Addr) {
+        let route = match tula_net::route_get(backend) {
+            Ok(route) => route,
+            Err(e) => {
+                tracing::warn!(%backend, error = %e, "cannot keep the next hop to this backend resolved");
+                return;
+            }
+        };
+        let neighbour = route.gateway.unwrap_or(backend);
+        if self.neighbours.insert((route.dev.clone(), neighbour)) {
+            if let Err(e) = tula_net::keep_neighbour_resolved(&route.dev, neighbour) {
+                tracing::warn!(%backend, %neighbour, error = %e, "cannot keep the next hop to this backend resolved");
+            }
+        }
+    }
+}
+
+impl Programmer for Kernel {
+    fn run(&mut self, ops: &[Op]) -> Result<(), ProgramError> {
+        for op in ops {
+            let result = match op {
+                Op::SetVip(key, entry) => {
+                    let ring = build_ring(entry, self.dataplane.ring_size()).map_err(|source| {
+                        ProgramError::Ring {
+                            op: op.to_string(),
+                            source,
+                        }
+                    })?;
+                    self.dataplane.set_vip(key, &entry.spec, &ring)
+                }
+                _ => self.run_one(op),
+            };
+            result.map_err(|source| ProgramError::Op {
+                op: op.to_string(),
+                source,
+            })?;
+            debug!(%op, "programmed");
+        }
+        Ok(())
+    }
+
+    fn read_state(&self, wanted: &DataplaneState) -> Result<DataplaneState, ProgramError> {
+        read_state(&self.dataplane, wanted)
+    }
+
+    fn ring_size(&self) -> u32 {
+        self.dataplane.ring_size()
+    }
+
+    fn max_vips(&self) -> u32 {
+        self.dataplane.max_vips()
+    }
+
+    fn max_backends(&self) -> u32 {
+        self.dataplane.max_backends()
+    }
+
+    fn attached(&self) -> Vec<String> {
+        self.dataplane.attached()
+    }
+
+    fn reader(&self) -> Option<Arc<Dataplane>> {
+        self.reader.clone()
+    }
+
+    fn teardown(self: Box<Self>) -> Result<(), DataplaneError> {
+        let Kernel {
+            dataplane, reader, ..
+        } = *self;
+        drop(reader);
+        dataplane.teardown()
+    }
 }
 
 /// The ring for a VIP entry, `ring_size` slots: Maglev for the hashing
 /// schedulers, the interleaved turns of `round_robin_ring` for the round robins.
-pub(crate) fn build_ring(entry: &VipEntry, ring_size: u32) -> Result<Vec<u32>, String> {
+pub(crate) fn build_ring(entry: &VipEntry, ring_size: u32) -> Result<Vec<u32>, MaglevError> {
     match entry.spec.scheduler {
-        Scheduler::Maglev | Scheduler::SourceHash => Ring::build(&entry.ring, ring_size)
-            .map(|ring| ring.slots().to_vec())
-            .map_err(|e| format!("building the Maglev ring: {e}")),
+        Scheduler::Maglev | Scheduler::SourceHash => {
+            Ring::build(&entry.ring, ring_size).map(|ring| ring.slots().to_vec())
+        }
         Scheduler::RoundRobin | Scheduler::WeightedRoundRobin => {
             Ok(round_robin_ring(&entry.ring, ring_size))
         }
@@ -79,8 +219,8 @@ pub(crate) fn build_ring(entry: &VipEntry, ring_size: u32) -> Result<Vec<u32>, S
 pub(crate) fn read_state(
     dataplane: &Dataplane,
     wanted: &DataplaneState,
-) -> Result<DataplaneState, String> {
-    let text = |e: DataplaneError| e.to_string();
+) -> Result<DataplaneState, ProgramError> {
+    let text = |source: DataplaneError| ProgramError::ReadBack { source };
     let mut state = DataplaneState {
         icmp: Some(dataplane.icmp().map_err(text)?),
         ..DataplaneState::default()
@@ -100,8 +240,9 @@ pub(crate) fn read_state(
                     .vip_ring(&key)
                     .map_err(text)?
                     .map(|(_, slots)| slots);
-                let expected = build_ring(entry, dataplane.ring_size())?;
-                if held.as_ref() == Some(&expected) {
+                // A ring that cannot be built is not held: it is set again (and fails there).
+                let expected = build_ring(entry, dataplane.ring_size()).ok();
+                if held.is_some() && held == expected {
                     state.vips.insert(key, entry.clone());
                 }
             }

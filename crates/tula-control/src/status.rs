@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use tula_config::{Config, DsrType, Vip};
-use tula_dataplane::{Dataplane, Traffic};
+use tula_dataplane::{Dataplane, DataplaneError, Traffic};
 
 use crate::health::Health;
 use crate::ids::Ids;
@@ -18,20 +18,19 @@ pub(crate) fn status(
     ids: &Ids,
     health: &Health,
     dataplane: Option<&Dataplane>,
-) -> Result<Vec<VipStatus>, String> {
-    let text = |e: tula_dataplane::DataplaneError| e.to_string();
+) -> Result<Vec<VipStatus>, DataplaneError> {
     // Connection-table entries by (VIP id, backend id), counted in one pass.
     let mut flows: HashMap<(u32, u32), u64> = HashMap::new();
     if let Some(dataplane) = dataplane {
-        for (_, conn) in dataplane.conns().map_err(text)? {
+        for (_, conn) in dataplane.conns()? {
             *flows.entry((conn.vip, conn.backend)).or_default() += 1;
         }
     }
     let traffic = |id: Option<u32>,
                    read: fn(&Dataplane, u32) -> tula_dataplane::Result<Traffic>|
-     -> Result<Traffic, String> {
+     -> Result<Traffic, DataplaneError> {
         match (dataplane, id) {
-            (Some(dataplane), Some(id)) => read(dataplane, id).map_err(text),
+            (Some(dataplane), Some(id)) => read(dataplane, id),
             _ => Ok(Traffic::default()),
         }
     };
@@ -96,15 +95,19 @@ fn vip_path_mtu(
     vip: &Vip,
     dataplane: &Dataplane,
     seen: &mut HashMap<IpAddr, Option<u16>>,
-) -> Result<Option<u16>, String> {
+) -> Result<Option<u16>, DataplaneError> {
     let mut smallest: Option<u16> = None;
-    let addresses = vip.backends.iter().map(|b| b.address).chain(vip.sorry_backend);
+    let addresses = vip
+        .backends
+        .iter()
+        .map(|b| b.address)
+        .chain(vip.sorry_backend);
     for address in addresses {
         let IpAddr::V4(v4) = address else { continue };
         let mtu = match seen.get(&address) {
             Some(mtu) => *mtu,
             None => {
-                let mtu = dataplane.path_mtu(v4).map_err(|e| e.to_string())?;
+                let mtu = dataplane.path_mtu(v4)?;
                 seen.insert(address, mtu);
                 mtu
             }

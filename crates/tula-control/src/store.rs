@@ -11,6 +11,7 @@
 //! applies (and records) as the file the operator declared.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use tula_config::Config;
@@ -21,6 +22,8 @@ use crate::{ControlError, ControlOptions, RevisionInfo};
 pub(crate) struct Store {
     config_path: PathBuf,
     revisions_dir: PathBuf,
+    /// The newest revision's number (0 = none), read once at open.
+    latest: AtomicU64,
 }
 
 impl Store {
@@ -35,10 +38,63 @@ impl Store {
         {
             create_dir(dir)?;
         }
-        Ok(Store {
+        let store = Store {
             config_path: options.config_path.clone(),
             revisions_dir,
-        })
+            latest: AtomicU64::new(0),
+        };
+        let latest = store.numbers()?.last().copied().unwrap_or(0);
+        store.latest.store(latest, Ordering::SeqCst);
+        Ok(store)
+    }
+
+    /// The numbers of the revisions on disk, oldest first.
+    fn numbers(&self) -> Result<Vec<u64>, ControlError> {
+        let io = |source| ControlError::Io {
+            what: format!("listing {}", self.revisions_dir.display()),
+            source,
+        };
+        let mut numbers = Vec::new();
+        for entry in std::fs::read_dir(&self.revisions_dir).map_err(io)? {
+            let name = entry.map_err(io)?.file_name();
+            if let Some(number) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                numbers.push(number);
+            }
+        }
+        numbers.sort_unstable();
+        Ok(numbers)
+    }
+
+    /// Removes the oldest revisions beyond the newest `keep`, never
+    /// `protect` (the running one). Returns the numbers removed.
+    pub(crate) fn prune(&self, keep: usize, protect: u64) -> Result<Vec<u64>, ControlError> {
+        let numbers = self.numbers()?;
+        let excess = numbers.len().saturating_sub(keep.max(1));
+        let mut pruned = Vec::new();
+        for &number in numbers.iter().take(excess) {
+            if number == protect {
+                continue;
+            }
+            // The JSON goes first: without it the revision no longer exists.
+            for path in [self.meta_path(number), self.config_revision_path(number)] {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(source) => {
+                        return Err(ControlError::Io {
+                            what: format!("pruning {}", path.display()),
+                            source,
+                        })
+                    }
+                }
+            }
+            pruned.push(number);
+        }
+        Ok(pruned)
     }
 
     pub(crate) fn config_path(&self) -> &Path {
@@ -62,20 +118,8 @@ impl Store {
 
     /// Every revision, oldest first.
     pub(crate) fn history(&self) -> Result<Vec<RevisionInfo>, ControlError> {
-        let io = |source| ControlError::Io {
-            what: format!("listing {}", self.revisions_dir.display()),
-            source,
-        };
         let mut revisions = Vec::new();
-        for entry in std::fs::read_dir(&self.revisions_dir).map_err(io)? {
-            let name = entry.map_err(io)?.file_name();
-            let Some(number) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".json"))
-                .and_then(|n| n.parse::<u64>().ok())
-            else {
-                continue;
-            };
+        for number in self.numbers()? {
             match self.info(number) {
                 Ok(info) => revisions.push(info),
                 // One unreadable revision must not hide the others.
@@ -84,16 +128,18 @@ impl Store {
                 }
             }
         }
-        revisions.sort_by_key(|r| r.number);
         Ok(revisions)
     }
 
     /// The newest revision, if any.
     pub(crate) fn latest(&self) -> Result<Option<RevisionInfo>, ControlError> {
-        Ok(self.history()?.pop())
+        match self.latest.load(Ordering::SeqCst) {
+            0 => Ok(None),
+            number => self.info(number).map(Some),
+        }
     }
 
-    fn info(&self, number: u64) -> Result<RevisionInfo, ControlError> {
+    pub(crate) fn info(&self, number: u64) -> Result<RevisionInfo, ControlError> {
         let path = self.meta_path(number);
         let text = read_if_exists(&path)?.ok_or(ControlError::NoSuchRevision(number))?;
         serde_json::from_str(&text).map_err(|e| ControlError::Io {
@@ -125,7 +171,7 @@ impl Store {
         summary: Vec<String>,
         write_config_file: bool,
     ) -> Result<RevisionInfo, ControlError> {
-        let number = self.latest()?.map_or(1, |r| r.number + 1);
+        let number = self.latest.load(Ordering::SeqCst) + 1;
         if write_config_file {
             write_atomic(&self.config_path, text.as_bytes())?;
         }
@@ -138,6 +184,7 @@ impl Store {
         };
         let meta = serde_json::to_vec_pretty(&info).expect("a revision's info always encodes");
         write_atomic(&self.meta_path(number), &meta)?;
+        self.latest.store(number, Ordering::SeqCst);
         Ok(info)
     }
 

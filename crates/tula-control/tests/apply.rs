@@ -456,7 +456,7 @@ backends = [{ address = "198.18.100.20" }, { address = "198.18.100.21" }]
 "#;
 
 #[test]
-fn a_data_plane_failure_rolls_back_to_exactly_what_ran() {
+fn a_config_beyond_the_loaded_data_plane_is_refused_and_changes_nothing() {
     let lab = Lab::new("rollback");
     let control = lab.start();
     // The data plane is loaded with 4 VIP ids and 8 backend ids.
@@ -466,22 +466,22 @@ fn a_data_plane_failure_rolls_back_to_exactly_what_ran() {
     let before = lab.snapshot();
     let api_before = before.vip("203.0.113.12".parse().unwrap(), 443).clone();
 
-    let expect_rollback = |config: tula_config::Config, needle: &str| {
+    // Refused before anything is programmed (the capacity error names the
+    // limit); a data-plane failure part way is rolled back, see the
+    // injected-failure tests in src/writer_tests.rs.
+    let expect_refused = |config: tula_config::Config, needle: &str| {
         match lab.run(|| control.apply(config, "test")) {
-            Err(ControlError::Dataplane {
-                message,
-                rolled_back_to,
-            }) => {
-                assert_eq!(rolled_back_to, 1);
+            Err(ControlError::Capacity(error)) => {
+                let message = error.to_string();
                 assert!(
                     message.contains(needle),
                     "message {message:?} does not name {needle:?}"
                 );
             }
-            other => panic!("expected a rolled-back data-plane failure, got {other:?}"),
+            other => panic!("expected a capacity error, got {other:?}"),
         }
         let after = lab.snapshot();
-        after.assert_same(&before, Same::Contents, "after the rollback");
+        after.assert_same(&before, Same::Contents, "after the refusal");
         assert!(
             after.vip("203.0.113.12".parse().unwrap(), 443) == &api_before,
             "an untouched VIP was rewritten"
@@ -491,8 +491,7 @@ fn a_data_plane_failure_rolls_back_to_exactly_what_ran() {
         assert_eq!(control.history().unwrap().len(), 1);
     };
 
-    // A config that asks for more VIPs than the loaded data plane has ids for:
-    // the web ring and two new VIPs are programmed before the fifth VIP fails.
+    // A config that asks for more VIPs than the loaded data plane has ids for.
     let mut more_vips = lab.config_with("max_vips = 16\nmax_backends = 8\n", ROLLBACK_BASE);
     more_vips.vips[0].backends[0].weight = 5;
     for (i, n) in [(20u8, 30u8), (21, 31), (22, 32)] {
@@ -503,18 +502,21 @@ fn a_data_plane_failure_rolls_back_to_exactly_what_ran() {
         vip.backends[0].address = routed(n).into();
         more_vips.vips.push(vip);
     }
-    expect_rollback(more_vips, "id 4 is out of range (max_vips is 4)");
+    expect_refused(
+        more_vips,
+        "all 4 are in use (max_vips of the loaded data plane)",
+    );
 
-    // More backends than the loaded backend table: ids 5 to 7 are set before 8 fails.
+    // More backends than the loaded backend table.
     let mut more_backends = lab.config_with("max_vips = 4\nmax_backends = 16\n", ROLLBACK_BASE);
     for n in 40..46 {
         let mut backend = more_backends.vips[0].backends[0].clone();
         backend.address = routed(n).into();
         more_backends.vips[0].backends.push(backend);
     }
-    expect_rollback(
+    expect_refused(
         more_backends,
-        "backend id 8 is out of range (max_backends is 8)",
+        "all 8 are in use (max_backends of the loaded data plane)",
     );
 
     // And the next valid change applies normally.

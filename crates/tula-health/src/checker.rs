@@ -396,19 +396,11 @@ fn spread(key: &(String, IpAddr), interval: Duration) -> Duration {
 async fn watch_config(shared: Arc<Shared>) {
     let mut seen = None;
     loop {
-        let control = shared.control.clone();
-        match tokio::task::spawn_blocking(move || (control.running_revision(), control)).await {
-            Ok((revision, control)) if seen != Some(revision) => {
-                match tokio::task::spawn_blocking(move || control.running()).await {
-                    Ok((revision, config)) => {
-                        shared.reconcile(&config).await;
-                        seen = Some(revision);
-                    }
-                    Err(e) => error!(error = %e, "reading the running config"),
-                }
-            }
-            Ok(_) => {}
-            Err(e) => error!(error = %e, "reading the running revision"),
+        // The published snapshot: no copy of the config, no lock.
+        let snapshot = shared.control.snapshot();
+        if seen != Some(snapshot.revision()) {
+            shared.reconcile(snapshot.config()).await;
+            seen = Some(snapshot.revision());
         }
         tokio::select! {
             _ = shared.reload.notified() => {}
@@ -442,14 +434,10 @@ async fn program_verdicts(control: Arc<Control>, mut verdicts: mpsc::UnboundedRe
             match &result {
                 // The config changed under these verdicts: keep those for backends still in it.
                 Err(ControlError::NoSuchVip(_) | ControlError::NoSuchBackend { .. }) => {
-                    let (_, config) = control_now.running();
+                    let snapshot = control_now.snapshot();
                     let kept = batch
                         .into_iter()
-                        .filter(|((vip, address), _)| {
-                            config
-                                .vip(vip)
-                                .is_some_and(|v| v.backends.iter().any(|b| b.address == *address))
-                        })
+                        .filter(|((vip, address), _)| snapshot.backend(vip, *address).is_some())
                         .collect();
                     (result, kept)
                 }

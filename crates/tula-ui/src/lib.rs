@@ -166,6 +166,7 @@ impl IntoResponse for UiError {
             status,
             message,
             errors,
+            ..
         } = self.0;
         let body = html! {
             h1 { (status.canonical_reason().unwrap_or("Error")) }

@@ -236,10 +236,10 @@ pub(crate) async fn page(
     let body = ui
         .app
         .blocking(move |state| {
-            let (revision, config) = state.control.running();
-            let status = state.control.status()?;
+            let snapshot = state.control.snapshot();
+            let status = snapshot.status()?;
             let drift = SavedDrift::read(&state.control);
-            Ok(render_list(state, &query, revision, &config, &status, &drift))
+            Ok(render_list(state, &query, snapshot.revision(), snapshot.config(), &status, &drift))
         })
         .await?;
     let page = Page::new("L4 Virtual IPs", Section::Vips, &session).crumb("L4 Virtual IPs", None);
@@ -428,8 +428,9 @@ pub(crate) async fn status_json(
 ) -> Result<Json<Value>, tula_api::ApiError> {
     ui.app
         .blocking(|state| {
-            let (revision, config) = state.control.running();
-            let status = state.control.status()?;
+            let snapshot = state.control.snapshot();
+            let (revision, config) = (snapshot.revision(), snapshot.config());
+            let status = snapshot.status()?;
             let drift = SavedDrift::read(&state.control);
             let mut vips = Map::new();
             for vip in &status {

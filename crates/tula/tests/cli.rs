@@ -161,6 +161,58 @@ fn operator_commands_against_a_running_daemon() {
     let shown = daemon.ok(&["config", "show", "1"]);
     assert!(shown.starts_with("# revision 1, "), "{shown}");
 
+    // Optimistic concurrency: a change based on revision 5 while 6 runs changes nothing
+    // and says what changed since.
+    let stale = daemon.run(&[
+        "backend",
+        "drain",
+        "web",
+        "198.18.100.3",
+        "--if-revision",
+        "5",
+    ]);
+    assert!(!stale.status.success());
+    let refused = stderr(&stale);
+    assert!(
+        refused.contains("the running config is revision 6, not 5"),
+        "{refused}"
+    );
+    assert!(refused.contains("revision 6 (rollback to 1):"), "{refused}");
+    assert!(daemon
+        .ok(&["config", "history"])
+        .lines()
+        .last()
+        .unwrap()
+        .starts_with("6* "));
+    let drained = daemon.ok(&[
+        "backend",
+        "drain",
+        "web",
+        "198.18.100.3",
+        "--if-revision",
+        "6",
+    ]);
+    assert!(drained.contains("(revision 7)"), "{drained}");
+    // A file shown at revision 6 is based on it: applying it after 7 needs --force.
+    let running = daemon.ok(&["config", "show"]);
+    assert!(running.starts_with("# running revision 7\n"), "{running}");
+    let based = daemon.write(
+        "based.toml",
+        &running.replace("# running revision 7", "# running revision 6"),
+    );
+    let stale = daemon.run(&["apply", "-f", path_str(&based)]);
+    assert!(!stale.status.success());
+    assert!(
+        stderr(&stale).contains("not 6 as the change assumed"),
+        "{}",
+        stderr(&stale)
+    );
+    let forced = daemon.ok(&["apply", "-f", path_str(&based), "--force"]);
+    assert!(
+        forced.starts_with("applied revision 7 "),
+        "no new revision: {forced}"
+    );
+
     let watch = daemon.ok(&["stats", "--watch", "0.2", "--count", "2", "--json"]);
     let reports: Vec<Value> = watch
         .lines()

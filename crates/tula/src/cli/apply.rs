@@ -16,8 +16,14 @@ pub struct FileArgs {
     #[command(flatten)]
     client: ClientArgs,
     /// The config file (TOML, like /etc/tula/tula.toml); `-` reads standard input.
+    /// A first line `# running revision N` (as `tula config show` writes it)
+    /// names the revision the file was based on: if another change was made
+    /// since, apply refuses it (see --force).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     file: PathBuf,
+    /// Apply even if the file is based on an older revision than the running one.
+    #[arg(long)]
+    force: bool,
 }
 
 impl FileArgs {
@@ -42,7 +48,10 @@ pub fn apply(args: FileArgs) -> anyhow::Result<ExitCode> {
         .call(
             Method::PUT,
             "/api/config",
-            &[("source", &source)],
+            &[
+                ("source", source.as_str()),
+                ("force", if args.force { "true" } else { "false" }),
+            ],
             Some(Payload::Toml(text)),
         )
         .with_context(|| format!("applying {}", args.file.display()))?;

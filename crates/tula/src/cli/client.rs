@@ -28,6 +28,10 @@ pub struct ClientArgs {
     /// Print the daemon's JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Change only if the running config is still revision N (sent as
+    /// If-Match); otherwise nothing changes and the changes since are shown.
+    #[arg(long, value_name = "N", global = true)]
+    pub if_revision: Option<u64>,
 }
 
 /// A request body.
@@ -42,6 +46,8 @@ pub struct Client {
     /// Where the daemon is, for errors: the socket's path or the URL.
     reached_at: String,
     token: Option<String>,
+    /// `If-Match` for every change.
+    if_match: Option<String>,
 }
 
 impl Client {
@@ -69,6 +75,7 @@ impl Client {
             base,
             reached_at,
             token: args.token.clone().filter(|t| !t.is_empty()),
+            if_match: args.if_revision.map(|n| format!("\"{n}\"")),
         }
     }
 
@@ -123,6 +130,9 @@ impl Client {
                 request = request.header("Authorization", authorization);
             }
             // Changes go as JSON (TOML for a config): the daemon refuses other types.
+            if let Some(if_match) = &self.if_match {
+                request = request.header("If-Match", if_match);
+            }
             match payload {
                 None => request.content_type("application/json").send_empty(),
                 Some(Payload::Json(value)) => request.send_json(value),
@@ -179,6 +189,19 @@ fn read<T: DeserializeOwned>(
     if status == 401 {
         message.push_str("\n  (pass the token with --token or TULA_TOKEN, or run the command on the balancer, over its socket)");
     }
+    if status == 412 {
+        message.push_str("\n  changes since:");
+        for change in body["changes"].as_array().into_iter().flatten() {
+            message.push_str(&format!(
+                "\n  revision {} ({}):",
+                change["number"],
+                change["source"].as_str().unwrap_or_default()
+            ));
+            for line in change["summary"].as_array().into_iter().flatten() {
+                message.push_str(&format!("\n    {}", line.as_str().unwrap_or_default()));
+            }
+        }
+    }
     Err(anyhow!(message))
 }
 
@@ -226,6 +249,7 @@ mod tests {
             socket: PathBuf::from(tula_api::DEFAULT_SOCKET_PATH),
             token: None,
             json: false,
+            if_revision: None,
         });
         let numbers: Vec<u8> = client.get("/api/status").unwrap();
         assert_eq!(numbers.len(), 6_000_001);

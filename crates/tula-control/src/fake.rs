@@ -1,0 +1,107 @@
+//! A recording fake of the data plane for unit tests: it keeps what it was
+//! told to hold, logs every operation, and fails the operations a test names.
+
+use std::sync::{Arc, Mutex};
+
+use tula_dataplane::{Dataplane, DataplaneError};
+
+use crate::plan::{DataplaneState, Op};
+use crate::program::{ProgramError, Programmer};
+
+/// What a test sees of its fake (shared with the fake the writer owns).
+#[derive(Default)]
+pub(crate) struct FakeLog {
+    /// Every operation run, as `tula` logs it.
+    pub ops: Vec<String>,
+    /// What the fake holds now.
+    pub held: DataplaneState,
+    /// An operation whose text contains this fails (once per match).
+    pub fail_on: Option<String>,
+    /// How many times the data plane was loaded.
+    pub loads: usize,
+}
+
+pub(crate) struct Fake {
+    pub log: Arc<Mutex<FakeLog>>,
+    pub max_vips: u32,
+    pub max_backends: u32,
+}
+
+impl Programmer for Fake {
+    fn run(&mut self, ops: &[Op]) -> Result<(), ProgramError> {
+        let mut log = self.log.lock().unwrap();
+        for op in ops {
+            let text = op.to_string();
+            if log.fail_on.as_deref().is_some_and(|f| text.contains(f)) {
+                return Err(ProgramError::Injected {
+                    op: text,
+                    message: "injected failure".into(),
+                });
+            }
+            let held = &mut log.held;
+            match op {
+                Op::Attach(ifname) => {
+                    held.interfaces
+                        .insert(ifname.clone(), Some(Default::default()));
+                }
+                Op::SetInterface(ifname, spec) => {
+                    held.interfaces.insert(ifname.clone(), Some(spec.clone()));
+                }
+                Op::Detach(ifname) => {
+                    held.interfaces.remove(ifname);
+                }
+                Op::SetBackend(id, backend) => {
+                    held.backends.insert(*id, *backend);
+                }
+                Op::RemoveBackend(id) => {
+                    held.backends.remove(id);
+                }
+                Op::SetVip(key, entry) => {
+                    held.vips.insert(*key, entry.clone());
+                }
+                Op::RemoveVip(key, _) => {
+                    held.vips.remove(key);
+                }
+                Op::SetIcmp(icmp) => held.icmp = Some(*icmp),
+            }
+            log.ops.push(text);
+        }
+        Ok(())
+    }
+
+    fn read_state(&self, _wanted: &DataplaneState) -> Result<DataplaneState, ProgramError> {
+        Ok(self.log.lock().unwrap().held.clone())
+    }
+
+    fn ring_size(&self) -> u32 {
+        251
+    }
+
+    fn max_vips(&self) -> u32 {
+        self.max_vips
+    }
+
+    fn max_backends(&self) -> u32 {
+        self.max_backends
+    }
+
+    fn attached(&self) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .held
+            .interfaces
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn reader(&self) -> Option<Arc<Dataplane>> {
+        None
+    }
+
+    fn teardown(self: Box<Self>) -> Result<(), DataplaneError> {
+        self.log.lock().unwrap().held = DataplaneState::default();
+        Ok(())
+    }
+}

@@ -1,0 +1,225 @@
+//! [`Snapshot`]: the running model of one revision, built once when it is
+//! published and shared by every reader (API handlers, the UI, `/metrics`,
+//! the health checker) without a lock: the config, indexes over it, the
+//! backend ids, health, and a read handle on the data plane. Readers hold an
+//! `Arc` and never clone or re-serialise the whole config: its JSON is
+//! encoded at most once per revision.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
+
+use tula_config::{Backend, Config, Protocol, Vip};
+use tula_dataplane::{Counters, Dataplane};
+
+use crate::health::Health;
+use crate::ids::Ids;
+use crate::plan::ring_members;
+use crate::{status, ControlError, Serving, VipServing, VipStatus};
+
+/// A config with its indexes, shared by every snapshot of the same revision
+/// (a health change publishes a new snapshot over the same model).
+pub(crate) struct Model {
+    pub config: Config,
+    /// The redacted settings outside the VIPs, as JSON (what a delta compares).
+    pub globals: serde_json::Map<String, serde_json::Value>,
+    by_name: HashMap<String, usize>,
+    by_socket: HashMap<(IpAddr, u16, Protocol), usize>,
+    /// Per VIP (same positions as `config.vips`), its backends by address.
+    backends: Vec<HashMap<IpAddr, usize>>,
+    config_json: OnceLock<Arc<str>>,
+    vips_json: OnceLock<Arc<str>>,
+}
+
+impl Model {
+    pub(crate) fn new(mut config: Config) -> Model {
+        let globals = crate::diff::globals_tree(&mut config);
+        let by_name = config
+            .vips
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.name.clone(), i))
+            .collect();
+        let by_socket = config
+            .vips
+            .iter()
+            .enumerate()
+            .map(|(i, v)| ((v.address, v.port, v.protocol), i))
+            .collect();
+        let backends = config
+            .vips
+            .iter()
+            .map(|v| {
+                v.backends
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| (b.address, i))
+                    .collect()
+            })
+            .collect();
+        Model {
+            config,
+            globals,
+            by_name,
+            by_socket,
+            backends,
+            config_json: OnceLock::new(),
+            vips_json: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn vip_index(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    pub(crate) fn vip(&self, name: &str) -> Option<&Vip> {
+        self.vip_index(name).map(|i| &self.config.vips[i])
+    }
+
+    pub(crate) fn backend(&self, vip: &str, address: IpAddr) -> Option<&Backend> {
+        let i = self.vip_index(vip)?;
+        let j = *self.backends[i].get(&address)?;
+        Some(&self.config.vips[i].backends[j])
+    }
+}
+
+/// What runs now: one revision's config, indexed, with health and ids.
+pub struct Snapshot {
+    revision: u64,
+    pub(crate) model: Arc<Model>,
+    pub(crate) ids: Arc<Ids>,
+    pub(crate) health: Arc<Health>,
+    /// A second handle on the pinned maps, for reading counters and the
+    /// connection table without the writer.
+    pub(crate) reader: Option<Arc<Dataplane>>,
+    /// Whether a data plane is loaded or adopted.
+    loaded: bool,
+}
+
+impl Snapshot {
+    pub(crate) fn new(
+        revision: u64,
+        model: Arc<Model>,
+        ids: Arc<Ids>,
+        health: Arc<Health>,
+        reader: Option<Arc<Dataplane>>,
+        loaded: bool,
+    ) -> Snapshot {
+        Snapshot {
+            revision,
+            model,
+            ids,
+            health,
+            reader,
+            loaded,
+        }
+    }
+
+    /// The running revision (0 = nothing applied yet).
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// The running config.
+    pub fn config(&self) -> &Config {
+        &self.model.config
+    }
+
+    /// VIP `name`, found through the index.
+    pub fn vip(&self, name: &str) -> Option<&Vip> {
+        self.model.vip(name)
+    }
+
+    /// The VIP listening on `address:port/protocol`.
+    pub fn vip_at(&self, address: IpAddr, port: u16, protocol: Protocol) -> Option<&Vip> {
+        let i = *self.model.by_socket.get(&(address, port, protocol))?;
+        Some(&self.model.config.vips[i])
+    }
+
+    /// Backend `address` of VIP `vip`.
+    pub fn backend(&self, vip: &str, address: IpAddr) -> Option<&Backend> {
+        self.model.backend(vip, address)
+    }
+
+    /// Backend `address` of VIP `vip`'s data-plane id.
+    pub fn backend_id(&self, vip: &str, address: IpAddr) -> Option<u32> {
+        self.ids.backend(vip, &address)
+    }
+
+    /// Whether the health checker last saw the backend up (true until it reports).
+    pub fn is_healthy(&self, vip: &str, address: IpAddr) -> bool {
+        self.health.is_up(vip, address)
+    }
+
+    /// The config as JSON, the API token redacted: encoded once per revision.
+    pub fn config_json(&self) -> Arc<str> {
+        self.model
+            .config_json
+            .get_or_init(|| {
+                serde_json::to_string(&self.model.config.redacted())
+                    .expect("a config always encodes")
+                    .into()
+            })
+            .clone()
+    }
+
+    /// The VIPs as a JSON array: encoded once per revision.
+    pub fn vips_json(&self) -> Arc<str> {
+        self.model
+            .vips_json
+            .get_or_init(|| {
+                serde_json::to_string(&self.model.config.vips)
+                    .expect("a VIP always encodes")
+                    .into()
+            })
+            .clone()
+    }
+
+    /// Per-VIP and per-backend status: the connection table is walked here,
+    /// by the caller, with no lock held.
+    pub fn status(&self) -> Result<Vec<VipStatus>, ControlError> {
+        status::status(
+            &self.model.config,
+            &self.ids,
+            &self.health,
+            self.reader.as_deref(),
+        )
+        .map_err(|source| ControlError::DataplaneIo {
+            pin_dir: self.model.config.pin_dir.clone(),
+            message: source.to_string(),
+        })
+    }
+
+    /// What this node can serve, without reading any map: whether a data
+    /// plane is loaded, where it is attached, and where each VIP's new flows
+    /// go. Cheap enough to poll (the BGP announcer does).
+    pub fn serving(&self) -> Serving {
+        let config = &self.model.config;
+        Serving {
+            loaded: self.loaded,
+            interfaces: config.interfaces.clone(),
+            vips: config
+                .vips
+                .iter()
+                .map(|vip| VipServing {
+                    name: vip.name.clone(),
+                    address: vip.address,
+                    new_flows: ring_members(vip, &self.health).0,
+                })
+                .collect(),
+        }
+    }
+
+    /// The data plane's global counters (all zero before anything is loaded).
+    pub fn counters(&self) -> Result<Counters, ControlError> {
+        match &self.reader {
+            None => Ok(Counters::default()),
+            Some(reader) => reader
+                .counters()
+                .map_err(|source| ControlError::DataplaneIo {
+                    pin_dir: self.model.config.pin_dir.clone(),
+                    message: source.to_string(),
+                }),
+        }
+    }
+}

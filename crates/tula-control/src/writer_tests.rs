@@ -1,0 +1,397 @@
+//! The writer's logic against the recording fake data plane: coalescing,
+//! conflicts, retention, capacity, rollback and store consistency after a
+//! failure at each step. No kernel, no root.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use tula_config::{BackendState, Config};
+
+use crate::control::{Command, Control, Edit, EditRefused};
+use crate::fake::{Fake, FakeLog};
+use crate::{ControlError, ControlOptions, IdKind, RevisionInfo};
+
+struct Setup {
+    dir: PathBuf,
+    log: Arc<Mutex<FakeLog>>,
+    control: Option<Control>,
+}
+
+impl Setup {
+    fn new(name: &str, max_backends: u32) -> Setup {
+        let dir = std::env::temp_dir().join(format!("tula-writer-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let log: Arc<Mutex<FakeLog>> = Arc::default();
+        let mut setup = Setup {
+            dir,
+            log,
+            control: None,
+        };
+        setup.start(max_backends);
+        setup
+    }
+
+    fn start(&mut self, max_backends: u32) {
+        let log = self.log.clone();
+        let loader = Box::new(move |_: &Config| {
+            log.lock().unwrap().loads += 1;
+            let fake = Fake {
+                log: log.clone(),
+                max_vips: 64,
+                max_backends,
+            };
+            Ok((Box::new(fake) as Box<dyn crate::program::Programmer>, false))
+        });
+        self.control = Some(Control::start_with(self.options(), loader).unwrap());
+    }
+
+    fn options(&self) -> ControlOptions {
+        ControlOptions {
+            config_path: self.dir.join("etc/tula.toml"),
+            state_dir: self.dir.join("state"),
+        }
+    }
+
+    fn control(&self) -> &Control {
+        self.control.as_ref().unwrap()
+    }
+
+    fn ops(&self) -> Vec<String> {
+        self.log.lock().unwrap().ops.clone()
+    }
+
+    fn config_file(&self) -> String {
+        std::fs::read_to_string(self.dir.join("etc/tula.toml")).unwrap_or_default()
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        drop(self.control.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `vips` VIPs of `backends` backends each, with extra global keys.
+fn config(vips: u32, backends: u32, globals: &str) -> Config {
+    let mut text = format!("interfaces = [\"lo\"]\n{globals}\n");
+    for v in 0..vips {
+        text.push_str(&format!(
+            "[[vip]]\nname = \"web{v}\"\naddress = \"203.0.113.{}\"\nport = 80\nbackends = [",
+            v + 1
+        ));
+        for b in 0..backends {
+            text.push_str(&format!("{{ address = \"198.18.{v}.{}\" }}, ", b + 2));
+        }
+        text.push_str("]\n");
+    }
+    Config::from_toml_str(&text).unwrap()
+}
+
+fn backend(v: u32, b: u32) -> IpAddr {
+    format!("198.18.{v}.{}", b + 2).parse().unwrap()
+}
+
+/// An edit that drains backend `b` of VIP `web{v}`.
+fn drain(v: u32, b: u32, based_on: Option<u64>) -> Edit {
+    let vip = format!("web{v}");
+    let address = backend(v, b);
+    Edit {
+        source: format!("drain {vip}/{address}"),
+        based_on,
+        vip: Some(vip.clone()),
+        change: Box::new(move |config: &mut Config| {
+            let declared = config
+                .vips
+                .iter_mut()
+                .find(|x| x.name == vip)
+                .ok_or_else(|| EditRefused(format!("no VIP {vip}")))?;
+            let backend = declared
+                .backends
+                .iter_mut()
+                .find(|x| x.address == address)
+                .ok_or_else(|| EditRefused(format!("no backend {address}")))?;
+            backend.state = BackendState::Drain;
+            Ok(())
+        }),
+    }
+}
+
+/// Holds the writer busy until the returned sender is dropped or sent to.
+fn hold_writer(control: &Control) -> mpsc::Sender<()> {
+    let (release, gate) = mpsc::channel::<()>();
+    let (started, busy) = mpsc::channel();
+    control.submit(Command::Health {
+        verdicts: Vec::new(),
+        reply: Box::new(move |_| {
+            started.send(()).unwrap();
+            let _ = gate.recv();
+        }),
+    });
+    busy.recv().unwrap();
+    release
+}
+
+/// Submits `edits` while the writer is held, then lets it go: they wait together.
+fn submit_together(control: &Control, edits: Vec<Edit>) -> Vec<Result<RevisionInfo, ControlError>> {
+    let release = hold_writer(control);
+    let (sender, replies) = mpsc::channel();
+    for (i, edit) in edits.into_iter().enumerate() {
+        let sender = sender.clone();
+        control.submit(Command::Edit(
+            edit,
+            Box::new(move |r| sender.send((i, r)).unwrap()),
+        ));
+    }
+    drop(sender);
+    release.send(()).unwrap();
+    let mut replies: Vec<_> = replies.iter().collect();
+    replies.sort_by_key(|(i, _)| *i);
+    replies.into_iter().map(|(_, r)| r).collect()
+}
+
+const DRAINS: [(u32, u32); 6] = [(0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (3, 6)];
+
+#[test]
+fn coalesced_concurrent_edits_all_land_in_one_revision() {
+    let setup = Setup::new("coalesce", 4096);
+    let control = setup.control();
+    let first = control.apply(config(6, 10, ""), "test").unwrap();
+    let before = setup.ops().len();
+    let edits = DRAINS.iter().map(|&(v, b)| drain(v, b, None)).collect();
+    let replies = submit_together(control, edits);
+    let numbers: Vec<u64> = replies.iter().map(|r| r.as_ref().unwrap().number).collect();
+    assert_eq!(numbers, vec![first.number + 1; DRAINS.len()]);
+    let snapshot = control.snapshot();
+    assert_eq!(snapshot.revision(), first.number + 1);
+    for (v, b) in DRAINS {
+        let state = snapshot
+            .backend(&format!("web{v}"), backend(v, b))
+            .unwrap()
+            .state;
+        assert_eq!(state, BackendState::Drain, "web{v}/{}", backend(v, b));
+    }
+    let history = control.history().unwrap();
+    assert_eq!(history.len(), 2);
+    assert!(
+        history[1].source.starts_with("6 edits: drain web0/"),
+        "{}",
+        history[1].source
+    );
+    assert_eq!(history[1].summary.len(), 6, "{:?}", history[1].summary);
+    // Only the four touched VIPs' rings were set again; web4 and web5 were not touched.
+    let programmed = setup.ops()[before..].to_vec();
+    let rings: Vec<&String> = programmed
+        .iter()
+        .filter(|op| op.starts_with("setting VIP"))
+        .collect();
+    assert_eq!(rings.len(), 4, "{programmed:#?}");
+    assert!(!programmed
+        .iter()
+        .any(|op| op.contains("web4") || op.contains("web5")));
+    // The file and the revision say the same.
+    let saved = Config::from_toml_str(&setup.config_file()).unwrap();
+    assert_eq!(&saved, snapshot.config());
+}
+
+#[test]
+fn edits_of_one_vip_based_on_one_revision_conflict_instead_of_overwriting() {
+    let setup = Setup::new("overlap", 4096);
+    let control = setup.control();
+    let first = control.apply(config(2, 4, ""), "test").unwrap();
+    let base = Some(first.number);
+    let replies = submit_together(
+        control,
+        vec![drain(0, 1, base), drain(0, 2, base), drain(1, 1, base)],
+    );
+    let landed = replies[0].as_ref().unwrap().number;
+    assert_eq!(
+        replies[2].as_ref().unwrap().number,
+        landed,
+        "another VIP's edit coalesces"
+    );
+    match &replies[1] {
+        Err(ControlError::Conflict {
+            based_on,
+            running,
+            since,
+        }) => {
+            assert_eq!((*based_on, *running), (first.number, landed));
+            assert_eq!(since.iter().map(|r| r.number).collect::<Vec<_>>(), [landed]);
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let state = control
+        .snapshot()
+        .backend("web0", backend(0, 2))
+        .unwrap()
+        .state;
+    assert_eq!(
+        state,
+        BackendState::Active,
+        "the conflicting edit changed nothing"
+    );
+}
+
+#[test]
+fn a_stale_based_on_changes_nothing() {
+    let setup = Setup::new("stale", 4096);
+    let control = setup.control();
+    let first = control.apply(config(1, 4, ""), "test").unwrap();
+    let second = control.apply(config(2, 4, ""), "test").unwrap();
+    let ops = setup.ops();
+    let file = setup.config_file();
+    for result in [
+        control.edit(drain(0, 1, Some(first.number))),
+        control.apply_based_on(config(3, 4, ""), "test", Some(first.number)),
+        control.rollback_based_on(first.number, Some(first.number)),
+    ] {
+        match result {
+            Err(ControlError::Conflict { running, since, .. }) => {
+                assert_eq!(running, second.number);
+                assert_eq!(since, vec![second.clone()]);
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(setup.ops(), ops, "nothing was programmed");
+    assert_eq!(setup.config_file(), file);
+    assert_eq!(control.history().unwrap().len(), 2);
+    // Based on the running revision, it lands.
+    control.edit(drain(0, 1, Some(second.number))).unwrap();
+}
+
+#[test]
+fn retention_prunes_the_oldest_and_rollback_to_a_kept_revision_works() {
+    let setup = Setup::new("retention", 4096);
+    let control = setup.control();
+    for n in 1..=6 {
+        control
+            .apply(config(n, 2, "keep_revisions = 3"), "test")
+            .unwrap();
+    }
+    let kept: Vec<u64> = control
+        .history()
+        .unwrap()
+        .iter()
+        .map(|r| r.number)
+        .collect();
+    assert_eq!(kept, [4, 5, 6]);
+    let rolled = control.rollback(4).unwrap();
+    assert_eq!(rolled.number, 7);
+    assert_eq!(control.snapshot().config().vips.len(), 4);
+    assert!(matches!(
+        control.rollback(2),
+        Err(ControlError::NoSuchRevision(2))
+    ));
+    let kept: Vec<u64> = control
+        .history()
+        .unwrap()
+        .iter()
+        .map(|r| r.number)
+        .collect();
+    assert_eq!(kept, [5, 6, 7], "the running revision is never pruned");
+}
+
+#[test]
+fn running_out_of_backend_ids_is_a_capacity_error_naming_the_limit() {
+    // The loaded data plane has room for 6 backends; the config allows more.
+    let setup = Setup::new("capacity", 6);
+    let control = setup.control();
+    control.apply(config(1, 6, ""), "test").unwrap();
+    let ops = setup.ops();
+    match control.apply(config(2, 4, ""), "test") {
+        Err(ControlError::Capacity(error)) => {
+            assert_eq!((error.kind, error.limit), (IdKind::Backend, 6));
+            assert!(error.to_string().contains("max_backends"), "{error}");
+        }
+        other => panic!("expected a capacity error, got {other:?}"),
+    }
+    assert_eq!(setup.ops(), ops);
+    assert_eq!(control.running_revision(), 1);
+}
+
+/// After a failed change, the file, the revisions, the snapshot and the
+/// data plane all still say revision `number` with `config`.
+fn assert_unchanged(
+    setup: &Setup,
+    number: u64,
+    config: &Config,
+    held: &crate::plan::DataplaneState,
+) {
+    let control = setup.control();
+    assert_eq!(control.running_revision(), number);
+    assert_eq!(control.snapshot().config(), config);
+    assert_eq!(control.history().unwrap().last().unwrap().number, number);
+    assert_eq!(
+        &Config::from_toml_str(&setup.config_file()).unwrap(),
+        config
+    );
+    assert_eq!(&control.revision(number).unwrap(), config);
+    assert_eq!(
+        &setup.log.lock().unwrap().held,
+        held,
+        "the data plane holds the old state"
+    );
+}
+
+#[test]
+fn a_failed_data_plane_step_leaves_file_store_and_data_plane_as_before() {
+    let setup = Setup::new("program-fails", 4096);
+    let control = setup.control();
+    let old = config(2, 3, "");
+    let first = control.apply(old.clone(), "test").unwrap();
+    let held = setup.log.lock().unwrap().held.clone();
+    // Each step of the change fails in turn: a new backend, the new VIP's ring, an existing ring.
+    for step in ["setting backend", "setting VIP web2", "setting VIP web0"] {
+        setup.log.lock().unwrap().fail_on = Some(step.to_string());
+        let mut new = config(3, 3, "");
+        new.vips[0].backends[0].weight = 5;
+        match control.apply(new, "test") {
+            Err(ControlError::Dataplane { rolled_back_to, .. }) => assert_eq!(rolled_back_to, 1),
+            other => panic!("{step}: expected a data-plane error, got {other:?}"),
+        }
+        setup.log.lock().unwrap().fail_on = None;
+        assert_unchanged(&setup, first.number, &old, &held);
+    }
+    control.apply(config(3, 3, ""), "test").unwrap();
+}
+
+#[test]
+fn an_unwritable_store_leaves_file_store_and_data_plane_as_before() {
+    let setup = Setup::new("store-fails", 4096);
+    let control = setup.control();
+    let old = config(2, 3, "");
+    let first = control.apply(old.clone(), "test").unwrap();
+    let held = setup.log.lock().unwrap().held.clone();
+    // A file where the revisions directory was: even root cannot write a revision into it.
+    let revisions = setup.dir.join("state/revisions");
+    let aside = setup.dir.join("state/revisions.aside");
+    std::fs::rename(&revisions, &aside).unwrap();
+    std::fs::write(&revisions, "not a directory").unwrap();
+    let result = control.edit(drain(0, 1, None));
+    std::fs::remove_file(&revisions).unwrap();
+    std::fs::rename(&aside, &revisions).unwrap();
+    assert!(matches!(result, Err(ControlError::Io { .. })), "{result:?}");
+    assert_unchanged(&setup, first.number, &old, &held);
+    // With the store back, the same edit lands.
+    let ops = setup.ops().len();
+    let info = control.edit(drain(0, 1, None)).unwrap();
+    assert_eq!(info.number, first.number + 1);
+    assert!(setup.ops().len() > ops);
+}
+
+#[test]
+fn a_restart_after_a_failed_store_runs_the_same_ids() {
+    let mut setup = Setup::new("restart", 4096);
+    let old = config(2, 3, "");
+    setup.control().apply(old.clone(), "test").unwrap();
+    let held = setup.log.lock().unwrap().held.clone();
+    drop(setup.control.take());
+    setup.log.lock().unwrap().held = Default::default();
+    setup.start(4096);
+    assert_eq!(setup.control().running_revision(), 1);
+    assert_eq!(setup.log.lock().unwrap().held, held, "same ids, same rings");
+}
