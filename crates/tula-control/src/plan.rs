@@ -621,4 +621,82 @@ mod tests {
             ["198.18.9.9"]
         );
     }
+
+    /// A change planned from its delta (only the VIPs it touched) gives the
+    /// same data-plane state, and the same change list, as the whole config.
+    #[test]
+    fn a_delta_plans_and_lists_what_the_whole_config_would() {
+        use crate::diff::{diff, Delta};
+        use crate::ids::Limits;
+        use crate::snapshot::Model;
+        type Change = fn(&mut Config);
+        let cases: [(&str, Change, &[&str]); 6] = [
+            ("weight", |c| c.vips[0].backends[1].weight = 4, &["web"]),
+            (
+                "replace a backend",
+                |c| {
+                    c.vips[0].backends.remove(0);
+                    let mut added = c.vips[0].backends[0].clone();
+                    added.address = "198.18.3.9".parse().unwrap();
+                    c.vips[0].backends.push(added);
+                },
+                &["web"],
+            ),
+            ("remove a VIP", |c| drop(c.vips.remove(1)), &["dns"]),
+            (
+                "add a VIP",
+                |c| {
+                    let mut added = c.vips[0].clone();
+                    added.name = "api".into();
+                    added.address = "203.0.113.12".parse().unwrap();
+                    c.vips.push(added);
+                },
+                &["api"],
+            ),
+            (
+                "move a VIP",
+                |c| c.vips[1].address = "203.0.113.20".parse().unwrap(),
+                &["dns"],
+            ),
+            (
+                "sorry backend",
+                |c| {
+                    c.vips[0].all_down = AllDown::Sorry;
+                    c.vips[0].sorry_backend = Some("198.18.9.9".parse().unwrap());
+                },
+                &["web"],
+            ),
+        ];
+        let base = config(r#"{ address = "198.18.3.2" }, { address = "198.18.3.3" }"#);
+        let health = Health::default();
+        let mut ids = Ids::default();
+        let held = state(&base, &mut ids, &health);
+        let old = Model::new(base.clone());
+        for (name, change, touched) in cases {
+            let mut changed = base.clone();
+            change(&mut changed);
+            let new = Model::new(changed);
+            let delta = Delta::between(&old, &new);
+            assert!(!delta.globals, "{name}");
+            let mut names: Vec<&str> = delta.old.iter().chain(&delta.new).map(|v| v.name.as_str()).collect();
+            names.dedup();
+            assert_eq!(names, touched, "{name}: the touched VIPs");
+            let new_ids = ids
+                .assign_touched(&delta.old, &delta.new, Limits::of(&base))
+                .unwrap();
+            let new_health = health.settled_touched(&delta.new, &delta.removed);
+            let planned =
+                plan_touched(&held, &delta.old, &delta.new, &ids, &new_ids, &new_health).unwrap();
+            assert_eq!(
+                planned,
+                plan(&new.config, &new_ids, &new_health).unwrap(),
+                "{name}: the state planned from the delta"
+            );
+            assert_eq!(
+                delta.diff(&old, &new).summary(),
+                diff(&old.config, &new.config).summary(),
+                "{name}: the change list"
+            );
+        }
+    }
 }

@@ -395,3 +395,160 @@ fn a_restart_after_a_failed_store_runs_the_same_ids() {
     assert_eq!(setup.control().running_revision(), 1);
     assert_eq!(setup.log.lock().unwrap().held, held, "same ids, same rings");
 }
+
+/// An edit of VIP `web{v}` made by `change`.
+fn edit_vip(
+    v: u32,
+    based_on: Option<u64>,
+    change: impl Fn(&mut tula_config::Vip) + Send + 'static,
+) -> Edit {
+    let vip = format!("web{v}");
+    Edit {
+        source: format!("edit {vip}"),
+        based_on,
+        vip: Some(vip.clone()),
+        change: Box::new(move |config: &mut Config| {
+            let declared = config
+                .vips
+                .iter_mut()
+                .find(|x| x.name == vip)
+                .ok_or_else(|| EditRefused(format!("no VIP {vip}")))?;
+            change(declared);
+            Ok(())
+        }),
+    }
+}
+
+#[test]
+fn a_one_backend_change_programs_only_that_vips_ring() {
+    let setup = Setup::new("one-backend", 4096);
+    let control = setup.control();
+    control.apply(config(10, 10, ""), "test").unwrap();
+    let ids = |v: u32| control.snapshot().backend_id(&format!("web{v}"), backend(v, 4));
+    let cases: [(&str, Edit, &str, usize); 3] = [
+        ("drain", drain(3, 4, None), "web3", 9),
+        (
+            "weight",
+            edit_vip(7, None, |vip| vip.backends[4].weight = 3),
+            "web7",
+            10,
+        ),
+        (
+            "remove",
+            edit_vip(5, None, |vip| drop(vip.backends.remove(4))),
+            "web5",
+            9,
+        ),
+    ];
+    let removed_id = ids(5).unwrap();
+    for (name, edit, vip, members) in cases {
+        let before = setup.ops().len();
+        control.edit(edit).unwrap();
+        let ops = setup.ops()[before..].to_vec();
+        let ring = format!("setting VIP {vip} (");
+        assert!(
+            ops[0].starts_with(&ring)
+                && ops[0].ends_with(&format!(", {members} backends in the ring)")),
+            "{name}: {ops:#?}"
+        );
+        let rest: Vec<&String> = ops[1..].iter().collect();
+        let expected_rest = match name {
+            "remove" => vec![format!("removing backend {removed_id}")],
+            _ => Vec::new(),
+        };
+        assert_eq!(rest, expected_rest.iter().collect::<Vec<_>>(), "{name}: {ops:#?}");
+    }
+}
+
+#[test]
+fn readers_never_wait_for_the_writer() {
+    let setup = Setup::new("readers", 4096);
+    let control = setup.control();
+    let first = control.apply(config(3, 4, ""), "test").unwrap();
+    let before = control.snapshot();
+    let release = hold_writer(control);
+    // A change waits behind the busy writer.
+    let (sender, queued) = mpsc::channel();
+    control.submit(Command::Edit(
+        drain(0, 1, None),
+        Box::new(move |r| sender.send(r).unwrap()),
+    ));
+    let read = std::thread::scope(|scope| {
+        let (done, finished) = mpsc::channel();
+        scope.spawn(move || {
+            let snapshot = control.snapshot();
+            done.send((
+                snapshot.revision(),
+                control.status().unwrap().len(),
+                control.counters().is_ok(),
+                control.running().0,
+                control.history().unwrap().len(),
+                control.revision(first.number).is_ok(),
+            ))
+            .unwrap();
+        });
+        let read = finished.recv_timeout(std::time::Duration::from_secs(10));
+        // Let the writer go before judging, so a failing reader does not hang the test.
+        release.send(()).unwrap();
+        read
+    });
+    let read = read.expect("a reader waited for the busy writer");
+    assert_eq!(read, (first.number, 3, true, first.number, 1, true));
+    let info = queued.recv().unwrap().unwrap();
+    assert_eq!(control.snapshot().revision(), info.number);
+    // A snapshot taken before the change still shows its own revision, unchanged.
+    assert_eq!(before.revision(), first.number);
+    assert_eq!(
+        before.backend("web0", backend(0, 1)).unwrap().state,
+        BackendState::Active
+    );
+}
+
+#[test]
+fn a_hundred_concurrent_drains_all_land() {
+    let setup = Setup::new("hundred", 4096);
+    let control = setup.control();
+    let first = control.apply(config(10, 10, ""), "test").unwrap();
+    std::thread::scope(|scope| {
+        for v in 0..10 {
+            for b in 0..10 {
+                scope.spawn(move || control.edit(drain(v, b, None)).unwrap());
+            }
+        }
+    });
+    let snapshot = control.snapshot();
+    for v in 0..10 {
+        for b in 0..10 {
+            let declared = snapshot.backend(&format!("web{v}"), backend(v, b)).unwrap();
+            assert_eq!(declared.state, BackendState::Drain, "web{v}/{}", backend(v, b));
+        }
+    }
+    let made = snapshot.revision() - first.number;
+    assert!((1..=100).contains(&made), "{made} revisions");
+    let saved = Config::from_toml_str(&setup.config_file()).unwrap();
+    assert_eq!(&saved, snapshot.config());
+}
+
+/// The lost update: a form rendered at revision N, a drain by
+/// another operator, then the unchanged form saved.
+#[test]
+fn saving_a_form_of_an_old_revision_does_not_undo_a_drain_made_since() {
+    let setup = Setup::new("lost-update", 4096);
+    let control = setup.control();
+    let rendered = control.apply(config(2, 4, ""), "test").unwrap();
+    let form = control.snapshot().vip("web0").unwrap().clone();
+    control.edit(drain(0, 1, None)).unwrap();
+    let saved = form.clone();
+    let result = control.edit(edit_vip(0, Some(rendered.number), move |vip| {
+        *vip = saved.clone()
+    }));
+    assert!(
+        matches!(result, Err(ControlError::Conflict { based_on, .. }) if based_on == rendered.number),
+        "{result:?}"
+    );
+    assert_eq!(
+        control.snapshot().backend("web0", backend(0, 1)).unwrap().state,
+        BackendState::Drain,
+        "the drain stays"
+    );
+}
