@@ -1221,7 +1221,7 @@ fn parallel_edits_keep_every_change() {
     );
 }
 
-/// `method path` with an optional `If-Match`: (status, JSON body, ETag).
+/// `method path` over the socket with an optional `If-Match`: (status, JSON body, ETag).
 fn conditional(
     daemon: &Daemon,
     method: &str,
@@ -1230,26 +1230,14 @@ fn conditional(
     content_type: &str,
     body: &str,
 ) -> (u16, Value, Option<String>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut request = ureq::http::Request::builder()
-        .method(method)
-        .uri(format!("http://{}{path}", daemon.address))
-        .header("Content-Type", content_type);
+    let mut api = daemon.client(None);
     if let Some(tag) = if_match {
-        request = request.header("If-Match", tag);
+        api = api.with_header("If-Match", tag);
     }
-    let mut response = agent
-        .run(request.body(body.to_string()).unwrap())
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let etag = response
-        .headers()
+    let (status, text, headers) = api.send(method, path, content_type, body);
+    let etag = headers
         .get("ETag")
         .map(|v| v.to_str().unwrap().to_string());
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap();
     (status, parse(&text), etag)
 }
 
@@ -1671,7 +1659,10 @@ impl Client {
 
     /// The status, the JSON body and the WWW-Authenticate header.
     fn call_with_headers(&mut self, method: &str, path: &str) -> (u16, Value, Option<String>) {
-        let (status, text, authenticate) = self.send(method, path, "application/json", "");
+        let (status, text, headers) = self.send(method, path, "application/json", "");
+        let authenticate = headers
+            .get("WWW-Authenticate")
+            .map(|v| v.to_str().unwrap().to_string());
         (status, parse(&text), authenticate)
     }
 
@@ -1681,7 +1672,7 @@ impl Client {
         path: &str,
         content_type: &str,
         body: &str,
-    ) -> (u16, String, Option<String>) {
+    ) -> (u16, String, ureq::http::HeaderMap) {
         let mut request = ureq::http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
@@ -1698,13 +1689,9 @@ impl Client {
             self.agent.run(request.body(body.to_string()).unwrap())
         };
         let mut response = sent.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let authenticate = response
-            .headers()
-            .get("WWW-Authenticate")
-            .map(|v| v.to_str().unwrap().to_string());
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string().unwrap();
-        (status, text, authenticate)
+        (status, text, response.headers().clone())
     }
 }
 
