@@ -729,7 +729,14 @@ impl Writer {
         drop(delta);
         let state_dir = &self.shared.options.state_dir;
         // Ids first: a crash before the revision leaves ids for a superset, which the next start frees.
-        let committed = ids.save(state_dir).and_then(|()| {
+        // A change that keeps every id (a drain, a weight) leaves the file as it is.
+        let ids_changed = ids != *self.ids;
+        let saved_ids = if ids_changed {
+            ids.save(state_dir)
+        } else {
+            Ok(())
+        };
+        let committed = saved_ids.and_then(|()| {
             self.shared
                 .store
                 .commit(&config.to_toml_string(), source, changes.summary(), true)
@@ -741,8 +748,10 @@ impl Writer {
                 if let Err(e) = loaded.program(&fallback, &wanted) {
                     warn!(error = %e, "rolling the data plane back after a failed save failed");
                 }
-                if let Err(e) = self.ids.save(state_dir) {
-                    warn!(error = %e, "restoring the saved ids failed");
+                if ids_changed {
+                    if let Err(e) = self.ids.save(state_dir) {
+                        warn!(error = %e, "restoring the saved ids failed");
+                    }
                 }
                 if let Err(e) = self
                     .shared
