@@ -10,12 +10,17 @@ use std::path::PathBuf;
 /// Passes every frame; see bpf/xdp_pass.c.
 const XDP_PASS_OBJ: &[u8] = include_bytes!("../../../bpf/obj/xdp_pass.o");
 
-/// The router's ends of the balancer's links (routed, and the L2 segment).
-const PEER_LINKS: [&str; 2] = [Topology::ROUTER_LB_LINK, "lb-l2"];
-
-/// Where the lab's daemon pins its data plane, and the peer programs live.
+/// Where the lab's (first) daemon pins its data plane.
 pub fn pin_dir(topology: &Topology) -> PathBuf {
-    PathBuf::from(format!("/sys/fs/bpf/tula-lab-{}", topology.prefix))
+    node_pin_dir(topology, 1)
+}
+
+/// Where node `n`'s daemon pins its data plane.
+pub fn node_pin_dir(topology: &Topology, n: u8) -> PathBuf {
+    match n {
+        1 => PathBuf::from(format!("/sys/fs/bpf/tula-lab-{}", topology.prefix)),
+        n => PathBuf::from(format!("/sys/fs/bpf/tula-lab-{}-{}", topology.prefix, Topology::node_label(n))),
+    }
 }
 
 fn peers_pin_dir(topology: &Topology) -> PathBuf {
@@ -29,12 +34,19 @@ pub fn config_toml(topology: &Topology, active: &[u8]) -> String {
     config_toml_with(topology, active, NO_CHECK)
 }
 
-const NO_CHECK: &str = "health_check = { type = \"none\" }";
+pub(crate) const NO_CHECK: &str = "health_check = { type = \"none\" }";
 
 /// [`config_toml`] with `web` (TOML keys, one per line, such as `health_check
 /// = { type = "tcp", interval = "500ms" }` and `all_down = "keep-last"`) as
 /// the L3 TCP VIP `web`'s health check and policy; the other VIPs stay unchecked.
 pub fn config_toml_with(topology: &Topology, active: &[u8], web: &str) -> String {
+    node_config_toml(topology, 1, active, web)
+}
+
+/// Node `n`'s config: every node's is the same but for where it pins its
+/// data plane, so every node's rings agree and a flow keeps its backend
+/// whichever node the router sends it to.
+pub fn node_config_toml(topology: &Topology, n: u8, active: &[u8], web: &str) -> String {
     let backends = |addr: fn(u8) -> std::net::Ipv4Addr| {
         active.iter().map(|&i| format!("  {{ address = \"{}\" }},\n", addr(i))).collect::<String>()
     };
@@ -86,7 +98,7 @@ scheduler = "maglev"
 backends = [
 {l2}]
 "#,
-        pin_dir = pin_dir(topology).display(),
+        pin_dir = node_pin_dir(topology, n).display(),
         l3 = backends(Topology::backend_addr),
         l2 = backends(Topology::backend_l2_addr),
     )
@@ -108,7 +120,8 @@ pub fn attach_peer_programs(topology: &Topology) -> Result<(), LabError> {
             .try_into()
             .map_err(|e| fail("xdp_pass".into())(&e))?;
         program.load().map_err(|e| fail("loading xdp_pass".into())(&e))?;
-        for ifname in PEER_LINKS {
+        for ifname in topology.nodes().flat_map(Topology::router_node_links) {
+            let ifname = ifname.as_str();
             let what = format!("attaching xdp_pass to the router's {ifname}");
             let id = program.attach(ifname, aya::programs::XdpMode::Driver).map_err(|e| fail(what.clone())(&e))?;
             let link = program.take_link(id).map_err(|e| fail(what.clone())(&e))?;

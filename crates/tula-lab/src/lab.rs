@@ -29,7 +29,13 @@ pub struct Lab {
 
 impl Lab {
     pub fn new(opts: &LabOptions) -> Result<Lab, LabError> {
-        Ok(Lab { topology: Topology::new(&opts.name, opts.backends)?, tula_bin: opts.tula_bin.clone() })
+        Lab::cluster(opts, 1)
+    }
+
+    /// A lab with `lbs` load-balancer nodes; two are announced by BGP
+    /// through BIRD to a router doing ECMP.
+    pub fn cluster(opts: &LabOptions, lbs: u8) -> Result<Lab, LabError> {
+        Ok(Lab { topology: Topology::cluster(&opts.name, opts.backends, lbs)?, tula_bin: opts.tula_bin.clone() })
     }
 
     fn ns(&self, name: &str) -> Result<Netns, LabError> {
@@ -69,12 +75,38 @@ impl Lab {
             self.spawn_http(i)?;
         }
         crate::balancer::attach_peer_programs(&self.topology)?;
-        let config = run_dir.join("tula.toml");
         let all: Vec<u8> = (1..=self.topology.backends).collect();
-        std::fs::write(&config, crate::balancer::config_toml(&self.topology, &all))
-            .map_err(|e| LabError::Io(format!("writing {}", config.display()), e))?;
-        self.start_balancer()?;
+        if self.topology.lbs > 1 {
+            crate::cluster::start_router_bird(self)?;
+        }
+        for n in self.topology.nodes() {
+            let config = self.node_config_path(n);
+            std::fs::write(&config, crate::balancer::node_config_toml(&self.topology, n, &all, crate::balancer::NO_CHECK))
+                .map_err(|e| LabError::Io(format!("writing {}", config.display()), e))?;
+            self.start_balancer_on(n)?;
+            if self.topology.lbs > 1 {
+                crate::cluster::start_node_bird(self, n)?;
+            }
+        }
         self.wait_ready()
+    }
+
+    /// Node `n`'s config file.
+    pub fn node_config_path(&self, n: u8) -> PathBuf {
+        let run_dir = self.topology.run_dir();
+        match n {
+            1 => run_dir.join("tula.toml"),
+            n => run_dir.join(format!("tula-{}.toml", Topology::node_label(n))),
+        }
+    }
+
+    /// Node `n`'s state directory (revisions, the drained mark).
+    pub fn node_state_dir(&self, n: u8) -> PathBuf {
+        let run_dir = self.topology.run_dir();
+        match n {
+            1 => run_dir.join("state"),
+            n => run_dir.join(format!("state-{}", Topology::node_label(n))),
+        }
     }
 
     /// Starts backend `i`'s HTTP server. It listens on the VIPs, and on the
@@ -123,46 +155,82 @@ impl Lab {
         Ok(())
     }
 
-    /// Starts `tula serve` in the lb namespace.
-    fn start_balancer(&self) -> Result<(), LabError> {
-        let run_dir = self.topology.run_dir();
-        let mut cmd = self.ns(&self.topology.ns_lb())?.command(&self.tula_bin);
-        cmd.arg("serve").arg("--config").arg(run_dir.join("tula.toml")).arg("--state-dir").arg(run_dir.join("state"));
-        cmd.arg("--socket").arg(self.api_socket());
-        self.spawn_daemon(cmd, "lb")
+    /// Starts `tula serve` on node `n` (with BGP announcements when the lab
+    /// has several nodes).
+    pub fn start_balancer_on(&self, n: u8) -> Result<(), LabError> {
+        let mut cmd = self.ns(&self.topology.ns_node(n))?.command(&self.tula_bin);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(self.node_config_path(n))
+            .arg("--state-dir")
+            .arg(self.node_state_dir(n));
+        cmd.arg("--socket").arg(self.node_api_socket(n));
+        if self.topology.lbs > 1 {
+            cmd.arg("--bgp");
+        }
+        self.spawn_daemon(cmd, &Topology::node_label(n))
+    }
+
+    /// Kills node `n`'s daemon with SIGKILL; returns once it is gone. Its
+    /// pinned data plane forwards on.
+    pub fn kill_balancer(&self, n: u8) -> Result<(), LabError> {
+        let label = Topology::node_label(n);
+        let pid = self.pid(&label).ok_or_else(|| LabError::Process(format!("{label}'s daemon is not running")))?;
+        // SAFETY: a process group this lab started.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+        while Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
     }
 
     /// The lab daemon's API socket: its own, so labs run side by side.
     pub fn api_socket(&self) -> std::path::PathBuf {
-        self.topology.run_dir().join("api.sock")
+        self.node_api_socket(1)
+    }
+
+    /// Node `n`'s daemon API socket.
+    pub fn node_api_socket(&self, n: u8) -> std::path::PathBuf {
+        match n {
+            1 => self.topology.run_dir().join("api.sock"),
+            n => self.topology.run_dir().join(format!("api-{}.sock", Topology::node_label(n))),
+        }
     }
 
     /// Kills the daemon with SIGKILL and starts it again: forwarding must go on
     /// meanwhile (the data plane is pinned) and the new daemon adopts it.
     pub fn restart_balancer(&self) -> Result<(), LabError> {
-        self.stop_balancer();
-        self.start_balancer()?;
-        self.wait_for_api(Instant::now() + Duration::from_secs(30))
+        self.restart_balancer_on(1)
     }
 
-    /// Kills the daemon with SIGKILL and waits until it is gone; the pinned
-    /// data plane goes on forwarding.
+    /// Kills the (first) daemon with SIGKILL and waits until it is gone; the
+    /// pinned data plane goes on forwarding. Nothing to do if it is not running.
     pub fn stop_balancer(&self) {
-        if let Some(pid) = self.pid("lb") {
-            // SAFETY: a process group this lab started.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
-            while Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid) {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+        if self.pid(&Topology::node_label(1)).is_some() {
+            let _ = self.kill_balancer(1);
         }
+    }
+
+    /// [`Lab::restart_balancer`] on node `n`.
+    pub fn restart_balancer_on(&self, n: u8) -> Result<(), LabError> {
+        if self.pid(&Topology::node_label(n)).is_some() {
+            self.kill_balancer(n)?;
+        }
+        self.start_balancer_on(n)?;
+        self.wait_for_api_on(n, Instant::now() + Duration::from_secs(30))
     }
 
     /// Runs the `tula` CLI inside the lb namespace, talking to the daemon over its socket.
     pub fn tula(&self, args: &[&str]) -> Result<String, LabError> {
-        let mut cmd = self.ns(&self.topology.ns_lb())?.command(&self.tula_bin);
-        cmd.args(args).env("TULA_SOCKET", self.api_socket()).env_remove("TULA_API");
+        self.tula_on(1, args)
+    }
+
+    /// Runs the `tula` CLI inside node `n`'s namespace, against its daemon.
+    pub fn tula_on(&self, n: u8, args: &[&str]) -> Result<String, LabError> {
+        let mut cmd = self.ns(&self.topology.ns_node(n))?.command(&self.tula_bin);
+        cmd.args(args).env("TULA_SOCKET", self.node_api_socket(n)).env_remove("TULA_API");
         let out = cmd.output().map_err(|e| LabError::Io(format!("running tula {}", args.join(" ")), e))?;
         if !out.status.success() {
             return Err(LabError::Process(format!(
@@ -177,7 +245,7 @@ impl Lab {
     }
 
     /// Starts a long-running process in its own session, logging to the run dir.
-    fn spawn_daemon(&self, mut cmd: std::process::Command, name: &str) -> Result<(), LabError> {
+    pub(crate) fn spawn_daemon(&self, mut cmd: std::process::Command, name: &str) -> Result<(), LabError> {
         use std::os::unix::process::CommandExt;
         let log_path = self.topology.run_dir().join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path).map_err(|e| LabError::Io(format!("creating {}", log_path.display()), e))?;
@@ -192,7 +260,9 @@ impl Lab {
     /// Waits until the balancer says it is ready and every backend answers.
     fn wait_ready(&self) -> Result<(), LabError> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        self.wait_for_api(deadline)?;
+        for n in self.topology.nodes() {
+            self.wait_for_api_on(n, deadline)?;
+        }
         for i in 1..=self.topology.backends {
             let ns = self.ns(&self.topology.ns_backend(i))?;
             let answered = ns.run(|| loop {
@@ -211,12 +281,18 @@ impl Lab {
                 )));
             }
         }
+        if self.topology.lbs > 1 {
+            for vip in [VIP_L3, VIP_L2] {
+                self.wait_for_paths(vip, usize::from(self.topology.lbs), Duration::from_secs(30))?;
+            }
+        }
         Ok(())
     }
 
-    /// Waits until the daemon's API answers inside the lb namespace.
-    fn wait_for_api(&self, deadline: Instant) -> Result<(), LabError> {
-        let lb = self.ns(&self.topology.ns_lb())?;
+    /// Waits until node `n`'s daemon API answers inside its namespace.
+    pub fn wait_for_api_on(&self, n: u8, deadline: Instant) -> Result<(), LabError> {
+        let label = Topology::node_label(n);
+        let lb = self.ns(&self.topology.ns_node(n))?;
         loop {
             let answered = lb.run(|| {
                 crate::http::Client::connect(([127, 0, 0, 1], 9100).into(), Duration::from_secs(1))
@@ -226,17 +302,17 @@ impl Lab {
             if answered {
                 return Ok(());
             }
-            if Instant::now() > deadline || !self.process_alive("lb") {
+            if Instant::now() > deadline || !self.process_alive(&label) {
                 return Err(LabError::Process(format!(
-                    "the lab's load balancer (tula serve) did not start; its log says:\n{}",
-                    self.log("lb")
+                    "the lab's load balancer {label} (tula serve) did not start; its log says:\n{}",
+                    self.log(&label)
                 )));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    fn pid(&self, name: &str) -> Option<i32> {
+    pub(crate) fn pid(&self, name: &str) -> Option<i32> {
         std::fs::read_to_string(self.topology.run_dir().join(format!("{name}.pid"))).ok()?.trim().parse().ok()
     }
 
@@ -255,18 +331,25 @@ impl Lab {
     /// Stops the lab's processes, undoes the backends' decap setup and removes
     /// every namespace. Safe to run on a lab that is partly up or already down.
     pub fn down(&self) -> Result<(), LabError> {
-        let mut names = vec!["lb".to_string()];
+        let mut names: Vec<String> = self.topology.nodes().map(Topology::node_label).collect();
         names.extend((1..=self.topology.backends).map(|i| format!("be{i}")));
+        names.extend(crate::cluster::bird_names(&self.topology));
         for name in &names {
             if let Some(pid) = self.pid(name) {
                 stop_process_group(pid);
             }
         }
-        let pin_dir = crate::balancer::pin_dir(&self.topology);
-        if pin_dir.exists() {
-            let mut cmd = std::process::Command::new(&self.tula_bin);
-            cmd.args(["dataplane", "unload", "--pin-dir"]).arg(&pin_dir);
-            run_to_end(cmd, "tula dataplane unload")?;
+        // A stopped daemon's holder keeps its announcements for the grace time; none is wanted now.
+        for n in self.topology.nodes() {
+            tula_bgp::hold::stop_previous(&self.node_state_dir(n).join(tula_bgp::hold::PID_FILE));
+        }
+        for n in self.topology.nodes() {
+            let pin_dir = crate::balancer::node_pin_dir(&self.topology, n);
+            if pin_dir.exists() {
+                let mut cmd = std::process::Command::new(&self.tula_bin);
+                cmd.args(["dataplane", "unload", "--pin-dir"]).arg(&pin_dir);
+                run_to_end(cmd, "tula dataplane unload")?;
+            }
         }
         crate::balancer::remove_peer_programs(&self.topology)?;
         let existing = net::netns_list()?;
@@ -290,16 +373,23 @@ impl Lab {
     /// Makes only these backends (numbers from 1) serve both VIPs; the others
     /// leave the rings and their flows move. Returns once the balancer applied it.
     pub fn set_active_backends(&self, backends: &[u8]) -> Result<(), LabError> {
-        let desired = self.topology.run_dir().join("desired.toml");
-        std::fs::write(&desired, crate::balancer::config_toml(&self.topology, backends))
-            .map_err(|e| LabError::Io(format!("writing {}", desired.display()), e))?;
-        self.tula(&["apply", "-f", &desired.to_string_lossy()])?;
+        for n in self.topology.nodes() {
+            let desired = self.topology.run_dir().join(format!("desired-{}.toml", Topology::node_label(n)));
+            let toml = crate::balancer::node_config_toml(&self.topology, n, backends, crate::balancer::NO_CHECK);
+            std::fs::write(&desired, toml).map_err(|e| LabError::Io(format!("writing {}", desired.display()), e))?;
+            self.tula_on(n, &["apply", "-f", &desired.to_string_lossy()])?;
+        }
         Ok(())
     }
 
     /// Counters of the links that tell where packets went.
     pub fn link_counters(&self) -> Result<LinkCounters, LabError> {
         let lb = self.ns(&self.topology.ns_lb())?.run(|| net::link_stats("eth0"))??;
+        let mut lb_nodes = BTreeMap::new();
+        for n in self.topology.nodes() {
+            let stats = self.ns(&self.topology.ns_node(n))?.run(|| net::link_stats("eth0"))??;
+            lb_nodes.insert(Topology::node_label(n), stats);
+        }
         let router = self.ns(&self.topology.ns_router())?;
         let (from_lb, backends) = router.run(|| -> Result<_, LabError> {
             let from_lb = net::link_stats(Topology::ROUTER_LB_LINK)?;
@@ -309,7 +399,7 @@ impl Lab {
             }
             Ok((from_lb, backends))
         })??;
-        Ok(LinkCounters { lb_eth0: lb, router_lb: from_lb, router_backends: backends })
+        Ok(LinkCounters { lb_eth0: lb, lb_nodes, router_lb: from_lb, router_backends: backends })
     }
 
     /// Sends `requests` HTTP requests, each on a new connection, from the
@@ -346,8 +436,10 @@ impl Lab {
 /// Link counters of the lab at one moment.
 #[derive(Debug, Clone)]
 pub struct LinkCounters {
-    /// The load balancer's only routed interface.
+    /// The (first) load balancer's only routed interface.
     pub lb_eth0: net::LinkStats,
+    /// Every load-balancer node's routed interface, by node (lb, lb2).
+    pub lb_nodes: BTreeMap<String, net::LinkStats>,
     /// The router's end of the load balancer's link.
     pub router_lb: net::LinkStats,
     /// The router's end of each backend's link.
@@ -368,8 +460,19 @@ pub struct DemoReport {
 impl DemoReport {
     /// Packets the load balancer received and sent during the Layer 3 run.
     pub fn lb_packets(&self) -> (u64, u64) {
-        let (a, b) = (&self.after.lb_eth0, &self.before.lb_eth0);
-        (a.rx_packets - b.rx_packets, a.tx_packets - b.tx_packets)
+        self.node_packets().values().fold((0, 0), |(rx, tx), (r, t)| (rx + r, tx + t))
+    }
+
+    /// Per load-balancer node: packets it received and sent.
+    pub fn node_packets(&self) -> BTreeMap<String, (u64, u64)> {
+        self.after
+            .lb_nodes
+            .iter()
+            .map(|(name, a)| {
+                let b = &self.before.lb_nodes[name];
+                (name.clone(), (a.rx_packets - b.rx_packets, a.tx_packets - b.tx_packets))
+            })
+            .collect()
     }
 
     /// Per backend: packets the router sent to it and received from it.
@@ -402,7 +505,14 @@ impl DemoReport {
         );
         let (lb_rx, lb_tx) = self.lb_packets();
         let _ = writeln!(out, "\nReplies bypass the load balancer:");
-        let _ = writeln!(out, "  load balancer eth0: {lb_rx} packets in, {lb_tx} packets out");
+        if self.after.lb_nodes.len() > 1 {
+            let _ = writeln!(out, "  The router spreads the flows over {} load balancers (ECMP over their BGP routes):", self.after.lb_nodes.len());
+            for (node, (rx, tx)) in self.node_packets() {
+                let _ = writeln!(out, "  load balancer {node} eth0: {rx} packets in, {tx} packets out");
+            }
+        } else {
+            let _ = writeln!(out, "  load balancer eth0: {lb_rx} packets in, {lb_tx} packets out");
+        }
         let mut replies = 0;
         for (name, (to, from)) in self.backend_packets() {
             replies += from;
@@ -410,10 +520,12 @@ impl DemoReport {
         }
         let _ = writeln!(
             out,
-            "  {replies} reply packets went backend -> router -> client; the load balancer sent {lb_tx}, all of them forwarded requests."
+            "  {replies} reply packets went backend -> router -> client; the load balancers sent {lb_tx}, all of them forwarded requests."
         );
         let c = &self.lb_to_router;
-        let _ = writeln!(out, "\nLoad balancer -> router link: {} of {} IPv4 frames were IPIP (IPv4 protocol 4):", c.ipip, c.ipv4);
+        // The capture runs on the first node's link only.
+        let link = if self.after.lb_nodes.len() > 1 { "Load balancer lb -> router link" } else { "Load balancer -> router link" };
+        let _ = writeln!(out, "\n{link}: {} of {} IPv4 frames were IPIP (IPv4 protocol 4):", c.ipip, c.ipv4);
         for ((src, dst), n) in &c.ipip_pairs {
             let _ = writeln!(out, "  outer {src} -> {dst}: {n}");
         }

@@ -3,10 +3,12 @@
 //! also the topology the end-to-end tests run on.
 //!
 //! [`Topology`] owns names, addresses and building the network; [`Lab`] owns
-//! the processes running in it (balancer, backend HTTP servers) and the demo.
+//! the processes running in it (balancer, backend HTTP servers) and the demo;
+//! `cluster` the BIRD routers of a lab with two load balancers.
 
 pub mod balancer;
 pub mod capture;
+pub mod cluster;
 pub mod http;
 mod lab;
 pub mod topology;

@@ -9,6 +9,12 @@
 //!  be3 198.18.13.2 ── 198.18.13.1 ─┘
 //!  lb eth1 198.18.20.2, beN eth1 198.18.20.1N: a shared segment (bridge in the router) for Layer 2 DSR
 //! ```
+//!
+//! With two load balancers (`tula lab up --lbs 2`), a second node `lb2`
+//! (198.18.2.2, router side 198.18.2.1, L2 leg 198.18.20.3) runs beside the
+//! first; each node's BIRD announces the VIPs by BGP to the router's BIRD,
+//! which installs one ECMP route per VIP over both nodes instead of the
+//! static route of the one-node lab.
 
 use crate::LabError;
 use std::net::Ipv4Addr;
@@ -31,6 +37,8 @@ pub const MAX_BACKENDS: u8 = 9;
 pub struct Topology {
     pub prefix: String,
     pub backends: u8,
+    /// Load-balancer nodes: 1, or 2 behind BGP and ECMP.
+    pub lbs: u8,
 }
 
 impl Topology {
@@ -45,7 +53,49 @@ impl Topology {
                 "lab name {prefix:?} must be 1-20 letters, digits or '-'"
             )));
         }
-        Ok(Topology { prefix: prefix.into(), backends })
+        Ok(Topology { prefix: prefix.into(), backends, lbs: 1 })
+    }
+
+    /// A lab of `lbs` load-balancer nodes (1 or 2); two are announced by BGP.
+    pub fn cluster(prefix: &str, backends: u8, lbs: u8) -> Result<Topology, LabError> {
+        if !(1..=2).contains(&lbs) {
+            return Err(LabError::Config(format!("load balancers must be 1 or 2, got {lbs}")));
+        }
+        Ok(Topology { lbs, ..Topology::new(prefix, backends)? })
+    }
+
+    /// The lab's load-balancer nodes, numbered from 1.
+    pub fn nodes(&self) -> std::ops::RangeInclusive<u8> {
+        1..=self.lbs
+    }
+    /// Node `n`'s namespace: `PREFIX-lb`, `PREFIX-lb2`.
+    pub fn ns_node(&self, n: u8) -> String {
+        Self::node_name(n).map_or_else(|| self.ns_lb(), |name| format!("{}-{name}", self.prefix))
+    }
+    /// Node `n`'s short name: None for the first (`lb`), `lb2` for the second.
+    fn node_name(n: u8) -> Option<String> {
+        (n > 1).then(|| format!("lb{n}"))
+    }
+    /// Node `n`'s name in logs, pid files and the router's link names: lb, lb2.
+    pub fn node_label(n: u8) -> String {
+        Self::node_name(n).unwrap_or_else(|| "lb".into())
+    }
+    /// Node `n`'s address: 198.18.n.2.
+    pub fn node_addr(n: u8) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, n, 2)
+    }
+    /// The router's address toward node `n`: 198.18.n.1.
+    pub fn node_gateway(n: u8) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, n, 1)
+    }
+    /// Node `n`'s address on the shared Layer 2 segment: 198.18.20.(n+1).
+    pub fn node_l2_addr(n: u8) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, 20, 1 + n)
+    }
+    /// The router's interface toward node `n` (`lb`, `lb2`), and toward its L2 leg.
+    pub fn router_node_links(n: u8) -> [String; 2] {
+        let label = Self::node_label(n);
+        [label.clone(), format!("{label}-l2")]
     }
 
     pub fn ns_client(&self) -> String {
@@ -62,7 +112,8 @@ impl Topology {
     }
     /// Every namespace of this lab, client first.
     pub fn namespaces(&self) -> Vec<String> {
-        let mut all = vec![self.ns_client(), self.ns_router(), self.ns_lb()];
+        let mut all = vec![self.ns_client(), self.ns_router()];
+        all.extend(self.nodes().map(|n| self.ns_node(n)));
         all.extend((1..=self.backends).map(|i| self.ns_backend(i)));
         all
     }
@@ -117,7 +168,8 @@ impl Topology {
         for name in self.namespaces() {
             made.push(Netns::create(&name)?);
         }
-        let [client, router, lb, backends @ ..] = made.as_slice() else { unreachable!() };
+        let [client, router, rest @ ..] = made.as_slice() else { unreachable!() };
+        let (lbs, backends) = rest.split_at(usize::from(self.lbs));
 
         // client <-> router
         let ip = |s: &str| -> std::net::IpAddr { s.parse().unwrap() };
@@ -130,18 +182,21 @@ impl Topology {
             net::add_route(Ipv4Addr::UNSPECIFIED, 0, Some(Ipv4Addr::new(198, 18, 0, 1)), None)?;
             Ok(())
         })??;
-        // lb <-> router, and the lb's leg on the shared segment
-        lb.run(|| -> Result<(), LabError> {
-            net::add_veth("eth0", Self::ROUTER_LB_LINK, Some(router))?;
-            net::add_address("eth0", LB_ADDR.into(), 24)?;
-            net::set_up("eth0")?;
-            net::add_veth("eth1", "lb-l2", Some(router))?;
-            net::add_address("eth1", LB_L2_ADDR.into(), 24)?;
-            net::set_up("eth1")?;
-            net::add_route(Ipv4Addr::UNSPECIFIED, 0, Some(Ipv4Addr::new(198, 18, 1, 1)), None)?;
-            net::sysctl::write("net.ipv4.ip_forward", "1")?;
-            Ok(())
-        })??;
+        // each lb <-> router, and the lb's leg on the shared segment
+        for (n, lb) in self.nodes().zip(lbs) {
+            let [routed, l2] = Self::router_node_links(n);
+            lb.run(|| -> Result<(), LabError> {
+                net::add_veth("eth0", &routed, Some(router))?;
+                net::add_address("eth0", Self::node_addr(n).into(), 24)?;
+                net::set_up("eth0")?;
+                net::add_veth("eth1", &l2, Some(router))?;
+                net::add_address("eth1", Self::node_l2_addr(n).into(), 24)?;
+                net::set_up("eth1")?;
+                net::add_route(Ipv4Addr::UNSPECIFIED, 0, Some(Self::node_gateway(n)), None)?;
+                net::sysctl::write("net.ipv4.ip_forward", "1")?;
+                Ok(())
+            })??;
+        }
         for (i, be) in (1..=self.backends).zip(backends) {
             be.run(|| -> Result<(), LabError> {
                 net::add_veth("eth0", &Self::router_backend_link(i), Some(router))?;
@@ -163,13 +218,17 @@ impl Topology {
             net::sysctl::write("net.ipv4.conf.default.rp_filter", "0")?;
             net::add_address("client", ip("198.18.0.1"), 24)?;
             net::set_up("client")?;
-            net::add_address(Self::ROUTER_LB_LINK, ip("198.18.1.1"), 24)?;
-            net::set_up(Self::ROUTER_LB_LINK)?;
-            // XDP_TX from the lb's eth0 lands here: a veth takes it only with GRO on.
-            net::set_offload(Self::ROUTER_LB_LINK, Offload::Gro, true)?;
+            for n in self.nodes() {
+                let [routed, _] = Self::router_node_links(n);
+                net::add_address(&routed, Self::node_gateway(n).into(), 24)?;
+                net::set_up(&routed)?;
+                // XDP_TX from the lb's eth0 lands here: a veth takes it only with GRO on.
+                net::set_offload(&routed, Offload::Gro, true)?;
+            }
             net::add_bridge("l2")?;
             net::set_up("l2")?;
-            for port in std::iter::once("lb-l2".to_string()).chain((1..=self.backends).map(|i| format!("be{i}-l2"))) {
+            let node_legs = self.nodes().map(|n| Self::router_node_links(n)[1].clone());
+            for port in node_legs.chain((1..=self.backends).map(|i| format!("be{i}-l2"))) {
                 net::set_master(&port, "l2")?;
                 net::set_offload(&port, Offload::Gro, true)?;
                 net::set_up(&port)?;
@@ -180,7 +239,14 @@ impl Topology {
                 net::set_up(&link)?;
                 net::sysctl::write(&net::sysctl::conf_key(&link, "rp_filter"), "0")?;
             }
-            net::add_route(Ipv4Addr::new(203, 0, 113, 0), 24, Some(LB_ADDR), None)?;
+            if self.lbs == 1 {
+                net::add_route(Ipv4Addr::new(203, 0, 113, 0), 24, Some(LB_ADDR), None)?;
+            } else {
+                // The nodes' BGP routes become ECMP routes; spread flows on
+                // the 5-tuple as a hardware router does (LAB-NOTES.md).
+                net::sysctl::write("net.ipv4.fib_multipath_hash_policy", "3")?;
+                net::sysctl::write("net.ipv4.fib_multipath_hash_fields", "0x37")?;
+            }
             Ok(())
         })??;
         for ns in made {

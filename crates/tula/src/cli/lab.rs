@@ -17,6 +17,9 @@ pub struct LabArgs {
     /// Number of backends, each on its own routed subnet (1-9).
     #[arg(long, default_value_t = 3, global = true)]
     backends: u8,
+    /// Load-balancer nodes: 1, or 2 announced by BGP (BIRD) to a router doing ECMP over them.
+    #[arg(long, default_value_t = 1, global = true)]
+    lbs: u8,
     #[command(subcommand)]
     command: Option<LabCommand>,
 }
@@ -49,7 +52,10 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         backends: args.backends,
         tula_bin: std::env::current_exe().context("finding the tula executable")?,
     };
-    let lab = Lab::new(&opts)?;
+    // A lab that is up keeps the number of nodes it was built with.
+    let second_node = format!("{}-lb2", args.name);
+    let lbs = if tula_net::netns_list().unwrap_or_default().contains(&second_node) { 2 } else { args.lbs };
+    let lab = Lab::cluster(&opts, lbs)?;
     match args.command.unwrap_or(LabCommand::Demo { requests: 300 }) {
         LabCommand::Up => {
             lab.up()?;

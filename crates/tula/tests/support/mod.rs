@@ -13,12 +13,17 @@ pub struct TestLab {
 
 impl TestLab {
     pub fn up(tag: &str, backends: u8) -> TestLab {
+        TestLab::cluster(tag, backends, 1)
+    }
+
+    /// A lab with `lbs` load-balancer nodes (two: BGP through BIRD, ECMP in the router).
+    pub fn cluster(tag: &str, backends: u8, lbs: u8) -> TestLab {
         let options = LabOptions {
             name: format!("t{}-{tag}", std::process::id() % 100_000),
             backends,
             tula_bin: env!("CARGO_BIN_EXE_tula").into(),
         };
-        let lab = Lab::new(&options).unwrap();
+        let lab = Lab::cluster(&options, lbs).unwrap();
         let _ = lab.down();
         lab.up().unwrap_or_else(|e| panic!("lab {tag} did not come up: {e}"));
         TestLab { lab, options }

@@ -1,0 +1,143 @@
+//! The two-node lab's routing: a BIRD in the router and one in each node,
+//! each in its own namespace with its own control socket, listening only on
+//! lab addresses; the router installs one ECMP route per VIP over the nodes
+//! that announce it.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tula_bgp::bird::{NodeConfig, RouterConfig, Timers};
+
+use crate::topology::Topology;
+use crate::{Lab, LabError};
+
+/// The router's AS, and the one every node shares.
+pub const ROUTER_ASN: u32 = 65000;
+pub const NODE_ASN: u32 = 65001;
+
+/// The BIRD processes of a lab (their names in pid and log files).
+pub fn bird_names(topology: &Topology) -> Vec<String> {
+    if topology.lbs < 2 {
+        return Vec::new();
+    }
+    let mut names = vec!["bird-router".to_string()];
+    names.extend(topology.nodes().map(|n| format!("bird-{}", Topology::node_label(n))));
+    names
+}
+
+fn bird_binary() -> Result<PathBuf, LabError> {
+    ["/usr/sbin/bird", "/usr/local/sbin/bird", "/usr/bin/bird"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or_else(|| LabError::Config("bird is not installed (Debian package bird2; scripts/setup.sh installs it)".into()))
+}
+
+/// BIRD's control socket for `name` (`birdc -s SOCKET`).
+pub fn control_socket(lab: &Lab, name: &str) -> PathBuf {
+    lab.topology.run_dir().join(format!("{name}.ctl"))
+}
+
+fn start_bird(lab: &Lab, ns: &str, name: &str, config: &str) -> Result<(), LabError> {
+    let path = lab.topology.run_dir().join(format!("{name}.conf"));
+    std::fs::write(&path, config).map_err(|e| LabError::Io(format!("writing {}", path.display()), e))?;
+    let mut cmd = tula_net::Netns::open(ns)?.command(bird_binary()?);
+    cmd.arg("-f").arg("-c").arg(&path).arg("-s").arg(control_socket(lab, name));
+    lab.spawn_daemon(cmd, name)
+}
+
+/// The router's BIRD: a session to each node; ECMP routes into the kernel.
+pub fn start_router_bird(lab: &Lab) -> Result<(), LabError> {
+    let topology = &lab.topology;
+    let config = RouterConfig {
+        asn: ROUTER_ASN,
+        router_id: Topology::node_gateway(1),
+        nodes: topology.nodes().map(|n| (Topology::node_gateway(n), Topology::node_addr(n))).collect(),
+        node_asn: NODE_ASN,
+        vip_prefix: (Ipv4Addr::new(203, 0, 113, 0), 24),
+        timers: Timers::default(),
+        log: Some("stderr".into()),
+    }
+    .render()
+    .map_err(|e| LabError::Config(e.to_string()))?;
+    start_bird(lab, &topology.ns_router(), "bird-router", &config)
+}
+
+/// Node `n`'s BIRD: learns the daemon's announcement table, exports it to the router.
+pub fn start_node_bird(lab: &Lab, n: u8) -> Result<(), LabError> {
+    let config = NodeConfig {
+        asn: NODE_ASN,
+        peers: vec![Topology::node_gateway(n)],
+        peer_asn: ROUTER_ASN,
+        local: Some(Topology::node_addr(n)),
+        table: tula_bgp::DEFAULT_TABLE,
+        timers: Timers::default(),
+        log: Some("stderr".into()),
+    }
+    .render()
+    .map_err(|e| LabError::Config(e.to_string()))?;
+    start_bird(lab, &lab.topology.ns_node(n), &format!("bird-{}", Topology::node_label(n)), &config)
+}
+
+impl Lab {
+    /// The nodes the router's kernel sends `vip` to now (its ECMP next hops).
+    pub fn router_paths(&self, vip: Ipv4Addr) -> Result<Vec<Ipv4Addr>, LabError> {
+        let router = tula_net::Netns::open(&self.topology.ns_router())?;
+        let out = router
+            .command("ip")
+            .args(["-4", "route", "show", &format!("{vip}/32")])
+            .output()
+            .map_err(|e| LabError::Io("running ip route show".into(), e))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let words: Vec<&str> = text.split_whitespace().collect();
+        Ok(words.windows(2).filter(|w| w[0] == "via").filter_map(|w| w[1].parse().ok()).collect())
+    }
+
+    /// Waits until the router sends `vip` over exactly `paths` nodes; returns how long that took.
+    pub fn wait_for_paths(&self, vip: Ipv4Addr, paths: usize, timeout: Duration) -> Result<Duration, LabError> {
+        let started = Instant::now();
+        loop {
+            let now = self.router_paths(vip)?;
+            if now.len() == paths {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > timeout {
+                return Err(LabError::Process(format!(
+                    "the router sends {vip} over {now:?}, not {paths} node(s), after {timeout:?}; BIRD says:\n{}\n{}",
+                    self.log("bird-router"),
+                    self.birdc("bird-router", &["show", "protocols"]).unwrap_or_default()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs `birdc` against the lab's BIRD `name` (bird-router, bird-lb, bird-lb2).
+    pub fn birdc(&self, name: &str, args: &[&str]) -> Result<String, LabError> {
+        let out = std::process::Command::new("birdc")
+            .arg("-s")
+            .arg(control_socket(self, name))
+            .args(args)
+            .output()
+            .map_err(|e| LabError::Io("running birdc".into(), e))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Takes node `n`'s routed link down or up (its router side loses its
+    /// carrier). Up again, it gets back its default route, which the kernel
+    /// removed with the link.
+    pub fn set_node_link(&self, n: u8, up: bool) -> Result<(), LabError> {
+        let ns = tula_net::Netns::open(&self.topology.ns_node(n))?;
+        ns.run(|| -> Result<(), LabError> {
+            if !up {
+                return Ok(tula_net::set_down("eth0")?);
+            }
+            tula_net::set_up("eth0")?;
+            match tula_net::add_route(Ipv4Addr::UNSPECIFIED, 0, Some(Topology::node_gateway(n)), None) {
+                Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
+                other => Ok(other?),
+            }
+        })?
+    }
+}
