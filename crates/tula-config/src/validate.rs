@@ -4,7 +4,7 @@
 //! subnets) take them from [`HostFacts`], so tests can state them; a fact left
 //! out (`None`) skips the rules that need it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
@@ -108,12 +108,13 @@ pub(crate) fn validate(config: &Config, host: &HostFacts) -> Result<(), ConfigEr
         errors: Vec::new(),
     };
     check.globals();
-    let vip_addresses: Vec<(IpAddr, String)> = config
-        .vips
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (v.address, vip_path(i, Some(&v.name))))
-        .collect();
+    // Looked up once per backend: a map, so 100,000 backends are not 100,000 scans.
+    let mut vip_addresses: HashMap<IpAddr, String> = HashMap::new();
+    for (i, v) in config.vips.iter().enumerate() {
+        vip_addresses
+            .entry(v.address)
+            .or_insert_with(|| vip_path(i, Some(&v.name)));
+    }
     check.vip_names();
     check.vip_keys();
     check.vip_echo();
@@ -333,7 +334,7 @@ impl Checker<'_> {
         }
     }
 
-    fn vip(&mut self, path: &str, vip: &Vip, vip_addresses: &[(IpAddr, String)]) {
+    fn vip(&mut self, path: &str, vip: &Vip, vip_addresses: &HashMap<IpAddr, String>) {
         let address_path = join(path, "address");
         match vip.address {
             IpAddr::V6(_) => self.error(
@@ -430,7 +431,7 @@ impl Checker<'_> {
         path: &str,
         vip: &Vip,
         backend: &Backend,
-        vip_addresses: &[(IpAddr, String)],
+        vip_addresses: &HashMap<IpAddr, String>,
     ) {
         self.backend_address(&join(path, "address"), vip, backend.address, vip_addresses);
         match backend.port {
@@ -458,7 +459,7 @@ impl Checker<'_> {
         path: &str,
         vip: &Vip,
         address: IpAddr,
-        vip_addresses: &[(IpAddr, String)],
+        vip_addresses: &HashMap<IpAddr, String>,
     ) {
         let v4 = match (vip.address, address) {
             (IpAddr::V4(_), IpAddr::V6(_)) => {
@@ -484,7 +485,7 @@ impl Checker<'_> {
         if let Some(why) = unusable(v4) {
             return self.error(path, format!("{address} cannot be a backend ({why})"));
         }
-        if let Some((_, owner)) = vip_addresses.iter().find(|(a, _)| *a == address) {
+        if let Some(owner) = vip_addresses.get(&address) {
             return self.error(path, format!("{address} is the address of a VIP ({owner})"));
         }
         if vip.dsr_type == DsrType::L2 {
