@@ -43,6 +43,17 @@ impl Config {
         toml::to_string(self).expect("every config value has a TOML form")
     }
 
+    /// One VIP as a `[[vip]]` table: a config's settings without VIPs
+    /// ([`Config::to_toml_string`]) followed by each VIP's table reads back
+    /// to the same config, so a VIP's text can be kept while it is unchanged.
+    pub fn vip_toml_string(vip: &Vip) -> String {
+        #[derive(serde::Serialize)]
+        struct OneVip<'a> {
+            vip: [&'a Vip; 1],
+        }
+        toml::to_string(&OneVip { vip: [vip] }).expect("every VIP has a TOML form")
+    }
+
     /// Checks every rule, reporting every problem at once. Rules that need a fact
     /// about the host run only when `host` provides it.
     pub fn validate(&self, host: &HostFacts) -> Result<(), ConfigErrors> {

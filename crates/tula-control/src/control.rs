@@ -645,6 +645,7 @@ impl Writer {
         validate(&config).map_err(ControlError::Invalid)?;
         let new_model = Model::new(config);
         let old_model = self.model.clone();
+        new_model.inherit_toml(&old_model);
         let delta = Delta::between(&old_model, &new_model);
         let known = self
             .dataplane
@@ -739,7 +740,7 @@ impl Writer {
         let committed = saved_ids.and_then(|()| {
             self.shared
                 .store
-                .commit(&config.to_toml_string(), source, changes.summary(), true)
+                .commit(&new_model.toml_text(), source, changes.summary(), true)
         });
         let info = match committed {
             Ok(info) => info,

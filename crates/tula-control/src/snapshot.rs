@@ -29,11 +29,20 @@ pub(crate) struct Model {
     backends: Vec<HashMap<IpAddr, usize>>,
     config_json: OnceLock<Arc<str>>,
     vips_json: OnceLock<Arc<str>>,
+    /// The settings outside the VIPs as TOML.
+    globals_toml: String,
+    /// Each VIP's `[[vip]]` table as TOML (same positions as `config.vips`),
+    /// made once and handed on to the next model while the VIP is unchanged.
+    vip_toml: Vec<OnceLock<Arc<str>>>,
 }
 
 impl Model {
     pub(crate) fn new(mut config: Config) -> Model {
         let globals = crate::diff::globals_tree(&mut config);
+        let vips = std::mem::take(&mut config.vips);
+        let globals_toml = config.to_toml_string();
+        config.vips = vips;
+        let vip_toml = config.vips.iter().map(|_| OnceLock::new()).collect();
         let by_name = config
             .vips
             .iter()
@@ -65,7 +74,37 @@ impl Model {
             backends,
             config_json: OnceLock::new(),
             vips_json: OnceLock::new(),
+            globals_toml,
+            vip_toml,
         }
+    }
+
+    /// Takes `previous`'s TOML of every VIP that is the same in both.
+    pub(crate) fn inherit_toml(&self, previous: &Model) {
+        for (vip, slot) in self.config.vips.iter().zip(&self.vip_toml) {
+            let Some(i) = previous.vip_index(&vip.name) else {
+                continue;
+            };
+            if previous.config.vips[i] == *vip {
+                if let Some(text) = previous.vip_toml[i].get() {
+                    let _ = slot.set(text.clone());
+                }
+            }
+        }
+    }
+
+    /// The config as TOML (what the file and the revision hold): only the
+    /// VIPs whose text is not kept yet are serialised.
+    pub(crate) fn toml_text(&self) -> String {
+        let mut text = self.globals_toml.clone();
+        for (vip, slot) in self.config.vips.iter().zip(&self.vip_toml) {
+            let table = slot.get_or_init(|| Config::vip_toml_string(vip).into());
+            if !text.is_empty() && !text.ends_with("\n\n") {
+                text.push('\n');
+            }
+            text.push_str(table);
+        }
+        text
     }
 
     pub(crate) fn vip_index(&self, name: &str) -> Option<usize> {
@@ -221,5 +260,47 @@ impl Snapshot {
                     message: source.to_string(),
                 }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_toml_made_vip_by_vip_reads_back_to_the_same_config() {
+        let text = r#"
+            interfaces = ["lo"]
+            path_mtu = { lo = 1400 }
+            keep_revisions = 7
+            [api]
+            token = "0123456789abcdef"
+            [[vip]]
+            name = "web"
+            address = "203.0.113.10"
+            port = 80
+            all_down = "sorry"
+            sorry_backend = "198.18.9.9"
+            health_check = { type = "http", path = "/ready", interval = "5s" }
+            backends = [{ address = "198.18.3.2" }, { address = "198.18.3.3", weight = 2, state = "drain" }]
+            [[vip]]
+            name = "dns"
+            address = "203.0.113.11"
+            port = 53
+            protocol = "udp"
+            backends = [{ address = "198.18.4.2" }]
+        "#;
+        let config = Config::from_toml_str(text).unwrap();
+        let first = Model::new(config.clone());
+        assert_eq!(Config::from_toml_str(&first.toml_text()).unwrap(), config);
+        // The next model keeps the unchanged VIP's text and makes the changed one's.
+        let mut changed = config.clone();
+        changed.vips[1].backends[0].weight = 9;
+        let next = Model::new(changed.clone());
+        next.inherit_toml(&first);
+        assert!(next.vip_toml[0].get().is_some() && next.vip_toml[1].get().is_none());
+        assert_eq!(Config::from_toml_str(&next.toml_text()).unwrap(), changed);
+        let empty = Model::new(Config::default());
+        assert_eq!(Config::from_toml_str(&empty.toml_text()).unwrap(), Config::default());
     }
 }
