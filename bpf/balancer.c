@@ -164,9 +164,10 @@ static __always_inline __u64 conn_stamp(__u64 jiffies, int write)
 
 /* Writes `flow` -> `backend` into `bucket`: into way `way` (the flow's own,
  * found by conn_find), else an empty way, else the least recently used of
- * the flows that sent one packet only, else the least recently used (the hit
- * bit makes every stamp of a flow with hits compare newer): a flood of
- * one-packet flows from random sources replaces itself, not established flows. */
+ * the flows that sent one packet only (or went quiet for CONN_HIT_LIFE), else
+ * the least recently used (the hit bit makes every stamp of a flow with
+ * recent hits compare newer): a flood of one-packet flows from random
+ * sources replaces itself, not active established flows. */
 static __always_inline void conn_insert(struct conn_bucket *bucket, const struct flow *flow, __u64 hash,
 					__u32 backend, __u64 jiffies, int way)
 {
@@ -179,6 +180,9 @@ static __always_inline void conn_insert(struct conn_bucket *bucket, const struct
 			struct conn_entry *e = &bucket->ways[i];
 			__u64 stamp = e->check ? e->stamp : 0;
 
+			if ((stamp & CONN_STAMP_HIT) &&
+			    jiffies - ((stamp & ~CONN_STAMP_HIT) >> CONN_STAMP_SHIFT) > CONN_HIT_LIFE)
+				stamp &= ~CONN_STAMP_HIT;
 			if (stamp < oldest) {
 				oldest = stamp;
 				way = i;

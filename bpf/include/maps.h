@@ -66,6 +66,11 @@ struct flow {
 #define CONN_WAYS 8
 #define CONN_STAMP_SHIFT 20 /* conn_entry.stamp = jiffies << 20 | write sequence */
 #define CONN_STAMP_HIT (1ULL << 63) /* in stamp: the flow sent more than one packet, so it is replaced after every one-packet flow */
+/* How long the hit bit protects a flow after its last packet, in jiffies
+ * (1 s at HZ=250): a flow that went quiet (or closed) ages like a one-packet
+ * flow, so old established flows cannot fill a bucket for good and leave new
+ * flows only each other's ways to take. */
+#define CONN_HIT_LIFE 256
 struct conn_entry {
 	struct flow flow; /* the key, compared whole */
 	__u32 backend;    /* index into backends */
