@@ -445,17 +445,26 @@ impl<'a> Bench<'a> {
 
 /// Panics unless the balancer's counters show that the run took `scenario`'s path.
 fn check_path(scenario: &Scenario, result: &RunResult) {
+    if let Err(wrong) = path_taken(scenario, result) {
+        panic!("{wrong}");
+    }
+}
+
+/// Whether the balancer's counters show that the run took `scenario`'s path,
+/// else what they show instead.
+fn path_taken(scenario: &Scenario, result: &RunResult) -> Result<(), String> {
     let c = result
         .counters
         .as_ref()
         .expect("balancer runs read counters");
     let seen = result.seen().unwrap_or(0);
     let name = &scenario.name;
-    assert!(
-        seen > 0 && seen <= result.sent.packets,
-        "{name}: the balancer saw {seen} of {} packets",
-        result.sent.packets
-    );
+    if seen == 0 || seen > result.sent.packets {
+        return Err(format!(
+            "{name}: the balancer saw {seen} of {} packets",
+            result.sent.packets
+        ));
+    }
     let (hit, miss, not_vip, tx) = (
         c.get(Counter::LruHit),
         c.get(Counter::LruMiss),
@@ -470,10 +479,12 @@ fn check_path(scenario: &Scenario, result: &RunResult) {
             hit == tx && hit + not_vip == seen && hit.abs_diff(not_vip) <= seen / 100 + 2
         }
     };
-    assert!(
-        ok,
+    if ok {
+        return Ok(());
+    }
+    Err(format!(
         "{name}: took another path: seen {seen}, lru_hit {hit}, lru_miss {miss}, not_vip {not_vip}, tx {tx}, counters {c:?}"
-    );
+    ))
 }
 
 /// Every figure of one data-plane benchmark run.
@@ -637,8 +648,12 @@ fn breakdown(bench: &mut Bench<'_>, scenarios: &[Scenario]) -> Vec<Breakdown> {
             RunStats::of(&bench.sink.info()),
         );
         let result = bench.run(packets, scenario.is_some());
+        // The breakdown is evidence, not a figure of its own: a run that strayed
+        // from its path is reported with the table, not fatal to the figures.
         if let Some(s) = scenario {
-            check_path(s, &result);
+            if let Err(wrong) = path_taken(s, &result) {
+                println!("  breakdown run off its path (its row still shown): {}", wrong.trim_start());
+            }
         }
         let (gen1, lb1, sink1) = (
             RunStats::of(&bench.generator.info()),
