@@ -35,10 +35,12 @@ fn layer3_dsr_spreads_load_and_replies_bypass_the_load_balancer() {
     let seen_at_lb = at_lb.drain();
     let sent_by_lb = lb_to_router.drain();
 
-    // Every backend serves, each within 15% of a fair share.
+    // Every backend serves, each within 30% of a fair share: a fair share of
+    // 600 flows hashed at random is 200 +- 11.5 (one sigma), so +-30 failed
+    // about one run in 30; +-60 is over 5 sigma.
     assert_eq!(spread.len(), 3, "{spread:?}");
     for (name, n) in &spread {
-        assert!((170..=230).contains(n), "{name} got {n} of 600: {spread:?}");
+        assert!((140..=260).contains(n), "{name} got {n} of 600: {spread:?}");
     }
     // Every IPv4 frame the lb sent toward the router was IPIP, from the lb to a backend.
     assert!(sent_by_lb.ipip >= 600 * 3, "{sent_by_lb:?}");
