@@ -296,3 +296,37 @@ fn the_table_lists_and_forgets_flows_and_its_size_is_whole_buckets() {
         f.dataplane.remove_conn(&flow(1050)).unwrap();
     });
 }
+
+#[test]
+fn established_flows_gone_quiet_give_way_to_new_flows_in_a_full_bucket() {
+    in_lab("quiet", |f| {
+        f.add_backend(1, routed_backend(1));
+        let key = vip_key(80, Protocol::Tcp);
+        let ring = f.ring_of(1);
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring);
+        // Ten flows of one bucket: the balancer's bucket is the flow hash fastranged.
+        let buckets = u64::from(f.dataplane.conn_table_capacity() / 8);
+        let bucket = |port: u16| (u64::from(tula_dataplane::flow_hash(&flow(port))) * buckets) >> 32;
+        let same: Vec<u16> = (1000..u16::MAX)
+            .filter(|&port| bucket(port) == bucket(1000))
+            .take(10)
+            .collect();
+        assert_eq!(same.len(), 10, "ten ports of one bucket");
+        let (old, new) = same.split_at(8);
+        // Eight established flows (two packets each) fill the bucket, then go quiet.
+        for &port in old {
+            send(f, port);
+            send(f, port);
+        }
+        // Longer than the hit bit's 256 jiffies at any HZ down to 100.
+        std::thread::sleep(std::time::Duration::from_millis(2700));
+        // Two new flows arrive: the second must take a quiet flow's way, not the first's.
+        send(f, new[0]);
+        send(f, new[1]);
+        assert!(
+            f.dataplane.conn(&flow(new[0])).unwrap().is_some(),
+            "a new flow was evicted by another new flow while quiet flows kept the bucket"
+        );
+        assert!(f.dataplane.conn(&flow(new[1])).unwrap().is_some());
+    });
+}
