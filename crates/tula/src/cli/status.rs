@@ -62,11 +62,12 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", status_table(&status));
     }
-    if !args.client.json {
-        // Each VIP's BGP announcement; a daemon without /api/node shows none.
-        if let Ok(node) = Client::new(&args.client).get::<tula_bgp::NodeStatus>("/api/node") {
-            print!("\n{}", super::node::announcement_text(&node));
+    // Each VIP's BGP announcement, narrowed like the table; a daemon without /api/node shows none.
+    if let Ok(mut node) = client.get::<tula_bgp::NodeStatus>("/api/node") {
+        if args.narrow.vip.is_some() || args.narrow.filter.is_some() {
+            node.vips.retain(|a| status.iter().any(|v| v.name == a.vip));
         }
+        print!("\n{}", super::node::announcement_text(&node));
     }
     Ok(ExitCode::SUCCESS)
 }
