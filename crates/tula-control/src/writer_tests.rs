@@ -96,18 +96,10 @@ fn backend(v: u32, b: u32) -> IpAddr {
 
 /// An edit that drains backend `b` of VIP `web{v}`.
 fn drain(v: u32, b: u32, based_on: Option<u64>) -> Edit {
-    let vip = format!("web{v}");
     let address = backend(v, b);
     Edit {
-        source: format!("drain {vip}/{address}"),
-        based_on,
-        vip: Some(vip.clone()),
-        change: Box::new(move |config: &mut Config| {
-            let declared = config
-                .vips
-                .iter_mut()
-                .find(|x| x.name == vip)
-                .ok_or_else(|| EditRefused(format!("no VIP {vip}")))?;
+        source: format!("drain web{v}/{address}"),
+        ..try_edit_vip(v, based_on, move |declared| {
             let backend = declared
                 .backends
                 .iter_mut()
@@ -115,7 +107,7 @@ fn drain(v: u32, b: u32, based_on: Option<u64>) -> Edit {
                 .ok_or_else(|| EditRefused(format!("no backend {address}")))?;
             backend.state = BackendState::Drain;
             Ok(())
-        }),
+        })
     }
 }
 
@@ -402,6 +394,18 @@ fn edit_vip(
     based_on: Option<u64>,
     change: impl Fn(&mut tula_config::Vip) + Send + 'static,
 ) -> Edit {
+    try_edit_vip(v, based_on, move |declared| {
+        change(declared);
+        Ok(())
+    })
+}
+
+/// An edit of VIP `web{v}` made by `change`, which may refuse it.
+fn try_edit_vip(
+    v: u32,
+    based_on: Option<u64>,
+    change: impl Fn(&mut tula_config::Vip) -> Result<(), EditRefused> + Send + 'static,
+) -> Edit {
     let vip = format!("web{v}");
     Edit {
         source: format!("edit {vip}"),
@@ -413,8 +417,7 @@ fn edit_vip(
                 .iter_mut()
                 .find(|x| x.name == vip)
                 .ok_or_else(|| EditRefused(format!("no VIP {vip}")))?;
-            change(declared);
-            Ok(())
+            change(declared)
         }),
     }
 }
