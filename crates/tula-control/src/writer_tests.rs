@@ -65,6 +65,11 @@ impl Setup {
     fn config_file(&self) -> String {
         std::fs::read_to_string(self.dir.join("etc/tula.toml")).unwrap_or_default()
     }
+
+    /// The config file as the daemon would read it at its next start.
+    fn saved_config(&self) -> Config {
+        Config::from_toml_str(&self.config_file()).unwrap()
+    }
 }
 
 impl Drop for Setup {
@@ -184,8 +189,7 @@ fn coalesced_concurrent_edits_all_land_in_one_revision() {
         .iter()
         .any(|op| op.contains("web4") || op.contains("web5")));
     // The file and the revision say the same.
-    let saved = Config::from_toml_str(&setup.config_file()).unwrap();
-    assert_eq!(&saved, snapshot.config());
+    assert_eq!(&setup.saved_config(), snapshot.config());
 }
 
 #[test]
@@ -317,10 +321,7 @@ fn assert_unchanged(
     assert_eq!(control.running_revision(), number);
     assert_eq!(control.snapshot().config(), config);
     assert_eq!(control.history().unwrap().last().unwrap().number, number);
-    assert_eq!(
-        &Config::from_toml_str(&setup.config_file()).unwrap(),
-        config
-    );
+    assert_eq!(&setup.saved_config(), config);
     assert_eq!(&control.revision(number).unwrap(), config);
     assert_eq!(
         &setup.log.lock().unwrap().held,
@@ -528,8 +529,7 @@ fn a_hundred_concurrent_drains_all_land() {
     }
     let made = snapshot.revision() - first.number;
     assert!((1..=100).contains(&made), "{made} revisions");
-    let saved = Config::from_toml_str(&setup.config_file()).unwrap();
-    assert_eq!(&saved, snapshot.config());
+    assert_eq!(&setup.saved_config(), snapshot.config());
 }
 
 /// The lost update: a form rendered at revision N, a drain by
