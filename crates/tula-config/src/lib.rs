@@ -60,6 +60,18 @@ impl Config {
         validate::validate(self, host)
     }
 
+    /// [`Config::validate`] after a change to the VIPs at positions `touched`
+    /// only, the others having passed before: every global rule and every
+    /// rule across VIPs, but each VIP's own rules only for the touched ones.
+    /// What a change of one VIP costs then follows that VIP's size.
+    pub fn validate_touched(
+        &self,
+        host: &HostFacts,
+        touched: &[usize],
+    ) -> Result<(), ConfigErrors> {
+        validate::validate_touched(self, host, touched)
+    }
+
     /// The VIP named `name`.
     pub fn vip(&self, name: &str) -> Option<&Vip> {
         self.vips.iter().find(|v| v.name == name)

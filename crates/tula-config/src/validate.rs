@@ -102,6 +102,18 @@ pub const MIN_PATH_MTU: u16 = 576;
 pub const MIN_TOKEN_LEN: usize = 16;
 
 pub(crate) fn validate(config: &Config, host: &HostFacts) -> Result<(), ConfigErrors> {
+    let every: Vec<usize> = (0..config.vips.len()).collect();
+    validate_touched(config, host, &every)
+}
+
+/// [`validate`] of a config whose VIPs passed before except those at
+/// `touched`: the global rules and the rules across VIPs in full, each VIP's
+/// own rules for the touched ones only. Finds what [`validate`] would.
+pub(crate) fn validate_touched(
+    config: &Config,
+    host: &HostFacts,
+    touched: &[usize],
+) -> Result<(), ConfigErrors> {
     let mut check = Checker {
         config,
         host,
@@ -118,8 +130,15 @@ pub(crate) fn validate(config: &Config, host: &HostFacts) -> Result<(), ConfigEr
     check.vip_names();
     check.vip_keys();
     check.vip_echo();
-    for (index, vip) in config.vips.iter().enumerate() {
-        check.vip(&vip_path(index, Some(&vip.name)), vip, &vip_addresses);
+    let mut is_touched = vec![false; config.vips.len()];
+    for &index in touched {
+        if let Some(vip) = config.vips.get(index) {
+            is_touched[index] = true;
+            check.vip(&vip_path(index, Some(&vip.name)), vip, &vip_addresses);
+        }
+    }
+    if touched.len() < config.vips.len() {
+        check.backends_on_touched_vip_addresses(&is_touched, &vip_addresses);
     }
     ConfigErrors::check(check.errors)
 }
@@ -330,6 +349,51 @@ impl Checker<'_> {
                 );
             } else {
                 first.insert(key, index);
+            }
+        }
+    }
+
+    /// The one rule of an untouched VIP that a touched one can break: a
+    /// backend (or sorry backend) on a touched VIP's address.
+    fn backends_on_touched_vip_addresses(
+        &mut self,
+        is_touched: &[bool],
+        vip_addresses: &HashMap<IpAddr, String>,
+    ) {
+        let config = self.config;
+        let touched: BTreeSet<IpAddr> = config
+            .vips
+            .iter()
+            .zip(is_touched)
+            .filter(|(_, &t)| t)
+            .map(|(v, _)| v.address)
+            .collect();
+        if touched.is_empty() {
+            return;
+        }
+        for (index, vip) in config.vips.iter().enumerate() {
+            if is_touched[index] {
+                continue;
+            }
+            let path = vip_path(index, Some(&vip.name));
+            let sorry = vip.sorry_backend.filter(|_| vip.all_down == AllDown::Sorry);
+            let addresses = vip.backends.iter().map(|b| b.address).enumerate();
+            for (i, address) in addresses
+                .map(|(i, a)| (Some(i), a))
+                .chain(sorry.map(|a| (None, a)))
+            {
+                if !touched.contains(&address) {
+                    continue;
+                }
+                let where_ = match i {
+                    Some(i) => format!("{path}.backends[{i}].address"),
+                    None => join(&path, "sorry_backend"),
+                };
+                let owner = &vip_addresses[&address];
+                self.error(
+                    where_,
+                    format!("{address} is the address of a VIP ({owner})"),
+                );
             }
         }
     }

@@ -635,3 +635,77 @@ fn vips_on_one_address_agree_on_icmp_echo() {
     config.vips[0].icmp_echo = false;
     assert!(problems_without_host(&config).is_empty());
 }
+
+/// `validate_touched`'s problems, sorted: it reports the rules across VIPs after each VIP's own.
+fn touched_problems(config: &Config, touched: &[usize]) -> Vec<String> {
+    let mut found = match config.validate_touched(&HostFacts::default(), touched) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors.errors.iter().map(|e| e.to_string()).collect(),
+    };
+    found.sort();
+    found
+}
+
+#[test]
+fn validating_the_touched_vips_finds_what_validating_everything_finds() {
+    let three = |v: u32| {
+        let mut vip = base().vips[0].clone();
+        vip.name = format!("web{v}");
+        vip.address = ip(&format!("203.0.113.{}", 10 + v));
+        vip.backends = (0..3)
+            .map(|b| backend(&format!("198.18.{v}.{}", 2 + b)))
+            .collect();
+        vip
+    };
+    let mut good = base();
+    good.vips = (0..4).map(three).collect();
+    assert_eq!(touched_problems(&good, &[1]), Vec::<String>::new());
+    // Each change touches VIP 1 only; the others passed before.
+    let changes: Vec<(&str, Box<dyn Fn(&mut Config)>)> = vec![
+        (
+            "a bad weight",
+            Box::new(|c| c.vips[1].backends[0].weight = 1_000_000),
+        ),
+        (
+            "a backend twice",
+            Box::new(|c| c.vips[1].backends[1].address = ip("198.18.1.2")),
+        ),
+        (
+            "its name taken",
+            Box::new(|c| c.vips[1].name = "web2".into()),
+        ),
+        (
+            "its socket taken",
+            Box::new(|c| c.vips[1].address = ip("203.0.113.12")),
+        ),
+        // VIP 3's backend now sits on VIP 1's address: an untouched VIP breaks.
+        (
+            "on a backend of another VIP",
+            Box::new(|c| c.vips[1].address = ip("198.18.3.3")),
+        ),
+        (
+            "a backend on another VIP's address",
+            Box::new(|c| c.vips[1].backends[2].address = ip("203.0.113.10")),
+        ),
+        (
+            "sorry without a backend",
+            Box::new(|c| c.vips[1].all_down = AllDown::Sorry),
+        ),
+    ];
+    for (what, change) in changes {
+        let mut config = good.clone();
+        change(&mut config);
+        let mut everything = problems_without_host(&config);
+        everything.sort();
+        assert!(
+            !everything.is_empty(),
+            "{what}: the change should be refused"
+        );
+        assert_eq!(touched_problems(&config, &[1]), everything, "{what}");
+    }
+    // What it saves: an untouched VIP is not looked into again.
+    let mut config = good.clone();
+    config.vips[3].backends[0].weight = 1_000_000;
+    assert_eq!(touched_problems(&config, &[1]), Vec::<String>::new());
+    assert_eq!(touched_problems(&config, &[1, 3]).len(), 1);
+}

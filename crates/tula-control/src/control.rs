@@ -27,9 +27,7 @@ use crate::plan::{plan, plan_touched, ring_members, transition, DataplaneState};
 use crate::program::{Kernel, ProgramError, Programmer};
 use crate::snapshot::{Model, Snapshot};
 use crate::store::Store;
-use crate::{
-    host, ControlError, ControlOptions, Diff, NewFlows, RevisionInfo, Serving, VipStatus,
-};
+use crate::{host, ControlError, ControlOptions, Diff, NewFlows, RevisionInfo, Serving, VipStatus};
 
 /// Where a command's result goes: called once, on the writer thread.
 pub type Reply<T> = Box<dyn FnOnce(Result<T, ControlError>) + Send>;
@@ -216,7 +214,7 @@ impl Control {
     /// Validates against this host (interfaces, local addresses, subnets);
     /// every problem at once.
     pub fn validate(&self, config: &Config) -> Result<(), ConfigErrors> {
-        validate(config)
+        validate(config, None)
     }
 
     /// What applying `config` would change, compared with the running config.
@@ -442,7 +440,7 @@ impl Writer {
                 return Ok(());
             }
         };
-        validate(&config).map_err(ControlError::Invalid)?;
+        validate(&config, None).map_err(ControlError::Invalid)?;
         let (programmer, adopted) = (self.loader)(&config)?;
         let ids = match self
             .ids
@@ -642,11 +640,19 @@ impl Writer {
 
     /// Save and apply `config` (see [`Control::apply`]).
     fn apply(&mut self, config: Config, source: &str) -> Result<RevisionInfo, ControlError> {
-        validate(&config).map_err(ControlError::Invalid)?;
         let new_model = Model::new(config);
         let old_model = self.model.clone();
         new_model.inherit_toml(&old_model);
         let delta = Delta::between(&old_model, &new_model);
+        // The running config passed: a change of some VIPs needs only those looked into again.
+        let touched = (!delta.globals && self.revision > 0).then(|| {
+            let positions = delta
+                .new
+                .iter()
+                .filter_map(|v| new_model.vip_index(&v.name));
+            positions.collect::<Vec<usize>>()
+        });
+        validate(&new_model.config, touched.as_deref()).map_err(ControlError::Invalid)?;
         let known = self
             .dataplane
             .as_ref()
@@ -912,11 +918,10 @@ impl Loaded {
         wanted: &DataplaneState,
         fallback: &DataplaneState,
     ) -> Result<(), ProgramError> {
-        let held = match &self.programmed {
-            Some(held) => held.clone(),
-            None => self.programmer.read_state(wanted)?,
+        let ops = match &self.programmed {
+            Some(held) => transition(held, wanted),
+            None => transition(&self.programmer.read_state(wanted)?, wanted),
         };
-        let ops = transition(&held, wanted);
         let Err(error) = self.programmer.run(&ops) else {
             self.programmed = Some(wanted.clone());
             return Ok(());
@@ -950,8 +955,10 @@ fn limits(config: &Config, programmer: &dyn Programmer) -> Limits {
     }
 }
 
-/// Validates against this host (interfaces, local addresses, subnets).
-fn validate(config: &Config) -> Result<(), ConfigErrors> {
+/// Validates against this host (interfaces, local addresses, subnets): the
+/// whole config, or with `touched`, the VIPs at those positions and every
+/// rule across VIPs (see [`Config::validate_touched`]).
+fn validate(config: &Config, touched: Option<&[usize]>) -> Result<(), ConfigErrors> {
     let mut errors = Vec::new();
     let facts = host::host_facts().unwrap_or_else(|e| {
         errors.push(ConfigError::new(
@@ -960,7 +967,11 @@ fn validate(config: &Config) -> Result<(), ConfigErrors> {
         ));
         HostFacts::default()
     });
-    if let Err(found) = config.validate(&facts) {
+    let found = match touched {
+        Some(touched) => config.validate_touched(&facts, touched),
+        None => config.validate(&facts),
+    };
+    if let Err(found) = found {
         errors.extend(found.errors);
     }
     ConfigErrors::check(errors)

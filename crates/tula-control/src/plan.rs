@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use tula_config::{
     AllDown, BackendState, Config, ConfigError, ConfigErrors, DsrType, Scheduler, Vip,
@@ -32,7 +33,9 @@ pub(crate) struct DataplaneState {
     /// Attached interfaces and how they are set up as egress; `None` = not known
     /// (adopted from a pinned data plane), so it is set again.
     pub interfaces: BTreeMap<String, Option<InterfaceSpec>>,
-    pub vips: BTreeMap<VipKey, VipEntry>,
+    /// Shared with the states planned before while the VIP is unchanged, so
+    /// copying a state of 1,000 VIPs copies 1,000 pointers, not their rings.
+    pub vips: BTreeMap<VipKey, Arc<VipEntry>>,
     pub backends: BTreeMap<u32, Backend>,
     /// How too-big DF packets are answered; `None` = not known, so it is set again.
     pub icmp: Option<IcmpSettings>,
@@ -197,11 +200,11 @@ fn plan_vip(
     ring.sort_by(|a, b| a.key.cmp(&b.key));
     state.vips.insert(
         key,
-        VipEntry {
+        Arc::new(VipEntry {
             name: vip.name.clone(),
             spec,
             ring,
-        },
+        }),
     );
 }
 
@@ -265,7 +268,7 @@ pub(crate) enum Op {
     SetBackend(u32, Backend),
     RemoveBackend(u32),
     /// Set the VIP and swap in a ring built from the entry.
-    SetVip(VipKey, VipEntry),
+    SetVip(VipKey, Arc<VipEntry>),
     RemoveVip(VipKey, String),
     SetIcmp(IcmpSettings),
 }
@@ -337,14 +340,16 @@ pub(crate) fn transition(old: &DataplaneState, new: &DataplaneState) -> Vec<Op> 
             Some(_) => {}
         }
     }
-    let changed_backends = new
-        .backends
-        .iter()
-        .filter(|(id, b)| old.backends.get(id) != Some(b));
-    let (alive, not_alive): (Vec<_>, Vec<_>) = changed_backends.partition(|(_, b)| b.alive);
+    let (changed_backends, removed_backends) = differences(&old.backends, &new.backends);
+    let (alive, not_alive): (Vec<_>, Vec<_>) =
+        changed_backends.into_iter().partition(|(_, b)| b.alive);
     ops.extend(alive.into_iter().map(|(id, b)| Op::SetBackend(*id, *b)));
     for (key, entry) in &new.vips {
-        if old.vips.get(key) != Some(entry) {
+        let same = old
+            .vips
+            .get(key)
+            .is_some_and(|held| Arc::ptr_eq(held, entry) || held == entry);
+        if !same {
             ops.push(Op::SetVip(*key, entry.clone()));
         }
     }
@@ -354,17 +359,39 @@ pub(crate) fn transition(old: &DataplaneState, new: &DataplaneState) -> Vec<Op> 
             ops.push(Op::RemoveVip(*key, entry.name.clone()));
         }
     }
-    for id in old.backends.keys() {
-        if !new.backends.contains_key(id) {
-            ops.push(Op::RemoveBackend(*id));
-        }
-    }
+    ops.extend(
+        removed_backends
+            .into_iter()
+            .map(|id| Op::RemoveBackend(*id)),
+    );
     for ifname in old.interfaces.keys() {
         if !new.interfaces.contains_key(ifname) {
             ops.push(Op::Detach(ifname.clone()));
         }
     }
     ops
+}
+
+/// What differs from `old` to `new`: (entries added or changed, keys
+/// removed), in key order. One pass over each map, not a lookup per key:
+/// 100,000 backends cost a walk.
+fn differences<'a, K: Ord, V: PartialEq>(
+    old: &'a BTreeMap<K, V>,
+    new: &'a BTreeMap<K, V>,
+) -> (Vec<(&'a K, &'a V)>, Vec<&'a K>) {
+    let (mut changed, mut removed) = (Vec::new(), Vec::new());
+    let mut old = old.iter().peekable();
+    for (key, value) in new {
+        while let Some((gone, _)) = old.next_if(|(k, _)| *k < key) {
+            removed.push(gone);
+        }
+        match old.next_if(|(k, _)| *k == key) {
+            Some((_, held)) if held == value => {}
+            _ => changed.push((key, value)),
+        }
+    }
+    removed.extend(old.map(|(k, _)| k));
+    (changed, removed)
 }
 
 #[cfg(test)]
@@ -394,6 +421,22 @@ mod tests {
     fn state(config: &Config, ids: &mut Ids, health: &Health) -> DataplaneState {
         *ids = ids.assign(config, crate::ids::Limits::of(config)).unwrap();
         plan(config, ids, health).unwrap()
+    }
+
+    #[test]
+    fn differences_walk_both_maps_once_and_miss_nothing() {
+        let old: BTreeMap<u32, char> = [(1, 'a'), (2, 'b'), (4, 'd'), (6, 'f'), (9, 'i')].into();
+        let new: BTreeMap<u32, char> = [(2, 'b'), (3, 'c'), (4, 'D'), (9, 'i'), (10, 'j')].into();
+        let (changed, removed) = differences(&old, &new);
+        assert_eq!(changed, [(&3, &'c'), (&4, &'D'), (&10, &'j')]);
+        assert_eq!(removed, [&1, &6]);
+        let empty = BTreeMap::new();
+        let (changed, removed) = differences(&new, &empty);
+        assert!(changed.is_empty());
+        assert_eq!(removed, [&2, &3, &4, &9, &10]);
+        let (changed, removed) = differences(&empty, &old);
+        assert_eq!(changed.len(), 5);
+        assert!(removed.is_empty());
     }
 
     #[test]
@@ -678,7 +721,12 @@ mod tests {
             let new = Model::new(changed);
             let delta = Delta::between(&old, &new);
             assert!(!delta.globals, "{name}");
-            let mut names: Vec<&str> = delta.old.iter().chain(&delta.new).map(|v| v.name.as_str()).collect();
+            let mut names: Vec<&str> = delta
+                .old
+                .iter()
+                .chain(&delta.new)
+                .map(|v| v.name.as_str())
+                .collect();
             names.dedup();
             assert_eq!(names, touched, "{name}: the touched VIPs");
             let new_ids = ids

@@ -253,7 +253,7 @@ pub(crate) fn read_state(
                     spec,
                     ring: Vec::new(),
                 };
-                state.vips.insert(key, entry);
+                state.vips.insert(key, Arc::new(entry));
             }
         }
     }

@@ -555,3 +555,36 @@ fn saving_a_form_of_an_old_revision_does_not_undo_a_drain_made_since() {
         "the drain stays"
     );
 }
+
+#[test]
+fn an_edit_is_validated_where_it_can_break_something() {
+    let setup = Setup::new("validate-touched", 4096);
+    let control = setup.control();
+    let first = control.apply(config(5, 4, ""), "test").unwrap();
+    let refusal = |edit: Edit| match control.edit(edit) {
+        Err(ControlError::Invalid(errors)) => errors.to_string(),
+        other => panic!("expected the edit refused as invalid, got {other:?}"),
+    };
+    // The edited VIP's own rules (web3 is not the first VIP: its position is found by name).
+    let text = refusal(edit_vip(3, None, |vip| vip.backends[1].weight = 1_000_000));
+    assert!(text.contains("vips[web3].backends[1].weight"), "{text}");
+    // A rule of an untouched VIP the edit breaks: web1's backend now on web3's address.
+    let text = refusal(edit_vip(3, None, |vip| {
+        vip.address = "198.18.1.2".parse().unwrap()
+    }));
+    assert!(
+        text.contains(
+            "vips[web1].backends[0].address: 198.18.1.2 is the address of a VIP (vips[web3])"
+        ),
+        "{text}"
+    );
+    // Across VIPs: a name another VIP has.
+    let text = refusal(edit_vip(3, None, |vip| vip.name = "web0".into()));
+    assert!(text.contains("names more than one VIP"), "{text}");
+    assert_eq!(
+        control.running_revision(),
+        first.number,
+        "nothing was applied"
+    );
+    assert_eq!(setup.saved_config(), config(5, 4, ""));
+}
