@@ -6,9 +6,10 @@
 //! what makes a revision exist: a `.toml` without it is what a crash left
 //! behind, is never listed, and is overwritten when that number is next used.
 //!
-//! A commit writes the config file first, then the revision: a crash in
-//! between leaves a file newer than the last revision, which the next start
-//! applies (and records) as the file the operator declared.
+//! A commit writes the config file and the revision's config (at the same
+//! time), then its JSON: a crash before the JSON leaves a file newer than the
+//! last revision, which the next start applies (and records) as the file the
+//! operator declared.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -163,7 +164,7 @@ impl Store {
     }
 
     /// Records `text` as the next revision; with `write_config_file`, also
-    /// makes it the config file (first, see the module docs).
+    /// makes it the config file (before the revision exists, see the module docs).
     pub(crate) fn commit(
         &self,
         text: &str,
@@ -172,10 +173,18 @@ impl Store {
         write_config_file: bool,
     ) -> Result<RevisionInfo, ControlError> {
         let number = self.latest.load(Ordering::SeqCst) + 1;
+        let revision_path = self.config_revision_path(number);
         if write_config_file {
-            write_atomic(&self.config_path, text.as_bytes())?;
+            // Both before the JSON, in either order: their syncs overlap instead of adding up.
+            std::thread::scope(|scope| {
+                let revision = scope.spawn(|| write_atomic(&revision_path, text.as_bytes()));
+                let file = write_atomic(&self.config_path, text.as_bytes());
+                let revision = revision.join().expect("writing a file does not panic");
+                file.and(revision)
+            })?;
+        } else {
+            write_atomic(&revision_path, text.as_bytes())?;
         }
-        write_atomic(&self.config_revision_path(number), text.as_bytes())?;
         let info = RevisionInfo {
             number,
             time: SystemTime::now(),
