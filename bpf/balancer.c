@@ -6,17 +6,23 @@
  * connection table, or else (and always for a TCP SYN) the VIP's ring,
  * indexed by the flow hash (Maglev) or by a per-CPU round-robin cursor --
  * and sends the packet to it:
- *   L3 DSR (default): prepend an outer IPv4 header (IPIP) to the backend;
+ *   L3 DSR (default): prepend an outer IPv4 header (IPIP) to the backend, or
+ *   an outer IPv6 header to an IPv6 backend (next header 41 for an IPv6 VIP,
+ *   4 for an IPv4 one);
  *   L2 DSR (VIP_F_L2_DSR): rewrite the Ethernet addresses only.
+ * IPv4 and IPv6 take the same steps (classify, pick_backend, forward) with
+ * tables of their own (vips6, conns6, frags6, ...); the *6 functions are the
+ * IPv6 ones.
  * The next hop comes from bpf_fib_lookup (cached per backend, see
  * next_hops in maps.h): XDP_TX when it leaves by the ingress interface, else
  * XDP_REDIRECT through tx_ports. Everything that is not for a VIP gets
  * XDP_PASS, untouched.
  *
- * Besides: a DF packet too big for the tunnel gets ICMP Fragmentation Needed
- * back (icmp.h); a datagram's later fragments follow its first one (frags);
- * ICMP errors quoting a VIP flow go to that flow's backend; echo requests to
- * a VIP address are answered. See docs/DATAPLANE.md. */
+ * Besides: a DF packet (any IPv6 packet) too big for the tunnel gets ICMP
+ * Fragmentation Needed (Packet Too Big) back (icmp.h, icmp6.h); a datagram's
+ * later fragments follow its first one (frags, frags6); ICMP errors quoting a
+ * VIP flow go to that flow's backend; echo requests to a VIP address are
+ * answered. See docs/DATAPLANE.md. */
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -27,16 +33,20 @@
 
 #include "maps.h"
 #include "parse.h"
+#include "parse6.h"
 #include "csum.h"
 #include "encap.h"
 #include "icmp.h"
+#include "icmp6.h"
 
 #define AF_INET 2
+#define AF_INET6 10
 
 /* Slots per ring; set by the loader before load, so the verifier sees a constant. */
 const volatile __u32 ring_size = DEFAULT_RING_SIZE;
-/* Buckets of the connection table (conns), likewise. */
+/* Buckets of the connection tables (conns, conns6), likewise. */
 const volatile __u32 conn_buckets = CONN_TABLE_SIZE / CONN_WAYS;
+const volatile __u32 conn6_buckets = CONN_TABLE_SIZE / CONN_WAYS;
 
 static __always_inline void count(__u32 slot)
 {
@@ -80,6 +90,12 @@ static __always_inline int vip_filter_has(__be32 addr)
 	return filter && (filter->words[bit / 64] >> (bit % 64)) & 1;
 }
 
+/* The same for an IPv6 address: the filter bit of its four words xored. */
+static __always_inline int vip_filter_has6(const __be32 *addr)
+{
+	return vip_filter_has(addr[0] ^ addr[1] ^ addr[2] ^ addr[3]);
+}
+
 /* A 64-bit multiply-xorshift finalizer: every input bit flips each output bit
  * with probability close to 1/2. */
 static __always_inline __u64 mix64(__u64 x)
@@ -110,6 +126,27 @@ static __always_inline __u32 flow_hash(const struct flow *f)
 	return flow_hash64(f) >> 32;
 }
 
+/* The flow hash of an IPv6 flow: the ports and protocol as for IPv4, then
+ * each 64 bits of the addresses mixed in turn. Mirrored by tula_dataplane. */
+static __always_inline __u64 flow6_hash64(const struct flow6 *f)
+{
+	const __u64 *src = (const __u64 *)f->src, *dst = (const __u64 *)f->dst;
+	__u64 rest = (__u64)f->proto << 32 | (__u64)f->dport << 16 | f->sport;
+	__u64 h = mix64(rest ^ FLOW_HASH_SEED);
+
+	h = mix64(h ^ src[0]);
+	h = mix64(h ^ src[1]);
+	h = mix64(h ^ dst[0]);
+	return mix64(h ^ dst[1]);
+}
+
+/* The outer IPv6 flow label of a flow: 20 bits of its hash, the same for
+ * every packet of the flow, different between flows. */
+static __always_inline __u32 flow_label(__u64 hash)
+{
+	return (__u32)hash & 0xfffff;
+}
+
 /* What a connection-table entry's `check` must be: binds the backend to the
  * flow (through its 64-bit hash); never 0, which marks an empty way.
  * Mirrored by tula_dataplane's conn_check. */
@@ -118,26 +155,58 @@ static __always_inline __u32 conn_check(__u64 hash, __u32 backend)
 	return (__u32)mix64(hash ^ backend) | 1;
 }
 
-/* The bucket of the flow with 64-bit hash `hash`: its high half, fastranged. */
-static __always_inline struct conn_bucket *conn_bucket(__u64 hash)
-{
-	__u32 index = ((hash >> 32) * conn_buckets) >> 32;
+/* One code serves both connection tables (conns: struct conn_entry, conns6:
+ * struct conn6_entry). An entry is its flow, compared as `key_words` 64-bit
+ * words, then a conn_tail; the callers pass sizes as constants, so each
+ * inlined copy is as if written for its table. */
+struct conn_tail {
+	__u32 backend;
+	__u32 check;
+	__u64 stamp;
+};
+_Static_assert(__builtin_offsetof(struct conn_entry, backend) == sizeof(struct flow), "conn_entry = flow + tail");
+_Static_assert(__builtin_offsetof(struct conn6_entry, backend) == sizeof(struct flow6), "conn6_entry = flow6 + tail");
+#define CONN4_KEY_WORDS (sizeof(struct flow) / 8)
+#define CONN6_KEY_WORDS (sizeof(struct flow6) / 8)
 
+/* The entry's tail: way `way` of `bucket`, whose entries are `size` bytes. */
+static __always_inline struct conn_tail *conn_way(void *bucket, const int size, const int key_words, int way)
+{
+	return bucket + (way & (CONN_WAYS - 1)) * size + key_words * 8;
+}
+
+/* The bucket of the flow with 64-bit hash `hash`: its high half, fastranged. */
+static __always_inline void *conn_bucket(__u64 hash, const int v6)
+{
+	__u32 index;
+
+	if (v6) {
+		index = ((hash >> 32) * conn6_buckets) >> 32;
+		return bpf_map_lookup_elem(&conns6, &index);
+	}
+	index = ((hash >> 32) * conn_buckets) >> 32;
 	return bpf_map_lookup_elem(&conns, &index);
+}
+
+static __always_inline int conn_key_equal(const __u64 *a, const __u64 *b, const int words)
+{
+#pragma unroll
+	for (int i = 0; i < words; i++)
+		if (a[i] != b[i])
+			return 0;
+	return 1;
 }
 
 /* The way of `bucket` holding `flow`, or -1. *backend is its backend, or
  * EMPTY_SLOT if the entry fails its check (torn by a concurrent write). */
-static __always_inline int conn_find(struct conn_bucket *bucket, const struct flow *flow, __u64 hash, __u32 *backend)
+static __always_inline int conn_find(void *bucket, const int size, const int key_words, const __u64 *flow,
+				     __u64 hash, __u32 *backend)
 {
-	__u64 k0 = ((const __u64 *)flow)[0], k1 = ((const __u64 *)flow)[1];
-
 #pragma unroll
 	for (int i = 0; i < CONN_WAYS; i++) {
-		struct conn_entry *e = &bucket->ways[i];
-
-		if (((__u64 *)&e->flow)[0] != k0 || ((__u64 *)&e->flow)[1] != k1)
+		if (!conn_key_equal(bucket + i * size, flow, key_words))
 			continue;
+		struct conn_tail *e = conn_way(bucket, size, key_words, i);
 		/* Read once: the value checked is the value used. */
 		__u32 id = *(volatile __u32 *)&e->backend;
 
@@ -168,8 +237,8 @@ static __always_inline __u64 conn_stamp(__u64 jiffies, int write)
  * the least recently used (the hit bit makes every stamp of a flow with
  * recent hits compare newer): a flood of one-packet flows from random
  * sources replaces itself, not active established flows. */
-static __always_inline void conn_insert(struct conn_bucket *bucket, const struct flow *flow, __u64 hash,
-					__u32 backend, __u64 jiffies, int way)
+static __always_inline void conn_insert(void *bucket, const int size, const int key_words, const __u64 *flow,
+					__u64 hash, __u32 backend, __u64 jiffies, int way)
 {
 	if (way < 0) {
 		__u64 oldest = ~0ULL;
@@ -177,7 +246,7 @@ static __always_inline void conn_insert(struct conn_bucket *bucket, const struct
 		way = 0;
 #pragma unroll
 		for (int i = 0; i < CONN_WAYS; i++) {
-			struct conn_entry *e = &bucket->ways[i];
+			struct conn_tail *e = conn_way(bucket, size, key_words, i);
 			__u64 stamp = e->check ? e->stamp : 0;
 
 			if ((stamp & CONN_STAMP_HIT) &&
@@ -189,19 +258,22 @@ static __always_inline void conn_insert(struct conn_bucket *bucket, const struct
 			}
 		}
 	}
-	struct conn_entry *e = &bucket->ways[way & (CONN_WAYS - 1)];
+	__u64 *key = bucket + (way & (CONN_WAYS - 1)) * size;
+	struct conn_tail *e = conn_way(bucket, size, key_words, way);
 
-	e->flow = *flow;
+#pragma unroll
+	for (int i = 0; i < key_words; i++)
+		key[i] = flow[i];
 	e->backend = backend;
 	e->stamp = conn_stamp(jiffies, 1);
 	e->check = conn_check(hash, backend);
 }
 
-/* The backend a new flow of `vip` goes to: the VIP's ring at the slot the
- * flow hash picks, or, with `round_robin`, at this CPU's cursor, which then
+/* The backend a new flow of `vip` goes to: the VIP's ring at the slot `hash`
+ * (the flow's, or its client's for source hashing) picks, or, with `round_robin`, at this CPU's cursor, which then
  * moves on by one (the round-robin ring, laid out by user space, interleaves
  * the backends in proportion to their weights). A backend id, or EMPTY_SLOT. */
-static __always_inline __u32 new_flow_backend(const struct vip_meta *vip, const struct flow *flow, int round_robin)
+static __always_inline __u32 new_flow_backend(const struct vip_meta *vip, __u32 hash, int round_robin)
 {
 	__u32 index;
 
@@ -214,15 +286,6 @@ static __always_inline __u32 new_flow_backend(const struct vip_meta *vip, const 
 		index = *cursor < ring_size ? *cursor : 0;
 		*cursor = index + 1 < ring_size ? index + 1 : 0;
 	} else {
-		__u32 hash;
-
-		if (vip->flags & VIP_F_SOURCE_HASH) {
-			struct flow client = { .src = flow->src };
-
-			hash = flow_hash(&client);
-		} else {
-			hash = flow_hash(flow);
-		}
 		/* Fastrange: maps the hash onto [0, ring_size) without a division. */
 		index = ((__u64)hash * ring_size) >> 32;
 	}
@@ -232,6 +295,7 @@ static __always_inline __u32 new_flow_backend(const struct vip_meta *vip, const 
 
 	return chunk ? chunk->slots[index % RING_CHUNK_SLOTS] : EMPTY_SLOT;
 }
+
 
 /* Whether {addr, proto} has an all-ports VIP: then every TCP or UDP datagram
  * to the address is that VIP's, whatever its ports (or lack of them). */
@@ -244,12 +308,23 @@ static __always_inline int all_ports_vip(__be32 addr, __u8 proto)
 	return vip_filter_has(addr) && bpf_map_lookup_elem(&vips, &key);
 }
 
-/* A datagram cut short or with an impossible length (its IPv4 header whole):
- * dropped if an all-ports VIP claims it, else passed for the kernel to judge
- * (with only per-port VIPs it cannot be known to be VIP traffic). */
-static __always_inline int malformed(__be32 daddr, __u8 proto)
+static __always_inline int all_ports_vip6(const __be32 *addr, __u8 proto)
 {
-	if (all_ports_vip(daddr, proto))
+	struct vip6_key key = { .proto = proto };
+
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return 0;
+	__builtin_memcpy(key.addr, addr, 16);
+	return vip_filter_has6(addr) && bpf_map_lookup_elem(&vips6, &key);
+}
+
+/* A datagram cut short or with an impossible length (its IP header whole):
+ * dropped if an all-ports VIP claims it (`claimed`), else passed for the
+ * kernel to judge (with only per-port VIPs it cannot be known to be VIP
+ * traffic). */
+static __always_inline int malformed(int claimed)
+{
+	if (claimed)
 		return drop(CNT_MALFORMED);
 	return pass(CNT_MALFORMED);
 }
@@ -259,16 +334,16 @@ static __always_inline int malformed(__be32 daddr, __u8 proto)
  * VIP's, and no backend can be known), else passed so the host reassembles
  * what is its own -- a datagram to an unbalanced port, or to an address that
  * merely shares a VIP-filter bit. */
-static __always_inline int unclaimed_fragment(__be32 daddr, __u8 proto)
+static __always_inline int unclaimed_fragment(int claimed)
 {
-	if (all_ports_vip(daddr, proto))
+	if (claimed)
 		return drop(CNT_FRAG_ORPHAN);
 	return pass(CNT_FRAG_PASSED);
 }
 
-/* Cuts `trailer` bytes after the IPv4 datagram (Ethernet padding, or junk)
+/* Cuts `trailer` bytes after the IP datagram (Ethernet padding, or junk)
  * before it is forwarded: what leaves is exactly the datagram, and the MTU
- * decision made on tot_len holds. Returns 0, or non-zero on failure. */
+ * decision made on its length holds. Returns 0, or non-zero on failure. */
 static __always_inline int cut_trailer(struct xdp_md *ctx, __u32 trailer)
 {
 	return trailer ? bpf_xdp_adjust_tail(ctx, -(int)trailer) : 0;
@@ -286,6 +361,22 @@ static __always_inline __be16 outer_ip_id(struct next_hop *nh)
 	__u16 id = ++nh->ip_id + bpf_get_smp_processor_id() * 0x9e37;
 
 	return bpf_htons(id);
+}
+
+/* Fills the family-independent part of *nh from a successful bpf_fib_lookup
+ * and the egress interface's `ifaces` entry, valid until now + TTL. */
+static __always_inline void next_hop_fill(struct xdp_md *ctx, const struct bpf_fib_lookup *fib,
+					  const struct iface *out, struct next_hop *nh, __u64 now)
+{
+	nh->ingress = ctx->ingress_ifindex;
+	nh->tx_ifindex = out->vlan_id ? out->lower_ifindex : fib->ifindex;
+	nh->vlan_id = out->vlan_id;
+	nh->route_mtu = fib->mtu_result;
+	/* An interface's path_mtu can only lower it: XDP cannot send more than the route takes. */
+	nh->path_mtu = out->path_mtu && out->path_mtu < fib->mtu_result ? out->path_mtu : fib->mtu_result;
+	__builtin_memcpy(nh->dmac, fib->dmac, ETH_ALEN);
+	__builtin_memcpy(nh->smac, fib->smac, ETH_ALEN);
+	nh->expires = now + NEXT_HOP_TTL_JIFFIES;
 }
 
 /* Fills *nh from bpf_fib_lookup and the egress interface's `ifaces` entry.
@@ -311,26 +402,51 @@ static __always_inline __u32 next_hop_refresh(struct xdp_md *ctx, __be32 addr, s
 	nh->tunnel_src = out->tunnel_src;
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return CNT_FIB_NO_NEIGH;
-
 	nh->backend_addr = addr;
-	nh->ingress = ctx->ingress_ifindex;
-	nh->tx_ifindex = out->vlan_id ? out->lower_ifindex : fib.ifindex;
-	nh->vlan_id = out->vlan_id;
-	nh->route_mtu = fib.mtu_result;
-	/* An interface's path_mtu can only lower it: XDP cannot send more than the route takes. */
-	nh->path_mtu = out->path_mtu && out->path_mtu < fib.mtu_result ? out->path_mtu : fib.mtu_result;
-	__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
-	__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
-	nh->expires = now + NEXT_HOP_TTL_JIFFIES;
+	next_hop_fill(ctx, &fib, out, nh, now);
 	return 0;
 }
 
-/* A DF packet too big for the tunnel: ICMP Fragmentation Needed back to the
- * client, reporting `mtu` (the tunnel MTU); dropped instead if the replies
- * are switched off, if the packet may draw no ICMP error (`may_answer` clear:
- * an ICMP error, a later fragment, a source or L2 destination that is no
- * single host), or if this CPU is over its rate. */
-static __always_inline int too_big(struct xdp_md *ctx, int tagged, __u16 mtu, int may_answer)
+/* The same for an IPv6 backend (AF_INET6 lookup, the neighbour from ND); the
+ * tunnel source comes from `ifaces6` (all zero if the interface has none). */
+static __always_inline __u32 next_hop6_refresh(struct xdp_md *ctx, const __be32 *addr, struct next_hop6 *nh6,
+					       __u64 now)
+{
+	struct bpf_fib_lookup fib = {
+		.family = AF_INET6,
+		.ifindex = ctx->ingress_ifindex,
+	};
+	struct iface6 *src;
+	struct iface *out;
+	int rc;
+
+	nh6->nh.expires = 0;
+	__builtin_memcpy(fib.ipv6_dst, addr, 16);
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return CNT_FIB_FAIL;
+	out = bpf_map_lookup_elem(&ifaces, &fib.ifindex);
+	if (!out)
+		return CNT_NO_IFACE;
+	src = bpf_map_lookup_elem(&ifaces6, &fib.ifindex);
+	if (src)
+		__builtin_memcpy(nh6->tunnel_src, src->tunnel_src, 16);
+	else
+		__builtin_memset(nh6->tunnel_src, 0, 16);
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return CNT_FIB_NO_NEIGH;
+	__builtin_memcpy(nh6->backend_addr, addr, 16);
+	next_hop_fill(ctx, &fib, out, &nh6->nh, now);
+	return 0;
+}
+
+/* A packet too big for the tunnel that must not be fragmented (IPv4 with DF,
+ * any IPv6): ICMP Fragmentation Needed (`v6`: ICMPv6 Packet Too Big) back to
+ * the client, reporting `mtu`; dropped instead if the replies are switched
+ * off, if the packet may draw no ICMP error (`may_answer` clear: an ICMP
+ * error, a later IPv4 fragment, a source or L2 destination that is no single
+ * host), or if this CPU is over its rate. */
+static __always_inline int too_big(struct xdp_md *ctx, int tagged, __u16 mtu, int may_answer, const int v6)
 {
 	__u32 zero = 0;
 	struct settings *s = bpf_map_lookup_elem(&settings, &zero);
@@ -343,7 +459,11 @@ static __always_inline int too_big(struct xdp_md *ctx, int tagged, __u16 mtu, in
 		return drop(CNT_ICMP_FORBIDDEN);
 	if (!icmp_rate_allows(s))
 		return drop(CNT_ICMP_SUPPRESSED);
-	if (tagged)
+	if (v6 && tagged)
+		rc = icmp6_packet_too_big(ctx, ETH_HLEN + sizeof(struct vlan_tag), mtu);
+	else if (v6)
+		rc = icmp6_packet_too_big(ctx, ETH_HLEN, mtu);
+	else if (tagged)
 		rc = icmp_frag_needed(ctx, ETH_HLEN + sizeof(struct vlan_tag), mtu);
 	else
 		rc = icmp_frag_needed(ctx, ETH_HLEN, mtu);
@@ -372,10 +492,28 @@ static __always_inline int echo_request(struct ethhdr *eth, struct iphdr *ip, st
 	return XDP_TX;
 }
 
+/* The same for IPv6 (vip_addrs6); a request with extension headers passes. */
+static __always_inline int echo_request6(struct ethhdr *eth, struct ipv6_info *v6, struct icmp6hdr *icmp)
+{
+	struct vip6_addr_key daddr;
+	struct vip_addr *addr;
+
+	__builtin_memcpy(daddr.addr, v6->ip6->daddr, 16);
+	addr = bpf_map_lookup_elem(&vip_addrs6, &daddr);
+	if (!addr || !(addr->flags & VIP_ADDR_F_ECHO) || icmp->code != 0 || (void *)icmp != (void *)(v6->ip6 + 1))
+		return pass(CNT_NOT_VIP);
+	if (!icmp6_may_answer(eth, v6->ip6->saddr))
+		return drop(CNT_ICMP_FORBIDDEN);
+	icmp6_echo_reply(eth, v6->ip6, icmp);
+	count(CNT_ICMP_ECHO);
+	count(CNT_TX);
+	return XDP_TX;
+}
+
 /* The steps of balancer() return an XDP verdict, or NEXT_STEP to go on. */
 #define NEXT_STEP -1
 
-/* What classify() learned about a frame that may be for a VIP. */
+/* What classify() learned about an IPv4 frame that may be for a VIP. */
 struct pkt {
 	struct l2_header l2;
 	struct iphdr *ip;
@@ -392,17 +530,32 @@ struct pkt {
 	__u8 opens;            /* a TCP SYN: always a new connection */
 };
 
+/* What classify6() learned about an IPv6 frame. */
+struct pkt6 {
+	struct l2_header l2;
+	struct ipv6_info v6;   /* the headers, and fragment facts */
+	__u64 bytes;
+	__u32 ip_len;          /* 40 + payload length, checked against the headers and the bytes present */
+	__u32 trailer;
+	struct flow6 flow;
+	struct vip6_key key;
+	__u8 tagged;
+	__u8 icmp_error;
+	__u8 opens;
+};
+
 /* Where pick_backend() or follow_fragment() decided to send it. */
 struct choice {
 	struct backend *backend;
 	__u32 backend_id;
 	__u32 vip_id;
 	__u32 vip_flags;
+	__u32 flow_label;      /* of an outer IPv6 header */
 };
 
-/* Parses the frame and decides whether it may be ours: non-IPv4, malformed,
- * echo requests and other protocols end here; TCP, UDP and quoting ICMP
- * errors go on with their flow and VIP key. */
+/* Parses the IPv4 frame and decides whether it may be ours: malformed, echo
+ * requests and other protocols end here; TCP, UDP and quoting ICMP errors go
+ * on with their flow and VIP key. */
 static __always_inline int classify(struct xdp_md *ctx, struct pkt *p)
 {
 	void *data = (void *)(long)ctx->data;
@@ -411,8 +564,6 @@ static __always_inline int classify(struct xdp_md *ctx, struct pkt *p)
 
 	p->data_end = data_end;
 	p->bytes = data_end - data;
-	if (parse_l2(data, data_end, &p->l2) < 0 || p->l2.proto != bpf_htons(ETH_P_IP))
-		return pass(CNT_NOT_IPV4);
 	p->tagged = p->l2.vlan != NULL;
 	ip = parse_ipv4(data + p->l2.len, data_end);
 	if (!ip)
@@ -421,7 +572,7 @@ static __always_inline int classify(struct xdp_md *ctx, struct pkt *p)
 	/* IHL * 4 <= tot_len <= the bytes present; what follows tot_len is a trailer. */
 	p->ip_len = bpf_ntohs(ip->tot_len);
 	if (p->ip_len < ip->ihl * 4 || p->ip_len > (__u64)(data_end - (void *)ip))
-		return malformed(ip->daddr, ip->protocol);
+		return malformed(all_ports_vip(ip->daddr, ip->protocol));
 	p->trailer = (data_end - (void *)ip) - p->ip_len;
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP && ip->protocol != IPPROTO_ICMP)
 		return pass(CNT_NOT_VIP);
@@ -459,7 +610,7 @@ static __always_inline int classify(struct xdp_md *ctx, struct pkt *p)
 	struct l4_ports *ports = parse_ports(ipv4_payload(ip), data_end, ip->protocol);
 
 	if (!ports || ip->ihl * 4 + (ip->protocol == IPPROTO_TCP ? 20 : 8) > p->ip_len)
-		return malformed(ip->daddr, ip->protocol);
+		return malformed(all_ports_vip(ip->daddr, ip->protocol));
 	if (ip->protocol == IPPROTO_TCP)
 		p->opens = tcp_opens_connection(ports, data_end);
 	p->flow = (struct flow){
@@ -473,68 +624,172 @@ static __always_inline int classify(struct xdp_md *ctx, struct pkt *p)
 	return NEXT_STEP;
 }
 
+/* The same for an IPv6 frame: the extension headers looked through (parse6.h),
+ * anything unparseable passed; ICMPv6 echo requests answered, ICMPv6 errors
+ * quoting a VIP flow (destination unreachable, packet too big, time
+ * exceeded, parameter problem) sent on with the quoted flow. */
+static __always_inline int classify6(struct xdp_md *ctx, struct pkt6 *p)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ipv6_hdr *ip6;
+	__u32 headers;
+	__u8 proto;
+
+	p->bytes = data_end - data;
+	p->tagged = p->l2.vlan != NULL;
+	if (parse_ipv6(data + p->l2.len, data_end, &p->v6))
+		return pass(CNT_MALFORMED);
+	ip6 = p->v6.ip6;
+	proto = p->v6.proto;
+	headers = ipv6_headers_len(&p->v6);
+	/* The headers looked through <= 40 + payload length <= the bytes present
+	 * (a jumbogram's payload length is 0: malformed here). */
+	p->ip_len = IPV6_HLEN + bpf_ntohs(ip6->payload_len);
+	if (headers > p->ip_len || p->ip_len > (__u64)(data_end - (void *)ip6))
+		return malformed(all_ports_vip6(ip6->daddr, proto));
+	p->trailer = (data_end - (void *)ip6) - p->ip_len;
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != NEXTHDR_ICMP6)
+		return pass(CNT_NOT_VIP);
+	if (!vip_filter_has6(ip6->daddr))
+		return pass(CNT_NOT_VIP);
+	__builtin_memcpy(p->key.addr, ip6->daddr, 16);
+	p->key.proto = proto;
+
+	if (proto == NEXTHDR_ICMP6) {
+		struct icmp6hdr *icmp = p->v6.l4;
+
+		if ((void *)(icmp + 1) > data_end || headers + ICMP6_HLEN > p->ip_len)
+			return pass(CNT_MALFORMED);
+		if (p->v6.fragment)
+			return pass(CNT_NOT_VIP);
+		if (icmp->type == ICMP6_ECHO_REQUEST)
+			return echo_request6(p->l2.eth, &p->v6, icmp);
+		if (icmp->type < ICMP6_DEST_UNREACH || icmp->type > ICMP6_PARAMPROB)
+			return pass(CNT_NOT_VIP);
+		if (icmp6_error_flow(icmp, data_end, p->ip_len - headers - ICMP6_HLEN, ip6->daddr, &p->flow))
+			return pass(CNT_NOT_VIP);
+		p->key.proto = p->flow.proto;
+		p->key.port = p->flow.dport;
+		p->icmp_error = 1;
+		return NEXT_STEP;
+	}
+	if (p->v6.later_fragment)
+		return NEXT_STEP;
+
+	struct l4_ports *ports = parse_ports(p->v6.l4, data_end, proto);
+
+	if (!ports || headers + (proto == IPPROTO_TCP ? 20 : 8) > p->ip_len)
+		return malformed(all_ports_vip6(ip6->daddr, proto));
+	if (proto == IPPROTO_TCP)
+		p->opens = tcp_opens_connection(ports, data_end);
+	__builtin_memcpy(p->flow.src, ip6->saddr, 16);
+	__builtin_memcpy(p->flow.dst, ip6->daddr, 16);
+	p->flow.sport = ports->src;
+	p->flow.dport = ports->dst;
+	p->flow.proto = proto;
+	p->key.port = ports->dst;
+	return NEXT_STEP;
+}
+
 static __always_inline struct frag_key datagram_of(const struct iphdr *ip)
 {
 	return (struct frag_key){ .src = ip->saddr, .dst = ip->daddr, .id = ip->id, .proto = ip->protocol };
 }
 
-/* A later fragment has no ports: it goes where its datagram's first fragment went. */
-static __always_inline int follow_fragment(struct pkt *p, struct choice *c)
+static __always_inline void datagram6_of(const struct ipv6_info *v6, struct frag6_key *key)
 {
-	struct frag_key datagram = datagram_of(p->ip);
-	struct frag_dest *dest = bpf_map_lookup_elem(&frags, &datagram);
+	__builtin_memcpy(key->src, v6->ip6->saddr, 16);
+	__builtin_memcpy(key->dst, v6->ip6->daddr, 16);
+	key->id = v6->frag_id;
+	key->proto = v6->frag_nexthdr;
+}
 
+/* A later fragment has no ports: it goes where its datagram's first fragment
+ * went (`dest`, from frags or frags6), or, unknown, is unclaimed_fragment(). */
+static __always_inline int follow_fragment(struct frag_dest *dest, int claimed, __u64 bytes, struct choice *c)
+{
 	if (!dest)
-		return unclaimed_fragment(p->ip->daddr, p->ip->protocol);
+		return unclaimed_fragment(claimed);
 	c->backend_id = dest->backend;
 	c->vip_id = dest->vip;
 	c->vip_flags = dest->vip_flags;
+	c->flow_label = dest->flow_label;
 	c->backend = bpf_map_lookup_elem(&backends, &c->backend_id);
 	if (!c->backend || !(c->backend->flags & BACKEND_F_ALIVE))
 		return drop(CNT_NO_BACKEND);
-	add_traffic(&vip_stats, c->vip_id, p->bytes);
+	add_traffic(&vip_stats, c->vip_id, bytes);
 	count(CNT_FRAGMENT);
 	return NEXT_STEP;
 }
 
-/* The VIP: the exact port, else the all-ports entry. */
-static __always_inline struct vip_meta *lookup_vip(struct pkt *p)
+/* A first fragment's choice, for its datagram's later fragments. */
+static __always_inline void remember_datagram(void *frags_map, void *datagram, const struct choice *c)
 {
-	struct vip_meta *vip = bpf_map_lookup_elem(&vips, &p->key);
+	struct frag_dest dest = {
+		.backend = c->backend_id,
+		.vip = c->vip_id,
+		.vip_flags = c->vip_flags,
+		.flow_label = c->flow_label,
+	};
+
+	bpf_map_update_elem(frags_map, datagram, &dest, BPF_ANY);
+	count(CNT_FRAG_FIRST);
+}
+
+/* The VIP: the exact port, else the all-ports entry. */
+static __always_inline struct vip_meta *lookup_vip(struct vip_key *key)
+{
+	struct vip_meta *vip = bpf_map_lookup_elem(&vips, key);
 
 	if (vip)
 		return vip;
-	p->key.port = 0;
-	return bpf_map_lookup_elem(&vips, &p->key);
+	key->port = 0;
+	return bpf_map_lookup_elem(&vips, key);
 }
 
-/* The backend: the connection table, else the scheduler. A TCP SYN opens a
- * new connection whatever the table says (its client port may be reused from
- * an earlier connection, whose backend may take no new ones now): the
- * scheduler places it and its entry is replaced. */
-static __always_inline int pick_backend(struct pkt *p, struct choice *c)
+static __always_inline struct vip_meta *lookup_vip6(struct vip6_key *key)
 {
-	struct vip_meta *vip = lookup_vip(p);
-	struct conn_bucket *bucket;
+	struct vip_meta *vip = bpf_map_lookup_elem(&vips6, key);
+
+	if (vip)
+		return vip;
+	key->port = 0;
+	return bpf_map_lookup_elem(&vips6, key);
+}
+
+/* The backend for `flow` (a struct flow, or with `v6` a struct flow6) of
+ * `vip`: the connection table, else the scheduler. A TCP SYN (`opens`) opens
+ * a new connection whatever the table says (its client port may be reused
+ * from an earlier connection, whose backend may take no new ones now): the
+ * scheduler places it and its entry is replaced. */
+static __always_inline int pick_backend(struct vip_meta *vip, const void *flow, const int v6, int opens,
+					int icmp_error, __u64 bytes, struct choice *c)
+{
+	const int size = v6 ? sizeof(struct conn6_entry) : sizeof(struct conn_entry);
+	const int key_words = v6 ? CONN6_KEY_WORDS : CONN4_KEY_WORDS;
+	void *bucket;
 	__u64 now, hash;
+	__u32 ring_hash;
 	int way;
 
 	if (!vip)
 		return pass(CNT_NOT_VIP);
 	c->vip_id = vip->id;
 	c->vip_flags = vip->flags;
-	add_traffic(&vip_stats, c->vip_id, p->bytes);
+	add_traffic(&vip_stats, c->vip_id, bytes);
 
 	now = bpf_jiffies64(); /* inlined into one load by the verifier */
-	hash = flow_hash64(&p->flow);
-	bucket = conn_bucket(hash);
+	hash = v6 ? flow6_hash64(flow) : flow_hash64(flow);
+	c->flow_label = flow_label(hash);
+	bucket = conn_bucket(hash, v6);
 	if (!bucket)
 		return drop(CNT_NO_BACKEND);
-	way = conn_find(bucket, &p->flow, hash, &c->backend_id);
-	if (way >= 0 && !p->opens && c->backend_id != EMPTY_SLOT) {
+	way = conn_find(bucket, size, key_words, flow, hash, &c->backend_id);
+	if (way >= 0 && !opens && c->backend_id != EMPTY_SLOT) {
 		c->backend = bpf_map_lookup_elem(&backends, &c->backend_id);
 		if (c->backend && (c->backend->flags & BACKEND_F_ALIVE)) {
-			struct conn_entry *e = &bucket->ways[way & (CONN_WAYS - 1)];
+			struct conn_tail *e = conn_way(bucket, size, key_words, way);
 			__u64 stamp = e->stamp;
 
 			/* Refreshed once a jiffy: an established flow mostly only reads its entry. */
@@ -544,51 +799,154 @@ static __always_inline int pick_backend(struct pkt *p, struct choice *c)
 			return NEXT_STEP;
 		}
 		count(CNT_LRU_STALE);
-	} else if (way >= 0 && p->opens) {
+	} else if (way >= 0 && opens) {
 		count(CNT_LRU_REOPEN);
 	} else {
 		count(CNT_LRU_MISS);
 	}
+	if (!(vip->flags & VIP_F_SOURCE_HASH)) {
+		ring_hash = hash >> 32;
+	} else if (v6) {
+		struct flow6 client = {};
+
+		__builtin_memcpy(client.src, ((const struct flow6 *)flow)->src, 16);
+		ring_hash = flow6_hash64(&client) >> 32;
+	} else {
+		struct flow client = { .src = ((const struct flow *)flow)->src };
+
+		ring_hash = flow_hash(&client);
+	}
 	/* An ICMP error takes no round-robin turn: without an entry it goes where the hash says. */
-	c->backend_id = new_flow_backend(vip, &p->flow, (c->vip_flags & VIP_F_ROUND_ROBIN) && !p->icmp_error);
+	c->backend_id = new_flow_backend(vip, ring_hash, (c->vip_flags & VIP_F_ROUND_ROBIN) && !icmp_error);
 	c->backend = bpf_map_lookup_elem(&backends, &c->backend_id);
 	if (!c->backend || !(c->backend->flags & BACKEND_F_ALIVE))
 		return drop(CNT_NO_BACKEND);
 	/* An ICMP error follows the flow but starts none (it may well be forged). */
-	if (!p->icmp_error)
-		conn_insert(bucket, &p->flow, hash, c->backend_id, now, way);
+	if (!icmp_error)
+		conn_insert(bucket, size, key_words, flow, hash, c->backend_id, now, way);
 	return NEXT_STEP;
 }
 
-/* Sends the packet to the chosen backend: next hop, MTU, IPIP or MAC rewrite,
- * then XDP_TX, XDP_REDIRECT, or the kernel when only it can finish the job. */
+/* The next hop toward the chosen backend, from the per-CPU cache or else
+ * bpf_fib_lookup: IPv4 or, for a backend with BACKEND_F_IPV6, IPv6 (then
+ * *nh6 is its entry, with the outer addresses). Returns 0, or the reason to
+ * drop; *to_kernel is set when only the kernel can send it (no neighbour). */
+static __always_inline __u32 next_hop_of(struct xdp_md *ctx, struct choice *c, struct next_hop **nh,
+					 struct next_hop6 **nh6, int *to_kernel)
+{
+	__u64 now = bpf_jiffies64();
+	__u32 reason = 0;
+
+	if (c->backend->flags & BACKEND_F_IPV6) {
+		struct backend6 *b6 = bpf_map_lookup_elem(&backends6, &c->backend_id);
+		struct next_hop6 *e = bpf_map_lookup_elem(&next_hops6, &c->backend_id);
+
+		if (!b6 || !e)
+			return CNT_NO_BACKEND;
+		if (now >= e->nh.expires || !ipv6_addr_equal(e->backend_addr, b6->addr) ||
+		    e->nh.ingress != ctx->ingress_ifindex)
+			reason = next_hop6_refresh(ctx, b6->addr, e, now);
+		*nh6 = e;
+		*nh = &e->nh;
+	} else {
+		struct next_hop *e = bpf_map_lookup_elem(&next_hops, &c->backend_id);
+
+		if (!e)
+			return CNT_NO_BACKEND;
+		if (now >= e->expires || e->backend_addr != c->backend->addr || e->ingress != ctx->ingress_ifindex)
+			reason = next_hop_refresh(ctx, c->backend->addr, e, now);
+		*nh = e;
+	}
+	if (reason == CNT_FIB_NO_NEIGH) {
+		count(CNT_FIB_NO_NEIGH);
+		*to_kernel = 1;
+		return 0;
+	}
+	return reason;
+}
+
+/* Cuts the trailer and prepends an outer IPv6 header toward the IPv6
+ * backend of nh6, for an inner packet of `inner_len` bytes (network order)
+ * of next header `nexthdr`. Returns 0, or the counter to drop it with. */
+static __always_inline __u32 tunnel6(struct xdp_md *ctx, int tagged, __u32 trailer, struct next_hop6 *nh6,
+				     const struct choice *c, __be16 inner_len, __u8 nexthdr, __u8 tclass)
+{
+	struct ip6_outer o = {
+		.inner_len = inner_len,
+		.nexthdr = nexthdr,
+		.tclass = tclass,
+		.flow_label = c->flow_label,
+	};
+	int rc;
+
+	if (!(nh6->tunnel_src[0] | nh6->tunnel_src[1] | nh6->tunnel_src[2] | nh6->tunnel_src[3]))
+		return CNT_NO_IFACE;
+	__builtin_memcpy(o.saddr, nh6->tunnel_src, 16);
+	__builtin_memcpy(o.daddr, nh6->backend_addr, 16);
+	if (cut_trailer(ctx, trailer))
+		return CNT_ENCAP_FAIL;
+	if (tagged)
+		rc = encap_ip6(ctx, ETH_HLEN + sizeof(struct vlan_tag), &o);
+	else
+		rc = encap_ip6(ctx, ETH_HLEN, &o);
+	return rc ? CNT_ENCAP_FAIL : 0;
+}
+
+/* Sends the rewritten or encapsulated frame on: the next hop's MACs (and
+ * VLAN), then XDP_TX, XDP_REDIRECT, or XDP_PASS for the kernel to finish. */
+static __always_inline int transmit(struct xdp_md *ctx, struct next_hop *nh, int tagged, int to_kernel,
+				    const struct choice *c, __u64 bytes)
+{
+	add_traffic(&backend_stats, c->backend_id, bytes);
+
+	if (to_kernel) {
+		/* The original MACs stay: the kernel takes the frame as its own and forwards it. */
+		count(CNT_PASS);
+		return XDP_PASS;
+	}
+
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return drop(CNT_ENCAP_FAIL);
+	__builtin_memcpy(eth->h_dest, nh->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, nh->smac, ETH_ALEN);
+	if (tagged) {
+		struct vlan_tag *tag = (void *)(eth + 1);
+
+		if ((void *)(tag + 1) > data_end)
+			return drop(CNT_ENCAP_FAIL);
+		tag->tci = (tag->tci & bpf_htons(~VLAN_VID_MASK)) | bpf_htons(nh->vlan_id & VLAN_VID_MASK);
+	}
+
+	if (nh->tx_ifindex == ctx->ingress_ifindex) {
+		count(CNT_TX);
+		return XDP_TX;
+	}
+	if (bpf_redirect_map(&tx_ports, nh->tx_ifindex, 0) != XDP_REDIRECT)
+		return drop(CNT_NO_TX_PORT);
+	count(CNT_REDIRECT);
+	return XDP_REDIRECT;
+}
+
+/* Sends an IPv4 packet to the chosen backend: next hop, MTU, IPIP (IPv4 in
+ * IPv6 to an IPv6 backend) or MAC rewrite, then transmit(). */
 static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, struct choice *c)
 {
 	struct iphdr *ip = p->ip;
-	struct backend *backend = c->backend;
-	struct next_hop *nh;
+	struct next_hop *nh = NULL;
+	struct next_hop6 *nh6 = NULL;
 	__u32 reason;
-	__u64 now;
 	int rc, to_kernel = 0;
 
-	/* Next hop: cached, else bpf_fib_lookup. */
-	nh = bpf_map_lookup_elem(&next_hops, &c->backend_id);
-	if (!nh)
-		return drop(CNT_NO_BACKEND);
-	now = bpf_jiffies64();
-
-	if (now >= nh->expires || nh->backend_addr != backend->addr || nh->ingress != ctx->ingress_ifindex) {
-		reason = next_hop_refresh(ctx, backend->addr, nh, now);
-		if (reason == CNT_FIB_NO_NEIGH) {
-			count(CNT_FIB_NO_NEIGH);
-			to_kernel = 1;
-		} else if (reason) {
-			return drop(reason);
-		}
-	}
+	reason = next_hop_of(ctx, c, &nh, &nh6, &to_kernel);
+	if (reason || !nh)
+		return drop(reason ? reason : CNT_NO_BACKEND);
 
 	int l2_dsr = c->vip_flags & VIP_F_L2_DSR;
-	__u32 overhead = l2_dsr ? 0 : IPIP_HLEN;
+	__u32 overhead = l2_dsr ? 0 : nh6 ? IP6_OUTER_HLEN : IPIP_HLEN;
 
 	if (!to_kernel) {
 		/* tot_len is the real length: it was checked against the bytes present,
@@ -599,12 +957,17 @@ static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, struct cho
 			if (ip->frag_off & bpf_htons(IP_DF))
 				return too_big(ctx, p->tagged, nh->path_mtu - overhead,
 					       !p->icmp_error && !p->later_fragment &&
-						       icmp_may_answer(p->l2.eth, ip->saddr));
+						       icmp_may_answer(p->l2.eth, ip->saddr),
+					       0);
 			/* Outer DF stays clear (copied): the path may fragment it. Only the
-			 * kernel can fragment what is too big for the route itself. */
+			 * kernel can fragment what is too big for the route itself, and
+			 * not in an outer IPv6 header: no router fragments IPv6. */
 			count(CNT_TOO_BIG_NO_DF);
-			if (len > nh->route_mtu)
+			if (len > nh->route_mtu) {
+				if (nh6)
+					return drop(CNT_TOO_BIG_DROPPED);
 				to_kernel = 1;
+			}
 		}
 		if (!to_kernel && !nh->vlan_id != !p->tagged) {
 			count(CNT_VLAN_MISMATCH);
@@ -616,10 +979,14 @@ static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, struct cho
 	if (to_kernel && l2_dsr)
 		return drop(CNT_L2_UNROUTABLE);
 
-	if (!l2_dsr) {
+	if (!l2_dsr && nh6) {
+		reason = tunnel6(ctx, p->tagged, p->trailer, nh6, c, ip->tot_len, NEXTHDR_IPIP, ip->tos);
+		if (reason)
+			return drop(reason);
+	} else if (!l2_dsr) {
 		struct ipip_outer outer = {
 			.saddr = nh->tunnel_src,
-			.daddr = backend->addr,
+			.daddr = c->backend->addr,
 			.inner_len = ip->tot_len,
 			.df = ip->frag_off & bpf_htons(IP_DF),
 			.tos = ip->tos,
@@ -640,66 +1007,136 @@ static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, struct cho
 	} else if (cut_trailer(ctx, p->trailer)) {
 		return drop(CNT_ENCAP_FAIL);
 	}
-	add_traffic(&backend_stats, c->backend_id, p->bytes);
-
-	if (to_kernel) {
-		/* The original MACs stay: the kernel takes the frame as its own and forwards it. */
-		count(CNT_PASS);
-		return XDP_PASS;
-	}
-
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-
-	if ((void *)(eth + 1) > data_end)
-		return drop(CNT_ENCAP_FAIL);
-	__builtin_memcpy(eth->h_dest, nh->dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, nh->smac, ETH_ALEN);
-	if (p->tagged) {
-		struct vlan_tag *tag = (void *)(eth + 1);
-
-		if ((void *)(tag + 1) > data_end)
-			return drop(CNT_ENCAP_FAIL);
-		tag->tci = (tag->tci & bpf_htons(~VLAN_VID_MASK)) | bpf_htons(nh->vlan_id & VLAN_VID_MASK);
-	}
-
-	if (nh->tx_ifindex == ctx->ingress_ifindex) {
-		count(CNT_TX);
-		return XDP_TX;
-	}
-	if (bpf_redirect_map(&tx_ports, nh->tx_ifindex, 0) != XDP_REDIRECT)
-		return drop(CNT_NO_TX_PORT);
-	count(CNT_REDIRECT);
-	return XDP_REDIRECT;
+	return transmit(ctx, nh, p->tagged, to_kernel, c, p->bytes);
 }
 
-SEC("xdp")
-int balancer(struct xdp_md *ctx)
+/* Sends an IPv6 packet to the chosen backend: IP6IP6 (next header 41) to an
+ * IPv6 backend, or the MAC rewrite (L2 DSR). IPv6 is never fragmented on the
+ * way: a packet over the tunnel MTU gets Packet Too Big, reporting at least
+ * 1280 (RFC 8200 5); one of 1280 bytes or less that still does not fit (a
+ * tunnel MTU below 1280) is dropped. IPv6 in IPv4 is not done: an L3 IPv6
+ * VIP's IPv4 backend counts no_backend. */
+static __always_inline int forward6(struct xdp_md *ctx, struct pkt6 *p, struct choice *c)
 {
-	struct pkt p = {};
+	struct ipv6_hdr *ip6 = p->v6.ip6;
+	struct next_hop *nh = NULL;
+	struct next_hop6 *nh6 = NULL;
+	__u32 reason;
+	int to_kernel = 0;
+
+	reason = next_hop_of(ctx, c, &nh, &nh6, &to_kernel);
+	if (reason || !nh)
+		return drop(reason ? reason : CNT_NO_BACKEND);
+
+	int l2_dsr = c->vip_flags & VIP_F_L2_DSR;
+	__u32 overhead = l2_dsr ? 0 : IP6_OUTER_HLEN;
+
+	if (!l2_dsr && !nh6)
+		return drop(CNT_NO_BACKEND);
+	if (!to_kernel) {
+		__u32 len = p->ip_len + overhead;
+
+		if (len > nh->path_mtu) {
+			__u32 mtu = nh->path_mtu - overhead;
+
+			if (p->ip_len <= IPV6_MIN_MTU)
+				return drop(CNT_TOO_BIG_DROPPED);
+			return too_big(ctx, p->tagged, mtu < IPV6_MIN_MTU ? IPV6_MIN_MTU : mtu,
+				       !p->icmp_error && icmp6_may_answer(p->l2.eth, ip6->saddr), 1);
+		}
+		if (!nh->vlan_id != !p->tagged) {
+			count(CNT_VLAN_MISMATCH);
+			to_kernel = 1;
+		}
+	}
+	if (to_kernel && l2_dsr)
+		return drop(CNT_L2_UNROUTABLE);
+
+	if (!l2_dsr) {
+		reason = tunnel6(ctx, p->tagged, p->trailer, nh6, c, bpf_htons(p->ip_len), NEXTHDR_IPV6,
+				 ipv6_tclass(ip6));
+		if (reason)
+			return drop(reason);
+	} else if (cut_trailer(ctx, p->trailer)) {
+		return drop(CNT_ENCAP_FAIL);
+	}
+	return transmit(ctx, nh, p->tagged, to_kernel, c, p->bytes);
+}
+
+static __always_inline int balance4(struct xdp_md *ctx, struct l2_header *l2)
+{
+	struct pkt p = { .l2 = *l2 };
 	struct choice c = {};
 	int rc;
 
 	rc = classify(ctx, &p);
 	if (rc != NEXT_STEP)
 		return rc;
-	if (p.later_fragment)
-		rc = follow_fragment(&p, &c);
-	else
-		rc = pick_backend(&p, &c);
+	if (p.later_fragment) {
+		struct frag_key datagram = datagram_of(p.ip);
+
+		rc = follow_fragment(bpf_map_lookup_elem(&frags, &datagram),
+				     all_ports_vip(p.ip->daddr, p.ip->protocol), p.bytes, &c);
+	} else {
+		rc = pick_backend(lookup_vip(&p.key), &p.flow, 0, p.opens, p.icmp_error, p.bytes, &c);
+	}
 	if (rc != NEXT_STEP)
 		return rc;
 	if (p.icmp_error)
 		count(CNT_ICMP_TO_BACKEND);
 	if (p.first_fragment) {
 		struct frag_key datagram = datagram_of(p.ip);
-		struct frag_dest dest = { .backend = c.backend_id, .vip = c.vip_id, .vip_flags = c.vip_flags };
 
-		bpf_map_update_elem(&frags, &datagram, &dest, BPF_ANY);
-		count(CNT_FRAG_FIRST);
+		remember_datagram(&frags, &datagram, &c);
 	}
 	return forward(ctx, &p, &c);
+}
+
+static __always_inline int balance6(struct xdp_md *ctx, struct l2_header *l2)
+{
+	struct pkt6 p = { .l2 = *l2 };
+	struct choice c = {};
+	int rc;
+
+	rc = classify6(ctx, &p);
+	if (rc != NEXT_STEP)
+		return rc;
+	if (p.v6.later_fragment) {
+		struct frag6_key datagram = {};
+
+		datagram6_of(&p.v6, &datagram);
+		rc = follow_fragment(bpf_map_lookup_elem(&frags6, &datagram),
+				     all_ports_vip6(p.v6.ip6->daddr, p.v6.frag_nexthdr), p.bytes, &c);
+	} else {
+		rc = pick_backend(lookup_vip6(&p.key), &p.flow, 1, p.opens, p.icmp_error, p.bytes, &c);
+	}
+	if (rc != NEXT_STEP)
+		return rc;
+	if (p.icmp_error)
+		count(CNT_ICMP_TO_BACKEND);
+	if (p.v6.fragment && !p.v6.later_fragment) {
+		struct frag6_key datagram = {};
+
+		datagram6_of(&p.v6, &datagram);
+		remember_datagram(&frags6, &datagram, &c);
+	}
+	return forward6(ctx, &p, &c);
+}
+
+SEC("xdp")
+int balancer(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct l2_header l2;
+
+	if (parse_l2(data, data_end, &l2) < 0)
+		return pass(CNT_NOT_IPV4);
+	if (l2.proto == bpf_htons(ETH_P_IP))
+		return balance4(ctx, &l2);
+	if (l2.proto == bpf_htons(ETH_P_IPV6))
+		return balance6(ctx, &l2);
+	return pass(CNT_NOT_IPV4);
 }
 
 /* bpf_fib_lookup is GPL-only, so the kernel must see a GPL-compatible licence. */

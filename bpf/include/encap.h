@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* IPIP encapsulation in XDP: grow the head of the frame by one IPv4 header,
- * move the L2 header to the new front and write the outer header between it
- * and the untouched inner packet. */
+/* IP-in-IP encapsulation in XDP: grow the head of the frame by one outer
+ * header, move the L2 header to the new front and write the outer header
+ * between it and the untouched inner packet. Outer IPv4 (IPIP, protocol 4)
+ * or outer IPv6 (next header 41 for IPv6 inside, 4 for IPv4 inside). */
 #ifndef TULA_ENCAP_H
 #define TULA_ENCAP_H
 
@@ -15,6 +16,7 @@
 
 #include "csum.h"
 #include "parse.h"
+#include "parse6.h"
 
 #define IPIP_HLEN ((int)sizeof(struct iphdr))
 
@@ -49,23 +51,66 @@ static __always_inline void ipip_write_outer(struct iphdr *outer, const struct i
 	outer->daddr = o->daddr;
 }
 
-/* Prepends the outer header to a frame whose L3 header starts at l2_len
- * (ETH_HLEN or ETH_HLEN + 4, a compile-time constant at each call). The L2
- * header is moved unchanged; the caller rewrites MACs or the tag afterwards.
- * Returns 0, or -1 if the head cannot grow; the caller drops the frame. */
-static __always_inline int encap_ipip(struct xdp_md *ctx, const int l2_len, const struct ipip_outer *o)
+/* Grows the head of a frame whose L3 header starts at l2_len (ETH_HLEN or
+ * ETH_HLEN + 4, a compile-time constant at each call) by `hlen` bytes and
+ * moves the L2 header, unchanged, to the new front; the caller rewrites MACs
+ * or the tag afterwards. Returns where the outer header goes, or NULL if the
+ * head cannot grow; the caller drops the frame. */
+static __always_inline void *encap_push(struct xdp_md *ctx, const int l2_len, const int hlen)
 {
 	void *data, *data_end;
 
-	if (bpf_xdp_adjust_head(ctx, -IPIP_HLEN))
-		return -1;
+	if (bpf_xdp_adjust_head(ctx, -hlen))
+		return NULL;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
-	if (data + l2_len + IPIP_HLEN > data_end)
+	if (data + l2_len + hlen > data_end)
+		return NULL;
+	/* The old L2 header now sits hlen bytes in; it never overlaps its new place. */
+	__builtin_memcpy(data, data + hlen, l2_len);
+	return data + l2_len;
+}
+
+/* Prepends an outer IPv4 header (IPIP). Returns 0, or -1: drop the frame. */
+static __always_inline int encap_ipip(struct xdp_md *ctx, const int l2_len, const struct ipip_outer *o)
+{
+	struct iphdr *outer = encap_push(ctx, l2_len, IPIP_HLEN);
+
+	if (!outer)
 		return -1;
-	/* The old L2 header now sits IPIP_HLEN bytes in; it never overlaps its new place. */
-	__builtin_memcpy(data, data + IPIP_HLEN, l2_len);
-	ipip_write_outer(data + l2_len, o);
+	ipip_write_outer(outer, o);
+	return 0;
+}
+
+/* What an outer IPv6 header says, gathered before the head moves. */
+struct ip6_outer {
+	__be32 saddr[4];
+	__be32 daddr[4];
+	__be16 inner_len;  /* the inner packet's whole length, network order */
+	__u8 nexthdr;      /* NEXTHDR_IPV6 or NEXTHDR_IPIP */
+	__u8 tclass;       /* copied from the inner TOS / traffic class */
+	__u32 flow_label;  /* from the inner flow's hash: backends' RSS and ECMP spread the tunnel */
+};
+
+#define IP6_OUTER_HLEN IPV6_HLEN
+#define TUNNEL_HOP_LIMIT 64
+
+/* Prepends an outer IPv6 header: no extension headers, hop limit 64.
+ * Returns 0, or -1: drop the frame. */
+static __always_inline int encap_ip6(struct xdp_md *ctx, const int l2_len, const struct ip6_outer *o)
+{
+	struct ipv6_hdr *outer = encap_push(ctx, l2_len, IP6_OUTER_HLEN);
+
+	if (!outer)
+		return -1;
+	/* The ethertype just before it (after the tag, if any): IPv4 in IPv6 had 0x0800. */
+	((__be16 *)outer)[-1] = bpf_htons(ETH_P_IPV6);
+	outer->ver_tc_flow = bpf_htonl(6U << 28 | (__u32)o->tclass << 20 | (o->flow_label & 0xfffff));
+	outer->payload_len = o->inner_len;
+	outer->nexthdr = o->nexthdr;
+	outer->hop_limit = TUNNEL_HOP_LIMIT;
+	__builtin_memcpy(outer->saddr, o->saddr, 16);
+	__builtin_memcpy(outer->daddr, o->daddr, 16);
 	return 0;
 }
 

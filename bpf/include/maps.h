@@ -27,6 +27,7 @@
 
 /* backend.flags */
 #define BACKEND_F_ALIVE (1U << 0) /* may carry flows; clear = removed, disabled or down */
+#define BACKEND_F_IPV6 (1U << 1)  /* an IPv6 backend: its address is in backends6, addr is 0 */
 
 struct vip_key {
 	__be32 addr;
@@ -45,6 +46,19 @@ struct vip_meta {
 struct backend {
 	__be32 addr;
 	__u32 flags; /* BACKEND_F_* */
+};
+
+/* The address of a backend with BACKEND_F_IPV6, at its id in backends6. */
+struct backend6 {
+	__be32 addr[4];
+};
+
+/* An IPv6 VIP: the vips6 key (value: struct vip_meta, as for vips). */
+struct vip6_key {
+	__be32 addr[4];
+	__be16 port; /* 0 = all ports */
+	__u8 proto;  /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad;
 };
 
 /* 5-tuple of a client flow, in network byte order as on the wire. */
@@ -83,11 +97,40 @@ struct conn_bucket {
 	struct conn_entry ways[CONN_WAYS];
 };
 
+/* The 5-tuple of an IPv6 client flow, network byte order. 8-byte aligned so
+ * that it is compared (and hashed) as five 64-bit words. */
+struct flow6 {
+	__be32 src[4];
+	__be32 dst[4];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+} __attribute__((aligned(8)));
+
+/* The IPv6 connection table (conns6), a table of its own so that the IPv4
+ * one keeps its 32-byte entries: the same ways, stamps and checks. */
+struct conn6_entry {
+	struct flow6 flow;
+	__u32 backend;
+	__u32 check;
+	__u64 stamp;
+};
+
+struct conn6_bucket {
+	struct conn6_entry ways[CONN_WAYS];
+};
+
 struct iface {
 	__be32 tunnel_src;    /* outer source address for IPIP leaving here */
 	__u16 path_mtu;       /* MTU of the path beyond, if below the route MTU; 0 = the route MTU */
 	__u16 vlan_id;        /* non-zero: a VLAN device on lower_ifindex */
 	__u32 lower_ifindex;  /* where frames for a VLAN device really leave */
+};
+
+/* The `ifaces6` value: the outer source of IPv6 tunnels leaving by an interface. */
+struct iface6 {
+	__be32 tunnel_src[4];
 };
 
 struct traffic {
@@ -116,6 +159,14 @@ struct next_hop {
 	__u8 pad[4];
 };
 
+/* The next hop of an IPv6 backend (next_hops6): the same facts, with the
+ * IPv6 addresses (nh.backend_addr and nh.tunnel_src stay 0). */
+struct next_hop6 {
+	struct next_hop nh;
+	__be32 backend_addr[4];
+	__be32 tunnel_src[4];
+};
+
 /* A fragmented datagram, as every one of its fragments names it. */
 struct frag_key {
 	__be32 src;
@@ -125,12 +176,21 @@ struct frag_key {
 	__u8 pad;
 };
 
+/* A fragmented IPv6 datagram: the frags6 key. */
+struct frag6_key {
+	__be32 src[4];
+	__be32 dst[4];
+	__be32 id;
+	__u8 proto; /* the fragment header's next header */
+	__u8 pad[3];
+};
+
 /* Where a datagram's first fragment went, so the later ones follow it. */
 struct frag_dest {
-	__u32 backend;   /* index into backends */
-	__u32 vip;       /* vip_meta.id */
-	__u32 vip_flags; /* vip_meta.flags */
-	__u32 pad;
+	__u32 backend;    /* index into backends */
+	__u32 vip;        /* vip_meta.id */
+	__u32 vip_flags;  /* vip_meta.flags */
+	__u32 flow_label; /* the outer IPv6 flow label of its flow (IPv6 backends) */
 };
 
 /* vip_addrs value: what the balancer answers for a VIP address itself. */
@@ -169,8 +229,8 @@ enum counter {
 	CNT_TX,
 	CNT_REDIRECT,
 	CNT_DROP,
-	CNT_NOT_IPV4,      /* passed: ARP, IPv6, other ethertypes, runt frames */
-	CNT_NOT_VIP,       /* passed: IPv4 but no VIP matched */
+	CNT_NOT_IPV4,      /* passed: neither IPv4 nor IPv6 (ARP, other ethertypes, runt frames) */
+	CNT_NOT_VIP,       /* passed: IPv4 or IPv6 but no VIP matched */
 	CNT_MALFORMED,     /* truncated or invalid IPv4/TCP/UDP/ICMP header or length: dropped if an all-ports VIP claims it, else passed */
 	CNT_LRU_HIT,
 	CNT_LRU_MISS,      /* new flow: placed by the ring */
@@ -195,6 +255,7 @@ enum counter {
 	CNT_LRU_REOPEN,       /* TCP SYN whose 5-tuple was in the table: placed anew, the entry replaced */
 	CNT_ICMP_FORBIDDEN,   /* dropped: would draw ICMP (Fragmentation Needed, echo reply) that RFC 1122/1812 forbid */
 	CNT_FRAG_PASSED,      /* passed: a later fragment of no datagram balanced here, and no all-ports VIP claims it */
+	CNT_TOO_BIG_DROPPED,  /* dropped: no DF but larger than the route MTU toward an IPv6 backend (no router fragments IPv6) */
 	CNT_MAX,
 };
 #define COUNTER_SLOTS 32
@@ -240,7 +301,7 @@ struct {
 /* How the maps of a loaded balancer are laid out, for whoever opens them
  * later (a restarted daemon adopting a pinned balancer): written once at
  * load, never read by the balancer. */
-#define LAYOUT_VERSION 3 /* 1: rings of single u32 elements, no layout map; 2: conns an LRU hash */
+#define LAYOUT_VERSION 4 /* 1: rings of single u32 elements, no layout map; 2: conns an LRU hash; 3: no IPv6 maps */
 struct layout {
 	__u32 version;   /* LAYOUT_VERSION */
 	__u32 ring_size; /* slots per ring (the program's ring_size) */
@@ -339,6 +400,62 @@ struct {
 	__type(value, struct vip_addr);
 	__uint(max_entries, MAX_VIPS);
 } vip_addrs SEC(".maps");
+
+/* The IPv6 counterparts of vips, backends, conns, ifaces, next_hops, frags
+ * and vip_addrs; VIP ids, rings, backend ids and stats are shared. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct vip6_key);
+	__type(value, struct vip_meta);
+	__uint(max_entries, MAX_VIPS);
+} vips6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct backend6);
+	__uint(max_entries, MAX_BACKENDS);
+} backends6 SEC(".maps");
+
+/* conn6_buckets buckets (a global of the program, set at load). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct conn6_bucket);
+	__uint(max_entries, CONN_TABLE_SIZE / CONN_WAYS);
+} conns6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct iface6);
+	__uint(max_entries, MAX_IFACES);
+} ifaces6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct next_hop6);
+	__uint(max_entries, MAX_BACKENDS);
+} next_hops6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct frag6_key);
+	__type(value, struct frag_dest);
+	__uint(max_entries, FRAG_TABLE_SIZE);
+} frags6 SEC(".maps");
+
+struct vip6_addr_key {
+	__be32 addr[4];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct vip6_addr_key);
+	__type(value, struct vip_addr);
+	__uint(max_entries, MAX_VIPS);
+} vip_addrs6 SEC(".maps");
 
 /* One entry. */
 struct {

@@ -236,7 +236,7 @@ fn time_dataplane_writes(scale: Scale, options: &LoadOptions) -> (Duration, Dura
     let start = Instant::now();
     for (backends, _) in &vips {
         for &(id, addr) in backends {
-            dp.set_backend(id, &Backend { addr, alive: true })
+            dp.set_backend(id, &Backend { addr: addr.into(), alive: true })
                 .expect("setting a backend");
         }
     }
@@ -245,7 +245,7 @@ fn time_dataplane_writes(scale: Scale, options: &LoadOptions) -> (Duration, Dura
     for (j, (_, ring)) in vips.iter().enumerate() {
         let dst = many_vip(j as u32);
         let key = VipKey {
-            addr: dst.addr,
+            addr: dst.addr.into(),
             port: dst.port,
             protocol: dst.protocol,
         };

@@ -78,7 +78,7 @@ fn set_ring(bench: &mut Bench<'_>, backends: &[(u32, Ipv4Addr)]) {
         icmp_echo: false,
     };
     let key = VipKey {
-        addr: l3_vip().addr,
+        addr: l3_vip().addr.into(),
         port: l3_vip().port,
         protocol: l3_vip().protocol,
     };
@@ -135,7 +135,7 @@ fn phase(
         .set_backend(
             added,
             &Backend {
-                addr: added_addr,
+                addr: added_addr.into(),
                 alive: true,
             },
         )

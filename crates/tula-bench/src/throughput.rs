@@ -105,7 +105,7 @@ pub fn many_vip(j: u32) -> Dst {
 
 fn vip_key(dst: Dst) -> VipKey {
     VipKey {
-        addr: dst.addr,
+        addr: dst.addr.into(),
         port: dst.port,
         protocol: dst.protocol,
     }
@@ -176,7 +176,7 @@ pub fn load_balancer(plan: &Plan) -> Dataplane {
     let ring_size = dp.ring_size();
     let set = |dp: &mut Dataplane, backends: &[(u32, Ipv4Addr)]| {
         for &(id, addr) in backends {
-            dp.set_backend(id, &Backend { addr, alive: true })
+            dp.set_backend(id, &Backend { addr: addr.into(), alive: true })
                 .unwrap_or_else(|e| panic!("setting backend {id}: {e}"));
         }
     };

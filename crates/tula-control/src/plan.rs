@@ -99,15 +99,17 @@ pub(crate) fn plan_touched(
 
 /// Interfaces and ICMP settings.
 fn plan_globals(config: &Config, state: &mut DataplaneState) {
-    let tunnel_src = match config.tunnel_source {
-        Some(IpAddr::V4(v4)) => Some(v4),
-        _ => None,
+    let (tunnel_src, tunnel_src6) = match config.tunnel_source {
+        Some(IpAddr::V4(v4)) => (Some(v4), None),
+        Some(IpAddr::V6(v6)) => (None, Some(v6)),
+        None => (None, None),
     };
     for ifname in &config.interfaces {
         state.interfaces.insert(
             ifname.clone(),
             Some(InterfaceSpec {
                 tunnel_src,
+                tunnel_src6,
                 vlan: None,
                 path_mtu: config.path_mtu.get(ifname).copied(),
             }),
@@ -139,7 +141,7 @@ fn plan_vip(
         Scheduler::WeightedRoundRobin => tula_dataplane::Scheduler::WeightedRoundRobin,
     };
     let key = VipKey {
-        addr,
+        addr: addr.into(),
         port: vip.port,
         protocol: match vip.protocol {
             tula_config::Protocol::Tcp => tula_dataplane::Protocol::Tcp,
@@ -164,6 +166,7 @@ fn plan_vip(
             .expect("every backend has an id");
         let alive = health.is_up(&vip.name, backend.address)
             && backend.effective_state() != BackendState::Disabled;
+        let addr = addr.into();
         state.backends.insert(id, Backend { addr, alive });
     }
     if let (AllDown::Sorry, Some(sorry)) = (vip.all_down, vip.sorry_backend) {
@@ -171,6 +174,7 @@ fn plan_vip(
             let id = ids
                 .backend(&vip.name, &sorry)
                 .expect("every sorry backend has an id");
+            let addr = addr.into();
             state.backends.insert(id, Backend { addr, alive: true });
         }
     }

@@ -2,7 +2,7 @@
 //! (possibly adopted) data plane holds so it can be reconciled to a plan.
 
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use tracing::debug;
@@ -112,8 +112,10 @@ impl Kernel {
             Op::SetBackend(id, backend) => {
                 dataplane.set_backend(*id, backend)?;
                 // The XDP path's FIB lookup needs the next hop's MAC from the first packet on.
-                if backend.alive && self.routed.insert(backend.addr) {
-                    self.keep_resolved(backend.addr);
+                if let (true, IpAddr::V4(addr)) = (backend.alive, backend.addr) {
+                    if self.routed.insert(addr) {
+                        self.keep_resolved(addr);
+                    }
                 }
             }
             Op::RemoveBackend(id) => dataplane.remove_backend(*id)?,

@@ -231,7 +231,9 @@ fn round_robin_vips_get_their_scheduler_and_an_interleaved_ring() {
     let ids_in = |slots: &[u32]| -> Vec<(u32, std::net::Ipv4Addr)> {
         let mut seen = Vec::new();
         for id in slots {
-            let addr = held.backends[id].addr;
+            let std::net::IpAddr::V4(addr) = held.backends[id].addr else {
+                panic!("the lab's backends are IPv4");
+            };
             if !seen.contains(&(*id, addr)) {
                 seen.push((*id, addr));
             }
@@ -611,7 +613,10 @@ fn all_down_policies_decide_where_new_flows_go() {
             .slots
             .iter()
             .filter(|&&id| id != tula_dataplane::EMPTY_SLOT)
-            .map(|id| s.backends[id].addr)
+            .map(|id| match s.backends[id].addr {
+                std::net::IpAddr::V4(addr) => addr,
+                other => panic!("the lab's backends are IPv4, not {other}"),
+            })
             .collect();
         members.sort();
         members.dedup();

@@ -79,8 +79,8 @@ fn path_mtu_icmp_and_echo_reach_the_data_plane_and_status() {
                 burst: 4
             }
         );
-        assert!(dataplane.answers_echo(WEB).unwrap());
-        assert!(!dataplane.answers_echo(DNS).unwrap());
+        assert!(dataplane.answers_echo(WEB.into()).unwrap());
+        assert!(!dataplane.answers_echo(DNS.into()).unwrap());
         // The balancer itself uses the interface's tunnel MTU.
         let lb0 = tula_net::link("lb0").unwrap();
         let (action, out) = dataplane

@@ -198,7 +198,7 @@ fn bench(config: &Config) {
         dp.set_backend(
             id,
             &tula_dataplane::Backend {
-                addr: routed_backend(1 + id as u8),
+                addr: routed_backend(1 + id as u8).into(),
                 alive: true,
             },
         )
@@ -207,7 +207,7 @@ fn bench(config: &Config) {
     dp.set_backend(
         16,
         &tula_dataplane::Backend {
-            addr: L2_BACKEND,
+            addr: L2_BACKEND.into(),
             alive: true,
         },
     )

@@ -4,7 +4,7 @@
 //! crate root converts. `tests/abi_layout.rs` checks every struct against the
 //! object's BTF.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// `struct vip_key`: the `vips` map key.
 #[repr(C)]
@@ -33,6 +33,31 @@ pub struct VipMeta {
 pub struct Backend {
     pub addr: u32,
     pub flags: u32,
+}
+
+/// `struct backend6`: the `backends6` map value, the address of a backend with `BACKEND_F_IPV6`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backend6 {
+    pub addr: [u32; 4],
+}
+
+/// `struct vip6_key`: the `vips6` map key (its value is a [`VipMeta`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Vip6Key {
+    pub addr: [u32; 4],
+    /// Network order; 0 means all ports.
+    pub port: u16,
+    pub proto: u8,
+    pub pad: u8,
+}
+
+/// `struct vip6_addr_key`: the `vip_addrs6` map key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Vip6AddrKey {
+    pub addr: [u32; 4],
 }
 
 /// `struct flow`: the `conns` map key, a client flow's 5-tuple.
@@ -72,6 +97,35 @@ pub struct ConnBucket {
     pub ways: [ConnEntry; CONN_WAYS as usize],
 }
 
+/// `struct flow6`: an IPv6 client flow's 5-tuple, the key of a `conns6` entry.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Flow6 {
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub pad: [u8; 3],
+}
+
+/// `struct conn6_entry`: one way of a `conns6` bucket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Conn6Entry {
+    pub flow: Flow6,
+    pub backend: u32,
+    pub check: u32,
+    pub stamp: u64,
+}
+
+/// `struct conn6_bucket`: the `conns6` map value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Conn6Bucket {
+    pub ways: [Conn6Entry; CONN_WAYS as usize],
+}
+
 /// Buckets of a connection table of (at least) `entries` flows.
 pub fn conn_buckets(entries: u32) -> u32 {
     entries.div_ceil(CONN_WAYS)
@@ -101,7 +155,7 @@ pub fn ring_chunks(ring_size: u32) -> u32 {
 }
 
 /// `LAYOUT_VERSION`: the map layout this crate reads and writes.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// `struct conn` of layout 2: the value of its `conns` LRU hash, keyed by
 /// [`Flow`]. Read (or written) only to move a pinned balancer between builds.
@@ -132,6 +186,14 @@ pub struct Iface {
     pub lower_ifindex: u32,
 }
 
+/// `struct iface6`: the `ifaces6` map value, keyed by egress ifindex.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Iface6 {
+    /// Outer source of IPv6 tunnels leaving here.
+    pub tunnel_src: [u32; 4],
+}
+
 /// `struct traffic`: per-CPU packets and bytes in `vip_stats` and `backend_stats`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -160,6 +222,16 @@ pub struct NextHop {
     pub pad: [u8; 4],
 }
 
+/// `struct next_hop6`: the `next_hops6` per-CPU cache value of an IPv6 backend.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextHop6 {
+    /// Its `backend_addr` and `tunnel_src` stay 0.
+    pub nh: NextHop,
+    pub backend_addr: [u32; 4],
+    pub tunnel_src: [u32; 4],
+}
+
 /// `struct frag_key`: the `frags` map key, a fragmented datagram.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -172,14 +244,28 @@ pub struct FragKey {
     pub pad: u8,
 }
 
-/// `struct frag_dest`: the `frags` map value, where the datagram's first fragment went.
+/// `struct frag6_key`: the `frags6` map key, a fragmented IPv6 datagram.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Frag6Key {
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    /// The fragment header's identification, network order.
+    pub id: u32,
+    /// The fragment header's next header.
+    pub proto: u8,
+    pub pad: [u8; 3],
+}
+
+/// `struct frag_dest`: the `frags` and `frags6` map value, where the datagram's first fragment went.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FragDest {
     pub backend: u32,
     pub vip: u32,
     pub vip_flags: u32,
-    pub pad: u32,
+    /// The outer IPv6 flow label of its flow (IPv6 backends).
+    pub flow_label: u32,
 }
 
 /// `struct vip_addr`: the `vip_addrs` map value, keyed by VIP address.
@@ -242,6 +328,13 @@ impl VipFilter {
         let bit = Self::bit(addr);
         self.words[bit as usize / 64] >> (bit % 64) & 1 == 1
     }
+
+    /// The IPv4 address whose bit an IPv6 address shares (`vip_filter_has6()`):
+    /// its four words xored.
+    pub fn fold6(addr: Ipv6Addr) -> Ipv4Addr {
+        let words = addr6_to_raw(addr);
+        addr_from_raw(words[0] ^ words[1] ^ words[2] ^ words[3])
+    }
 }
 
 // SAFETY: all of them are repr(C), made only of integers, with explicit padding fields.
@@ -263,6 +356,15 @@ unsafe impl aya::Pod for IcmpBucket {}
 unsafe impl aya::Pod for RingChunk {}
 unsafe impl aya::Pod for Layout {}
 unsafe impl aya::Pod for ConnLayout2 {}
+unsafe impl aya::Pod for Backend6 {}
+unsafe impl aya::Pod for Vip6Key {}
+unsafe impl aya::Pod for Vip6AddrKey {}
+unsafe impl aya::Pod for Flow6 {}
+unsafe impl aya::Pod for Conn6Entry {}
+unsafe impl aya::Pod for Conn6Bucket {}
+unsafe impl aya::Pod for Iface6 {}
+unsafe impl aya::Pod for NextHop6 {}
+unsafe impl aya::Pod for Frag6Key {}
 
 /// `VIP_F_L2_DSR`: rewrite MACs only.
 pub const VIP_F_L2_DSR: u32 = 1 << 0;
@@ -282,6 +384,8 @@ pub const SETTINGS_F_NO_FRAG_NEEDED: u32 = 1 << 0;
 pub const FRAG_TABLE_SIZE: u32 = 8192;
 /// `BACKEND_F_ALIVE`: the backend may carry flows.
 pub const BACKEND_F_ALIVE: u32 = 1 << 0;
+/// `BACKEND_F_IPV6`: an IPv6 backend, its address in `backends6`.
+pub const BACKEND_F_IPV6: u32 = 1 << 1;
 
 /// Rings beyond `max_vips` (`RING_SLOTS - MAX_VIPS` in maps.h), so a swap never writes a live ring.
 pub const SPARE_RINGS: u32 = 16;
@@ -298,4 +402,19 @@ pub fn addr_to_raw(addr: Ipv4Addr) -> u32 {
 /// The address whose octets are `raw` in memory order.
 pub fn addr_from_raw(raw: u32) -> Ipv4Addr {
     Ipv4Addr::from(raw.to_ne_bytes())
+}
+
+/// Kernel representation of an IPv6 address: four words of its octets in memory order.
+pub fn addr6_to_raw(addr: Ipv6Addr) -> [u32; 4] {
+    let o = addr.octets();
+    std::array::from_fn(|i| u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]))
+}
+
+/// The IPv6 address whose words are `raw` in memory order.
+pub fn addr6_from_raw(raw: [u32; 4]) -> Ipv6Addr {
+    let mut octets = [0u8; 16];
+    for (i, word) in raw.iter().enumerate() {
+        octets[4 * i..4 * i + 4].copy_from_slice(&word.to_ne_bytes());
+    }
+    Ipv6Addr::from(octets)
 }

@@ -16,9 +16,9 @@ pub enum Counter {
     Redirect,
     /// Verdict: dropped.
     Drop,
-    /// Passed: not IPv4 (ARP, IPv6, other ethertypes, runt frames).
+    /// Passed: neither IPv4 nor IPv6 (ARP, other ethertypes, runt frames).
     NotIpv4,
-    /// Passed: IPv4 but not TCP/UDP to a VIP.
+    /// Passed: IPv4 or IPv6 but not TCP/UDP to a VIP.
     NotVip,
     /// Truncated or invalid IPv4/TCP/UDP/ICMP header, or an IPv4 total length
     /// below the header or past the bytes present: dropped if an all-ports VIP
@@ -46,11 +46,11 @@ pub enum Counter {
     NoTxPort,
     /// A later fragment (offset above 0), sent where its datagram's first fragment went.
     Fragment,
-    /// A DF packet larger than the tunnel MTU: answered (`icmp_frag_needed`) or dropped.
+    /// A DF packet (any IPv6 packet) larger than the tunnel MTU: answered (`icmp_frag_needed`) or dropped.
     FragNeeded,
     /// Dropped: L2 DSR packet that only the kernel could have sent (no neighbour, VLAN mismatch, too big).
     L2Unroutable,
-    /// Verdict tx: ICMP Fragmentation Needed sent back to the client.
+    /// Verdict tx: ICMP Fragmentation Needed (ICMPv6 Packet Too Big) sent back to the client.
     IcmpFragNeeded,
     /// Dropped: a Fragmentation Needed held back by the per-CPU rate limit.
     IcmpSuppressed,
@@ -76,11 +76,16 @@ pub enum Counter {
     /// Passed: a later fragment of no datagram balanced here that no all-ports
     /// VIP claims (the host's own, e.g. to an unbalanced port).
     FragPassed,
+    /// Dropped: larger than the route MTU toward an IPv6 backend without DF
+    /// (an IPv4 packet in IPv6), or an IPv6 packet of 1280 bytes or less that
+    /// does not fit a tunnel below the IPv6 minimum MTU: nothing on the way
+    /// fragments IPv6.
+    TooBigDropped,
 }
 
 impl Counter {
     /// Every counter, in slot order.
-    pub const ALL: [Counter; 30] = [
+    pub const ALL: [Counter; 31] = [
         Counter::Pass,
         Counter::Tx,
         Counter::Redirect,
@@ -111,6 +116,7 @@ impl Counter {
         Counter::LruReopen,
         Counter::IcmpForbidden,
         Counter::FragPassed,
+        Counter::TooBigDropped,
     ];
 
     /// Stable snake_case name, for metrics and the CLI.
@@ -146,6 +152,7 @@ impl Counter {
             Counter::LruReopen => "lru_reopen",
             Counter::IcmpForbidden => "icmp_forbidden",
             Counter::FragPassed => "frag_passed",
+            Counter::TooBigDropped => "too_big_dropped",
         }
     }
 }

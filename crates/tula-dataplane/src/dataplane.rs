@@ -3,7 +3,7 @@
 //! types live in `spec`, the test-run harness in `test_run`.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 
@@ -19,7 +19,7 @@ use crate::counters::{Counters, Traffic};
 use crate::error::{map_err, DataplaneError, Result};
 use crate::pin;
 use crate::spec::{
-    AttachMode, Backend, IcmpSettings, InterfaceSpec, VipKey, VipSpec,
+    AttachMode, Backend, IcmpSettings, InterfaceSpec, RawVipKey, VipKey, VipSpec,
 };
 use crate::rings::{self, FreeRings};
 
@@ -138,6 +138,13 @@ pub struct Dataplane {
     settings: Array<MapData, abi::Settings>,
     icmp_buckets: PerCpuArray<MapData, abi::IcmpBucket>,
     rr_cursors: PerCpuArray<MapData, u32>,
+    pub(crate) vips6: HashMap<MapData, abi::Vip6Key, abi::VipMeta>,
+    backends6: Array<MapData, abi::Backend6>,
+    pub(crate) conns6: Array<MapData, abi::Conn6Bucket>,
+    ifaces6: HashMap<MapData, u32, abi::Iface6>,
+    next_hops6: PerCpuArray<MapData, abi::NextHop6>,
+    frags6: HashMap<MapData, abi::Frag6Key, abi::FragDest>,
+    vip_addrs6: HashMap<MapData, abi::Vip6AddrKey, abi::VipAddr>,
     free_rings: FreeRings,
     ring_size: u32,
     max_vips: u32,
@@ -146,8 +153,9 @@ pub struct Dataplane {
     pin_dir: Option<PathBuf>,
 }
 
-/// The maps, as named in maps.h (and as pinned).
-pub(crate) const MAP_NAMES: [&str; 17] = [
+/// The maps, as named in maps.h (and as pinned). The last ones
+/// ([`IPV6_MAP_NAMES`]) came with map layout 4.
+pub(crate) const MAP_NAMES: [&str; 24] = [
     "vips",
     "backends",
     "ring",
@@ -165,7 +173,17 @@ pub(crate) const MAP_NAMES: [&str; 17] = [
     "settings",
     "icmp_buckets",
     "rr_cursors",
+    "vips6",
+    "backends6",
+    "conns6",
+    "ifaces6",
+    "next_hops6",
+    "frags6",
+    "vip_addrs6",
 ];
+
+/// The IPv6 maps, which a balancer pinned with map layout 3 or older lacks.
+pub(crate) const IPV6_MAP_NAMES: &[&str] = MAP_NAMES.split_at(17).1;
 
 /// The maps by name, ready to be turned into typed handles.
 pub(crate) struct Maps(pub(crate) BTreeMap<&'static str, Map>);
@@ -289,9 +307,14 @@ impl Dataplane {
             .map_err(map_err("vips", "reading its size"))?
             .max_entries();
         let max_backends = backends.len();
+        let vips6: HashMap<MapData, abi::Vip6Key, abi::VipMeta> = maps.typed("vips6")?;
         let mut in_use = Vec::new();
         for entry in vips.iter() {
             let (_, meta) = entry.map_err(map_err("vips", "listing VIPs"))?;
+            in_use.push(meta.ring);
+        }
+        for entry in vips6.iter() {
+            let (_, meta) = entry.map_err(map_err("vips6", "listing VIPs"))?;
             in_use.push(meta.ring);
         }
         Ok(Dataplane {
@@ -313,6 +336,13 @@ impl Dataplane {
             settings: maps.typed("settings")?,
             icmp_buckets: maps.typed("icmp_buckets")?,
             rr_cursors: maps.typed("rr_cursors")?,
+            vips6,
+            backends6: maps.typed("backends6")?,
+            conns6: maps.typed("conns6")?,
+            ifaces6: maps.typed("ifaces6")?,
+            next_hops6: maps.typed("next_hops6")?,
+            frags6: maps.typed("frags6")?,
+            vip_addrs6: maps.typed("vip_addrs6")?,
             free_rings: FreeRings::new(max_vips + abi::SPARE_RINGS, in_use),
             ring_size,
             max_vips,
@@ -372,13 +402,14 @@ impl Dataplane {
         })?;
         self.set_interface(ifname, &InterfaceSpec::default())?;
         for (key, what) in [
-            ("forwarding", "enabling IPv4 forwarding"),
+            ("ipv4/conf/{}/forwarding", "enabling IPv4 forwarding"),
             (
-                "accept_local",
+                "ipv4/conf/{}/accept_local",
                 "accepting its own addresses as source (accept_local)",
             ),
+            ("ipv6/conf/{}/forwarding", "enabling IPv6 forwarding"),
         ] {
-            let path = format!("/proc/sys/net/ipv4/conf/{ifname}/{key}");
+            let path = format!("/proc/sys/net/{}", key.replace("{}", ifname));
             std::fs::write(&path, "1").map_err(|e| DataplaneError::Link {
                 ifname: ifname.into(),
                 what,
@@ -493,6 +524,10 @@ impl Dataplane {
         if tunnel_src.is_none() {
             warn!(ifname, "no IPv4 address and no tunnel source given: L3 DSR packets routed out of it are dropped (no_iface)");
         }
+        let tunnel_src6 = match spec.tunnel_src6 {
+            Some(addr) => Some(addr),
+            None => tula_net::primary_ipv6(ifname).map_err(net_error(ifname))?,
+        };
         let (vlan_id, lower_ifindex) = match &spec.vlan {
             None => (0, link.index),
             Some(vlan) => (
@@ -519,6 +554,21 @@ impl Dataplane {
             "ifaces",
             format!("setting interface {ifname} (index {})", link.index),
         ))?;
+        match tunnel_src6 {
+            Some(addr) => {
+                let iface6 = abi::Iface6 {
+                    tunnel_src: abi::addr6_to_raw(addr),
+                };
+                self.ifaces6.insert(link.index, iface6, 0).map_err(map_err(
+                    "ifaces6",
+                    format!("setting interface {ifname} (index {})", link.index),
+                ))?;
+            }
+            None => ignore_missing(self.ifaces6.remove(&link.index)).map_err(map_err(
+                "ifaces6",
+                format!("removing interface {ifname} (index {})", link.index),
+            ))?,
+        }
         self.flush_next_hops()
     }
 
@@ -530,6 +580,8 @@ impl Dataplane {
         })?;
         ignore_missing(self.ifaces.remove(&link.index))
             .map_err(map_err("ifaces", format!("removing interface {ifname}")))?;
+        ignore_missing(self.ifaces6.remove(&link.index))
+            .map_err(map_err("ifaces6", format!("removing interface {ifname}")))?;
         ignore_missing(self.tx_ports.remove(link.index))
             .map_err(map_err("tx_ports", format!("removing interface {ifname}")))?;
         self.flush_next_hops()
@@ -553,6 +605,11 @@ impl Dataplane {
             self.next_hops
                 .set(id, empty, 0)
                 .map_err(map_err("next_hops", format!("clearing backend {id}")))?;
+            let empty = aya::maps::PerCpuValues::try_from(vec![abi::NextHop6::default(); cpus])
+                .expect("one value per CPU");
+            self.next_hops6
+                .set(id, empty, 0)
+                .map_err(map_err("next_hops6", format!("clearing backend {id}")))?;
         }
         Ok(())
     }
@@ -600,11 +657,7 @@ impl Dataplane {
         }
 
         let raw_key = key.to_abi();
-        let old = match self.vips.get(&raw_key, 0) {
-            Ok(meta) => Some(meta),
-            Err(aya::maps::MapError::KeyNotFound) => None,
-            Err(e) => return Err(map_err("vips", format!("reading VIP {key}"))(e)),
-        };
+        let old = self.vip_meta(key)?;
         let new_ring = self
             .free_rings
             .take()
@@ -638,14 +691,18 @@ impl Dataplane {
         // The address must pass the filter before its VIP entry can be found.
         if old.is_none() {
             let mut filter = self.read_vip_filter()?;
-            if !filter.contains(key.addr) {
-                filter.insert(key.addr);
+            if !filter.contains(filter_addr(key.addr)) {
+                filter.insert(filter_addr(key.addr));
                 self.write_vip_filter(&filter)?;
             }
         }
-        if let Err(e) = self.vips.insert(raw_key, meta, 0) {
+        let inserted = match raw_key {
+            RawVipKey::V4(raw) => self.vips.insert(raw, meta, 0).map_err(map_err("vips", format!("setting VIP {key}"))),
+            RawVipKey::V6(raw) => self.vips6.insert(raw, meta, 0).map_err(map_err("vips6", format!("setting VIP {key}"))),
+        };
+        if let Err(e) = inserted {
             self.free_rings.release(new_ring);
-            return Err(map_err("vips", format!("setting VIP {key}"))(e));
+            return Err(e);
         }
         if let Some(old) = old {
             self.free_rings.release(old.ring);
@@ -657,26 +714,36 @@ impl Dataplane {
         Ok(())
     }
 
+    /// The `vips` (or `vips6`) entry of `key`, if it has one.
+    fn vip_meta(&self, key: &VipKey) -> Result<Option<abi::VipMeta>> {
+        let found = match key.to_abi() {
+            RawVipKey::V4(raw) => self.vips.get(&raw, 0),
+            RawVipKey::V6(raw) => self.vips6.get(&raw, 0),
+        };
+        match found {
+            Ok(meta) => Ok(Some(meta)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err("vips", format!("reading VIP {key}"))(e)),
+        }
+    }
+
     /// Removes a VIP; its packets are passed to the kernel from now on.
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
-        let raw_key = key.to_abi();
-        let meta = match self.vips.get(&raw_key, 0) {
-            Ok(meta) => meta,
-            Err(aya::maps::MapError::KeyNotFound) => {
-                return Err(DataplaneError::NoSuchVip {
-                    vip: key.to_string(),
-                })
-            }
-            Err(e) => return Err(map_err("vips", format!("reading VIP {key}"))(e)),
+        let Some(meta) = self.vip_meta(key)? else {
+            return Err(DataplaneError::NoSuchVip {
+                vip: key.to_string(),
+            });
         };
-        self.vips
-            .remove(&raw_key)
-            .map_err(map_err("vips", format!("removing VIP {key}")))?;
+        match key.to_abi() {
+            RawVipKey::V4(raw) => self.vips.remove(&raw),
+            RawVipKey::V6(raw) => self.vips6.remove(&raw),
+        }
+        .map_err(map_err("vips", format!("removing VIP {key}")))?;
         self.free_rings.release(meta.ring);
         // Rebuilt from the VIPs left; a bit shared with another address stays set.
         let mut filter = abi::VipFilter::default();
         for (key, _) in self.vips()? {
-            filter.insert(key.addr);
+            filter.insert(filter_addr(key.addr));
         }
         self.write_vip_filter(&filter)?;
         self.sync_vip_addr(key.addr, false)
@@ -685,29 +752,31 @@ impl Dataplane {
     /// Brings `vip_addrs[addr]` in line with the VIPs on `addr`: echo requests
     /// are answered while any of them has `icmp_echo`. `echo` is what the VIP
     /// just set says; when it is on, no other VIP needs reading.
-    fn sync_vip_addr(&mut self, addr: Ipv4Addr, echo: bool) -> Result<()> {
+    fn sync_vip_addr(&mut self, addr: IpAddr, echo: bool) -> Result<()> {
         let echo = echo
             || self
                 .vips()?
                 .iter()
                 .any(|(key, spec)| key.addr == addr && spec.icmp_echo);
-        let raw = abi::addr_to_raw(addr);
-        if echo {
-            let value = abi::VipAddr {
-                flags: abi::VIP_ADDR_F_ECHO,
-            };
-            self.vip_addrs
-                .insert(raw, value, 0)
-                .map_err(map_err("vip_addrs", format!("setting address {addr}")))
-        } else {
-            ignore_missing(self.vip_addrs.remove(&raw))
-                .map_err(map_err("vip_addrs", format!("removing address {addr}")))
-        }
+        let value = abi::VipAddr {
+            flags: abi::VIP_ADDR_F_ECHO,
+        };
+        let set = match (addr, echo) {
+            (IpAddr::V4(v4), true) => self.vip_addrs.insert(abi::addr_to_raw(v4), value, 0),
+            (IpAddr::V4(v4), false) => ignore_missing(self.vip_addrs.remove(&abi::addr_to_raw(v4))),
+            (IpAddr::V6(v6), true) => self.vip_addrs6.insert(addr6_key(v6), value, 0),
+            (IpAddr::V6(v6), false) => ignore_missing(self.vip_addrs6.remove(&addr6_key(v6))),
+        };
+        set.map_err(map_err("vip_addrs", format!("setting address {addr} (echo {echo})")))
     }
 
     /// Whether echo requests to `addr` are answered in XDP.
-    pub fn answers_echo(&self, addr: Ipv4Addr) -> Result<bool> {
-        match self.vip_addrs.get(&abi::addr_to_raw(addr), 0) {
+    pub fn answers_echo(&self, addr: IpAddr) -> Result<bool> {
+        let found = match addr {
+            IpAddr::V4(v4) => self.vip_addrs.get(&abi::addr_to_raw(v4), 0),
+            IpAddr::V6(v6) => self.vip_addrs6.get(&addr6_key(v6), 0),
+        };
+        match found {
             Ok(value) => Ok(value.flags & abi::VIP_ADDR_F_ECHO != 0),
             Err(aya::maps::MapError::KeyNotFound) => Ok(false),
             Err(e) => Err(map_err("vip_addrs", format!("reading address {addr}"))(e)),
@@ -776,10 +845,8 @@ impl Dataplane {
 
     /// The ring a VIP uses now: its index in the `ring` map and its slots.
     pub fn vip_ring(&self, key: &VipKey) -> Result<Option<(u32, Vec<u32>)>> {
-        let meta = match self.vips.get(&key.to_abi(), 0) {
-            Ok(meta) => meta,
-            Err(aya::maps::MapError::KeyNotFound) => return Ok(None),
-            Err(e) => return Err(map_err("vips", format!("reading VIP {key}"))(e)),
+        let Some(meta) = self.vip_meta(key)? else {
+            return Ok(None);
         };
         let chunks = abi::ring_chunks(self.ring_size);
         let slots = rings::read_batch(self.ring.map().fd(), meta.ring * chunks, chunks)
@@ -804,6 +871,12 @@ impl Dataplane {
                 vips.push((key, VipSpec::from_abi(&meta)));
             }
         }
+        for entry in self.vips6.iter() {
+            let (raw_key, meta) = entry.map_err(map_err("vips6", "listing VIPs"))?;
+            if let Some(key) = VipKey::from_abi6(&raw_key) {
+                vips.push((key, VipSpec::from_abi(&meta)));
+            }
+        }
         vips.sort_by_key(|(key, _)| *key);
         Ok(vips)
     }
@@ -811,13 +884,30 @@ impl Dataplane {
     /// Sets backend `id`'s address and whether it is alive.
     pub fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<()> {
         self.check_backend_id(id)?;
-        let raw = abi::Backend {
-            addr: abi::addr_to_raw(backend.addr),
-            flags: if backend.alive {
-                abi::BACKEND_F_ALIVE
-            } else {
-                0
+        let alive = if backend.alive {
+            abi::BACKEND_F_ALIVE
+        } else {
+            0
+        };
+        let raw = match backend.addr {
+            IpAddr::V4(v4) => abi::Backend {
+                addr: abi::addr_to_raw(v4),
+                flags: alive,
             },
+            IpAddr::V6(v6) => {
+                // The address first: the balancer reads it once the flag says IPv6.
+                let raw6 = abi::Backend6 {
+                    addr: abi::addr6_to_raw(v6),
+                };
+                self.backends6.set(id, raw6, 0).map_err(map_err(
+                    "backends6",
+                    format!("setting backend {id} ({v6})"),
+                ))?;
+                abi::Backend {
+                    addr: 0,
+                    flags: alive | abi::BACKEND_F_IPV6,
+                }
+            }
         };
         self.backends.set(id, raw, 0).map_err(map_err(
             "backends",
@@ -840,8 +930,20 @@ impl Dataplane {
             .backends
             .get(&id, 0)
             .map_err(map_err("backends", format!("reading backend {id}")))?;
-        Ok((raw != abi::Backend::default()).then(|| Backend {
-            addr: abi::addr_from_raw(raw.addr),
+        if raw == abi::Backend::default() {
+            return Ok(None);
+        }
+        let addr = if raw.flags & abi::BACKEND_F_IPV6 != 0 {
+            let raw6 = self
+                .backends6
+                .get(&id, 0)
+                .map_err(map_err("backends6", format!("reading backend {id}")))?;
+            abi::addr6_from_raw(raw6.addr).into()
+        } else {
+            abi::addr_from_raw(raw.addr).into()
+        };
+        Ok(Some(Backend {
+            addr,
             alive: raw.flags & abi::BACKEND_F_ALIVE != 0,
         }))
     }
@@ -887,7 +989,7 @@ impl Dataplane {
     /// Kernel memory each map takes, as the kernel accounts it (`memlock` in
     /// the map's /proc fdinfo), in bytes.
     pub fn map_memory(&self) -> Result<Vec<(&'static str, u64)>> {
-        let fds: [(&'static str, &MapData); 17] = [
+        let fds: [(&'static str, &MapData); 24] = [
             ("vips", self.vips.map()),
             ("backends", self.backends.map()),
             ("ring", self.ring.map()),
@@ -905,6 +1007,13 @@ impl Dataplane {
             ("settings", self.settings.map()),
             ("icmp_buckets", self.icmp_buckets.map()),
             ("rr_cursors", self.rr_cursors.map()),
+            ("vips6", self.vips6.map()),
+            ("backends6", self.backends6.map()),
+            ("conns6", self.conns6.map()),
+            ("ifaces6", self.ifaces6.map()),
+            ("next_hops6", self.next_hops6.map()),
+            ("frags6", self.frags6.map()),
+            ("vip_addrs6", self.vip_addrs6.map()),
         ];
         fds.into_iter()
             .map(|(name, map)| {
@@ -984,6 +1093,7 @@ pub(crate) fn load_object(
     let mut ebpf = EbpfLoader::new()
         .override_global("ring_size", &options.ring_size, true)
         .override_global("conn_buckets", &conn_buckets, has_conn_buckets)
+        .override_global("conn6_buckets", &conn_buckets, layout_version >= 4)
         .map_max_entries("vips", options.max_vips)
         .map_max_entries("vip_addrs", options.max_vips)
         .map_max_entries("vip_stats", options.max_vips)
@@ -993,6 +1103,11 @@ pub(crate) fn load_object(
         .map_max_entries("next_hops", options.max_backends)
         .map_max_entries("ring", ring_entries)
         .map_max_entries("conns", conns_entries)
+        .map_max_entries("vips6", options.max_vips)
+        .map_max_entries("vip_addrs6", options.max_vips)
+        .map_max_entries("backends6", options.max_backends)
+        .map_max_entries("next_hops6", options.max_backends)
+        .map_max_entries("conns6", conn_buckets)
         .load(object)
         .map_err(|e| DataplaneError::Load(Box::new(e)))?;
     let program = balancer_program(&mut ebpf)?;
@@ -1007,6 +1122,9 @@ pub(crate) fn load_object(
     }
     let mut maps = Maps(BTreeMap::new());
     for name in MAP_NAMES {
+        if layout_version < 4 && IPV6_MAP_NAMES.contains(&name) {
+            continue;
+        }
         let map = ebpf.take_map(name).ok_or_else(|| DataplaneError::Map {
             map: name,
             what: "finding it in the object".into(),
@@ -1021,10 +1139,14 @@ pub(crate) fn load_object(
     Ok((ebpf, maps))
 }
 
-/// Every map pinned in `pin_dir`, by name.
+/// Every map pinned in `pin_dir`, by name (a build of map layout 3 or older
+/// pinned no IPV6_MAP_NAMES).
 pub(crate) fn open_pinned_maps(pin_dir: &Path) -> Result<Maps> {
     let mut maps = Maps(BTreeMap::new());
     for name in MAP_NAMES {
+        if IPV6_MAP_NAMES.contains(&name) && !pin_dir.join(name).exists() {
+            continue;
+        }
         let data = MapData::from_pin(pin_dir.join(name)).map_err(map_err(
             name,
             format!("opening the pin in {}", pin_dir.display()),
@@ -1076,5 +1198,19 @@ pub(crate) fn ignore_missing(result: Result<(), aya::maps::MapError>) -> Result<
             Ok(())
         }
         other => other,
+    }
+}
+
+/// The IPv4 address whose VIP-filter bit `addr` sets.
+fn filter_addr(addr: IpAddr) -> std::net::Ipv4Addr {
+    match addr {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(v6) => abi::VipFilter::fold6(v6),
+    }
+}
+
+fn addr6_key(addr: std::net::Ipv6Addr) -> abi::Vip6AddrKey {
+    abi::Vip6AddrKey {
+        addr: abi::addr6_to_raw(addr),
     }
 }

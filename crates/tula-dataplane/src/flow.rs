@@ -3,7 +3,7 @@
 //! The two must agree bit for bit; `tests/flow_hash.rs` checks them against
 //! the kernel.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddrV4, SocketAddrV6};
 
 use crate::abi;
 
@@ -98,6 +98,46 @@ pub(crate) fn hash64_abi(flow: &abi::Flow) -> u64 {
 
 fn hash_abi(flow: &abi::Flow) -> u32 {
     (hash64_abi(flow) >> 32) as u32
+}
+
+/// `flow6_hash64()` in balancer.c: the ports and protocol as for IPv4, then
+/// each 64 bits of the addresses (as loaded from memory) mixed in turn.
+pub(crate) fn hash64_abi6(flow: &abi::Flow6) -> u64 {
+    let rest = u64::from(flow.proto) << 32 | u64::from(flow.dport) << 16 | u64::from(flow.sport);
+    let half = |words: &[u32; 4], i: usize| u64::from(words[2 * i + 1]) << 32 | u64::from(words[2 * i]);
+    let mut h = mix64(rest ^ FLOW_HASH_SEED);
+    for word in [half(&flow.src, 0), half(&flow.src, 1), half(&flow.dst, 0), half(&flow.dst, 1)] {
+        h = mix64(h ^ word);
+    }
+    h
+}
+
+/// An IPv6 client flow to an IPv6 VIP, as the balancer keys it (`struct flow6`).
+pub(crate) fn flow6_abi(client: SocketAddrV6, vip: SocketAddrV6, protocol: Protocol) -> abi::Flow6 {
+    abi::Flow6 {
+        src: abi::addr6_to_raw(*client.ip()),
+        dst: abi::addr6_to_raw(*vip.ip()),
+        sport: client.port().to_be(),
+        dport: vip.port().to_be(),
+        proto: protocol.number(),
+        pad: [0; 3],
+    }
+}
+
+/// The hash the balancer gives a new IPv6 flow under the Maglev scheduler.
+pub fn flow6_hash(client: SocketAddrV6, vip: SocketAddrV6, protocol: Protocol) -> u32 {
+    (hash64_abi6(&flow6_abi(client, vip, protocol)) >> 32) as u32
+}
+
+/// The outer IPv6 flow label the balancer gives the packets of an IPv4 flow
+/// (`flow_label()` in balancer.c: 20 bits of the flow's 64-bit hash).
+pub fn flow_label(flow: &Flow) -> u32 {
+    hash64_abi(&flow.to_abi()) as u32 & 0xfffff
+}
+
+/// The same for an IPv6 flow.
+pub fn flow6_label(client: SocketAddrV6, vip: SocketAddrV6, protocol: Protocol) -> u32 {
+    hash64_abi6(&flow6_abi(client, vip, protocol)) as u32 & 0xfffff
 }
 
 /// `conn_check()` in balancer.c: what a connection-table entry's `check`

@@ -43,7 +43,9 @@ pub use spec::{
 };
 pub use test_run::xdp_md;
 pub use error::{DataplaneError, Result};
-pub use flow::{flow_hash, ring_index, source_hash, Flow, Protocol};
+pub use flow::{
+    flow6_hash, flow6_label, flow_hash, flow_label, ring_index, source_hash, Flow, Protocol,
+};
 pub use pin::{is_bpffs, prepare_pin_dir, DEFAULT_PIN_DIR, PROGRAM_PIN};
 pub use rings::round_robin_ring;
 pub use upgrade::{converts_from, pinned_build, switch_build, Build, PinnedBuild, Switched};

@@ -11,7 +11,10 @@
 //! path and to its specification are made and reviewed together. It models
 //! one CPU (the fuzzer pins itself to CPU 0), no LRU eviction (the fuzzer
 //! keeps its flows far below the tables' sizes) and no ICMP rate limit (the
-//! fuzzer sets one that never binds).
+//! fuzzer sets one that never binds). IPv6 frames are modelled up to the VIP
+//! lookup (parsing, extension headers, lengths, the VIP filter, fragments):
+//! the model has no IPv6 VIPs, so every IPv6 frame is passed, for one reason
+//! or another.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -23,6 +26,8 @@ use crate::{
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ICMP6: u8 = 58;
 const ETH_P_8021Q: u16 = 0x8100;
 const TCP: u8 = 6;
 const UDP: u8 = 17;
@@ -190,6 +195,72 @@ impl Model {
         self.vips.keys().any(|(a, _, _)| VipFilter::bit(*a) == bit)
     }
 
+    /// Why an IPv6 packet `ip` (to no IPv6 VIP: the model has none) is passed.
+    fn ipv6_reason(&self, ip: &[u8]) -> Counter {
+        const HOP: u8 = 0;
+        const ROUTING: u8 = 43;
+        const FRAGMENT: u8 = 44;
+        const DEST: u8 = 60;
+        const EXT_MAX: usize = 4;
+        if ip.len() < 40 || ip[0] >> 4 != 6 {
+            return Counter::Malformed;
+        }
+        let (mut next, mut at) = (ip[6], 40);
+        let mut later_fragment = false;
+        for _ in 0..EXT_MAX {
+            match next {
+                HOP | ROUTING | DEST => {
+                    if ip.len() < at + 2 {
+                        return Counter::Malformed;
+                    }
+                    next = ip[at];
+                    at += (usize::from(ip[at + 1]) + 1) * 8;
+                }
+                FRAGMENT => {
+                    if ip.len() < at + 8 {
+                        return Counter::Malformed;
+                    }
+                    later_fragment = be16(ip, at + 2) & 0xfff8 != 0;
+                    next = ip[at];
+                    at += 8;
+                    if later_fragment {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+        if !later_fragment && matches!(next, HOP | ROUTING | DEST | FRAGMENT) {
+            return Counter::Malformed;
+        }
+        let ip_len = 40 + usize::from(be16(ip, 4));
+        if at > ip_len || ip_len > ip.len() {
+            return Counter::Malformed;
+        }
+        if next != TCP && next != UDP && next != ICMP6 {
+            return Counter::NotVip;
+        }
+        let word = |i: usize| u32::from_ne_bytes([ip[i], ip[i + 1], ip[i + 2], ip[i + 3]]);
+        let folded = word(24) ^ word(28) ^ word(32) ^ word(36);
+        if !self.filter_has(Ipv4Addr::from(folded.to_ne_bytes())) {
+            return Counter::NotVip;
+        }
+        if next == ICMP6 {
+            if ip.len() < at + 8 || at + 8 > ip_len {
+                return Counter::Malformed;
+            }
+            return Counter::NotVip;
+        }
+        if later_fragment {
+            return Counter::FragPassed;
+        }
+        let l4_len = if next == TCP { 20 } else { 8 };
+        if ip.len() < at + l4_len || at + l4_len > ip_len {
+            return Counter::Malformed;
+        }
+        Counter::NotVip
+    }
+
     fn all_ports_vip(&self, addr: Ipv4Addr, proto: u8) -> bool {
         (proto == TCP || proto == UDP)
             && self.filter_has(addr)
@@ -243,6 +314,9 @@ impl Model {
             }
             ethertype = be16(frame, 16);
             l2 += 4;
+        }
+        if ethertype == ETH_P_IPV6 {
+            return pass(counters, self.ipv6_reason(&frame[l2..]));
         }
         if ethertype != ETH_P_IP {
             return pass(counters, Counter::NotIpv4);

@@ -3,42 +3,68 @@
 //! converts to and from its `abi` mirror here; [`Dataplane`](crate::Dataplane)
 //! writes and reads them.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::abi;
 use crate::error::{DataplaneError, Result};
 use crate::flow::Protocol;
 
-/// A VIP: packets to `addr:port` over `protocol` are balanced. Port 0 means all ports.
+/// A VIP: packets to `addr:port` over `protocol` are balanced. Port 0 means
+/// all ports. IPv4 VIPs live in the `vips` map, IPv6 ones in `vips6`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VipKey {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub port: u16,
     pub protocol: Protocol,
 }
 
+/// A VIP key as one of the two maps has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum RawVipKey {
+    V4(abi::VipKey),
+    V6(abi::Vip6Key),
+}
+
 impl VipKey {
-    pub(crate) fn to_abi(self) -> abi::VipKey {
-        abi::VipKey {
-            addr: abi::addr_to_raw(self.addr),
-            port: self.port.to_be(),
-            proto: self.protocol.number(),
-            pad: 0,
+    pub(crate) fn to_abi(self) -> RawVipKey {
+        let (port, proto) = (self.port.to_be(), self.protocol.number());
+        match self.addr {
+            IpAddr::V4(addr) => RawVipKey::V4(abi::VipKey {
+                addr: abi::addr_to_raw(addr),
+                port,
+                proto,
+                pad: 0,
+            }),
+            IpAddr::V6(addr) => RawVipKey::V6(abi::Vip6Key {
+                addr: abi::addr6_to_raw(addr),
+                port,
+                proto,
+                pad: 0,
+            }),
         }
     }
 
     pub(crate) fn from_abi(raw: &abi::VipKey) -> Option<VipKey> {
         Some(VipKey {
-            addr: abi::addr_from_raw(raw.addr),
+            addr: abi::addr_from_raw(raw.addr).into(),
+            port: u16::from_be(raw.port),
+            protocol: Protocol::from_number(raw.proto)?,
+        })
+    }
+
+    pub(crate) fn from_abi6(raw: &abi::Vip6Key) -> Option<VipKey> {
+        Some(VipKey {
+            addr: abi::addr6_from_raw(raw.addr).into(),
             port: u16::from_be(raw.port),
             protocol: Protocol::from_number(raw.proto)?,
         })
     }
 }
 
+/// `tcp 203.0.113.1:80`, `tcp [2001:db8::1]:80`.
 impl std::fmt::Display for VipKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}:{}", self.protocol, self.addr, self.port)
+        write!(f, "{} {}", self.protocol, SocketAddr::new(self.addr, self.port))
     }
 }
 
@@ -126,7 +152,8 @@ impl VipSpec {
 /// A backend as the data plane sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Backend {
-    pub addr: Ipv4Addr,
+    /// An IPv6 backend takes IPv6 VIPs' packets in IP6IP6, IPv4 VIPs' in IPv4-in-IPv6.
+    pub addr: IpAddr,
     /// Only alive backends get packets; a connection-table entry for one that
     /// is not alive is ignored and the flow re-hashed.
     pub alive: bool,
@@ -146,6 +173,9 @@ pub struct InterfaceSpec {
     /// Outer source address of IPIP packets leaving here; defaults to the
     /// interface's primary IPv4 address.
     pub tunnel_src: Option<Ipv4Addr>,
+    /// Outer source address of IPv6 tunnels (IP6IP6, IPv4 in IPv6) leaving
+    /// here; defaults to the interface's first global IPv6 address.
+    pub tunnel_src6: Option<Ipv6Addr>,
     /// Set for a VLAN device: frames leave tagged through its lower device.
     pub vlan: Option<Vlan>,
     /// The MTU of the path beyond this interface toward the backends, when it

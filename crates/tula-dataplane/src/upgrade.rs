@@ -28,8 +28,8 @@ use crate::pin;
 use crate::rings;
 
 /// Map layouts a switch converts between: 2 (connection table an LRU hash of
-/// flows) and 3 (set-associative buckets).
-const CONVERTIBLE: [u32; 2] = [2, 3];
+/// flows), 3 (set-associative buckets) and 4 (the IPv6 maps beside them).
+const CONVERTIBLE: [u32; 3] = [2, 3, 4];
 
 /// A build's balancer object and the map layout it was compiled with.
 #[derive(Clone, Copy, Debug)]
@@ -213,6 +213,18 @@ fn switch_via_staging(pin_dir: &Path, build: &Build) -> Result<Switched> {
     copy_hash_map::<u32, abi::VipAddr>(&mut old, &mut new, "vip_addrs")?;
     copy_hash_map::<u32, abi::Iface>(&mut old, &mut new, "ifaces")?;
     copy_hash_map::<abi::FragKey, abi::FragDest>(&mut old, &mut new, "frags")?;
+    // The IPv6 maps, when both builds have them (layout 4 on both sides).
+    if dataplane::IPV6_MAP_NAMES
+        .iter()
+        .all(|name| old.0.contains_key(name) && new.0.contains_key(name))
+    {
+        copy_hash_map::<abi::Vip6Key, abi::VipMeta>(&mut old, &mut new, "vips6")?;
+        copy_array_map::<abi::Backend6>(&mut old, &mut new, "backends6")?;
+        copy_array_map::<abi::Conn6Bucket>(&mut old, &mut new, "conns6")?;
+        copy_hash_map::<u32, abi::Iface6>(&mut old, &mut new, "ifaces6")?;
+        copy_hash_map::<abi::Frag6Key, abi::FragDest>(&mut old, &mut new, "frags6")?;
+        copy_hash_map::<abi::Vip6AddrKey, abi::VipAddr>(&mut old, &mut new, "vip_addrs6")?;
+    }
     copy_per_cpu(
         &mut old,
         &mut new,
@@ -269,7 +281,9 @@ fn switch_via_staging(pin_dir: &Path, build: &Build) -> Result<Switched> {
     // The program, then the layout map, go last: until the layout is renamed
     // the pin directory says "older build", and a start redoes the switch
     // (reading the connection table in whichever layout it finds).
-    let names = dataplane::MAP_NAMES.iter().filter(|n| **n != "layout");
+    let names = dataplane::MAP_NAMES
+        .iter()
+        .filter(|n| **n != "layout" && staging.join(n).exists());
     for name in names.chain([&pin::PROGRAM_PIN, &"layout"]) {
         std::fs::rename(staging.join(name), pin_dir.join(name)).map_err(|source| {
             DataplaneError::Pin {

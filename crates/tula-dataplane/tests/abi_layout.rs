@@ -215,7 +215,7 @@ fn rust_mirrors_match_the_object_btf() {
                 backend,
                 vip,
                 vip_flags,
-                pad
+                flow_label
             }),
         ),
         ("vip_addr", layout!(VipAddr { flags })),
@@ -230,6 +230,57 @@ fn rust_mirrors_match_the_object_btf() {
         ),
         ("ring_chunk", layout!(RingChunk { slots })),
         ("layout", layout!(Layout { version, ring_size })),
+        ("backend6", layout!(Backend6 { addr })),
+        (
+            "vip6_key",
+            layout!(Vip6Key {
+                addr,
+                port,
+                proto,
+                pad
+            }),
+        ),
+        ("vip6_addr_key", layout!(Vip6AddrKey { addr })),
+        (
+            "flow6",
+            layout!(Flow6 {
+                src,
+                dst,
+                sport,
+                dport,
+                proto,
+                pad
+            }),
+        ),
+        (
+            "conn6_entry",
+            layout!(Conn6Entry {
+                flow,
+                backend,
+                check,
+                stamp
+            }),
+        ),
+        ("conn6_bucket", layout!(Conn6Bucket { ways })),
+        ("iface6", layout!(Iface6 { tunnel_src })),
+        (
+            "next_hop6",
+            layout!(NextHop6 {
+                nh,
+                backend_addr,
+                tunnel_src
+            }),
+        ),
+        (
+            "frag6_key",
+            layout!(Frag6Key {
+                src,
+                dst,
+                id,
+                proto,
+                pad
+            }),
+        ),
         (
             "icmp_bucket",
             layout!(IcmpBucket {

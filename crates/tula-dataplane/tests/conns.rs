@@ -86,7 +86,7 @@ fn a_flow_whose_backend_died_is_rehashed_onto_the_ring() {
             .set_backend(
                 1,
                 &Backend {
-                    addr: routed_backend(1),
+                    addr: routed_backend(1).into(),
                     alive: false,
                 },
             )

@@ -63,7 +63,7 @@ fn a_new_backend_address_is_looked_up_at_once() {
             .set_backend(
                 3,
                 &Backend {
-                    addr: L2_BACKEND,
+                    addr: L2_BACKEND.into(),
                     alive: true,
                 },
             )

@@ -260,7 +260,7 @@ fn arp_request(lb_mac: [u8; 6]) -> Vec<u8> {
 }
 
 #[test]
-fn arp_and_ipv6_pass_untouched() {
+fn arp_and_ipv6_to_no_vip_pass_untouched() {
     in_lab("arp6", |f| {
         f.add_backend(3, routed_backend(3));
         let ring = f.ring_of(3);
@@ -275,11 +275,11 @@ fn arp_and_ipv6_pass_untouched() {
             .tcp(40000, 80, 1, 1000)
             .write_to_vec(&mut ipv6, b"v6")
             .unwrap();
-        for frame in [arp_request(f.lb_mac), ipv6] {
+        for (frame, reason) in [(arp_request(f.lb_mac), Counter::NotIpv4), (ipv6, Counter::NotVip)] {
             let (action, out, delta) = run(f, &frame);
             assert_eq!(action, XdpAction::Pass);
             assert_eq!(out, frame);
-            assert_counted(&delta, &[(Counter::Pass, 1), (Counter::NotIpv4, 1)]);
+            assert_counted(&delta, &[(Counter::Pass, 1), (reason, 1)]);
         }
     });
 }
@@ -509,7 +509,7 @@ fn drops_are_counted_by_reason() {
             .set_backend(
                 3,
                 &Backend {
-                    addr: routed_backend(3),
+                    addr: routed_backend(3).into(),
                     alive: false,
                 },
             )

@@ -48,7 +48,7 @@ fn a_pinned_balancer_is_adopted_and_torn_down() {
             .set_backend(
                 3,
                 &Backend {
-                    addr: routed_backend(3),
+                    addr: routed_backend(3).into(),
                     alive: true,
                 },
             )
@@ -206,7 +206,10 @@ fn flows_and_counters_survive_a_switch_to_layout_2_and_the_upgrade_back() {
             layout_version: 2,
         };
         let down = tula_dataplane::switch_build(&pins.0, &older).unwrap();
-        assert_eq!((down.from_layout, down.to_layout, down.flows), (3, 2, 200));
+        assert_eq!(
+            (down.from_layout, down.to_layout, down.flows),
+            (tula_dataplane::abi::LAYOUT_VERSION, 2, 200)
+        );
         assert_eq!(tula_dataplane::pinned_build(&pins.0).unwrap().unwrap().layout_version, 2);
 
         // Adopting converts it back: the same flows on the same backends, the counters kept.

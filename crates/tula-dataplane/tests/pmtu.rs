@@ -369,7 +369,7 @@ fn echo_to_a_vip_is_answered_unless_switched_off() {
         f.add_backend(3, routed_backend(3));
         let ring = f.ring_of(3);
         f.add_vip(vip_key(80, TCP), Dsr::L3Ipip, Scheduler::Maglev, &ring);
-        assert!(f.dataplane.answers_echo(VIP).unwrap());
+        assert!(f.dataplane.answers_echo(VIP.into()).unwrap());
 
         let request = echo_request(f.lb_mac, VIP);
         let (action, out, delta) = run(f, &request);
@@ -405,7 +405,7 @@ fn echo_to_a_vip_is_answered_unless_switched_off() {
         f.dataplane
             .set_vip(&vip_key(80, TCP), &spec(1, false), &ring)
             .unwrap();
-        assert!(!f.dataplane.answers_echo(VIP).unwrap());
+        assert!(!f.dataplane.answers_echo(VIP.into()).unwrap());
         let (action, out, delta) = run(f, &request);
         assert_eq!(action, XdpAction::Pass);
         assert_eq!(out, request);

@@ -330,6 +330,15 @@ pub fn primary_ipv4(link: &str) -> Result<Option<Ipv4Addr>, NetError> {
     }))
 }
 
+/// The first global IPv6 address of `link` (link-local ones, fe80::/10, cannot source a tunnel).
+pub fn primary_ipv6(link: &str) -> Result<Option<std::net::Ipv6Addr>, NetError> {
+    let index = index_of(link)?;
+    Ok(addresses()?.into_iter().find_map(|a| match a.addr {
+        IpAddr::V6(v6) if a.index == index && v6.segments()[0] & 0xffc0 != 0xfe80 => Some(v6),
+        _ => None,
+    }))
+}
+
 /// Adds a route to `dest/prefix`, through `via` and/or out of `dev`.
 pub fn add_route(
     dest: Ipv4Addr,

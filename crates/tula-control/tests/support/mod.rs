@@ -214,14 +214,14 @@ impl Snapshot {
                     a.ring_index, b.ring_index
                 ));
             }
-            let slots = |s: &Snapshot, v: &HeldVip| -> Vec<Option<Ipv4Addr>> {
+            let slots = |s: &Snapshot, v: &HeldVip| -> Vec<Option<std::net::IpAddr>> {
                 match same {
                     Same::ByAddress => v
                         .slots
                         .iter()
                         .map(|id| s.backends.get(id).map(|b| b.addr))
                         .collect(),
-                    _ => v.slots.iter().map(|&id| Some(Ipv4Addr::from(id))).collect(),
+                    _ => v.slots.iter().map(|&id| Some(Ipv4Addr::from(id).into())).collect(),
                 }
             };
             let moved = changed_len(&slots(self, a), &slots(other, b));

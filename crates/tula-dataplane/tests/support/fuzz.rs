@@ -5,14 +5,14 @@
 //! sample in CI) and `examples/fuzz.rs` (the long run).
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use tula_dataplane::abi::VipFilter;
 use tula_dataplane::model::{Model, ModelBackend, ModelVip, Route};
 use tula_dataplane::{
-    Backend, Counter, Counters, Dsr, LoadOptions, Protocol, Scheduler, VipKey,
-    VipSpec, XdpAction, EMPTY_SLOT,
+    Backend, Counter, Counters, Dsr, LoadOptions, Protocol, Scheduler, VipKey, VipSpec, XdpAction,
+    EMPTY_SLOT,
 };
 
 use super::*;
@@ -89,8 +89,8 @@ fn backends() -> Vec<(u32, Ipv4Addr, bool)> {
 
 /// The fuzz lab's VIPs: (key, id, DSR, scheduler, echo, backends cycled round the ring).
 fn vips() -> Vec<(VipKey, u32, Dsr, Scheduler, bool, Vec<u32>)> {
-    let key = |addr, port, protocol| VipKey {
-        addr,
+    let key = |addr: Ipv4Addr, port, protocol| VipKey {
+        addr: addr.into(),
         port,
         protocol,
     };
@@ -143,7 +143,13 @@ pub fn set_up(f: &mut Fixture) -> Model {
     let mut model = Model::new();
     for (id, addr, alive) in backends() {
         f.dataplane
-            .set_backend(id, &Backend { addr, alive })
+            .set_backend(
+                id,
+                &Backend {
+                    addr: addr.into(),
+                    alive,
+                },
+            )
             .unwrap();
         model.set_backend(id, ModelBackend { addr, alive });
         let route = match addr {
@@ -189,7 +195,10 @@ pub fn set_up(f: &mut Fixture) -> Model {
             icmp_echo,
             ring,
         };
-        model.set_vip(key.addr, key.port, key.protocol, vip);
+        let IpAddr::V4(addr) = key.addr else {
+            unreachable!("the fuzz lab's VIPs are IPv4")
+        };
+        model.set_vip(addr, key.port, key.protocol, vip);
     }
     // The model has no clock.
     f.lift_icmp_rate_limit();

@@ -9,14 +9,20 @@
 //!   198.18.0.20  on-link address with no neighbour entry
 //!   198.18.100.0/24 via 198.18.0.2 (routed backends for L3 DSR)
 //!   198.19.0.0/24 blackhole
+//! and in IPv6 (frames6.rs):
+//!   lb0 2001:db8::1/64; 2001:db8::2 the next hop (NEXT_HOP_MAC),
+//!   2001:db8::10 the on-link L2 DSR backend (L2_BACKEND_MAC),
+//!   2001:db8:100::/64 via 2001:db8::2 (routed IPv6 backends)
 
 #![allow(dead_code)]
 
 mod frames;
+mod frames6;
 pub mod fuzz;
 pub use frames::*;
+pub use frames6::*;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
 use tula_dataplane::{
     Backend, Counter, Counters, Dataplane, Dsr, LoadOptions, Protocol, Scheduler, VipKey, VipSpec,
@@ -116,11 +122,45 @@ pub fn build_topology() {
     tula_net::add_route(Ipv4Addr::new(198, 18, 100, 0), 24, Some(NEXT_HOP), None).unwrap();
     // FIB lookups from XDP are forwarding lookups: forwarding must be on at ingress.
     tula_net::sysctl::write("net.ipv4.conf.lb0.forwarding", "1").unwrap();
+    ip(&["route", "add", "blackhole", "198.19.0.0/24"]);
+    // IPv6 (tula-net's neighbour and route helpers are IPv4 only): the same shape.
+    tula_net::sysctl::write("net.ipv6.conf.all.forwarding", "1").unwrap();
+    ip(&["-6", "addr", "add", "2001:db8::1/64", "dev", "lb0", "nodad"]);
+    let mac = |m: [u8; 6]| m.map(|b| format!("{b:02x}")).join(":");
+    for (addr, lladdr) in [(NEXT_HOP6, NEXT_HOP_MAC), (L2_BACKEND6, L2_BACKEND_MAC)] {
+        let (addr, lladdr) = (addr.to_string(), mac(lladdr));
+        ip(&[
+            "-6",
+            "neigh",
+            "replace",
+            &addr,
+            "lladdr",
+            &lladdr,
+            "nud",
+            "permanent",
+            "dev",
+            "lb0",
+        ]);
+    }
+    ip(&[
+        "-6",
+        "route",
+        "add",
+        "2001:db8:100::/64",
+        "via",
+        "2001:db8::2",
+        "dev",
+        "lb0",
+    ]);
+}
+
+/// Runs `ip` with `args` in the calling thread's namespace; panics on failure.
+pub fn ip(args: &[&str]) {
     let status = std::process::Command::new("ip")
-        .args(["route", "add", "blackhole", "198.19.0.0/24"])
+        .args(args)
         .status()
         .expect("running ip");
-    assert!(status.success(), "adding the blackhole route");
+    assert!(status.success(), "ip {}", args.join(" "));
 }
 
 impl Fixture {
@@ -140,9 +180,15 @@ impl Fixture {
             .expect("setting the VIP");
     }
 
-    pub fn add_backend(&mut self, id: u32, addr: Ipv4Addr) {
+    pub fn add_backend(&mut self, id: u32, addr: impl Into<IpAddr>) {
         self.dataplane
-            .set_backend(id, &Backend { addr, alive: true })
+            .set_backend(
+                id,
+                &Backend {
+                    addr: addr.into(),
+                    alive: true,
+                },
+            )
             .expect("setting a backend");
     }
 
@@ -166,7 +212,15 @@ impl Fixture {
 
 pub fn vip_key(port: u16, protocol: Protocol) -> VipKey {
     VipKey {
-        addr: VIP,
+        addr: VIP.into(),
+        port,
+        protocol,
+    }
+}
+
+pub fn vip6_key(port: u16, protocol: Protocol) -> VipKey {
+    VipKey {
+        addr: VIP6.into(),
         port,
         protocol,
     }
@@ -198,5 +252,32 @@ pub fn assert_counted(delta: &Counters, expected: &[(Counter, u64)]) {
             .find(|(c, _)| *c == counter)
             .map_or(0, |(_, v)| *v);
         assert_eq!(value, want, "counter {counter}; all that moved:\n{delta}");
+    }
+}
+
+/// One row of a fixture table (tests/fixtures.rs, tests/ipv6.rs): a class of
+/// frame, its verdict, what leaves and the counters that move.
+pub struct Case {
+    pub what: &'static str,
+    pub frame: fn(&Fixture) -> Vec<u8>,
+    pub verdict: XdpAction,
+    /// What leaves, from the fixture and the frame; `None`: the frame unchanged.
+    pub output: Option<fn(&Fixture, &[u8]) -> Vec<u8>>,
+    /// Each moves by one; every other counter stays.
+    pub counters: &'static [Counter],
+}
+
+/// Runs the rows through the balancer one after the other and checks each.
+pub fn check_cases(f: &Fixture, cases: &[Case]) {
+    for case in cases {
+        let frame = (case.frame)(f);
+        let (action, out, delta) = run(f, &frame);
+        assert_eq!(action, case.verdict, "{}", case.what);
+        let expected = case
+            .output
+            .map_or_else(|| frame.clone(), |output| output(f, &frame));
+        assert_eq!(out, expected, "{}", case.what);
+        let counted: Vec<_> = case.counters.iter().map(|c| (*c, 1)).collect();
+        assert_counted(&delta, &counted);
     }
 }
