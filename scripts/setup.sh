@@ -2,7 +2,7 @@
 # Installs what building and testing tula needs on Debian. Idempotent: apt runs
 # only when a package is missing.
 set -euo pipefail
-packages=(clang-19 libbpf-dev linux-libc-dev iproute2 ethtool nftables curl make chromium chromium-driver bird2)
+packages=(clang-19 libbpf-dev linux-libc-dev iproute2 ethtool nftables curl make chromium chromium-driver bird2 etcd-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -12,9 +12,10 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
-  # The lab runs its own BIRDs in namespaces; a system-wide one just installed is not wanted.
-  if [[ " ${missing[*]} " == *" bird2 "* ]] && command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
-    systemctl disable --now bird >/dev/null 2>&1 || true
+  # The lab runs its own BIRDs and etcd in namespaces; system-wide ones just installed are not wanted.
+  if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+    [[ " ${missing[*]} " == *" bird2 "* ]] && { systemctl disable --now bird >/dev/null 2>&1 || true; }
+    [[ " ${missing[*]} " == *" etcd-server "* ]] && { systemctl disable --now etcd >/dev/null 2>&1 || true; }
   fi
 fi
 # Pinned BPF objects live in bpffs.

@@ -133,9 +133,21 @@ pub async fn serve(options: ServeOptions, ui: crate::UiRoutes) -> Result<(), Ser
         config_path: options.config_path.clone(),
         state_dir: options.state_dir.clone(),
     };
-    let control = tokio::task::spawn_blocking(move || Control::start(control_options))
-        .await
-        .map_err(|e| ServeError::Task(e.to_string()))??;
+    // In a cluster, every change made here is agreed in etcd first (crates/tula-cluster).
+    let cluster = config.cluster.clone().map(|cluster| {
+        let etcd = Arc::new(tula_cluster::Etcd::new(&cluster.etcd));
+        let link = Arc::new(tula_cluster::Link::new(&etcd));
+        (cluster, etcd, link)
+    });
+    let store = cluster.as_ref().map(|(cluster, etcd, link)| {
+        tula_cluster::EtcdStore::new(&cluster.node, etcd.clone(), tula_cluster::Keys::new(&cluster.prefix), link.clone())
+    });
+    let control = tokio::task::spawn_blocking(move || match store {
+        Some(store) => Control::start_in_cluster(control_options, Box::new(store)),
+        None => Control::start(control_options),
+    })
+    .await
+    .map_err(|e| ServeError::Task(e.to_string()))??;
     let control = Arc::new(control);
     let (revision, config) = control.running();
     tracing::info!(
@@ -153,9 +165,25 @@ pub async fn serve(options: ServeOptions, ui: crate::UiRoutes) -> Result<(), Ser
     );
 
     let node = start_node(&options, &config.pin_dir, control.clone()).await?;
+    let member = cluster.map(|(cluster, etcd, link)| {
+        tracing::info!(node = %cluster.node, etcd = %etcd.endpoints(), prefix = %cluster.prefix, "in a cluster: following its revisions and publishing this node's state");
+        let facts_node = node.clone();
+        let facts = Box::new(move || {
+            let status = facts_node.status();
+            let announced = if status.bgp {
+                status.vips.iter().map(|a| (a.vip.clone(), a.announced)).collect()
+            } else {
+                Default::default()
+            };
+            (status.in_service, announced)
+        });
+        let keys = tula_cluster::Keys::new(&cluster.prefix);
+        Arc::new(tula_cluster::Member::start(&cluster.node, etcd, keys, link, control.clone(), facts))
+    });
     // On this runtime: its threads are in the daemon's network namespace, where probes must go out.
     let health = Checker::spawn(control.clone(), &tokio::runtime::Handle::current());
-    let router = crate::router_with_node(control.clone(), health.clone(), listen, ui, node.clone());
+    let router =
+        crate::router_with_node(control.clone(), health.clone(), listen, ui, node.clone(), member.clone());
     let served = serve_api(router, listener, Some(socket), stop_signal()).await;
     // Backends keep the health they have in the data plane until the next daemon checks them.
     health.stop();

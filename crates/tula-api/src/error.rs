@@ -103,7 +103,7 @@ impl From<ControlError> for ApiError {
                 api_error
             }
             ControlError::Refused(_) => ApiError::conflict(error.to_string()),
-            ControlError::Stopped => {
+            ControlError::Stopped | ControlError::ClusterUnavailable(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
             }
             other => ApiError::internal(other.to_string()),

@@ -25,6 +25,7 @@
 
 mod auth;
 mod channel;
+mod cluster;
 mod daemon;
 mod error;
 mod health;

@@ -17,7 +17,7 @@ use tula_health::Checker;
 
 use crate::error::ApiError;
 use crate::state::{panic_message, AppState};
-use crate::{health, interfaces, metrics, node, openapi, revisions, status, vips};
+use crate::{cluster, health, interfaces, metrics, node, openapi, revisions, status, vips};
 
 /// One route: a method on a path (axum's `{name}` syntax, as in OpenAPI).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +84,7 @@ fn route_table() -> Vec<(Route, MethodRouter<AppState>)> {
         route(M::GET, "/api/counters", status::counters),
         route(M::GET, "/api/interfaces", interfaces::interfaces),
         route(M::GET, "/api/node", node::show),
+        route(M::GET, "/api/cluster", cluster::show),
         route(M::POST, "/api/node/drain", node::drain),
         route(M::POST, "/api/node/resume", node::resume),
         route(M::GET, "/api/openapi.json", openapi::document),
@@ -114,18 +115,21 @@ pub fn router_with_ui(
     ui: UiRoutes,
 ) -> Router {
     let node = crate::node::without_bgp(control.clone());
-    router_with_node(control, health, listen, ui, node)
+    router_with_node(control, health, listen, ui, node, None)
 }
 
-/// [`router_with_ui`] for a daemon whose node state (drain, BGP announcements) `node` keeps.
+/// [`router_with_ui`] for a daemon whose node state (drain, BGP announcements)
+/// `node` keeps, and, in a cluster, whose part in it `cluster` is.
 pub fn router_with_node(
     control: Arc<Control>,
     health: Checker,
     listen: SocketAddr,
     ui: UiRoutes,
     node: Arc<tula_bgp::Node>,
+    cluster: Option<Arc<tula_cluster::Member>>,
 ) -> Router {
-    let state = AppState::new(control, health, !listen.ip().is_loopback(), node);
+    let mut state = AppState::new(control, health, !listen.ip().is_loopback(), node);
+    state.cluster = cluster;
     let mut router = Router::new();
     for (route, method_router) in route_table() {
         router = router.route(route.path, method_router);

@@ -23,6 +23,8 @@ pub struct AppState {
     pub(crate) metrics: Arc<prometheus_client::registry::Registry>,
     /// In service or drained, and the VIPs' BGP announcements.
     pub node: Arc<tula_bgp::Node>,
+    /// This node's part in a cluster (`[cluster]`), if any.
+    pub cluster: Option<Arc<tula_cluster::Member>>,
 }
 
 impl AppState {
@@ -39,6 +41,7 @@ impl AppState {
             token_required,
             metrics,
             node,
+            cluster: None,
         }
     }
 

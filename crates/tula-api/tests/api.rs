@@ -377,6 +377,11 @@ fn every_route_answers_over_the_socket() {
     assert_eq!(status, 200, "{resumed}");
     assert_eq!(resumed["in_service"], true);
 
+    // A standalone node is in no cluster (crates/tula/tests/cluster_etcd_e2e.rs tests one that is).
+    let (status, cluster) = api.call("GET", "/api/cluster", &[], None);
+    assert_eq!(status, 404, "{cluster}");
+    assert!(cluster["error"].as_str().unwrap().contains("no [cluster] section"), "{cluster}");
+
     let (status, metrics) = api.call_text("GET", "/metrics");
     assert_eq!(status, 200);
     assert!(

@@ -13,7 +13,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 use crate::error::{join, vip_path, ConfigError, ConfigErrors};
-use crate::model::{Api, Backend, Config, HealthCheck, Vip};
+use crate::model::{Api, Backend, Cluster, Config, HealthCheck, Vip};
 
 pub(crate) fn decode(text: &str) -> Result<Config, ConfigErrors> {
     let mut report = Report {
@@ -32,6 +32,9 @@ pub(crate) fn decode(text: &str) -> Result<Config, ConfigErrors> {
     let api = root
         .remove("api")
         .map(|api| decode_value::<Api>(api, "api", &mut report));
+    let cluster = root
+        .remove("cluster")
+        .map(|cluster| decode_value::<Cluster>(cluster, "cluster", &mut report));
     let config = decode_table::<Config>(root, root_span, "", &mut report);
 
     let mut vips = Vec::new();
@@ -55,6 +58,9 @@ pub(crate) fn decode(text: &str) -> Result<Config, ConfigErrors> {
         Some(mut config) if report.problems.is_empty() => {
             if let Some(Some(api)) = api {
                 config.api = api;
+            }
+            if let Some(cluster) = cluster {
+                config.cluster = cluster;
             }
             config.vips = vips;
             Ok(config)

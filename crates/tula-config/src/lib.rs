@@ -26,7 +26,7 @@ mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    duration_text, AllDown, Api, Backend, BackendState, CheckType, Config, DsrType, HealthCheck,
+    duration_text, AllDown, Api, Backend, BackendState, CheckType, Cluster, Config, DsrType, HealthCheck,
     Icmp, Mode, Protocol, Scheduler, StatusRange, Vip, DEFAULT_CONFIG_PATH, MAX_WEIGHT,
 };
 pub use validate::{is_valid_vip_name, HostFacts, Subnet, MIN_PATH_MTU, MIN_TOKEN_LEN};
@@ -70,6 +70,29 @@ impl Config {
         touched: &[usize],
     ) -> Result<(), ConfigErrors> {
         validate::validate_touched(self, host, touched)
+    }
+
+    /// This config as a cluster shares it: without the settings each node
+    /// keeps for itself (`[cluster]`, and `pin_dir`, which is where this
+    /// host's data plane is pinned).
+    pub fn shared(&self) -> Config {
+        let mut shared = self.clone();
+        shared.cluster = None;
+        shared.pin_dir = Config::default().pin_dir;
+        shared
+    }
+
+    /// Takes `node`'s own settings (see [`Config::shared`]) in place of this config's.
+    pub fn keep_node_settings(&mut self, node: &Config) {
+        self.cluster = node.cluster.clone();
+        self.pin_dir = node.pin_dir.clone();
+    }
+
+    /// Whether two configs are the same but for each node's own settings.
+    pub fn same_shared(&self, other: &Config) -> bool {
+        let mut other = other.clone();
+        other.keep_node_settings(self);
+        *self == other
     }
 
     /// The VIP named `name`.

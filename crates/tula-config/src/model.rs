@@ -51,6 +51,10 @@ pub struct Config {
     pub keep_revisions: u32,
     #[serde(default)]
     pub api: Api,
+    /// This node's membership of a cluster whose config lives in etcd
+    /// (docs/CLUSTER.md). This node's own: never shared with the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Cluster>,
     /// The `[[vip]]` tables, in file order. Error paths call them `vips[NAME]`.
     #[serde(rename = "vip", default, skip_serializing_if = "Vec::is_empty")]
     pub vips: Vec<Vip>,
@@ -70,6 +74,7 @@ impl Default for Config {
             keep_revisions: default_keep_revisions(),
             pin_dir: default_pin_dir(),
             api: Api::default(),
+            cluster: None,
             vips: Vec::new(),
         }
     }
@@ -161,6 +166,23 @@ impl Default for Api {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, 9100))
+}
+
+/// `[cluster]`: where the cluster's config and revisions live, and this node's name there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// etcd client URLs, e.g. `["http://198.18.0.10:2379"]` (the v3 JSON gateway; plain HTTP).
+    pub etcd: Vec<String>,
+    /// This node's name in the cluster: unique, the same across restarts.
+    pub node: String,
+    /// The etcd key prefix the cluster's keys live under.
+    #[serde(default = "default_cluster_prefix")]
+    pub prefix: String,
+}
+
+fn default_cluster_prefix() -> String {
+    "/tula".to_string()
 }
 
 /// A virtual IP: the address, port and protocol clients connect to, and who serves it.

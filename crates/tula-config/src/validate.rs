@@ -281,6 +281,37 @@ impl Checker<'_> {
             ),
             _ => {}
         }
+        if let Some(cluster) = &config.cluster {
+            self.cluster(cluster);
+        }
+    }
+
+    fn cluster(&mut self, cluster: &crate::Cluster) {
+        if cluster.etcd.is_empty() {
+            self.error("cluster.etcd", "needs at least one etcd URL, e.g. [\"http://198.18.0.10:2379\"]");
+        }
+        for (i, url) in cluster.etcd.iter().enumerate() {
+            let rest = url.strip_prefix("http://").unwrap_or("");
+            let authority = rest.trim_end_matches('/');
+            if authority.is_empty() || authority.contains('/') {
+                self.error(
+                    format!("cluster.etcd[{i}]"),
+                    format!("{url:?} is not an etcd client URL: use http://HOST:PORT (https is not supported)"),
+                );
+            }
+        }
+        if !is_valid_vip_name(&cluster.node) {
+            self.error(
+                "cluster.node",
+                format!("{:?} is not a valid node name: use a letter, then letters, digits, '-', '_' or '.', 63 at most", cluster.node),
+            );
+        }
+        if !cluster.prefix.starts_with('/') || cluster.prefix.len() < 2 || cluster.prefix.ends_with('/') {
+            self.error(
+                "cluster.prefix",
+                format!("{:?} must start with '/' and not end with one, e.g. \"/tula\"", cluster.prefix),
+            );
+        }
     }
 
     fn vip_names(&mut self) {

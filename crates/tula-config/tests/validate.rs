@@ -709,3 +709,35 @@ fn validating_the_touched_vips_finds_what_validating_everything_finds() {
     assert_eq!(touched_problems(&config, &[1]), Vec::<String>::new());
     assert_eq!(touched_problems(&config, &[1, 3]).len(), 1);
 }
+
+#[test]
+fn a_cluster_section_names_etcd_urls_and_the_node_and_is_not_shared() {
+    let text = format!("{BASE}\n[cluster]\netcd = [\"http://198.18.1.1:2379\"]\nnode = \"lb1\"\n");
+    let config = Config::from_toml_str(&text).unwrap();
+    assert_eq!(problems_without_host(&config), Vec::<String>::new());
+    let cluster = config.cluster.clone().unwrap();
+    assert_eq!((cluster.node.as_str(), cluster.prefix.as_str()), ("lb1", "/tula"));
+    // What a cluster shares has no node's own settings, and reads back the same.
+    let shared = config.shared();
+    assert_eq!(shared.cluster, None);
+    assert!(shared.same_shared(&config));
+    assert_eq!(Config::from_toml_str(&shared.to_toml_string()).unwrap(), shared);
+
+    let mut bad = config.clone();
+    bad.cluster = Some(tula_config::Cluster {
+        etcd: vec!["https://198.18.1.1:2379".into(), "http://198.18.1.1:2379/v3".into()],
+        node: "1lb".into(),
+        prefix: "tula/".into(),
+    });
+    assert_eq!(
+        problems_without_host(&bad),
+        vec![
+            "cluster.etcd[0]: \"https://198.18.1.1:2379\" is not an etcd client URL: use http://HOST:PORT (https is not supported)",
+            "cluster.etcd[1]: \"http://198.18.1.1:2379/v3\" is not an etcd client URL: use http://HOST:PORT (https is not supported)",
+            "cluster.node: \"1lb\" is not a valid node name: use a letter, then letters, digits, '-', '_' or '.', 63 at most",
+            "cluster.prefix: \"tula/\" must start with '/' and not end with one, e.g. \"/tula\"",
+        ]
+    );
+    bad.cluster.as_mut().unwrap().etcd.clear();
+    assert!(problems_without_host(&bad)[0].starts_with("cluster.etcd: needs at least one etcd URL"));
+}

@@ -69,12 +69,35 @@ pub enum Command {
         based_on: Option<u64>,
         reply: Reply<RevisionInfo>,
     },
+    /// Run a revision the cluster agreed on elsewhere, under its own number
+    /// and record (nothing is proposed). One not newer than the running
+    /// revision changes nothing.
+    Follow {
+        info: RevisionInfo,
+        config: Box<Config>,
+        reply: Reply<RevisionInfo>,
+    },
     /// Health checker verdicts: (VIP, backend, healthy).
     Health {
         verdicts: Vec<(String, IpAddr, bool)>,
         reply: Reply<()>,
     },
     Unload(Reply<()>),
+}
+
+/// The cluster's copy of the config (etcd, crates/tula-cluster): a node in
+/// a cluster records a revision only once the cluster has agreed to it.
+pub trait ClusterStore: Send {
+    /// Makes `config` the cluster's revision `info.number` if the cluster's
+    /// newest is still `based_on` (0: none yet). Otherwise
+    /// [`ControlError::Conflict`] (another node was first), or
+    /// [`ControlError::ClusterUnavailable`] if the store cannot be reached.
+    fn propose(
+        &mut self,
+        based_on: u64,
+        info: &RevisionInfo,
+        config: &Config,
+    ) -> Result<(), ControlError>;
 }
 
 /// Edits coalesced into one revision at most.
@@ -111,6 +134,8 @@ struct Writer {
     health: Arc<Health>,
     dataplane: Option<Loaded>,
     loader: Loader,
+    /// In a cluster, where each new revision is agreed first.
+    cluster: Option<Box<dyn ClusterStore>>,
 }
 
 struct Loaded {
@@ -130,12 +155,23 @@ impl Control {
     /// hand), it is validated, applied and recorded as a new revision. With
     /// no config file and no revision, nothing is loaded until the first apply.
     pub fn start(options: ControlOptions) -> Result<Control, ControlError> {
-        Control::start_with(options, Box::new(load_kernel))
+        Control::start_with(options, Box::new(load_kernel), None)
+    }
+
+    /// [`Control::start`] for a node of a cluster: every change made here is
+    /// agreed with `cluster` before it is programmed or recorded, and
+    /// [`Control::follow`] runs the revisions agreed elsewhere.
+    pub fn start_in_cluster(
+        options: ControlOptions,
+        cluster: Box<dyn ClusterStore>,
+    ) -> Result<Control, ControlError> {
+        Control::start_with(options, Box::new(load_kernel), Some(cluster))
     }
 
     pub(crate) fn start_with(
         options: ControlOptions,
         loader: Loader,
+        cluster: Option<Box<dyn ClusterStore>>,
     ) -> Result<Control, ControlError> {
         let store = Store::open(&options)?;
         let ids = Ids::load(&options.state_dir)?;
@@ -166,6 +202,7 @@ impl Control {
             health: Arc::default(),
             dataplane: None,
             loader,
+            cluster,
         };
         writer.reconcile_at_start(previous, latest.as_ref())?;
         writer.publish();
@@ -267,6 +304,16 @@ impl Control {
     /// Applies one edit (coalesced with others waiting at the same time).
     pub fn edit(&self, edit: Edit) -> Result<RevisionInfo, ControlError> {
         self.call(|reply| Command::Edit(edit, reply))
+    }
+
+    /// Runs revision `info.number` that the cluster agreed on elsewhere
+    /// (see [`Command::Follow`]); returns the running revision afterwards.
+    pub fn follow(&self, info: RevisionInfo, config: Config) -> Result<RevisionInfo, ControlError> {
+        self.call(|reply| Command::Follow {
+            info,
+            config: Box::new(config),
+            reply,
+        })
     }
 
     /// Every revision kept, oldest first.
@@ -392,7 +439,8 @@ impl Command {
         match self {
             Command::Edit(_, reply)
             | Command::Apply { reply, .. }
-            | Command::Rollback { reply, .. } => reply(Err(error)),
+            | Command::Rollback { reply, .. }
+            | Command::Follow { reply, .. } => reply(Err(error)),
             Command::Health { reply, .. } | Command::Unload(reply) => reply(Err(error)),
         }
     }
@@ -557,6 +605,28 @@ impl Writer {
                 });
                 reply(logged(&source, result));
             }
+            Command::Follow {
+                info,
+                config,
+                reply,
+            } => {
+                let source = format!("cluster revision {}: {}", info.number, info.source);
+                // Equal numbers with different configs: a node that recorded its own before joining.
+                let result = match &self.info {
+                    Some(running)
+                        if info.number < running.number
+                            || (info.number == running.number
+                                && config.same_shared(&self.model.config)) =>
+                    {
+                        Ok(running.clone())
+                    }
+                    _ => {
+                        let origin = info.source.clone();
+                        self.apply_as(*config, &origin, Some(info))
+                    }
+                };
+                reply(logged(&source, result));
+            }
             Command::Health { verdicts, reply } => reply(self.set_health(&verdicts)),
             Command::Unload(reply) => reply(self.unload()),
         }
@@ -640,6 +710,24 @@ impl Writer {
 
     /// Save and apply `config` (see [`Control::apply`]).
     fn apply(&mut self, config: Config, source: &str) -> Result<RevisionInfo, ControlError> {
+        self.apply_as(config, source, None)
+    }
+
+    /// [`Writer::apply`]; `agreed` is the record of a revision the cluster
+    /// already agreed on (followed), else the change is proposed to it first.
+    fn apply_as(
+        &mut self,
+        mut config: Config,
+        source: &str,
+        agreed: Option<RevisionInfo>,
+    ) -> Result<RevisionInfo, ControlError> {
+        // A node in a cluster keeps its own settings ([cluster], pin_dir) whatever the change says.
+        if self.cluster.is_some() {
+            if config.cluster.is_some() && config.cluster != self.model.config.cluster {
+                warn!("[cluster] is read at start: the running node keeps its own until it restarts");
+            }
+            config.keep_node_settings(&self.model.config);
+        }
         let new_model = Model::new(config);
         let old_model = self.model.clone();
         new_model.inherit_toml(&old_model);
@@ -657,7 +745,9 @@ impl Writer {
             .dataplane
             .as_ref()
             .is_some_and(|l| l.programmed.is_some());
-        if delta.is_empty() && known {
+        let agreed_elsewhere = agreed.is_some();
+        // A followed revision is recorded even when it changes nothing here, so the numbers stay the cluster's.
+        if delta.is_empty() && known && !agreed_elsewhere {
             if let Some(info) = &self.info {
                 info!(revision = self.revision, source, "apply: no changes");
                 return Ok(info.clone());
@@ -717,6 +807,31 @@ impl Writer {
                 return Err(error);
             }
         };
+        let changes = if incremental {
+            delta.diff(&old_model, &new_model)
+        } else {
+            diff(&old_model.config, config)
+        };
+        drop(delta);
+        let info = match agreed {
+            Some(info) => info,
+            None => RevisionInfo {
+                number: self.shared.store.next_number(),
+                time: std::time::SystemTime::now(),
+                source: source.to_string(),
+                summary: changes.summary(),
+            },
+        };
+        // Agreed before anything is programmed: a change another node beat leaves no trace here.
+        if let (Some(cluster), false) = (self.cluster.as_mut(), agreed_elsewhere) {
+            if let Err(error) = cluster.propose(self.revision, &info, config) {
+                if loaded_fresh {
+                    self.drop_fresh_dataplane();
+                }
+                return Err(error);
+            }
+        }
+
         let loaded = self.dataplane.as_mut().expect("loaded above");
         if let Err(source) = loaded.program(&wanted, &fallback) {
             if loaded_fresh {
@@ -728,12 +843,6 @@ impl Writer {
             });
         }
 
-        let changes = if incremental {
-            delta.diff(&old_model, &new_model)
-        } else {
-            diff(&old_model.config, config)
-        };
-        drop(delta);
         let state_dir = &self.shared.options.state_dir;
         // Ids first: a crash before the revision leaves ids for a superset, which the next start frees.
         // A change that keeps every id (a drain, a weight) leaves the file as it is.
@@ -746,10 +855,10 @@ impl Writer {
         let committed = saved_ids.and_then(|()| {
             self.shared
                 .store
-                .commit(&new_model.toml_text(), source, changes.summary(), true)
+                .commit_as(&info, &new_model.toml_text(), true)
         });
-        let info = match committed {
-            Ok(info) => info,
+        match committed {
+            Ok(()) => {}
             Err(error) => {
                 let loaded = self.dataplane.as_mut().expect("loaded above");
                 if let Err(e) = loaded.program(&fallback, &wanted) {
@@ -772,7 +881,7 @@ impl Writer {
                 }
                 return Err(error);
             }
-        };
+        }
         self.revision = info.number;
         self.info = Some(info.clone());
         self.ids = Arc::new(ids);

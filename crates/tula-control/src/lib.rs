@@ -42,7 +42,7 @@ mod store;
 #[cfg(test)]
 mod writer_tests;
 
-pub use control::{Command, Control, Edit, EditRefused, Reply};
+pub use control::{ClusterStore, Command, Control, Edit, EditRefused, Reply};
 pub use host::host_facts;
 pub use ids::{CapacityError, IdKind};
 pub use program::ProgramError;
@@ -199,6 +199,10 @@ pub enum ControlError {
         /// The revisions made since `based_on` (those still kept), oldest first.
         since: Vec<RevisionInfo>,
     },
+    /// The cluster's store (etcd) could not be asked to agree to the change,
+    /// so nothing changed; the node keeps running its revision.
+    #[error("the change was not saved: {0}")]
+    ClusterUnavailable(String),
     /// An edit refused the running config (e.g. the backend it adds exists).
     #[error(transparent)]
     Refused(#[from] EditRefused),

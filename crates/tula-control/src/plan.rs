@@ -178,7 +178,7 @@ fn plan_vip(
             state.backends.insert(id, Backend { addr, alive: true });
         }
     }
-    let (new_flows, members) = ring_members(vip, health);
+    let (new_flows, members) = ring_inputs(vip, health);
     let mut ring = Vec::with_capacity(members.len());
     for (address, weight) in members {
         let Some(id) = ids.backend(&vip.name, &address) else {
@@ -193,12 +193,7 @@ fn plan_vip(
         ring.push(RingBackend {
             id,
             key: address.to_string(),
-            // Plain round robin gives every member one turn whatever its weight.
-            weight: if vip.scheduler == Scheduler::RoundRobin {
-                1
-            } else {
-                weight
-            },
+            weight,
         });
     }
     ring.sort_by(|a, b| a.key.cmp(&b.key));
@@ -210,6 +205,19 @@ fn plan_vip(
             ring,
         }),
     );
+}
+
+/// What `vip`'s ring is built from: [`ring_members`] with the weights the
+/// ring uses. Two nodes with equal inputs (and ring size) build equal rings.
+pub(crate) fn ring_inputs(vip: &Vip, health: &Health) -> (NewFlows, Vec<(IpAddr, u32)>) {
+    let (new_flows, mut members) = ring_members(vip, health);
+    if vip.scheduler == Scheduler::RoundRobin {
+        // Plain round robin gives every member one turn whatever its weight.
+        for member in &mut members {
+            member.1 = 1;
+        }
+    }
+    (new_flows, members)
 }
 
 /// Who takes `vip`'s new flows, as (address, weight) ring members, and which

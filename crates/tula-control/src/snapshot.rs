@@ -15,7 +15,7 @@ use tula_dataplane::{Counters, Dataplane};
 use crate::health::Health;
 use crate::ids::Ids;
 use crate::plan::ring_members;
-use crate::{status, ControlError, Serving, VipServing, VipStatus};
+use crate::{status, ControlError, NewFlows, Serving, VipServing, VipStatus};
 
 /// A config with its indexes, shared by every snapshot of the same revision
 /// (a health change publishes a new snapshot over the same model).
@@ -247,6 +247,16 @@ impl Snapshot {
                 })
                 .collect(),
         }
+    }
+
+    /// What VIP `name`'s Maglev ring is built from here: where its new flows
+    /// go and the (address, weight) members, sorted by address. With the
+    /// ring size, this decides the ring (slots are keyed by address, not by
+    /// this node's ids), so nodes compare rings by comparing these.
+    pub fn ring_inputs(&self, name: &str) -> Option<(NewFlows, Vec<(IpAddr, u32)>)> {
+        let (new_flows, mut members) = crate::plan::ring_inputs(self.model.vip(name)?, &self.health);
+        members.sort_unstable();
+        Some((new_flows, members))
     }
 
     /// The data plane's global counters (all zero before anything is loaded).

@@ -172,7 +172,30 @@ impl Store {
         summary: Vec<String>,
         write_config_file: bool,
     ) -> Result<RevisionInfo, ControlError> {
-        let number = self.latest.load(Ordering::SeqCst) + 1;
+        let info = RevisionInfo {
+            number: self.next_number(),
+            time: SystemTime::now(),
+            source: source.to_string(),
+            summary,
+        };
+        self.commit_as(&info, text, write_config_file)?;
+        Ok(info)
+    }
+
+    /// The number the next [`Store::commit`] records.
+    pub(crate) fn next_number(&self) -> u64 {
+        self.latest.load(Ordering::SeqCst) + 1
+    }
+
+    /// Records `text` as revision `info.number` with its info as given (a
+    /// revision a cluster agreed on), which becomes the newest.
+    pub(crate) fn commit_as(
+        &self,
+        info: &RevisionInfo,
+        text: &str,
+        write_config_file: bool,
+    ) -> Result<(), ControlError> {
+        let number = info.number;
         let revision_path = self.config_revision_path(number);
         if write_config_file {
             // Both before the JSON, in either order: their syncs overlap instead of adding up.
@@ -185,16 +208,10 @@ impl Store {
         } else {
             write_atomic(&revision_path, text.as_bytes())?;
         }
-        let info = RevisionInfo {
-            number,
-            time: SystemTime::now(),
-            source: source.to_string(),
-            summary,
-        };
-        let meta = serde_json::to_vec_pretty(&info).expect("a revision's info always encodes");
+        let meta = serde_json::to_vec_pretty(info).expect("a revision's info always encodes");
         write_atomic(&self.meta_path(number), &meta)?;
         self.latest.store(number, Ordering::SeqCst);
-        Ok(info)
+        Ok(())
     }
 
     /// Rewrites the config file (e.g. from the last revision when it was deleted).

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tula_config::{BackendState, Config};
 
-use crate::control::{Command, Control, Edit, EditRefused};
+use crate::control::{ClusterStore, Command, Control, Edit, EditRefused};
 use crate::fake::{Fake, FakeLog};
 use crate::{ControlError, ControlOptions, IdKind, RevisionInfo};
 
@@ -17,6 +17,8 @@ struct Setup {
     dir: PathBuf,
     log: Arc<Mutex<FakeLog>>,
     control: Option<Control>,
+    /// With [`Setup::in_cluster`], the cluster's newest revision number.
+    cluster: Option<Arc<Mutex<FakeCluster>>>,
 }
 
 impl Setup {
@@ -28,9 +30,23 @@ impl Setup {
             dir,
             log,
             control: None,
+            cluster: None,
         };
         setup.start(max_backends);
         setup
+    }
+
+    /// A node of a cluster whose store is a [`FakeCluster`].
+    fn in_cluster(name: &str) -> Setup {
+        let mut setup = Setup::new(name, 4096);
+        drop(setup.control.take());
+        setup.cluster = Some(Arc::default());
+        setup.start(4096);
+        setup
+    }
+
+    fn cluster(&self) -> std::sync::MutexGuard<'_, FakeCluster> {
+        self.cluster.as_ref().expect("a cluster setup").lock().unwrap()
     }
 
     fn start(&mut self, max_backends: u32) {
@@ -44,7 +60,11 @@ impl Setup {
             };
             Ok((Box::new(fake) as Box<dyn crate::program::Programmer>, false))
         });
-        self.control = Some(Control::start_with(self.options(), loader).unwrap());
+        let cluster = self
+            .cluster
+            .clone()
+            .map(|c| Box::new(SharedFake(c)) as Box<dyn ClusterStore>);
+        self.control = Some(Control::start_with(self.options(), loader, cluster).unwrap());
     }
 
     fn options(&self) -> ControlOptions {
@@ -587,4 +607,110 @@ fn an_edit_is_validated_where_it_can_break_something() {
         "nothing was applied"
     );
     assert_eq!(setup.saved_config(), config(5, 4, ""));
+}
+
+/// A cluster's store as etcd's guard key behaves: the newest number, swapped
+/// only by a change based on it; or unreachable.
+#[derive(Default)]
+struct FakeCluster {
+    newest: u64,
+    unreachable: bool,
+    proposed: Vec<u64>,
+}
+
+struct SharedFake(Arc<Mutex<FakeCluster>>);
+
+impl ClusterStore for SharedFake {
+    fn propose(
+        &mut self,
+        based_on: u64,
+        info: &RevisionInfo,
+        _config: &Config,
+    ) -> Result<(), ControlError> {
+        let mut cluster = self.0.lock().unwrap();
+        if cluster.unreachable {
+            return Err(ControlError::ClusterUnavailable("etcd did not answer".into()));
+        }
+        if cluster.newest != based_on {
+            return Err(ControlError::Conflict {
+                based_on,
+                running: cluster.newest,
+                since: Vec::new(),
+            });
+        }
+        cluster.newest = info.number;
+        cluster.proposed.push(info.number);
+        Ok(())
+    }
+}
+
+#[test]
+fn in_a_cluster_a_change_another_node_was_first_to_conflicts_and_programs_nothing() {
+    let setup = Setup::in_cluster("cluster-conflict");
+    let control = setup.control();
+    let first = control.apply(config(2, 4, ""), "test").unwrap();
+    assert_eq!(setup.cluster().proposed, vec![first.number]);
+    // Another node saves revision 2 before this node has heard of it.
+    setup.cluster().newest = first.number + 1;
+    let (ops, file) = (setup.ops().len(), setup.config_file());
+    match control.edit(drain(0, 1, None)) {
+        Err(ControlError::Conflict { based_on, running, .. }) => {
+            assert_eq!((based_on, running), (first.number, first.number + 1))
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(setup.ops().len(), ops, "the loser programmed something");
+    assert_eq!(setup.config_file(), file, "the loser saved its change");
+    assert_eq!(control.running_revision(), first.number);
+
+    // Then the other node's revision arrives and runs here under its number and record.
+    let mut theirs = config(2, 4, "");
+    theirs.vips[1].backends[0].weight = 7;
+    let info = RevisionInfo {
+        number: first.number + 1,
+        time: std::time::SystemTime::now(),
+        source: "api: weight (node b)".into(),
+        summary: vec!["~ vips[web1].backends[198.18.1.2].weight".into()],
+    };
+    let followed = control.follow(info.clone(), theirs).unwrap();
+    assert_eq!(followed, info);
+    assert_eq!(control.running_revision(), info.number);
+    assert_eq!(control.snapshot().config().vips[1].backends[0].weight, 7);
+    assert_eq!(control.history().unwrap().last(), Some(&info));
+    assert_eq!(setup.saved_config().vips[1].backends[0].weight, 7);
+    // The same revision again (a watch echo) changes nothing.
+    let ops = setup.ops().len();
+    control.follow(info.clone(), control.snapshot().config().clone()).unwrap();
+    assert_eq!((setup.ops().len(), control.history().unwrap().len()), (ops, 2));
+
+    // Based on the cluster's newest, the edit lands as the next number.
+    let landed = control.edit(drain(0, 1, Some(info.number))).unwrap();
+    assert_eq!(landed.number, info.number + 1);
+    assert_eq!(setup.cluster().newest, landed.number);
+}
+
+#[test]
+fn in_a_cluster_an_unreachable_store_refuses_the_change_and_keeps_the_running_revision() {
+    let setup = Setup::in_cluster("cluster-unreachable");
+    let control = setup.control();
+    let first = control.apply(config(1, 2, ""), "test").unwrap();
+    setup.cluster().unreachable = true;
+    let (ops, file) = (setup.ops().len(), setup.config_file());
+    let refused = control.edit(drain(0, 1, None));
+    assert!(matches!(refused, Err(ControlError::ClusterUnavailable(_))), "{refused:?}");
+    assert_eq!((setup.ops().len(), setup.config_file()), (ops, file));
+    assert_eq!(control.running_revision(), first.number);
+    // A node's own settings stay its own whatever a followed revision says.
+    setup.cluster().unreachable = false;
+    let mut theirs = config(1, 2, "pin_dir = \"/sys/fs/bpf/elsewhere\"");
+    theirs.vips[0].backends[0].weight = 3;
+    let info = RevisionInfo {
+        number: first.number + 1,
+        time: std::time::SystemTime::now(),
+        source: "other node".into(),
+        summary: vec![],
+    };
+    control.follow(info, theirs).unwrap();
+    assert_eq!(control.snapshot().config().pin_dir, config(1, 2, "").pin_dir);
+    assert_eq!(control.snapshot().config().vips[0].backends[0].weight, 3);
 }

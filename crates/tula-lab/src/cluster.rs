@@ -1,7 +1,8 @@
 //! The two-node lab's routing: a BIRD in the router and one in each node,
 //! each in its own namespace with its own control socket, listening only on
 //! lab addresses; the router installs one ECMP route per VIP over the nodes
-//! that announce it.
+//! that announce it. With `--cluster`, the etcd that holds the nodes'
+//! config, in the router namespace on a lab address, its data in the run dir.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -80,7 +81,73 @@ pub fn start_node_bird(lab: &Lab, n: u8) -> Result<(), LabError> {
     start_bird(lab, &lab.topology.ns_node(n), &format!("bird-{}", Topology::node_label(n)), &config)
 }
 
+/// The lab's etcd process (its name in pid and log files, and its data dir).
+pub const ETCD: &str = "etcd";
+/// etcd's client port.
+pub const ETCD_PORT: u16 = 2379;
+
+/// The lab's etcd client URL: the router's address toward node 1, which every node routes to.
+pub fn etcd_url() -> String {
+    format!("http://{}:{ETCD_PORT}", Topology::node_gateway(1))
+}
+
+/// Node `n`'s `[cluster]` section: the lab's etcd and the node's label as its name.
+pub fn cluster_section(n: u8) -> String {
+    format!("\n[cluster]\netcd = [\"{}\"]\nnode = \"{}\"\n", etcd_url(), Topology::node_label(n))
+}
+
+fn etcd_binary() -> Result<PathBuf, LabError> {
+    ["/usr/bin/etcd", "/usr/local/bin/etcd"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or_else(|| LabError::Config("etcd is not installed (Debian package etcd-server; scripts/setup.sh installs it)".into()))
+}
+
 impl Lab {
+    /// Starts the lab's etcd (again, on the same data) in the router
+    /// namespace, listening only on the lab address; returns once it answers.
+    pub fn start_etcd(&self) -> Result<(), LabError> {
+        let address = Topology::node_gateway(1);
+        let client = etcd_url();
+        let peer = format!("http://{address}:2380");
+        let data = self.topology.run_dir().join(ETCD);
+        let mut cmd = tula_net::Netns::open(&self.topology.ns_router())?.command(etcd_binary()?);
+        cmd.args(["--name", "lab", "--data-dir"])
+            .arg(&data)
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("lab={peer}"), "--initial-cluster-state", "new"])
+            .args(["--log-level", "warn"]);
+        self.spawn_daemon(cmd, ETCD)?;
+        let router = tula_net::Netns::open(&self.topology.ns_router())?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let healthy = router.run(|| {
+                crate::http::Client::connect((address, ETCD_PORT).into(), Duration::from_secs(1))
+                    .and_then(|mut c| c.request("/health", None, false))
+                    .is_ok_and(|body| body.contains("true"))
+            })?;
+            if healthy {
+                return Ok(());
+            }
+            if Instant::now() > deadline || !self.process_alive(ETCD) {
+                return Err(LabError::Process(format!("the lab's etcd did not start; its log says:\n{}", self.log(ETCD))));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the lab's etcd (its data stays for [`Lab::start_etcd`]); returns once it is gone.
+    pub fn kill_etcd(&self) {
+        if let Some(pid) = self.pid(ETCD) {
+            crate::lab::stop_process_group(pid);
+            while self.process_alive(ETCD) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
     /// The nodes the router's kernel sends `vip` to now (its ECMP next hops).
     pub fn router_paths(&self, vip: Ipv4Addr) -> Result<Vec<Ipv4Addr>, LabError> {
         let router = tula_net::Netns::open(&self.topology.ns_router())?;

@@ -19,12 +19,17 @@ pub struct LabOptions {
     /// The `tula` executable, run inside the namespaces for the balancer,
     /// `tula decap setup` and the backends' HTTP servers.
     pub tula_bin: PathBuf,
+    /// Also run an etcd in the router namespace and make the nodes one
+    /// cluster whose config lives in it (`tula lab --lbs 2 --cluster`).
+    pub etcd: bool,
 }
 
 /// A lab: its topology plus the processes it runs.
 pub struct Lab {
     pub topology: Topology,
     tula_bin: PathBuf,
+    /// Whether it runs an etcd that holds the nodes' config.
+    pub etcd: bool,
 }
 
 impl Lab {
@@ -35,7 +40,11 @@ impl Lab {
     /// A lab with `lbs` load-balancer nodes; two are announced by BGP
     /// through BIRD to a router doing ECMP.
     pub fn cluster(opts: &LabOptions, lbs: u8) -> Result<Lab, LabError> {
-        Ok(Lab { topology: Topology::cluster(&opts.name, opts.backends, lbs)?, tula_bin: opts.tula_bin.clone() })
+        Ok(Lab {
+            topology: Topology::cluster(&opts.name, opts.backends, lbs)?,
+            tula_bin: opts.tula_bin.clone(),
+            etcd: opts.etcd,
+        })
     }
 
     fn ns(&self, name: &str) -> Result<Netns, LabError> {
@@ -79,10 +88,16 @@ impl Lab {
         if self.topology.lbs > 1 {
             crate::cluster::start_router_bird(self)?;
         }
+        if self.etcd {
+            self.start_etcd()?;
+        }
         for n in self.topology.nodes() {
             let config = self.node_config_path(n);
-            std::fs::write(&config, crate::balancer::node_config_toml(&self.topology, n, &all, crate::balancer::NO_CHECK))
-                .map_err(|e| LabError::Io(format!("writing {}", config.display()), e))?;
+            let mut toml = crate::balancer::node_config_toml(&self.topology, n, &all, crate::balancer::NO_CHECK);
+            if self.etcd {
+                toml.push_str(&crate::cluster::cluster_section(n));
+            }
+            std::fs::write(&config, toml).map_err(|e| LabError::Io(format!("writing {}", config.display()), e))?;
             self.start_balancer_on(n)?;
             if self.topology.lbs > 1 {
                 crate::cluster::start_node_bird(self, n)?;
@@ -312,11 +327,12 @@ impl Lab {
         }
     }
 
-    pub(crate) fn pid(&self, name: &str) -> Option<i32> {
+    /// The pid of the lab process `name` (e.g. `etcd`, `lb2`), if it was started.
+    pub fn pid(&self, name: &str) -> Option<i32> {
         std::fs::read_to_string(self.topology.run_dir().join(format!("{name}.pid"))).ok()?.trim().parse().ok()
     }
 
-    fn process_alive(&self, name: &str) -> bool {
+    pub(crate) fn process_alive(&self, name: &str) -> bool {
         // SAFETY: signal 0 only checks for existence.
         self.pid(name).is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid))
     }
@@ -334,6 +350,7 @@ impl Lab {
         let mut names: Vec<String> = self.topology.nodes().map(Topology::node_label).collect();
         names.extend((1..=self.topology.backends).map(|i| format!("be{i}")));
         names.extend(crate::cluster::bird_names(&self.topology));
+        names.push(crate::cluster::ETCD.to_string());
         for name in &names {
             if let Some(pid) = self.pid(name) {
                 stop_process_group(pid);
@@ -559,7 +576,7 @@ fn is_zombie(pid: i32) -> bool {
 }
 
 /// SIGTERM the process group, then SIGKILL whatever is left after a moment.
-fn stop_process_group(pid: i32) {
+pub(crate) fn stop_process_group(pid: i32) {
     // SAFETY: signals to a process group the lab started.
     unsafe {
         libc::kill(-pid, libc::SIGTERM);

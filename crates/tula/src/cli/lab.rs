@@ -20,6 +20,9 @@ pub struct LabArgs {
     /// Load-balancer nodes: 1, or 2 announced by BGP (BIRD) to a router doing ECMP over them.
     #[arg(long, default_value_t = 1, global = true)]
     lbs: u8,
+    /// With --lbs 2: also run an etcd in the router namespace and make the nodes one cluster whose config lives in it (docs/CLUSTER.md).
+    #[arg(long, global = true)]
+    cluster: bool,
     #[command(subcommand)]
     command: Option<LabCommand>,
 }
@@ -51,7 +54,11 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         name: args.name.clone(),
         backends: args.backends,
         tula_bin: std::env::current_exe().context("finding the tula executable")?,
+        etcd: args.cluster,
     };
+    if args.cluster && args.lbs < 2 {
+        anyhow::bail!("--cluster needs --lbs 2: a cluster of one node has nothing to share");
+    }
     // A lab that is up keeps the number of nodes it was built with.
     let second_node = format!("{}-lb2", args.name);
     let lbs = if tula_net::netns_list().unwrap_or_default().contains(&second_node) { 2 } else { args.lbs };

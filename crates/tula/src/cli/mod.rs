@@ -5,6 +5,7 @@ mod backend;
 mod check;
 mod bgp;
 mod client;
+mod cluster;
 mod completions;
 mod config;
 mod dataplane;

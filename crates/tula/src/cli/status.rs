@@ -18,6 +18,11 @@ pub struct StatusArgs {
     client: ClientArgs,
     #[command(flatten)]
     narrow: Narrow,
+    /// Every node of this node's cluster instead: running revision, in service, and per VIP
+    /// its ring digest, the backends its health checks see down and its BGP announcement.
+    /// Exits 1 when the nodes disagree (each mismatch is named) or etcd is not reached.
+    #[arg(long, conflicts_with_all = ["vip", "filter"])]
+    cluster: bool,
 }
 
 /// Which VIPs to show (the daemon narrows, so large configs stay quick).
@@ -47,6 +52,9 @@ impl Narrow {
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.client);
+    if args.cluster {
+        return super::cluster::status(&client, args.client.json);
+    }
     let status = args.narrow.status(&client)?;
     if args.client.json {
         print_json(&status)?;

@@ -18,10 +18,20 @@ impl TestLab {
 
     /// A lab with `lbs` load-balancer nodes (two: BGP through BIRD, ECMP in the router).
     pub fn cluster(tag: &str, backends: u8, lbs: u8) -> TestLab {
+        TestLab::start(tag, backends, lbs, false)
+    }
+
+    /// Two nodes whose config lives in the lab's etcd (`tula lab --lbs 2 --cluster`).
+    pub fn cluster_with_etcd(tag: &str, backends: u8) -> TestLab {
+        TestLab::start(tag, backends, 2, true)
+    }
+
+    fn start(tag: &str, backends: u8, lbs: u8, etcd: bool) -> TestLab {
         let options = LabOptions {
             name: format!("t{}-{tag}", std::process::id() % 100_000),
             backends,
             tula_bin: env!("CARGO_BIN_EXE_tula").into(),
+            etcd,
         };
         let lab = Lab::cluster(&options, lbs).unwrap();
         let _ = lab.down();
