@@ -714,3 +714,90 @@ fn in_a_cluster_an_unreachable_store_refuses_the_change_and_keeps_the_running_re
     assert_eq!(control.snapshot().config().pin_dir, config(1, 2, "").pin_dir);
     assert_eq!(control.snapshot().config().vips[0].backends[0].weight, 3);
 }
+
+/// Run by `a_kill_during_a_coalesced_apply_leaves_the_old_or_the_new_config`
+/// in a child process, which aborts where `TULA_CRASH_AT` says.
+#[test]
+#[ignore = "run as a child process by the crash test"]
+fn coalesced_drains_in_child() {
+    let Ok(dir) = std::env::var("TULA_CRASH_DIR") else {
+        return;
+    };
+    let mut setup = Setup {
+        dir: PathBuf::from(dir),
+        log: Arc::default(),
+        control: None,
+        cluster: None,
+    };
+    setup.start(4096);
+    let results = submit_together(
+        setup.control(),
+        DRAINS.iter().map(|&(v, b)| drain(v, b, None)).collect(),
+    );
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    // Not reached when the crash point is hit; never remove the parent's directory.
+    std::mem::forget(setup);
+}
+
+#[test]
+fn a_kill_during_a_coalesced_apply_leaves_the_old_or_the_new_config() {
+    use crate::files::CRASH_STEPS;
+    use std::os::unix::process::ExitStatusExt;
+
+    let before = config(4, 8, "");
+    let mut after = before.clone();
+    for &(v, b) in &DRAINS {
+        after.vips[v as usize].backends[b as usize].state = BackendState::Drain;
+    }
+    let mut outcomes = Vec::new();
+    for file in ["tula.toml", "000002.toml", "000002.json"] {
+        for step in CRASH_STEPS {
+            let mut setup = Setup::new(&format!("kill-{}-{step}", file.replace('.', "-")), 4096);
+            setup.control().apply(before.clone(), "test").unwrap();
+            drop(setup.control.take());
+            let status = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "writer_tests::coalesced_drains_in_child",
+                    "--ignored",
+                    "--test-threads=1",
+                ])
+                .env("TULA_CRASH_DIR", &setup.dir)
+                .env("TULA_CRASH_AT", format!("{file}/{step}"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert_eq!(
+                status.signal(),
+                Some(libc::SIGABRT),
+                "{file}/{step}: the child did not die there ({status})"
+            );
+            // Started again, as after kill -9: every drain or none, in the file and in what runs.
+            setup.start(4096);
+            let control = setup.control();
+            let running = control.snapshot().config().clone();
+            let all = running == after;
+            assert!(
+                all || running == before,
+                "{file}/{step}: the running config is a mix of old and new"
+            );
+            assert_eq!(setup.saved_config(), running, "{file}/{step}");
+            let history: Vec<(u64, Config)> = control
+                .history()
+                .unwrap()
+                .iter()
+                .map(|r| (r.number, control.revision(r.number).unwrap()))
+                .collect();
+            assert_eq!(history[0], (1, before.clone()), "{file}/{step}");
+            assert_eq!(
+                history.last().map(|(_, c)| c),
+                Some(&running),
+                "{file}/{step}: the newest revision is what runs"
+            );
+            outcomes.push(all);
+        }
+    }
+    // Both happen: a kill before the file is replaced keeps the old config, after it the new.
+    assert!(outcomes.contains(&true) && outcomes.contains(&false), "{outcomes:?}");
+}
