@@ -47,6 +47,28 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), ControlEr
     Ok(())
 }
 
+/// Replaces `path` with `contents`, whole or not at all if the process dies
+/// (the kernel keeps what was written), but without waiting for the disk: for
+/// state that only means something beside the kernel's BPF maps, which a
+/// machine crash loses as well. Readable by the owner only.
+pub(crate) fn replace_unsynced(path: &Path, contents: &[u8]) -> Result<(), ControlError> {
+    let io = |what: &str| {
+        let what = format!("{what} {}", path.display());
+        move |source| ControlError::Io { what, source }
+    };
+    let temp = temp_path(path);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temp)
+        .map_err(io("creating a temporary file for"))?;
+    file.write_all(contents).map_err(io("writing"))?;
+    drop(file);
+    std::fs::rename(&temp, path).map_err(io("renaming the temporary file over"))
+}
+
 /// Creates `dir` (and its parents), readable by its owner only.
 pub(crate) fn create_dir(dir: &Path) -> Result<(), ControlError> {
     DirBuilder::new()
