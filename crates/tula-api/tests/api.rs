@@ -630,6 +630,36 @@ fn a_token_is_required_off_loopback() {
     assert_eq!(status, 200);
 }
 
+/// The scale through the API: a whole file of 1,000 VIPs with 100
+/// backends each (3.5 MB of TOML) is one PUT, and what runs is that file.
+#[test]
+fn a_whole_config_of_1000_vips_with_100_backends_each_is_accepted() {
+    const LARGE: &str =
+        "ring_size = 257\nconn_table_size = 4096\nmax_vips = 1024\nmax_backends = 102400\n";
+    let daemon = Daemon::start_sized("large", Listen::Loopback, None, "", LARGE);
+    let mut vips = String::new();
+    for v in 0..1000 {
+        // 250 addresses, four ports each; the backends are the routed 198.18.100.1-100.
+        vips.push_str(&format!(
+            "[[vip]]\nname = \"vip{v:04}\"\naddress = \"203.0.113.{}\"\nport = {}\nbackends = [\n",
+            v % 250 + 1,
+            8000 + v / 250
+        ));
+        for b in 1..=100 {
+            vips.push_str(&format!("  {{ address = \"198.18.100.{b}\" }},\n"));
+        }
+        vips.push_str("]\n");
+    }
+    let text = daemon.config_text(&vips);
+    assert!(text.len() > 3_000_000, "{} bytes", text.len());
+    let (status, applied) = daemon.client(None).call_toml("PUT", "/api/config", &text);
+    assert_eq!(status, 200, "{applied}");
+    let running = daemon.running();
+    assert_eq!(running, tula_config::Config::from_toml_str(&text).unwrap());
+    assert_eq!(running.vips.iter().map(|v| v.backends.len()).sum::<usize>(), 100_000);
+    assert_eq!(applied["number"], daemon.revision());
+}
+
 #[test]
 fn a_configured_token_is_optional_on_loopback_but_checked_when_sent() {
     let daemon = Daemon::start("loopback-token", Listen::Loopback, Some(TOKEN), WEB);
@@ -1457,11 +1487,27 @@ struct Daemon {
     pin_dir: PathBuf,
     state: PathBuf,
     runtime: Option<tokio::runtime::Runtime>,
+    /// The data plane's map sizes, as config lines.
+    sizes: &'static str,
     ns: Netns,
 }
 
+/// Map sizes small enough for many test data planes at once.
+const SMALL: &str = "ring_size = 4093\nconn_table_size = 4096\nmax_vips = 16\nmax_backends = 256\n";
+
 impl Daemon {
     fn start(name: &str, listen: Listen, token: Option<&str>, vips: &str) -> Daemon {
+        Daemon::start_sized(name, listen, token, vips, SMALL)
+    }
+
+    /// [`Daemon::start`] with a data plane of `sizes`.
+    fn start_sized(
+        name: &str,
+        listen: Listen,
+        token: Option<&str>,
+        vips: &str,
+        sizes: &'static str,
+    ) -> Daemon {
         let pid = std::process::id();
         let ns = Netns::create(&format!("tapi-{name}-{pid}")).expect("creating the test namespace");
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/tula-test-api-{name}-{pid}"));
@@ -1484,7 +1530,7 @@ impl Daemon {
             .unwrap_or_default();
         let text = format!(
             "{}\n[api]\nlisten = \"{address}\"\n{token_line}{vips}",
-            globals(&pin_dir)
+            globals(&pin_dir, sizes)
         );
         let (control, runtime) = support::serve(listener, &text, &state, |_| axum::Router::new());
         Daemon {
@@ -1493,6 +1539,7 @@ impl Daemon {
             pin_dir,
             state,
             runtime: Some(runtime),
+            sizes,
             ns,
         }
     }
@@ -1533,7 +1580,7 @@ impl Daemon {
     fn config_text(&self, vips: &str) -> String {
         format!(
             "{}\n[api]\nlisten = \"{}\"\n{vips}",
-            globals(&self.pin_dir),
+            globals(&self.pin_dir, self.sizes),
             self.address
         )
     }
@@ -1553,9 +1600,9 @@ impl Drop for Daemon {
     }
 }
 
-fn globals(pin_dir: &std::path::Path) -> String {
+fn globals(pin_dir: &std::path::Path, sizes: &str) -> String {
     format!(
-        "interfaces = [\"lb0\"]\npin_dir = \"{}\"\nring_size = 4093\nconn_table_size = 4096\nmax_vips = 16\nmax_backends = 256\n",
+        "interfaces = [\"lb0\"]\npin_dir = \"{}\"\n{sizes}",
         pin_dir.display()
     )
 }
