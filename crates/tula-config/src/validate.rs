@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -28,28 +28,39 @@ pub struct HostFacts {
     pub connected_subnets: Option<BTreeMap<String, Vec<Subnet>>>,
 }
 
-/// An IPv4 subnet, written `198.18.20.0/24`.
+/// An IPv4 or IPv6 subnet, written `198.18.20.0/24` or `2001:db8::/64`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Subnet {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub prefix_len: u8,
 }
 
 impl Subnet {
-    /// `None` when `prefix_len` is above 32.
-    pub fn new(address: Ipv4Addr, prefix_len: u8) -> Option<Subnet> {
-        (prefix_len <= 32).then_some(Subnet {
+    /// `None` when `prefix_len` is above the address's bits (32 or 128).
+    pub fn new(address: impl Into<IpAddr>, prefix_len: u8) -> Option<Subnet> {
+        let address = address.into();
+        let bits = if address.is_ipv4() { 32 } else { 128 };
+        (prefix_len <= bits).then_some(Subnet {
             address,
             prefix_len,
         })
     }
 
-    pub fn contains(&self, address: Ipv4Addr) -> bool {
-        let mask = u32::MAX
-            .checked_shl(32 - self.prefix_len as u32)
-            .unwrap_or(0);
-        u32::from(address) & mask == u32::from(self.address) & mask
+    /// Whether `address` is in the subnet (never, for an address of the other family).
+    pub fn contains(&self, address: IpAddr) -> bool {
+        let prefix = u32::from(self.prefix_len);
+        match (self.address, address) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+                u32::from(a) & mask == u32::from(net) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+                u128::from(a) & mask == u128::from(net) & mask
+            }
+            _ => false,
+        }
     }
 }
 
@@ -64,10 +75,10 @@ impl FromStr for Subnet {
 
     fn from_str(text: &str) -> Result<Subnet, String> {
         let bad = || {
-            format!("invalid subnet {text:?}: expected an IPv4 address and prefix length, like 198.18.20.0/24")
+            format!("invalid subnet {text:?}: expected an address and prefix length, like 198.18.20.0/24 or 2001:db8::/64")
         };
         let (address, prefix_len) = text.split_once('/').ok_or_else(bad)?;
-        let address = address.parse().map_err(|_| bad())?;
+        let address: IpAddr = address.parse().map_err(|_| bad())?;
         let prefix_len = prefix_len.parse().map_err(|_| bad())?;
         Subnet::new(address, prefix_len).ok_or_else(bad)
     }
@@ -177,18 +188,10 @@ impl Checker<'_> {
         }
 
         if let Some(source) = config.tunnel_source {
-            match source {
-                IpAddr::V6(_) => self.error(
-                    "tunnel_source",
-                    format!("IPv6 address {source} is not supported yet; the tunnel source must be IPv4"),
-                ),
-                IpAddr::V4(v4) => {
-                    if let Some(why) = unusable(v4) {
-                        self.error("tunnel_source", format!("{source} cannot be a tunnel source ({why})"));
-                    } else if self.host.local_addresses.as_ref().is_some_and(|local| !local.contains(&source)) {
-                        self.error("tunnel_source", format!("{source} is not an address of this host"));
-                    }
-                }
+            if let Some(why) = unusable(source) {
+                self.error("tunnel_source", format!("{source} cannot be a tunnel source ({why})"));
+            } else if self.host.local_addresses.as_ref().is_some_and(|local| !local.contains(&source)) {
+                self.error("tunnel_source", format!("{source} is not an address of this host"));
             }
         }
 
@@ -431,45 +434,34 @@ impl Checker<'_> {
 
     fn vip(&mut self, path: &str, vip: &Vip, vip_addresses: &HashMap<IpAddr, String>) {
         let address_path = join(path, "address");
-        match vip.address {
-            IpAddr::V6(_) => self.error(
+        if let Some(why) = unusable(vip.address) {
+            self.error(
+                &address_path,
+                format!("{} cannot be a VIP ({why})", vip.address),
+            );
+        } else if self.config.tunnel_source == Some(vip.address) {
+            self.error(
+                &address_path,
+                format!("{} is the tunnel source", vip.address),
+            );
+        } else if self.config.api.listen.ip() == vip.address {
+            self.error(
+                &address_path,
+                format!("{} is the API listen address", vip.address),
+            );
+        } else if self
+            .host
+            .local_addresses
+            .as_ref()
+            .is_some_and(|local| local.contains(&vip.address))
+        {
+            self.error(
                 &address_path,
                 format!(
-                    "IPv6 address {} is not supported yet (IPv4 only)",
+                    "{} is a local address of this host, in use for something else",
                     vip.address
                 ),
-            ),
-            IpAddr::V4(v4) => {
-                if let Some(why) = unusable(v4) {
-                    self.error(
-                        &address_path,
-                        format!("{} cannot be a VIP ({why})", vip.address),
-                    );
-                } else if self.config.tunnel_source == Some(vip.address) {
-                    self.error(
-                        &address_path,
-                        format!("{} is the tunnel source", vip.address),
-                    );
-                } else if self.config.api.listen.ip() == vip.address {
-                    self.error(
-                        &address_path,
-                        format!("{} is the API listen address", vip.address),
-                    );
-                } else if self
-                    .host
-                    .local_addresses
-                    .as_ref()
-                    .is_some_and(|local| local.contains(&vip.address))
-                {
-                    self.error(
-                        &address_path,
-                        format!(
-                            "{} is a local address of this host, in use for something else",
-                            vip.address
-                        ),
-                    );
-                }
-            }
+            );
         }
 
         if vip.backends.len() >= self.config.ring_size as usize {
@@ -556,40 +548,35 @@ impl Checker<'_> {
         address: IpAddr,
         vip_addresses: &HashMap<IpAddr, String>,
     ) {
-        let v4 = match (vip.address, address) {
-            (IpAddr::V4(_), IpAddr::V6(_)) => {
-                return self.error(
-                    path,
-                    format!("IPv6 backend {address} for IPv4 VIP {}", vip.address),
-                );
-            }
+        // An IPv4 VIP's packets reach an IPv6 backend in IPv4 in IPv6; there is no IPv6 in IPv4.
+        match (vip.address, address) {
             (IpAddr::V6(_), IpAddr::V4(_)) => {
                 return self.error(
                     path,
-                    format!("IPv4 backend {address} for IPv6 VIP {}", vip.address),
+                    format!("IPv4 backend {address} for IPv6 VIP {}: IPv6 VIPs need IPv6 backends", vip.address),
                 );
             }
-            (_, IpAddr::V6(_)) => {
+            (IpAddr::V4(_), IpAddr::V6(_)) if vip.dsr_type == DsrType::L2 => {
                 return self.error(
                     path,
-                    format!("IPv6 address {address} is not supported yet (IPv4 only)"),
+                    format!("IPv6 backend {address} for IPv4 VIP {}: L2 DSR needs backends of the VIP's family", vip.address),
                 );
             }
-            (_, IpAddr::V4(v4)) => v4,
-        };
-        if let Some(why) = unusable(v4) {
+            _ => {}
+        }
+        if let Some(why) = unusable(address) {
             return self.error(path, format!("{address} cannot be a backend ({why})"));
         }
         if let Some(owner) = vip_addresses.get(&address) {
             return self.error(path, format!("{address} is the address of a VIP ({owner})"));
         }
         if vip.dsr_type == DsrType::L2 {
-            self.on_connected_subnet(path, v4);
+            self.on_connected_subnet(path, address);
         }
     }
 
     /// L2 DSR rewrites MAC addresses only, so the backend must be on a segment the balancer is on.
-    fn on_connected_subnet(&mut self, path: &str, address: Ipv4Addr) {
+    fn on_connected_subnet(&mut self, path: &str, address: IpAddr) {
         let Some(connected) = &self.host.connected_subnets else {
             return;
         };
@@ -703,15 +690,19 @@ impl Checker<'_> {
 }
 
 /// Why an IPv4 address can't carry traffic to or from a VIP, if it can't.
-fn unusable(address: Ipv4Addr) -> Option<&'static str> {
+fn unusable(address: IpAddr) -> Option<&'static str> {
     if address.is_unspecified() {
         Some("unspecified")
     } else if address.is_loopback() {
         Some("loopback")
     } else if address.is_multicast() {
         Some("multicast")
-    } else if address.is_broadcast() {
+    } else if matches!(address, IpAddr::V4(v4) if v4.is_broadcast()) {
         Some("broadcast")
+    } else if matches!(address, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80) {
+        Some("link-local: it names no host beyond one link")
+    } else if matches!(address, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some()) {
+        Some("an IPv4-mapped IPv6 address: write the IPv4 address")
     } else {
         None
     }
@@ -734,7 +725,10 @@ fn socket_text(address: IpAddr, port: u16, protocol: Protocol) -> String {
     } else {
         port.to_string()
     };
-    format!("{address}:{port}/{protocol}")
+    format!("{}/{protocol}", match address {
+        IpAddr::V4(_) => format!("{address}:{port}"),
+        IpAddr::V6(_) => format!("[{address}]:{port}"),
+    })
 }
 
 fn all_down_text(policy: AllDown) -> &'static str {

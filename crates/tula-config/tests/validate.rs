@@ -139,28 +139,78 @@ fn the_same_backend_may_serve_two_vips() {
 }
 
 #[test]
-fn ipv6_vip_is_not_supported_yet() {
+fn an_ipv6_vip_takes_ipv6_backends_only() {
     let mut c = base();
     c.vips[0].address = ip("2001:db8::10");
     c.vips[0].backends = vec![backend("2001:db8::2"), backend("198.18.3.3")];
     assert_eq!(
         problems_without_host(&c),
+        ["vips[web].backends[1].address: IPv4 backend 198.18.3.3 for IPv6 VIP 2001:db8::10: IPv6 VIPs need IPv6 backends"]
+    );
+    c.vips[0].backends.pop();
+    assert!(problems_without_host(&c).is_empty());
+}
+
+#[test]
+fn an_ipv4_vip_may_have_ipv6_backends_in_l3_dsr_only() {
+    let mut c = base();
+    c.vips[0].backends[2].address = ip("2001:db8::4");
+    assert!(problems_without_host(&c).is_empty(), "IPv4 in IPv6");
+    c.vips[0].dsr_type = DsrType::L2;
+    assert_eq!(
+        problems_without_host(&c),
+        ["vips[web].backends[2].address: IPv6 backend 2001:db8::4 for IPv4 VIP 203.0.113.10: L2 DSR needs backends of the VIP's family"]
+    );
+}
+
+#[test]
+fn ipv6_addresses_that_name_no_host_are_refused() {
+    let mut c = base();
+    c.vips[0].address = ip("fe80::10");
+    c.vips[0].backends = vec![backend("::1"), backend("ff02::2"), backend("::ffff:198.18.3.3"), backend("::")];
+    assert_eq!(
+        problems_without_host(&c),
         [
-            "vips[web].address: IPv6 address 2001:db8::10 is not supported yet (IPv4 only)",
-            "vips[web].backends[0].address: IPv6 address 2001:db8::2 is not supported yet (IPv4 only)",
-            "vips[web].backends[1].address: IPv4 backend 198.18.3.3 for IPv6 VIP 2001:db8::10",
+            "vips[web].address: fe80::10 cannot be a VIP (link-local: it names no host beyond one link)",
+            "vips[web].backends[0].address: ::1 cannot be a backend (loopback)",
+            "vips[web].backends[1].address: ff02::2 cannot be a backend (multicast)",
+            "vips[web].backends[2].address: ::ffff:198.18.3.3 cannot be a backend (an IPv4-mapped IPv6 address: write the IPv4 address)",
+            "vips[web].backends[3].address: :: cannot be a backend (unspecified)",
         ]
     );
 }
 
 #[test]
-fn ipv6_backend_for_an_ipv4_vip() {
+fn l2_ipv6_backends_must_be_on_a_connected_subnet() {
     let mut c = base();
-    c.vips[0].backends[2].address = ip("2001:db8::4");
+    c.vips[0].address = ip("2001:db8:113::10");
+    c.vips[0].dsr_type = DsrType::L2;
+    c.vips[0].backends = vec![backend("2001:db8:3::2"), backend("2001:db8:11::2")];
+    let facts = HostFacts {
+        connected_subnets: Some(BTreeMap::from([(
+            "eth0".to_string(),
+            vec!["198.18.3.0/24".parse().unwrap(), "2001:db8:3::/64".parse().unwrap()],
+        )])),
+        ..HostFacts::default()
+    };
     assert_eq!(
-        problems_without_host(&c),
-        ["vips[web].backends[2].address: IPv6 backend 2001:db8::4 for IPv4 VIP 203.0.113.10"]
+        problems(&c, &facts),
+        ["vips[web].backends[1].address: 2001:db8:11::2 is not on a subnet connected to the interfaces \
+          (eth0 198.18.3.0/24, eth0 2001:db8:3::/64); L2 DSR needs backends on the balancer's segment"]
     );
+}
+
+#[test]
+fn two_ipv6_vips_on_one_socket_are_named_with_brackets() {
+    let mut c = base();
+    c.vips[0].address = ip("2001:db8::10");
+    c.vips[0].backends = vec![backend("2001:db8::2")];
+    let mut twin = c.vips[0].clone();
+    twin.name = "twin".into();
+    c.vips.push(twin);
+    let problems = problems_without_host(&c);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("[2001:db8::10]:80/tcp"), "{problems:?}");
 }
 
 #[test]
@@ -384,7 +434,7 @@ fn tunnel_source_must_be_a_local_ipv4_address() {
     c.tunnel_source = Some(ip("2001:db8::1"));
     assert_eq!(
         problems(&c, &facts),
-        ["tunnel_source: IPv6 address 2001:db8::1 is not supported yet; the tunnel source must be IPv4"]
+        ["tunnel_source: 2001:db8::1 is not an address of this host"]
     );
     c.tunnel_source = Some(ip("0.0.0.0"));
     assert_eq!(
@@ -409,10 +459,12 @@ fn sorry_backend_goes_with_the_sorry_policy() {
         ["vips[web].sorry_backend: 198.18.3.3 is also backends[1]; the sorry backend must be another server"]
     );
     c.vips[0].sorry_backend = Some(ip("2001:db8::9"));
+    c.vips[0].dsr_type = DsrType::L2;
     assert_eq!(
         problems_without_host(&c),
-        ["vips[web].sorry_backend: IPv6 backend 2001:db8::9 for IPv4 VIP 203.0.113.10"]
+        ["vips[web].sorry_backend: IPv6 backend 2001:db8::9 for IPv4 VIP 203.0.113.10: L2 DSR needs backends of the VIP's family"]
     );
+    c.vips[0].dsr_type = DsrType::L3Ipip;
     c.vips[0].all_down = AllDown::KeepLast;
     c.vips[0].sorry_backend = Some(ip("198.18.3.9"));
     assert_eq!(
@@ -537,7 +589,7 @@ fn every_problem_is_reported_at_once() {
     c.interfaces.push("eth9".into());
     c.vips[0].backends[0].weight = 5000;
     c.vips[0].backends[1].port = Some(81);
-    c.vips[0].backends[2].address = ip("2001:db8::4");
+    c.vips[0].backends[2].address = ip("::");
     let mut api = c.vips[0].clone();
     api.name = "api".into();
     api.address = ip("203.0.113.11");
@@ -551,7 +603,7 @@ interfaces[1]: no interface named \"eth9\" on this host
 ring_size: 100 is not prime
 vips[web].backends[0].weight: 5000 is out of range 0..=1000
 vips[web].backends[1].port: 81 differs from the VIP port 80; DSR cannot translate ports
-vips[web].backends[2].address: IPv6 backend 2001:db8::4 for IPv4 VIP 203.0.113.10
+vips[web].backends[2].address: :: cannot be a backend (unspecified)
 vips[api].backends[1].address: 198.18.3.2 is listed twice (also backends[0])"
     );
     assert_eq!(errors.len(), 6);
@@ -570,8 +622,14 @@ fn subnet_text_and_membership() {
     assert!(!host.contains("198.18.20.6".parse().unwrap()));
     assert_eq!(
         "198.18.20.0/33".parse::<Subnet>().unwrap_err(),
-        r#"invalid subnet "198.18.20.0/33": expected an IPv4 address and prefix length, like 198.18.20.0/24"#
+        r#"invalid subnet "198.18.20.0/33": expected an address and prefix length, like 198.18.20.0/24 or 2001:db8::/64"#
     );
+    let v6: Subnet = "2001:db8:3::/64".parse().unwrap();
+    assert_eq!(v6.to_string(), "2001:db8:3::/64");
+    assert!(v6.contains("2001:db8:3::ffff:1".parse().unwrap()));
+    assert!(!v6.contains("2001:db8:4::1".parse().unwrap()));
+    assert!(!all.contains("2001:db8:3::1".parse().unwrap()), "no address of the other family");
+    assert!("2001:db8::/129".parse::<Subnet>().is_err());
     let _: BTreeSet<Subnet> = [s, host].into();
 }
 

@@ -1,6 +1,6 @@
 //! What validation needs to know about this host, read over netlink in the
 //! calling thread's network namespace: interface names, local addresses and
-//! the IPv4 subnets connected to each interface.
+//! the IPv4 and IPv6 subnets connected to each interface.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -14,13 +14,11 @@ pub fn host_facts() -> Result<HostFacts, NetError> {
     let addresses = tula_net::addresses()?;
     let mut subnets: BTreeMap<String, Vec<Subnet>> = BTreeMap::new();
     for address in &addresses {
-        if let IpAddr::V4(v4) = address.addr {
-            if let Some(subnet) = Subnet::new(network(v4, address.prefix), address.prefix) {
-                subnets
-                    .entry(address.link.clone())
-                    .or_default()
-                    .push(subnet);
-            }
+        if let Some(subnet) = Subnet::new(network(address.addr, address.prefix), address.prefix) {
+            subnets
+                .entry(address.link.clone())
+                .or_default()
+                .push(subnet);
         }
     }
     Ok(HostFacts {
@@ -31,11 +29,21 @@ pub fn host_facts() -> Result<HostFacts, NetError> {
 }
 
 /// `address` with the host bits of a `prefix`-bit network cleared.
-fn network(address: Ipv4Addr, prefix: u8) -> Ipv4Addr {
-    let mask = u32::MAX
-        .checked_shl(32 - u32::from(prefix.min(32)))
-        .unwrap_or(0);
-    Ipv4Addr::from(u32::from(address) & mask)
+fn network(address: IpAddr, prefix: u8) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(prefix.min(32)))
+                .unwrap_or(0);
+            Ipv4Addr::from(u32::from(v4) & mask).into()
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(prefix.min(128)))
+                .unwrap_or(0);
+            std::net::Ipv6Addr::from(u128::from(v6) & mask).into()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -44,17 +52,12 @@ mod tests {
 
     #[test]
     fn network_clears_host_bits() {
-        assert_eq!(
-            network(Ipv4Addr::new(198, 18, 3, 77), 24),
-            Ipv4Addr::new(198, 18, 3, 0)
-        );
-        assert_eq!(
-            network(Ipv4Addr::new(198, 18, 3, 77), 0),
-            Ipv4Addr::UNSPECIFIED
-        );
-        assert_eq!(
-            network(Ipv4Addr::new(198, 18, 3, 77), 32),
-            Ipv4Addr::new(198, 18, 3, 77)
-        );
+        let net = |address: &str, prefix| network(address.parse().unwrap(), prefix).to_string();
+        assert_eq!(net("198.18.3.77", 24), "198.18.3.0");
+        assert_eq!(net("198.18.3.77", 0), "0.0.0.0");
+        assert_eq!(net("198.18.3.77", 32), "198.18.3.77");
+        assert_eq!(net("2001:db8:3::77", 64), "2001:db8:3::");
+        assert_eq!(net("2001:db8:3::77", 0), "::");
+        assert_eq!(net("2001:db8:3::77", 128), "2001:db8:3::77");
     }
 }

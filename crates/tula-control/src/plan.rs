@@ -14,11 +14,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use tula_config::{
-    AllDown, BackendState, Config, ConfigError, ConfigErrors, DsrType, Scheduler, Vip,
+    AllDown, BackendState, Config, ConfigErrors, DsrType, Scheduler, Vip,
 };
 use tula_dataplane::{Backend, Dsr, IcmpSettings, InterfaceSpec, VipKey, VipSpec};
 use tula_maglev::RingBackend;
@@ -56,13 +56,11 @@ pub(crate) fn plan(
     ids: &Ids,
     health: &Health,
 ) -> Result<DataplaneState, ConfigErrors> {
-    let mut errors = Vec::new();
     let mut state = DataplaneState::default();
     plan_globals(config, &mut state);
     for vip in &config.vips {
-        plan_vip(vip, ids, health, &mut state, &mut errors);
+        plan_vip(vip, ids, health, &mut state);
     }
-    ConfigErrors::check(errors)?;
     Ok(state)
 }
 
@@ -89,11 +87,9 @@ pub(crate) fn plan_touched(
             }
         }
     }
-    let mut errors = Vec::new();
     for vip in new {
-        plan_vip(vip, ids, health, &mut state, &mut errors);
+        plan_vip(vip, ids, health, &mut state);
     }
-    ConfigErrors::check(errors)?;
     Ok(state)
 }
 
@@ -122,18 +118,8 @@ fn plan_globals(config: &Config, state: &mut DataplaneState) {
     });
 }
 
-/// One VIP's entry and backends.
-fn plan_vip(
-    vip: &Vip,
-    ids: &Ids,
-    health: &Health,
-    state: &mut DataplaneState,
-    errors: &mut Vec<ConfigError>,
-) {
-    let path = format!("vips[{}]", vip.name);
-    let Some(addr) = ipv4(&path, vip.address, errors) else {
-        return;
-    };
+/// One VIP's entry and backends (IPv4 or IPv6: validation refused the impossible mixes).
+fn plan_vip(vip: &Vip, ids: &Ids, health: &Health, state: &mut DataplaneState) {
     let scheduler = match vip.scheduler {
         Scheduler::Maglev => tula_dataplane::Scheduler::Maglev,
         Scheduler::SourceHash => tula_dataplane::Scheduler::SourceHash,
@@ -141,7 +127,7 @@ fn plan_vip(
         Scheduler::WeightedRoundRobin => tula_dataplane::Scheduler::WeightedRoundRobin,
     };
     let key = VipKey {
-        addr: addr.into(),
+        addr: vip.address,
         port: vip.port,
         protocol: match vip.protocol {
             tula_config::Protocol::Tcp => tula_dataplane::Protocol::Tcp,
@@ -157,32 +143,26 @@ fn plan_vip(
         scheduler,
         icmp_echo: vip.icmp_echo,
     };
-    for (i, backend) in vip.backends.iter().enumerate() {
-        let Some(addr) = ipv4(&format!("{path}.backends[{i}]"), backend.address, errors) else {
-            continue;
-        };
+    for backend in &vip.backends {
+        let addr = backend.address;
         let id = ids
             .backend(&vip.name, &backend.address)
             .expect("every backend has an id");
         let alive = health.is_up(&vip.name, backend.address)
             && backend.effective_state() != BackendState::Disabled;
-        let addr = addr.into();
         state.backends.insert(id, Backend { addr, alive });
     }
     if let (AllDown::Sorry, Some(sorry)) = (vip.all_down, vip.sorry_backend) {
-        if let Some(addr) = ipv4(&format!("{path}.sorry_backend"), sorry, errors) {
-            let id = ids
-                .backend(&vip.name, &sorry)
-                .expect("every sorry backend has an id");
-            let addr = addr.into();
-            state.backends.insert(id, Backend { addr, alive: true });
-        }
+        let id = ids
+            .backend(&vip.name, &sorry)
+            .expect("every sorry backend has an id");
+        state.backends.insert(id, Backend { addr: sorry, alive: true });
     }
     let (new_flows, members) = ring_inputs(vip, health);
     let mut ring = Vec::with_capacity(members.len());
     for (address, weight) in members {
         let Some(id) = ids.backend(&vip.name, &address) else {
-            continue; // an IPv6 backend, reported above
+            continue;
         };
         if new_flows == NewFlows::KeptLast {
             // Kept in the ring though unhealthy: its packets must not be dropped as dead.
@@ -253,19 +233,6 @@ pub(crate) fn ring_members(vip: &Vip, health: &Health) -> (NewFlows, Vec<(IpAddr
             }
         }
         (AllDown::Sorry, Some(sorry)) => (NewFlows::Sorry, vec![(sorry, 1)]),
-    }
-}
-
-fn ipv4(path: &str, address: IpAddr, errors: &mut Vec<ConfigError>) -> Option<Ipv4Addr> {
-    match address {
-        IpAddr::V4(v4) => Some(v4),
-        IpAddr::V6(_) => {
-            errors.push(ConfigError::new(
-                format!("{path}.address"),
-                format!("IPv6 address {address} is not supported yet (IPv4 only)"),
-            ));
-            None
-        }
     }
 }
 

@@ -688,3 +688,50 @@ fn all_down_policies_decide_where_new_flows_go() {
         "health is not a config change"
     );
 }
+
+#[test]
+fn ipv6_vips_and_ipv6_backends_of_an_ipv4_vip_are_programmed() {
+    let lab = Lab::new("ipv6");
+    let control = lab.start();
+    let config = lab.config(
+        r#"
+        [[vip]]
+        name = "web6"
+        address = "2001:db8:113::10"
+        port = 80
+        health_check = { type = "none" }
+        backends = [{ address = "2001:db8:100::2" }, { address = "2001:db8:100::3" }]
+
+        [[vip]]
+        name = "mixed"
+        address = "203.0.113.12"
+        port = 80
+        health_check = { type = "none" }
+        backends = [{ address = "2001:db8:100::4" }]
+        "#,
+    );
+    lab.run(|| control.apply(config, "test")).unwrap();
+    let held = lab.snapshot();
+    let keys: Vec<String> = held.vips.keys().map(|key| key.to_string()).collect();
+    assert_eq!(keys, ["tcp 203.0.113.12:80", "tcp [2001:db8:113::10]:80"]);
+    let address = |text: &str| text.parse::<IpAddr>().unwrap();
+    for (vip, backends) in [
+        (&keys[1], &["2001:db8:100::2", "2001:db8:100::3"][..]),
+        (&keys[0], &["2001:db8:100::4"][..]),
+    ] {
+        let (_, held_vip) = held
+            .vips
+            .iter()
+            .find(|(key, _)| key.to_string() == *vip)
+            .unwrap();
+        let mut members: Vec<IpAddr> = held_vip
+            .slots
+            .iter()
+            .map(|id| held.backends[id].addr)
+            .collect();
+        members.sort();
+        members.dedup();
+        let expected: Vec<IpAddr> = backends.iter().map(|a| address(a)).collect();
+        assert_eq!(members, expected, "the ring of {vip}");
+    }
+}

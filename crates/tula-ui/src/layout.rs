@@ -205,7 +205,7 @@ pub(crate) fn check_label(kind: CheckType) -> &'static str {
     }
 }
 
-/// `203.0.113.10:80/tcp`, `*` for all ports.
+/// `203.0.113.10:80/tcp`, `[2001:db8::10]:80/tcp`, `*` for all ports.
 pub(crate) fn socket_label(vip: &Vip) -> String {
     let port = if vip.port == 0 {
         "*".to_string()
@@ -216,7 +216,10 @@ pub(crate) fn socket_label(vip: &Vip) -> String {
         Protocol::Tcp => "tcp",
         Protocol::Udp => "udp",
     };
-    format!("{}:{port}/{protocol}", vip.address)
+    match vip.address {
+        std::net::IpAddr::V4(address) => format!("{address}:{port}/{protocol}"),
+        std::net::IpAddr::V6(address) => format!("[{address}]:{port}/{protocol}"),
+    }
 }
 
 /// A count with thousands separated by thin spaces, e.g. `1 234 567`.
