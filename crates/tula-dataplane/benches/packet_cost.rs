@@ -14,7 +14,8 @@
 //! and the batch counts only if every run took the intended path.
 //! A second table times paths whose output takes the same path again (the
 //! floor, non-VIP, an L2 DSR established flow) with repeat = N inside the
-//! kernel, which removes most of that fixed cost.
+//! kernel, which removes most of that fixed cost. A third gives the IPv6
+//! paths (IP6IP6 new and established flows, non-VIP), against the same floor.
 //!
 //! `cargo bench -p tula-dataplane --bench packet_cost`; quick mode (tiny maps,
 //! few packets, for CI) with TULA_BENCH_QUICK=1 or when run by `cargo test`.
@@ -22,7 +23,7 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddrV4, SocketAddrV6};
 use std::time::Duration;
 
 use aya::programs::Xdp;
@@ -180,6 +181,16 @@ fn new_flow_frames(lb_mac: [u8; 6], first: usize, count: usize, vip_port: u16) -
         .collect()
 }
 
+/// New IPv6 flows, one SYN each, from 2001:db8:19::/64.
+fn new_flow6_frames(lb_mac: [u8; 6], first: usize, count: usize) -> Vec<Vec<u8>> {
+    (first..first + count)
+        .map(|i| {
+            let client = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0x19, 0, 0, 0, (i >> 16) as u16, i as u16);
+            syn6_frame(lb_mac, SocketAddrV6::new(client, 1024, 0, 0), vip6(80))
+        })
+        .collect()
+}
+
 fn main() {
     let config = config();
     let ns = tula_net::Netns::create(&format!("tdp-bench-{}", std::process::id()))
@@ -234,12 +245,28 @@ fn bench(config: &Config) {
         &vec![16; dp.ring_size() as usize],
     )
     .unwrap();
+    // IPv6: backends 20..36 (routed, IP6IP6) behind an IPv6 VIP.
+    for id in 0..16u32 {
+        dp.set_backend(
+            20 + id,
+            &tula_dataplane::Backend {
+                addr: routed_backend6(1 + id as u16).into(),
+                alive: true,
+            },
+        )
+        .unwrap();
+    }
+    let ring6: Vec<u32> = (0..dp.ring_size()).map(|slot| 20 + slot % 16).collect();
+    dp.set_vip(&vip6_key(80, Protocol::Tcp), &spec(4, Dsr::L3Ipip), &ring6)
+        .unwrap();
     let floor = Floor::load();
 
     let established = tcp_frame(lb_mac, client(5555), vip(80));
     let l2_established = tcp_frame(lb_mac, client(5556), vip(8080));
     let not_vip = tcp_frame(lb_mac, client(5557), SocketAddrV4::new(LB_ADDR, 22));
-    for frame in [&established, &l2_established] {
+    let established6 = tcp6_frame(lb_mac, client6(5555), vip6(80));
+    let not_vip6 = tcp6_frame(lb_mac, client6(5557), SocketAddrV6::new(LB_ADDR6, 22, 0, 0));
+    for frame in [&established, &l2_established, &established6] {
         assert_eq!(
             dp.test_run(frame, Some(ingress)).unwrap().0,
             XdpAction::Tx,
@@ -300,6 +327,28 @@ fn bench(config: &Config) {
     or: None,
     };
 
+    let established6_case = Case {
+        name: "IPv6 established",
+        frames: vec![established6],
+        verdict: XdpAction::Tx,
+        counter: Some(Counter::LruHit),
+        or: None,
+    };
+    let not_vip6_case = Case {
+        name: "IPv6 non-VIP",
+        frames: vec![not_vip6],
+        verdict: XdpAction::Pass,
+        counter: Some(Counter::NotVip),
+        or: None,
+    };
+    let new6_case = |round: usize| Case {
+        name: "IPv6 new flow",
+        frames: new_flow6_frames(lb_mac, round * batch, batch),
+        verdict: XdpAction::Tx,
+        counter: Some(Counter::LruMiss),
+        or: None,
+    };
+
     // Warm-up: caches, branch predictors, the LRU's free lists.
     time_floor(&floor, &not_vip, ingress, config.packets, 1);
     let (new_case, rr_case, _) = next_cases();
@@ -332,6 +381,14 @@ fn bench(config: &Config) {
             1,
         ));
     }
+    // IPv6 in rounds of their own, after the IPv4 ones: its new flows fill
+    // another table, which must not cool the caches of the IPv4 rounds.
+    let (mut new6_ns, mut est6_ns, mut notvip6_ns) = (vec![], vec![], vec![]);
+    for round in 0..config.rounds {
+        new6_ns.push(time_balancer(&dp, &new6_case(round), ingress, config.packets, 1));
+        est6_ns.push(time_balancer(&dp, &established6_case, ingress, config.packets, 1));
+        notvip6_ns.push(time_balancer(&dp, &not_vip6_case, ingress, config.packets, 1));
+    }
     let floor_med = median(floor_ns);
     println!(
         "packet cost, BPF_PROG_TEST_RUN, repeat = 1 per packet, {} packets x {} rounds (median of round means; ring {} slots, conn table {})",
@@ -363,6 +420,16 @@ fn bench(config: &Config) {
     for (name, values) in [
         ("new flow, round robin", rr_ns),
         ("SYN on a known 5-tuple (replaced)", reopen_ns),
+    ] {
+        let ns = median(values);
+        println!("  {:<34} {:>8.1} ns   {:.2}x", name, ns, ns / floor_med);
+    }
+
+    println!("  IPv6 (the same floor):");
+    for (name, values) in [
+        ("new flow (IP6IP6)", new6_ns),
+        ("established flow (IP6IP6)", est6_ns),
+        ("non-VIP packet (XDP_PASS)", notvip6_ns),
     ] {
         let ns = median(values);
         println!("  {:<34} {:>8.1} ns   {:.2}x", name, ns, ns / floor_med);

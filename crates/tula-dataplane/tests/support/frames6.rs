@@ -43,6 +43,18 @@ pub fn tcp6_frame(lb_mac: [u8; 6], src: SocketAddrV6, dst: SocketAddrV6) -> Vec<
     frame
 }
 
+/// A client SYN opening a connection.
+pub fn syn6_frame(lb_mac: [u8; 6], src: SocketAddrV6, dst: SocketAddrV6) -> Vec<u8> {
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, lb_mac)
+        .ipv6(src.ip().octets(), dst.ip().octets(), 61)
+        .tcp(src.port(), dst.port(), 1000, 64_000)
+        .syn()
+        .write_to_vec(&mut frame, &[])
+        .unwrap();
+    frame
+}
+
 /// A client UDP datagram.
 pub fn udp6_frame(lb_mac: [u8; 6], src: SocketAddrV6, dst: SocketAddrV6) -> Vec<u8> {
     let mut frame = Vec::new();

@@ -302,6 +302,64 @@ fn udp_header(rng: &mut Rng, sport: u16, dport: u16, len: usize) -> Vec<u8> {
     udp
 }
 
+/// An IPv6 packet behind 0 to 5 extension headers (hop-by-hop, routing,
+/// destination options, fragment: first or later), carrying TCP, UDP,
+/// ICMPv6 or anything. Half go to the address whose four words xor to `vip`,
+/// so they pass the VIP filter (the lab has no IPv6 VIP: the model knows
+/// IPv6 up to the VIP lookup).
+fn ipv6(rng: &mut Rng, vip: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
+    let any = rng.next() as u8;
+    let upper = rng.pick(&[6u8, 17, 58, 6, 17, 47, any]);
+    let mut rest = match upper {
+        6 => tcp_header(rng, sport, dport),
+        17 => udp_header(rng, sport, dport, 8),
+        58 => {
+            let kind = rng.pick(&[128u8, 1, 2, 3, 4, 135]);
+            let mut icmp = vec![kind, 0];
+            icmp.extend(rng.bytes(6));
+            icmp
+        }
+        _ => rng.bytes(8),
+    };
+    let n = rng.below(64);
+    rest.extend(rng.bytes(n));
+    let mut next = upper;
+    for _ in 0..rng.below(6) {
+        let kind = rng.pick(&[0u8, 43, 60, 44]);
+        let mut header = if kind == 44 {
+            let offset = if rng.chance(50) { 0u16 } else { 1448 };
+            let more = u16::from(rng.chance(50));
+            let mut fragment = vec![0, 0];
+            fragment.extend((offset | more).to_be_bytes());
+            fragment.extend((rng.below(4) as u32).to_be_bytes());
+            fragment
+        } else {
+            let units = rng.below(3);
+            let mut options = vec![0, units as u8];
+            options.resize((units + 1) * 8, 0);
+            options
+        };
+        header[0] = next;
+        next = kind;
+        header.extend(rest);
+        rest = header;
+    }
+    let mut dst = [0u8; 16];
+    if rng.chance(50) {
+        dst[..4].copy_from_slice(&vip.octets());
+    } else {
+        dst.copy_from_slice(&rng.bytes(16));
+    }
+    let mut packet = vec![0x60, 0, 0, 0];
+    packet.extend((rest.len() as u16).to_be_bytes());
+    packet.extend([next, 64]);
+    packet.extend([0x20, 0x01, 0x0d, 0xb8]);
+    packet.extend(rng.bytes(12));
+    packet.extend(dst);
+    packet.extend(rest);
+    packet
+}
+
 /// One frame: a valid packet of some kind, then perhaps mutated.
 pub fn frame(rng: &mut Rng, lb_mac: [u8; 6], addrs: &Addresses) -> Vec<u8> {
     let src = addrs.source(rng);
@@ -390,7 +448,11 @@ pub fn frame(rng: &mut Rng, lb_mac: [u8; 6], addrs: &Addresses) -> Vec<u8> {
             let any = rng.next() as u16;
             let ethertype = rng.pick(&[0x0806u16, 0x86dd, 0x88cc, any]);
             let n = rng.below(100);
-            let payload = rng.bytes(n);
+            let payload = if ethertype == 0x86dd && rng.chance(80) {
+                ipv6(rng, dst, sport, dport)
+            } else {
+                rng.bytes(n)
+            };
             return mutate(rng, ethernet(lb_mac, ethertype, &payload));
         }
         _ => {
