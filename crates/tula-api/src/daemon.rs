@@ -31,6 +31,8 @@ pub struct ServeOptions {
     pub socket_group: Option<String>,
     /// On exit, remove every program, link and map instead of leaving forwarding running.
     pub unload_on_exit: bool,
+    /// Active flows: their window and how often they are sampled.
+    pub flows: tula_control::FlowOptions,
     /// Announcing VIPs by BGP (off by default); the state and pin
     /// directories are filled in by [`serve`].
     pub bgp: tula_bgp::AnnounceOptions,
@@ -149,6 +151,7 @@ pub async fn serve(options: ServeOptions, ui: crate::UiRoutes) -> Result<(), Ser
     .await
     .map_err(|e| ServeError::Task(e.to_string()))??;
     let control = Arc::new(control);
+    let _flow_sampler = control.start_flow_sampler(options.flows)?;
     let (revision, config) = control.running();
     tracing::info!(
         revision,

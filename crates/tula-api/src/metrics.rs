@@ -187,6 +187,13 @@ impl Collector for Scrape {
             status.iter().map(|v| (vip_labels(v), v.bytes)),
         )?;
 
+        gauge(
+            &mut encoder,
+            "tula_vip_active_flows",
+            "Flows to the VIP's backends that sent a packet within the active-flow window, as last sampled.",
+            status.iter().map(|v| (vip_labels(v), v.active_flows as i64)),
+        )?;
+
         // Each backend with its labels, and its health if it is checked.
         let backends: Vec<(Labels, &tula_control::BackendStatus, Option<&BackendHealth>)> = status
             .iter()
@@ -266,13 +273,22 @@ impl Collector for Scrape {
                 .iter()
                 .map(|(l, b, _)| (l.clone(), b.weight as i64)),
         )?;
+        let window = status.first().map_or(0, |v| v.active_window_s);
         gauge(
             &mut encoder,
             "tula_backend_active_flows",
-            "Connection-table entries pointing at the backend.",
+            &format!("Flows to the backend that sent a packet in the last {window} s (tula serve --active-window), as last sampled."),
             backends
                 .iter()
                 .map(|(l, b, _)| (l.clone(), b.active_flows as i64)),
+        )?;
+        gauge(
+            &mut encoder,
+            "tula_backend_table_entries",
+            "Connection-table entries pointing at the backend, quiet flows included (they stay until the table needs their way).",
+            backends
+                .iter()
+                .map(|(l, b, _)| (l.clone(), b.table_entries as i64)),
         )?;
         let states = ["active", "drain", "disabled"];
         gauge(

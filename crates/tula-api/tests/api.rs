@@ -308,6 +308,7 @@ fn every_route_answers_over_the_socket() {
         "state",
         "healthy",
         "active_flows",
+        "table_entries",
         "packets",
         "bytes",
     ] {
@@ -981,6 +982,7 @@ fn metrics_are_prometheus_text_with_every_counter() {
         assert_eq!(value("tula_backend_up", &labels), 1.0);
         assert_eq!(value("tula_backend_weight", &labels), 1.0);
         value("tula_backend_active_flows", &labels);
+        value("tula_backend_table_entries", &labels);
         assert_eq!(
             value(
                 "tula_backend_state",

@@ -9,6 +9,6 @@ mod status;
 
 pub use revisions::{Change, Diff, Revision};
 pub use status::{
-    BackendStatus, CheckCounts, CheckResult, HealthSummary, InterfaceStatus, VethPeerStatus,
+    BackendStatus, CheckCounts, Drain, CheckResult, HealthSummary, InterfaceStatus, VethPeerStatus,
     VipStatus,
 };

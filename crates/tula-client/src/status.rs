@@ -16,6 +16,17 @@ pub struct VipStatus {
     pub scheduler: String,
     pub packets: u64,
     pub bytes: u64,
+    /// Its backends' active flows and connection-table entries, summed.
+    #[serde(default)]
+    pub active_flows: u64,
+    #[serde(default)]
+    pub table_entries: u64,
+    /// A flow is active while its last packet is at most this many seconds old.
+    #[serde(default)]
+    pub active_window_s: u64,
+    /// When the flows were sampled (RFC 3339); `None` before the first sample.
+    #[serde(default)]
+    pub flows_sampled_at: Option<String>,
     /// The largest client packet the tunnel carries to the backends, and the TCP MSS that fits.
     #[serde(default)]
     pub tunnel_mtu: Option<u16>,
@@ -37,14 +48,51 @@ pub struct BackendStatus {
     pub weight: u32,
     pub state: String,
     pub healthy: bool,
-    /// Connection-table entries pointing at this backend (they age out of the
-    /// LRU table only when it fills, so this is not "flows active now").
+    /// Flows that sent a packet within the VIP's `active_window_s`.
     pub active_flows: u64,
+    /// Connection-table entries pointing at this backend, quiet flows
+    /// included (they leave the table only when it needs their way).
+    #[serde(default)]
+    pub table_entries: u64,
+    /// When a flow of it last sent a packet (RFC 3339), as far as the samples saw.
+    #[serde(default)]
+    pub last_flow_seen: Option<String>,
     pub packets: u64,
     pub bytes: u64,
     /// The health checker's view; `None` when the backend is not checked.
     #[serde(default)]
     pub health: Option<HealthSummary>,
+}
+
+impl BackendStatus {
+    /// Where a drain of this backend stands (`None` unless it is draining).
+    pub fn drain(&self, vip: &VipStatus) -> Option<Drain> {
+        (self.state == "drain").then(|| {
+            Drain::of(self.active_flows, vip.flows_sampled_at.is_some(), self.last_flow_seen.clone())
+        })
+    }
+}
+
+/// Where a draining backend stands: its established flows still send, or
+/// none has for the active-flow window (it can be taken out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Drain<T = String> {
+    /// No sample of the flows yet.
+    Unknown,
+    /// This many flows sent a packet within the window.
+    Draining(u64),
+    /// No flow within the window; the last one sent at this time (`None`: none seen).
+    Drained(Option<T>),
+}
+
+impl<T> Drain<T> {
+    pub fn of(active_flows: u64, sampled: bool, last_flow_seen: Option<T>) -> Drain<T> {
+        match (sampled, active_flows) {
+            (false, _) => Drain::Unknown,
+            (true, 0) => Drain::Drained(last_flow_seen),
+            (true, n) => Drain::Draining(n),
+        }
+    }
 }
 
 /// A checked backend's health.

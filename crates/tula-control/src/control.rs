@@ -21,6 +21,7 @@ use tracing::{info, warn};
 use tula_config::{Config, ConfigError, ConfigErrors, HostFacts, Vip};
 use tula_dataplane::{Counters, Dataplane, DataplaneError, LoadOptions};
 
+use crate::flows::{FlowBoard, FlowOptions, FlowSampler};
 use crate::diff::{diff, Delta};
 use crate::health::Health;
 use crate::ids::{Ids, Limits};
@@ -124,6 +125,7 @@ struct Shared {
     options: ControlOptions,
     store: Store,
     published: RwLock<Arc<Snapshot>>,
+    flows: Arc<FlowBoard>,
 }
 
 /// The writer's state: only the writer thread touches it.
@@ -180,6 +182,7 @@ impl Control {
         let store = Store::open(&options)?;
         let ids = Ids::load(&options.state_dir)?;
         let latest = store.latest()?;
+        let flows = Arc::new(FlowBoard::default());
         let previous = match &latest {
             Some(latest) => store.revision(latest.number)?,
             None => Config::default(),
@@ -191,11 +194,13 @@ impl Control {
             Arc::default(),
             None,
             false,
+            flows.clone(),
         ));
         let shared = Arc::new(Shared {
             options,
             store,
             published: RwLock::new(empty),
+            flows,
         });
         let mut writer = Writer {
             shared: shared.clone(),
@@ -241,6 +246,11 @@ impl Control {
     /// The running revision (0 = none yet), held in memory.
     pub fn running_revision(&self) -> u64 {
         self.snapshot().revision()
+    }
+
+    /// Where the config file is (what [`Control::saved`] reads).
+    pub fn config_path(&self) -> &std::path::Path {
+        self.shared.store.config_path()
     }
 
     /// The config file on disk (may differ from `running` if edited by hand).
@@ -383,6 +393,23 @@ impl Control {
     /// the writer (the connection table is walked by the calling thread).
     pub fn status(&self) -> Result<Vec<VipStatus>, ControlError> {
         self.snapshot().status()
+    }
+
+    /// Walks the connection table now and publishes its flows (what the
+    /// sampler does every few seconds): status read after it counts every
+    /// packet sent before it. The first call in a process takes a second
+    /// more (the kernel's clock is calibrated).
+    pub fn sample_flows(&self) -> Result<(), ControlError> {
+        self.shared.flows.sample(&self.snapshot())
+    }
+
+    /// Starts the thread that samples flows every `options.every`, counting
+    /// a flow as active while its last packet is at most `options.window`
+    /// old. It stops when the returned handle is dropped.
+    pub fn start_flow_sampler(&self, options: FlowOptions) -> Result<FlowSampler, ControlError> {
+        self.shared.flows.set_options(options);
+        let shared = self.shared.clone();
+        FlowSampler::start(self.shared.flows.clone(), move || shared.snapshot())
     }
 
     /// What this node can serve, without reading any map: whether a data plane
@@ -1024,6 +1051,7 @@ impl Writer {
             self.health.clone(),
             self.dataplane.as_ref().and_then(|l| l.programmer.reader()),
             self.dataplane.is_some(),
+            self.shared.flows.clone(),
         ));
         *self
             .shared

@@ -17,6 +17,7 @@
 //!   typed [`Delta`](diff) between two models.
 //! - `health`: backend health as the checker reports it, and what `keep-last` remembers.
 //! - `status`: per-VIP and per-backend status.
+//! - `flows`: active flows, sampled from the connection table by a thread of their own.
 //! - `host`: host facts for validation (interfaces, addresses, subnets).
 //! - `files`: atomic file writes.
 //!
@@ -31,6 +32,7 @@ mod diff;
 #[cfg(test)]
 mod fake;
 mod files;
+mod flows;
 mod health;
 mod host;
 mod ids;
@@ -43,10 +45,12 @@ mod store;
 mod writer_tests;
 
 pub use control::{ClusterStore, Command, Control, Edit, EditRefused, Reply};
+pub use flows::{BackendFlows, FlowOptions, FlowSample, FlowSampler};
 pub use host::host_facts;
 pub use ids::{CapacityError, IdKind};
 pub use program::ProgramError;
 pub use snapshot::Snapshot;
+pub use status::MapReads;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -112,6 +116,14 @@ pub struct VipStatus {
     pub scheduler: tula_config::Scheduler,
     pub packets: u64,
     pub bytes: u64,
+    /// Its backends' active flows and connection-table entries, summed.
+    pub active_flows: u64,
+    pub table_entries: u64,
+    /// The active-flow window, in seconds (`tula serve --active-window`).
+    pub active_window_s: u64,
+    /// When the flow figures were sampled; `None` before the first sample.
+    #[serde(serialize_with = "rfc3339")]
+    pub flows_sampled_at: Option<SystemTime>,
     /// Where new flows go now: the backends, or the all_down policy while none is up.
     pub new_flows: NewFlows,
     /// Whether the balancer answers ping (ICMP echo) to the VIP's address.
@@ -168,10 +180,24 @@ pub struct BackendStatus {
     pub state: BackendState,
     /// Health as the health checker last saw it (issue 5); true until then.
     pub healthy: bool,
-    /// Connection-table entries pointing at it.
+    /// Flows that sent a packet within the active-flow window (the latest sample).
     pub active_flows: u64,
+    /// Connection-table entries pointing at it, quiet flows included: they
+    /// stay until the table needs their way.
+    pub table_entries: u64,
+    /// When a flow of it last sent a packet (as far as the samples saw);
+    /// what a drain waits for.
+    #[serde(serialize_with = "rfc3339")]
+    pub last_flow_seen: Option<SystemTime>,
     pub packets: u64,
     pub bytes: u64,
+}
+
+fn rfc3339<S: serde::Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match time {
+        Some(time) => s.serialize_str(&humantime::format_rfc3339_seconds(*time).to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -216,6 +242,9 @@ pub enum ControlError {
     /// Loading, adopting, reading or unloading the data plane failed (not an apply).
     #[error("data plane in {}: {message}", pin_dir.display())]
     DataplaneIo { pin_dir: PathBuf, message: String },
+    /// Walking the connection table for active flows failed.
+    #[error("sampling active flows: {0}")]
+    Flows(String),
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -12,9 +12,11 @@ use std::sync::{Arc, OnceLock};
 use tula_config::{Backend, Config, Protocol, Vip};
 use tula_dataplane::{Counters, Dataplane};
 
+use crate::flows::{FlowBoard, FlowSample};
 use crate::health::Health;
 use crate::ids::Ids;
 use crate::plan::ring_members;
+use crate::status::{MapReads, Sources};
 use crate::{status, ControlError, NewFlows, Serving, VipServing, VipStatus};
 
 /// A config with its indexes, shared by every snapshot of the same revision
@@ -133,6 +135,8 @@ pub struct Snapshot {
     pub(crate) reader: Option<Arc<Dataplane>>,
     /// Whether a data plane is loaded or adopted.
     loaded: bool,
+    /// Active flows, sampled by their own thread (shared by every snapshot).
+    flows: Arc<FlowBoard>,
 }
 
 impl Snapshot {
@@ -143,6 +147,7 @@ impl Snapshot {
         health: Arc<Health>,
         reader: Option<Arc<Dataplane>>,
         loaded: bool,
+        flows: Arc<FlowBoard>,
     ) -> Snapshot {
         Snapshot {
             revision,
@@ -151,6 +156,7 @@ impl Snapshot {
             health,
             reader,
             loaded,
+            flows,
         }
     }
 
@@ -214,19 +220,36 @@ impl Snapshot {
             .clone()
     }
 
-    /// Per-VIP and per-backend status: the connection table is walked here,
-    /// by the caller, with no lock held.
+    /// Per-VIP and per-backend status of every VIP, traffic included.
     pub fn status(&self) -> Result<Vec<VipStatus>, ControlError> {
-        status::status(
-            &self.model.config,
-            &self.ids,
-            &self.health,
-            self.reader.as_deref(),
-        )
-        .map_err(|source| ControlError::DataplaneIo {
+        self.status_where(|_| true, MapReads::Traffic)
+    }
+
+    /// Status of the VIPs `keep` keeps: their traffic counters are read (by
+    /// the caller, no lock held) when `reads` says so; flows come from the
+    /// latest sample ([`Snapshot::flows`]), so they cost nothing here.
+    pub fn status_where(
+        &self,
+        keep: impl Fn(&Vip) -> bool,
+        reads: MapReads,
+    ) -> Result<Vec<VipStatus>, ControlError> {
+        let flows = self.flows.latest();
+        let sources = Sources {
+            config: &self.model.config,
+            ids: &self.ids,
+            health: &self.health,
+            flows: &flows,
+            dataplane: self.reader.as_deref(),
+        };
+        status::status(&sources, keep, reads).map_err(|source| ControlError::DataplaneIo {
             pin_dir: self.model.config.pin_dir.clone(),
             message: source.to_string(),
         })
+    }
+
+    /// The latest walk of the connection table.
+    pub fn flows(&self) -> Arc<FlowSample> {
+        self.flows.latest()
     }
 
     /// What this node can serve, without reading any map: whether a data

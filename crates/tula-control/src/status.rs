@@ -1,6 +1,7 @@
 //! Per-VIP and per-backend status: the config's fields, traffic from the data
-//! plane's per-CPU counters, active flows from one pass over the connection
-//! table, and the MTU the path to each VIP's backends allows.
+//! plane's per-CPU counters (of the VIPs asked for only), flows from the
+//! latest sample of the connection table (`flows`), and the MTU the path to
+//! each VIP's backends allows.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -8,24 +9,36 @@ use std::net::IpAddr;
 use tula_config::{Config, DsrType, Vip};
 use tula_dataplane::{Dataplane, DataplaneError, Traffic};
 
+use crate::flows::FlowSample;
 use crate::health::Health;
 use crate::ids::Ids;
 use crate::plan::ring_members;
 use crate::{BackendStatus, VipStatus};
 
+/// What a status read takes from the data plane besides the flow sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapReads {
+    /// Packets and bytes per VIP and backend, and each VIP's path MTU.
+    Traffic,
+    /// Nothing: config, health and flows only (cheap for every VIP at once).
+    None,
+}
+
+pub(crate) struct Sources<'a> {
+    pub config: &'a Config,
+    pub ids: &'a Ids,
+    pub health: &'a Health,
+    pub flows: &'a FlowSample,
+    pub dataplane: Option<&'a Dataplane>,
+}
+
 pub(crate) fn status(
-    config: &Config,
-    ids: &Ids,
-    health: &Health,
-    dataplane: Option<&Dataplane>,
+    sources: &Sources,
+    keep: impl Fn(&Vip) -> bool,
+    reads: MapReads,
 ) -> Result<Vec<VipStatus>, DataplaneError> {
-    // Connection-table entries by (VIP id, backend id), counted in one pass.
-    let mut flows: HashMap<(u32, u32), u64> = HashMap::new();
-    if let Some(dataplane) = dataplane {
-        for (_, conn) in dataplane.conns()? {
-            *flows.entry((conn.vip, conn.backend)).or_default() += 1;
-        }
-    }
+    let Sources { config, ids, health, flows, .. } = *sources;
+    let dataplane = sources.dataplane.filter(|_| reads == MapReads::Traffic);
     let traffic = |id: Option<u32>,
                    read: fn(&Dataplane, u32) -> tula_dataplane::Result<Traffic>|
      -> Result<Traffic, DataplaneError> {
@@ -35,24 +48,23 @@ pub(crate) fn status(
         }
     };
     let mut path_mtus = HashMap::new();
-    let mut vips = Vec::with_capacity(config.vips.len());
-    for vip in &config.vips {
+    let mut vips = Vec::new();
+    for vip in config.vips.iter().filter(|v| keep(v)) {
         let vip_id = ids.vip(&vip.name);
         let vip_traffic = traffic(vip_id, Dataplane::vip_traffic)?;
         let mut backends = Vec::with_capacity(vip.backends.len());
         for backend in &vip.backends {
             let id = ids.backend(&vip.name, &backend.address);
             let backend_traffic = traffic(id, Dataplane::backend_traffic)?;
-            let active_flows = match (vip_id, id) {
-                (Some(vip_id), Some(id)) => flows.get(&(vip_id, id)).copied().unwrap_or(0),
-                _ => 0,
-            };
+            let seen = flows.backend(&vip.name, backend.address);
             backends.push(BackendStatus {
                 address: backend.address,
                 weight: backend.weight,
                 state: backend.state,
                 healthy: health.is_up(&vip.name, backend.address),
-                active_flows,
+                active_flows: seen.active,
+                table_entries: seen.entries,
+                last_flow_seen: seen.last_seen,
                 packets: backend_traffic.packets,
                 bytes: backend_traffic.bytes,
             });
@@ -74,6 +86,10 @@ pub(crate) fn status(
             scheduler: vip.scheduler,
             packets: vip_traffic.packets,
             bytes: vip_traffic.bytes,
+            active_flows: backends.iter().map(|b| b.active_flows).sum(),
+            table_entries: backends.iter().map(|b| b.table_entries).sum(),
+            active_window_s: flows.window.as_secs(),
+            flows_sampled_at: flows.taken_at,
             new_flows: ring_members(vip, health).0,
             icmp_echo: vip.icmp_echo,
             tunnel_mtu,

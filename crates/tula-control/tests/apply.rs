@@ -164,6 +164,7 @@ fn apply_programs_vips_backends_and_rings() {
         [routed(2), routed(3), routed(4)].contains(&backend),
         "sent to {backend}"
     );
+    control.sample_flows().unwrap();
     let status = control.status().unwrap();
     let web_status = status.iter().find(|v| v.name == "web").unwrap();
     assert_eq!(web_status.packets, 1);
@@ -173,7 +174,9 @@ fn apply_programs_vips_backends_and_rings() {
         .iter()
         .find(|b| b.address == IpAddr::V4(backend))
         .unwrap();
-    assert_eq!((chosen.active_flows, chosen.packets), (1, 1));
+    assert_eq!((chosen.active_flows, chosen.table_entries, chosen.packets), (1, 1, 1));
+    assert!(chosen.last_flow_seen.is_some());
+    assert_eq!((web_status.active_flows, web_status.table_entries), (1, 1));
     assert!(chosen.healthy);
     assert_eq!(
         web_status

@@ -48,6 +48,7 @@ fn a_restart_keeps_flows_and_rings_and_reprograms_nothing() {
     let held = lab.snapshot();
     let flows = conns(&lab.dataplane());
     assert_eq!(flows.len(), 20);
+    control.sample_flows().unwrap();
     let status_before = control.status().unwrap();
     assert_eq!(
         status_before[0]
@@ -83,6 +84,7 @@ fn a_restart_keeps_flows_and_rings_and_reprograms_nothing() {
     });
     assert_eq!(again, chosen, "established flows changed backend");
     // Ids were kept, so status still finds each backend's flows.
+    control.sample_flows().unwrap();
     let status_after = control.status().unwrap();
     let flows_by_backend = |s: &[tula_control::VipStatus]| {
         s[0].backends

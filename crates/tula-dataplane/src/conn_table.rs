@@ -2,18 +2,31 @@
 //! whether an entry is valid (its check binds its backend to its flow), and
 //! the way holding a flow. The Rust twin of `conn_bucket()`/`conn_find()` in
 //! bpf/balancer.c; the `conns` map holds `buckets` of `CONN_WAYS` entries.
-//! Also [`Dataplane`]'s connection-table reads and removals.
+//! Also [`Dataplane`]'s connection-table reads (each flow, or counts by
+//! backend with the time of their last packets) and removals.
 
 use std::collections::HashMap;
 
 use aya::maps::IterableMap;
 
 use crate::abi;
+use crate::clock::stamp_jiffies;
 use crate::dataplane::Dataplane;
 use crate::error::{map_err, DataplaneError, Result};
 use crate::flow::{conn_check, hash64_abi, Flow};
 use crate::rings;
 use crate::spec::Conn;
+
+/// One (VIP, backend) pair's flows in the connection table ([`Dataplane::conn_tally`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnTally {
+    /// Entries pointing at the backend, however long ago their flow last sent.
+    pub entries: u64,
+    /// Entries whose flow sent a packet at or after the jiffy asked for.
+    pub active: u64,
+    /// The jiffy of the newest last packet among them.
+    pub last_seen: u64,
+}
 
 /// The bucket of the flow with 64-bit hash `hash64` in a table of `buckets`.
 pub(crate) fn bucket_index(hash64: u64, buckets: u32) -> u32 {
@@ -57,13 +70,44 @@ impl Dataplane {
         }))
     }
 
-    /// Every flow in the connection table of a VIP that exists ("active
-    /// flows", up to replacement by newer flows), read in batches of buckets.
+    /// Every flow in the connection table of a VIP that exists (whether or
+    /// not it sent a packet lately: see [`Dataplane::conn_tally`]).
     pub fn conns(&self) -> Result<Vec<(Flow, Conn)>> {
+        let mut flows = Vec::new();
+        self.walk_conns(|entry, vip| {
+            if let Some(flow) = Flow::from_abi(&entry.flow) {
+                flows.push((
+                    flow,
+                    Conn {
+                        backend: entry.backend,
+                        vip,
+                    },
+                ));
+            }
+        })?;
+        Ok(flows)
+    }
+
+    /// The connection table's flows counted by (VIP id, backend id): all
+    /// entries, those whose last packet came at jiffy `active_since` or
+    /// later, and the newest last packet. One pass, in batches of buckets.
+    pub fn conn_tally(&self, active_since: u64) -> Result<HashMap<(u32, u32), ConnTally>> {
+        let mut tally: HashMap<(u32, u32), ConnTally> = HashMap::new();
+        self.walk_conns(|entry, vip| {
+            let seen = stamp_jiffies(entry.stamp);
+            let pair = tally.entry((vip, entry.backend)).or_default();
+            pair.entries += 1;
+            pair.active += u64::from(seen >= active_since);
+            pair.last_seen = pair.last_seen.max(seen);
+        })?;
+        Ok(tally)
+    }
+
+    /// Calls `visit` with each valid entry of a VIP that exists, and its VIP id.
+    fn walk_conns(&self, mut visit: impl FnMut(&abi::ConnEntry, u32)) -> Result<()> {
         const BATCH: u32 = 1024;
         let vips = self.vip_ids()?;
         let buckets = self.conns.len();
-        let mut flows = Vec::new();
         let mut first = 0;
         while first < buckets {
             let count = BATCH.min(buckets - first);
@@ -82,21 +126,13 @@ impl Dataplane {
                 if !valid(entry) {
                     continue;
                 }
-                let (Some(flow), Some(vip)) = (Flow::from_abi(&entry.flow), vip_of(&vips, &entry.flow))
-                else {
-                    continue;
-                };
-                flows.push((
-                    flow,
-                    Conn {
-                        backend: entry.backend,
-                        vip,
-                    },
-                ));
+                if let Some(vip) = vip_of(&vips, &entry.flow) {
+                    visit(entry, vip);
+                }
             }
             first += count;
         }
-        Ok(flows)
+        Ok(())
     }
 
     /// Forgets `flow`: its next packet is placed by the scheduler again. (The

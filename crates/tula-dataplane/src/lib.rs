@@ -13,6 +13,7 @@
 //! - `test_run`: running the balancer on a frame (BPF_PROG_TEST_RUN).
 //! - `flow`: flows and the flow hash, the Rust twin of the balancer's.
 //! - `conn_table`: the set-associative connection table's buckets and checks.
+//! - [`clock`]: the kernel's jiffies from user space, to age the table's stamps.
 //! - `counters`: the global counters and per-VIP/backend traffic.
 //! - `rings`: free-ring bookkeeping, batched ring reads and writes, and the
 //!   layout of round-robin rings.
@@ -23,6 +24,7 @@
 //!   differential fuzzer checks the program against.
 
 pub mod abi;
+pub mod clock;
 mod conn_table;
 mod counters;
 mod dataplane;
@@ -35,6 +37,8 @@ mod spec;
 mod test_run;
 mod upgrade;
 
+pub use clock::{ClockError, KernelClock};
+pub use conn_table::ConnTally;
 pub use counters::{Counter, Counters, Traffic};
 pub use dataplane::{Dataplane, LoadOptions, EMPTY_SLOT};
 pub use spec::{

@@ -330,3 +330,38 @@ fn established_flows_gone_quiet_give_way_to_new_flows_in_a_full_bucket() {
         assert!(f.dataplane.conn(&flow(new[1])).unwrap().is_some());
     });
 }
+
+#[test]
+fn the_kernel_clock_reads_the_tables_last_seen_stamps_as_ages() {
+    use std::time::Duration;
+    in_lab("ages", |f| {
+        f.add_backend(1, routed_backend(1));
+        f.add_backend(2, routed_backend(2));
+        let key = vip_key(80, Protocol::Tcp);
+        let ring = f.ring_of(1);
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring);
+        let clock = tula_dataplane::KernelClock::calibrate(Duration::from_secs(1)).unwrap();
+        let newest = |f: &Fixture, vip_backend| f.dataplane.conn_tally(0).unwrap()[&vip_backend].last_seen;
+        // Two flows to backend 1, 1.5 s apart, then one to backend 2.
+        send(f, 2000);
+        let first = newest(f, (1, 1));
+        std::thread::sleep(Duration::from_millis(1500));
+        send(f, 2001);
+        let ring = f.ring_of(2);
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring);
+        send(f, 2002);
+        // The balancer stamps with bpf_jiffies64(): the clock's "now" is the same jiffy, give or take one.
+        let now = clock.now();
+        let second = newest(f, (1, 1));
+        assert!(now.abs_diff(newest(f, (1, 2))) <= 1, "clock says jiffy {now}, the balancer stamped {}", newest(f, (1, 2)));
+        // And the clock's HZ turns the kernel's stamps 1.5 s apart into 1.5 s.
+        let apart = clock.jiffies_to_duration(second - first);
+        assert!(apart.abs_diff(Duration::from_millis(1500)) < Duration::from_millis(100), "{apart:?} at HZ {}", clock.hz);
+        assert!(clock.age(first) >= Duration::from_millis(1500));
+        // Flows seen in the last second: the quiet one is left out, its entry is not.
+        let recent = f.dataplane.conn_tally(now - clock.duration_to_jiffies(Duration::from_secs(1))).unwrap();
+        assert_eq!((recent[&(1, 1)].active, recent[&(1, 1)].entries), (1, 2));
+        assert_eq!((recent[&(1, 2)].active, recent[&(1, 2)].entries), (1, 1));
+        assert_eq!(f.dataplane.conns().unwrap().len(), 3);
+    });
+}

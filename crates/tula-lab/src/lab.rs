@@ -30,6 +30,8 @@ pub struct Lab {
     tula_bin: PathBuf,
     /// Whether it runs an etcd that holds the nodes' config.
     pub etcd: bool,
+    /// More arguments for `tula serve` (a test's shorter timings).
+    serve_args: Vec<String>,
 }
 
 impl Lab {
@@ -44,7 +46,14 @@ impl Lab {
             topology: Topology::cluster(&opts.name, opts.backends, lbs)?,
             tula_bin: opts.tula_bin.clone(),
             etcd: opts.etcd,
+            serve_args: Vec::new(),
         })
+    }
+
+    /// Starts the balancers with these arguments after `tula serve`'s own.
+    pub fn with_serve_args(mut self, args: &[&str]) -> Lab {
+        self.serve_args = args.iter().map(|a| a.to_string()).collect();
+        self
     }
 
     fn ns(&self, name: &str) -> Result<Netns, LabError> {
@@ -180,6 +189,7 @@ impl Lab {
             .arg("--state-dir")
             .arg(self.node_state_dir(n));
         cmd.arg("--socket").arg(self.node_api_socket(n));
+        cmd.args(&self.serve_args);
         if self.topology.lbs > 1 {
             cmd.arg("--bgp");
         }

@@ -7,13 +7,16 @@
 //! from the table's header, and the buttons' form from the table's.
 
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, Response};
 use axum::Extension;
 use tula_config::{BackendState, CheckType, Config, Vip};
-use tula_control::{BackendStatus, NewFlows, VipStatus};
+use tula_client::Drain;
+use tula_control::{BackendStatus, MapReads, NewFlows, Snapshot, VipStatus};
 use tula_health::{BackendHealth, CheckResult, Outcome, Transition};
 
 use maud::{html, Markup};
@@ -32,10 +35,10 @@ const CHANGES_SHOWN: usize = 5;
 /// Everything the page shows, read in one blocking step.
 struct View {
     revision: u64,
-    config: Config,
+    snapshot: Arc<Snapshot>,
     status: Option<VipStatus>,
     counters: Vec<(String, u64)>,
-    drift: SavedDrift,
+    drift: Arc<SavedDrift>,
     /// Each backend's record from the health checker; `None`: not checked.
     health: Vec<(IpAddr, Option<BackendHealth>)>,
 }
@@ -47,19 +50,18 @@ pub(crate) async fn page(
     Query(query): Query<Flash>,
 ) -> Result<Html<String>, UiError> {
     let lookup = name.clone();
+    let drift = ui.drift.clone();
     let view = ui
         .app
         .blocking(move |state| {
-            let (revision, config) = state.control.running();
-            let vip = config
+            let snapshot = state.control.snapshot();
+            let vip = snapshot
                 .vip(&lookup)
                 .ok_or_else(|| ApiError::not_found(format!("no VIP {lookup:?}")))?;
             let addresses: Vec<IpAddr> = vip.backends.iter().map(|b| b.address).collect();
-            let status = state
-                .control
-                .status()?
-                .into_iter()
-                .find(|s| s.name == lookup);
+            let status = snapshot
+                .status_where(|v| v.name == lookup, MapReads::Traffic)?
+                .pop();
             let counters = state
                 .control
                 .counters()?
@@ -71,16 +73,16 @@ pub(crate) async fn page(
                 .map(|&a| (a, state.health.backend(&lookup, a)))
                 .collect();
             Ok(View {
-                revision,
+                revision: snapshot.revision(),
                 status,
                 counters,
-                drift: SavedDrift::read(&state.control),
+                drift: drift.read(&state.control),
                 health,
-                config,
+                snapshot,
             })
         })
         .await?;
-    let vip = view.config.vip(&name).expect("looked up above");
+    let vip = view.snapshot.vip(&name).expect("looked up above");
     let body = html! {
         (list::flash_banner(&ui, &query).await?)
         (heading(vip, &session, view.revision))
@@ -88,7 +90,7 @@ pub(crate) async fn page(
         (summary(vip, view.revision))
         (backends(vip, view.status.as_ref(), &view.health, &session, view.revision))
         (counters(view.status.as_ref(), &view.counters))
-        (return_traffic(vip, &view.config))
+        (return_traffic(vip, view.snapshot.config()))
     };
     let page = Page::new(format!("VIP {}", vip.name), Section::Vips, &session)
         .crumb("L4 Virtual IPs", Some(list::PATH.to_string()))
@@ -179,7 +181,8 @@ fn backends(
                         thead { tr {
                             th scope="col" { "Address" } th.num scope="col" { "Weight" } th scope="col" { "State" }
                             th scope="col" { "Health" }
-                            th.num scope="col" data-live="active_flows" title="Connection-table entries: flows the balancer remembers, including idle ones until they expire" { "Connection entries" }
+                            th.num scope="col" data-live="active_flows" title=(list::ACTIVE_FLOWS_TITLE) { "Active flows" br; small { "last " (status.map_or(60, |s| s.active_window_s)) " s" } }
+                            th.num scope="col" data-live="table_entries" title=(list::TABLE_ENTRIES_TITLE) { "Table entries" }
                             th.num scope="col" data-live="packets" { "Packets" } th.num scope="col" data-live="bytes" { "Bytes" }
                             th scope="col" { "Recent health changes" } th scope="col" { "Actions" }
                         } }
@@ -195,12 +198,14 @@ fn backends(
                                     td {
                                         span class={ "badge state-" (state) } data-live="state" { (state) }
                                         @if backend.weight == 0 && backend.state == BackendState::Active { " " small { "(weight 0: draining)" } }
+                                        @if let (Some(live), Some(status)) = (live, status) { (drain_note(live, status)) }
                                     }
                                     td {
                                         span.badge.badge-ok[healthy].badge-error[!healthy] data-live="health" { @if healthy { "healthy" } @else { "unhealthy" } }
                                         (check_lines(checked))
                                     }
                                     td { (count(live.map(|s| s.active_flows).unwrap_or(0))) }
+                                    td { (count(live.map(|s| s.table_entries).unwrap_or(0))) }
                                     td { (count(live.map(|s| s.packets).unwrap_or(0))) }
                                     td { (count(live.map(|s| s.bytes).unwrap_or(0))) }
                                     (health_changes(checked))
@@ -211,6 +216,62 @@ fn backends(
                     }
                 }
             }
+        }
+    }
+}
+
+/// Where a drain stands, under the state badge (nothing unless draining):
+/// "draining: 14 active flows", or "drained — no flows since 12:03:11 UTC"
+/// once none has sent within the window. ui.js keeps it current from [`drain_json`].
+fn drain_note(backend: &BackendStatus, vip: &VipStatus) -> Markup {
+    let Some(drain) = drain_of(backend, vip) else {
+        return html! {};
+    };
+    let (text, since) = drain_parts(&drain);
+    html! {
+        small.drain data-live="drain" data-drain=(drain_key(&drain)) {
+            (text) @if let Some(since) = since { " " (layout::time_tag(since)) }
+        }
+    }
+}
+
+/// The drain of `backend`, if it is draining (by state or weight 0).
+fn drain_of(backend: &BackendStatus, vip: &VipStatus) -> Option<Drain<SystemTime>> {
+    let draining = backend.state == BackendState::Drain
+        || (backend.state == BackendState::Active && backend.weight == 0);
+    draining.then(|| Drain::of(backend.active_flows, vip.flows_sampled_at.is_some(), backend.last_flow_seen))
+}
+
+fn drain_parts(drain: &Drain<SystemTime>) -> (String, Option<SystemTime>) {
+    match drain {
+        Drain::Unknown => ("draining (flows not sampled yet)".to_string(), None),
+        Drain::Draining(1) => ("draining: 1 active flow".to_string(), None),
+        Drain::Draining(n) => (format!("draining: {} active flows", count(*n)), None),
+        Drain::Drained(None) => ("drained — no flows seen".to_string(), None),
+        Drain::Drained(Some(since)) => ("drained — no flows since".to_string(), Some(*since)),
+    }
+}
+
+/// What ui.js compares to know the note changed.
+fn drain_key(drain: &Drain<SystemTime>) -> String {
+    let (text, since) = drain_parts(drain);
+    match since {
+        Some(since) => format!("{text} {}", humantime::format_rfc3339_seconds(since)),
+        None => text,
+    }
+}
+
+/// The drain note for status.json: `{key, text, since}`, or null when not draining.
+pub(crate) fn drain_json(backend: &BackendStatus, vip: &VipStatus) -> serde_json::Value {
+    match drain_of(backend, vip) {
+        None => serde_json::Value::Null,
+        Some(drain) => {
+            let (text, since) = drain_parts(&drain);
+            serde_json::json!({
+                "key": drain_key(&drain),
+                "text": text,
+                "since": since.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+            })
         }
     }
 }

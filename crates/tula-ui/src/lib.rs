@@ -63,6 +63,8 @@ pub(crate) use session::Sessions;
 pub(crate) struct UiState {
     pub app: AppState,
     pub sessions: Arc<Sessions>,
+    /// How the saved config file differs from the running one, kept between pages.
+    pub drift: Arc<list::DriftCache>,
 }
 
 /// The UI's routes, ready to merge beside the API (it has its own login, not bearer tokens).
@@ -70,6 +72,7 @@ pub fn router(app: AppState) -> Router {
     let state = UiState {
         app,
         sessions: Arc::new(Sessions::default()),
+        drift: Arc::default(),
     };
     Router::new()
         .route("/", get(|| async { Redirect::to(list::PATH) }))

@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Query, State};
@@ -14,9 +16,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use maud::{html, Markup};
 use tula_config::{BackendState, Config, Vip};
-use tula_control::{BackendStatus, Change, Control, VipStatus};
+use tula_control::{BackendStatus, Change, Control, MapReads, VipStatus};
 
-use crate::layout::{self, alert, url_segment, Page, Section};
+use crate::layout::{self, alert, count, url_segment, Page, Section};
 use crate::session::Session;
 use crate::{UiError, UiState};
 use tula_api::RevisionView;
@@ -29,6 +31,42 @@ pub(crate) const PATH: &str = "/ui/vips";
 pub(crate) struct Flash {
     pub applied: Option<u64>,
     pub removed: Option<String>,
+}
+
+/// [`SavedDrift`] kept while neither the running revision nor the config
+/// file changes: reading and comparing a 1,000-VIP file takes most of a
+/// second, and every page shows the drift.
+#[derive(Default)]
+pub(crate) struct DriftCache(Mutex<Option<(DriftKey, Arc<SavedDrift>)>>);
+
+/// What a kept [`SavedDrift`] was made from.
+#[derive(Debug, PartialEq)]
+struct DriftKey {
+    revision: u64,
+    /// The file's (inode, length, modification time); `None` when it cannot be read.
+    file: Option<(u64, u64, SystemTime)>,
+}
+
+impl DriftCache {
+    pub fn read(&self, control: &Control) -> Arc<SavedDrift> {
+        let file = std::fs::metadata(control.config_path())
+            .ok()
+            .map(|m| (m.ino(), m.len(), m.modified().unwrap_or(UNIX_EPOCH)));
+        let key = DriftKey {
+            revision: control.running_revision(),
+            file,
+        };
+        // Held while comparing, so two pages opened at once compare once.
+        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((kept_key, drift)) = &*kept {
+            if *kept_key == key {
+                return drift.clone();
+            }
+        }
+        let drift = Arc::new(SavedDrift::read(control));
+        *kept = Some((key, drift.clone()));
+        drift
+    }
 }
 
 /// How the saved config file compares with what runs.
@@ -215,6 +253,7 @@ pub(crate) fn vip_health(backends: &[BackendStatus]) -> (Health, Vec<IpAddr>) {
 /// One row of the list, with what the page needs to show it.
 struct Row<'a> {
     vip: &'a Vip,
+    status: Option<&'a VipStatus>,
     health: Health,
     up: usize,
     total: usize,
@@ -233,12 +272,14 @@ pub(crate) async fn page(
         removed: query.removed.clone(),
     };
     let banner = flash_banner(&ui, &flash).await?;
+    let drift = ui.drift.clone();
     let body = ui
         .app
         .blocking(move |state| {
             let snapshot = state.control.snapshot();
-            let status = snapshot.status()?;
-            let drift = SavedDrift::read(&state.control);
+            // Health and flows of every VIP (the filters need them); traffic comes from status.json.
+            let status = snapshot.status_where(|_| true, MapReads::None)?;
+            let drift = drift.read(&state.control);
             Ok(render_list(state, &query, snapshot.revision(), snapshot.config(), &status, &drift))
         })
         .await?;
@@ -269,14 +310,15 @@ fn render_list(
         if !dsr_filter.is_empty() && layout::config_text(&vip.dsr_type) != dsr_filter {
             continue;
         }
-        let backends = by_name.get(vip.name.as_str()).map(|s| s.backends.as_slice()).unwrap_or_default();
+        let status = by_name.get(vip.name.as_str()).copied();
+        let backends = status.map(|s| s.backends.as_slice()).unwrap_or_default();
         let (health, down) = vip_health(backends);
         if !health_filter.is_empty() && health.as_str() != health_filter {
             continue;
         }
         let (up, total, draining) = backend_counts(backends);
         let down = down.into_iter().map(|a| (a, None)).collect();
-        matching.push(Row { vip, health, up, total: total.max(vip.backends.len()), draining, down });
+        matching.push(Row { vip, status, health, up, total: total.max(vip.backends.len()), draining, down });
     }
     let pages = matching.len().div_ceil(PAGE_SIZE).max(1);
     let page = query.page.unwrap_or(1).clamp(1, pages);
@@ -374,6 +416,8 @@ fn vip_table(rows: &[Row], drift: &SavedDrift) -> Markup {
                 thead { tr {
                     th scope="col" { "Name" } th scope="col" { "Address" } th scope="col" { "Mode" }
                     th scope="col" { "Scheduler" } th scope="col" { "Health" br; small { "backends up / total" } }
+                    th.num scope="col" title=(ACTIVE_FLOWS_TITLE) { "Active flows" br; small { (window_label(rows)) } }
+                    th.num scope="col" title=(TABLE_ENTRIES_TITLE) { "Table entries" }
                     th.num scope="col" { "Packets/s" } th.num scope="col" { "Bytes/s" }
                     th scope="col" { "Config" }
                 } }
@@ -399,6 +443,8 @@ fn vip_table(rows: &[Row], drift: &SavedDrift) -> Markup {
                                     }
                                 }
                             }
+                            td.num data-live="active_flows" { (count(row.status.map_or(0, |s| s.active_flows))) }
+                            td.num data-live="table_entries" { (count(row.status.map_or(0, |s| s.table_entries))) }
                             td.num data-live="pps" { "…" }
                             td.num data-live="bps" { "…" }
                             td {
@@ -413,6 +459,18 @@ fn vip_table(rows: &[Row], drift: &SavedDrift) -> Markup {
     }
 }
 
+/// What "active flows" means, on the columns that show them.
+pub(crate) const ACTIVE_FLOWS_TITLE: &str =
+    "Flows that sent a packet within the active-flow window (tula serve --active-window), sampled every few seconds";
+pub(crate) const TABLE_ENTRIES_TITLE: &str =
+    "Connection-table entries: flows the balancer remembers, quiet ones included, until the table needs their place";
+
+/// "last 60 s", the window of the rows' flow figures.
+fn window_label(rows: &[Row]) -> String {
+    let window = rows.iter().find_map(|r| r.status).map_or(60, |s| s.active_window_s);
+    format!("last {window} s")
+}
+
 pub(crate) fn draining_label(draining: usize) -> String {
     if draining == 0 {
         "none draining".to_string()
@@ -423,15 +481,27 @@ pub(crate) fn draining_label(draining: usize) -> String {
 
 /// Counters as JSON for the pages' script: VIPs and backends by name and
 /// address, the balancer's interfaces, and the time of the sample.
+/// `?vips=a,b`: the VIPs a page shows (all when absent): only theirs are read.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct StatusJsonQuery {
+    vips: Option<String>,
+}
+
 pub(crate) async fn status_json(
     State(ui): State<UiState>,
+    Query(only): Query<StatusJsonQuery>,
 ) -> Result<Json<Value>, tula_api::ApiError> {
+    let drift = ui.drift.clone();
     ui.app
-        .blocking(|state| {
+        .blocking(move |state| {
             let snapshot = state.control.snapshot();
             let (revision, config) = (snapshot.revision(), snapshot.config());
-            let status = snapshot.status()?;
-            let drift = SavedDrift::read(&state.control);
+            let names: Option<Vec<&str>> = only.vips.as_deref().map(|v| v.split(',').collect());
+            let status = snapshot.status_where(
+                |vip| names.as_ref().is_none_or(|names| names.contains(&vip.name.as_str())),
+                MapReads::Traffic,
+            )?;
+            let drift = drift.read(&state.control);
             let mut vips = Map::new();
             for vip in &status {
                 let (up, total, draining) = backend_counts(&vip.backends);
@@ -445,6 +515,8 @@ pub(crate) async fn status_json(
                             "weight": backend.weight,
                             "healthy": backend.healthy,
                             "active_flows": backend.active_flows,
+                            "table_entries": backend.table_entries,
+                            "drain": crate::detail::drain_json(backend, vip),
                             "packets": backend.packets,
                             "bytes": backend.bytes,
                         }),
@@ -455,6 +527,8 @@ pub(crate) async fn status_json(
                     json!({
                         "packets": vip.packets,
                         "bytes": vip.bytes,
+                        "active_flows": vip.active_flows,
+                        "table_entries": vip.table_entries,
                         "up": up,
                         "total": total,
                         "draining": draining,

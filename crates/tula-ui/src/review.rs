@@ -113,7 +113,11 @@ where
                 .validate(&candidate)
                 .map_err(ApiError::invalid)?;
             let changes = state.control.diff(&candidate).changes;
-            let status = state.control.status()?;
+            // Health and flows only: the warnings need no traffic counters.
+            let status = state
+                .control
+                .snapshot()
+                .status_where(|_| true, tula_control::MapReads::None)?;
             Ok(Preview {
                 running,
                 warnings: warnings(&config, &candidate, &status),
@@ -170,8 +174,9 @@ pub(crate) fn warnings(running: &Config, candidate: &Config, status: &[VipStatus
         }
         if cut > 0 {
             out.push(format!(
-                "This cuts {cut} active flow{} (connection-table entries) of VIP {}: {} {} removed or disabled",
+                "This cuts {cut} active flow{} (sent within the last {} s) of VIP {}: {} {} removed or disabled",
                 if cut == 1 { "" } else { "s" },
+                live.active_window_s,
                 live.name,
                 cut_from.join(", "),
                 if cut_from.len() == 1 { "is" } else { "are" },
@@ -323,6 +328,10 @@ mod tests {
             scheduler: Scheduler::Maglev,
             packets: 0,
             bytes: 0,
+            active_flows: flows.iter().map(|(_, n)| n).sum(),
+            table_entries: 0,
+            active_window_s: 60,
+            flows_sampled_at: None,
             new_flows: tula_control::NewFlows::Backends,
             icmp_echo: false,
             tunnel_mtu: None,
@@ -335,6 +344,8 @@ mod tests {
                     state: BackendState::Active,
                     healthy: true,
                     active_flows: *flows,
+                    table_entries: *flows,
+                    last_flow_seen: None,
                     packets: 0,
                     bytes: 0,
                 })
@@ -379,7 +390,7 @@ mod tests {
         );
         assert_eq!(
             found,
-            vec!["This cuts 12 active flows (connection-table entries) of VIP web: 198.18.12.2 is removed or disabled"]
+            vec!["This cuts 12 active flows (sent within the last 60 s) of VIP web: 198.18.12.2 is removed or disabled"]
         );
     }
 }

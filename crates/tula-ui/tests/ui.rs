@@ -567,6 +567,50 @@ backends = [{ address = "198.18.100.4" }]
     assert!(!quiet.body.contains("id=\"new-flows\""), "{}", quiet.body);
 }
 
+#[test]
+fn a_drain_shows_where_it_stands_and_flows_are_not_table_entries() {
+    let vips = r#"
+[[vip]]
+name = "web"
+address = "203.0.113.10"
+port = 80
+backends = [{ address = "198.18.100.2", state = "drain" }, { address = "198.18.100.3" }]
+"#;
+    let daemon = Daemon::start_with("drain", None, vips);
+    let http = Http::new(daemon.address);
+    let cookie = http.get("/ui/vips", None).session_cookie().unwrap();
+    let row = |page: &Reply, address: &str| {
+        let start = page.body.find(&format!("<tr data-backend=\"{address}\">")).unwrap_or_else(|| panic!("no row for {address}"));
+        let end = page.body[start..].find("</tr>").unwrap() + start;
+        page.body[start..end].to_string()
+    };
+    // Before the first sample of the connection table, nobody can say.
+    let page = http.get("/ui/vips/web", Some(&cookie));
+    assert!(row(&page, "198.18.100.2").contains("draining (flows not sampled yet)"), "{}", page.body);
+    // Sampled: no flow ever reached it, so the drain is over.
+    daemon.control.sample_flows().unwrap();
+    let page = http.get("/ui/vips/web", Some(&cookie));
+    let drained = row(&page, "198.18.100.2");
+    assert!(drained.contains("data-live=\"drain\"") && drained.contains("drained — no flows seen"), "{drained}");
+    assert!(!row(&page, "198.18.100.3").contains("data-live=\"drain\""), "an active backend has no drain note");
+    for header in ["Active flows", "last 60 s", "Table entries"] {
+        assert!(page.body.contains(header), "the VIP page lacks {header:?}");
+    }
+    let list = http.get("/ui/vips", Some(&cookie));
+    for cell in ["data-live=\"active_flows\"", "data-live=\"table_entries\"", "Table entries"] {
+        assert!(list.body.contains(cell), "the VIP list lacks {cell:?}");
+    }
+    // The pages' script reads the same, for the VIPs it names only.
+    let live = http.get("/ui/status.json?vips=web", Some(&cookie));
+    let live: serde_json::Value = serde_json::from_str(&live.body).unwrap();
+    let backend = &live["vips"]["web"]["backends"]["198.18.100.2"];
+    assert_eq!(backend["drain"]["text"], "drained — no flows seen", "{live:#}");
+    assert_eq!((backend["active_flows"].as_u64(), backend["table_entries"].as_u64()), (Some(0), Some(0)));
+    assert!(live["vips"]["web"]["backends"]["198.18.100.3"]["drain"].is_null());
+    let none: serde_json::Value = serde_json::from_str(&http.get("/ui/status.json?vips=other", Some(&cookie)).body).unwrap();
+    assert_eq!(none["vips"], serde_json::json!({}), "only the VIPs asked for");
+}
+
 /// The fields of the edit form of `vip` as the page renders them (hidden ones included).
 fn form_fields(page: &Reply) -> Vec<(&'static str, String)> {
     let mut fields = Vec::new();

@@ -65,9 +65,10 @@ fn operator_commands_against_a_running_daemon() {
         ["->", "198.18.100.4", "active", "up"],
         "{backend_line}"
     );
+    // Weight, active flows, table entries, packets, bytes.
     assert_eq!(
-        cells[cells.len() - 4..],
-        ["3", "0", "0", "0"],
+        cells[cells.len() - 5..],
+        ["3", "0", "0", "0", "0"],
         "{backend_line}"
     );
     assert!(

@@ -301,16 +301,76 @@ fn a_drained_backend_keeps_its_connections_and_takes_no_new_ones() {
     let spread = lab.send_requests(VIP_L3, 60).unwrap();
     assert!(!spread.contains_key(&name), "a new connection reached the drained {name}: {spread:?}");
     assert_eq!(spread.values().sum::<usize>(), 60);
-    // A draining backend is still checked, and still up.
-    let status = lab.wait_status("a check of the drained backend", Duration::from_secs(5), |status| {
-        let last = &backend(status, "web", address)["health"]["last_result"];
+    // A draining backend is still checked, and still up; its flow is
+    // counted by the next sample of the table (every 5 s by default).
+    let status = lab.wait_status("a check of the drained backend, and a sample of its flow", Duration::from_secs(8), |status| {
+        let b = backend(status, "web", address);
+        let last = &b["health"]["last_result"];
         last["time"].as_str().and_then(|t| humantime::parse_rfc3339(t).ok()).is_some_and(|t| t > drained)
+            && b["active_flows"].as_u64().unwrap() >= 1
     });
     let b = backend(&status, "web", address);
     assert_eq!((b["state"].as_str(), b["health"]["state"].as_str()), (Some("drain"), Some("up")), "{b}");
     assert!(b["active_flows"].as_u64().unwrap() >= 1, "the kept connection's flow: {b}");
     // And it finishes normally.
     assert_eq!(conn.request("/", None, false).unwrap().trim(), name);
+}
+
+#[test]
+fn a_drain_is_over_once_its_backends_flows_have_gone_quiet() {
+    // A 2 s active-flow window sampled every 250 ms: the drain's end shows within seconds.
+    const WINDOW: Duration = Duration::from_secs(2);
+    let lab = TestLab::with_serve_args("hquiet", 2, 1, &["--active-window", "2s", "--flow-sample-interval", "250ms"]);
+    lab.apply(&[1, 2], &check("tcp"), "");
+    lab.wait_all_passed(&["web"]);
+    let mut conn = lab.client_ns().run(|| Client::connect(vip_l3(), Duration::from_secs(5))).unwrap().unwrap();
+    let name = conn.request("/", None, true).unwrap().trim().to_string();
+    let address = Topology::backend_addr(name.trim_start_matches("be").parse().unwrap());
+    lab.tula(&["backend", "drain", "web", &address.to_string()]).unwrap();
+
+    // While the kept connection sends, its flow is active and the drain goes on.
+    let start = Instant::now();
+    let status = loop {
+        assert_eq!(conn.request("/", None, true).unwrap().trim(), name);
+        let status = lab.status();
+        if backend(&status, "web", address)["active_flows"] == 1 {
+            break status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "the kept connection's flow is not counted: {status:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(vip(&status, "web")["active_window_s"], 2, "{status:#}");
+    let line_of = |text: &str, a: Ipv4Addr| text.lines().find(|l| l.contains(&format!(" {a} "))).unwrap_or_default().to_string();
+    let line = |text: &str| line_of(text, address);
+    let text = lab.tula(&["status"]).unwrap();
+    assert!(line(&text).ends_with("draining: 1 active flow"), "{text}");
+
+    // The client closes: its last packets, then none.
+    assert_eq!(conn.request("/", None, false).unwrap().trim(), name);
+    drop(conn);
+    let quiet = SystemTime::now();
+    let status = lab.wait_status("no active flow on the drained backend", WINDOW * 3, |status| {
+        backend(status, "web", address)["active_flows"] == 0
+    });
+    let took = quiet.elapsed().unwrap();
+    eprintln!("drained backend without active flows {took:?} after its last flow closed (window {WINDOW:?})");
+    // Not before the window: a closed flow stays active for it.
+    assert!(took >= WINDOW - Duration::from_millis(500), "{took:?}");
+    let b = backend(&status, "web", address);
+    // The table still remembers the flow: that figure is the other one.
+    assert_eq!(b["table_entries"], 1, "{b}");
+    let last = humantime::parse_rfc3339(b["last_flow_seen"].as_str().unwrap()).unwrap();
+    assert!(
+        last + Duration::from_secs(1) >= quiet && last <= quiet + Duration::from_secs(1),
+        "last flow seen {b} vs the close at {}", humantime::format_rfc3339_millis(quiet)
+    );
+    let text = lab.tula(&["status"]).unwrap();
+    let since = b["last_flow_seen"].as_str().unwrap();
+    assert!(line(&text).contains(&format!("drained: no flows since {since}")), "{text}");
+    // The other backend took no flow at all: nothing to say there.
+    let other = Topology::backend_addr(if name == "be1" { 2 } else { 1 });
+    assert_eq!(backend(&status, "web", other)["active_flows"], 0);
+    assert!(!line_of(&text, other).contains("drain"), "{text}");
 }
 
 /// The web VIP over be1 and be2 with `all_down` (and more keys), both checked;

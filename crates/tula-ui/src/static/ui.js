@@ -57,6 +57,34 @@
 
   var previous = null;
 
+  // A draining backend's note: "draining: 14 active flows", "drained — no flows since <time>".
+  function setDrain(line, drain) {
+    var note = line.querySelector('[data-live="drain"]');
+    if (!drain) {
+      if (note) note.parentNode.removeChild(note);
+      return;
+    }
+    if (note && note.getAttribute("data-drain") === drain.key) return;
+    if (!note) {
+      var state = line.querySelector('[data-live="state"]');
+      if (!state) return;
+      note = document.createElement("small");
+      note.className = "drain";
+      note.setAttribute("data-live", "drain");
+      state.parentNode.appendChild(note);
+    }
+    note.setAttribute("data-drain", drain.key);
+    note.textContent = drain.text;
+    if (drain.since) {
+      var time = document.createElement("time");
+      time.setAttribute("datetime", drain.since);
+      time.textContent = drain.since.replace("T", " ").replace("Z", " UTC");
+      note.appendChild(document.createTextNode(" "));
+      note.appendChild(time);
+      showLocalTime(time);
+    }
+  }
+
   function render(sample) {
     var seconds = previous ? (sample.time_ms - previous.time_ms) / 1000 : 0;
     Object.keys(sample.vips).forEach(function (name) {
@@ -74,6 +102,8 @@
         setText(row, "bps", bps);
         setText(row, "backends", upText);
         setText(row, "draining", drainingText);
+        setText(row, "active_flows", grouped(vip.active_flows));
+        setText(row, "table_entries", grouped(vip.table_entries));
       }
       if (!byAttr("data-live-vip", name)) return;
       var counters = document.getElementById("counters");
@@ -101,6 +131,8 @@
         if (!line) return;
         var backend = vip.backends[address];
         setCell(line, "active_flows", grouped(backend.active_flows));
+        setCell(line, "table_entries", grouped(backend.table_entries));
+        setDrain(line, backend.drain);
         setCell(line, "packets", grouped(backend.packets));
         setCell(line, "bytes", grouped(backend.bytes));
         setText(line, "health", backend.healthy ? "healthy" : "unhealthy");
@@ -125,7 +157,7 @@
   }
 
   function poll() {
-    fetch("/ui/status.json", { credentials: "same-origin", headers: { Accept: "application/json" } })
+    fetch(statusUrl(), { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) {
         if (!response.ok) throw new Error("status " + response.status);
         return response.json();
@@ -137,6 +169,15 @@
       .then(function () {
         window.setTimeout(poll, POLL_MS);
       });
+  }
+
+  // Only the VIPs on the page: their counters are all the server reads.
+  function statusUrl() {
+    var names = [];
+    document.querySelectorAll("[data-vip], [data-live-vip]").forEach(function (node) {
+      names.push(node.getAttribute("data-vip") || node.getAttribute("data-live-vip"));
+    });
+    return "/ui/status.json?vips=" + encodeURIComponent(names.join(","));
   }
 
   function startLive() {
@@ -188,16 +229,18 @@
   }
 
   // "12:04:05 UTC" gets "(13:04:05 local)" after it when the browser is not on UTC.
+  function showLocalTime(node) {
+    if (!node.title) node.title = node.getAttribute("datetime");
+    var when = new Date(node.getAttribute("datetime"));
+    if (isNaN(when.getTime()) || when.getTimezoneOffset() === 0) return;
+    var local = document.createElement("span");
+    local.className = "local-time";
+    local.textContent = " (" + when.toLocaleString() + " local)";
+    node.parentNode.insertBefore(local, node.nextSibling);
+  }
+
   function showLocalTimes() {
-    document.querySelectorAll("time[datetime]").forEach(function (node) {
-      if (!node.title) node.title = node.getAttribute("datetime");
-      var when = new Date(node.getAttribute("datetime"));
-      if (isNaN(when.getTime()) || when.getTimezoneOffset() === 0) return;
-      var local = document.createElement("span");
-      local.className = "local-time";
-      local.textContent = " (" + when.toLocaleString() + " local)";
-      node.parentNode.insertBefore(local, node.nextSibling);
-    });
+    document.querySelectorAll("time[datetime]").forEach(showLocalTime);
   }
 
   document.addEventListener("DOMContentLoaded", function () {

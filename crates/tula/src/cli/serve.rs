@@ -35,6 +35,13 @@ pub struct ServeArgs {
     /// On stop, remove every program, link and map (forwarding stops).
     #[arg(long)]
     unload_on_exit: bool,
+    /// A flow counts as active while its last packet is at most this old
+    /// (status, the web UI, metrics; a drain is over when its backend has none).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    active_window: std::time::Duration,
+    /// How often the connection table is walked to count active flows.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    flow_sample_interval: std::time::Duration,
     #[command(flatten)]
     bgp: super::bgp::ServeBgpArgs,
 }
@@ -58,6 +65,10 @@ pub fn run(args: ServeArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         socket: args.socket,
         socket_group: args.socket_group,
         unload_on_exit: args.unload_on_exit,
+        flows: tula_control::FlowOptions {
+            window: args.active_window,
+            every: args.flow_sample_interval,
+        },
         bgp: args.bgp.options(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

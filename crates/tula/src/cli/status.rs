@@ -6,7 +6,7 @@ use clap::Args;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use tula_client::{BackendStatus, InterfaceStatus, VipStatus};
+use tula_client::{BackendStatus, Drain, InterfaceStatus, VipStatus};
 use ureq::http::Method;
 
 use super::client::{print_json, Client, ClientArgs};
@@ -97,7 +97,8 @@ fn warnings_text(interfaces: &[InterfaceStatus]) -> String {
 /// Per VIP a line (with the tunnel MTU toward its backends and the MSS that
 /// fits, and where new flows go while no backend is up), per backend an
 /// indented `->` line with its state, health (and for how long), weight,
-/// active flows, packets and bytes.
+/// active flows (seen within the window), connection-table entries, packets
+/// and bytes, and where a drain stands.
 pub fn status_table(status: &[VipStatus]) -> String {
     status_table_at(status, SystemTime::now())
 }
@@ -105,16 +106,20 @@ pub fn status_table(status: &[VipStatus]) -> String {
 /// [`status_table`] as seen at `now`.
 fn status_table_at(status: &[VipStatus], now: SystemTime) -> String {
     let text = |s: &str| s.to_string();
+    let window = status.first().map_or(60, |v| v.active_window_s);
+    let active = format!("Active({window}s)");
     let mut rows = vec![
         [
             "Prot",
             "LocalAddress:Port",
             "Scheduler",
             "DSR",
-            "Name",
             "TunnelMTU/MSS",
+            &active,
+            "TableEntries",
             "Packets",
             "Bytes",
+            "Name",
         ]
         .map(text),
         [
@@ -123,9 +128,11 @@ fn status_table_at(status: &[VipStatus], now: SystemTime) -> String {
             "State",
             "Health",
             "Weight",
-            "ActiveFlows",
+            &active,
+            "TableEntries",
             "Packets",
             "Bytes",
+            "",
         ]
         .map(text),
     ];
@@ -135,17 +142,19 @@ fn status_table_at(status: &[VipStatus], now: SystemTime) -> String {
             socket_text(vip.address, vip.port),
             vip.scheduler.clone(),
             vip.dsr_type.clone(),
+            match (vip.tunnel_mtu, vip.mss) {
+                (Some(mtu), Some(mss)) => format!("{mtu}/{mss}"),
+                _ => "-".to_string(),
+            },
+            vip.active_flows.to_string(),
+            vip.table_entries.to_string(),
+            vip.packets.to_string(),
+            vip.bytes.to_string(),
             if vip.new_flows == "backends" {
                 vip.name.clone()
             } else {
                 format!("{} (new flows: {})", vip.name, vip.new_flows)
             },
-            match (vip.tunnel_mtu, vip.mss) {
-                (Some(mtu), Some(mss)) => format!("{mtu}/{mss}"),
-                _ => "-".to_string(),
-            },
-            vip.packets.to_string(),
-            vip.bytes.to_string(),
         ]);
         for backend in &vip.backends {
             rows.push([
@@ -155,12 +164,31 @@ fn status_table_at(status: &[VipStatus], now: SystemTime) -> String {
                 health_text(backend, now),
                 backend.weight.to_string(),
                 backend.active_flows.to_string(),
+                backend.table_entries.to_string(),
                 backend.packets.to_string(),
                 backend.bytes.to_string(),
+                backend.drain(vip).map(|d| drain_text(&d, now)).unwrap_or_default(),
             ]);
         }
     }
     table(&rows)
+}
+
+/// "draining: 14 active flows", "drained: no flows since 12:03:11Z (2m 5s ago)".
+fn drain_text(drain: &Drain, now: SystemTime) -> String {
+    match drain {
+        Drain::Unknown => "draining (flows not sampled yet)".to_string(),
+        Drain::Draining(1) => "draining: 1 active flow".to_string(),
+        Drain::Draining(n) => format!("draining: {n} active flows"),
+        Drain::Drained(None) => "drained: no flows seen".to_string(),
+        Drain::Drained(Some(time)) => match humantime::parse_rfc3339(time) {
+            Ok(since) => {
+                let ago = Duration::from_secs(now.duration_since(since).unwrap_or_default().as_secs());
+                format!("drained: no flows since {time} ({} ago)", humantime::format_duration(ago))
+            }
+            Err(_) => format!("drained: no flows since {time}"),
+        },
+    }
 }
 
 /// "up" or "down", and for how long when the backend is checked: "down 12s".
@@ -213,6 +241,10 @@ mod tests {
             scheduler: "maglev".into(),
             packets: 10,
             bytes: 1000,
+            active_flows: 0,
+            table_entries: 0,
+            active_window_s: 60,
+            flows_sampled_at: Some("2025-06-01T12:05:00Z".into()),
             tunnel_mtu: Some(1480),
             mss: Some(1440),
             new_flows: new_flows.into(),
@@ -227,6 +259,8 @@ mod tests {
             state: "active".into(),
             healthy,
             active_flows: 0,
+            table_entries: 0,
+            last_flow_seen: None,
             packets: 0,
             bytes: 0,
             health: health.map(|(state, since)| HealthSummary {
@@ -276,5 +310,34 @@ mod tests {
         assert!(line("198.18.13.2").contains("  up  "), "unchecked: {table}");
         let normal = status_table_at(&[vip("backends", Vec::new())], now);
         assert!(!normal.contains("new flows"), "{normal}");
+    }
+
+    #[test]
+    fn a_drain_shows_its_flows_then_when_the_last_one_was_seen() {
+        let now = humantime::parse_rfc3339("2025-06-01T12:05:02Z").unwrap();
+        let draining = |active_flows, last_flow_seen: Option<&str>| BackendStatus {
+            state: "drain".into(),
+            active_flows,
+            table_entries: 40,
+            last_flow_seen: last_flow_seen.map(str::to_string),
+            ..backend("198.18.11.2", true, None)
+        };
+        let line = |status: VipStatus| {
+            let table = status_table_at(&[status], now);
+            table.lines().find(|l| l.contains("198.18.11.2")).unwrap().to_string()
+        };
+        let busy = line(vip("backends", vec![draining(14, Some("2025-06-01T12:05:00Z"))]));
+        let cells: Vec<&str> = busy.split_whitespace().collect();
+        assert_eq!(cells[5..], ["14", "40", "0", "0", "draining:", "14", "active", "flows"], "{busy}");
+        let done = line(vip("backends", vec![draining(0, Some("2025-06-01T12:03:11Z"))]));
+        assert!(done.ends_with("drained: no flows since 2025-06-01T12:03:11Z (1m 51s ago)"), "{done}");
+        let never = line(vip("backends", vec![draining(0, None)]));
+        assert!(never.ends_with("drained: no flows seen"), "{never}");
+        let unsampled = VipStatus { flows_sampled_at: None, ..vip("backends", vec![draining(0, None)]) };
+        assert!(line(unsampled).ends_with("draining (flows not sampled yet)"));
+        let active = line(vip("backends", vec![backend("198.18.11.2", true, None)]));
+        assert!(!active.contains("drain"), "{active}");
+        let header = status_table_at(&[vip("backends", Vec::new())], now);
+        assert!(header.lines().next().unwrap().contains("Active(60s)  TableEntries"), "{header}");
     }
 }

@@ -18,22 +18,27 @@ impl TestLab {
 
     /// A lab with `lbs` load-balancer nodes (two: BGP through BIRD, ECMP in the router).
     pub fn cluster(tag: &str, backends: u8, lbs: u8) -> TestLab {
-        TestLab::start(tag, backends, lbs, false)
+        TestLab::start(tag, backends, lbs, false, &[])
     }
 
     /// Two nodes whose config lives in the lab's etcd (`tula lab --lbs 2 --cluster`).
     pub fn cluster_with_etcd(tag: &str, backends: u8) -> TestLab {
-        TestLab::start(tag, backends, 2, true)
+        TestLab::start(tag, backends, 2, true, &[])
     }
 
-    fn start(tag: &str, backends: u8, lbs: u8, etcd: bool) -> TestLab {
+    /// A lab whose balancers run `tula serve` with `serve_args` added.
+    pub fn with_serve_args(tag: &str, backends: u8, lbs: u8, serve_args: &[&str]) -> TestLab {
+        TestLab::start(tag, backends, lbs, false, serve_args)
+    }
+
+    fn start(tag: &str, backends: u8, lbs: u8, etcd: bool, serve_args: &[&str]) -> TestLab {
         let options = LabOptions {
             name: format!("t{}-{tag}", std::process::id() % 100_000),
             backends,
             tula_bin: env!("CARGO_BIN_EXE_tula").into(),
             etcd,
         };
-        let lab = Lab::cluster(&options, lbs).unwrap();
+        let lab = Lab::cluster(&options, lbs).unwrap().with_serve_args(serve_args);
         let _ = lab.down();
         lab.up().unwrap_or_else(|e| panic!("lab {tag} did not come up: {e}"));
         TestLab { lab, options }
