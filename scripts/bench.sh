@@ -11,7 +11,7 @@
 # "paths": [{"name", "method" (packet_cost | live_frames), "ns_per_packet",
 # "floor_ns_per_packet", "mpps"}]}, each floor measured in the same run by the
 # same method (crates/tula-bench/src/results.rs).
-#   scripts/bench.sh control     control plane + API only
+#   scripts/bench.sh control     control plane + API + web UI pages only
 #
 # TULA_BENCH_ROUNDS (default 5) sets the rounds per figure, TULA_BENCH_PACKETS
 # (default 2,000,000) the packets per data-plane run, TULA_BENCH_CPU the CPU
@@ -45,5 +45,7 @@ fi
 if [ "$what" != dataplane ]; then
   echo; echo "== control plane and API (crates/tula-bench/benches/control.rs)"
   cargo bench --locked -p tula-bench --bench control
+  echo; echo "== web UI pages at 1,000 VIPs x 100 backends (crates/tula-bench/benches/ui.rs)"
+  cargo bench --locked -p tula-bench --bench ui
 fi
 echo; echo "== load after the run: $(cut -d' ' -f1-3 /proc/loadavg)"

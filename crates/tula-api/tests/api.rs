@@ -319,6 +319,9 @@ fn every_route_answers_over_the_socket() {
     }
     assert_eq!(vip_status[0]["new_flows"], "backends");
     assert!(backend.get("health").is_some(), "{backend}");
+    // The typed model the CLI reads is what the daemon writes.
+    let typed: Vec<tula_client::VipStatus> = serde_json::from_value(vip_status.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&typed).unwrap(), vip_status);
 
     // Health: WEB's backends are checked (tcp, the default) from the start.
     let health = wait_for(Duration::from_secs(5), || {
@@ -608,10 +611,9 @@ fn a_token_is_required_off_loopback() {
     );
 
     // Unknown routes and the metrics are behind the token too.
-    let (status, _, _) = daemon.tcp(None).call_with_headers("GET", "/api/nothing");
-    assert_eq!(status, 401);
-    let (status, _, _) = daemon.tcp(None).call_with_headers("GET", "/metrics");
-    assert_eq!(status, 401);
+    for path in ["/api/nothing", "/metrics"] {
+        assert_eq!(daemon.tcp(None).call_with_headers("GET", path).0, 401, "{path}");
+    }
 
     let mut api = daemon.client(Some(TOKEN));
     let (status, _) = api.call("GET", "/api/status", &[], None);
@@ -702,33 +704,15 @@ fn loopback_tcp_serves_reads_only_and_changes_need_the_token_or_the_socket() {
         "{error}"
     );
     let no_token = json!({"api": {"listen": daemon.address.to_string()}});
-    assert_eq!(
-        anonymous.call("PUT", "/api/config", &[], Some(no_token)).0,
-        401
-    );
-    assert_eq!(
-        anonymous
-            .call("POST", "/api/revisions/{number}/rollback", &["1"], None)
-            .0,
-        401
-    );
-    assert_eq!(
-        anonymous
-            .call("DELETE", "/api/vips/{name}", &["web"], None)
-            .0,
-        401
-    );
-    assert_eq!(
-        anonymous
-            .call(
-                "POST",
-                "/api/vips/{name}/backends/{address}/drain",
-                &["web", "198.18.100.2"],
-                None
-            )
-            .0,
-        401
-    );
+    let changes: [(&str, &str, &[&str], Option<Value>); 4] = [
+        ("PUT", "/api/config", &[], Some(no_token)),
+        ("POST", "/api/revisions/{number}/rollback", &["1"], None),
+        ("DELETE", "/api/vips/{name}", &["web"], None),
+        ("POST", "/api/vips/{name}/backends/{address}/drain", &["web", "198.18.100.2"], None),
+    ];
+    for (method, path, args, body) in changes {
+        assert_eq!(anonymous.call(method, path, args, body).0, 401, "{method} {path}");
+    }
     assert_eq!(daemon.revision(), revision);
     assert_eq!(
         daemon.running().api.token.as_deref(),
@@ -754,20 +738,10 @@ fn loopback_tcp_serves_reads_only_and_changes_need_the_token_or_the_socket() {
 #[test]
 fn without_a_configured_token_only_the_socket_changes_anything() {
     let daemon = Daemon::start("socket-only", Listen::Loopback, None, WEB);
-    let (status, error) = daemon.tcp(Some("a-token-nobody-configured")).call(
-        "DELETE",
-        "/api/vips/{name}",
-        &["web"],
-        None,
-    );
-    assert_eq!(status, 401, "{error}");
-    assert_eq!(
-        daemon
-            .tcp(None)
-            .call("DELETE", "/api/vips/{name}", &["web"], None)
-            .0,
-        401
-    );
+    for token in [Some("a-token-nobody-configured"), None] {
+        let (status, error) = daemon.tcp(token).call("DELETE", "/api/vips/{name}", &["web"], None);
+        assert_eq!(status, 401, "token {token:?}: {error}");
+    }
     assert!(daemon.running().vip("web").is_some());
     assert_eq!(
         daemon

@@ -3,7 +3,8 @@
 //! of its own, and the time and size of the pages an operator opens: the VIP
 //! list (first page, a later page, a search, a filter), one VIP's page
 //! with its 100 backends, and its Backend setup page. Times are medians (and the slowest) of sequential
-//! requests on one keep-alive connection, the whole answer read.
+//! requests on one keep-alive connection, the whole answer read; "x floor"
+//! is each median over the stylesheet's, served by the same daemon in the same run.
 //!
 //! `cargo bench -p tula-bench --bench ui` (root; needs the `tula` executable,
 //! see `api_load::tula_bin`). With TULA_BENCH_QUICK=1 (and under `cargo
@@ -18,6 +19,7 @@ use tula_bench::samples::Samples;
 use tula_bench::size::Size;
 
 const LISTEN: &str = "127.0.0.1:9100";
+const BASELINE: &str = "stylesheet (baseline)";
 
 fn main() {
     let size = Size::from_env();
@@ -36,6 +38,8 @@ fn main() {
     let rounds = size.pick(3, 20);
     let middle = scale.vips / 2;
     let pages = [
+        // The floor of the same run: a static asset, no page made, no state read.
+        (BASELINE.to_string(), "/ui/static/ui.css".to_string()),
         ("VIP list, page 1".to_string(), "/ui/vips".to_string()),
         ("VIP list, page 10".to_string(), "/ui/vips?page=10".to_string()),
         ("VIP list, search \"vip05\"".to_string(), "/ui/vips?q=vip05".to_string()),
@@ -102,12 +106,14 @@ fn main() {
         })
         .expect("entering the namespace");
     println!("\n== web UI at {} VIPs x {} backends ({rounds} requests each)", scale.vips, scale.backends);
-    println!("{:<32} {:>10} {:>10} {:>11} {:>10}  path", "page", "median ms", "max ms", "bytes", "gzipped");
+    let floor = figures[0].2.median();
+    println!("{:<32} {:>10} {:>10} {:>9} {:>11} {:>10}  path", "page", "median ms", "max ms", "x floor", "bytes", "gzipped");
     for (label, path, times, bytes, gzipped) in &figures {
         println!(
-            "{label:<32} {:>10.1} {:>10.1} {bytes:>11} {gzipped:>10}  {path}",
+            "{label:<32} {:>10.1} {:>10.1} {:>9.1} {bytes:>11} {gzipped:>10}  {path}",
             times.median(),
-            times.max()
+            times.max(),
+            times.median() / floor
         );
     }
     drop(daemon);

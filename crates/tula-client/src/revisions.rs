@@ -30,6 +30,31 @@ impl Revision {
     }
 }
 
+/// `GET /api/config` (`revision` is the running number) and `GET
+/// /api/revisions/{number}` (`revision` is its record, null when no longer
+/// kept): a config, generic so this crate needs no config model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevisionConfig<C> {
+    pub revision: Option<RevisionOf>,
+    pub config: C,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RevisionOf {
+    Number(u64),
+    Record(Revision),
+}
+
+impl RevisionOf {
+    pub fn number(&self) -> u64 {
+        match self {
+            RevisionOf::Number(number) => *number,
+            RevisionOf::Record(record) => record.number,
+        }
+    }
+}
+
 /// What applying a config would change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diff {

@@ -32,6 +32,9 @@ pub struct VipStatus {
     pub tunnel_mtu: Option<u16>,
     #[serde(default)]
     pub mss: Option<u16>,
+    /// Whether the balancer answers ping (ICMP echo) to the VIP's address.
+    #[serde(default)]
+    pub icmp_echo: bool,
     /// Where new flows go: backends, or the all_down policy (dropped, kept-last, sorry) while none is up.
     #[serde(default = "backends_text")]
     pub new_flows: String,
@@ -93,6 +96,22 @@ impl<T> Drain<T> {
             (true, n) => Drain::Draining(n),
         }
     }
+}
+
+/// The body of `POST /api/vips/{name}/backends` (with its address) and of
+/// `PATCH /api/vips/{name}/backends/{address}` (settings only): what is
+/// `None` is left out, so it keeps its default or current value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendChange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// active, drain or disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 /// A checked backend's health.

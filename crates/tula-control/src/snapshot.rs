@@ -239,6 +239,10 @@ impl Snapshot {
             ids: &self.ids,
             health: &self.health,
             flows: &flows,
+            window: match flows.taken_at {
+                Some(_) => flows.window,
+                None => self.flows.options().window,
+            },
             dataplane: self.reader.as_deref(),
         };
         status::status(&sources, keep, reads).map_err(|source| ControlError::DataplaneIo {

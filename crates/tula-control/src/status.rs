@@ -29,6 +29,8 @@ pub(crate) struct Sources<'a> {
     pub ids: &'a Ids,
     pub health: &'a Health,
     pub flows: &'a FlowSample,
+    /// The active-flow window in force (the sample's, or before the first one, the one set).
+    pub window: std::time::Duration,
     pub dataplane: Option<&'a Dataplane>,
 }
 
@@ -88,7 +90,7 @@ pub(crate) fn status(
             bytes: vip_traffic.bytes,
             active_flows: backends.iter().map(|b| b.active_flows).sum(),
             table_entries: backends.iter().map(|b| b.table_entries).sum(),
-            active_window_s: flows.window.as_secs(),
+            active_window_s: sources.window.as_secs(),
             flows_sampled_at: flows.taken_at,
             new_flows: ring_members(vip, health).0,
             icmp_echo: vip.icmp_echo,

@@ -669,7 +669,7 @@ pub(crate) async fn new_page(
     State(ui): State<UiState>,
     Extension(session): Extension<Session>,
 ) -> Result<Html<String>, UiError> {
-    let (revision, _) = ui.app.running().await?;
+    let revision = ui.app.snapshot().revision();
     let shown = Shown {
         errors: &FormErrors::default(),
         notice: None,
@@ -683,7 +683,8 @@ pub(crate) async fn edit_page(
     Extension(session): Extension<Session>,
     Path(name): Path<String>,
 ) -> Result<Html<String>, UiError> {
-    let (revision, config) = ui.app.running().await?;
+    let snapshot = ui.app.snapshot();
+    let (revision, config) = (snapshot.revision(), snapshot.config());
     let vip = config
         .vip(&name)
         .ok_or_else(|| ApiError::not_found(format!("no VIP {name:?}")))?;

@@ -105,7 +105,8 @@ where
 {
     ui.app
         .blocking(move |state| {
-            let (running, config) = state.control.running();
+            let snapshot = state.control.snapshot();
+            let (running, config) = (snapshot.revision(), snapshot.config());
             let mut candidate = config.clone();
             edit(&mut candidate)?;
             state
@@ -114,13 +115,10 @@ where
                 .map_err(ApiError::invalid)?;
             let changes = state.control.diff(&candidate).changes;
             // Health and flows only: the warnings need no traffic counters.
-            let status = state
-                .control
-                .snapshot()
-                .status_where(|_| true, tula_control::MapReads::None)?;
+            let status = snapshot.status_where(|_| true, tula_control::MapReads::None)?;
             Ok(Preview {
                 running,
-                warnings: warnings(&config, &candidate, &status),
+                warnings: warnings(config, &candidate, &status),
                 changes,
             })
         })
@@ -266,7 +264,7 @@ async fn conflict(
 ) -> Result<Response, UiError> {
     let (running, history) = ui
         .app
-        .blocking(|state| Ok((state.control.running().0, state.control.history()?)))
+        .blocking(|state| Ok((state.control.running_revision(), state.control.history()?)))
         .await?;
     let since: Vec<_> = history
         .into_iter()

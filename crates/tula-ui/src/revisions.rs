@@ -30,7 +30,7 @@ pub(crate) async fn page(
 ) -> Result<Html<String>, UiError> {
     let (running, history) = ui
         .app
-        .blocking(|state| Ok((state.control.running().0, state.control.history()?)))
+        .blocking(|state| Ok((state.control.running_revision(), state.control.history()?)))
         .await?;
     let revisions: Vec<RevisionView> = history
         .into_iter()

@@ -106,18 +106,16 @@ pub(crate) async fn page(
     let (config, status, selected) = ui
         .app
         .blocking(move |state| {
-            let (_, config) = state.control.running();
+            let config = state.control.snapshot();
             let vip = config
                 .vip(&lookup)
                 .ok_or_else(|| ApiError::not_found(format!("no VIP {lookup:?}")))?;
             let selected = wanted
                 .filter(|a| vip.backends.iter().any(|b| b.address == *a))
                 .or_else(|| vip.backends.first().map(|b| b.address));
-            let status = state
-                .control
-                .status()?
-                .into_iter()
-                .find(|s| s.name == lookup);
+            let status = config
+                .status_where(|v| v.name == lookup, tula_control::MapReads::Traffic)?
+                .pop();
             Ok((config, status, selected.map(|a| (a, egress(a)))))
         })
         .await?;
@@ -128,7 +126,7 @@ pub(crate) async fn page(
             h1 { "VIP " (vip.name) " " code { (layout::socket_label(vip)) } }
             div.buttons { a.button href=(vip_page) { "Back to the VIP" } }
         }
-        (panel(&config, vip, status.as_ref(), selected.as_ref()))
+        (panel(config.config(), vip, status.as_ref(), selected.as_ref()))
     };
     let page = Page::new(format!("Backend setup · VIP {}", vip.name), Section::Vips, &session)
         .crumb("L4 Virtual IPs", Some(list::PATH.to_string()))

@@ -532,16 +532,8 @@ backends = [{ address = "198.18.100.4" }]
 
     let page = http.get("/ui/vips/web", Some(&cookie));
     assert_eq!(page.status, 200);
-    let row = |address: &str| {
-        let start = page
-            .body
-            .find(&format!("<tr data-backend=\"{address}\">"))
-            .unwrap_or_else(|| panic!("no row for {address}"));
-        let end = page.body[start..].find("</tr>").unwrap() + start;
-        page.body[start..end].to_string()
-    };
     for address in ["198.18.100.2", "198.18.100.3"] {
-        let row = row(address);
+        let row = page.backend_row(address);
         for needle in [
             ">unhealthy</span>",
             "down since <time datetime=\"",
@@ -579,20 +571,15 @@ backends = [{ address = "198.18.100.2", state = "drain" }, { address = "198.18.1
     let daemon = Daemon::start_with("drain", None, vips);
     let http = Http::new(daemon.address);
     let cookie = http.get("/ui/vips", None).session_cookie().unwrap();
-    let row = |page: &Reply, address: &str| {
-        let start = page.body.find(&format!("<tr data-backend=\"{address}\">")).unwrap_or_else(|| panic!("no row for {address}"));
-        let end = page.body[start..].find("</tr>").unwrap() + start;
-        page.body[start..end].to_string()
-    };
     // Before the first sample of the connection table, nobody can say.
     let page = http.get("/ui/vips/web", Some(&cookie));
-    assert!(row(&page, "198.18.100.2").contains("draining (flows not sampled yet)"), "{}", page.body);
+    assert!(page.backend_row("198.18.100.2").contains("draining (flows not sampled yet)"), "{}", page.body);
     // Sampled: no flow ever reached it, so the drain is over.
     daemon.control.sample_flows().unwrap();
     let page = http.get("/ui/vips/web", Some(&cookie));
-    let drained = row(&page, "198.18.100.2");
+    let drained = page.backend_row("198.18.100.2");
     assert!(drained.contains("data-live=\"drain\"") && drained.contains("drained — no flows seen"), "{drained}");
-    assert!(!row(&page, "198.18.100.3").contains("data-live=\"drain\""), "an active backend has no drain note");
+    assert!(!page.backend_row("198.18.100.3").contains("data-live=\"drain\""), "an active backend has no drain note");
     for header in ["Active flows", "last 60 s", "Table entries"] {
         assert!(page.body.contains(header), "the VIP page lacks {header:?}");
     }
@@ -915,6 +902,16 @@ struct Reply {
 }
 
 impl Reply {
+    /// The VIP page's table row of backend `address`.
+    fn backend_row(&self, address: &str) -> String {
+        let start = self
+            .body
+            .find(&format!("<tr data-backend=\"{address}\">"))
+            .unwrap_or_else(|| panic!("no row for {address}"));
+        let end = self.body[start..].find("</tr>").unwrap() + start;
+        self.body[start..end].to_string()
+    }
+
     /// `tula_session=ID` from Set-Cookie, if set to a value.
     fn session_cookie(&self) -> Option<String> {
         self.set_cookie

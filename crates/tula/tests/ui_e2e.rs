@@ -305,7 +305,8 @@ async fn wait_for_path(client: &Client, prefix: &str) -> String {
 
 #[test]
 fn the_operator_walks_the_l4_vip_pages_in_a_browser() {
-    let lab = TestLab::up("ui", 3);
+    // Flows count as active for 3 s, sampled every 500 ms: a drain ends within the walk.
+    let lab = TestLab::with_serve_args("ui", 3, 1, &["--active-window", "3s", "--flow-sample-interval", "500ms"]);
     // A token, so the UI asks for a login (the lab's daemon has none on loopback).
     let saved = lab.topology.run_dir().join("tula.toml");
     let mut config =
@@ -635,7 +636,7 @@ async fn walk(lab: &TestLab, driver: &Driver) {
     }
     // A row's live figures are found by their column's header: a figure
     // overwritten here comes back from the next poll.
-    let packets = format!("tr[data-backend='{}'] td:nth-child(6)", Topology::backend_addr(1));
+    let packets = format!("tr[data-backend='{}'] td:nth-child(7)", Topology::backend_addr(1));
     client
         .execute(
             &format!("document.querySelector(\"{packets}\").textContent = 'x'"),
@@ -650,6 +651,17 @@ async fn walk(lab: &TestLab, driver: &Driver) {
     }
     let figure = text(&client, &packets).await;
     assert!(figure.chars().any(|c| c.is_ascii_digit()), "{figure}");
+    // The drained backend's flows go quiet: the note under its state says when the drain ended.
+    let note = format!("tr[data-backend='{drained}'] [data-live=drain]");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let said = text(&client, &note).await;
+        if said.starts_with("drained — no flows") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the drain never ended: {said:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     client
         .execute("window.scrollTo(0, 0)", vec![])
         .await

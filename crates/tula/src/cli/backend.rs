@@ -1,9 +1,11 @@
 //! `tula backend add|rm|set|drain VIP ADDR`: a VIP's backends, through the daemon's API.
 
 use clap::{Args, Subcommand};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use std::net::IpAddr;
 use std::process::ExitCode;
+
+use tula_client::BackendChange;
 
 use super::client::{Client, ClientArgs, Payload};
 use super::vip::report;
@@ -77,16 +79,17 @@ struct BackendSettings {
 }
 
 impl BackendSettings {
-    fn to_json(&self) -> Map<String, Value> {
-        let mut keys = Map::new();
-        if let Some(weight) = self.weight {
-            keys.insert("weight".into(), json!(weight));
+    fn change(&self) -> BackendChange {
+        BackendChange {
+            weight: self.weight,
+            state: self.state.clone(),
+            ..BackendChange::default()
         }
-        if let Some(state) = &self.state {
-            keys.insert("state".into(), json!(state));
-        }
-        keys
     }
+}
+
+fn body(change: &BackendChange) -> anyhow::Result<Payload> {
+    Ok(Payload::Json(serde_json::to_value(change)?))
 }
 
 pub fn run(args: BackendArgs) -> anyhow::Result<ExitCode> {
@@ -98,13 +101,13 @@ pub fn run(args: BackendArgs) -> anyhow::Result<ExitCode> {
             settings,
             port,
         } => {
-            let mut body = settings.to_json();
-            body.insert("address".into(), json!(target.address));
-            if let Some(port) = port {
-                body.insert("port".into(), json!(port));
-            }
+            let change = BackendChange {
+                address: Some(target.address),
+                port,
+                ..settings.change()
+            };
             let path = format!("/api/vips/{}/backends", target.vip);
-            let answer: Value = client.post(&path, Payload::Json(Value::Object(body)))?;
+            let answer: Value = client.post(&path, body(&change)?)?;
             report(json, &answer, &format!("{} added", target.text()))?;
         }
         BackendCommand::Rm { target } => {
@@ -112,15 +115,14 @@ pub fn run(args: BackendArgs) -> anyhow::Result<ExitCode> {
             report(json, &answer, &format!("{} removed", target.text()))?;
         }
         BackendCommand::Set { target, settings } => {
-            let patch = settings.to_json();
-            if patch.is_empty() {
+            let patch = settings.change();
+            if patch == BackendChange::default() {
                 anyhow::bail!(
                     "nothing to set for {}: give --weight or --state",
                     target.text()
                 );
             }
-            let answer: Value =
-                client.patch(&target.path(), Payload::Json(Value::Object(patch)))?;
+            let answer: Value = client.patch(&target.path(), body(&patch)?)?;
             report(json, &answer, &format!("{} changed", target.text()))?;
         }
         BackendCommand::Drain { target } => {

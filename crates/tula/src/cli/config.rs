@@ -1,10 +1,9 @@
 //! `tula config history|show [N]|rollback N`: the daemon's numbered revisions.
 
 use clap::{Args, Subcommand};
-use serde::Deserialize;
 use serde_json::Value;
 use std::process::ExitCode;
-use tula_client::Revision;
+use tula_client::{Revision, RevisionConfig, RevisionOf};
 use tula_config::Config;
 use ureq::http::Method;
 
@@ -29,12 +28,6 @@ enum ConfigCommand {
     Rollback { number: u64 },
 }
 
-#[derive(Debug, Deserialize)]
-struct RevisionConfig {
-    revision: Value,
-    config: Config,
-}
-
 pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.client);
     let json = args.client.json;
@@ -48,8 +41,8 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
                 println!("no revisions yet: apply a config with `tula apply -f FILE`");
                 return Ok(ExitCode::SUCCESS);
             }
-            let running: Value = client.get("/api/config")?;
-            let running = running["revision"].as_u64();
+            let running: RevisionConfig<Value> = client.get("/api/config")?;
+            let running = running.revision.map(|r| r.number());
             let mut rows = vec![["REV", "TIME", "CHANGES", "SOURCE"].map(str::to_string)];
             for revision in &history {
                 let mark = if Some(revision.number) == running {
@@ -71,21 +64,16 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
                 Some(number) => format!("/api/revisions/{number}"),
                 None => "/api/config".to_string(),
             };
-            let shown: RevisionConfig = client.get(&path)?;
+            let shown: RevisionConfig<Config> = client.get(&path)?;
             if json {
-                print_json(
-                    &serde_json::json!({ "revision": shown.revision, "config": shown.config }),
-                )?;
+                print_json(&shown)?;
             } else {
                 let heading = match &shown.revision {
-                    Value::Object(info) => format!(
-                        "# revision {}, {}, {}\n",
-                        info["number"],
-                        info["time"].as_str().unwrap_or_default(),
-                        info["source"].as_str().unwrap_or_default()
-                    ),
-                    Value::Number(number) => format!("# running revision {number}\n"),
-                    _ => String::new(),
+                    Some(RevisionOf::Record(info)) => {
+                        format!("# revision {}, {}, {}\n", info.number, info.time, info.source)
+                    }
+                    Some(RevisionOf::Number(number)) => format!("# running revision {number}\n"),
+                    None => String::new(),
                 };
                 print!("{heading}{}", shown.config.to_toml_string());
             }

@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use tula_doctor::{
 };
 
 use super::client::{print_json, Client, ClientArgs};
-use tula_client::VipStatus;
+use tula_client::{RevisionConfig, VipStatus};
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
@@ -24,11 +24,6 @@ pub struct DoctorArgs {
     /// Seconds of counters to compare for the "replies bypass the balancer" check (0 skips it).
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
     sample: f64,
-}
-
-#[derive(Debug, Deserialize)]
-struct RunningConfig {
-    config: Config,
 }
 
 #[derive(Debug, Serialize)]
@@ -45,7 +40,7 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let client = Client::new(&args.client);
-    let running: RunningConfig = client
+    let running: RevisionConfig<Config> = client
         .get("/api/config")
         .context("reading the running config")?;
     let config = running.config;

@@ -247,6 +247,7 @@ mod tests {
             flows_sampled_at: Some("2025-06-01T12:05:00Z".into()),
             tunnel_mtu: Some(1480),
             mss: Some(1440),
+            icmp_echo: false,
             new_flows: new_flows.into(),
             backends,
         }
