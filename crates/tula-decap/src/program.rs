@@ -10,7 +10,7 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::Ebpf;
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -23,6 +23,11 @@ const PROGRAM: &str = "decap";
 pub const LOCAL_MAP: &str = "decap_local";
 /// The VIPs an inner packet may be addressed to.
 pub const VIPS_MAP: &str = "decap_vips";
+/// This host's IPv6 tunnel endpoint addresses (outer IPv6 destinations of
+/// IP6IP6 and IPv4-in-IPv6 packets to decapsulate).
+pub const LOCAL6_MAP: &str = "decap_local6";
+/// The IPv6 VIPs an inner IPv6 packet may be addressed to.
+pub const VIPS6_MAP: &str = "decap_vips6";
 /// Per-CPU counters, one `u64` per [`Counter`].
 pub const STATS_MAP: &str = "decap_stats";
 const LINK_PIN: &str = "link";
@@ -53,9 +58,9 @@ pub const COUNTERS: u32 = 8;
 pub struct DecapCounters {
     /// Packets decapsulated and passed up.
     pub decapsulated_packets: u64,
-    /// Bytes of inner IPv4 packets passed up.
+    /// Bytes of inner packets passed up.
     pub decapsulated_bytes: u64,
-    /// Packets that were not IPIP for this host, passed untouched.
+    /// Packets that were not a tunnel packet (IPIP, IP6IP6, IPv4 in IPv6) for this host, passed untouched.
     pub passed: u64,
     /// IPIP for this host with a bad outer or inner header: dropped.
     pub malformed: u64,
@@ -131,6 +136,16 @@ impl DecapProgram {
         set_address_map(self.map_mut(VIPS_MAP)?, VIPS_MAP, vips)
     }
 
+    /// Sets the IPv6 tunnel endpoint addresses to exactly `addrs`.
+    pub fn set_local_addresses6(&mut self, addrs: &[Ipv6Addr]) -> Result<(), DecapError> {
+        set_address6_map(self.map_mut(LOCAL6_MAP)?, LOCAL6_MAP, addrs)
+    }
+
+    /// Sets the IPv6 VIPs to exactly `vips`.
+    pub fn set_vips6(&mut self, vips: &[Ipv6Addr]) -> Result<(), DecapError> {
+        set_address6_map(self.map_mut(VIPS6_MAP)?, VIPS6_MAP, vips)
+    }
+
     /// Runs the program once on `packet` (BPF_PROG_TEST_RUN) and returns the
     /// XDP verdict and the packet as the program left it.
     pub fn test_run(&self, packet: &[u8]) -> Result<(u32, Vec<u8>), DecapError> {
@@ -163,7 +178,7 @@ impl DecapProgram {
     /// in `pin_dir`, so it stays attached after this process exits.
     pub fn attach_pinned(mut self, interface: &str, pin_dir: &Path) -> Result<(), DecapError> {
         std::fs::create_dir_all(pin_dir).map_err(|e| DecapError::io(format!("creating {}", pin_dir.display()), e))?;
-        for name in [LOCAL_MAP, VIPS_MAP, STATS_MAP] {
+        for name in [LOCAL_MAP, VIPS_MAP, LOCAL6_MAP, VIPS6_MAP, STATS_MAP] {
             let path = pin_dir.join(name);
             self.ebpf
                 .map(name)
@@ -264,7 +279,7 @@ pub(crate) fn remove_pins(dir: &Path) -> Result<(), DecapError> {
         // Dropping the unpinned link closes its last reference: the kernel detaches it.
         drop(pinned.unpin().map_err(|e| DecapError::io(format!("removing {}", link.display()), e))?);
     }
-    for name in [LOCAL_MAP, VIPS_MAP, STATS_MAP] {
+    for name in [LOCAL_MAP, VIPS_MAP, LOCAL6_MAP, VIPS6_MAP, STATS_MAP] {
         let path = dir.join(name);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
@@ -372,6 +387,21 @@ fn set_address_map(map: &mut Map, name: &str, addrs: &[Ipv4Addr]) -> Result<(), 
         HashMap::try_from(map).map_err(|e| DecapError::bpf(format!("map {name}"), e))?;
     let present: Vec<u32> = hash.keys().filter_map(Result::ok).collect();
     let wanted: Vec<u32> = addrs.iter().copied().map(address_key).collect();
+    for key in present.iter().filter(|k| !wanted.contains(k)) {
+        hash.remove(key).map_err(|e| DecapError::bpf(format!("removing from map {name}"), e))?;
+    }
+    for key in wanted {
+        hash.insert(key, 1, 0).map_err(|e| DecapError::bpf(format!("writing map {name}"), e))?;
+    }
+    Ok(())
+}
+
+/// The IPv6 counterpart: keys are the 16 address bytes as in the packet.
+fn set_address6_map(map: &mut Map, name: &str, addrs: &[Ipv6Addr]) -> Result<(), DecapError> {
+    let mut hash: HashMap<&mut MapData, [u8; 16], u32> =
+        HashMap::try_from(map).map_err(|e| DecapError::bpf(format!("map {name}"), e))?;
+    let present: Vec<[u8; 16]> = hash.keys().filter_map(Result::ok).collect();
+    let wanted: Vec<[u8; 16]> = addrs.iter().map(Ipv6Addr::octets).collect();
     for key in present.iter().filter(|k| !wanted.contains(k)) {
         hash.remove(key).map_err(|e| DecapError::bpf(format!("removing from map {name}"), e))?;
     }

@@ -1,7 +1,7 @@
 //! bpf/decap.c under BPF_PROG_TEST_RUN: packets built here byte by byte, the
 //! program's output compared byte for byte, and its counters checked.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use tula_decap::program::{DecapCounters, DecapProgram};
 
 const XDP_DROP: u32 = 1;
@@ -323,4 +323,167 @@ fn decapsulates_only_for_configured_tunnel_addresses() {
     assert_eq!(run(&p, &frame), (XDP_PASS, ethernet(0x0800, &client_packet(VIP))), "ours now");
     p.set_vips(&[]).unwrap();
     assert_eq!(run(&p, &frame).0, XDP_DROP, "no VIPs: nothing may be decapsulated");
+}
+
+// IPv6 outer headers: IP6IP6 (next header 41) and IPv4 in IPv6 (next header 4).
+
+const LB6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+const BACKEND6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+const OTHER_HOST6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 3);
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 50, 0, 0, 0, 0, 7);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xcafe, 0, 0, 0, 0, 10);
+const NOT_A_VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xcafe, 0, 0, 0, 0, 99);
+
+/// An IPv6 header (traffic class `tclass`, flow label 0x12345) and `payload`.
+fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next: u8, tclass: u8, payload: &[u8]) -> Vec<u8> {
+    let word = (6u32 << 28) | ((tclass as u32) << 20) | 0x12345;
+    let mut h = word.to_be_bytes().to_vec();
+    h.extend((payload.len() as u16).to_be_bytes());
+    h.extend([next, 64]);
+    h.extend(src.octets());
+    h.extend(dst.octets());
+    h.extend(payload);
+    h
+}
+
+/// A client's UDP datagram to `dst`:80 over IPv6 (the checksum is not
+/// checked by the program: a fixed value).
+fn client_packet6(dst: Ipv6Addr, tclass: u8) -> Vec<u8> {
+    let data = b"GET / tula6";
+    let mut udp = 40000u16.to_be_bytes().to_vec();
+    udp.extend(80u16.to_be_bytes());
+    udp.extend(((8 + data.len()) as u16).to_be_bytes());
+    udp.extend([0xab, 0xcd]);
+    udp.extend(data);
+    ipv6(CLIENT6, dst, 17, tclass, &udp)
+}
+
+fn program6() -> DecapProgram {
+    let mut p = program();
+    p.set_local_addresses6(&[BACKEND6]).unwrap();
+    p.set_vips6(&[VIP6]).unwrap();
+    p
+}
+
+#[test]
+fn strips_the_outer_header_of_ip6ip6_byte_for_byte() {
+    let p = program6();
+    let inner = client_packet6(VIP6, 0);
+    let frame = ethernet(0x86dd, &ipv6(LB6, BACKEND6, 41, 0, &inner));
+    let (verdict, out) = run(&p, &frame);
+    assert_eq!(verdict, XDP_PASS);
+    assert_eq!(out, ethernet(0x86dd, &inner), "Ethernet header kept, outer IPv6 header gone");
+    assert_eq!(
+        p.counters().unwrap(),
+        DecapCounters { decapsulated_packets: 1, decapsulated_bytes: inner.len() as u64, ..Default::default() }
+    );
+    // With an 802.1Q tag and Ethernet padding after the packet.
+    let mut tagged = vlan_ethernet(100, 0x86dd, &ipv6(LB6, BACKEND6, 41, 0, &inner));
+    tagged.extend([0u8; 6]);
+    let mut expected = vlan_ethernet(100, 0x86dd, &inner);
+    expected.extend([0u8; 6]);
+    assert_eq!(run(&p, &tagged), (XDP_PASS, expected));
+}
+
+#[test]
+fn strips_ipv4_in_ipv6_and_sets_the_ethertype_to_ipv4() {
+    let p = program6();
+    let inner = client_packet(VIP);
+    let (verdict, out) = run(&p, &ethernet(0x86dd, &ipv6(LB6, BACKEND6, 4, 0, &inner)));
+    assert_eq!(verdict, XDP_PASS);
+    assert_eq!(out, ethernet(0x0800, &inner), "outer IPv6 header gone, ethertype 0x0800");
+    let tagged = vlan_ethernet(7, 0x86dd, &ipv6(LB6, BACKEND6, 4, 0, &inner));
+    assert_eq!(run(&p, &tagged), (XDP_PASS, vlan_ethernet(7, 0x0800, &inner)), "the tag's ethertype");
+    let c = p.counters().unwrap();
+    assert_eq!((c.decapsulated_packets, c.decapsulated_bytes), (2, 2 * inner.len() as u64));
+}
+
+#[test]
+fn passes_ipv6_tunnel_packets_not_for_this_host_untouched() {
+    let p = program6();
+    let frames = [
+        ethernet(0x86dd, &ipv6(LB6, OTHER_HOST6, 41, 0, &client_packet6(VIP6, 0))),
+        ethernet(0x86dd, &ipv6(LB6, OTHER_HOST6, 4, 0, &client_packet(VIP))),
+        // For this host but not a tunnel: plain UDP, GRE.
+        ethernet(0x86dd, &client_packet6(BACKEND6, 0)),
+        ethernet(0x86dd, &ipv6(LB6, BACKEND6, 47, 0, &client_packet6(VIP6, 0))),
+    ];
+    for (i, frame) in frames.iter().enumerate() {
+        assert_eq!(run(&p, frame), (XDP_PASS, frame.clone()), "frame {i} must be untouched");
+    }
+    assert_eq!(p.counters().unwrap(), DecapCounters { passed: frames.len() as u64, ..Default::default() });
+}
+
+#[test]
+fn passes_ipv6_with_an_extension_header_before_the_tunnel_untouched() {
+    let p = program6();
+    let inner = client_packet6(VIP6, 0);
+    let mut frames = Vec::new();
+    // Destination options (60), hop-by-hop (0): 8 bytes of PadN, next header 41.
+    for ext in [60u8, 0] {
+        let mut payload = vec![41, 0, 1, 4, 0, 0, 0, 0];
+        payload.extend(&inner);
+        frames.push(ethernet(0x86dd, &ipv6(LB6, BACKEND6, ext, 0, &payload)));
+    }
+    // A fragment header (44) before IPv4 in IPv6.
+    let mut payload = vec![4, 0, 0, 1, 0, 0, 0, 9];
+    payload.extend(client_packet(VIP));
+    frames.push(ethernet(0x86dd, &ipv6(LB6, BACKEND6, 44, 0, &payload)));
+    for (i, frame) in frames.iter().enumerate() {
+        assert_eq!(run(&p, frame), (XDP_PASS, frame.clone()), "frame {i} must be untouched");
+    }
+    assert_eq!(p.counters().unwrap(), DecapCounters { passed: frames.len() as u64, ..Default::default() });
+}
+
+#[test]
+fn drops_ipv6_tunnel_packets_for_no_vip_or_malformed() {
+    let p = program6();
+    let cases = [
+        ("IP6IP6 to a non-VIP", ethernet(0x86dd, &ipv6(LB6, BACKEND6, 41, 0, &client_packet6(NOT_A_VIP6, 0)))),
+        ("IPv4 in IPv6 to a non-VIP", ethernet(0x86dd, &ipv6(LB6, BACKEND6, 4, 0, &client_packet(NOT_A_VIP)))),
+        // An IPv4 VIP is no IPv6 VIP and the other way round.
+        (
+            "IP6IP6 to an IPv4-mapped VIP",
+            ethernet(0x86dd, &ipv6(LB6, BACKEND6, 41, 0, &client_packet6(VIP.to_ipv6_mapped(), 0))),
+        ),
+    ];
+    for (what, frame) in &cases {
+        assert_eq!(run(&p, frame).0, XDP_DROP, "{what}");
+    }
+    assert_eq!(p.counters().unwrap(), DecapCounters { not_vip: cases.len() as u64, ..Default::default() });
+
+    let inner = client_packet6(VIP6, 0);
+    let good = ethernet(0x86dd, &ipv6(LB6, BACKEND6, 41, 0, &inner));
+    let mut long_outer = good.clone();
+    long_outer[18..20].copy_from_slice(&((inner.len() + 1) as u16).to_be_bytes());
+    let mut long_inner = good.clone();
+    long_inner[14 + 40 + 4..14 + 40 + 6].copy_from_slice(&((inner.len() - 40 + 1) as u16).to_be_bytes());
+    let mut v4_inner = good.clone();
+    v4_inner[14 + 40] = 0x45;
+    let v6_in_v4_slot = ethernet(0x86dd, &ipv6(LB6, BACKEND6, 4, 0, &inner));
+    let malformed = [long_outer, long_inner, v4_inner, v6_in_v4_slot];
+    for (i, frame) in malformed.iter().enumerate() {
+        assert_eq!(run(&p, frame).0, XDP_DROP, "malformed frame {i}");
+    }
+    // Cut short anywhere after the outer header: dropped; before it: passed.
+    for len in 14..good.len() {
+        let expected = if len < 14 + 40 { XDP_PASS } else { XDP_DROP };
+        assert_eq!(run(&p, &good[..len]).0, expected, "length {len}");
+    }
+    assert_eq!(p.counters().unwrap().malformed, (malformed.len() + good.len() - 14 - 40) as u64);
+}
+
+#[test]
+fn carries_congestion_marks_inward_for_ipv6_outer_headers() {
+    let p = program6();
+    // ECT(0) inner IPv6 under a CE outer: becomes CE.
+    let frame = ethernet(0x86dd, &ipv6(LB6, BACKEND6, 41, 0x03, &client_packet6(VIP6, 0xb8 | 0x02)));
+    assert_eq!(run(&p, &frame), (XDP_PASS, ethernet(0x86dd, &client_packet6(VIP6, 0xb8 | 0x03))));
+    // Not-ECT inner under a CE outer: dropped, for IPv6 and IPv4 inner packets.
+    let frame = ethernet(0x86dd, &ipv6(LB6, BACKEND6, 41, 0x03, &client_packet6(VIP6, 0xb8)));
+    assert_eq!(run(&p, &frame).0, XDP_DROP);
+    let frame = ethernet(0x86dd, &ipv6(LB6, BACKEND6, 4, 0x03, &client_packet(VIP)));
+    assert_eq!(run(&p, &frame).0, XDP_DROP);
+    let c = p.counters().unwrap();
+    assert_eq!((c.decapsulated_packets, c.ecn_dropped), (1, 2));
 }
