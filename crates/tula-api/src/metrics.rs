@@ -21,9 +21,18 @@ use crate::state::AppState;
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-pub(crate) fn registry(control: Arc<Control>, health: Checker) -> Registry {
+/// The collector of a daemon; `cluster`: its link to the cluster's etcd, if in one.
+pub(crate) fn registry(
+    control: Arc<Control>,
+    health: Checker,
+    cluster: Option<Arc<tula_cluster::Link>>,
+) -> Registry {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Scrape { control, health }));
+    registry.register_collector(Box::new(Scrape {
+        control,
+        health,
+        cluster,
+    }));
     registry
 }
 
@@ -134,6 +143,7 @@ mod tests {
 struct Scrape {
     control: Arc<Control>,
     health: Checker,
+    cluster: Option<Arc<tula_cluster::Link>>,
 }
 
 impl std::fmt::Debug for Scrape {
@@ -165,6 +175,15 @@ impl Collector for Scrape {
             MetricType::Gauge,
         )?;
         ConstGauge::new(revision as i64).encode(family)?;
+        if let Some(link) = &self.cluster {
+            let family = encoder.encode_descriptor(
+                "tula_cluster_etcd_connected",
+                "1 while this node reaches its cluster's etcd; 0: it forwards with its running revision and refuses changes.",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(i64::from(link.connected())).encode(family)?;
+        }
 
         let vip_labels = |vip: &tula_control::VipStatus| -> Labels {
             vec![

@@ -129,7 +129,9 @@ pub fn router_with_node(
     cluster: Option<Arc<tula_cluster::Member>>,
 ) -> Router {
     let mut state = AppState::new(control, health, !listen.ip().is_loopback(), node);
-    state.cluster = cluster;
+    if let Some(member) = cluster {
+        state = state.with_cluster(member);
+    }
     let mut router = Router::new();
     for (route, method_router) in route_table() {
         router = router.route(route.path, method_router);

@@ -34,7 +34,7 @@ impl AppState {
         token_required: bool,
         node: Arc<tula_bgp::Node>,
     ) -> AppState {
-        let metrics = Arc::new(crate::metrics::registry(control.clone(), health.clone()));
+        let metrics = Arc::new(crate::metrics::registry(control.clone(), health.clone(), None));
         AppState {
             control,
             health,
@@ -43,6 +43,14 @@ impl AppState {
             node,
             cluster: None,
         }
+    }
+
+    /// This state for a node in a cluster: `GET /api/cluster` and the etcd link's metric.
+    pub fn with_cluster(mut self, member: Arc<tula_cluster::Member>) -> AppState {
+        let link = member.link().clone();
+        self.metrics = Arc::new(crate::metrics::registry(self.control.clone(), self.health.clone(), Some(link)));
+        self.cluster = Some(member);
+        self
     }
 
     /// Runs `f` on a blocking thread: Control's calls take locks and make

@@ -25,16 +25,20 @@ fn backend() -> String {
     Topology::backend_addr(1).to_string()
 }
 
-/// Node `n`'s view of the cluster, read from its API inside its namespace.
-fn view(lab: &TestLab, n: u8) -> ClusterView {
+/// GET `path` from node `n`'s API inside its namespace.
+fn get(lab: &TestLab, n: u8, path: &str) -> String {
     let ns = tula_net::Netns::open(&lab.topology.ns_node(n)).unwrap();
-    let body = ns
-        .run(|| {
-            tula_lab::http::Client::connect(([127, 0, 0, 1], 9100).into(), Duration::from_secs(5))
-                .and_then(|mut c| c.request("/api/cluster", None, false))
-        })
-        .unwrap()
-        .unwrap_or_else(|e| panic!("GET /api/cluster on node {n}: {e}"));
+    ns.run(|| {
+        tula_lab::http::Client::connect(([127, 0, 0, 1], 9100).into(), Duration::from_secs(5))
+            .and_then(|mut c| c.request(path, None, false))
+    })
+    .unwrap()
+    .unwrap_or_else(|e| panic!("GET {path} on node {n}: {e}"))
+}
+
+/// Node `n`'s view of the cluster.
+fn view(lab: &TestLab, n: u8) -> ClusterView {
+    let body = get(lab, n, "/api/cluster");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("node {n}'s /api/cluster: {e}: {body}"))
 }
 
@@ -171,6 +175,7 @@ fn one_config_in_etcd_propagates_conflicts_and_survives_etcd_loss() {
         wait_until("the node reports etcd is gone", Duration::from_secs(10), || !view(&lab, n).connected);
     }
     forwards(&lab, 30);
+    assert!(get(&lab, 1, "/metrics").contains("tula_cluster_etcd_connected 0"), "the metric says etcd is gone");
     let refused = set_weight(&lab, 1, 9, None).unwrap_err();
     assert!(refused.contains("not saved"), "{refused}");
     let out = lab.tula_on(1, &["status", "--cluster"]).unwrap_err().to_string();
@@ -179,6 +184,7 @@ fn one_config_in_etcd_propagates_conflicts_and_survives_etcd_loss() {
     let back = wait_until("both nodes reach etcd again", Duration::from_secs(15), || {
         [1, 2].into_iter().all(|n| view(&lab, n).connected)
     });
+    assert!(get(&lab, 1, "/metrics").contains("tula_cluster_etcd_connected 1"));
     let before = running(&lab, 1);
     set_weight(&lab, 2, 9, None).unwrap();
     wait_until("lb2's change running on lb after etcd returned", Duration::from_secs(1), || running(&lab, 1) > before);
