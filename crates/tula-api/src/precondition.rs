@@ -39,7 +39,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
 }
 
 /// `"12"`, `W/"12"` or `12` -> `Some(Some(12))`; `*` -> `Some(None)`; anything else `None`.
-fn parse_revision_tag(text: &str) -> Option<Option<u64>> {
+pub(crate) fn parse_revision_tag(text: &str) -> Option<Option<u64>> {
     let text = text.trim();
     if text == "*" {
         return Some(None);

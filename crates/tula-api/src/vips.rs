@@ -9,22 +9,83 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::header::CONTENT_TYPE;
-use axum::http::StatusCode;
+use axum::http::header::{
+    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATCH, VARY,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 use tula_config::{Backend, BackendState, Config, Vip};
 
 use crate::error::{from_json_value, parse_json, ApiError};
-use crate::precondition::IfMatch;
+use crate::precondition::{parse_revision_tag, IfMatch};
 use crate::state::AppState;
 
 type Reply = Result<Json<Value>, ApiError>;
 
-/// Every VIP: the snapshot's JSON, shared by all requests of a revision.
-pub(crate) async fn list(State(state): State<AppState>) -> Response {
-    json_text(state.snapshot().vips_json())
+/// Every VIP: the snapshot's JSON, shared by all requests of a revision,
+/// gzip-compressed (once per revision) for clients that accept it. A poller
+/// sending the revision's `ETag` back in `If-None-Match` gets a bodiless 304.
+pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let snapshot = state.snapshot();
+    let etag = HeaderValue::from_str(&format!("\"{}\"", snapshot.revision()))
+        .expect("a revision number is a valid header value");
+    let mut response = if names_revision(&headers, snapshot.revision()) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else if accepts_gzip(&headers) {
+        // Compressing 5.6 MB takes a while the first time: not on a runtime thread.
+        let gzip = tokio::task::spawn_blocking(move || snapshot.vips_gzip())
+            .await
+            .expect("compressing the VIPs' JSON does not panic");
+        let mut response = shared_body(gzip);
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        response
+    } else {
+        json_text(snapshot.vips_json())
+    };
+    let headers = response.headers_mut();
+    headers.insert(ETAG, etag);
+    headers.insert(VARY, HeaderValue::from_static("accept-encoding"));
+    response
+}
+
+/// Whether `If-None-Match` lists the ETag of `revision` (or is `*`).
+fn names_revision(headers: &HeaderMap, revision: u64) -> bool {
+    headers
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|list| list.split(','))
+        .any(|tag| match parse_revision_tag(tag) {
+            Some(Some(tagged)) => tagged == revision,
+            Some(None) => true,
+            None => false,
+        })
+}
+
+/// Whether `Accept-Encoding` allows gzip: named (or `*`) without `q=0`.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|list| list.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|param| {
+                let param = param.trim();
+                param
+                    .strip_prefix("q=")
+                    .or_else(|| param.strip_prefix("Q="))
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    == Some(0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+        })
 }
 
 pub(crate) async fn show(
@@ -37,17 +98,22 @@ pub(crate) async fn show(
 
 /// A response whose body is JSON text encoded once and shared.
 pub(crate) fn json_text(text: Arc<str>) -> Response {
-    struct Shared(Arc<str>);
-    impl AsRef<[u8]> for Shared {
+    let mut response = shared_body(text);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A response whose body is bytes made once and shared, not copied.
+fn shared_body<T: AsRef<[u8]> + ?Sized + Send + Sync + 'static>(bytes: Arc<T>) -> Response {
+    struct Shared<T: ?Sized>(Arc<T>);
+    impl<T: AsRef<[u8]> + ?Sized> AsRef<[u8]> for Shared<T> {
         fn as_ref(&self) -> &[u8] {
-            self.0.as_bytes()
+            (*self.0).as_ref()
         }
     }
-    (
-        [(CONTENT_TYPE, "application/json")],
-        Bytes::from_owner(Shared(text)),
-    )
-        .into_response()
+    Bytes::from_owner(Shared(bytes)).into_response()
 }
 
 pub(crate) async fn create(
@@ -360,5 +426,30 @@ mod tests {
             "{}",
             error.message
         );
+    }
+
+    fn headers(name: axum::http::HeaderName, value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(name, HeaderValue::from_static(value));
+        headers
+    }
+
+    #[test]
+    fn gzip_is_accepted_when_named_or_starred_without_q_0() {
+        assert!(accepts_gzip(&headers(ACCEPT_ENCODING, "gzip")));
+        assert!(accepts_gzip(&headers(ACCEPT_ENCODING, "br, GZIP;q=0.5")));
+        assert!(accepts_gzip(&headers(ACCEPT_ENCODING, "*")));
+        assert!(!accepts_gzip(&headers(ACCEPT_ENCODING, "gzip;q=0")));
+        assert!(!accepts_gzip(&headers(ACCEPT_ENCODING, "identity")));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn if_none_match_names_the_revision_in_a_list_or_with_a_star() {
+        assert!(names_revision(&headers(IF_NONE_MATCH, "\"3\""), 3));
+        assert!(names_revision(&headers(IF_NONE_MATCH, "\"1\", W/\"3\""), 3));
+        assert!(names_revision(&headers(IF_NONE_MATCH, "*"), 3));
+        assert!(!names_revision(&headers(IF_NONE_MATCH, "\"2\""), 3));
+        assert!(!names_revision(&HeaderMap::new(), 3));
     }
 }

@@ -1232,6 +1232,77 @@ fn parallel_edits_keep_every_change() {
     );
 }
 
+#[test]
+fn get_vips_is_gzipped_when_accepted_and_304_while_the_revision_is_the_same() {
+    let daemon = Daemon::start("vipsgz", Listen::Loopback, None, WEB);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let get = |headers: &[(&str, &str)]| {
+        let mut request = agent.get(format!("http://{}/api/vips", daemon.address));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let mut response = request.call().expect("GET /api/vips");
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut response.body_mut().as_reader(), &mut body).unwrap();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        let encoding = header("Content-Encoding");
+        (
+            response.status().as_u16(),
+            body,
+            encoding,
+            header("ETag"),
+            header("Vary"),
+        )
+    };
+
+    let (status, plain, encoding, etag, vary) = get(&[]);
+    assert_eq!((status, encoding), (200, None), "no Accept-Encoding: plain");
+    assert_eq!(vary.as_deref(), Some("accept-encoding"));
+    let etag = etag.expect("an ETag");
+    assert_eq!(etag, format!("\"{}\"", daemon.revision()));
+
+    let (status, gzip, encoding, gzip_etag, _) = get(&[("Accept-Encoding", "deflate, gzip;q=0.8")]);
+    assert_eq!((status, encoding.as_deref()), (200, Some("gzip")));
+    assert_eq!(gzip_etag.as_ref(), Some(&etag));
+    let mut decoded = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gzip[..]), &mut decoded)
+        .expect("a gzip body");
+    assert_eq!(decoded, plain, "gzip decodes to the plain JSON");
+
+    let (_, _, encoding, _, _) = get(&[("Accept-Encoding", "gzip;q=0")]);
+    assert_eq!(encoding, None, "gzip refused with q=0: plain");
+
+    let (status, body, _, not_modified_etag, _) = get(&[("If-None-Match", &etag)]);
+    assert_eq!(
+        (status, body.len()),
+        (304, 0),
+        "the current ETag: 304, no body"
+    );
+    assert_eq!(not_modified_etag.as_ref(), Some(&etag));
+
+    let (status, _) = daemon.client(None).call(
+        "POST",
+        "/api/vips/{name}/backends",
+        &["web"],
+        Some(json!({"address": "198.18.100.9"})),
+    );
+    assert_eq!(status, 201);
+    let (status, body, _, new_etag, _) = get(&[("If-None-Match", &etag)]);
+    assert_eq!(status, 200, "a change: the old ETag no longer matches");
+    assert_ne!(new_etag.as_ref(), Some(&etag));
+    assert!(parse(std::str::from_utf8(&body).unwrap())
+        .to_string()
+        .contains("198.18.100.9"));
+}
+
 /// `method path` over the socket with an optional `If-Match`: (status, JSON body, ETag).
 fn conditional(
     daemon: &Daemon,

@@ -31,6 +31,8 @@ pub(crate) struct Model {
     backends: Vec<HashMap<IpAddr, usize>>,
     config_json: OnceLock<Arc<str>>,
     vips_json: OnceLock<Arc<str>>,
+    /// `vips_json` gzip-compressed, for clients that accept it.
+    vips_gzip: OnceLock<Arc<[u8]>>,
     /// The settings outside the VIPs as TOML.
     globals_toml: String,
     /// Each VIP's `[[vip]]` table as TOML (same positions as `config.vips`),
@@ -76,6 +78,7 @@ impl Model {
             backends,
             config_json: OnceLock::new(),
             vips_json: OnceLock::new(),
+            vips_gzip: OnceLock::new(),
             globals_toml,
             vip_toml,
         }
@@ -215,6 +218,24 @@ impl Snapshot {
             .get_or_init(|| {
                 serde_json::to_string(&self.model.config.vips)
                     .expect("a VIP always encodes")
+                    .into()
+            })
+            .clone()
+    }
+
+    /// [`Snapshot::vips_json`] gzip-compressed: compressed once per revision
+    /// (a 1,000 x 100 answer is 5.6 MB, too much to send 100 times at once).
+    pub fn vips_gzip(&self) -> Arc<[u8]> {
+        self.model
+            .vips_gzip
+            .get_or_init(|| {
+                use std::io::Write;
+                let mut encoder =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                encoder
+                    .write_all(self.vips_json().as_bytes())
+                    .and_then(|()| encoder.finish())
+                    .expect("compressing into memory cannot fail")
                     .into()
             })
             .clone()
