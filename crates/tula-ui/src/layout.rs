@@ -26,6 +26,7 @@ pub(crate) fn url_segment(text: &str) -> String {
 pub(crate) enum Section {
     Vips,
     Revisions,
+    Node,
     None,
 }
 
@@ -128,7 +129,10 @@ impl Page {
                 h2 #nav-lb { "Load Balancing" }
                 ul aria-labelledby="nav-lb" { (item(Section::Vips, crate::list::PATH, "L4 Virtual IPs")) }
                 h2 #nav-system { "System" }
-                ul aria-labelledby="nav-system" { (item(Section::Revisions, "/ui/revisions", "Revisions")) }
+                ul aria-labelledby="nav-system" {
+                    (item(Section::Revisions, "/ui/revisions", "Revisions"))
+                    (item(Section::Node, crate::node::PATH, "Node"))
+                }
             }
         }
     }

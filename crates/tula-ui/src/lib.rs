@@ -29,12 +29,14 @@
 //! - `detail`: one VIP: backend health, counters, actions, return-traffic check.
 //! - `setup`: the per-VIP "Backend setup" page.
 //! - `revisions`: the history, two revisions side by side, rollback.
+//! - `node`: in service or drained, BGP announcements, the cluster's nodes and rings.
 
 mod detail;
 mod form;
 mod form_page;
 mod layout;
 mod list;
+mod node;
 mod review;
 mod revisions;
 mod session;
@@ -92,6 +94,7 @@ pub fn router(app: AppState) -> Router {
         .route("/ui/vips/{name}/state", post(detail::set_backend_state))
         .route("/ui/vips/{name}/setup", get(setup::page))
         .route(revisions::PATH, get(revisions::page))
+        .route(node::PATH, get(node::page))
         .route("/ui/revisions/diff", get(revisions::diff))
         .route("/ui/revisions/rollback", post(revisions::rollback))
         .route("/ui/static/ui.css", get(stylesheet))

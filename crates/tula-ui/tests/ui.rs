@@ -455,6 +455,20 @@ fn the_documented_addresses_lead_to_the_vip_list_and_the_hints_name_real_command
 }
 
 #[test]
+fn the_node_page_shows_service_bgp_and_cluster_state() {
+    let daemon = Daemon::start("node", None);
+    let http = Http::new(daemon.address);
+    let list = http.get("/ui/vips", None);
+    assert!(list.body.contains("href=\"/ui/node\""), "the navigation leads to the Node page");
+    let node = http.get("/ui/node", None);
+    assert_eq!(node.status, 200, "{}", node.body);
+    // A daemon without `--bgp` and without `[cluster]` says so, and names the commands.
+    for expected in ["in service", "BGP is off on this node", "not in a cluster", "tula node drain", "tula node resume"] {
+        assert!(node.body.contains(expected), "the Node page lacks {expected:?}: {}", node.body);
+    }
+}
+
+#[test]
 fn the_list_marks_a_running_config_that_differs_from_the_saved_file() {
     let daemon = Daemon::start("saved", None);
     let http = Http::new(daemon.address);

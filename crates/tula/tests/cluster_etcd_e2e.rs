@@ -233,6 +233,17 @@ fn one_config_in_etcd_propagates_conflicts_and_survives_etcd_loss() {
     assert_eq!(down, vec![("lb".to_string(), vec![]), ("lb2".to_string(), vec![Topology::backend_addr(1).into()])]);
     let text = lab.tula_on(1, &["status", "--cluster"]).unwrap_err().to_string();
     assert!(text.contains("MISMATCH VIP web: rings differ"), "{text}");
+    // The UI's Node page shows the same: both nodes, web's rings flagged, what lb2 sees down.
+    let page = get(&lab, 1, "/ui/node");
+    for expected in [
+        "data-node=\"lb\"".to_string(),
+        "data-node=\"lb2\"".to_string(),
+        "data-vip=\"web\" class=\"differs\"".to_string(),
+        format!("sees down: {}", Topology::backend_addr(1)),
+        "The nodes disagree".to_string(),
+    ] {
+        assert!(page.contains(&expected), "the Node page lacks {expected:?}: {page}");
+    }
     probes(false);
     let agreed = wait_until("the views agree again", Duration::from_secs(10), || view(&lab, 1).mismatches.is_empty());
     // What such a difference costs: the share of web's ring slots (so of its new flows) that
