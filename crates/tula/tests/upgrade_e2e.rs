@@ -74,7 +74,7 @@ fn an_upgrade_across_a_connection_table_layout_change_keeps_established_flows() 
         .run(|| tula_dataplane::switch_build(&pin_dir, &older))
         .unwrap()
         .unwrap();
-    assert_eq!((switched.from_layout, switched.to_layout), (3, 2));
+    assert_eq!((switched.from_layout, switched.to_layout), (tula_dataplane::abi::LAYOUT_VERSION, 2));
     assert_eq!(switched.interfaces, ["eth0", "eth1"]);
     let status = lab
         .tula(&["dataplane", "status", "--pin-dir", &pins])
