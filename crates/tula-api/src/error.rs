@@ -8,7 +8,8 @@ use serde::de::DeserializeOwned;
 use tula_config::{ConfigError, ConfigErrors};
 use tula_control::ControlError;
 
-use crate::revisions::RevisionView;
+use crate::revisions::revision_record;
+use tula_client::Revision;
 
 /// A failed request: status, a sentence naming the object, and field errors if any.
 #[derive(Debug)]
@@ -78,8 +79,8 @@ impl From<ControlError> for ApiError {
             ControlError::Conflict {
                 running, ref since, ..
             } => {
-                let changes: Vec<RevisionView> =
-                    since.iter().cloned().map(RevisionView::from).collect();
+                let changes: Vec<Revision> =
+                    since.iter().cloned().map(revision_record).collect();
                 let mut api_error =
                     ApiError::new(StatusCode::PRECONDITION_FAILED, error.to_string());
                 api_error

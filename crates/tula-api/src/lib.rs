@@ -49,7 +49,7 @@ pub use channel::{serve_api, ApiSocket, Peer, SocketError, SocketPeer, DEFAULT_S
 pub use daemon::{init_logging, serve, LogFormat, ServeError, ServeOptions};
 pub use error::ApiError;
 pub use openapi::DOCUMENT as OPENAPI_DOCUMENT;
-pub use revisions::RevisionView;
+pub use revisions::revision_record;
 pub use owner::{lock_dir, DirLock, OwnerError};
 pub use router::{router, router_with_node, router_with_ui, routes, Route, UiRoutes};
 pub use socket_client::{socket_agent, SOCKET_BASE};

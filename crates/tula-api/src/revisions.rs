@@ -7,9 +7,10 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use tula_config::Config;
+use tula_client::Revision;
 use tula_control::{Diff, RevisionInfo};
 
 use crate::error::{parse_json, ApiError};
@@ -17,23 +18,13 @@ use crate::precondition::IfMatch;
 use crate::state::{AppState, Replace};
 use crate::vips::json_text;
 
-/// A revision as the API shows it, the time in RFC 3339.
-#[derive(Debug, Clone, Serialize)]
-pub struct RevisionView {
-    pub number: u64,
-    pub time: String,
-    pub source: String,
-    pub summary: Vec<String>,
-}
-
-impl From<RevisionInfo> for RevisionView {
-    fn from(info: RevisionInfo) -> RevisionView {
-        RevisionView {
-            number: info.number,
-            time: humantime::format_rfc3339_seconds(info.time).to_string(),
-            source: info.source,
-            summary: info.summary,
-        }
+/// A revision as the API shows it (the client crate's model), the time in RFC 3339.
+pub fn revision_record(info: RevisionInfo) -> Revision {
+    Revision {
+        number: info.number,
+        time: humantime::format_rfc3339_seconds(info.time).to_string(),
+        source: info.source,
+        summary: info.summary,
     }
 }
 
@@ -73,7 +64,7 @@ pub(crate) async fn apply_config(
     Query(query): Query<ApplyQuery>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<RevisionView>, ApiError> {
+) -> Result<Json<Revision>, ApiError> {
     let (mut config, declared) = parse_config(&headers, &body)?;
     let based_on = match (if_match, query.force) {
         (Some(revision), _) => Some(revision),
@@ -116,9 +107,9 @@ pub(crate) async fn diff_config(
 
 pub(crate) async fn list(
     State(state): State<AppState>,
-) -> Result<Json<Vec<RevisionView>>, ApiError> {
+) -> Result<Json<Vec<Revision>>, ApiError> {
     let history = state.blocking(|state| Ok(state.control.history()?)).await?;
-    Ok(Json(history.into_iter().map(RevisionView::from).collect()))
+    Ok(Json(history.into_iter().map(revision_record).collect()))
 }
 
 pub(crate) async fn show(
@@ -138,7 +129,7 @@ pub(crate) async fn show(
         })
         .await?;
     Ok(Json(json!({
-        "revision": info.map(RevisionView::from),
+        "revision": info.map(revision_record),
         "config": config.redacted(),
     })))
 }
@@ -148,7 +139,7 @@ pub(crate) async fn rollback(
     State(state): State<AppState>,
     IfMatch(based_on): IfMatch,
     Path(number): Path<String>,
-) -> Result<Json<RevisionView>, ApiError> {
+) -> Result<Json<Revision>, ApiError> {
     let number = parse_number(&number)?;
     Ok(Json(
         state.replace(Replace::Rollback(number), based_on).await?,

@@ -10,7 +10,8 @@ use tula_control::{Command, Control, ControlError, Edit, EditRefused, Reply, Sna
 use tula_health::Checker;
 
 use crate::error::ApiError;
-use crate::revisions::RevisionView;
+use crate::revisions::revision_record;
+use tula_client::Revision;
 
 /// What the API's (and the UI's) handlers share.
 #[derive(Clone)]
@@ -88,7 +89,7 @@ impl AppState {
     }
 
     /// [`AppState::edit_based_on`] with no base revision and no VIP named.
-    pub async fn edit<T, F>(&self, source: String, edit: F) -> Result<(RevisionView, T), ApiError>
+    pub async fn edit<T, F>(&self, source: String, edit: F) -> Result<(Revision, T), ApiError>
     where
         T: Send + 'static,
         F: FnMut(&mut Config) -> Result<T, ApiError> + Send + 'static,
@@ -104,7 +105,7 @@ impl AppState {
         base: Option<u64>,
         source: String,
         edit: F,
-    ) -> Result<(RevisionView, T), ApiError>
+    ) -> Result<(Revision, T), ApiError>
     where
         T: Send + 'static,
         F: FnMut(&mut Config) -> Result<T, ApiError> + Send + 'static,
@@ -125,7 +126,7 @@ impl AppState {
         based_on: Option<u64>,
         vip: Option<String>,
         mut edit: F,
-    ) -> Result<(RevisionView, T), ApiError>
+    ) -> Result<(Revision, T), ApiError>
     where
         T: Send + 'static,
         F: FnMut(&mut Config) -> Result<T, ApiError> + Send + 'static,
@@ -162,7 +163,7 @@ impl AppState {
         match (result, outcome) {
             (Ok(info), Some(Ok(value))) => {
                 self.health.config_changed();
-                Ok((RevisionView::from(info), value))
+                Ok((revision_record(info), value))
             }
             (Err(ControlError::Refused(_)), Some(Err(error))) => Err(error),
             (Err(error), _) => Err(error.into()),
@@ -175,7 +176,7 @@ impl AppState {
         &self,
         change: Replace,
         based_on: Option<u64>,
-    ) -> Result<RevisionView, ApiError> {
+    ) -> Result<Revision, ApiError> {
         let info = match change {
             Replace::Apply { config, source } => {
                 self.wait(|reply| Command::Apply {
@@ -196,7 +197,7 @@ impl AppState {
             }
         }?;
         self.health.config_changed();
-        Ok(RevisionView::from(info))
+        Ok(revision_record(info))
     }
 
     /// Hands a command to the writer and waits for its reply without

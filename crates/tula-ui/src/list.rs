@@ -21,7 +21,7 @@ use tula_control::{BackendStatus, Change, Control, MapReads, VipStatus};
 use crate::layout::{self, alert, count, url_segment, Page, Section};
 use crate::session::Session;
 use crate::{UiError, UiState};
-use tula_api::RevisionView;
+use tula_api::revision_record;
 
 /// The VIP list's address; where login and Save and apply lead.
 pub(crate) const PATH: &str = "/ui/vips";
@@ -174,7 +174,7 @@ pub(crate) async fn flash_banner(ui: &UiState, flash: &Flash) -> Result<Markup, 
             history
                 .into_iter()
                 .find(|r| r.number == number)
-                .map(RevisionView::from)
+                .map(revision_record)
         }
     };
     Ok(html! {

@@ -269,7 +269,7 @@ async fn conflict(
     let since: Vec<_> = history
         .into_iter()
         .filter(|r| r.number > base && r.number <= running)
-        .map(tula_api::RevisionView::from)
+        .map(tula_api::revision_record)
         .collect();
     let body = html! {
         h1 { "Not applied: the config changed" }

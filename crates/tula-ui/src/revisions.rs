@@ -8,7 +8,8 @@ use axum::response::{Html, Response};
 use axum::Extension;
 use maud::html;
 use serde::Deserialize;
-use tula_api::{ApiError, RevisionView};
+use tula_api::{revision_record, ApiError};
+use tula_client::Revision;
 use tula_config::Config;
 
 use crate::layout::{self, Page, Section};
@@ -32,11 +33,11 @@ pub(crate) async fn page(
         .app
         .blocking(|state| Ok((state.control.running_revision(), state.control.history()?)))
         .await?;
-    let revisions: Vec<RevisionView> = history
+    let revisions: Vec<Revision> = history
         .into_iter()
         .rev()
         .take(SHOWN)
-        .map(RevisionView::from)
+        .map(revision_record)
         .collect();
     let previous = revisions.get(1).map(|r| r.number).unwrap_or(running);
     let body = html! {
