@@ -1,9 +1,9 @@
 //! [`Node`]: whether this node is in service, and the thread that keeps the
-//! announced routes (one /32 per VIP address out of the TUN device, in the
-//! announcement table) equal to what [`decide`] says, every `interval`.
+//! announced routes (one host route per VIP address, /32 or /128, out of the
+//! TUN device, in the announcement table) equal to what [`decide`] says, every `interval`.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,7 +70,7 @@ pub struct NodeStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
     /// The addresses in the announcement table now.
-    pub announced: Vec<Ipv4Addr>,
+    pub announced: Vec<IpAddr>,
     /// Each VIP's announcement state.
     pub vips: Vec<Announcement>,
     /// Packets the VIPs have received, all together (drain waits for it to stop growing).
@@ -99,13 +99,18 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    announced: BTreeSet<Ipv4Addr>,
+    announced: BTreeSet<IpAddr>,
     vips: Vec<Announcement>,
     /// The last failure to change the table, logged once.
     failing: Option<String>,
 }
 
 const DRAINED_MARK: &str = "node-drained";
+
+/// The prefix length of a host route to `address`: 32 or 128.
+fn host_prefix(address: IpAddr) -> u8 {
+    if address.is_ipv4() { 32 } else { 128 }
+}
 
 impl Node {
     /// Starts the node: drained if it was when the last daemon stopped; with
@@ -123,9 +128,9 @@ impl Node {
             let pid_file = state_dir.join(hold::PID_FILE);
             hold::stop_previous(&pid_file);
             let holder = hold::spawn(&options.tula_bin, &tun, options.grace, &options.pin_dir, &pid_file)?;
-            let kept: BTreeSet<Ipv4Addr> = tula_net::table_routes(options.table, &options.device)?
+            let kept: BTreeSet<IpAddr> = tula_net::table_routes(options.table, &options.device)?
                 .into_iter()
-                .filter(|(_, prefix)| *prefix == 32)
+                .filter(|(address, prefix)| *prefix == host_prefix(*address))
                 .map(|(address, _)| address)
                 .collect();
             info!(device = %options.device, table = options.table, grace = ?options.grace, kept = ?kept, in_service, "announcing VIPs through the routing table BIRD learns from");
@@ -224,7 +229,7 @@ impl Node {
         let mut state = shared.lock();
         let had = !state.announced.is_empty();
         for address in std::mem::take(&mut state.announced) {
-            if let Err(e) = tula_net::del_table_route(address, 32, &shared.options.device, shared.options.table) {
+            if let Err(e) = tula_net::del_table_route(address, host_prefix(address), &shared.options.device, shared.options.table) {
                 warn!(%address, error = %e, "withdrawing a VIP failed");
             }
         }
@@ -279,12 +284,12 @@ impl Shared {
             state.vips = vips;
             return;
         }
-        let wanted: BTreeSet<Ipv4Addr> = wanted.into_iter().collect();
+        let wanted: BTreeSet<IpAddr> = wanted.into_iter().collect();
         let (table, device) = (self.options.table, &self.options.device);
         let mut failure = None;
         for address in state.announced.difference(&wanted).copied().collect::<Vec<_>>() {
             let reason = vips.iter().find(|v| v.address == address).and_then(|v| v.reason.clone());
-            match tula_net::del_table_route(address, 32, device, table) {
+            match tula_net::del_table_route(address, host_prefix(address), device, table) {
                 Ok(_) => {
                     state.announced.remove(&address);
                     info!(%address, reason = reason.as_deref().unwrap_or("no VIP on it"), "withdrew VIP");
@@ -293,7 +298,7 @@ impl Shared {
             }
         }
         for address in wanted.difference(&state.announced).copied().collect::<Vec<_>>() {
-            match tula_net::add_table_route(address, 32, device, table) {
+            match tula_net::add_table_route(address, host_prefix(address), device, table) {
                 Ok(()) => {
                     state.announced.insert(address);
                     info!(%address, "announcing VIP");
@@ -310,7 +315,7 @@ impl Shared {
         state.vips = vips
             .into_iter()
             .map(|mut v| {
-                if v.announced && !matches!(v.address, std::net::IpAddr::V4(a) if state.announced.contains(&a)) {
+                if v.announced && !state.announced.contains(&v.address) {
                     v.announced = false;
                     v.reason = state.failing.clone();
                 }

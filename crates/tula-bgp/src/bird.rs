@@ -3,7 +3,7 @@
 //! them as one ECMP route per VIP), as `tula bgp config` and the lab write them.
 
 use std::fmt::Write;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::BgpError;
 
@@ -57,12 +57,15 @@ impl Timers {
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub asn: u32,
-    /// The routers to announce to, all in `peer_asn`.
-    pub peers: Vec<Ipv4Addr>,
+    /// The routers to announce to, all in `peer_asn`: an IPv4 peer gets the
+    /// IPv4 VIPs' /32 routes, an IPv6 peer the IPv6 VIPs' /128 routes.
+    pub peers: Vec<IpAddr>,
     pub peer_asn: u32,
     /// The node's own address toward the peers: the router id, and the only
     /// address BIRD listens on. BIRD picks one itself if absent.
     pub local: Option<Ipv4Addr>,
+    /// The node's own IPv6 address toward IPv6 peers (BIRD picks one if absent).
+    pub local6: Option<Ipv6Addr>,
     /// The table tula keeps the announced routes in (`tula serve --bgp-table`).
     pub table: u32,
     pub timers: Timers,
@@ -76,6 +79,14 @@ fn check_asn(what: &str, asn: u32) -> Result<(), BgpError> {
         return Err(BgpError::Invalid(format!("{what} {asn} is not a usable AS number")));
     }
     Ok(())
+}
+
+/// BIRD's channel name, the node's kernel protocol and the host prefix length of `address`'s family.
+fn family_of(address: IpAddr) -> (&'static str, &'static str, u8) {
+    match address {
+        IpAddr::V4(_) => ("ipv4", "tula_vips", 32),
+        IpAddr::V6(_) => ("ipv6", "tula_vips6", 128),
+    }
 }
 
 fn header(out: &mut String, what: &str, router_id: Option<Ipv4Addr>, log: &Option<String>) {
@@ -111,16 +122,22 @@ impl NodeConfig {
         header(&mut out, "a tula node", self.local, &self.log);
         let _ = writeln!(
             out,
-            "# tula keeps one /32 route per VIP this node can serve in kernel table {table},\n\
-             # out of its TUN device; BIRD learns them here. The routes, and so the\n\
-             # announcements, go away when tula withdraws a VIP or is gone past its grace.\n\
-             protocol kernel tula_vips {{\n    ipv4 {{\n        import all;\n        export none;\n    }};\n    kernel table {table};\n    learn;\n    scan time 1;\n}}\n",
+            "# tula keeps one host route per VIP this node can serve (/32 IPv4, /128 IPv6)\n\
+             # in kernel table {table}, out of its TUN device; BIRD learns them here. The\n\
+             # routes, and so the announcements, go away when tula withdraws a VIP or is gone\n\
+             # past its grace.\n\
+             protocol kernel tula_vips {{\n    ipv4 {{\n        import all;\n        export none;\n    }};\n    kernel table {table};\n    learn;\n    scan time 1;\n}}\n\n\
+             protocol kernel tula_vips6 {{\n    ipv6 {{\n        import all;\n        export none;\n    }};\n    kernel table {table};\n    learn;\n    scan time 1;\n}}\n",
             table = self.table
         );
         self.timers.bfd_protocol(&mut out);
         for (i, peer) in self.peers.iter().enumerate() {
             let _ = writeln!(out, "protocol bgp uplink{} {{", i + 1);
-            match self.local {
+            let local = match peer {
+                IpAddr::V4(_) => self.local.map(IpAddr::V4),
+                IpAddr::V6(_) => self.local6.map(IpAddr::V6),
+            };
+            match local {
                 Some(local) => {
                     let _ = writeln!(out, "    local {local} as {};\n    strict bind yes;", self.asn);
                 }
@@ -130,7 +147,11 @@ impl NodeConfig {
             }
             let _ = writeln!(out, "    neighbor {peer} as {};", self.peer_asn);
             self.timers.session_lines(&mut out);
-            out.push_str("    ipv4 {\n        import none;\n        export where proto = \"tula_vips\" && net.len = 32;\n        next hop self;\n    };\n}\n\n");
+            let (family, kernel, host) = family_of(*peer);
+            let _ = writeln!(
+                out,
+                "    {family} {{\n        import none;\n        export where proto = \"{kernel}\" && net.len = {host};\n        next hop self;\n    }};\n}}\n"
+            );
         }
         Ok(out)
     }
@@ -141,11 +162,14 @@ impl NodeConfig {
 pub struct RouterConfig {
     pub asn: u32,
     pub router_id: Ipv4Addr,
-    /// (the router's address toward the node, the node's address)
-    pub nodes: Vec<(Ipv4Addr, Ipv4Addr)>,
+    /// (the router's address toward the node, the node's address): one
+    /// session each, IPv4 or IPv6 (a dual-stack node has one of each).
+    pub nodes: Vec<(IpAddr, IpAddr)>,
     pub node_asn: u32,
-    /// Only routes inside this prefix are accepted from the nodes.
+    /// Only routes inside this prefix are accepted from the nodes' IPv4 sessions.
     pub vip_prefix: (Ipv4Addr, u8),
+    /// And inside this one from their IPv6 sessions.
+    pub vip_prefix6: Option<(Ipv6Addr, u8)>,
     pub timers: Timers,
     pub log: Option<String>,
 }
@@ -157,12 +181,12 @@ impl RouterConfig {
         self.timers.validate()?;
         let mut out = String::new();
         header(&mut out, "a router doing ECMP over tula nodes", Some(self.router_id), &self.log);
-        out.push_str(
-            "# Every node's route for a VIP goes into the kernel as one multipath route.\n\
-             protocol kernel {\n    ipv4 {\n        import none;\n        export all;\n    };\n    merge paths on;\n}\n\n",
-        );
+        out.push_str("# Every node's route for a VIP goes into the kernel as one multipath route.\n");
+        out.push_str("protocol kernel {\n    ipv4 {\n        import none;\n        export all;\n    };\n    merge paths on;\n}\n\n");
+        if self.nodes.iter().any(|(_, node)| node.is_ipv6()) {
+            out.push_str("protocol kernel {\n    ipv6 {\n        import none;\n        export all;\n    };\n    merge paths on;\n}\n\n");
+        }
         self.timers.bfd_protocol(&mut out);
-        let (prefix, len) = self.vip_prefix;
         for (i, (local, node)) in self.nodes.iter().enumerate() {
             let _ = writeln!(
                 out,
@@ -172,9 +196,21 @@ impl RouterConfig {
                 self.node_asn
             );
             self.timers.session_lines(&mut out);
+            let (family, _, host) = family_of(*node);
+            let prefix = match node {
+                IpAddr::V4(_) => format!("{}/{}", self.vip_prefix.0, self.vip_prefix.1),
+                IpAddr::V6(_) => match self.vip_prefix6 {
+                    Some((prefix, len)) => format!("{prefix}/{len}"),
+                    None => {
+                        return Err(BgpError::Invalid(format!(
+                            "node {node} is an IPv6 session but no IPv6 VIP prefix was given"
+                        )))
+                    }
+                },
+            };
             let _ = writeln!(
                 out,
-                "    ipv4 {{\n        import where net ~ [ {prefix}/{len}{{32,32}} ];\n        export none;\n    }};\n}}\n"
+                "    {family} {{\n        import where net ~ [ {prefix}{{{host},{host}}} ];\n        export none;\n    }};\n}}\n"
             );
         }
         Ok(out)
@@ -188,9 +224,10 @@ mod tests {
     fn node() -> NodeConfig {
         NodeConfig {
             asn: 65001,
-            peers: vec![Ipv4Addr::new(198, 18, 1, 1)],
+            peers: vec![IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1))],
             peer_asn: 65000,
             local: Some(Ipv4Addr::new(198, 18, 1, 2)),
+            local6: None,
             table: 4242,
             timers: Timers::default(),
             log: None,
@@ -231,11 +268,12 @@ mod tests {
             asn: 65000,
             router_id: Ipv4Addr::new(198, 18, 1, 1),
             nodes: vec![
-                (Ipv4Addr::new(198, 18, 1, 1), Ipv4Addr::new(198, 18, 1, 2)),
-                (Ipv4Addr::new(198, 18, 2, 1), Ipv4Addr::new(198, 18, 2, 2)),
+                ("198.18.1.1".parse().unwrap(), "198.18.1.2".parse().unwrap()),
+                ("198.18.2.1".parse().unwrap(), "198.18.2.2".parse().unwrap()),
             ],
             node_asn: 65001,
             vip_prefix: (Ipv4Addr::new(203, 0, 113, 0), 24),
+            vip_prefix6: None,
             timers: Timers { bfd: true, ..Timers::default() },
             log: Some("/tmp/x.log".into()),
         };
@@ -244,5 +282,41 @@ mod tests {
         assert!(text.contains("protocol bgp node2 {\n    local 198.18.2.1 as 65000;"), "{text}");
         assert!(text.contains("import where net ~ [ 203.0.113.0/24{32,32} ];"), "{text}");
         assert!(text.contains("protocol bfd {") && text.contains("bfd on;"), "{text}");
+        assert!(!text.contains("ipv6"), "no IPv6 session, no IPv6 kernel protocol: {text}");
+    }
+
+    #[test]
+    fn an_ipv6_peer_gets_the_ipv6_vips_host_routes_over_its_own_session() {
+        let mut config = node();
+        config.peers.push("2001:db8:1::1".parse().unwrap());
+        config.local6 = Some("2001:db8:1::2".parse().unwrap());
+        let text = config.render().unwrap();
+        assert!(text.contains("protocol kernel tula_vips6 {\n    ipv6 {"), "{text}");
+        let v6 = &text[text.find("protocol bgp uplink2").expect("a second session")..];
+        assert!(v6.contains("local 2001:db8:1::2 as 65001;"), "{v6}");
+        assert!(v6.contains("neighbor 2001:db8:1::1 as 65000;"), "{v6}");
+        assert!(v6.contains("ipv6 {\n        import none;\n        export where proto = \"tula_vips6\" && net.len = 128;"), "{v6}");
+        let v4 = &text[text.find("protocol bgp uplink1").unwrap()..text.find("protocol bgp uplink2").unwrap()];
+        assert!(v4.contains("export where proto = \"tula_vips\" && net.len = 32;") && !v4.contains("ipv6"), "{v4}");
+    }
+
+    #[test]
+    fn a_router_takes_ipv6_vip_host_routes_from_ipv6_sessions_only_inside_the_prefix() {
+        let mut router = RouterConfig {
+            asn: 65000,
+            router_id: Ipv4Addr::new(198, 18, 1, 1),
+            nodes: vec![("2001:db8:1::1".parse().unwrap(), "2001:db8:1::2".parse().unwrap())],
+            node_asn: 65001,
+            vip_prefix: (Ipv4Addr::new(203, 0, 113, 0), 24),
+            vip_prefix6: None,
+            timers: Timers::default(),
+            log: None,
+        };
+        let error = router.render().unwrap_err().to_string();
+        assert!(error.contains("2001:db8:1::2") && error.contains("IPv6 VIP prefix"), "{error}");
+        router.vip_prefix6 = Some(("2001:db8:113::".parse().unwrap(), 64));
+        let text = router.render().unwrap();
+        assert!(text.contains("protocol kernel {\n    ipv6 {"), "{text}");
+        assert!(text.contains("ipv6 {\n        import where net ~ [ 2001:db8:113::/64{128,128} ];"), "{text}");
     }
 }

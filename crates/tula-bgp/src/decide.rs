@@ -1,7 +1,7 @@
 //! Which VIP addresses a node announces: a pure function of what it can serve.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 /// What the node can serve right now, as the daemon sees it.
 #[derive(Debug, Clone, Default)]
@@ -36,16 +36,14 @@ pub struct Announcement {
 /// The addresses to announce, and each VIP's state with the reason it is
 /// withdrawn. An address is announced only if every VIP on it can be served
 /// here: traffic for a VIP with no backend up is better sent to a node that
-/// has one. IPv6 VIPs are not announced yet.
-pub fn decide(readiness: &Readiness, in_service: bool) -> (Vec<Ipv4Addr>, Vec<Announcement>) {
+/// has one. IPv4 VIPs are announced as /32 routes, IPv6 VIPs as /128.
+pub fn decide(readiness: &Readiness, in_service: bool) -> (Vec<IpAddr>, Vec<Announcement>) {
     let mut blocked: BTreeMap<IpAddr, Option<String>> = BTreeMap::new();
     for vip in &readiness.vips {
         let reason = if !in_service {
             Some("node drained".to_string())
         } else if !readiness.forwarding {
             Some(readiness.not_forwarding.clone().unwrap_or_else(|| "data plane not forwarding".into()))
-        } else if !vip.address.is_ipv4() {
-            Some("IPv6 VIPs are not announced".to_string())
         } else if !vip.has_backend {
             Some(format!("VIP {} has no healthy backend", vip.name))
         } else {
@@ -56,14 +54,8 @@ pub fn decide(readiness: &Readiness, in_service: bool) -> (Vec<Ipv4Addr>, Vec<An
             *entry = reason;
         }
     }
-    let announced: Vec<Ipv4Addr> = blocked
-        .iter()
-        .filter(|(_, reason)| reason.is_none())
-        .filter_map(|(address, _)| match address {
-            IpAddr::V4(v4) => Some(*v4),
-            IpAddr::V6(_) => None,
-        })
-        .collect();
+    let announced: Vec<IpAddr> =
+        blocked.iter().filter(|(_, reason)| reason.is_none()).map(|(address, _)| *address).collect();
     let states = readiness
         .vips
         .iter()
@@ -91,7 +83,7 @@ mod tests {
     fn announces_each_address_once_while_its_vips_have_backends() {
         let r = ready(vec![vip("web", "203.0.113.10", true), vip("udp", "203.0.113.10", true), vip("l2", "203.0.113.20", true)]);
         let (announced, states) = decide(&r, true);
-        assert_eq!(announced, vec![Ipv4Addr::new(203, 0, 113, 10), Ipv4Addr::new(203, 0, 113, 20)]);
+        assert_eq!(announced, ["203.0.113.10", "203.0.113.20"].map(|a| a.parse::<IpAddr>().unwrap()));
         assert!(states.iter().all(|s| s.announced && s.reason.is_none()));
     }
 
@@ -99,7 +91,7 @@ mod tests {
     fn a_vip_without_backends_withdraws_its_address_for_every_vip_on_it() {
         let r = ready(vec![vip("web", "203.0.113.10", false), vip("udp", "203.0.113.10", true), vip("l2", "203.0.113.20", true)]);
         let (announced, states) = decide(&r, true);
-        assert_eq!(announced, vec![Ipv4Addr::new(203, 0, 113, 20)]);
+        assert_eq!(announced, ["203.0.113.20".parse::<IpAddr>().unwrap()]);
         assert_eq!(states[1].reason.as_deref(), Some("VIP web has no healthy backend"));
         assert!(states[2].announced);
     }
@@ -117,9 +109,11 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_vips_are_not_announced() {
-        let (announced, states) = decide(&ready(vec![vip("v6", "2001:db8::10", true)]), true);
-        assert!(announced.is_empty());
-        assert!(!states[0].announced);
+    fn ipv6_vips_are_announced_like_ipv4_ones() {
+        let r = ready(vec![vip("v6", "2001:db8:113::10", true), vip("v6-down", "2001:db8:113::20", false)]);
+        let (announced, states) = decide(&r, true);
+        assert_eq!(announced, ["2001:db8:113::10".parse::<IpAddr>().unwrap()]);
+        assert!(states[0].announced);
+        assert_eq!(states[1].reason.as_deref(), Some("VIP v6-down has no healthy backend"));
     }
 }

@@ -54,9 +54,10 @@ pub fn start_router_bird(lab: &Lab) -> Result<(), LabError> {
     let config = RouterConfig {
         asn: ROUTER_ASN,
         router_id: Topology::node_gateway(1),
-        nodes: topology.nodes().map(|n| (Topology::node_gateway(n), Topology::node_addr(n))).collect(),
+        nodes: topology.nodes().map(|n| (Topology::node_gateway(n).into(), Topology::node_addr(n).into())).collect(),
         node_asn: NODE_ASN,
         vip_prefix: (Ipv4Addr::new(203, 0, 113, 0), 24),
+        vip_prefix6: None,
         timers: Timers::default(),
         log: Some("stderr".into()),
     }
@@ -69,9 +70,10 @@ pub fn start_router_bird(lab: &Lab) -> Result<(), LabError> {
 pub fn start_node_bird(lab: &Lab, n: u8) -> Result<(), LabError> {
     let config = NodeConfig {
         asn: NODE_ASN,
-        peers: vec![Topology::node_gateway(n)],
+        peers: vec![Topology::node_gateway(n).into()],
         peer_asn: ROUTER_ASN,
         local: Some(Topology::node_addr(n)),
+        local6: None,
         table: tula_bgp::DEFAULT_TABLE,
         timers: Timers::default(),
         log: Some("stderr".into()),

@@ -10,7 +10,7 @@ use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourExtFlags, Nei
 use netlink_packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{Handle, LinkBridge, LinkIpIp, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A network interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -434,43 +434,56 @@ pub fn route_get(dest: Ipv4Addr) -> Result<RouteInfo, NetError> {
     Ok(info)
 }
 
-/// The IPv4 routes out of `dev` in routing table `table`, as (destination, prefix length).
-pub fn table_routes(table: u32, dev: &str) -> Result<Vec<(Ipv4Addr, u8)>, NetError> {
+/// The host routes of either family out of `dev` in routing table `table`.
+pub fn table_routes(table: u32, dev: &str) -> Result<Vec<(IpAddr, u8)>, NetError> {
     let index = index_of(dev)?;
-    let msg = RouteMessageBuilder::<Ipv4Addr>::new().build();
-    let routes: Vec<_> = netlink(&format!("listing routes of table {table}"), |h| async move {
-        h.route().get(msg).execute().try_collect().await
-    })?;
     let mut found = Vec::new();
-    for route in &routes {
-        let mut in_table = u32::from(route.header.table);
-        let (mut dest, mut oif) = (None, None);
-        for attr in &route.attributes {
-            match attr {
-                RouteAttribute::Table(t) => in_table = *t,
-                RouteAttribute::Destination(RouteAddress::Inet(d)) => dest = Some(*d),
-                RouteAttribute::Oif(i) => oif = Some(*i),
-                _ => {}
+    for msg in [RouteMessageBuilder::<Ipv4Addr>::new().build(), RouteMessageBuilder::<Ipv6Addr>::new().build()] {
+        let routes: Vec<_> = netlink(&format!("listing routes of table {table}"), |h| async move {
+            h.route().get(msg).execute().try_collect().await
+        })?;
+        for route in &routes {
+            let mut in_table = u32::from(route.header.table);
+            let (mut dest, mut oif) = (None, None);
+            for attr in &route.attributes {
+                match attr {
+                    RouteAttribute::Table(t) => in_table = *t,
+                    RouteAttribute::Destination(RouteAddress::Inet(d)) => dest = Some(IpAddr::V4(*d)),
+                    RouteAttribute::Destination(RouteAddress::Inet6(d)) => dest = Some(IpAddr::V6(*d)),
+                    RouteAttribute::Oif(i) => oif = Some(*i),
+                    _ => {}
+                }
             }
-        }
-        if in_table == table && oif == Some(index) {
-            found.push((dest.unwrap_or(Ipv4Addr::UNSPECIFIED), route.header.destination_prefix_length));
+            if in_table == table && oif == Some(index) {
+                if let Some(dest) = dest {
+                    found.push((dest, route.header.destination_prefix_length));
+                }
+            }
         }
     }
     Ok(found)
 }
 
-fn table_route(dest: Ipv4Addr, prefix: u8, dev_index: u32, table: u32) -> netlink_packet_route::route::RouteMessage {
-    RouteMessageBuilder::<Ipv4Addr>::new()
-        .destination_prefix(dest, prefix)
-        .output_interface(dev_index)
-        .table_id(table)
-        .scope(netlink_packet_route::route::RouteScope::Link)
-        .build()
+fn table_route(dest: IpAddr, prefix: u8, dev_index: u32, table: u32) -> netlink_packet_route::route::RouteMessage {
+    let scope = netlink_packet_route::route::RouteScope::Link;
+    match dest {
+        IpAddr::V4(dest) => RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dest, prefix)
+            .output_interface(dev_index)
+            .table_id(table)
+            .scope(scope)
+            .build(),
+        IpAddr::V6(dest) => RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(dest, prefix)
+            .output_interface(dev_index)
+            .table_id(table)
+            .scope(scope)
+            .build(),
+    }
 }
 
 /// Adds (or replaces) the route `dest/prefix` out of `dev` in routing table `table`.
-pub fn add_table_route(dest: Ipv4Addr, prefix: u8, dev: &str, table: u32) -> Result<(), NetError> {
+pub fn add_table_route(dest: IpAddr, prefix: u8, dev: &str, table: u32) -> Result<(), NetError> {
     let msg = table_route(dest, prefix, index_of(dev)?, table);
     netlink(&format!("adding route {dest}/{prefix} dev {dev} table {table}"), |h| async move {
         h.route().add(msg).replace().execute().await
@@ -478,7 +491,7 @@ pub fn add_table_route(dest: Ipv4Addr, prefix: u8, dev: &str, table: u32) -> Res
 }
 
 /// Removes the route `dest/prefix` out of `dev` from routing table `table`; true if it was there.
-pub fn del_table_route(dest: Ipv4Addr, prefix: u8, dev: &str, table: u32) -> Result<bool, NetError> {
+pub fn del_table_route(dest: IpAddr, prefix: u8, dev: &str, table: u32) -> Result<bool, NetError> {
     let msg = table_route(dest, prefix, index_of(dev)?, table);
     netlink(&format!("removing route {dest}/{prefix} dev {dev} table {table}"), |h| async move {
         match h.route().del(msg).execute().await {

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -19,7 +19,8 @@ pub struct BgpArgs {
 enum BgpCommand {
     /// Print a BIRD 2 config that announces the VIPs `tula serve --bgp` keeps in its table.
     #[command(after_help = "Example:\n  tula bgp config --asn 65001 --peer 198.18.1.1 --peer-asn 65000 --local 198.18.1.2 > /etc/bird/bird.conf\n  \
-tula serve --bgp ...   # keeps one /32 route per servable VIP in table 4242\n\
+  tula bgp config --asn 65001 --peer 198.18.1.1 --peer 2001:db8:1::1 --peer-asn 65000 --local 198.18.1.2 --local6 2001:db8:1::2\n  \
+tula serve --bgp ...   # keeps one /32 (IPv4) or /128 (IPv6) route per servable VIP in table 4242\n\
 See docs/CLUSTER.md for the router side (BIRD or FRR) and the timers.")]
     Config(ConfigArgs),
     /// Keeps the announcement device open after the daemon ends (started by `tula serve --bgp`).
@@ -37,15 +38,19 @@ struct ConfigArgs {
     /// This node's AS number.
     #[arg(long)]
     asn: u32,
-    /// A router to announce to (repeat for each).
+    /// A router to announce to (repeat for each). An IPv4 peer gets the IPv4 VIPs (/32),
+    /// an IPv6 peer the IPv6 VIPs (/128); give a dual-stack router both addresses.
     #[arg(long = "peer", required = true)]
-    peers: Vec<Ipv4Addr>,
+    peers: Vec<IpAddr>,
     /// The routers' AS number.
     #[arg(long)]
     peer_asn: u32,
     /// This node's address toward the routers: router id, and the only address BIRD listens on.
     #[arg(long)]
     local: Option<Ipv4Addr>,
+    /// This node's IPv6 address toward IPv6 peers (the address BIRD binds those sessions to).
+    #[arg(long)]
+    local6: Option<Ipv6Addr>,
     /// The routing table tula keeps announced routes in (tula serve --bgp-table).
     #[arg(long, default_value_t = tula_bgp::DEFAULT_TABLE)]
     table: u32,
@@ -104,6 +109,7 @@ pub fn run(args: BgpArgs) -> anyhow::Result<ExitCode> {
                 peers: c.peers,
                 peer_asn: c.peer_asn,
                 local: c.local,
+                local6: c.local6,
                 table: c.table,
                 timers: Timers { hold: c.hold, keepalive: c.keepalive, bfd: c.bfd },
                 log: c.log,
