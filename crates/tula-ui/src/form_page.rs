@@ -196,8 +196,8 @@ fn render_form(
                 legend { "Virtual IP" }
                 div.grid {
                     (f.text("name", "Name", &form.name, Input { required: editing.is_none(), readonly: editing.is_some(), ..Input::default() }, Some(name_hint)))
-                    (f.text("address", "Address", &form.address, Input { mode: Some("decimal"), required: true, ..Input::default() },
-                        Some(html! { "The IPv4 address clients connect to, e.g. " code { "203.0.113.10" } "." })))
+                    (f.text("address", "Address", &form.address, Input { required: true, ..Input::default() },
+                        Some(html! { "The IPv4 or IPv6 address clients connect to, e.g. " code { "203.0.113.10" } " or " code { "2001:db8::10" } "." })))
                     (f.text("port", "Port", &form.port, Input { required: true, ..NUMERIC }, Some(html! { "0 serves all ports." })))
                     (f.select("protocol", "Protocol", &form.protocol, &[("tcp", "TCP"), ("udp", "UDP")], None))
                 }
@@ -277,8 +277,8 @@ fn dsr_help() -> Markup {
             p {
                 "Choose L2 DSR when all backends share the same VLAN, for its simplicity. Choose L3 DSR when backends span \
                  subnets, when you need cross-site DSR, or when your network architecture prohibits large Layer 2 domains. \
-                 With L3 DSR each client packet travels to its backend inside an IPIP tunnel (a 20-byte outer IPv4 header); \
-                 the backend strips it and replies to the client directly, with the VIP as source."
+                 With L3 DSR each client packet travels to its backend inside an IPIP tunnel (a 20-byte outer IPv4 header; \
+                 to IPv6 backends a 40-byte outer IPv6 header); the backend strips it and replies to the client directly, with the VIP as source."
             }
         }
     }
@@ -381,7 +381,7 @@ fn backend_row(f: &Fields, row: &BackendRow, number: &str) -> Markup {
     };
     html! {
         tr.backend-row data-row=(row.row) {
-            (cell("address", "address", text("address", &row.address, "decimal", None)))
+            (cell("address", "address", text("address", &row.address, "text", None)))
             (cell("port", "port", text("port", &row.port, "numeric", Some("VIP port"))))
             (cell("weight", "weight", text("weight", &row.weight, "numeric", None)))
             (cell("state", "state", state))

@@ -437,6 +437,85 @@ fn the_form_shows_each_error_beside_its_field_and_applies_only_a_valid_vip() {
 }
 
 #[test]
+fn the_form_takes_an_ipv6_vip_and_the_pages_show_it_bracketed() {
+    let daemon = Daemon::start("ipv6", None);
+    // The test's thread is in the daemon's namespace: an IPv6 path toward the backends.
+    for args in [
+        &["-6", "addr", "add", "2001:db8:0:1::1/64", "dev", "lb0", "nodad"][..],
+        &["-6", "route", "add", "2001:db8:100::/64", "via", "2001:db8:0:1::2"][..],
+    ] {
+        let status = std::process::Command::new("ip").args(args).status().unwrap();
+        assert!(status.success(), "ip {args:?}");
+    }
+    let http = Http::new(daemon.address);
+    let form_page = http.get("/ui/vips/new", None);
+    let cookie = form_page.session_cookie().unwrap();
+    let revision = daemon.revision();
+    let fields = |b1_address: &str| -> Vec<(&'static str, String)> {
+        [
+            ("csrf", form_page.csrf()),
+            ("name", "web6".into()),
+            ("address", "2001:db8:113::10".into()),
+            ("port", "80".into()),
+            ("protocol", "tcp".into()),
+            ("mode", "dsr".into()),
+            ("dsr_type", "l3-ipip".into()),
+            ("scheduler", "maglev".into()),
+            ("hc_type", "none".into()),
+            ("hc_interval", "2s".into()),
+            ("hc_timeout", "1s".into()),
+            ("hc_rise", "2".into()),
+            ("hc_fall", "3".into()),
+            ("b0_address", "2001:db8:100::2".into()),
+            ("b0_port", String::new()),
+            ("b0_weight", "1".into()),
+            ("b0_state", "active".into()),
+            ("b1_address", b1_address.into()),
+            ("b1_port", String::new()),
+            ("b1_weight", "1".into()),
+            ("b1_state", "active".into()),
+        ]
+        .into_iter()
+        .collect()
+    };
+
+    // An IPv4 backend cannot take an IPv6 VIP's packets: refused at its field.
+    let rejected = http.post_owned("/ui/vips/new", Some(&cookie), &fields("198.18.100.7"));
+    assert_eq!(rejected.status, 422, "{}", rejected.body);
+    let error = rejected.element_text("e-b1_address").unwrap_or_default();
+    assert!(error.contains("IPv6 VIPs need IPv6 backends"), "{error:?}\n{}", rejected.body);
+    assert_eq!(daemon.revision(), revision, "nothing was applied");
+
+    let mut confirmed = fields("2001:db8:100::3");
+    let review = http.post_owned("/ui/vips/new", Some(&cookie), &confirmed);
+    assert_eq!(review.status, 200, "{}", review.body);
+    assert!(review.body.contains("<code>+ vips[web6]</code>"), "{}", review.body);
+    confirmed.push(("revision", revision.to_string()));
+    confirmed.push(("confirm", "1".into()));
+    let applied = http.post_owned("/ui/vips/new", Some(&cookie), &confirmed);
+    assert_eq!(applied.status, 303, "{}", applied.body);
+    let vip = daemon.control.running().1.vip("web6").cloned().unwrap();
+    assert_eq!(vip.address, "2001:db8:113::10".parse::<std::net::IpAddr>().unwrap());
+
+    let detail = http.get(&applied.location.unwrap(), Some(&cookie));
+    assert_eq!(detail.status, 200);
+    assert!(detail.body.contains("[2001:db8:113::10]:80/tcp"), "{}", detail.body);
+    for backend in ["2001:db8:100::2", "2001:db8:100::3"] {
+        assert!(!detail.backend_row(backend).is_empty(), "no row for {backend}");
+    }
+    let list = http.get("/ui/vips?q=web6", Some(&cookie));
+    assert!(list.body.contains("[2001:db8:113::10]:80/tcp"), "{}", list.body);
+
+    // The edit form shows the IPv6 addresses back, and saving it unchanged changes nothing.
+    let edit = http.get("/ui/vips/web6/edit", Some(&cookie));
+    let again = form_fields(&edit);
+    assert!(again.contains(&("address", "2001:db8:113::10".into())), "{again:?}");
+    assert!(again.contains(&("b1_address", "2001:db8:100::3".into())), "{again:?}");
+    let unchanged = http.post_owned("/ui/vips/web6/edit", Some(&cookie), &again);
+    assert!(unchanged.body.contains("No changes"), "{}", unchanged.body);
+}
+
+#[test]
 fn the_documented_addresses_lead_to_the_vip_list_and_the_hints_name_real_commands() {
     let daemon = Daemon::start("paths", None);
     let http = Http::new(daemon.address);
