@@ -20,16 +20,16 @@ pub enum Change {
     /// `sysctl -w KEY=TO`; `from` is the value before, `None` if the key did not
     /// exist yet (its interface is created by an earlier change).
     SetSysctl { key: String, from: Option<String>, to: String },
-    /// `ip addr add ADDR/PREFIX dev LINK`.
-    AddAddress { link: String, addr: Ipv4Addr, prefix: u8 },
+    /// `ip addr add ADDR/PREFIX dev LINK` (`nodad` for IPv6).
+    AddAddress { link: String, addr: IpAddr, prefix: u8 },
     /// `ip link set LINK up`.
     SetLinkUp { link: String },
     /// `mount -t bpf bpf /sys/fs/bpf`.
     MountBpffs { path: PathBuf },
-    /// Load bpf/decap.o, fill its maps, attach it to `interface`, pin under `pin_dir`.
-    AttachDecap { interface: String, pin_dir: PathBuf, local: Vec<Ipv4Addr>, vips: Vec<Ipv4Addr> },
+    /// Load bpf/decap.o, fill its maps (both families), attach it to `interface`, pin under `pin_dir`.
+    AttachDecap { interface: String, pin_dir: PathBuf, local: Vec<IpAddr>, vips: Vec<IpAddr> },
     /// Set the maps of an already attached program to exactly these addresses.
-    UpdateDecapMaps { interface: String, pin_dir: PathBuf, local: Vec<Ipv4Addr>, vips: Vec<Ipv4Addr> },
+    UpdateDecapMaps { interface: String, pin_dir: PathBuf, local: Vec<IpAddr>, vips: Vec<IpAddr> },
     /// Remove pins whose XDP link lost its interface (a namespace or device
     /// deleted without teardown): such a link can never carry traffic again.
     RemoveStalePins { pin_dir: PathBuf },
@@ -78,7 +78,10 @@ impl Change {
                 format!("ip link show {name} >/dev/null 2>&1 || ip tunnel add {name} mode ipip local {local}")
             }
             Change::SetSysctl { key, to, .. } => format!("sysctl -w {key}={to}"),
-            Change::AddAddress { link, addr, prefix } => format!("ip addr add {addr}/{prefix} dev {link}"),
+            Change::AddAddress { link, addr, prefix } => {
+                let nodad = if addr.is_ipv6() { " nodad" } else { "" };
+                format!("ip addr add {addr}/{prefix} dev {link}{nodad}")
+            }
             Change::SetLinkUp { link } => format!("ip link set {link} up"),
             Change::MountBpffs { path } => format!("mountpoint -q {0} || mount -t bpf bpf {0}", path.display()),
             Change::AttachDecap { .. } | Change::UpdateDecapMaps { .. } | Change::RemoveStalePins { .. } => return None,
@@ -117,7 +120,7 @@ impl Change {
             }
             Change::SetSysctl { key, to, .. } => tula_net::sysctl::write(key, to)?,
             Change::AddAddress { link, addr, prefix } => {
-                tula_net::add_address(link, IpAddr::V4(*addr), *prefix)?;
+                tula_net::add_address(link, *addr, *prefix)?;
             }
             Change::SetLinkUp { link } => tula_net::set_up(link)?,
             Change::MountBpffs { .. } => program::mount_bpffs()?,
@@ -125,15 +128,13 @@ impl Change {
                 // Pins left over from an interface that is gone would block new ones.
                 program::remove_pins(pin_dir)?;
                 let mut decap = DecapProgram::load()?;
-                decap.set_local_addresses(local)?;
-                decap.set_vips(vips)?;
+                decap.set_addresses(local, vips)?;
                 decap.attach_pinned(interface, pin_dir)?;
             }
             Change::UpdateDecapMaps { pin_dir, local, vips, .. } => {
                 let pinned = PinnedDecap::open(pin_dir)
                     .ok_or_else(|| DecapError::bpf(format!("updating {}", pin_dir.display()), "the pins are gone"))?;
-                pinned.set_local_addresses(local)?;
-                pinned.set_vips(vips)?;
+                pinned.set_addresses(local, vips)?;
             }
             Change::RemoveStalePins { pin_dir } => program::remove_pins(pin_dir)?,
             Change::WriteFile { path, contents, mode, .. } => write_file(path, contents, *mode)?,
@@ -167,7 +168,7 @@ impl Change {
                 Err(e) => return Err(e.into()),
             },
             Change::SetSysctl { key, from: None, .. } => format!("{key} goes with its interface"),
-            Change::AddAddress { link, addr, prefix } => match tula_net::del_address(link, IpAddr::V4(*addr), *prefix) {
+            Change::AddAddress { link, addr, prefix } => match tula_net::del_address(link, *addr, *prefix) {
                 Ok(true) => format!("removed {addr}/{prefix} from {link}"),
                 Ok(false) | Err(tula_net::NetError::NoSuchLink { .. }) => format!("{addr}/{prefix} is already off {link}"),
                 Err(e) => return Err(e.into()),
@@ -272,7 +273,7 @@ impl fmt::Display for Change {
     }
 }
 
-fn list(addrs: &[Ipv4Addr]) -> String {
+fn list(addrs: &[impl fmt::Display]) -> String {
     if addrs.is_empty() {
         return "(none)".into();
     }

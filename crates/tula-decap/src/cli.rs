@@ -6,7 +6,7 @@ use crate::plan::{self, Method, MssClamp, SetupOptions};
 use crate::verify::{CheckStatus, VerifyOptions};
 use crate::manual::ManualOptions;
 use crate::DecapError;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,9 +29,9 @@ pub enum DecapCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct SetupArgs {
-    /// A VIP this backend serves (repeat for more).
+    /// A VIP this backend serves, IPv4 or IPv6 (repeat for more).
     #[arg(long = "vip", value_name = "ADDR", required = true)]
-    pub vips: Vec<Ipv4Addr>,
+    pub vips: Vec<IpAddr>,
     /// kernel: ipip module and tunl0. xdp: tula's XDP program, for hosts without ipip.
     #[arg(long, value_enum, default_value = "kernel")]
     pub method: Method,
@@ -64,7 +64,7 @@ pub struct SetupArgs {
 pub struct VerifyArgs {
     /// VIPs to check [default: those setup recorded].
     #[arg(long = "vip", value_name = "ADDR")]
-    pub vips: Vec<Ipv4Addr>,
+    pub vips: Vec<IpAddr>,
     /// [default: the method setup recorded].
     #[arg(long, value_enum)]
     pub method: Option<Method>,
@@ -105,7 +105,7 @@ fn setup(args: SetupArgs) -> Result<ExitCode, DecapError> {
     if args.manual {
         let addresses = tula_net::addresses()?;
         let local = plan::tunnel_addresses(&addresses, &plan.interface, &plan.vips);
-        let mut manual = ManualOptions::new(plan.method, plan.interface.clone(), local[0], plan.vips.clone());
+        let mut manual = ManualOptions::with_addresses(plan.method, plan.interface.clone(), local, plan.vips.clone());
         manual.mss_clamp = plan.mss_clamp;
         manual.persist = plan.persist;
         manual.root = opts.root.clone();
@@ -248,7 +248,8 @@ mod tests {
         ]) else {
             panic!("not setup");
         };
-        assert_eq!(setup.vips, [Ipv4Addr::new(203, 0, 113, 10), Ipv4Addr::new(203, 0, 113, 11)]);
+        let vips: [IpAddr; 2] = ["203.0.113.10".parse().unwrap(), "203.0.113.11".parse().unwrap()];
+        assert_eq!(setup.vips, vips);
         assert_eq!((setup.method, setup.persist), (Method::Xdp, Persist::Netplan));
         assert_eq!(setup.interface.as_deref(), Some("eth1"));
         assert!(setup.dry_run && setup.json);
@@ -261,7 +262,20 @@ mod tests {
         assert_eq!((setup.method, setup.persist, setup.root), (Method::Kernel, Persist::Auto, PathBuf::from("/")));
         assert_eq!(setup.mss_clamp, None, "no clamp unless asked");
         assert!(Tula::try_parse_from(["tula", "decap", "setup"]).is_err(), "--vip is required");
-        assert!(Tula::try_parse_from(["tula", "decap", "setup", "--vip", "2001:db8::1"]).is_err(), "IPv4 only");
+        assert!(Tula::try_parse_from(["tula", "decap", "setup", "--vip", "203.0.113"]).is_err(), "an address");
+    }
+
+    #[test]
+    fn vip_takes_ipv4_and_ipv6_addresses() {
+        let DecapCommand::Setup(setup) =
+            parse(&["setup", "--method", "xdp", "--vip", "203.0.113.10", "--vip", "2001:db8:cafe::10"])
+        else {
+            panic!("not setup")
+        };
+        let vips: [IpAddr; 2] = ["203.0.113.10".parse().unwrap(), "2001:db8:cafe::10".parse().unwrap()];
+        assert_eq!(setup.vips, vips);
+        let DecapCommand::Verify(verify) = parse(&["verify", "--vip", "2001:db8:cafe::10"]) else { panic!("not verify") };
+        assert_eq!(verify.vips, vips[1..]);
     }
 
     #[test]

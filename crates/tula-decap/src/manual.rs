@@ -5,10 +5,10 @@
 //! drift from what setup does.
 
 use crate::persist::{self, Persist};
-use crate::plan::{sysctls, vip_device, Method, TUNNEL};
+use crate::plan::{first_v4, host_prefix, ipv4_only, sysctls, vip_device, Method, TUNNEL};
 use crate::program::BPFFS;
 use crate::Change;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 /// The backend the steps are for.
@@ -17,9 +17,10 @@ pub struct ManualOptions {
     pub method: Method,
     /// The uplink: where the XDP program goes and `rp_filter` is turned off.
     pub interface: String,
-    /// The backend's address the load balancer tunnels to.
-    pub local: Ipv4Addr,
-    pub vips: Vec<Ipv4Addr>,
+    /// The backend's addresses the load balancer tunnels to, IPv4 first.
+    pub local: Vec<IpAddr>,
+    /// IPv4 and IPv6 VIPs.
+    pub vips: Vec<IpAddr>,
     /// Clamp the TCP MSS of the VIPs' SYN and SYN-ACK to this.
     pub mss_clamp: Option<u16>,
     /// Where the kernel method's tunnel is persisted. `Auto`: systemd-networkd,
@@ -32,7 +33,19 @@ pub struct ManualOptions {
 }
 
 impl ManualOptions {
+    /// For an IPv4 backend and IPv4 VIPs.
     pub fn new(method: Method, interface: impl Into<String>, local: Ipv4Addr, vips: Vec<Ipv4Addr>) -> ManualOptions {
+        let vips = vips.into_iter().map(IpAddr::V4).collect();
+        ManualOptions::with_addresses(method, interface, vec![IpAddr::V4(local)], vips)
+    }
+
+    /// For tunnel addresses and VIPs of either family.
+    pub fn with_addresses(
+        method: Method,
+        interface: impl Into<String>,
+        local: Vec<IpAddr>,
+        vips: Vec<IpAddr>,
+    ) -> ManualOptions {
         ManualOptions {
             method,
             interface: interface.into(),
@@ -74,7 +87,7 @@ pub fn manual_steps(opts: &ManualOptions) -> Vec<Step> {
             ),
             &[
                 Change::LoadModule { name: "ipip".into() },
-                Change::CreateIpipTunnel { name: TUNNEL.into(), local: opts.local },
+                Change::CreateIpipTunnel { name: TUNNEL.into(), local: local4(opts) },
             ],
         ));
     }
@@ -92,7 +105,7 @@ pub fn manual_steps(opts: &ManualOptions) -> Vec<Step> {
             .collect::<Vec<_>>(),
     ));
     let mut addresses: Vec<Change> =
-        opts.vips.iter().map(|&addr| Change::AddAddress { link: device.into(), addr, prefix: 32 }).collect();
+        opts.vips.iter().map(|&addr| Change::AddAddress { link: device.into(), addr, prefix: host_prefix(addr) }).collect();
     if opts.method == Method::Kernel {
         addresses.push(Change::SetLinkUp { link: TUNNEL.into() });
     }
@@ -103,14 +116,15 @@ pub fn manual_steps(opts: &ManualOptions) -> Vec<Step> {
         },
         &addresses,
     ));
-    if let Some(mss) = opts.mss_clamp {
+    let vips4 = ipv4_only(&opts.vips);
+    if let Some(mss) = opts.mss_clamp.filter(|_| !vips4.is_empty()) {
         steps.push(Step::new(
             format!(
                 "Clamp the TCP MSS of SYN and SYN-ACK sent from the VIPs to {mss}, so clients' segments fit the \
                  tunnel (tula's own nftables table ip {}; no other table is touched).",
                 crate::mss_clamp::TABLE
             ),
-            &[Change::ClampMss { vips: opts.vips.clone(), mss }],
+            &[Change::ClampMss { vips: vips4, mss }],
         ));
     }
     if opts.persist != Persist::None {
@@ -130,9 +144,11 @@ pub fn manual_steps(opts: &ManualOptions) -> Vec<Step> {
         }
         let mut step = Step::new(
             format!(
-                "Attach tula's decapsulation program (bpf/decap.c) to {} with the tunnel address {} and the VIPs \
+                "Attach tula's decapsulation program (bpf/decap.c) to {} with the tunnel address{} {} and the VIPs \
                  in its maps. Only tula loads it; with everything above in place, this is the one change it makes.",
-                opts.interface, opts.local
+                opts.interface,
+                if opts.local.len() > 1 { "es" } else { "" },
+                opts.local.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
             ),
             &[Change::MountBpffs { path: PathBuf::from(BPFFS) }],
         );
@@ -163,17 +179,18 @@ fn persistence_steps(opts: &ManualOptions, settings: &[(String, String)], steps:
                 format!("Load ipip at boot (it creates {TUNNEL})."),
                 &[file(persist::MODULES_FILE, persist::modules_file(), 0o644)],
             ));
+            let (local, vips4) = (local4(opts), ipv4_only(&opts.vips));
             let networkd = Step::new(
                 format!("Persist {TUNNEL} and its VIPs with systemd-networkd."),
                 &[
-                    file(persist::NETDEV_FILE, persist::networkd_netdev(opts.local), 0o644),
-                    file(persist::NETWORK_FILE, persist::networkd_network(&opts.vips), 0o644),
+                    file(persist::NETDEV_FILE, persist::networkd_netdev(local), 0o644),
+                    file(persist::NETWORK_FILE, persist::networkd_network(&vips4), 0o644),
                 ],
             );
             // netplan refuses world-readable configuration.
             let mut netplan = Step::new(
                 format!("Or, where netplan manages the network, persist {TUNNEL} and its VIPs with netplan."),
-                &[file(persist::NETPLAN_FILE, persist::netplan_yaml(opts.local, &opts.vips), 0o600)],
+                &[file(persist::NETPLAN_FILE, persist::netplan_yaml(local, &vips4), 0o600)],
             );
             match opts.persist {
                 Persist::Netplan => {
@@ -191,7 +208,7 @@ fn persistence_steps(opts: &ManualOptions, settings: &[(String, String)], steps:
                 steps.push(Step::new(
                     "Load the MSS clamp's table at boot.",
                     &[
-                        file(persist::NFT_FILE, persist::nft_file(&opts.vips, mss), 0o644),
+                        file(persist::NFT_FILE, persist::nft_file(&vips4, mss), 0o644),
                         file(persist::MSS_UNIT_FILE, persist::mss_clamp_unit(), 0o644),
                         enable(persist::MSS_UNIT_WANTS_LINK, persist::MSS_UNIT_FILE),
                     ],
@@ -210,6 +227,11 @@ fn persistence_steps(opts: &ManualOptions, settings: &[(String, String)], steps:
             ],
         )),
     }
+}
+
+/// The IPv4 tunnel address `tunl0` ends on (unspecified for an IPv6-only backend).
+fn local4(opts: &ManualOptions) -> Ipv4Addr {
+    first_v4(&opts.local).unwrap_or(Ipv4Addr::UNSPECIFIED)
 }
 
 /// The steps as one shell script: each title a comment, an alternative

@@ -5,7 +5,7 @@
 
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 /// Where the tunnel configuration of the kernel method is persisted.
@@ -142,7 +142,7 @@ pub fn netplan_yaml(local: Ipv4Addr, vips: &[Ipv4Addr]) -> String {
 
 /// The boot unit of the XDP method: bpffs pins and addresses on `lo` do not
 /// survive a reboot, so it runs the same setup again once the network is up.
-pub fn systemd_unit(tula_binary: &Path, interface: &str, vips: &[Ipv4Addr], mss_clamp: Option<u16>) -> String {
+pub fn systemd_unit(tula_binary: &Path, interface: &str, vips: &[IpAddr], mss_clamp: Option<u16>) -> String {
     let mut vip_args: String = vips.iter().map(|v| format!(" --vip {v}")).collect();
     if let Some(mss) = mss_clamp {
         vip_args.push_str(&format!(" --mss-clamp={mss}"));

@@ -28,7 +28,8 @@ pub const TUNNEL: &str = "tunl0";
 /// What `tula decap setup` was asked to do.
 #[derive(Debug, Clone)]
 pub struct SetupOptions {
-    pub vips: Vec<Ipv4Addr>,
+    /// IPv4 and IPv6 VIPs.
+    pub vips: Vec<IpAddr>,
     pub method: Method,
     /// The uplink; default: the device of the default route, else the only up interface.
     pub interface: Option<String>,
@@ -51,9 +52,9 @@ pub enum MssClamp {
 }
 
 impl SetupOptions {
-    pub fn new(method: Method, vips: Vec<Ipv4Addr>) -> SetupOptions {
+    pub fn new(method: Method, vips: impl IntoIterator<Item = impl Into<IpAddr>>) -> SetupOptions {
         SetupOptions {
-            vips,
+            vips: vips.into_iter().map(Into::into).collect(),
             method,
             interface: None,
             persist: Persist::Auto,
@@ -70,8 +71,8 @@ pub struct Plan {
     pub method: Method,
     pub interface: String,
     pub persist: Persist,
-    /// VIPs of this and every earlier setup on the host.
-    pub vips: Vec<Ipv4Addr>,
+    /// VIPs of this and every earlier setup on the host, IPv4 first.
+    pub vips: Vec<IpAddr>,
     /// The MSS SYN and SYN-ACK from the VIPs are clamped to, if they are.
     pub mss_clamp: Option<u16>,
     pub changes: Vec<Change>,
@@ -127,7 +128,7 @@ pub fn plan_setup(opts: &SetupOptions) -> Result<Plan, DecapError> {
         return Err(DecapError::NoVips);
     }
     let state = State::load(&opts.root)?.unwrap_or_default();
-    let mut vips: Vec<Ipv4Addr> = state.vips.iter().chain(&opts.vips).copied().collect();
+    let mut vips: Vec<IpAddr> = state.vips.iter().chain(&opts.vips).copied().collect();
     vips.sort();
     vips.dedup();
     let interface = match &opts.interface {
@@ -139,9 +140,16 @@ pub fn plan_setup(opts: &SetupOptions) -> Result<Plan, DecapError> {
     if local.is_empty() {
         return Err(DecapError::NoTunnelAddress { interface });
     }
+    // IPv6 VIPs arrive only in IP6IP6; IPv4 VIPs in IPIP or in IPv6 (4in6).
+    if vips.iter().any(IpAddr::is_ipv6) && !local.iter().any(IpAddr::is_ipv6) {
+        return Err(DecapError::NoTunnelAddress6 { interface });
+    }
+    if opts.method == Method::Kernel && vips.iter().any(IpAddr::is_ipv6) {
+        return Err(DecapError::KernelIpv6 { vip: vips.iter().copied().find(IpAddr::is_ipv6).expect("checked") });
+    }
     let device = vip_device(opts.method);
     for vip in &vips {
-        if let Some(other) = addresses.iter().find(|a| a.addr == IpAddr::V4(*vip) && a.link != device) {
+        if let Some(other) = addresses.iter().find(|a| a.addr == *vip && a.link != device) {
             return Err(DecapError::VipOwnedElsewhere {
                 vip: *vip,
                 prefix: other.prefix,
@@ -163,16 +171,20 @@ pub fn plan_setup(opts: &SetupOptions) -> Result<Plan, DecapError> {
     let mut plan =
         Plan { method: opts.method, interface, persist, vips, mss_clamp, changes: Vec::new(), notes: Vec::new() };
     match opts.method {
-        Method::Kernel => plan_kernel(&mut plan, &addresses, local[0])?,
+        Method::Kernel => {
+            let local4 = first_v4(&local).ok_or_else(|| DecapError::NoTunnelAddress { interface: plan.interface.clone() })?;
+            plan_kernel(&mut plan, &addresses, local4)?
+        }
         Method::Xdp => plan_xdp(&mut plan, &addresses, &local)?,
     }
     if let Some(mss) = plan.mss_clamp {
-        if !mss_clamp::read()?.is_some_and(|installed| installed.clamps(&plan.vips, mss)) {
-            plan.changes.push(Change::ClampMss { vips: plan.vips.clone(), mss });
+        let vips4 = ipv4_only(&plan.vips);
+        if !vips4.is_empty() && !mss_clamp::read()?.is_some_and(|installed| installed.clamps(&vips4, mss)) {
+            plan.changes.push(Change::ClampMss { vips: vips4, mss });
         }
     }
     if persist != Persist::None {
-        plan_files(&mut plan, opts, local[0])?;
+        plan_files(&mut plan, opts, first_v4(&local))?;
     }
     Ok(plan)
 }
@@ -204,7 +216,7 @@ fn plan_kernel(plan: &mut Plan, addresses: &[tula_net::Address], local: Ipv4Addr
     Ok(())
 }
 
-fn plan_xdp(plan: &mut Plan, addresses: &[tula_net::Address], local: &[Ipv4Addr]) -> Result<(), DecapError> {
+fn plan_xdp(plan: &mut Plan, addresses: &[tula_net::Address], local: &[IpAddr]) -> Result<(), DecapError> {
     if let Some(netns) = tula_net::under_ip_netns_exec() {
         return Err(program::netns_exec_error(&netns));
     }
@@ -223,7 +235,7 @@ fn plan_xdp(plan: &mut Plan, addresses: &[tula_net::Address], local: &[Ipv4Addr]
         Some(pinned) if pinned.attached_ifindex()? == ifindex => {
             let mut sorted_local = local.clone();
             sorted_local.sort();
-            if pinned.local_addresses()? != sorted_local || pinned.vips()? != vips {
+            if pinned.all_local_addresses()? != sorted_local || pinned.all_vips()? != vips {
                 plan.changes.push(Change::UpdateDecapMaps { interface, pin_dir, local, vips });
             }
         }
@@ -244,30 +256,32 @@ fn plan_sysctls(plan: &mut Plan) {
 fn plan_vip_addresses(plan: &mut Plan, addresses: &[tula_net::Address]) {
     let device = vip_device(plan.method);
     for vip in &plan.vips {
-        if !addresses.iter().any(|a| a.addr == IpAddr::V4(*vip) && a.link == device) {
-            plan.changes.push(Change::AddAddress { link: device.into(), addr: *vip, prefix: 32 });
+        if !addresses.iter().any(|a| a.addr == *vip && a.link == device) {
+            plan.changes.push(Change::AddAddress { link: device.into(), addr: *vip, prefix: host_prefix(*vip) });
         }
     }
 }
 
-fn plan_files(plan: &mut Plan, opts: &SetupOptions, local: Ipv4Addr) -> Result<(), DecapError> {
+fn plan_files(plan: &mut Plan, opts: &SetupOptions, local: Option<Ipv4Addr>) -> Result<(), DecapError> {
     let root = &opts.root;
     let mut files = vec![(persist::SYSCTL_FILE, persist::sysctl_file(&sysctls(plan.method, &plan.interface)), 0o644)];
     // (link, unit file): units to enable.
     let mut units = Vec::new();
     match (plan.method, plan.persist) {
         (Method::Kernel, persist) => {
+            let local = local.ok_or_else(|| DecapError::NoTunnelAddress { interface: plan.interface.clone() })?;
+            let vips4 = ipv4_only(&plan.vips);
             files.push((persist::MODULES_FILE, persist::modules_file(), 0o644));
             if persist == Persist::Netplan {
                 // netplan refuses world-readable configuration.
-                files.push((persist::NETPLAN_FILE, persist::netplan_yaml(local, &plan.vips), 0o600));
+                files.push((persist::NETPLAN_FILE, persist::netplan_yaml(local, &vips4), 0o600));
             } else {
                 files.push((persist::NETDEV_FILE, persist::networkd_netdev(local), 0o644));
-                files.push((persist::NETWORK_FILE, persist::networkd_network(&plan.vips), 0o644));
+                files.push((persist::NETWORK_FILE, persist::networkd_network(&vips4), 0o644));
             }
             // The XDP method's boot unit runs setup again; here the table needs its own.
             if let Some(mss) = plan.mss_clamp {
-                files.push((persist::NFT_FILE, persist::nft_file(&plan.vips, mss), 0o644));
+                files.push((persist::NFT_FILE, persist::nft_file(&vips4, mss), 0o644));
                 files.push((persist::MSS_UNIT_FILE, persist::mss_clamp_unit(), 0o644));
                 units.push((persist::MSS_UNIT_WANTS_LINK, persist::MSS_UNIT_FILE));
             }
@@ -398,16 +412,50 @@ pub fn default_uplink() -> Result<String, DecapError> {
     }
 }
 
-/// The IPv4 addresses of `interface` a load balancer may tunnel to.
-pub fn tunnel_addresses(addresses: &[tula_net::Address], interface: &str, vips: &[Ipv4Addr]) -> Vec<Ipv4Addr> {
-    let mut local: Vec<Ipv4Addr> = Vec::new();
+/// The addresses of `interface` a load balancer may tunnel to: its IPv4
+/// addresses (primary first, as the kernel lists them), then its global IPv6
+/// ones (a link-local address cannot be routed to).
+pub fn tunnel_addresses(addresses: &[tula_net::Address], interface: &str, vips: &[IpAddr]) -> Vec<IpAddr> {
+    let mut local: Vec<IpAddr> = Vec::new();
     for a in addresses.iter().filter(|a| a.link == interface) {
-        match a.addr {
-            IpAddr::V4(v4) if !vips.contains(&v4) && !local.contains(&v4) => local.push(v4),
-            _ => {}
+        let usable = match a.addr {
+            IpAddr::V4(_) => true,
+            IpAddr::V6(v6) => !v6.is_unicast_link_local() && !v6.is_loopback() && !v6.is_multicast(),
+        };
+        if usable && !vips.contains(&a.addr) && !local.contains(&a.addr) {
+            local.push(a.addr);
         }
     }
-    local // primary address first, as the kernel lists them
+    local.sort_by_key(|a| a.is_ipv6()); // stable: kernel order within a family
+    local
+}
+
+/// The first IPv4 address of a list (the kernel method's `tunl0` local address).
+pub fn first_v4(addrs: &[IpAddr]) -> Option<Ipv4Addr> {
+    addrs.iter().find_map(|a| match a {
+        IpAddr::V4(v4) => Some(*v4),
+        IpAddr::V6(_) => None,
+    })
+}
+
+/// The IPv4 addresses of a list.
+pub fn ipv4_only(addrs: &[IpAddr]) -> Vec<Ipv4Addr> {
+    addrs
+        .iter()
+        .filter_map(|a| match a {
+            IpAddr::V4(v4) => Some(*v4),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
+}
+
+/// A VIP's prefix on its device: /32 or /128.
+pub fn host_prefix(vip: IpAddr) -> u8 {
+    if vip.is_ipv4() {
+        32
+    } else {
+        128
+    }
 }
 
 /// Why a module cannot be loaded, if we can tell without trying.

@@ -8,6 +8,7 @@ use crate::program::{self, PinnedDecap};
 use crate::state::State;
 use crate::DecapError;
 use serde::Serialize;
+use std::fmt::Display;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
@@ -16,7 +17,7 @@ pub struct VerifyOptions {
     /// Same meaning as for setup.
     pub root: PathBuf,
     /// Default: the VIPs setup recorded.
-    pub vips: Vec<Ipv4Addr>,
+    pub vips: Vec<IpAddr>,
     /// Default: the method setup recorded, else `kernel` if tunl0 exists, else `xdp`.
     pub method: Option<Method>,
     /// Default: the interface setup recorded, else the default uplink.
@@ -128,8 +129,9 @@ pub fn verify(opts: &VerifyOptions) -> Result<Vec<Check>, DecapError> {
         checks.push(check_sysctl(&key, &want, persist, &sysctl_file, persisted.as_deref()));
     }
     checks.push(check_boot_persistence(method, persist, &opts.root, &vips, &setup_hint));
-    if let Some(mss) = state.mss_clamp {
-        checks.push(check_mss_clamp(mss, &vips, method, persist, &opts.root, &setup_hint)?);
+    let vips4 = plan::ipv4_only(&vips);
+    if let Some(mss) = state.mss_clamp.filter(|_| !vips4.is_empty()) {
+        checks.push(check_mss_clamp(mss, &vips4, method, persist, &opts.root, &setup_hint)?);
     }
     checks.push(check_traffic(method, pinned.as_ref(), &local)?);
     Ok(checks)
@@ -187,14 +189,14 @@ fn check_decap_program(interface: &str, setup_hint: &str) -> Result<(Check, Opti
 fn check_tunnel_addresses(
     pinned: &PinnedDecap,
     interface: &str,
-    local: &[Ipv4Addr],
+    local: &[IpAddr],
     setup_hint: &str,
 ) -> Result<Check, DecapError> {
     let name = format!("decapsulation map holds the tunnel addresses of {interface}");
-    let in_map = pinned.local_addresses()?;
+    let in_map = pinned.all_local_addresses()?;
     let missing: Vec<String> = local.iter().filter(|a| !in_map.contains(a)).map(|a| a.to_string()).collect();
     Ok(if local.is_empty() {
-        Check::fail(name, format!("{interface} has no IPv4 address"), "give the uplink the address the load balancer sends to")
+        Check::fail(name, format!("{interface} has no IPv4 or global IPv6 address"), "give the uplink the address the load balancer sends to")
     } else if missing.is_empty() {
         Check::pass(name, list(local))
     } else {
@@ -203,7 +205,7 @@ fn check_tunnel_addresses(
 }
 
 fn check_vip(
-    vip: Ipv4Addr,
+    vip: IpAddr,
     method: Method,
     addresses: &[tula_net::Address],
     pinned: Option<&PinnedDecap>,
@@ -211,21 +213,23 @@ fn check_vip(
 ) -> Result<Check, DecapError> {
     let device = plan::vip_device(method);
     let name = format!("VIP {vip} on {device}");
-    let on: Vec<&str> = addresses.iter().filter(|a| a.addr == IpAddr::V4(vip)).map(|a| a.link.as_str()).collect();
+    let prefix = plan::host_prefix(vip);
+    let on: Vec<&str> = addresses.iter().filter(|a| a.addr == vip).map(|a| a.link.as_str()).collect();
     if let Some(other) = on.iter().find(|d| **d != device) {
-        let fix = format!("ip addr del {vip}/32 dev {other}; the VIP belongs on {device} only");
-        return Ok(Check::fail(name, format!("{vip} is on {other}, where it answers ARP and steals traffic"), fix));
+        let fix = format!("ip addr del {vip}/{prefix} dev {other}; the VIP belongs on {device} only");
+        let answers = if vip.is_ipv4() { "ARP" } else { "Neighbour Solicitations" };
+        return Ok(Check::fail(name, format!("{vip} is on {other}, where it answers {answers} and steals traffic"), fix));
     }
     if on.is_empty() {
         return Ok(Check::fail(name, format!("{vip} is on no device"), setup_hint));
     }
     if let Some(pinned) = pinned {
-        if !pinned.vips()?.contains(&vip) {
+        if !pinned.all_vips()?.contains(&vip) {
             return Ok(Check::fail(name, format!("{vip} is on {device} but not in the decapsulation map"), setup_hint));
         }
-        return Ok(Check::pass(name, format!("{vip}/32 on {device}, and in the decapsulation map")));
+        return Ok(Check::pass(name, format!("{vip}/{prefix} on {device}, and in the decapsulation map")));
     }
-    Ok(Check::pass(name, format!("{vip}/32 on {device}")))
+    Ok(Check::pass(name, format!("{vip}/{prefix} on {device}")))
 }
 
 fn check_sysctl(key: &str, want: &str, persist: Persist, file: &Path, persisted: Option<&str>) -> Check {
@@ -253,7 +257,7 @@ fn check_sysctl(key: &str, want: &str, persist: Persist, file: &Path, persisted:
     Check::fail(name, problems.join("; "), fix)
 }
 
-fn check_boot_persistence(method: Method, persist: Persist, root: &Path, vips: &[Ipv4Addr], setup_hint: &str) -> Check {
+fn check_boot_persistence(method: Method, persist: Persist, root: &Path, vips: &[IpAddr], setup_hint: &str) -> Check {
     let files: Vec<&str> = match (method, persist) {
         (_, Persist::None) => return Check::skip("setup persisted for reboots", "setup ran with --persist none"),
         (Method::Xdp, _) => vec![persist::UNIT_FILE, persist::UNIT_WANTS_LINK],
@@ -338,7 +342,7 @@ fn check_mss_clamp(
     })
 }
 
-fn check_traffic(method: Method, pinned: Option<&PinnedDecap>, local: &[Ipv4Addr]) -> Result<Check, DecapError> {
+fn check_traffic(method: Method, pinned: Option<&PinnedDecap>, local: &[IpAddr]) -> Result<Check, DecapError> {
     let name = "decapsulated packets seen";
     let fix = format!(
         "send traffic to a VIP through the load balancer; if none arrives, check that it tunnels to {} \
@@ -367,6 +371,6 @@ fn check_traffic(method: Method, pinned: Option<&PinnedDecap>, local: &[Ipv4Addr
     }
 }
 
-fn list(addrs: &[Ipv4Addr]) -> String {
+fn list(addrs: &[impl Display]) -> String {
     addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
 }

@@ -4,7 +4,7 @@
 
 use crate::NetError;
 use futures::{StreamExt, TryStreamExt};
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourExtFlags, NeighbourState};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute};
@@ -296,16 +296,21 @@ fn find_address(link: &str, addr: IpAddr, prefix: u8) -> Result<Option<AddressMe
     }))
 }
 
-/// Adds `addr/prefix` to `link`. `Ok(false)`: it was already there.
+/// Adds `addr/prefix` to `link`. `Ok(false)`: it was already there. An IPv6
+/// address is added `nodad`, usable at once (as `ip addr add ... nodad`).
 pub fn add_address(link: &str, addr: IpAddr, prefix: u8) -> Result<bool, NetError> {
     if find_address(link, addr, prefix)?.is_some() {
         return Ok(false);
     }
     let index = index_of(link)?;
-    netlink(
-        &format!("adding {addr}/{prefix} to {link}"),
-        |h| async move { h.address().add(index, addr, prefix).execute().await },
-    )?;
+    netlink(&format!("adding {addr}/{prefix} to {link}"), |h| async move {
+        let mut request = h.address().add(index, addr, prefix);
+        if addr.is_ipv6() {
+            // Duplicate address detection would leave it tentative (unusable) for a second or more.
+            request.message_mut().header.flags |= AddressHeaderFlags::Nodad;
+        }
+        request.execute().await
+    })?;
     Ok(true)
 }
 
