@@ -6,7 +6,7 @@ use crate::program::{self, DecapProgram, PinnedDecap};
 use crate::DecapError;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,6 +17,9 @@ pub enum Change {
     /// `ip tunnel add NAME mode ipip local LOCAL`, made only if the kernel did
     /// not already create `tunl0` when the module loaded.
     CreateIpipTunnel { name: String, local: Ipv4Addr },
+    /// `ip -6 tunnel add NAME mode any local LOCAL`, made only if the kernel
+    /// did not already create `ip6tnl0` when the module loaded.
+    CreateIp6Tunnel { name: String, local: Ipv6Addr },
     /// `sysctl -w KEY=TO`; `from` is the value before, `None` if the key did not
     /// exist yet (its interface is created by an earlier change).
     SetSysctl { key: String, from: Option<String>, to: String },
@@ -50,6 +53,7 @@ impl Change {
         match (self, other) {
             (LoadModule { name: a }, LoadModule { name: b }) => a == b,
             (CreateIpipTunnel { name: a, .. }, CreateIpipTunnel { name: b, .. }) => a == b,
+            (CreateIp6Tunnel { name: a, .. }, CreateIp6Tunnel { name: b, .. }) => a == b,
             (SetSysctl { key: a, .. }, SetSysctl { key: b, .. }) => a == b,
             (AddAddress { link: l1, addr: a1, .. }, AddAddress { link: l2, addr: a2, .. }) => l1 == l2 && a1 == a2,
             (SetLinkUp { link: a }, SetLinkUp { link: b }) => a == b,
@@ -76,6 +80,9 @@ impl Change {
             // Loading ipip creates tunl0 on a normal host: `ip tunnel add` would fail with "File exists".
             Change::CreateIpipTunnel { name, local } => {
                 format!("ip link show {name} >/dev/null 2>&1 || ip tunnel add {name} mode ipip local {local}")
+            }
+            Change::CreateIp6Tunnel { name, local } => {
+                format!("ip link show {name} >/dev/null 2>&1 || ip -6 tunnel add {name} mode any local {local}")
             }
             Change::SetSysctl { key, to, .. } => format!("sysctl -w {key}={to}"),
             Change::AddAddress { link, addr, prefix } => {
@@ -118,6 +125,12 @@ impl Change {
                 }
                 tula_net::add_ipip_tunnel(name, *local)?;
             }
+            Change::CreateIp6Tunnel { name, local } => {
+                if tula_net::link(name).is_ok() {
+                    return Ok(None); // the kernel's catch-all device: it already receives every IPv6 tunnel packet
+                }
+                tula_net::add_ip6_tunnel(name, *local)?;
+            }
             Change::SetSysctl { key, to, .. } => tula_net::sysctl::write(key, to)?,
             Change::AddAddress { link, addr, prefix } => {
                 tula_net::add_address(link, *addr, *prefix)?;
@@ -157,7 +170,7 @@ impl Change {
                 unload_module(name)?;
                 format!("unloaded kernel module {name}")
             }
-            Change::CreateIpipTunnel { name, .. } => match tula_net::delete_link(name) {
+            Change::CreateIpipTunnel { name, .. } | Change::CreateIp6Tunnel { name, .. } => match tula_net::delete_link(name) {
                 Ok(()) => format!("deleted tunnel {name}"),
                 Err(tula_net::NetError::NoSuchLink { .. }) => format!("tunnel {name} is already gone"),
                 Err(e) => return Err(e.into()),
@@ -215,6 +228,12 @@ impl fmt::Display for Change {
             Change::CreateIpipTunnel { name, local } => write!(
                 f,
                 "create IPIP tunnel {name} with local {local} unless loading the module made it  [{}]",
+                self.command().unwrap_or_default()
+            ),
+            Change::CreateIp6Tunnel { name, local } => write!(
+                f,
+                "create IPv6 tunnel {name} (mode any: IP6IP6 and IPv4 in IPv6) with local {local} unless loading \
+                 the module made it  [{}]",
                 self.command().unwrap_or_default()
             ),
             Change::SetSysctl { key, from, to } => {
@@ -283,12 +302,15 @@ fn list(addrs: &[impl fmt::Display]) -> String {
 /// Loading a module is the one thing done through a program: finding the
 /// right .ko (and its dependencies) is modprobe's job.
 fn load_module(name: &str) -> Result<(), DecapError> {
-    let output = std::process::Command::new("modprobe").arg(name).output().map_err(|e| DecapError::NoIpipModule {
-        detail: format!("cannot run modprobe: {e}"),
-    })?;
+    let missing = |detail: String| match name {
+        crate::plan::IP6_TUNNEL_MODULE => DecapError::NoIp6TunnelModule { detail },
+        _ => DecapError::NoIpipModule { detail },
+    };
+    let output =
+        std::process::Command::new("modprobe").arg(name).output().map_err(|e| missing(format!("cannot run modprobe: {e}")))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-        return Err(DecapError::NoIpipModule { detail: format!("modprobe {name} failed: {stderr}") });
+        return Err(missing(format!("modprobe {name} failed: {stderr}")));
     }
     Ok(())
 }

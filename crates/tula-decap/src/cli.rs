@@ -138,9 +138,12 @@ fn setup(args: SetupArgs) -> Result<ExitCode, DecapError> {
 
 /// The plan as text: a header, one numbered entry per change, the notes.
 pub fn render_plan(plan: &crate::Plan, dry_run: bool) -> String {
-    let method = match plan.method {
-        Method::Kernel => "kernel (ipip module, tunl0)",
-        Method::Xdp => "xdp (tula's decapsulation program)",
+    let (v4, v6) = (plan.vips.iter().any(IpAddr::is_ipv4), plan.vips.iter().any(IpAddr::is_ipv6));
+    let method = match (plan.method, v4, v6) {
+        (Method::Kernel, true, false) => "kernel (ipip module, tunl0)",
+        (Method::Kernel, false, _) => "kernel (ip6_tunnel module, ip6tnl0)",
+        (Method::Kernel, true, true) => "kernel (ipip and ip6_tunnel modules, tunl0 and ip6tnl0)",
+        (Method::Xdp, ..) => "xdp (tula's decapsulation program)",
     };
     let mut out = format!("backend setup, method {method}, uplink {}\n", plan.interface);
     if let Some(mss) = plan.mss_clamp {

@@ -62,6 +62,11 @@ pub enum DecapError {
     )]
     NoIpipModule { detail: String },
     #[error(
+        "the ip6_tunnel kernel module is not available on this host ({detail}); \
+         use `tula decap setup --method xdp`, which decapsulates IP6IP6 and IPv4 in IPv6 in XDP without it"
+    )]
+    NoIp6TunnelModule { detail: String },
+    #[error(
         "cannot tell which interface is the uplink (no default route; up interfaces: {candidates}): \
          pass --interface IFACE"
     )]
@@ -76,11 +81,7 @@ pub enum DecapError {
          give it the IPv6 address the load balancer sends to, or pass another --interface"
     )]
     NoTunnelAddress6 { interface: String },
-    #[error(
-        "VIP {vip}: the kernel method does not take IPv6 VIPs yet; use `tula decap setup --method xdp`, \
-         which decapsulates IP6IP6 and IPv4 in IPv6"
-    )]
-    KernelIpv6 { vip: IpAddr },
+
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -9,7 +9,7 @@ use crate::state::State;
 use crate::{Change, DecapError};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 /// How the backend strips the outer header.
@@ -24,6 +24,12 @@ pub enum Method {
 
 /// The kernel's IPIP device: its catch-all tunnel, created when ipip loads.
 pub const TUNNEL: &str = "tunl0";
+/// The kernel's IPv6 tunnel device: its catch-all (mode any: IP6IP6 and IPv4
+/// in IPv6), created when ip6_tunnel loads.
+pub const TUNNEL6: &str = "ip6tnl0";
+/// The modules that create [`TUNNEL`] and [`TUNNEL6`].
+pub const IPIP_MODULE: &str = "ipip";
+pub const IP6_TUNNEL_MODULE: &str = "ip6_tunnel";
 
 /// What `tula decap setup` was asked to do.
 #[derive(Debug, Clone)]
@@ -113,11 +119,27 @@ pub fn sysctls(method: Method, interface: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-/// The device the VIPs go on.
-pub fn vip_device(method: Method) -> &'static str {
-    match method {
-        Method::Kernel => TUNNEL,
-        Method::Xdp => "lo",
+/// The sysctls a setup with these VIPs needs: [`sysctls`] for IPv4 VIPs, and
+/// with the kernel method `rp_filter` off on [`TUNNEL6`] too, where IPv4 in
+/// IPv6 comes out. IPv6 VIPs need none: IPv6 has no `rp_filter`, and the
+/// kernel answers Neighbour Solicitations only for addresses of the receiving
+/// interface (the VIP is on `lo`), so it needs no `arp_ignore`.
+pub fn sysctls_for(method: Method, interface: &str, vips: &[IpAddr]) -> Vec<(String, String)> {
+    if !vips.iter().any(IpAddr::is_ipv4) {
+        return Vec::new();
+    }
+    let mut settings = sysctls(method, interface);
+    if method == Method::Kernel && vips.iter().any(IpAddr::is_ipv6) {
+        settings.insert(3, (tula_net::sysctl::conf_key(TUNNEL6, "rp_filter"), "0".to_string()));
+    }
+    settings
+}
+
+/// The device a VIP goes on: `tunl0` for an IPv4 VIP of the kernel method, else `lo`.
+pub fn vip_device(method: Method, vip: IpAddr) -> &'static str {
+    match (method, vip) {
+        (Method::Kernel, IpAddr::V4(_)) => TUNNEL,
+        _ => "lo",
     }
 }
 
@@ -144,11 +166,8 @@ pub fn plan_setup(opts: &SetupOptions) -> Result<Plan, DecapError> {
     if vips.iter().any(IpAddr::is_ipv6) && !local.iter().any(IpAddr::is_ipv6) {
         return Err(DecapError::NoTunnelAddress6 { interface });
     }
-    if opts.method == Method::Kernel && vips.iter().any(IpAddr::is_ipv6) {
-        return Err(DecapError::KernelIpv6 { vip: vips.iter().copied().find(IpAddr::is_ipv6).expect("checked") });
-    }
-    let device = vip_device(opts.method);
     for vip in &vips {
+        let device = vip_device(opts.method, *vip);
         if let Some(other) = addresses.iter().find(|a| a.addr == *vip && a.link != device) {
             return Err(DecapError::VipOwnedElsewhere {
                 vip: *vip,
@@ -171,10 +190,7 @@ pub fn plan_setup(opts: &SetupOptions) -> Result<Plan, DecapError> {
     let mut plan =
         Plan { method: opts.method, interface, persist, vips, mss_clamp, changes: Vec::new(), notes: Vec::new() };
     match opts.method {
-        Method::Kernel => {
-            let local4 = first_v4(&local).ok_or_else(|| DecapError::NoTunnelAddress { interface: plan.interface.clone() })?;
-            plan_kernel(&mut plan, &addresses, local4)?
-        }
+        Method::Kernel => plan_kernel(&mut plan, &addresses, &local)?,
         Method::Xdp => plan_xdp(&mut plan, &addresses, &local)?,
     }
     if let Some(mss) = plan.mss_clamp {
@@ -184,34 +200,59 @@ pub fn plan_setup(opts: &SetupOptions) -> Result<Plan, DecapError> {
         }
     }
     if persist != Persist::None {
-        plan_files(&mut plan, opts, first_v4(&local))?;
+        plan_files(&mut plan, opts, &local)?;
     }
     Ok(plan)
 }
 
-fn plan_kernel(plan: &mut Plan, addresses: &[tula_net::Address], local: Ipv4Addr) -> Result<(), DecapError> {
-    if !Path::new("/sys/module/ipip").exists() {
-        plan.changes.push(Change::LoadModule { name: "ipip".into() });
-        if let Some(why) = module_unavailable("ipip") {
-            plan.notes.push(format!(
-                "the ipip module is not available on this host ({why}): applying this plan fails at its \
-                 first step; `--method xdp` works without it"
-            ));
+/// IPv4 VIPs: the ipip module and `tunl0`; IPv6 VIPs: the ip6_tunnel module
+/// and `ip6tnl0`. Both modules load first, so a missing one fails the plan
+/// before anything else changed.
+fn plan_kernel(plan: &mut Plan, addresses: &[tula_net::Address], local: &[IpAddr]) -> Result<(), DecapError> {
+    let mut tunnels = Vec::new();
+    if plan.vips.iter().any(IpAddr::is_ipv4) {
+        let local = first_v4(local).ok_or_else(|| DecapError::NoTunnelAddress { interface: plan.interface.clone() })?;
+        tunnels.push((IPIP_MODULE, TUNNEL, Change::CreateIpipTunnel { name: TUNNEL.into(), local }, local.to_string()));
+    }
+    if plan.vips.iter().any(IpAddr::is_ipv6) {
+        let local = first_v6(local).ok_or_else(|| DecapError::NoTunnelAddress6 { interface: plan.interface.clone() })?;
+        tunnels.push((IP6_TUNNEL_MODULE, TUNNEL6, Change::CreateIp6Tunnel { name: TUNNEL6.into(), local }, local.to_string()));
+    }
+    for (module, _, _, _) in &tunnels {
+        if !Path::new("/sys/module").join(module).exists() {
+            plan.changes.push(Change::LoadModule { name: module.to_string() });
+            if let Some(why) = module_unavailable(module) {
+                plan.notes.push(format!(
+                    "the {module} module is not available on this host ({why}): applying this plan fails before \
+                     it changes anything; `--method xdp` works without it"
+                ));
+            }
         }
     }
-    let tunnel = tula_net::link(TUNNEL).ok();
-    match &tunnel {
-        None => plan.changes.push(Change::CreateIpipTunnel { name: TUNNEL.into(), local }),
-        Some(_) => plan.notes.push(format!(
-            "{TUNNEL} exists: it is the kernel's catch-all IPIP device, which decapsulates IPIP sent to any \
-             address of this host ({local} included), so its local address is left as it is"
-        )),
+    let mut down = Vec::new();
+    for (_, name, create, local) in tunnels {
+        match tula_net::link(name).ok() {
+            None => plan.changes.push(create),
+            Some(link) => {
+                let kind = if name == TUNNEL { "IPIP device, which decapsulates IPIP" } else {
+                    "IPv6 tunnel device, which decapsulates IP6IP6 and IPv4 in IPv6"
+                };
+                plan.notes.push(format!(
+                    "{name} exists: it is the kernel's catch-all {kind} sent to any address of this host \
+                     ({local} included), so its local address is left as it is"
+                ));
+                if link.up {
+                    continue;
+                }
+            }
+        }
+        down.push(name);
     }
     // Sysctls before addresses: the host must never answer ARP for a VIP, not even for a moment.
     plan_sysctls(plan);
     plan_vip_addresses(plan, addresses);
-    if !tunnel.is_some_and(|t| t.up) {
-        plan.changes.push(Change::SetLinkUp { link: TUNNEL.into() });
+    for name in down {
+        plan.changes.push(Change::SetLinkUp { link: name.into() });
     }
     Ok(())
 }
@@ -245,7 +286,7 @@ fn plan_xdp(plan: &mut Plan, addresses: &[tula_net::Address], local: &[IpAddr]) 
 }
 
 fn plan_sysctls(plan: &mut Plan) {
-    for (key, to) in sysctls(plan.method, &plan.interface) {
+    for (key, to) in sysctls_for(plan.method, &plan.interface, &plan.vips) {
         let from = tula_net::sysctl::read(&key).ok();
         if from.as_deref() != Some(to.as_str()) {
             plan.changes.push(Change::SetSysctl { key, from, to });
@@ -254,30 +295,48 @@ fn plan_sysctls(plan: &mut Plan) {
 }
 
 fn plan_vip_addresses(plan: &mut Plan, addresses: &[tula_net::Address]) {
-    let device = vip_device(plan.method);
     for vip in &plan.vips {
+        let device = vip_device(plan.method, *vip);
         if !addresses.iter().any(|a| a.addr == *vip && a.link == device) {
             plan.changes.push(Change::AddAddress { link: device.into(), addr: *vip, prefix: host_prefix(*vip) });
         }
     }
 }
 
-fn plan_files(plan: &mut Plan, opts: &SetupOptions, local: Option<Ipv4Addr>) -> Result<(), DecapError> {
+fn plan_files(plan: &mut Plan, opts: &SetupOptions, local: &[IpAddr]) -> Result<(), DecapError> {
     let root = &opts.root;
-    let mut files = vec![(persist::SYSCTL_FILE, persist::sysctl_file(&sysctls(plan.method, &plan.interface)), 0o644)];
+    let settings = sysctls_for(plan.method, &plan.interface, &plan.vips);
+    let mut files = Vec::new();
+    if !settings.is_empty() {
+        files.push((persist::SYSCTL_FILE, persist::sysctl_file(&settings), 0o644));
+    }
     // (link, unit file): units to enable.
     let mut units = Vec::new();
     match (plan.method, plan.persist) {
         (Method::Kernel, persist) => {
-            let local = local.ok_or_else(|| DecapError::NoTunnelAddress { interface: plan.interface.clone() })?;
             let vips4 = ipv4_only(&plan.vips);
-            files.push((persist::MODULES_FILE, persist::modules_file(), 0o644));
+            let vips6 = ipv6_only(&plan.vips);
+            let tunnel4 = first_v4(local).filter(|_| !vips4.is_empty()).map(|local| (local, vips4.as_slice()));
+            let tunnel6 = first_v6(local).filter(|_| !vips6.is_empty()).map(|local| (local, vips6.as_slice()));
+            if tunnel4.is_some() {
+                files.push((persist::MODULES_FILE, persist::modules_file(), 0o644));
+            }
+            if tunnel6.is_some() {
+                files.push((persist::MODULES6_FILE, persist::modules6_file(), 0o644));
+            }
             if persist == Persist::Netplan {
                 // netplan refuses world-readable configuration.
-                files.push((persist::NETPLAN_FILE, persist::netplan_yaml(local, &vips4), 0o600));
+                files.push((persist::NETPLAN_FILE, persist::netplan_yaml(tunnel4, tunnel6), 0o600));
             } else {
-                files.push((persist::NETDEV_FILE, persist::networkd_netdev(local), 0o644));
-                files.push((persist::NETWORK_FILE, persist::networkd_network(&vips4), 0o644));
+                if let Some((local, vips4)) = tunnel4 {
+                    files.push((persist::NETDEV_FILE, persist::networkd_netdev(local), 0o644));
+                    files.push((persist::NETWORK_FILE, persist::networkd_network(vips4), 0o644));
+                }
+                if let Some((local, vips6)) = tunnel6 {
+                    files.push((persist::NETDEV6_FILE, persist::networkd_netdev6(local), 0o644));
+                    files.push((persist::NETWORK6_FILE, persist::networkd_network6(), 0o644));
+                    files.push((persist::LO_NETWORK_FILE, persist::networkd_lo_network(vips6), 0o644));
+                }
             }
             // The XDP method's boot unit runs setup again; here the table needs its own.
             if let Some(mss) = plan.mss_clamp {
@@ -338,10 +397,16 @@ pub fn apply(plan: &Plan, root: &Path) -> Result<SetupReport, DecapError> {
                 state.record(done);
                 state.save(root)?;
             }
-            Ok(None) => report.notes.push(format!(
-                "{TUNNEL} appeared when the ipip module loaded (the kernel's catch-all IPIP device); \
-                 it is used as it is"
-            )),
+            Ok(None) => report.notes.push(match change {
+                Change::CreateIp6Tunnel { .. } => format!(
+                    "{TUNNEL6} appeared when the ip6_tunnel module loaded (the kernel's catch-all IPv6 tunnel \
+                     device); it is used as it is"
+                ),
+                _ => format!(
+                    "{TUNNEL} appeared when the ipip module loaded (the kernel's catch-all IPIP device); \
+                     it is used as it is"
+                ),
+            }),
             Err(e) => {
                 if !report.applied.is_empty() {
                     state.save(root)?;
@@ -436,6 +501,25 @@ pub fn first_v4(addrs: &[IpAddr]) -> Option<Ipv4Addr> {
         IpAddr::V4(v4) => Some(*v4),
         IpAddr::V6(_) => None,
     })
+}
+
+/// The first IPv6 address of a list (the kernel method's `ip6tnl0` local address).
+pub fn first_v6(addrs: &[IpAddr]) -> Option<Ipv6Addr> {
+    addrs.iter().find_map(|a| match a {
+        IpAddr::V6(v6) => Some(*v6),
+        IpAddr::V4(_) => None,
+    })
+}
+
+/// The IPv6 addresses of a list.
+pub fn ipv6_only(addrs: &[IpAddr]) -> Vec<Ipv6Addr> {
+    addrs
+        .iter()
+        .filter_map(|a| match a {
+            IpAddr::V6(v6) => Some(*v6),
+            IpAddr::V4(_) => None,
+        })
+        .collect()
 }
 
 /// The IPv4 addresses of a list.

@@ -950,31 +950,167 @@ fn xdp_setup_takes_ipv6_vips_and_decapsulates_ip6ip6_and_ipv4_in_ipv6() {
 }
 
 #[test]
-fn ipv6_vips_need_an_ipv6_tunnel_address_and_the_xdp_method() {
+fn ipv6_vips_need_an_ipv6_tunnel_address() {
     let topo = topology("nov6");
     let root = Root::new("nov6");
-    let (no_address, kernel) = topo
+    let no_address = topo
         .backend
         .run(|| {
             let mut opts = SetupOptions::new(Method::Xdp, [IpAddr::from(VIP6)]);
             opts.root = root.path().to_path_buf();
-            let no_address =
-                tula_decap::plan_setup(&opts).expect_err("bk0 has only link-local IPv6");
-            tula_net::add_address("bk0", IpAddr::V6(BACKEND6), 64).unwrap();
-            opts.method = Method::Kernel;
-            (no_address, tula_decap::plan_setup(&opts).map(|p| p.changes))
+            tula_decap::plan_setup(&opts).expect_err("bk0 has only link-local IPv6")
         })
         .unwrap();
-    assert!(
-        matches!(&no_address, DecapError::NoTunnelAddress6 { interface } if interface == "bk0"),
-        "{no_address:?}"
+    assert!(matches!(&no_address, DecapError::NoTunnelAddress6 { interface } if interface == "bk0"), "{no_address:?}");
+    assert!(no_address.to_string().contains("IPv6 VIPs arrive only in IP6IP6"), "{no_address}");
+}
+
+#[test]
+fn kernel_ipv6_dry_run_prints_ip6tnl0_the_vip_on_lo_and_the_files() {
+    let topo = topology6("k6dry");
+    let root = Root::new("k6dry");
+    let (text, plan) = topo
+        .backend
+        .run(|| {
+            set_stock_sysctls();
+            let mut opts = SetupOptions::new(Method::Kernel, [IpAddr::from(VIP), IpAddr::from(VIP6)]);
+            opts.root = root.path().to_path_buf();
+            opts.persist = Persist::Networkd;
+            let plan = tula_decap::plan_setup(&opts).unwrap();
+            (tula_decap::cli::render_plan(&plan, true), plan)
+        })
+        .unwrap();
+    let r = root.path().display();
+    let expected = format!(
+        "backend setup, method kernel (ipip and ip6_tunnel modules, tunl0 and ip6tnl0), uplink bk0
+would make (dry run, nothing changed) 21 change(s):
+  1. load kernel module ipip  [modprobe ipip]
+  2. load kernel module ip6_tunnel  [modprobe ip6_tunnel]
+  3. create IPIP tunnel tunl0 with local 198.18.1.2 unless loading the module made it  [ip link show tunl0 >/dev/null 2>&1 || ip tunnel add tunl0 mode ipip local 198.18.1.2]
+  4. create IPv6 tunnel ip6tnl0 (mode any: IP6IP6 and IPv4 in IPv6) with local 2001:db8:1::2 unless loading the module made it  [ip link show ip6tnl0 >/dev/null 2>&1 || ip -6 tunnel add ip6tnl0 mode any local 2001:db8:1::2]
+  5. set net.ipv4.conf.all.arp_ignore = 1 (was 0)  [sysctl -w net.ipv4.conf.all.arp_ignore=1]
+  6. set net.ipv4.conf.all.arp_announce = 2 (was 0)  [sysctl -w net.ipv4.conf.all.arp_announce=2]
+  7. set net.ipv4.conf.tunl0.rp_filter = 0 (not set yet)  [sysctl -w net.ipv4.conf.tunl0.rp_filter=0]
+  8. set net.ipv4.conf.ip6tnl0.rp_filter = 0 (not set yet)  [sysctl -w net.ipv4.conf.ip6tnl0.rp_filter=0]
+  9. set net.ipv4.conf.all.rp_filter = 0 (was 2)  [sysctl -w net.ipv4.conf.all.rp_filter=0]
+ 10. add 203.0.113.10/32 to tunl0  [ip addr add 203.0.113.10/32 dev tunl0]
+ 11. add 2001:db8:cafe::10/128 to lo  [ip addr add 2001:db8:cafe::10/128 dev lo nodad]
+ 12. bring tunl0 up  [ip link set tunl0 up]
+ 13. bring ip6tnl0 up  [ip link set ip6tnl0 up]
+ 14. write new file {r}/etc/sysctl.d/99-dsr.conf (mode 644):
+"
     );
-    assert!(
-        no_address
-            .to_string()
-            .contains("IPv6 VIPs arrive only in IP6IP6"),
-        "{no_address}"
+    assert!(text.starts_with(&expected), "got:\n{text}\nwanted:\n{expected}");
+    let file = |name: &str| {
+        plan.changes
+            .iter()
+            .find_map(|c| match c {
+                Change::WriteFile { path, contents, .. } if path.ends_with(name) => Some(contents.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    assert!(file("etc/sysctl.d/99-dsr.conf").contains("net.ipv4.conf.ip6tnl0.rp_filter = 0\n"), "IPv4 in IPv6 comes out of ip6tnl0");
+    assert_eq!(file("etc/modules-load.d/tula-ipip.conf").lines().last(), Some("ipip"));
+    assert_eq!(file("etc/modules-load.d/tula-ip6-tunnel.conf").lines().last(), Some("ip6_tunnel"));
+    assert_eq!(
+        file("etc/systemd/network/90-tula-ip6tnl0.netdev"),
+        "# Written by `tula decap setup`: IPv6 tunnel (IP6IP6 and IPv4 in IPv6) for Layer 3 DSR.
+[NetDev]
+Name=ip6tnl0
+Kind=ip6tnl
+
+[Tunnel]
+Mode=any
+Local=2001:db8:1::2
+Remote=any
+Independent=yes
+"
     );
-    let kernel = kernel.expect_err("not yet");
-    assert!(kernel.to_string().contains("--method xdp"), "{kernel}");
+    assert!(file("etc/systemd/network/90-tula-ip6tnl0.network").contains("[Match]\nName=ip6tnl0\n"));
+    assert_eq!(
+        file("etc/systemd/network/90-tula-lo.network"),
+        "# Written by `tula decap setup`: the IPv6 VIPs this backend serves, on lo.
+[Match]
+Name=lo
+
+[Link]
+RequiredForOnline=no
+
+[Network]
+Address=2001:db8:cafe::10/128
+"
+    );
+    assert!(file("etc/systemd/network/90-tula-tunl0.network").ends_with("Address=203.0.113.10/32\n"), "IPv4 VIPs only");
+    assert!(text.contains("note: the ip6_tunnel module is not available") || Path::new("/sys/module/ip6_tunnel").exists());
+
+    // With netplan: one file for both tunnels and the IPv6 VIPs on lo.
+    let netplan = topo
+        .backend
+        .run(|| {
+            let mut opts = SetupOptions::new(Method::Kernel, [IpAddr::from(VIP), IpAddr::from(VIP6)]);
+            opts.root = root.path().to_path_buf();
+            opts.persist = Persist::Netplan;
+            tula_decap::plan_setup(&opts).unwrap()
+        })
+        .unwrap();
+    let yaml = netplan
+        .changes
+        .iter()
+        .find_map(|c| match c {
+            Change::WriteFile { path, contents, mode: 0o600, .. } if path.ends_with("etc/netplan/90-tula-dsr.yaml") => {
+                Some(contents.clone())
+            }
+            _ => None,
+        })
+        .expect("a netplan file, mode 600");
+    assert_eq!(
+        yaml,
+        r#"# Written by `tula decap setup`: IPIP tunnel and VIPs for Layer 3 DSR.
+network:
+  version: 2
+  tunnels:
+    tunl0:
+      mode: ipip
+      local: 198.18.1.2
+      remote: 0.0.0.0
+      addresses:
+        - 203.0.113.10/32
+    ip6tnl0:
+      mode: ip6ip6
+      local: "2001:db8:1::2"
+      remote: "::"
+  ethernets:
+    lo:
+      match:
+        name: lo
+      addresses:
+        - "2001:db8:cafe::10/128"
+"#
+    );
+}
+
+#[test]
+fn kernel_method_without_the_ip6_tunnel_module_fails_clearly_and_changes_nothing() {
+    if Path::new("/sys/module/ip6_tunnel").exists() {
+        eprintln!("skipped: this host has the ip6_tunnel module");
+        return;
+    }
+    let topo = topology6("k6nomod");
+    let root = Root::new("k6nomod");
+    let (result, lo) = topo
+        .backend
+        .run(|| {
+            let mut opts = SetupOptions::new(Method::Kernel, [IpAddr::from(VIP6)]);
+            opts.root = root.path().to_path_buf();
+            (tula_decap::setup(&opts), addresses6_on("lo"))
+        })
+        .unwrap();
+    let err = result.expect_err("no ip6_tunnel module here");
+    assert!(matches!(err, DecapError::NoIp6TunnelModule { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("the ip6_tunnel kernel module is not available on this host ("), "{text}");
+    assert!(text.contains("use `tula decap setup --method xdp`"), "{text}");
+    assert!(!lo.iter().any(|(a, _)| *a == VIP6), "{lo:?}");
+    assert!(!root.file("var/lib/tula/decap.json").exists(), "nothing was done, nothing to record");
 }

@@ -8,9 +8,10 @@ use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, Addres
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourExtFlags, NeighbourState};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute};
-use rtnetlink::{Handle, LinkBridge, LinkIpIp, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use netlink_packet_route::IpProtocol;
+use rtnetlink::{Handle, LinkBridge, LinkIp6Tnl, LinkIpIp, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A network interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,6 +221,21 @@ pub fn add_ipip_tunnel(name: &str, local: Ipv4Addr) -> Result<(), NetError> {
     let message = ipip_tunnel_request(name, local);
     netlink(
         &format!("creating IPIP tunnel {name} with local {local}"),
+        |h| async move { h.link().add(message).execute().await },
+    )
+}
+
+/// The RTM_NEWLINK message for `ip -6 tunnel add NAME mode any local LOCAL`:
+/// mode any (protocol 0) takes both IP6IP6 and IPv4 in IPv6.
+pub fn ip6_tunnel_request(name: &str, local: Ipv6Addr) -> LinkMessage {
+    LinkIp6Tnl::new(name).local(local).mode(IpProtocol::Hopopts).build()
+}
+
+/// Creates an IPv6 tunnel device (needs the kernel's ip6_tunnel module).
+pub fn add_ip6_tunnel(name: &str, local: Ipv6Addr) -> Result<(), NetError> {
+    let message = ip6_tunnel_request(name, local);
+    netlink(
+        &format!("creating IPv6 tunnel {name} with local {local}"),
         |h| async move { h.link().add(message).execute().await },
     )
 }
