@@ -1114,3 +1114,94 @@ fn kernel_method_without_the_ip6_tunnel_module_fails_clearly_and_changes_nothing
     assert!(!lo.iter().any(|(a, _)| *a == VIP6), "{lo:?}");
     assert!(!root.file("var/lib/tula/decap.json").exists(), "nothing was done, nothing to record");
 }
+
+/// `ip -6 neigh show ADDR dev DEV` in `ns`: the entry's state and link-layer
+/// address, empty if there is none.
+fn neighbour6(ns: &Netns, addr: Ipv6Addr, dev: &str) -> String {
+    let out = ns.command("ip").args(["-6", "neigh", "show", &addr.to_string(), "dev", dev]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Sends one UDP datagram to [VIP6]:9 from the peer, which routes the VIP
+/// on-link, so it must resolve the VIP with a Neighbour Solicitation.
+fn peer_sends_to_vip6(peer: &Netns) {
+    peer.run(|| {
+        UdpSocket::bind(SocketAddrV6::new(LB6, 0, 0, 0)).unwrap().send_to(b"who has the VIP", SocketAddrV6::new(VIP6, 9, 0, 0))
+    })
+    .unwrap()
+    .unwrap();
+}
+
+/// The IPv6 counterpart of arp_ignore=1 and arp_announce=2 for L2 DSR is the
+/// kernel's own behaviour: it answers a Neighbour Solicitation only for an
+/// address of the interface it arrives on (ndisc_recv_ns looks the target up
+/// strictly on that device), and sources its own solicitations only from
+/// addresses of the sending interface. With the VIP on lo, a neighbour on the
+/// uplink cannot resolve it, and the backend never announces it; with the VIP
+/// (wrongly) on the uplink, the neighbour resolves it at once.
+#[test]
+fn an_ipv6_vip_on_lo_is_neither_resolved_nor_announced_on_the_link() {
+    let topo = topology6("ns6");
+    let root = Root::new("ns6");
+    let _cleanup = TeardownOnDrop { ns: &topo.backend, root: &root };
+    topo.backend
+        .run(|| {
+            let mut opts = SetupOptions::new(Method::Xdp, [IpAddr::from(VIP6)]);
+            opts.root = root.path().to_path_buf();
+            opts.persist = Persist::None;
+            tula_decap::setup(&opts).unwrap();
+        })
+        .unwrap();
+    let ip = |ns: &Netns, args: &[&str]| {
+        let out = ns.command("ip").args(args).output().unwrap();
+        assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    ip(&topo.peer, &["-6", "route", "add", &format!("{VIP6}/128"), "dev", "lb0"]);
+    let bk0_mac = topo.backend.run(|| tula_net::link("bk0").unwrap().mac).unwrap();
+    let mac = bk0_mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+
+    // The neighbour solicits the VIP (3 probes, 1 s apart): no answer.
+    peer_sends_to_vip6(&topo.peer);
+    std::thread::sleep(Duration::from_millis(1500));
+    let unresolved = neighbour6(&topo.peer, VIP6, "lb0");
+    assert!(unresolved.contains("INCOMPLETE") || unresolved.contains("FAILED"), "{unresolved:?}");
+    assert!(!unresolved.contains("lladdr"), "{unresolved:?}");
+
+    // The backend sends from the VIP to the neighbour: its solicitation for
+    // the neighbour does not come from the VIP, so the neighbour learns no
+    // link-layer address for the VIP from it.
+    ip(&topo.peer, &["-6", "neigh", "flush", "dev", "lb0"]);
+    ip(&topo.backend, &["-6", "neigh", "flush", "dev", "bk0"]);
+    let listener = topo.peer.run(|| UdpSocket::bind(SocketAddrV6::new(LB6, 5357, 0, 0)).unwrap()).unwrap();
+    listener.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let reply_from_vip = || {
+        topo.backend
+            .run(|| UdpSocket::bind(SocketAddrV6::new(VIP6, 0, 0, 0)).unwrap().send_to(b"reply", SocketAddrV6::new(LB6, 5357, 0, 0)))
+            .unwrap()
+            .unwrap();
+        let (_, from) = listener.recv_from(&mut [0u8; 16]).expect("the backend's datagram from the VIP");
+        assert_eq!(from.ip(), IpAddr::V6(VIP6));
+    };
+    reply_from_vip();
+    let announced = neighbour6(&topo.peer, VIP6, "lb0");
+    assert!(!announced.contains("lladdr"), "the VIP was announced: {announced:?}");
+
+    // Controls: with the VIP on the uplink as well, the backend's solicitation
+    // comes from the VIP, the neighbour resolves it at once, and verify names it.
+    topo.backend.run(|| tula_net::add_address("bk0", IpAddr::V6(VIP6), 128)).unwrap().unwrap();
+    ip(&topo.backend, &["-6", "neigh", "flush", "dev", "bk0"]);
+    reply_from_vip();
+    let announced = neighbour6(&topo.peer, VIP6, "lb0");
+    assert!(announced.contains(&format!("lladdr {mac}")), "{announced:?}");
+    ip(&topo.peer, &["-6", "neigh", "flush", "dev", "lb0"]);
+    peer_sends_to_vip6(&topo.peer);
+    std::thread::sleep(Duration::from_millis(300));
+    let resolved = neighbour6(&topo.peer, VIP6, "lb0");
+    assert!(resolved.contains(&format!("lladdr {mac}")), "{resolved:?}");
+    let checks = topo.backend.run(|| tula_decap::verify(&VerifyOptions::new(root.path())).unwrap()).unwrap();
+    let vip = check(&checks, "VIP 2001:db8:cafe::10 on lo");
+    assert_eq!(vip.status, CheckStatus::Fail);
+    assert!(vip.detail.contains("is on bk0, where it answers Neighbour Solicitations"), "{vip}");
+    assert_eq!(vip.fix.as_deref(), Some("ip addr del 2001:db8:cafe::10/128 dev bk0; the VIP belongs on lo only"));
+}
