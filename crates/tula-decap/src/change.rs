@@ -43,6 +43,8 @@ pub enum Change {
     /// Load tula's nftables table (`table ip tula_dsr`, replacing an earlier
     /// one) clamping the MSS of SYN and SYN-ACK sent from `vips` to `mss`.
     ClampMss { vips: Vec<Ipv4Addr>, mss: u16 },
+    /// The same for IPv6 VIPs: `table ip6 tula_dsr`.
+    ClampMss6 { vips: Vec<Ipv6Addr>, mss: u16 },
 }
 
 impl Change {
@@ -62,6 +64,7 @@ impl Change {
             (WriteFile { path: a, .. }, WriteFile { path: b, .. }) => a == b,
             (Symlink { path: a, .. }, Symlink { path: b, .. }) => a == b,
             (ClampMss { .. }, ClampMss { .. }) => true, // one table
+            (ClampMss6 { .. }, ClampMss6 { .. }) => true,
             _ => false,
         }
     }
@@ -101,6 +104,7 @@ impl Change {
                 format!("mkdir -p {} && ln -sf {} {}    # = systemctl enable {unit}", dir.display(), target.display(), path.display())
             }
             Change::ClampMss { vips, mss } => format!("nft -f - <<'EOF'\n{}EOF", mss_clamp::script(vips, *mss)),
+            Change::ClampMss6 { vips, mss } => format!("nft -f - <<'EOF'\n{}EOF", mss_clamp::script6(vips, *mss)),
         })
     }
 
@@ -159,6 +163,7 @@ impl Change {
                     .map_err(|e| DecapError::io(format!("linking {} -> {}", path.display(), target.display()), e))?;
             }
             Change::ClampMss { vips, mss } => mss_clamp::install(vips, *mss)?,
+            Change::ClampMss6 { vips, mss } => mss_clamp::install6(vips, *mss)?,
         }
         Ok(Some(self.clone()))
     }
@@ -213,6 +218,10 @@ impl Change {
             Change::ClampMss { .. } => match mss_clamp::remove()? {
                 true => format!("deleted nftables table ip {}", mss_clamp::TABLE),
                 false => format!("nftables table ip {} is already gone", mss_clamp::TABLE),
+            },
+            Change::ClampMss6 { .. } => match mss_clamp::remove6()? {
+                true => format!("deleted nftables table ip6 {}", mss_clamp::TABLE),
+                false => format!("nftables table ip6 {} is already gone", mss_clamp::TABLE),
             },
         })
     }
@@ -284,6 +293,19 @@ impl fmt::Display for Change {
                     mss_clamp::TABLE
                 )?;
                 for line in mss_clamp::ruleset(vips, *mss).lines() {
+                    writeln!(f, "    | {line}")?;
+                }
+                Ok(())
+            }
+            Change::ClampMss6 { vips, mss } => {
+                writeln!(
+                    f,
+                    "clamp the TCP MSS of SYN and SYN-ACK sent from {} to {mss}: nftables table ip6 {} \
+                     (replacing an earlier one; no other table is touched)  [nft -f -]:",
+                    list(vips),
+                    mss_clamp::TABLE
+                )?;
+                for line in mss_clamp::ruleset6(vips, *mss).lines() {
                     writeln!(f, "    | {line}")?;
                 }
                 Ok(())

@@ -54,10 +54,17 @@ pub struct SetupArgs {
     /// Prefix for every file read or written (persistence, state).
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
-    /// Clamp the TCP MSS of SYN and SYN-ACK sent from the VIPs (nftables table
-    /// ip tula_dsr) to MSS [default: the tunnel MTU (uplink MTU - 20) - 40].
+    /// Clamp the TCP MSS of SYN and SYN-ACK sent from the IPv4 VIPs (nftables
+    /// table ip tula_dsr) to MSS [default: the tunnel MTU (uplink MTU - 20) - 40;
+    /// uplink MTU - 40 - 40 where the uplink has an IPv6 address, as IPv4 VIPs
+    /// may then come in IPv6]. Clamps the IPv6 VIPs too, to the --mss-clamp6 default.
     #[arg(long, value_name = "MSS", num_args = 0..=1, require_equals = true)]
     pub mss_clamp: Option<Option<u16>>,
+    /// Clamp the TCP MSS of SYN and SYN-ACK sent from the IPv6 VIPs (nftables
+    /// table ip6 tula_dsr) to MSS [default: uplink MTU - 40 (IP6IP6) - 60 (IPv6,
+    /// TCP): 1400 on 1500]. Clamps the IPv4 VIPs too, to the --mss-clamp default.
+    #[arg(long, value_name = "MSS", num_args = 0..=1, require_equals = true)]
+    pub mss_clamp6: Option<Option<u16>>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -101,12 +108,14 @@ fn setup(args: SetupArgs) -> Result<ExitCode, DecapError> {
     opts.persist = args.persist;
     opts.root = args.root;
     opts.mss_clamp = args.mss_clamp.map(|mss| mss.map_or(MssClamp::Auto, MssClamp::To));
+    opts.mss_clamp6 = args.mss_clamp6.map(|mss| mss.map_or(MssClamp::Auto, MssClamp::To));
     let plan = plan::plan_setup(&opts)?;
     if args.manual {
         let addresses = tula_net::addresses()?;
         let local = plan::tunnel_addresses(&addresses, &plan.interface, &plan.vips);
         let mut manual = ManualOptions::with_addresses(plan.method, plan.interface.clone(), local, plan.vips.clone());
         manual.mss_clamp = plan.mss_clamp;
+        manual.mss_clamp6 = plan.mss_clamp6;
         manual.persist = plan.persist;
         manual.root = opts.root.clone();
         manual.tula_binary = opts.tula_binary.clone();
@@ -148,6 +157,9 @@ pub fn render_plan(plan: &crate::Plan, dry_run: bool) -> String {
     let mut out = format!("backend setup, method {method}, uplink {}\n", plan.interface);
     if let Some(mss) = plan.mss_clamp {
         out.push_str(&format!("TCP MSS of SYN and SYN-ACK from the VIPs clamped to {mss}\n"));
+    }
+    if let Some(mss) = plan.mss_clamp6 {
+        out.push_str(&format!("TCP MSS of SYN and SYN-ACK from the IPv6 VIPs clamped to {mss}\n"));
     }
     if plan.changes.is_empty() {
         out.push_str("nothing to change: this host is already set up as asked\n");
@@ -301,5 +313,11 @@ mod tests {
         // Without '=' the next word is not taken as the MSS.
         assert_eq!(mss(&["setup", "--mss-clamp", "--vip", "203.0.113.10"]), Some(None));
         assert!(Tula::try_parse_from(["tula", "decap", "setup", "--vip", "203.0.113.10", "--mss-clamp=big"]).is_err());
+        let mss6 = |args: &[&str]| match parse(args) {
+            DecapCommand::Setup(setup) => (setup.mss_clamp, setup.mss_clamp6),
+            _ => panic!("not setup"),
+        };
+        assert_eq!(mss6(&["setup", "--vip", "2001:db8:cafe::10", "--mss-clamp6"]), (None, Some(None)));
+        assert_eq!(mss6(&["setup", "--vip", "2001:db8:cafe::10", "--mss-clamp6=1380"]), (None, Some(Some(1380))));
     }
 }

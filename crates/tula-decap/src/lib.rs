@@ -97,8 +97,8 @@ pub enum DecapError {
          (setup was not run on this host, or with another --root)"
     )]
     NoState { path: PathBuf },
-    #[error("--mss-clamp={mss} is below {min}, the smallest MSS every TCP accepts; give a larger one or none")]
-    MssTooSmall { mss: u16, min: u16 },
+    #[error("{flag}={mss} is below {min}, the smallest MSS every TCP accepts; give a larger one or none")]
+    MssTooSmall { flag: &'static str, mss: u16, min: u16 },
 }
 
 impl DecapError {

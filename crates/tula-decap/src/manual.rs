@@ -26,6 +26,8 @@ pub struct ManualOptions {
     pub vips: Vec<IpAddr>,
     /// Clamp the TCP MSS of the VIPs' SYN and SYN-ACK to this.
     pub mss_clamp: Option<u16>,
+    /// Clamp the TCP MSS of the IPv6 VIPs' SYN and SYN-ACK to this.
+    pub mss_clamp6: Option<u16>,
     /// Where the kernel method's tunnel is persisted. `Auto`: systemd-networkd,
     /// with netplan as the alternative step; `None`: no files.
     pub persist: Persist,
@@ -55,6 +57,7 @@ impl ManualOptions {
             local,
             vips,
             mss_clamp: None,
+            mss_clamp6: None,
             persist: Persist::Auto,
             root: PathBuf::from("/"),
             tula_binary: PathBuf::from("/usr/local/bin/tula"),
@@ -143,8 +146,9 @@ pub fn manual_steps(opts: &ManualOptions) -> Vec<Step> {
         },
         &addresses,
     ));
-    let vips4 = ipv4_only(&opts.vips);
-    if let Some(mss) = opts.mss_clamp.filter(|_| !vips4.is_empty()) {
+    let (vips4, vips6) = (ipv4_only(&opts.vips), ipv6_only(&opts.vips));
+    let (mss4, mss6) = (opts.mss_clamp.filter(|_| has4), opts.mss_clamp6.filter(|_| has6));
+    if let Some(mss) = mss4 {
         steps.push(Step::new(
             format!(
                 "Clamp the TCP MSS of SYN and SYN-ACK sent from the VIPs to {mss}, so clients' segments fit the \
@@ -154,14 +158,27 @@ pub fn manual_steps(opts: &ManualOptions) -> Vec<Step> {
             &[Change::ClampMss { vips: vips4, mss }],
         ));
     }
+    if let Some(mss) = mss6 {
+        steps.push(Step::new(
+            format!(
+                "Clamp the TCP MSS of SYN and SYN-ACK sent from the IPv6 VIPs to {mss}, so clients' segments fit \
+                 IP6IP6 (tula's own nftables table ip6 {}; no other table is touched).",
+                crate::mss_clamp::TABLE
+            ),
+            &[Change::ClampMss6 { vips: vips6, mss }],
+        ));
+    }
     if opts.persist != Persist::None {
         persistence_steps(opts, &settings, &mut steps);
     }
     if opts.method == Method::Xdp {
         let mut setup = format!("{} decap setup --method xdp --interface {}", opts.tula_binary.display(), opts.interface);
         setup.extend(opts.vips.iter().map(|v| format!(" --vip {v}")));
-        if let Some(mss) = opts.mss_clamp {
+        if let Some(mss) = mss4 {
             setup.push_str(&format!(" --mss-clamp={mss}"));
+        }
+        if let Some(mss) = mss6 {
+            setup.push_str(&format!(" --mss-clamp6={mss}"));
         }
         if opts.persist == Persist::None {
             setup.push_str(" --persist none");
@@ -251,12 +268,17 @@ fn persistence_steps(opts: &ManualOptions, settings: &[(String, String)], steps:
                     steps.push(netplan);
                 }
             }
-            if let Some(mss) = opts.mss_clamp.filter(|_| !vips4.is_empty()) {
+            let mss4 = opts.mss_clamp.filter(|_| !vips4.is_empty());
+            let mss6 = opts.mss_clamp6.filter(|_| !vips6.is_empty());
+            if mss4.is_some() || mss6.is_some() {
+                let clamp4 = mss4.map(|mss| (vips4.as_slice(), mss));
+                let clamp6 = mss6.map(|mss| (vips6.as_slice(), mss));
+                let families = crate::plan::mss_families(mss4, mss6);
                 steps.push(Step::new(
                     "Load the MSS clamp's table at boot.",
                     &[
-                        file(persist::NFT_FILE, persist::nft_file(&vips4, mss), 0o644),
-                        file(persist::MSS_UNIT_FILE, persist::mss_clamp_unit(), 0o644),
+                        file(persist::NFT_FILE, persist::nft_file(clamp4, clamp6), 0o644),
+                        file(persist::MSS_UNIT_FILE, persist::mss_clamp_unit(&families), 0o644),
                         enable(persist::MSS_UNIT_WANTS_LINK, persist::MSS_UNIT_FILE),
                     ],
                 ));
@@ -267,7 +289,13 @@ fn persistence_steps(opts: &ManualOptions, settings: &[(String, String)], steps:
             &[
                 file(
                     persist::UNIT_FILE,
-                    persist::systemd_unit(&opts.tula_binary, &opts.interface, &opts.vips, opts.mss_clamp),
+                    persist::systemd_unit(
+                        &opts.tula_binary,
+                        &opts.interface,
+                        &opts.vips,
+                        opts.mss_clamp.filter(|_| opts.vips.iter().any(IpAddr::is_ipv4)),
+                        opts.mss_clamp6.filter(|_| opts.vips.iter().any(IpAddr::is_ipv6)),
+                    ),
                     0o644,
                 ),
                 enable(persist::UNIT_WANTS_LINK, persist::UNIT_FILE),

@@ -212,10 +212,19 @@ pub fn netplan_yaml(tunnel4: Option<(Ipv4Addr, &[Ipv4Addr])>, tunnel6: Option<(I
 
 /// The boot unit of the XDP method: bpffs pins and addresses on `lo` do not
 /// survive a reboot, so it runs the same setup again once the network is up.
-pub fn systemd_unit(tula_binary: &Path, interface: &str, vips: &[IpAddr], mss_clamp: Option<u16>) -> String {
+pub fn systemd_unit(
+    tula_binary: &Path,
+    interface: &str,
+    vips: &[IpAddr],
+    mss_clamp: Option<u16>,
+    mss_clamp6: Option<u16>,
+) -> String {
     let mut vip_args: String = vips.iter().map(|v| format!(" --vip {v}")).collect();
     if let Some(mss) = mss_clamp {
         vip_args.push_str(&format!(" --mss-clamp={mss}"));
+    }
+    if let Some(mss) = mss_clamp6 {
+        vip_args.push_str(&format!(" --mss-clamp6={mss}"));
     }
     format!(
         "# Written by `tula decap setup --method xdp`; `tula decap teardown` removes it.\n\
@@ -236,22 +245,37 @@ pub fn systemd_unit(tula_binary: &Path, interface: &str, vips: &[IpAddr], mss_cl
 }
 
 /// The MSS clamp's table as a file for `nft -f`: replaces the table it names, nothing else.
-pub fn nft_file(vips: &[Ipv4Addr], mss: u16) -> String {
-    format!(
+/// The MSS clamp's tables as a file for `nft -f`: replaces the tables it names
+/// (`ip` for the IPv4 VIPs, `ip6` for the IPv6 ones), nothing else.
+pub fn nft_file(clamp4: Option<(&[Ipv4Addr], u16)>, clamp6: Option<(&[Ipv6Addr], u16)>) -> String {
+    let mut out = String::from(
         "#!/usr/sbin/nft -f\n\
-         # Written by `tula decap setup --mss-clamp`; `tula decap teardown` removes it.\n\
-         # Clamps the TCP MSS of SYN and SYN-ACK sent from the VIPs to what fits the IPIP tunnel.\n\
-         {}",
-        crate::mss_clamp::script(vips, mss)
-    )
+         # Written by `tula decap setup --mss-clamp`; `tula decap teardown` removes it.\n",
+    );
+    if let Some((vips, mss)) = clamp4 {
+        out.push_str("# Clamps the TCP MSS of SYN and SYN-ACK sent from the VIPs to what fits the IPIP tunnel.\n");
+        out.push_str(&crate::mss_clamp::script(vips, mss));
+    }
+    if let Some((vips, mss)) = clamp6 {
+        out.push_str("# Clamps the TCP MSS of SYN and SYN-ACK sent from the IPv6 VIPs to what fits IP6IP6.\n");
+        out.push_str(&crate::mss_clamp::script6(vips, mss));
+    }
+    out
 }
 
-/// Loads the MSS clamp's table at boot (kernel method).
-pub fn mss_clamp_unit() -> String {
+/// Loads the MSS clamp's tables at boot (kernel method): `ip`, `ip6` or both.
+pub fn mss_clamp_unit(families: &[crate::mss_clamp::Family]) -> String {
+    let table = crate::mss_clamp::TABLE;
+    let names: Vec<&str> = families.iter().map(|f| f.name()).collect();
+    let tables = match names.as_slice() {
+        [one] => format!("table {one} {table}"),
+        many => format!("tables {} {table}", many.join(" and ")),
+    };
+    let stops: String = names.iter().map(|name| format!("ExecStop=/usr/sbin/nft delete table {name} {table}\n")).collect();
     format!(
         "# Written by `tula decap setup --mss-clamp`; `tula decap teardown` removes it.\n\
          [Unit]\n\
-         Description=tula: clamp the TCP MSS of SYN-ACKs from the VIPs (nftables table ip {table})\n\
+         Description=tula: clamp the TCP MSS of SYN-ACKs from the VIPs (nftables {tables})\n\
          Before=network-pre.target\n\
          Wants=network-pre.target\n\
          \n\
@@ -259,11 +283,10 @@ pub fn mss_clamp_unit() -> String {
          Type=oneshot\n\
          RemainAfterExit=yes\n\
          ExecStart=/usr/sbin/nft -f /{NFT_FILE}\n\
-         ExecStop=/usr/sbin/nft delete table ip {table}\n\
+         {stops}\
          \n\
          [Install]\n\
-         WantedBy=multi-user.target\n",
-        table = crate::mss_clamp::TABLE
+         WantedBy=multi-user.target\n"
     )
 }
 

@@ -45,8 +45,11 @@ pub struct SetupOptions {
     /// The `tula` binary the XDP boot unit runs.
     pub tula_binary: PathBuf,
     /// Clamp the TCP MSS of SYN and SYN-ACK sent from the VIPs. `None`: keep
-    /// what an earlier setup chose (no clamp if none did).
+    /// what an earlier setup chose (no clamp if none did). Either of the two
+    /// turns the clamp on for every VIP; the other family's MSS is then `Auto`.
     pub mss_clamp: Option<MssClamp>,
+    /// The same for the IPv6 VIPs (`--mss-clamp6`).
+    pub mss_clamp6: Option<MssClamp>,
 }
 
 /// The MSS `--mss-clamp` clamps to.
@@ -67,6 +70,7 @@ impl SetupOptions {
             root: PathBuf::from("/"),
             tula_binary: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/bin/tula")),
             mss_clamp: None,
+            mss_clamp6: None,
         }
     }
 }
@@ -79,8 +83,11 @@ pub struct Plan {
     pub persist: Persist,
     /// VIPs of this and every earlier setup on the host, IPv4 first.
     pub vips: Vec<IpAddr>,
-    /// The MSS SYN and SYN-ACK from the VIPs are clamped to, if they are.
+    /// The MSS SYN and SYN-ACK from the IPv4 VIPs are clamped to, if they are.
     pub mss_clamp: Option<u16>,
+    /// The same for the IPv6 VIPs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mss_clamp6: Option<u16>,
     pub changes: Vec<Change>,
     pub notes: Vec<String>,
 }
@@ -178,25 +185,55 @@ pub fn plan_setup(opts: &SetupOptions) -> Result<Plan, DecapError> {
         }
     }
 
-    let mss_clamp = match opts.mss_clamp {
-        Some(MssClamp::To(mss)) if mss < mss_clamp::MIN_MSS => {
-            return Err(DecapError::MssTooSmall { mss, min: mss_clamp::MIN_MSS })
+    let clamp = [opts.mss_clamp.is_some(), opts.mss_clamp6.is_some(), state.mss_clamp.is_some(), state.mss_clamp6.is_some()];
+    let (mut mss_clamp, mut mss_clamp6) = (None, None);
+    let mut notes = Vec::new();
+    if clamp.contains(&true) {
+        let mtu = tula_net::link(&interface)?.mtu;
+        // IPv4 VIPs may come in IPv6 where the uplink has an IPv6 address: leave room for that header.
+        let in_ipv6 = local.iter().any(IpAddr::is_ipv6);
+        if vips.iter().any(IpAddr::is_ipv4) {
+            let auto = if in_ipv6 { mss_clamp::default_mss_in_ipv6(mtu) } else { mss_clamp::default_mss(mtu) };
+            let mss = clamp_mss(mss_clamp::Family::Ip, opts.mss_clamp, state.mss_clamp, auto, mss_clamp::MIN_MSS)?;
+            if in_ipv6 && opts.mss_clamp == Some(MssClamp::Auto) {
+                notes.push(format!(
+                    "the IPv4 VIPs' MSS is {mss} (uplink MTU {mtu} - 40 - 40), which fits IPv4 in IPv6 too; \
+                     where the load balancer sends them in IPIP only, --mss-clamp={} fits",
+                    mss_clamp::default_mss(mtu)
+                ));
+            }
+            mss_clamp = Some(mss);
         }
-        Some(MssClamp::To(mss)) => Some(mss),
-        Some(MssClamp::Auto) => Some(mss_clamp::default_mss(tula_net::link(&interface)?.mtu)),
-        None => state.mss_clamp,
-    };
+        if vips.iter().any(IpAddr::is_ipv6) {
+            let auto = mss_clamp::default_mss6(mtu);
+            mss_clamp6 = Some(clamp_mss(mss_clamp::Family::Ip6, opts.mss_clamp6, state.mss_clamp6, auto, mss_clamp::MIN_MSS6)?);
+        }
+    }
     let persist = opts.persist.resolve(&opts.root);
-    let mut plan =
-        Plan { method: opts.method, interface, persist, vips, mss_clamp, changes: Vec::new(), notes: Vec::new() };
+    let mut plan = Plan {
+        method: opts.method,
+        interface,
+        persist,
+        vips,
+        mss_clamp,
+        mss_clamp6,
+        changes: Vec::new(),
+        notes,
+    };
     match opts.method {
         Method::Kernel => plan_kernel(&mut plan, &addresses, &local)?,
         Method::Xdp => plan_xdp(&mut plan, &addresses, &local)?,
     }
     if let Some(mss) = plan.mss_clamp {
         let vips4 = ipv4_only(&plan.vips);
-        if !vips4.is_empty() && !mss_clamp::read()?.is_some_and(|installed| installed.clamps(&vips4, mss)) {
+        if !mss_clamp::read()?.is_some_and(|installed| installed.clamps(&vips4, mss)) {
             plan.changes.push(Change::ClampMss { vips: vips4, mss });
+        }
+    }
+    if let Some(mss) = plan.mss_clamp6 {
+        let vips6 = ipv6_only(&plan.vips);
+        if !mss_clamp::read6()?.is_some_and(|installed| installed.clamps(&vips6, mss)) {
+            plan.changes.push(Change::ClampMss6 { vips: vips6, mss });
         }
     }
     if persist != Persist::None {
@@ -339,14 +376,18 @@ fn plan_files(plan: &mut Plan, opts: &SetupOptions, local: &[IpAddr]) -> Result<
                 }
             }
             // The XDP method's boot unit runs setup again; here the table needs its own.
-            if let Some(mss) = plan.mss_clamp {
-                files.push((persist::NFT_FILE, persist::nft_file(&vips4, mss), 0o644));
-                files.push((persist::MSS_UNIT_FILE, persist::mss_clamp_unit(), 0o644));
+            let clamp4 = plan.mss_clamp.map(|mss| (vips4.as_slice(), mss));
+            let clamp6 = plan.mss_clamp6.map(|mss| (vips6.as_slice(), mss));
+            if clamp4.is_some() || clamp6.is_some() {
+                let families = mss_families(plan.mss_clamp, plan.mss_clamp6);
+                files.push((persist::NFT_FILE, persist::nft_file(clamp4, clamp6), 0o644));
+                files.push((persist::MSS_UNIT_FILE, persist::mss_clamp_unit(&families), 0o644));
                 units.push((persist::MSS_UNIT_WANTS_LINK, persist::MSS_UNIT_FILE));
             }
         }
         (Method::Xdp, _) => {
-            let unit = persist::systemd_unit(&opts.tula_binary, &plan.interface, &plan.vips, plan.mss_clamp);
+            let unit =
+                persist::systemd_unit(&opts.tula_binary, &plan.interface, &plan.vips, plan.mss_clamp, plan.mss_clamp6);
             files.push((persist::UNIT_FILE, unit, 0o644));
             units.push((persist::UNIT_WANTS_LINK, persist::UNIT_FILE));
         }
@@ -389,6 +430,7 @@ pub fn apply(plan: &Plan, root: &Path) -> Result<SetupReport, DecapError> {
     state.persist = Some(plan.persist);
     state.vips = plan.vips.clone();
     state.mss_clamp = plan.mss_clamp;
+    state.mss_clamp6 = plan.mss_clamp6;
     let mut report = SetupReport { plan: plan.clone(), applied: Vec::new(), notes: Vec::new() };
     for change in &plan.changes {
         match change.apply() {
@@ -493,6 +535,34 @@ pub fn tunnel_addresses(addresses: &[tula_net::Address], interface: &str, vips: 
     }
     local.sort_by_key(|a| a.is_ipv6()); // stable: kernel order within a family
     local
+}
+
+/// The MSS of one family: as asked, else as recorded, else `auto`.
+fn clamp_mss(
+    family: mss_clamp::Family,
+    asked: Option<MssClamp>,
+    recorded: Option<u16>,
+    auto: u16,
+    min: u16,
+) -> Result<u16, DecapError> {
+    match asked {
+        Some(MssClamp::To(mss)) if mss < min => Err(DecapError::MssTooSmall { flag: family.flag(), mss, min }),
+        Some(MssClamp::To(mss)) => Ok(mss),
+        Some(MssClamp::Auto) => Ok(auto),
+        None => Ok(recorded.unwrap_or(auto)),
+    }
+}
+
+/// The nftables families clamped, IPv4 first.
+pub fn mss_families(mss_clamp: Option<u16>, mss_clamp6: Option<u16>) -> Vec<mss_clamp::Family> {
+    let mut families = Vec::new();
+    if mss_clamp.is_some() {
+        families.push(mss_clamp::Family::Ip);
+    }
+    if mss_clamp6.is_some() {
+        families.push(mss_clamp::Family::Ip6);
+    }
+    families
 }
 
 /// The first IPv4 address of a list (the kernel method's `tunl0` local address).

@@ -20,6 +20,9 @@ pub struct State {
     /// The MSS of `--mss-clamp`, once a setup asked for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mss_clamp: Option<u16>,
+    /// The MSS the IPv6 VIPs are clamped to, once a setup clamped them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mss_clamp6: Option<u16>,
     /// Changes made, oldest first; one per object (see [`Change::same_object`]).
     pub changes: Vec<Change>,
 }

@@ -9,7 +9,7 @@ use crate::state::State;
 use crate::DecapError;
 use serde::Serialize;
 use std::fmt::Display;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
@@ -100,7 +100,8 @@ pub fn verify(opts: &VerifyOptions) -> Result<Vec<Check>, DecapError> {
             Method::Xdp => "xdp",
         },
         vips.iter().map(|v| format!(" --vip {v}")).collect::<String>()
-    ) + &state.mss_clamp.map(|mss| format!(" --mss-clamp={mss}")).unwrap_or_default();
+    ) + &state.mss_clamp.map(|mss| format!(" --mss-clamp={mss}")).unwrap_or_default()
+        + &state.mss_clamp6.map(|mss| format!(" --mss-clamp6={mss}")).unwrap_or_default();
     let addresses = tula_net::addresses()?;
     let local = plan::tunnel_addresses(&addresses, &interface, &vips);
 
@@ -133,8 +134,13 @@ pub fn verify(opts: &VerifyOptions) -> Result<Vec<Check>, DecapError> {
     }
     checks.push(check_boot_persistence(method, persist, &opts.root, &vips, &setup_hint));
     let vips4 = plan::ipv4_only(&vips);
-    if let Some(mss) = state.mss_clamp.filter(|_| !vips4.is_empty()) {
-        checks.push(check_mss_clamp(mss, &vips4, method, persist, &opts.root, &setup_hint)?);
+    let vips4: Vec<IpAddr> = vips4.into_iter().map(IpAddr::V4).collect();
+    let vips6: Vec<IpAddr> = vips.iter().copied().filter(IpAddr::is_ipv6).collect();
+    let clamps = [(mss_clamp::Family::Ip, state.mss_clamp, vips4), (mss_clamp::Family::Ip6, state.mss_clamp6, vips6)];
+    for (family, mss, vips) in clamps {
+        if let Some(mss) = mss.filter(|_| !vips.is_empty()) {
+            checks.push(check_mss_clamp(family, mss, &vips, method, persist, &opts.root, &setup_hint)?);
+        }
     }
     checks.push(check_traffic(method, &tunnels, pinned.as_ref(), &local)?);
     Ok(checks)
@@ -324,19 +330,22 @@ fn check_boot_persistence(method: Method, persist: Persist, root: &Path, vips: &
     Check::pass(name, paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))
 }
 
-/// `--mss-clamp`: tula's nftables table clamps every VIP's SYN and SYN-ACK to
-/// `mss`, and (unless not persisted) comes back after a reboot.
+/// `--mss-clamp` (`--mss-clamp6`): tula's nftables table of `family` clamps
+/// every VIP's SYN and SYN-ACK to `mss`, and (unless not persisted) comes back
+/// after a reboot.
 fn check_mss_clamp(
+    family: mss_clamp::Family,
     mss: u16,
-    vips: &[Ipv4Addr],
+    vips: &[IpAddr],
     method: Method,
     persist: Persist,
     root: &Path,
     setup_hint: &str,
 ) -> Result<Check, DecapError> {
-    let table = format!("nftables table ip {}", mss_clamp::TABLE);
-    let name = format!("TCP MSS of SYN and SYN-ACK from the VIPs clamped to {mss}");
-    let installed = match mss_clamp::read()? {
+    let table = format!("nftables table {} {}", family.name(), mss_clamp::TABLE);
+    let which = if family == mss_clamp::Family::Ip { "VIPs" } else { "IPv6 VIPs" };
+    let name = format!("TCP MSS of SYN and SYN-ACK from the {which} clamped to {mss}");
+    let installed = match mss_clamp::read_of(family)? {
         None => return Ok(Check::fail(name, format!("{table} does not exist"), setup_hint)),
         Some(installed) => installed,
     };
@@ -363,12 +372,14 @@ fn check_mss_clamp(
         (Persist::None, _) => None,
         (_, Method::Xdp) => {
             let unit = std::fs::read_to_string(persist::under(root, persist::UNIT_FILE)).unwrap_or_default();
-            Some((persist::UNIT_FILE, unit.contains(&format!("--mss-clamp={mss}"))))
+            Some((persist::UNIT_FILE, unit.contains(&format!("{}={mss}", family.flag()))))
         }
         (_, Method::Kernel) => {
             let file = std::fs::read_to_string(persist::under(root, persist::NFT_FILE)).unwrap_or_default();
             let enabled = persist::under(root, persist::MSS_UNIT_WANTS_LINK).symlink_metadata().is_ok();
-            let clamps = file.contains(&format!("maxseg size set {mss} ")) && vips.iter().all(|v| file.contains(&v.to_string()));
+            let ruleset = file.split(&format!("table {} {} {{", family.name(), mss_clamp::TABLE)).nth(1).unwrap_or_default();
+            let ruleset = ruleset.split("\n}\n").next().unwrap_or_default();
+            let clamps = ruleset.contains(&format!("maxseg size set {mss} ")) && vips.iter().all(|v| ruleset.contains(&v.to_string()));
             Some((persist::NFT_FILE, enabled && clamps))
         }
     };
