@@ -1205,3 +1205,89 @@ fn an_ipv6_vip_on_lo_is_neither_resolved_nor_announced_on_the_link() {
     assert!(vip.detail.contains("is on bk0, where it answers Neighbour Solicitations"), "{vip}");
     assert_eq!(vip.fix.as_deref(), Some("ip addr del 2001:db8:cafe::10/128 dev bk0; the VIP belongs on lo only"));
 }
+
+/// verify on an IPv6 setup: each part taken away in turn fails exactly its
+/// own check, with the fix; the kernel method's module and ip6tnl0 too.
+#[test]
+fn verify_names_each_missing_part_of_an_ipv6_setup() {
+    let topo = topology6("v6verify");
+    let root = Root::new("v6verify");
+    let _cleanup = TeardownOnDrop { ns: &topo.backend, root: &root };
+    let pin_dir = topo.backend.run(|| program::pin_dir("bk0")).unwrap().unwrap();
+    let failing_now = |break_it: &(dyn Fn() + Sync), repair: &(dyn Fn() + Sync)| -> Vec<tula_decap::Check> {
+        topo.backend
+            .run(|| {
+                break_it();
+                let checks = tula_decap::verify(&VerifyOptions::new(root.path())).unwrap();
+                repair();
+                checks
+                    .into_iter()
+                    .filter(|c| c.status == CheckStatus::Fail && c.name != "decapsulated packets seen")
+                    .collect()
+            })
+            .unwrap()
+    };
+    topo.backend
+        .run(|| {
+            let mut opts = SetupOptions::new(Method::Xdp, [IpAddr::from(VIP6)]);
+            opts.root = root.path().to_path_buf();
+            tula_decap::setup(&opts).unwrap();
+        })
+        .unwrap();
+    assert_eq!(failing_now(&|| {}, &|| {}).len(), 0, "a complete setup");
+    let vip6: IpAddr = VIP6.into();
+    let local: [IpAddr; 2] = [BACKEND.into(), BACKEND6.into()];
+
+    let off_lo = failing_now(
+        &|| assert!(tula_net::del_address("lo", vip6, 128).unwrap()),
+        &|| assert!(tula_net::add_address("lo", vip6, 128).unwrap()),
+    );
+    assert_eq!(off_lo.len(), 1, "{off_lo:#?}");
+    assert_eq!(off_lo[0].name, "VIP 2001:db8:cafe::10 on lo");
+    assert_eq!(off_lo[0].detail, "2001:db8:cafe::10 is on no device");
+
+    let pinned = PinnedDecap::open(&pin_dir).unwrap();
+    let not_in_map = failing_now(
+        &|| pinned.set_addresses(&local, &[]).unwrap(),
+        &|| pinned.set_addresses(&local, &[vip6]).unwrap(),
+    );
+    assert_eq!(not_in_map.len(), 1, "{not_in_map:#?}");
+    assert_eq!(not_in_map[0].detail, "2001:db8:cafe::10 is on lo but not in the decapsulation map");
+
+    let no_endpoint = failing_now(
+        &|| pinned.set_addresses(&local[..1], &[vip6]).unwrap(),
+        &|| pinned.set_addresses(&local, &[vip6]).unwrap(),
+    );
+    assert_eq!(no_endpoint.len(), 1, "{no_endpoint:#?}");
+    assert_eq!(no_endpoint[0].name, "decapsulation map holds the tunnel addresses of bk0");
+    assert!(no_endpoint[0].detail.starts_with("2001:db8:1::2 missing from the map"), "{}", no_endpoint[0]);
+    assert!(no_endpoint[0].fix.as_deref().unwrap().contains("--vip 2001:db8:cafe::10"), "{}", no_endpoint[0]);
+
+    let unit = root.file("etc/systemd/system/tula-decap.service");
+    let written = std::fs::read_to_string(&unit).unwrap();
+    let not_persisted = failing_now(
+        &|| std::fs::write(&unit, written.replace(" --vip 2001:db8:cafe::10", "")).unwrap(),
+        &|| std::fs::write(&unit, &written).unwrap(),
+    );
+    assert_eq!(not_persisted.len(), 1, "{not_persisted:#?}");
+    assert!(not_persisted[0].detail.ends_with("does not name VIP 2001:db8:cafe::10"), "{}", not_persisted[0]);
+
+    // The kernel method's parts: this host has no ip6_tunnel module, so no ip6tnl0.
+    let kernel = topo
+        .backend
+        .run(|| {
+            let mut opts = VerifyOptions::new(root.path());
+            opts.method = Some(Method::Kernel);
+            tula_decap::verify(&opts).unwrap()
+        })
+        .unwrap();
+    if !Path::new("/sys/module/ip6_tunnel").exists() {
+        let module = check(&kernel, "ip6_tunnel kernel module loaded");
+        assert_eq!(module.status, CheckStatus::Fail);
+        assert!(module.fix.as_deref().unwrap().starts_with("modprobe ip6_tunnel"), "{module}");
+        let tunnel = check(&kernel, "tunnel ip6tnl0 present and up");
+        assert_eq!((tunnel.status, tunnel.detail.as_str()), (CheckStatus::Fail, "ip6tnl0 does not exist"));
+        assert_eq!(check(&kernel, "decapsulated packets seen").detail, "ip6tnl0 does not exist");
+    }
+    assert!(!kernel.iter().any(|c| c.name.contains("tunl0") || c.name.contains("ipip")), "IPv6 VIPs only: {kernel:#?}");
+}
