@@ -101,6 +101,14 @@ fn addresses_on(link: &str) -> Vec<Ipv4Addr> {
         .collect()
 }
 
+/// The contents and mode of the file at a path ending in `name` that `plan` writes.
+fn written(plan: &tula_decap::Plan, name: &str) -> Option<(String, u32)> {
+    plan.changes.iter().find_map(|c| match c {
+        Change::WriteFile { path, contents, mode, .. } if path.ends_with(name) => Some((contents.clone(), *mode)),
+        _ => None,
+    })
+}
+
 /// Runs teardown in `ns` when a test fails half-way, so no pins are left.
 struct TeardownOnDrop<'a> {
     ns: &'a Netns,
@@ -444,14 +452,7 @@ fn kernel_netplan_file_when_netplan_is_in_use() {
         })
         .unwrap();
     assert_eq!(plan.persist, Persist::Netplan, "detected");
-    let netplan = plan
-        .changes
-        .iter()
-        .find_map(|c| match c {
-            Change::WriteFile { path, contents, mode, .. } if path.ends_with("etc/netplan/90-tula-dsr.yaml") => Some((contents.clone(), *mode)),
-            _ => None,
-        })
-        .expect("a netplan file in the plan");
+    let netplan = written(&plan, "etc/netplan/90-tula-dsr.yaml").expect("a netplan file in the plan");
     assert_eq!(
         netplan.0,
         "# Written by `tula decap setup`: IPIP tunnel and VIPs for Layer 3 DSR.
@@ -1001,15 +1002,7 @@ would make (dry run, nothing changed) 21 change(s):
 "
     );
     assert!(text.starts_with(&expected), "got:\n{text}\nwanted:\n{expected}");
-    let file = |name: &str| {
-        plan.changes
-            .iter()
-            .find_map(|c| match c {
-                Change::WriteFile { path, contents, .. } if path.ends_with(name) => Some(contents.clone()),
-                _ => None,
-            })
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
-    };
+    let file = |name: &str| written(&plan, name).unwrap_or_else(|| panic!("no {name} in {text}")).0;
     assert!(file("etc/sysctl.d/99-dsr.conf").contains("net.ipv4.conf.ip6tnl0.rp_filter = 0\n"), "IPv4 in IPv6 comes out of ip6tnl0");
     assert_eq!(file("etc/modules-load.d/tula-ipip.conf").lines().last(), Some("ipip"));
     assert_eq!(file("etc/modules-load.d/tula-ip6-tunnel.conf").lines().last(), Some("ip6_tunnel"));
@@ -1054,16 +1047,8 @@ Address=2001:db8:cafe::10/128
             tula_decap::plan_setup(&opts).unwrap()
         })
         .unwrap();
-    let yaml = netplan
-        .changes
-        .iter()
-        .find_map(|c| match c {
-            Change::WriteFile { path, contents, mode: 0o600, .. } if path.ends_with("etc/netplan/90-tula-dsr.yaml") => {
-                Some(contents.clone())
-            }
-            _ => None,
-        })
-        .expect("a netplan file, mode 600");
+    let (yaml, mode) = written(&netplan, "etc/netplan/90-tula-dsr.yaml").expect("a netplan file");
+    assert_eq!(mode, 0o600);
     assert_eq!(
         yaml,
         r#"# Written by `tula decap setup`: IPIP tunnel and VIPs for Layer 3 DSR.

@@ -86,6 +86,14 @@ fn learned_mss(to: impl Into<SocketAddr>) -> u32 {
     mss as u32
 }
 
+/// The contents and mode of the file at a path ending in `name` that `plan` writes.
+fn written(plan: &tula_decap::Plan, name: &str) -> Option<(String, u32)> {
+    plan.changes.iter().find_map(|c| match c {
+        Change::WriteFile { path, contents, mode, .. } if path.ends_with(name) => Some((contents.clone(), *mode)),
+        _ => None,
+    })
+}
+
 fn check<'a>(checks: &'a [tula_decap::Check], prefix: &str) -> &'a tula_decap::Check {
     checks.iter().find(|c| c.name.starts_with(prefix)).unwrap_or_else(|| panic!("no check {prefix:?} in {checks:#?}"))
 }
@@ -189,12 +197,7 @@ fn mss_clamp_is_refused_below_536_and_persisted_for_the_kernel_method() {
 
             opts.mss_clamp = Some(MssClamp::To(1400));
             let plan = tula_decap::plan_setup(&opts).unwrap();
-            let file = |name: &str| {
-                plan.changes.iter().find_map(|c| match c {
-                    Change::WriteFile { path, contents, .. } if path.ends_with(name) => Some(contents.clone()),
-                    _ => None,
-                })
-            };
+            let file = |name: &str| written(&plan, name).map(|(contents, _)| contents);
             let nft_file = file("etc/tula/dsr-mss-clamp.nft").expect("the table as a file");
             assert!(nft_file.ends_with(&mss_clamp::ruleset(&[VIP], 1400)), "{nft_file}");
             assert!(nft_file.contains("table ip tula_dsr\ndelete table ip tula_dsr\n"), "{nft_file}");
@@ -303,12 +306,7 @@ fn mss_clamp6_is_refused_below_1220_and_persisted_for_the_kernel_method() {
             opts.mss_clamp6 = Some(MssClamp::To(1380));
             let plan = tula_decap::plan_setup(&opts).unwrap();
             assert_eq!((plan.mss_clamp, plan.mss_clamp6), (Some(1420), Some(1380)), "the IPv4 MSS is automatic");
-            let file = |name: &str| {
-                plan.changes.iter().find_map(|c| match c {
-                    Change::WriteFile { path, contents, .. } if path.ends_with(name) => Some(contents.clone()),
-                    _ => None,
-                })
-            };
+            let file = |name: &str| written(&plan, name).map(|(contents, _)| contents);
             let nft_file = file("etc/tula/dsr-mss-clamp.nft").expect("the tables as a file");
             assert!(nft_file.contains(&mss_clamp::script(&[VIP], 1420)), "{nft_file}");
             assert!(nft_file.ends_with(&mss_clamp::script6(&[VIP6], 1380)), "{nft_file}");
