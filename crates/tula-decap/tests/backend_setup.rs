@@ -472,27 +472,37 @@ network:
 }
 
 #[test]
-fn kernel_method_without_the_ipip_module_fails_clearly_and_changes_nothing() {
-    if Path::new("/sys/module/ipip").exists() {
-        eprintln!("skipped: this host has the ipip module");
-        return;
-    }
-    let topo = topology("knomod");
+fn kernel_method_without_the_ipip_or_ip6_tunnel_module_fails_clearly_and_changes_nothing() {
+    let topo = topology6("knomod");
     let root = Root::new("knomod");
-    let (result, after) = topo
-        .backend
-        .run(|| {
-            set_stock_sysctls();
-            let mut opts = SetupOptions::new(Method::Kernel, vec![VIP]);
-            opts.root = root.path().to_path_buf();
-            (tula_decap::setup(&opts), sysctl_values())
-        })
-        .unwrap();
-    let err = result.expect_err("no ipip module here");
-    assert!(matches!(err, DecapError::NoIpipModule { .. }), "{err:?}");
-    assert!(err.to_string().contains("use `tula decap setup --method xdp`"), "{err}");
-    assert_eq!(after.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(), ["0", "0", "2", "1"]);
-    assert!(!root.file("var/lib/tula/decap.json").exists(), "nothing was done, nothing to record");
+    let setup = |vip: IpAddr| {
+        topo.backend
+            .run(|| {
+                set_stock_sysctls();
+                let mut opts = SetupOptions::new(Method::Kernel, [vip]);
+                opts.root = root.path().to_path_buf();
+                (tula_decap::setup(&opts), sysctl_values(), addresses6_on("lo"))
+            })
+            .unwrap()
+    };
+    for (vip, module) in [(IpAddr::from(VIP), "ipip"), (IpAddr::from(VIP6), "ip6_tunnel")] {
+        if Path::new("/sys/module").join(module).exists() {
+            eprintln!("skipped: this host has the {module} module");
+            continue;
+        }
+        let (result, after, lo) = setup(vip);
+        let err = result.expect_err("no such module here");
+        match module {
+            "ipip" => assert!(matches!(err, DecapError::NoIpipModule { .. }), "{err:?}"),
+            _ => assert!(matches!(err, DecapError::NoIp6TunnelModule { .. }), "{err:?}"),
+        }
+        let text = err.to_string();
+        assert!(text.contains(&format!("the {module} kernel module is not available on this host (")), "{text}");
+        assert!(text.contains("use `tula decap setup --method xdp`"), "{text}");
+        assert_eq!(after.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(), ["0", "0", "2", "1"]);
+        assert!(!lo.iter().any(|(a, _)| IpAddr::V6(*a) == vip), "{lo:?}");
+        assert!(!root.file("var/lib/tula/decap.json").exists(), "nothing was done, nothing to record");
+    }
 }
 
 #[test]
@@ -1073,31 +1083,6 @@ network:
         - "2001:db8:cafe::10/128"
 "#
     );
-}
-
-#[test]
-fn kernel_method_without_the_ip6_tunnel_module_fails_clearly_and_changes_nothing() {
-    if Path::new("/sys/module/ip6_tunnel").exists() {
-        eprintln!("skipped: this host has the ip6_tunnel module");
-        return;
-    }
-    let topo = topology6("k6nomod");
-    let root = Root::new("k6nomod");
-    let (result, lo) = topo
-        .backend
-        .run(|| {
-            let mut opts = SetupOptions::new(Method::Kernel, [IpAddr::from(VIP6)]);
-            opts.root = root.path().to_path_buf();
-            (tula_decap::setup(&opts), addresses6_on("lo"))
-        })
-        .unwrap();
-    let err = result.expect_err("no ip6_tunnel module here");
-    assert!(matches!(err, DecapError::NoIp6TunnelModule { .. }), "{err:?}");
-    let text = err.to_string();
-    assert!(text.contains("the ip6_tunnel kernel module is not available on this host ("), "{text}");
-    assert!(text.contains("use `tula decap setup --method xdp`"), "{text}");
-    assert!(!lo.iter().any(|(a, _)| *a == VIP6), "{lo:?}");
-    assert!(!root.file("var/lib/tula/decap.json").exists(), "nothing was done, nothing to record");
 }
 
 /// `ip -6 neigh show ADDR dev DEV` in `ns`: the entry's state and link-layer
