@@ -521,13 +521,13 @@ pub fn default_uplink() -> Result<String, DecapError> {
 
 /// The addresses of `interface` a load balancer may tunnel to: its IPv4
 /// addresses (primary first, as the kernel lists them), then its global IPv6
-/// ones (a link-local address cannot be routed to).
+/// ones (a link-local address cannot be routed to, a privacy address goes away).
 pub fn tunnel_addresses(addresses: &[tula_net::Address], interface: &str, vips: &[IpAddr]) -> Vec<IpAddr> {
     let mut local: Vec<IpAddr> = Vec::new();
     for a in addresses.iter().filter(|a| a.link == interface) {
         let usable = match a.addr {
             IpAddr::V4(_) => true,
-            IpAddr::V6(v6) => !v6.is_unicast_link_local() && !v6.is_loopback() && !v6.is_multicast(),
+            IpAddr::V6(v6) => !v6.is_unicast_link_local() && !v6.is_loopback() && !v6.is_multicast() && !a.temporary,
         };
         if usable && !vips.contains(&a.addr) && !local.contains(&a.addr) {
             local.push(a.addr);

@@ -1261,3 +1261,87 @@ fn verify_names_each_missing_part_of_an_ipv6_setup() {
     }
     assert!(!kernel.iter().any(|c| c.name.contains("tunl0") || c.name.contains("ipip")), "IPv6 VIPs only: {kernel:#?}");
 }
+
+/// Sends a Router Advertisement from the peer's lb0 to all nodes, with the
+/// prefix 2001:db8:2::/64 for stateless autoconfiguration (no default router).
+fn advertise_prefix(peer: &Netns) {
+    peer.run(|| {
+        let index = tula_net::link("lb0").unwrap().index;
+        let mut ra = vec![134, 0, 0, 0, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        ra.extend([3, 4, 64, 0xc0]); // prefix information: on-link, autonomous
+        ra.extend(3600u32.to_be_bytes()); // valid lifetime
+        ra.extend(3600u32.to_be_bytes()); // preferred lifetime
+        ra.extend([0; 4]);
+        ra.extend(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0).octets());
+        // SAFETY: plain socket calls on a fresh fd, closed at the end; the kernel fills the ICMPv6 checksum.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6);
+            assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+            let hops: libc::c_int = 255; // RFC 4861: an RA arrives with hop limit 255 or is ignored
+            let set = libc::setsockopt(
+                fd,
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MULTICAST_HOPS,
+                (&hops as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as u32,
+            );
+            assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+            let dst = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as u16,
+                sin6_port: 0,
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr { s6_addr: Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).octets() },
+                sin6_scope_id: index,
+            };
+            // Fails while lb0's link-local address is still tentative; the caller retries.
+            libc::sendto(fd, ra.as_ptr().cast(), ra.len(), 0, (&dst as *const libc::sockaddr_in6).cast(), size_of::<libc::sockaddr_in6>() as u32);
+            libc::close(fd);
+        }
+    })
+    .unwrap();
+}
+
+/// An uplink with privacy addresses (RFC 8981, `use_tempaddr=2`): the
+/// autoconfigured address is a tunnel address, the temporary one, which the
+/// kernel replaces after a while, is not.
+#[test]
+fn privacy_addresses_are_no_tunnel_addresses() {
+    let topo = topology6("tmpaddr");
+    let root = Root::new("tmpaddr");
+    topo.backend.run(|| tula_net::sysctl::write("net.ipv6.conf.bk0.use_tempaddr", "2").unwrap()).unwrap();
+    let in_prefix = |a: &tula_net::Address| matches!(a.addr, IpAddr::V6(v6) if v6.segments()[..4] == [0x2001, 0xdb8, 2, 0]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let autoconfigured = loop {
+        advertise_prefix(&topo.peer);
+        std::thread::sleep(Duration::from_millis(300));
+        let found: Vec<tula_net::Address> =
+            topo.backend.run(|| tula_net::addresses().unwrap()).unwrap().into_iter().filter(|a| a.link == "bk0" && in_prefix(a)).collect();
+        if found.len() == 2 {
+            break found;
+        }
+        assert!(std::time::Instant::now() < deadline, "no SLAAC and temporary address on bk0: {found:?}");
+    };
+    let temporary: Vec<IpAddr> = autoconfigured.iter().filter(|a| a.temporary).map(|a| a.addr).collect();
+    let stable: Vec<IpAddr> = autoconfigured.iter().filter(|a| !a.temporary).map(|a| a.addr).collect();
+    assert_eq!((temporary.len(), stable.len()), (1, 1), "{autoconfigured:?}");
+
+    let plan = topo
+        .backend
+        .run(|| {
+            let mut opts = SetupOptions::new(Method::Xdp, [IpAddr::from(VIP6)]);
+            opts.root = root.path().to_path_buf();
+            opts.persist = Persist::None;
+            tula_decap::plan_setup(&opts).unwrap()
+        })
+        .unwrap();
+    let local = plan
+        .changes
+        .iter()
+        .find_map(|c| match c {
+            Change::AttachDecap { local, .. } => Some(local.clone()),
+            _ => None,
+        })
+        .expect("an attach");
+    assert!(local.contains(&stable[0]) && local.contains(&IpAddr::V6(BACKEND6)), "{local:?}");
+    assert!(!local.contains(&temporary[0]), "the privacy address {} is in {local:?}", temporary[0]);
+}

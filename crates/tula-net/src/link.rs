@@ -4,7 +4,7 @@
 
 use crate::NetError;
 use futures::{StreamExt, TryStreamExt};
-use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourExtFlags, NeighbourState};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute};
@@ -30,6 +30,9 @@ pub struct Address {
     pub index: u32,
     pub addr: IpAddr,
     pub prefix: u8,
+    /// An IPv6 privacy address (RFC 8981, IFA_F_TEMPORARY): the kernel
+    /// replaces it after a while, so nothing should be configured to reach it.
+    pub temporary: bool,
 }
 
 /// Interface counters, as `ip -s link` shows them.
@@ -275,11 +278,18 @@ fn parse_address(msg: &AddressMessage, names: &[Link]) -> Option<Address> {
         .find(|l| l.index == msg.header.index)
         .map(|l| l.name.clone())
         .unwrap_or_default();
+    // IFA_F_TEMPORARY is IFA_F_SECONDARY's bit; for IPv6 it means a privacy address.
+    let secondary = msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Flags(flags) => Some(flags.contains(AddressFlags::Secondary)),
+        _ => None,
+    });
+    let secondary = secondary.unwrap_or(msg.header.flags.contains(AddressHeaderFlags::Secondary));
     Some(Address {
         link,
         index: msg.header.index,
         addr,
         prefix: msg.header.prefix_len,
+        temporary: addr.is_ipv6() && secondary,
     })
 }
 
