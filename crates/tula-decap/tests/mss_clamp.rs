@@ -253,6 +253,18 @@ fn ipv6_vips_are_clamped_to_1400_and_ipv4_vips_to_1420_when_they_may_come_in_ipv
             assert_eq!(nft(&["list", "table", "ip", mss_clamp::TABLE]), mss_clamp::ruleset(&[VIP], 1420));
             let unit = std::fs::read_to_string(root.path().join("etc/systemd/system/tula-decap.service")).unwrap();
             assert!(unit.contains("--vip 2001:db8:cafe::10 --mss-clamp=1420 --mss-clamp6=1400\n"), "{unit}");
+            // What the unit runs at boot parses back to the same setup.
+            #[derive(clap::Parser)]
+            struct Tula {
+                #[command(flatten)]
+                decap: tula_decap::cli::DecapArgs,
+            }
+            let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=/usr/local/bin/tula ")).unwrap();
+            // `decap` stands where clap expects the program name.
+            let parsed = <Tula as clap::Parser>::try_parse_from(exec.split_whitespace()).unwrap_or_else(|e| panic!("{exec}: {e}"));
+            let tula_decap::cli::DecapCommand::Setup(boot) = parsed.decap.command else { panic!("{exec}") };
+            assert_eq!(boot.vips, [IpAddr::from(VIP), IpAddr::from(VIP6)]);
+            assert_eq!((boot.mss_clamp, boot.mss_clamp6), (Some(Some(1420)), Some(Some(1400))));
             assert_eq!(learned_mss(SocketAddrV6::new(VIP6, 8090, 0, 0)), 1400 - 12);
             assert_eq!(learned_mss(SocketAddrV4::new(VIP, 8091)), 1420 - 12);
             assert_eq!(learned_mss(SocketAddrV6::new(BACKEND6, 8092, 0, 0)), unclamped, "only the VIPs");
