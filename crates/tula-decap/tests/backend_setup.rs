@@ -542,6 +542,11 @@ fn no_uplink_and_no_interface_asks_for_one() {
     let text = err.to_string();
     assert!(text.contains("pass --interface IFACE"), "{text}");
     assert!(text.contains("a0") && text.contains("b1"), "{text}");
+
+    // An IPv6 default route names the uplink of an IPv6-only host.
+    let out = ns.command("sh").args(["-ec", "ip -6 addr add 2001:db8:5::2/64 dev b1 nodad; ip -6 route add default via 2001:db8:5::1 dev b1"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(ns.run(tula_decap::default_uplink).unwrap().unwrap(), "b1");
 }
 
 #[test]

@@ -430,6 +430,21 @@ pub fn keep_route_resolved(dest: Ipv4Addr) -> Result<RouteInfo, NetError> {
     Ok(route)
 }
 
+/// The device the kernel would send an IPv6 packet to `dest` out of.
+pub fn route_dev6(dest: Ipv6Addr) -> Result<String, NetError> {
+    let msg = RouteMessageBuilder::<Ipv6Addr>::new().destination_prefix(dest, 128).build();
+    let what = format!("looking up the route to {dest}");
+    let routes: Vec<_> = netlink(&what, |h| async move { h.route().get(msg).execute().try_collect().await })?;
+    let index = routes
+        .first()
+        .and_then(|r| r.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        }))
+        .ok_or_else(|| NetError::Netlink { what: what.clone(), message: "no route".into() })?;
+    Ok(links()?.into_iter().find(|l| l.index == index).map(|l| l.name).unwrap_or_default())
+}
+
 /// How the kernel would route a packet to `dest`.
 pub fn route_get(dest: Ipv4Addr) -> Result<RouteInfo, NetError> {
     let msg = RouteMessageBuilder::<Ipv4Addr>::new()
