@@ -7,7 +7,7 @@ use futures::{StreamExt, TryStreamExt};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourExtFlags, NeighbourState};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteType};
 use netlink_packet_route::IpProtocol;
 use rtnetlink::{Handle, LinkBridge, LinkIp6Tnl, LinkIpIp, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use std::future::Future;
@@ -323,7 +323,8 @@ fn find_address(link: &str, addr: IpAddr, prefix: u8) -> Result<Option<AddressMe
 }
 
 /// Adds `addr/prefix` to `link`. `Ok(false)`: it was already there. An IPv6
-/// address is added `nodad`, usable at once (as `ip addr add ... nodad`).
+/// address is added `nodad` (as `ip addr add ... nodad`), and returns once
+/// it is usable: not tentative, and its local route in place.
 pub fn add_address(link: &str, addr: IpAddr, prefix: u8) -> Result<bool, NetError> {
     if find_address(link, addr, prefix)?.is_some() {
         return Ok(false);
@@ -337,7 +338,32 @@ pub fn add_address(link: &str, addr: IpAddr, prefix: u8) -> Result<bool, NetErro
         }
         request.execute().await
     })?;
+    if let IpAddr::V6(v6) = addr {
+        wait_local_route6(v6)?;
+    }
     Ok(true)
+}
+
+/// The kernel installs an IPv6 address's local route from a work queue, even
+/// `nodad`: until then, connecting to the address fails with EHOSTUNREACH.
+fn wait_local_route6(addr: Ipv6Addr) -> Result<(), NetError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let msg = RouteMessageBuilder::<Ipv6Addr>::new().destination_prefix(addr, 128).build();
+        let routes: Vec<_> = netlink(&format!("looking up the route to {addr}"), |h| async move {
+            match h.route().get(msg).execute().try_collect::<Vec<_>>().await {
+                Err(e) if errno_is(&e, libc::ENETUNREACH) || errno_is(&e, libc::EHOSTUNREACH) => Ok(Vec::new()),
+                other => other,
+            }
+        })?;
+        if routes.first().is_some_and(|r| r.header.kind == RouteType::Local) {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(NetError::Netlink { what: format!("adding {addr}"), message: "its local route never appeared".into() });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
 
 /// Removes `addr/prefix` from `link`. `Ok(false)`: it was not there.
