@@ -435,6 +435,19 @@ would make (dry run, nothing changed) 13 change(s):
     assert_eq!(json["changes"][0], serde_json::json!({"change": "load_module", "name": "ipip"}));
 }
 
+/// The netplan file for backend 198.18.1.2 and VIP 203.0.113.10.
+const NETPLAN_TUNL0: &str = "# Written by `tula decap setup`: IPIP tunnel and VIPs for Layer 3 DSR.
+network:
+  version: 2
+  tunnels:
+    tunl0:
+      mode: ipip
+      local: 198.18.1.2
+      remote: 0.0.0.0
+      addresses:
+        - 203.0.113.10/32
+";
+
 #[test]
 fn kernel_netplan_file_when_netplan_is_in_use() {
     let topo = topology("kplan");
@@ -453,20 +466,7 @@ fn kernel_netplan_file_when_netplan_is_in_use() {
         .unwrap();
     assert_eq!(plan.persist, Persist::Netplan, "detected");
     let netplan = written(&plan, "etc/netplan/90-tula-dsr.yaml").expect("a netplan file in the plan");
-    assert_eq!(
-        netplan.0,
-        "# Written by `tula decap setup`: IPIP tunnel and VIPs for Layer 3 DSR.
-network:
-  version: 2
-  tunnels:
-    tunl0:
-      mode: ipip
-      local: 198.18.1.2
-      remote: 0.0.0.0
-      addresses:
-        - 203.0.113.10/32
-"
-    );
+    assert_eq!(netplan.0, NETPLAN_TUNL0);
     assert_eq!(netplan.1, 0o600, "netplan refuses world-readable files");
     assert!(!plan.changes.iter().any(|c| matches!(c, Change::WriteFile { path, .. } if path.extension().is_some_and(|e| e == "netdev"))));
 }
@@ -1066,17 +1066,8 @@ Address=2001:db8:cafe::10/128
     assert_eq!(mode, 0o600);
     assert_eq!(
         yaml,
-        r#"# Written by `tula decap setup`: IPIP tunnel and VIPs for Layer 3 DSR.
-network:
-  version: 2
-  tunnels:
-    tunl0:
-      mode: ipip
-      local: 198.18.1.2
-      remote: 0.0.0.0
-      addresses:
-        - 203.0.113.10/32
-    ip6tnl0:
+        NETPLAN_TUNL0.to_string()
+            + r#"    ip6tnl0:
       mode: ip6ip6
       local: "2001:db8:1::2"
       remote: "::"
