@@ -1,11 +1,12 @@
 //! A VIP's "Backend setup" page (`/ui/vips/NAME/setup`): for each backend, the exact
 //! `tula decap setup` commands, their manual equivalent for both methods as
-//! tula-decap writes it ([`tula_decap::manual_steps`]: module, `tunl0` only
-//! if missing, VIPs, sysctls, the persistence files), the MTU
+//! tula-decap writes it ([`tula_decap::manual_steps`]: module, `tunl0` (or
+//! `ip6tnl0` for an IPv6 backend) only if missing, VIPs, sysctls, the
+//! persistence files), the MTU
 //! advice (the VIP's tunnel MTU and MSS as the data plane computes them, or
 //! the balancer's egress interface toward the backend), and how to verify.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
@@ -32,51 +33,57 @@ pub(crate) struct Egress {
 
 /// How the balancer reaches a backend (netlink, in the daemon's namespace: blocking).
 pub(crate) fn egress(address: IpAddr) -> Result<Egress, String> {
-    match address {
-        IpAddr::V4(v4) => tula_net::route_get(v4)
-            .and_then(|route| tula_net::link(&route.dev))
-            .map(|link| Egress {
-                interface: link.name,
-                mtu: link.mtu,
-            })
-            .map_err(|e| e.to_string()),
-        IpAddr::V6(_) => Err("IPv6 backends are not supported yet".to_string()),
+    let dev = match address {
+        IpAddr::V4(v4) => tula_net::route_get(v4).map(|route| route.dev),
+        IpAddr::V6(v6) => tula_net::route_dev6(v6),
+    };
+    dev.and_then(|dev| tula_net::link(&dev))
+        .map(|link| Egress {
+            interface: link.name,
+            mtu: link.mtu,
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// The outer header the balancer puts in front of packets to `backend`: IPIP's
+/// IPv4 header, or the IPv6 header of IP6IP6 and IPv4 in IPv6.
+fn tunnel_overhead(backend: IpAddr) -> u32 {
+    match backend {
+        IpAddr::V4(_) => mss_clamp::IPIP_OVERHEAD,
+        IpAddr::V6(_) => mss_clamp::IP6IP6_OVERHEAD,
     }
 }
 
-/// The tunnel MTU and the MSS to clamp to: the VIP's own (`vip_figures`,
-/// from its status: the smallest path MTU toward its backends, less the
-/// outer header), else from the balancer's interface toward this backend
-/// (1500 if unknown).
-fn tunnel_mtu_and_mss(
-    vip_figures: Option<(u16, u16)>,
-    egress: &Result<Egress, String>,
-) -> (u32, u16) {
-    if let Some((tunnel, mss)) = vip_figures {
-        return (tunnel.into(), mss);
+/// The MSS that fits `tunnel_mtu` for a VIP of `vip`'s family.
+fn mss_for(tunnel_mtu: u32, vip: IpAddr) -> u16 {
+    let headers = match vip {
+        IpAddr::V4(_) => mss_clamp::IPV4_TCP_HEADERS,
+        IpAddr::V6(_) => mss_clamp::IPV6_TCP_HEADERS,
+    };
+    u16::try_from(tunnel_mtu.saturating_sub(headers)).unwrap_or(u16::MAX)
+}
+
+/// The tunnel MTU toward `backend`: the VIP's own (`vip_tunnel_mtu`, from its
+/// status: the smallest path MTU toward its IPv4 backends, less IPIP's
+/// header) for an IPv4 backend, else the balancer's interface toward this
+/// backend (1500 if unknown) less the outer header.
+fn tunnel_mtu(backend: IpAddr, vip_tunnel_mtu: Option<u16>, egress: &Result<Egress, String>) -> u32 {
+    match (backend, vip_tunnel_mtu) {
+        (IpAddr::V4(_), Some(tunnel)) => tunnel.into(),
+        _ => egress.as_ref().map_or(1500, |e| e.mtu).saturating_sub(tunnel_overhead(backend)),
     }
-    let mtu = egress.as_ref().map_or(1500, |e| e.mtu);
-    (
-        mtu.saturating_sub(mss_clamp::IPIP_OVERHEAD),
-        mss_clamp::default_mss(mtu),
-    )
 }
 
 /// The VIPs `backend` serves with the same DSR type as `vip`: one setup covers them all.
-fn vips_of(config: &Config, vip: &Vip, backend: IpAddr) -> Vec<Ipv4Addr> {
-    let mut vips: Vec<Ipv4Addr> = config
+fn vips_of(config: &Config, vip: &Vip, backend: IpAddr) -> Vec<IpAddr> {
+    let mut vips: Vec<IpAddr> = config
         .vips
         .iter()
         .filter(|v| v.dsr_type == vip.dsr_type && v.backends.iter().any(|b| b.address == backend))
-        .filter_map(|v| match v.address {
-            IpAddr::V4(v4) => Some(v4),
-            IpAddr::V6(_) => None,
-        })
+        .map(|v| v.address)
         .collect();
-    if let IpAddr::V4(own) = vip.address {
-        if !vips.contains(&own) {
-            vips.insert(0, own);
-        }
+    if !vips.contains(&vip.address) {
+        vips.insert(0, vip.address);
     }
     vips.dedup();
     vips
@@ -154,11 +161,12 @@ pub(crate) fn panel(
             } @else {
                 @match vip.dsr_type {
                     DsrType::L3Ipip => p {
-                        "Each backend must strip the IPIP header, own the VIP without answering ARP for it, and \
+                        "Each backend must strip the tunnel's outer header, own the VIP without answering ARP for it, and \
                          accept packets whose source (the client) does not match its routes. Nothing is needed on the \
                          load balancer itself. " code { "tula decap setup" } " does all of it and makes it survive a reboot; \
-                         the " em { "kernel" } " method uses the ipip module and " code { "tunl0" } ", the " em { "xdp" }
-                        " method tula's own decapsulation program, for hosts without the ipip module."
+                         the " em { "kernel" } " method uses the ipip module and " code { "tunl0" } " (an IPv6 backend: \
+                         the ip6_tunnel module and " code { "ip6tnl0" } "), the " em { "xdp" }
+                        " method tula's own decapsulation program, for hosts without those modules."
                     },
                     DsrType::L2 => p {
                         "Layer 2 DSR needs no tunnel: the balancer only rewrites MAC addresses. Each backend must \
@@ -193,7 +201,7 @@ fn commands(lines: &[String]) -> Markup {
     html! { pre { code { (lines.join("\n")) } } }
 }
 
-fn vip_args(vips: &[Ipv4Addr]) -> String {
+fn vip_args(vips: &[IpAddr]) -> String {
     vips.iter().map(|v| format!(" --vip {v}")).collect()
 }
 
@@ -206,25 +214,33 @@ fn l3_backend(
 ) -> Markup {
     let vips = vips_of(config, vip, backend);
     let args = vip_args(&vips);
-    let vip_figures = status.and_then(|s| s.tunnel_mtu.zip(s.mss));
-    let (tunnel_mtu, mss) = tunnel_mtu_and_mss(vip_figures, egress);
-    let mtu_source = match vip_figures {
-        Some(_) => "the smallest path MTU toward this VIP's backends, less",
-        None => "this interface's MTU (1500 if unknown), less",
+    let vip_tunnel_mtu = status.and_then(|s| s.tunnel_mtu);
+    let tunnel_mtu = tunnel_mtu(backend, vip_tunnel_mtu, egress);
+    let mtu_source = match (backend, vip_tunnel_mtu) {
+        (IpAddr::V4(_), Some(_)) => "the smallest path MTU toward this VIP's backends, less",
+        _ => "this interface's MTU (1500 if unknown), less",
     };
+    // The clamp of each family this backend serves: IPv4 VIPs and IPv6 VIPs.
+    let mss4 = vips.iter().any(IpAddr::is_ipv4).then(|| mss_for(tunnel_mtu, IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)));
+    let mss6 = vips.iter().any(IpAddr::is_ipv6).then(|| mss_for(tunnel_mtu, IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)));
     let served: Vec<String> = vips.iter().map(ToString::to_string).collect();
-    // --mss-clamp last, so each command reads as the basic one plus the clamp.
-    let clamp = format!(" --mss-clamp={mss}");
-    let (kernel, xdp) = manual_steps(backend, &vips, mss);
+    // The clamps last, so each command reads as the basic one plus the clamp.
+    let clamp = mss4.map(|mss| format!(" --mss-clamp={mss}")).unwrap_or_default()
+        + &mss6.map(|mss| format!(" --mss-clamp6={mss}")).unwrap_or_default();
+    let (kernel, xdp) = manual_steps(backend, &vips, mss4, mss6);
+    let (tunnel_device, module, outer) = match backend {
+        IpAddr::V4(_) => ("tunl0", "ipip", "IPIP's 20-byte outer IPv4 header"),
+        IpAddr::V6(_) => ("ip6tnl0", "ip6_tunnel", "the 40-byte outer IPv6 header (IP6IP6, or IPv4 in IPv6)"),
+    };
     html! {
         p {
             "This backend serves " (served.join(", ")) " over Layer 3 DSR; one setup covers "
             @if vips.len() == 1 { "it" } @else { "them all" } "."
         }
         h4 { "With tula (run on " (backend) ")" }
-        p { "Kernel method (the ipip module and " code { "tunl0" } "):" }
+        p { "Kernel method (the " (module) " module and " code { (tunnel_device) } "):" }
         (commands(&[format!("tula decap setup{args}{clamp}")]))
-        p { "XDP method (no ipip module needed):" }
+        p { "XDP method (no " (module) " module needed):" }
         (commands(&[format!("tula decap setup --method xdp{args}{clamp}")]))
         p {
             code { "--mss-clamp" } " lowers the MSS the backend announces so clients' segments fit the tunnel (see MTU below). \
@@ -234,7 +250,7 @@ fn l3_backend(
         h4 { "The manual equivalent" }
         div.manual data-method="kernel" { (steps_markup(&kernel)) }
         details.manual data-method="xdp" {
-            summary { "Without the ipip module: the XDP method by hand" }
+            summary { "Without the " (module) " module: the XDP method by hand" }
             p { code { (MANUAL_UPLINK) } " stands for the backend's uplink (the interface the tunnelled packets arrive on)." }
             (steps_markup(&xdp))
         }
@@ -247,25 +263,37 @@ fn l3_backend(
                 }
                 Err(error) => { "The route to " (backend) " could not be looked up (" (error) ")." }
             }
-            " The tunnel carries at most " strong.tunnel-mtu { (tunnel_mtu) } " bytes (" (mtu_source) " IPIP's "
-            (mss_clamp::IPIP_OVERHEAD) "-byte outer IPv4 header): clamp the TCP MSS the backend announces to "
-            strong.mss { (mss) } " (" (tunnel_mtu) " - " (mss_clamp::IPV4_TCP_HEADERS) "), so clients never send a \
-             full-size packet with Don't Fragment set into the tunnel. " code { "--mss-clamp=" (mss) }
-            " above does it, as does the nftables step of the manual equivalent."
+            " The tunnel carries at most " strong.tunnel-mtu { (tunnel_mtu) } " bytes (" (mtu_source) " " (outer) "): clamp the TCP MSS the backend announces to "
+            @if let Some(mss) = mss4 {
+                strong.mss { (mss) } " (" (tunnel_mtu) " - " (mss_clamp::IPV4_TCP_HEADERS) ") for IPv4 VIPs"
+                @if mss6.is_some() { " and " }
+            }
+            @if let Some(mss) = mss6 {
+                strong.mss6 { (mss) } " (" (tunnel_mtu) " - " (mss_clamp::IPV6_TCP_HEADERS) ") for IPv6 VIPs"
+            }
+            ", so clients never send a full-size packet with Don't Fragment set into the tunnel. "
+            code { (clamp.trim()) } " above does it, as does the nftables step of the manual equivalent."
         }
         p {
-            "Or raise the MTU to " (egress.as_ref().map_or(1500, |e| e.mtu) + mss_clamp::IPIP_OVERHEAD)
+            "Or raise the MTU to " (egress.as_ref().map_or(1500, |e| e.mtu) + tunnel_overhead(backend))
             " or more (jumbo frames) on every link between the load balancer and the backends. Either way, keep ICMP \
-             \"Fragmentation Needed\" unfiltered so path MTU discovery works."
+             \"Fragmentation Needed\" (ICMPv6 \"Packet Too Big\") unfiltered so path MTU discovery works."
         }
         h4 { "Verify" }
         (commands(&[format!("tula decap verify{args}")]))
         p { "checks each item and names the fix for any that fails. By hand:" }
-        (commands(&[
-            "ip tunnel show tunl0".to_string(),
-            "ip addr show tunl0".to_string(),
-            "tcpdump -i tunl0 -n    # shows the decapsulated traffic".to_string(),
-        ]))
+        (commands(&match backend {
+            IpAddr::V4(_) => [
+                "ip tunnel show tunl0".to_string(),
+                "ip addr show tunl0".to_string(),
+                "tcpdump -i tunl0 -n    # shows the decapsulated traffic".to_string(),
+            ],
+            IpAddr::V6(_) => [
+                "ip -6 tunnel show ip6tnl0".to_string(),
+                "ip -6 addr show lo".to_string(),
+                "tcpdump -i ip6tnl0 -n    # shows the decapsulated traffic".to_string(),
+            ],
+        }))
     }
 }
 
@@ -274,14 +302,16 @@ const MANUAL_UPLINK: &str = "eth0";
 
 /// The manual equivalent of `tula decap setup` on `backend` for both
 /// methods, as tula-decap writes them (so the panel cannot drift from it).
-fn manual_steps(backend: IpAddr, vips: &[Ipv4Addr], mss: u16) -> (Vec<tula_decap::Step>, Vec<tula_decap::Step>) {
-    let local = match backend {
-        IpAddr::V4(v4) => v4,
-        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED, // IPv6 backends are refused by the config
-    };
+fn manual_steps(
+    backend: IpAddr,
+    vips: &[IpAddr],
+    mss4: Option<u16>,
+    mss6: Option<u16>,
+) -> (Vec<tula_decap::Step>, Vec<tula_decap::Step>) {
     let steps = |method| {
-        let mut opts = tula_decap::ManualOptions::new(method, MANUAL_UPLINK, local, vips.to_vec());
-        opts.mss_clamp = Some(mss);
+        let mut opts = tula_decap::ManualOptions::with_addresses(method, MANUAL_UPLINK, vec![backend], vips.to_vec());
+        opts.mss_clamp = mss4;
+        opts.mss_clamp6 = mss6;
         tula_decap::manual_steps(&opts)
     };
     (steps(Method::Kernel), steps(Method::Xdp))
@@ -300,7 +330,10 @@ fn l2_backend(config: &Config, vip: &Vip, backend: IpAddr) -> Markup {
     let vips = vips_of(config, vip, backend);
     let mut manual: Vec<String> = vips
         .iter()
-        .map(|v| format!("ip addr add {v}/32 dev lo"))
+        .map(|v| match v {
+            IpAddr::V4(v4) => format!("ip addr add {v4}/32 dev lo"),
+            IpAddr::V6(v6) => format!("ip -6 addr add {v6}/128 dev lo nodad"),
+        })
         .collect();
     manual.extend(
         tula_decap::sysctls(Method::Xdp, "lo")
@@ -324,20 +357,79 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_vips_own_figures_come_first_then_the_egress_mtu() {
+    fn the_vips_own_figures_come_first_then_the_egress_mtu_less_the_outer_header() {
         let egress = Ok(Egress {
             interface: "eth0".into(),
             mtu: 9000,
         });
-        assert_eq!(tunnel_mtu_and_mss(None, &egress), (8980, 8940));
-        assert_eq!(
-            tunnel_mtu_and_mss(None, &Err("no route".into())),
-            (1480, 1440)
+        let (v4, v6): (IpAddr, IpAddr) = ("198.18.11.2".parse().unwrap(), "2001:db8:11::2".parse().unwrap());
+        assert_eq!(tunnel_mtu(v4, None, &egress), 8980);
+        assert_eq!(tunnel_mtu(v4, None, &Err("no route".into())), 1480);
+        assert_eq!(tunnel_mtu(v4, Some(1380), &egress), 1380);
+        assert_eq!(tunnel_mtu(v6, Some(1380), &egress), 8960, "the VIP's figure is its IPv4 backends'");
+        assert_eq!(tunnel_mtu(v6, None, &Err("no route".into())), 1460);
+        assert_eq!((mss_for(1460, v4), mss_for(1460, v6)), (1420, 1400));
+    }
+
+    #[test]
+    fn an_ipv6_backend_gets_ip6tnl0_and_a_clamp_per_family() {
+        let config = tula_config::Config::from_toml_str(
+            r#"
+            interfaces = ["eth0"]
+            [[vip]]
+            name = "web6"
+            address = "2001:db8:113::10"
+            port = 80
+            backends = [{ address = "2001:db8:11::2" }]
+            [[vip]]
+            name = "web"
+            address = "203.0.113.10"
+            port = 80
+            backends = [{ address = "2001:db8:11::2" }]
+            "#,
+        )
+        .unwrap();
+        let vip = config.vip("web6").unwrap();
+        let selected = ("2001:db8:11::2".parse().unwrap(), Ok(Egress { interface: "eth0".into(), mtu: 1500 }));
+        let html = panel(&config, vip, None, Some(&selected)).into_string();
+        assert!(
+            html.contains("tula decap setup --vip 2001:db8:113::10 --vip 203.0.113.10 --mss-clamp=1420 --mss-clamp6=1400"),
+            "1500 - 40 - 40 for the IPv4 VIP in IPv6, 1500 - 40 - 60 for the IPv6 VIP: {html}"
         );
-        assert_eq!(
-            tunnel_mtu_and_mss(Some((1380, 1340)), &egress),
-            (1380, 1340)
+        assert!(html.contains("the ip6_tunnel module and <code>ip6tnl0</code>"), "{html}");
+        assert!(html.contains("tunnel-mtu\">1460<"), "{html}");
+        assert!(html.contains("ip -6 tunnel show ip6tnl0"), "{html}");
+        let blocks = code_blocks(&html);
+        let mut opts = tula_decap::ManualOptions::with_addresses(
+            Method::Kernel,
+            MANUAL_UPLINK,
+            vec!["2001:db8:11::2".parse().unwrap()],
+            vec!["2001:db8:113::10".parse().unwrap(), "203.0.113.10".parse().unwrap()],
         );
+        opts.mss_clamp = Some(1420);
+        opts.mss_clamp6 = Some(1400);
+        let wanted: Vec<String> = tula_decap::manual_steps(&opts).iter().map(|s| s.commands.join("\n")).collect();
+        assert!(wanted.iter().any(|c| c.contains("ip6tnl0")), "tula-decap's own steps name ip6tnl0: {wanted:?}");
+        assert!(blocks.windows(wanted.len()).any(|w| w == wanted.as_slice()), "{}", blocks.join("\n--\n"));
+    }
+
+    #[test]
+    fn an_l2_ipv6_vip_goes_on_lo_as_a_128() {
+        let config = tula_config::Config::from_toml_str(
+            r#"
+            interfaces = ["eth0"]
+            [[vip]]
+            name = "l2v6"
+            address = "2001:db8:113::20"
+            port = 80
+            dsr_type = "l2"
+            backends = [{ address = "2001:db8:11::2" }]
+            "#,
+        )
+        .unwrap();
+        let vip = config.vip("l2v6").unwrap();
+        let html = l2_backend(&config, vip, "2001:db8:11::2".parse().unwrap()).into_string();
+        assert!(html.contains("ip -6 addr add 2001:db8:113::20/128 dev lo nodad"), "{html}");
     }
 
     /// web (two backends) and api, whose one backend also serves web.

@@ -503,6 +503,17 @@ fn the_form_takes_an_ipv6_vip_and_the_pages_show_it_bracketed() {
     for backend in ["2001:db8:100::2", "2001:db8:100::3"] {
         assert!(!detail.backend_row(backend).is_empty(), "no row for {backend}");
     }
+    // Its backend setup: IP6IP6 through lb0 (MTU 1500): tunnel 1460, MSS 1400.
+    let setup = http.get("/ui/vips/web6/setup", Some(&cookie));
+    assert_eq!(setup.status, 200);
+    for needle in [
+        "tula decap setup --vip 2001:db8:113::10 --mss-clamp6=1400",
+        "ip6tnl0",
+        "tunnel-mtu\">1460<",
+        "tula decap verify --vip 2001:db8:113::10",
+    ] {
+        assert!(setup.body.contains(needle), "the setup page lacks {needle:?}: {}", setup.body);
+    }
     let list = http.get("/ui/vips?q=web6", Some(&cookie));
     assert!(list.body.contains("[2001:db8:113::10]:80/tcp"), "{}", list.body);
 
