@@ -1,9 +1,10 @@
 //! The lab's load balancer: the real daemon (`tula serve`) in the lb
 //! namespace, with a config that puts an L3 DSR VIP (TCP, and UDP on the same
-//! address) and an L2 DSR VIP over the lab's backends; and the small XDP programs the router's ends of the
-//! balancer's links need.
+//! address), an L2 DSR VIP, an IPv6 VIP (IP6IP6) and an IPv4 VIP served over
+//! IPv6 (IPv4 in IPv6) over the lab's backends; and the small XDP programs
+//! the router's ends of the balancer's links need.
 
-use crate::topology::{Topology, VIP_L2, VIP_L3, VIP_PORT, VIP_UDP_PORT};
+use crate::topology::{Topology, VIP6, VIP_L2, VIP_L3, VIP_MIXED, VIP_PORT, VIP_UDP_PORT};
 use crate::LabError;
 use std::path::PathBuf;
 
@@ -47,7 +48,7 @@ pub fn config_toml_with(topology: &Topology, active: &[u8], web: &str) -> String
 /// data plane, so every node's rings agree and a flow keeps its backend
 /// whichever node the router sends it to.
 pub fn node_config_toml(topology: &Topology, n: u8, active: &[u8], web: &str) -> String {
-    let backends = |addr: fn(u8) -> std::net::Ipv4Addr| {
+    let backends = |addr: fn(u8) -> std::net::IpAddr| {
         active.iter().map(|&i| format!("  {{ address = \"{}\" }},\n", addr(i))).collect::<String>()
     };
     format!(
@@ -97,10 +98,35 @@ scheduler = "maglev"
 {NO_CHECK}
 backends = [
 {l2}]
+
+[[vip]]
+name = "web6"
+address = "{VIP6}"
+port = {VIP_PORT}
+protocol = "tcp"
+mode = "dsr"
+dsr_type = "l3-ipip"
+scheduler = "maglev"
+{NO_CHECK}
+backends = [
+{l3_6}]
+
+[[vip]]
+name = "web-4in6"
+address = "{VIP_MIXED}"
+port = {VIP_PORT}
+protocol = "tcp"
+mode = "dsr"
+dsr_type = "l3-ipip"
+scheduler = "maglev"
+{NO_CHECK}
+backends = [
+{l3_6}]
 "#,
         pin_dir = node_pin_dir(topology, n).display(),
-        l3 = backends(Topology::backend_addr),
-        l2 = backends(Topology::backend_l2_addr),
+        l3 = backends(|i| Topology::backend_addr(i).into()),
+        l2 = backends(|i| Topology::backend_l2_addr(i).into()),
+        l3_6 = backends(|i| Topology::backend_addr6(i).into()),
     )
 }
 

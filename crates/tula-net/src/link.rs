@@ -4,7 +4,7 @@
 
 use crate::NetError;
 use futures::{StreamExt, TryStreamExt};
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourExtFlags, NeighbourState};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute};
@@ -296,7 +296,9 @@ fn find_address(link: &str, addr: IpAddr, prefix: u8) -> Result<Option<AddressMe
     }))
 }
 
-/// Adds `addr/prefix` to `link`. `Ok(false)`: it was already there.
+/// Adds `addr/prefix` to `link`. `Ok(false)`: it was already there. An
+/// IPv6 address is added without duplicate address detection (`nodad`):
+/// usable at once, and a VIP shared by several hosts is no duplicate.
 pub fn add_address(link: &str, addr: IpAddr, prefix: u8) -> Result<bool, NetError> {
     if find_address(link, addr, prefix)?.is_some() {
         return Ok(false);
@@ -304,7 +306,13 @@ pub fn add_address(link: &str, addr: IpAddr, prefix: u8) -> Result<bool, NetErro
     let index = index_of(link)?;
     netlink(
         &format!("adding {addr}/{prefix} to {link}"),
-        |h| async move { h.address().add(index, addr, prefix).execute().await },
+        |h| async move {
+            let mut request = h.address().add(index, addr, prefix);
+            if addr.is_ipv6() {
+                request.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+            }
+            request.execute().await
+        },
     )?;
     Ok(true)
 }
@@ -339,16 +347,24 @@ pub fn primary_ipv6(link: &str) -> Result<Option<std::net::Ipv6Addr>, NetError> 
     }))
 }
 
-/// Adds a route to `dest/prefix`, through `via` and/or out of `dev`.
-pub fn add_route(
-    dest: Ipv4Addr,
+/// Adds a route to `dest/prefix`, through `via` and/or out of `dev`; IPv4
+/// or IPv6, as `dest` and `via` are.
+pub fn add_route<A: Into<IpAddr> + Copy>(
+    dest: A,
     prefix: u8,
-    via: Option<Ipv4Addr>,
+    via: Option<A>,
     dev: Option<&str>,
 ) -> Result<(), NetError> {
-    let mut builder = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dest, prefix);
+    let dest: IpAddr = dest.into();
+    // rtnetlink does not export its error type: only its text is kept.
+    let invalid = |e: &dyn std::fmt::Display| NetError::Netlink {
+        what: format!("adding route {dest}/{prefix}"),
+        message: e.to_string(),
+    };
+    let mut builder =
+        RouteMessageBuilder::<IpAddr>::new().destination_prefix(dest, prefix).map_err(|e| invalid(&e))?;
     if let Some(gw) = via {
-        builder = builder.gateway(gw);
+        builder = builder.gateway(gw.into()).map_err(|e| invalid(&e))?;
     }
     if let Some(dev) = dev {
         builder = builder.output_interface(index_of(dev)?);
