@@ -6,7 +6,7 @@ use crate::program::{self, DecapProgram, PinnedDecap};
 use crate::DecapError;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,19 +17,22 @@ pub enum Change {
     /// `ip tunnel add NAME mode ipip local LOCAL`, made only if the kernel did
     /// not already create `tunl0` when the module loaded.
     CreateIpipTunnel { name: String, local: Ipv4Addr },
+    /// `ip -6 tunnel add NAME mode any local LOCAL`, made only if the kernel
+    /// did not already create `ip6tnl0` when the module loaded.
+    CreateIp6Tunnel { name: String, local: Ipv6Addr },
     /// `sysctl -w KEY=TO`; `from` is the value before, `None` if the key did not
     /// exist yet (its interface is created by an earlier change).
     SetSysctl { key: String, from: Option<String>, to: String },
-    /// `ip addr add ADDR/PREFIX dev LINK`.
-    AddAddress { link: String, addr: Ipv4Addr, prefix: u8 },
+    /// `ip addr add ADDR/PREFIX dev LINK` (`nodad` for IPv6).
+    AddAddress { link: String, addr: IpAddr, prefix: u8 },
     /// `ip link set LINK up`.
     SetLinkUp { link: String },
     /// `mount -t bpf bpf /sys/fs/bpf`.
     MountBpffs { path: PathBuf },
-    /// Load bpf/decap.o, fill its maps, attach it to `interface`, pin under `pin_dir`.
-    AttachDecap { interface: String, pin_dir: PathBuf, local: Vec<Ipv4Addr>, vips: Vec<Ipv4Addr> },
+    /// Load bpf/decap.o, fill its maps (both families), attach it to `interface`, pin under `pin_dir`.
+    AttachDecap { interface: String, pin_dir: PathBuf, local: Vec<IpAddr>, vips: Vec<IpAddr> },
     /// Set the maps of an already attached program to exactly these addresses.
-    UpdateDecapMaps { interface: String, pin_dir: PathBuf, local: Vec<Ipv4Addr>, vips: Vec<Ipv4Addr> },
+    UpdateDecapMaps { interface: String, pin_dir: PathBuf, local: Vec<IpAddr>, vips: Vec<IpAddr> },
     /// Remove pins whose XDP link lost its interface (a namespace or device
     /// deleted without teardown): such a link can never carry traffic again.
     RemoveStalePins { pin_dir: PathBuf },
@@ -40,6 +43,8 @@ pub enum Change {
     /// Load tula's nftables table (`table ip tula_dsr`, replacing an earlier
     /// one) clamping the MSS of SYN and SYN-ACK sent from `vips` to `mss`.
     ClampMss { vips: Vec<Ipv4Addr>, mss: u16 },
+    /// The same for IPv6 VIPs: `table ip6 tula_dsr`.
+    ClampMss6 { vips: Vec<Ipv6Addr>, mss: u16 },
 }
 
 impl Change {
@@ -50,6 +55,7 @@ impl Change {
         match (self, other) {
             (LoadModule { name: a }, LoadModule { name: b }) => a == b,
             (CreateIpipTunnel { name: a, .. }, CreateIpipTunnel { name: b, .. }) => a == b,
+            (CreateIp6Tunnel { name: a, .. }, CreateIp6Tunnel { name: b, .. }) => a == b,
             (SetSysctl { key: a, .. }, SetSysctl { key: b, .. }) => a == b,
             (AddAddress { link: l1, addr: a1, .. }, AddAddress { link: l2, addr: a2, .. }) => l1 == l2 && a1 == a2,
             (SetLinkUp { link: a }, SetLinkUp { link: b }) => a == b,
@@ -58,6 +64,7 @@ impl Change {
             (WriteFile { path: a, .. }, WriteFile { path: b, .. }) => a == b,
             (Symlink { path: a, .. }, Symlink { path: b, .. }) => a == b,
             (ClampMss { .. }, ClampMss { .. }) => true, // one table
+            (ClampMss6 { .. }, ClampMss6 { .. }) => true,
             _ => false,
         }
     }
@@ -77,8 +84,14 @@ impl Change {
             Change::CreateIpipTunnel { name, local } => {
                 format!("ip link show {name} >/dev/null 2>&1 || ip tunnel add {name} mode ipip local {local}")
             }
+            Change::CreateIp6Tunnel { name, local } => {
+                format!("ip link show {name} >/dev/null 2>&1 || ip -6 tunnel add {name} mode any local {local}")
+            }
             Change::SetSysctl { key, to, .. } => format!("sysctl -w {key}={to}"),
-            Change::AddAddress { link, addr, prefix } => format!("ip addr add {addr}/{prefix} dev {link}"),
+            Change::AddAddress { link, addr, prefix } => {
+                let nodad = if addr.is_ipv6() { " nodad" } else { "" };
+                format!("ip addr add {addr}/{prefix} dev {link}{nodad}")
+            }
             Change::SetLinkUp { link } => format!("ip link set {link} up"),
             Change::MountBpffs { path } => format!("mountpoint -q {0} || mount -t bpf bpf {0}", path.display()),
             Change::AttachDecap { .. } | Change::UpdateDecapMaps { .. } | Change::RemoveStalePins { .. } => return None,
@@ -91,6 +104,7 @@ impl Change {
                 format!("mkdir -p {} && ln -sf {} {}    # = systemctl enable {unit}", dir.display(), target.display(), path.display())
             }
             Change::ClampMss { vips, mss } => format!("nft -f - <<'EOF'\n{}EOF", mss_clamp::script(vips, *mss)),
+            Change::ClampMss6 { vips, mss } => format!("nft -f - <<'EOF'\n{}EOF", mss_clamp::script6(vips, *mss)),
         })
     }
 
@@ -115,9 +129,15 @@ impl Change {
                 }
                 tula_net::add_ipip_tunnel(name, *local)?;
             }
+            Change::CreateIp6Tunnel { name, local } => {
+                if tula_net::link(name).is_ok() {
+                    return Ok(None); // the kernel's catch-all device: it already receives every IPv6 tunnel packet
+                }
+                tula_net::add_ip6_tunnel(name, *local)?;
+            }
             Change::SetSysctl { key, to, .. } => tula_net::sysctl::write(key, to)?,
             Change::AddAddress { link, addr, prefix } => {
-                tula_net::add_address(link, IpAddr::V4(*addr), *prefix)?;
+                tula_net::add_address(link, *addr, *prefix)?;
             }
             Change::SetLinkUp { link } => tula_net::set_up(link)?,
             Change::MountBpffs { .. } => program::mount_bpffs()?,
@@ -125,15 +145,13 @@ impl Change {
                 // Pins left over from an interface that is gone would block new ones.
                 program::remove_pins(pin_dir)?;
                 let mut decap = DecapProgram::load()?;
-                decap.set_local_addresses(local)?;
-                decap.set_vips(vips)?;
+                decap.set_addresses(local, vips)?;
                 decap.attach_pinned(interface, pin_dir)?;
             }
             Change::UpdateDecapMaps { pin_dir, local, vips, .. } => {
                 let pinned = PinnedDecap::open(pin_dir)
                     .ok_or_else(|| DecapError::bpf(format!("updating {}", pin_dir.display()), "the pins are gone"))?;
-                pinned.set_local_addresses(local)?;
-                pinned.set_vips(vips)?;
+                pinned.set_addresses(local, vips)?;
             }
             Change::RemoveStalePins { pin_dir } => program::remove_pins(pin_dir)?,
             Change::WriteFile { path, contents, mode, .. } => write_file(path, contents, *mode)?,
@@ -145,6 +163,7 @@ impl Change {
                     .map_err(|e| DecapError::io(format!("linking {} -> {}", path.display(), target.display()), e))?;
             }
             Change::ClampMss { vips, mss } => mss_clamp::install(vips, *mss)?,
+            Change::ClampMss6 { vips, mss } => mss_clamp::install6(vips, *mss)?,
         }
         Ok(Some(self.clone()))
     }
@@ -156,7 +175,7 @@ impl Change {
                 unload_module(name)?;
                 format!("unloaded kernel module {name}")
             }
-            Change::CreateIpipTunnel { name, .. } => match tula_net::delete_link(name) {
+            Change::CreateIpipTunnel { name, .. } | Change::CreateIp6Tunnel { name, .. } => match tula_net::delete_link(name) {
                 Ok(()) => format!("deleted tunnel {name}"),
                 Err(tula_net::NetError::NoSuchLink { .. }) => format!("tunnel {name} is already gone"),
                 Err(e) => return Err(e.into()),
@@ -167,7 +186,7 @@ impl Change {
                 Err(e) => return Err(e.into()),
             },
             Change::SetSysctl { key, from: None, .. } => format!("{key} goes with its interface"),
-            Change::AddAddress { link, addr, prefix } => match tula_net::del_address(link, IpAddr::V4(*addr), *prefix) {
+            Change::AddAddress { link, addr, prefix } => match tula_net::del_address(link, *addr, *prefix) {
                 Ok(true) => format!("removed {addr}/{prefix} from {link}"),
                 Ok(false) | Err(tula_net::NetError::NoSuchLink { .. }) => format!("{addr}/{prefix} is already off {link}"),
                 Err(e) => return Err(e.into()),
@@ -200,6 +219,10 @@ impl Change {
                 true => format!("deleted nftables table ip {}", mss_clamp::TABLE),
                 false => format!("nftables table ip {} is already gone", mss_clamp::TABLE),
             },
+            Change::ClampMss6 { .. } => match mss_clamp::remove6()? {
+                true => format!("deleted nftables table ip6 {}", mss_clamp::TABLE),
+                false => format!("nftables table ip6 {} is already gone", mss_clamp::TABLE),
+            },
         })
     }
 }
@@ -214,6 +237,12 @@ impl fmt::Display for Change {
             Change::CreateIpipTunnel { name, local } => write!(
                 f,
                 "create IPIP tunnel {name} with local {local} unless loading the module made it  [{}]",
+                self.command().unwrap_or_default()
+            ),
+            Change::CreateIp6Tunnel { name, local } => write!(
+                f,
+                "create IPv6 tunnel {name} (mode any: IP6IP6 and IPv4 in IPv6) with local {local} unless loading \
+                 the module made it  [{}]",
                 self.command().unwrap_or_default()
             ),
             Change::SetSysctl { key, from, to } => {
@@ -268,11 +297,24 @@ impl fmt::Display for Change {
                 }
                 Ok(())
             }
+            Change::ClampMss6 { vips, mss } => {
+                writeln!(
+                    f,
+                    "clamp the TCP MSS of SYN and SYN-ACK sent from {} to {mss}: nftables table ip6 {} \
+                     (replacing an earlier one; no other table is touched)  [nft -f -]:",
+                    list(vips),
+                    mss_clamp::TABLE
+                )?;
+                for line in mss_clamp::ruleset6(vips, *mss).lines() {
+                    writeln!(f, "    | {line}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
 
-fn list(addrs: &[Ipv4Addr]) -> String {
+fn list(addrs: &[impl fmt::Display]) -> String {
     if addrs.is_empty() {
         return "(none)".into();
     }
@@ -282,12 +324,15 @@ fn list(addrs: &[Ipv4Addr]) -> String {
 /// Loading a module is the one thing done through a program: finding the
 /// right .ko (and its dependencies) is modprobe's job.
 fn load_module(name: &str) -> Result<(), DecapError> {
-    let output = std::process::Command::new("modprobe").arg(name).output().map_err(|e| DecapError::NoIpipModule {
-        detail: format!("cannot run modprobe: {e}"),
-    })?;
+    let missing = |detail: String| match name {
+        crate::plan::IP6_TUNNEL_MODULE => DecapError::NoIp6TunnelModule { detail },
+        _ => DecapError::NoIpipModule { detail },
+    };
+    let output =
+        std::process::Command::new("modprobe").arg(name).output().map_err(|e| missing(format!("cannot run modprobe: {e}")))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-        return Err(DecapError::NoIpipModule { detail: format!("modprobe {name} failed: {stderr}") });
+        return Err(missing(format!("modprobe {name} failed: {stderr}")));
     }
     Ok(())
 }

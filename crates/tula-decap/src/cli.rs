@@ -6,7 +6,7 @@ use crate::plan::{self, Method, MssClamp, SetupOptions};
 use crate::verify::{CheckStatus, VerifyOptions};
 use crate::manual::ManualOptions;
 use crate::DecapError;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,9 +29,9 @@ pub enum DecapCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct SetupArgs {
-    /// A VIP this backend serves (repeat for more).
+    /// A VIP this backend serves, IPv4 or IPv6 (repeat for more).
     #[arg(long = "vip", value_name = "ADDR", required = true)]
-    pub vips: Vec<Ipv4Addr>,
+    pub vips: Vec<IpAddr>,
     /// kernel: ipip module and tunl0. xdp: tula's XDP program, for hosts without ipip.
     #[arg(long, value_enum, default_value = "kernel")]
     pub method: Method,
@@ -54,17 +54,24 @@ pub struct SetupArgs {
     /// Prefix for every file read or written (persistence, state).
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
-    /// Clamp the TCP MSS of SYN and SYN-ACK sent from the VIPs (nftables table
-    /// ip tula_dsr) to MSS [default: the tunnel MTU (uplink MTU - 20) - 40].
+    /// Clamp the TCP MSS of SYN and SYN-ACK sent from the IPv4 VIPs (nftables
+    /// table ip tula_dsr) to MSS [default: the tunnel MTU (uplink MTU - 20) - 40;
+    /// uplink MTU - 40 - 40 where the uplink has an IPv6 address, as IPv4 VIPs
+    /// may then come in IPv6]. Clamps the IPv6 VIPs too, to the --mss-clamp6 default.
     #[arg(long, value_name = "MSS", num_args = 0..=1, require_equals = true)]
     pub mss_clamp: Option<Option<u16>>,
+    /// Clamp the TCP MSS of SYN and SYN-ACK sent from the IPv6 VIPs (nftables
+    /// table ip6 tula_dsr) to MSS [default: uplink MTU - 40 (IP6IP6) - 60 (IPv6,
+    /// TCP): 1400 on 1500]. Clamps the IPv4 VIPs too, to the --mss-clamp default.
+    #[arg(long, value_name = "MSS", num_args = 0..=1, require_equals = true)]
+    pub mss_clamp6: Option<Option<u16>>,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
     /// VIPs to check [default: those setup recorded].
     #[arg(long = "vip", value_name = "ADDR")]
-    pub vips: Vec<Ipv4Addr>,
+    pub vips: Vec<IpAddr>,
     /// [default: the method setup recorded].
     #[arg(long, value_enum)]
     pub method: Option<Method>,
@@ -101,12 +108,14 @@ fn setup(args: SetupArgs) -> Result<ExitCode, DecapError> {
     opts.persist = args.persist;
     opts.root = args.root;
     opts.mss_clamp = args.mss_clamp.map(|mss| mss.map_or(MssClamp::Auto, MssClamp::To));
+    opts.mss_clamp6 = args.mss_clamp6.map(|mss| mss.map_or(MssClamp::Auto, MssClamp::To));
     let plan = plan::plan_setup(&opts)?;
     if args.manual {
         let addresses = tula_net::addresses()?;
         let local = plan::tunnel_addresses(&addresses, &plan.interface, &plan.vips);
-        let mut manual = ManualOptions::new(plan.method, plan.interface.clone(), local[0], plan.vips.clone());
+        let mut manual = ManualOptions::with_addresses(plan.method, plan.interface.clone(), local, plan.vips.clone());
         manual.mss_clamp = plan.mss_clamp;
+        manual.mss_clamp6 = plan.mss_clamp6;
         manual.persist = plan.persist;
         manual.root = opts.root.clone();
         manual.tula_binary = opts.tula_binary.clone();
@@ -138,13 +147,19 @@ fn setup(args: SetupArgs) -> Result<ExitCode, DecapError> {
 
 /// The plan as text: a header, one numbered entry per change, the notes.
 pub fn render_plan(plan: &crate::Plan, dry_run: bool) -> String {
-    let method = match plan.method {
-        Method::Kernel => "kernel (ipip module, tunl0)",
-        Method::Xdp => "xdp (tula's decapsulation program)",
+    let (v4, v6) = (plan.vips.iter().any(IpAddr::is_ipv4), plan.vips.iter().any(IpAddr::is_ipv6));
+    let method = match (plan.method, v4, v6) {
+        (Method::Kernel, true, false) => "kernel (ipip module, tunl0)",
+        (Method::Kernel, false, _) => "kernel (ip6_tunnel module, ip6tnl0)",
+        (Method::Kernel, true, true) => "kernel (ipip and ip6_tunnel modules, tunl0 and ip6tnl0)",
+        (Method::Xdp, ..) => "xdp (tula's decapsulation program)",
     };
     let mut out = format!("backend setup, method {method}, uplink {}\n", plan.interface);
     if let Some(mss) = plan.mss_clamp {
         out.push_str(&format!("TCP MSS of SYN and SYN-ACK from the VIPs clamped to {mss}\n"));
+    }
+    if let Some(mss) = plan.mss_clamp6 {
+        out.push_str(&format!("TCP MSS of SYN and SYN-ACK from the IPv6 VIPs clamped to {mss}\n"));
     }
     if plan.changes.is_empty() {
         out.push_str("nothing to change: this host is already set up as asked\n");
@@ -248,7 +263,8 @@ mod tests {
         ]) else {
             panic!("not setup");
         };
-        assert_eq!(setup.vips, [Ipv4Addr::new(203, 0, 113, 10), Ipv4Addr::new(203, 0, 113, 11)]);
+        let vips: [IpAddr; 2] = ["203.0.113.10".parse().unwrap(), "203.0.113.11".parse().unwrap()];
+        assert_eq!(setup.vips, vips);
         assert_eq!((setup.method, setup.persist), (Method::Xdp, Persist::Netplan));
         assert_eq!(setup.interface.as_deref(), Some("eth1"));
         assert!(setup.dry_run && setup.json);
@@ -261,7 +277,20 @@ mod tests {
         assert_eq!((setup.method, setup.persist, setup.root), (Method::Kernel, Persist::Auto, PathBuf::from("/")));
         assert_eq!(setup.mss_clamp, None, "no clamp unless asked");
         assert!(Tula::try_parse_from(["tula", "decap", "setup"]).is_err(), "--vip is required");
-        assert!(Tula::try_parse_from(["tula", "decap", "setup", "--vip", "2001:db8::1"]).is_err(), "IPv4 only");
+        assert!(Tula::try_parse_from(["tula", "decap", "setup", "--vip", "203.0.113"]).is_err(), "an address");
+    }
+
+    #[test]
+    fn vip_takes_ipv4_and_ipv6_addresses() {
+        let DecapCommand::Setup(setup) =
+            parse(&["setup", "--method", "xdp", "--vip", "203.0.113.10", "--vip", "2001:db8:cafe::10"])
+        else {
+            panic!("not setup")
+        };
+        let vips: [IpAddr; 2] = ["203.0.113.10".parse().unwrap(), "2001:db8:cafe::10".parse().unwrap()];
+        assert_eq!(setup.vips, vips);
+        let DecapCommand::Verify(verify) = parse(&["verify", "--vip", "2001:db8:cafe::10"]) else { panic!("not verify") };
+        assert_eq!(verify.vips, vips[1..]);
     }
 
     #[test]
@@ -284,5 +313,11 @@ mod tests {
         // Without '=' the next word is not taken as the MSS.
         assert_eq!(mss(&["setup", "--mss-clamp", "--vip", "203.0.113.10"]), Some(None));
         assert!(Tula::try_parse_from(["tula", "decap", "setup", "--vip", "203.0.113.10", "--mss-clamp=big"]).is_err());
+        let mss6 = |args: &[&str]| match parse(args) {
+            DecapCommand::Setup(setup) => (setup.mss_clamp, setup.mss_clamp6),
+            _ => panic!("not setup"),
+        };
+        assert_eq!(mss6(&["setup", "--vip", "2001:db8:cafe::10", "--mss-clamp6"]), (None, Some(None)));
+        assert_eq!(mss6(&["setup", "--vip", "2001:db8:cafe::10", "--mss-clamp6=1380"]), (None, Some(Some(1380))));
     }
 }

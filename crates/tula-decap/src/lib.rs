@@ -41,7 +41,7 @@ pub use state::State;
 pub use tula_net::ipip_tunnel_request;
 pub use verify::{verify, Check, CheckStatus, VerifyOptions};
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 /// What went wrong, naming the object and saying how to fix it.
@@ -55,22 +55,33 @@ pub enum DecapError {
         "VIP {vip} is already on {device}, but tula puts it on {wanted}: remove it from {device} \
          first (`ip addr del {vip}/{prefix} dev {device}`), or do not use it as a VIP"
     )]
-    VipOwnedElsewhere { vip: Ipv4Addr, prefix: u8, device: String, wanted: String },
+    VipOwnedElsewhere { vip: IpAddr, prefix: u8, device: String, wanted: String },
     #[error(
         "the ipip kernel module is not available on this host ({detail}); \
          use `tula decap setup --method xdp`, which decapsulates in XDP without it"
     )]
     NoIpipModule { detail: String },
     #[error(
+        "the ip6_tunnel kernel module is not available on this host ({detail}); \
+         use `tula decap setup --method xdp`, which decapsulates IP6IP6 and IPv4 in IPv6 in XDP without it"
+    )]
+    NoIp6TunnelModule { detail: String },
+    #[error(
         "cannot tell which interface is the uplink (no default route; up interfaces: {candidates}): \
          pass --interface IFACE"
     )]
     NoUplink { candidates: String },
     #[error(
-        "interface {interface} has no IPv4 address, so no tunnel can end on it: \
+        "interface {interface} has no IPv4 address and no global IPv6 address, so no tunnel can end on it: \
          give it the address the load balancer sends to, or pass another --interface"
     )]
     NoTunnelAddress { interface: String },
+    #[error(
+        "interface {interface} has no global IPv6 address, and IPv6 VIPs arrive only in IP6IP6 to one: \
+         give it the IPv6 address the load balancer sends to, or pass another --interface"
+    )]
+    NoTunnelAddress6 { interface: String },
+
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -86,8 +97,8 @@ pub enum DecapError {
          (setup was not run on this host, or with another --root)"
     )]
     NoState { path: PathBuf },
-    #[error("--mss-clamp={mss} is below {min}, the smallest MSS every TCP accepts; give a larger one or none")]
-    MssTooSmall { mss: u16, min: u16 },
+    #[error("{flag}={mss} is below {min}, the smallest MSS every TCP accepts; give a larger one or none")]
+    MssTooSmall { flag: &'static str, mss: u16, min: u16 },
 }
 
 impl DecapError {

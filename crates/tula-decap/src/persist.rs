@@ -5,7 +5,7 @@
 
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 /// Where the tunnel configuration of the kernel method is persisted.
@@ -52,6 +52,12 @@ pub const MODULES_FILE: &str = "etc/modules-load.d/tula-ipip.conf";
 pub const NETDEV_FILE: &str = "etc/systemd/network/90-tula-tunl0.netdev";
 pub const NETWORK_FILE: &str = "etc/systemd/network/90-tula-tunl0.network";
 pub const NETPLAN_FILE: &str = "etc/netplan/90-tula-dsr.yaml";
+/// Loads ip6_tunnel at boot, which creates `ip6tnl0`.
+pub const MODULES6_FILE: &str = "etc/modules-load.d/tula-ip6-tunnel.conf";
+pub const NETDEV6_FILE: &str = "etc/systemd/network/90-tula-ip6tnl0.netdev";
+pub const NETWORK6_FILE: &str = "etc/systemd/network/90-tula-ip6tnl0.network";
+/// The IPv6 VIPs of the kernel method, on `lo`.
+pub const LO_NETWORK_FILE: &str = "etc/systemd/network/90-tula-lo.network";
 pub const UNIT_FILE: &str = "etc/systemd/system/tula-decap.service";
 pub const UNIT_WANTS_LINK: &str = "etc/systemd/system/multi-user.target.wants/tula-decap.service";
 /// The MSS clamp's table, for the kernel method (the XDP method's unit re-runs setup).
@@ -121,31 +127,104 @@ pub fn networkd_network(vips: &[Ipv4Addr]) -> String {
     out
 }
 
-/// netplan: the tunnel with its VIPs. netplan wants a remote; 0.0.0.0 is "any".
-pub fn netplan_yaml(local: Ipv4Addr, vips: &[Ipv4Addr]) -> String {
-    let mut out = format!(
-        "# Written by `tula decap setup`: IPIP tunnel and VIPs for Layer 3 DSR.\n\
-         network:\n\
-         \x20 version: 2\n\
-         \x20 tunnels:\n\
-         \x20   tunl0:\n\
-         \x20     mode: ipip\n\
-         \x20     local: {local}\n\
-         \x20     remote: 0.0.0.0\n\
-         \x20     addresses:\n"
+/// The ip6_tunnel module at boot.
+pub fn modules6_file() -> String {
+    "# Written by `tula decap setup`: the ip6_tunnel module creates ip6tnl0, which decapsulates IP6IP6 and \
+     IPv4-in-IPv6 L3 DSR traffic.\nip6_tunnel\n"
+        .to_string()
+}
+
+/// systemd-networkd: the IPv6 tunnel device, as [`networkd_netdev`] for `tunl0`.
+pub fn networkd_netdev6(local: Ipv6Addr) -> String {
+    format!(
+        "# Written by `tula decap setup`: IPv6 tunnel (IP6IP6 and IPv4 in IPv6) for Layer 3 DSR.\n\
+         [NetDev]\n\
+         Name=ip6tnl0\n\
+         Kind=ip6tnl\n\
+         \n\
+         [Tunnel]\n\
+         Mode=any\n\
+         Local={local}\n\
+         Remote=any\n\
+         Independent=yes\n"
+    )
+}
+
+/// systemd-networkd: `ip6tnl0` up, without addresses (the IPv6 VIPs are on `lo`).
+pub fn networkd_network6() -> String {
+    "# Written by `tula decap setup`: the IPv6 tunnel up; the IPv6 VIPs are on lo.\n\
+     [Match]\n\
+     Name=ip6tnl0\n\
+     \n\
+     [Link]\n\
+     RequiredForOnline=no\n\
+     \n\
+     [Network]\n\
+     LinkLocalAddressing=no\n\
+     ConfigureWithoutCarrier=yes\n"
+        .to_string()
+}
+
+/// systemd-networkd: the IPv6 VIPs on `lo`.
+pub fn networkd_lo_network(vips: &[Ipv6Addr]) -> String {
+    let mut out = String::from(
+        "# Written by `tula decap setup`: the IPv6 VIPs this backend serves, on lo.\n\
+         [Match]\n\
+         Name=lo\n\
+         \n\
+         [Link]\n\
+         RequiredForOnline=no\n\
+         \n\
+         [Network]\n",
     );
     for vip in vips {
-        out.push_str(&format!("        - {vip}/32\n"));
+        out.push_str(&format!("Address={vip}/128\n"));
+    }
+    out
+}
+
+/// netplan: `tunl0` with the IPv4 VIPs, `ip6tnl0`, and the IPv6 VIPs on `lo`.
+/// netplan wants a remote: 0.0.0.0 and :: are "any". It has no mode any:
+/// ip6ip6 (the kernel's own ip6tnl0, when the module made it, stays any).
+pub fn netplan_yaml(tunnel4: Option<(Ipv4Addr, &[Ipv4Addr])>, tunnel6: Option<(Ipv6Addr, &[Ipv6Addr])>) -> String {
+    let mut out = String::from(match tunnel4 {
+        Some(_) => "# Written by `tula decap setup`: IPIP tunnel and VIPs for Layer 3 DSR.\n",
+        None => "# Written by `tula decap setup`: IPv6 tunnel and VIPs for Layer 3 DSR.\n",
+    });
+    out.push_str("network:\n  version: 2\n  tunnels:\n");
+    if let Some((local, vips)) = tunnel4 {
+        out.push_str(&format!(
+            "    tunl0:\n      mode: ipip\n      local: {local}\n      remote: 0.0.0.0\n      addresses:\n"
+        ));
+        for vip in vips {
+            out.push_str(&format!("        - {vip}/32\n"));
+        }
+    }
+    if let Some((local, vips)) = tunnel6 {
+        out.push_str(&format!("    ip6tnl0:\n      mode: ip6ip6\n      local: \"{local}\"\n      remote: \"::\"\n"));
+        out.push_str("  ethernets:\n    lo:\n      match:\n        name: lo\n      addresses:\n");
+        for vip in vips {
+            out.push_str(&format!("        - \"{vip}/128\"\n"));
+        }
     }
     out
 }
 
 /// The boot unit of the XDP method: bpffs pins and addresses on `lo` do not
 /// survive a reboot, so it runs the same setup again once the network is up.
-pub fn systemd_unit(tula_binary: &Path, interface: &str, vips: &[Ipv4Addr], mss_clamp: Option<u16>) -> String {
+pub fn systemd_unit(
+    tula_binary: &Path,
+    interface: &str,
+    vips: &[IpAddr],
+    mss_clamp: Option<u16>,
+    mss_clamp6: Option<u16>,
+) -> String {
     let mut vip_args: String = vips.iter().map(|v| format!(" --vip {v}")).collect();
     if let Some(mss) = mss_clamp {
         vip_args.push_str(&format!(" --mss-clamp={mss}"));
+    }
+    if let Some(mss) = mss_clamp6 {
+        vip_args.push_str(&format!(" --mss-clamp6={mss}"));
     }
     format!(
         "# Written by `tula decap setup --method xdp`; `tula decap teardown` removes it.\n\
@@ -166,22 +245,37 @@ pub fn systemd_unit(tula_binary: &Path, interface: &str, vips: &[Ipv4Addr], mss_
 }
 
 /// The MSS clamp's table as a file for `nft -f`: replaces the table it names, nothing else.
-pub fn nft_file(vips: &[Ipv4Addr], mss: u16) -> String {
-    format!(
+/// The MSS clamp's tables as a file for `nft -f`: replaces the tables it names
+/// (`ip` for the IPv4 VIPs, `ip6` for the IPv6 ones), nothing else.
+pub fn nft_file(clamp4: Option<(&[Ipv4Addr], u16)>, clamp6: Option<(&[Ipv6Addr], u16)>) -> String {
+    let mut out = String::from(
         "#!/usr/sbin/nft -f\n\
-         # Written by `tula decap setup --mss-clamp`; `tula decap teardown` removes it.\n\
-         # Clamps the TCP MSS of SYN and SYN-ACK sent from the VIPs to what fits the IPIP tunnel.\n\
-         {}",
-        crate::mss_clamp::script(vips, mss)
-    )
+         # Written by `tula decap setup --mss-clamp`; `tula decap teardown` removes it.\n",
+    );
+    if let Some((vips, mss)) = clamp4 {
+        out.push_str("# Clamps the TCP MSS of SYN and SYN-ACK sent from the VIPs to what fits the IPIP tunnel.\n");
+        out.push_str(&crate::mss_clamp::script(vips, mss));
+    }
+    if let Some((vips, mss)) = clamp6 {
+        out.push_str("# Clamps the TCP MSS of SYN and SYN-ACK sent from the IPv6 VIPs to what fits IP6IP6.\n");
+        out.push_str(&crate::mss_clamp::script6(vips, mss));
+    }
+    out
 }
 
-/// Loads the MSS clamp's table at boot (kernel method).
-pub fn mss_clamp_unit() -> String {
+/// Loads the MSS clamp's tables at boot (kernel method): `ip`, `ip6` or both.
+pub fn mss_clamp_unit(families: &[crate::mss_clamp::Family]) -> String {
+    let table = crate::mss_clamp::TABLE;
+    let names: Vec<&str> = families.iter().map(|f| f.name()).collect();
+    let tables = match names.as_slice() {
+        [one] => format!("table {one} {table}"),
+        many => format!("tables {} {table}", many.join(" and ")),
+    };
+    let stops: String = names.iter().map(|name| format!("ExecStop=/usr/sbin/nft delete table {name} {table}\n")).collect();
     format!(
         "# Written by `tula decap setup --mss-clamp`; `tula decap teardown` removes it.\n\
          [Unit]\n\
-         Description=tula: clamp the TCP MSS of SYN-ACKs from the VIPs (nftables table ip {table})\n\
+         Description=tula: clamp the TCP MSS of SYN-ACKs from the VIPs (nftables {tables})\n\
          Before=network-pre.target\n\
          Wants=network-pre.target\n\
          \n\
@@ -189,11 +283,10 @@ pub fn mss_clamp_unit() -> String {
          Type=oneshot\n\
          RemainAfterExit=yes\n\
          ExecStart=/usr/sbin/nft -f /{NFT_FILE}\n\
-         ExecStop=/usr/sbin/nft delete table ip {table}\n\
+         {stops}\
          \n\
          [Install]\n\
-         WantedBy=multi-user.target\n",
-        table = crate::mss_clamp::TABLE
+         WantedBy=multi-user.target\n"
     )
 }
 

@@ -9,7 +9,7 @@ use crate::state::State;
 use crate::{Change, DecapError};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 /// How the backend strips the outer header.
@@ -24,11 +24,18 @@ pub enum Method {
 
 /// The kernel's IPIP device: its catch-all tunnel, created when ipip loads.
 pub const TUNNEL: &str = "tunl0";
+/// The kernel's IPv6 tunnel device: its catch-all (mode any: IP6IP6 and IPv4
+/// in IPv6), created when ip6_tunnel loads.
+pub const TUNNEL6: &str = "ip6tnl0";
+/// The modules that create [`TUNNEL`] and [`TUNNEL6`].
+pub const IPIP_MODULE: &str = "ipip";
+pub const IP6_TUNNEL_MODULE: &str = "ip6_tunnel";
 
 /// What `tula decap setup` was asked to do.
 #[derive(Debug, Clone)]
 pub struct SetupOptions {
-    pub vips: Vec<Ipv4Addr>,
+    /// IPv4 and IPv6 VIPs.
+    pub vips: Vec<IpAddr>,
     pub method: Method,
     /// The uplink; default: the device of the default route, else the only up interface.
     pub interface: Option<String>,
@@ -38,8 +45,11 @@ pub struct SetupOptions {
     /// The `tula` binary the XDP boot unit runs.
     pub tula_binary: PathBuf,
     /// Clamp the TCP MSS of SYN and SYN-ACK sent from the VIPs. `None`: keep
-    /// what an earlier setup chose (no clamp if none did).
+    /// what an earlier setup chose (no clamp if none did). Either of the two
+    /// turns the clamp on for every VIP; the other family's MSS is then `Auto`.
     pub mss_clamp: Option<MssClamp>,
+    /// The same for the IPv6 VIPs (`--mss-clamp6`).
+    pub mss_clamp6: Option<MssClamp>,
 }
 
 /// The MSS `--mss-clamp` clamps to.
@@ -51,15 +61,16 @@ pub enum MssClamp {
 }
 
 impl SetupOptions {
-    pub fn new(method: Method, vips: Vec<Ipv4Addr>) -> SetupOptions {
+    pub fn new(method: Method, vips: impl IntoIterator<Item = impl Into<IpAddr>>) -> SetupOptions {
         SetupOptions {
-            vips,
+            vips: vips.into_iter().map(Into::into).collect(),
             method,
             interface: None,
             persist: Persist::Auto,
             root: PathBuf::from("/"),
             tula_binary: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/bin/tula")),
             mss_clamp: None,
+            mss_clamp6: None,
         }
     }
 }
@@ -70,10 +81,13 @@ pub struct Plan {
     pub method: Method,
     pub interface: String,
     pub persist: Persist,
-    /// VIPs of this and every earlier setup on the host.
-    pub vips: Vec<Ipv4Addr>,
-    /// The MSS SYN and SYN-ACK from the VIPs are clamped to, if they are.
+    /// VIPs of this and every earlier setup on the host, IPv4 first.
+    pub vips: Vec<IpAddr>,
+    /// The MSS SYN and SYN-ACK from the IPv4 VIPs are clamped to, if they are.
     pub mss_clamp: Option<u16>,
+    /// The same for the IPv6 VIPs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mss_clamp6: Option<u16>,
     pub changes: Vec<Change>,
     pub notes: Vec<String>,
 }
@@ -112,11 +126,27 @@ pub fn sysctls(method: Method, interface: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-/// The device the VIPs go on.
-pub fn vip_device(method: Method) -> &'static str {
-    match method {
-        Method::Kernel => TUNNEL,
-        Method::Xdp => "lo",
+/// The sysctls a setup with these VIPs needs: [`sysctls`] for IPv4 VIPs, and
+/// with the kernel method `rp_filter` off on [`TUNNEL6`] too, where IPv4 in
+/// IPv6 comes out. IPv6 VIPs need none: IPv6 has no `rp_filter`, and the
+/// kernel answers Neighbour Solicitations only for addresses of the receiving
+/// interface (the VIP is on `lo`), so it needs no `arp_ignore`.
+pub fn sysctls_for(method: Method, interface: &str, vips: &[IpAddr]) -> Vec<(String, String)> {
+    if !vips.iter().any(IpAddr::is_ipv4) {
+        return Vec::new();
+    }
+    let mut settings = sysctls(method, interface);
+    if method == Method::Kernel && vips.iter().any(IpAddr::is_ipv6) {
+        settings.insert(3, (tula_net::sysctl::conf_key(TUNNEL6, "rp_filter"), "0".to_string()));
+    }
+    settings
+}
+
+/// The device a VIP goes on: `tunl0` for an IPv4 VIP of the kernel method, else `lo`.
+pub fn vip_device(method: Method, vip: IpAddr) -> &'static str {
+    match (method, vip) {
+        (Method::Kernel, IpAddr::V4(_)) => TUNNEL,
+        _ => "lo",
     }
 }
 
@@ -127,7 +157,7 @@ pub fn plan_setup(opts: &SetupOptions) -> Result<Plan, DecapError> {
         return Err(DecapError::NoVips);
     }
     let state = State::load(&opts.root)?.unwrap_or_default();
-    let mut vips: Vec<Ipv4Addr> = state.vips.iter().chain(&opts.vips).copied().collect();
+    let mut vips: Vec<IpAddr> = state.vips.iter().chain(&opts.vips).copied().collect();
     vips.sort();
     vips.dedup();
     let interface = match &opts.interface {
@@ -139,9 +169,13 @@ pub fn plan_setup(opts: &SetupOptions) -> Result<Plan, DecapError> {
     if local.is_empty() {
         return Err(DecapError::NoTunnelAddress { interface });
     }
-    let device = vip_device(opts.method);
+    // IPv6 VIPs arrive only in IP6IP6; IPv4 VIPs in IPIP or in IPv6 (4in6).
+    if vips.iter().any(IpAddr::is_ipv6) && !local.iter().any(IpAddr::is_ipv6) {
+        return Err(DecapError::NoTunnelAddress6 { interface });
+    }
     for vip in &vips {
-        if let Some(other) = addresses.iter().find(|a| a.addr == IpAddr::V4(*vip) && a.link != device) {
+        let device = vip_device(opts.method, *vip);
+        if let Some(other) = addresses.iter().find(|a| a.addr == *vip && a.link != device) {
             return Err(DecapError::VipOwnedElsewhere {
                 vip: *vip,
                 prefix: other.prefix,
@@ -151,60 +185,116 @@ pub fn plan_setup(opts: &SetupOptions) -> Result<Plan, DecapError> {
         }
     }
 
-    let mss_clamp = match opts.mss_clamp {
-        Some(MssClamp::To(mss)) if mss < mss_clamp::MIN_MSS => {
-            return Err(DecapError::MssTooSmall { mss, min: mss_clamp::MIN_MSS })
+    let clamp = [opts.mss_clamp.is_some(), opts.mss_clamp6.is_some(), state.mss_clamp.is_some(), state.mss_clamp6.is_some()];
+    let (mut mss_clamp, mut mss_clamp6) = (None, None);
+    let mut notes = Vec::new();
+    if clamp.contains(&true) {
+        let mtu = tula_net::link(&interface)?.mtu;
+        // IPv4 VIPs may come in IPv6 where the uplink has an IPv6 address: leave room for that header.
+        let in_ipv6 = local.iter().any(IpAddr::is_ipv6);
+        if vips.iter().any(IpAddr::is_ipv4) {
+            let auto = if in_ipv6 { mss_clamp::default_mss_in_ipv6(mtu) } else { mss_clamp::default_mss(mtu) };
+            let mss = clamp_mss(mss_clamp::Family::Ip, opts.mss_clamp, state.mss_clamp, auto, mss_clamp::MIN_MSS)?;
+            if in_ipv6 && opts.mss_clamp == Some(MssClamp::Auto) {
+                notes.push(format!(
+                    "the IPv4 VIPs' MSS is {mss} (uplink MTU {mtu} - 40 - 40), which fits IPv4 in IPv6 too; \
+                     where the load balancer sends them in IPIP only, --mss-clamp={} fits",
+                    mss_clamp::default_mss(mtu)
+                ));
+            }
+            mss_clamp = Some(mss);
         }
-        Some(MssClamp::To(mss)) => Some(mss),
-        Some(MssClamp::Auto) => Some(mss_clamp::default_mss(tula_net::link(&interface)?.mtu)),
-        None => state.mss_clamp,
-    };
+        if vips.iter().any(IpAddr::is_ipv6) {
+            let auto = mss_clamp::default_mss6(mtu);
+            mss_clamp6 = Some(clamp_mss(mss_clamp::Family::Ip6, opts.mss_clamp6, state.mss_clamp6, auto, mss_clamp::MIN_MSS6)?);
+        }
+    }
     let persist = opts.persist.resolve(&opts.root);
-    let mut plan =
-        Plan { method: opts.method, interface, persist, vips, mss_clamp, changes: Vec::new(), notes: Vec::new() };
+    let mut plan = Plan {
+        method: opts.method,
+        interface,
+        persist,
+        vips,
+        mss_clamp,
+        mss_clamp6,
+        changes: Vec::new(),
+        notes,
+    };
     match opts.method {
-        Method::Kernel => plan_kernel(&mut plan, &addresses, local[0])?,
+        Method::Kernel => plan_kernel(&mut plan, &addresses, &local)?,
         Method::Xdp => plan_xdp(&mut plan, &addresses, &local)?,
     }
     if let Some(mss) = plan.mss_clamp {
-        if !mss_clamp::read()?.is_some_and(|installed| installed.clamps(&plan.vips, mss)) {
-            plan.changes.push(Change::ClampMss { vips: plan.vips.clone(), mss });
+        let vips4 = ipv4_only(&plan.vips);
+        if !mss_clamp::read()?.is_some_and(|installed| installed.clamps(&vips4, mss)) {
+            plan.changes.push(Change::ClampMss { vips: vips4, mss });
+        }
+    }
+    if let Some(mss) = plan.mss_clamp6 {
+        let vips6 = ipv6_only(&plan.vips);
+        if !mss_clamp::read6()?.is_some_and(|installed| installed.clamps(&vips6, mss)) {
+            plan.changes.push(Change::ClampMss6 { vips: vips6, mss });
         }
     }
     if persist != Persist::None {
-        plan_files(&mut plan, opts, local[0])?;
+        plan_files(&mut plan, opts, &local)?;
     }
     Ok(plan)
 }
 
-fn plan_kernel(plan: &mut Plan, addresses: &[tula_net::Address], local: Ipv4Addr) -> Result<(), DecapError> {
-    if !Path::new("/sys/module/ipip").exists() {
-        plan.changes.push(Change::LoadModule { name: "ipip".into() });
-        if let Some(why) = module_unavailable("ipip") {
-            plan.notes.push(format!(
-                "the ipip module is not available on this host ({why}): applying this plan fails at its \
-                 first step; `--method xdp` works without it"
-            ));
+/// IPv4 VIPs: the ipip module and `tunl0`; IPv6 VIPs: the ip6_tunnel module
+/// and `ip6tnl0`. Both modules load first, so a missing one fails the plan
+/// before anything else changed.
+fn plan_kernel(plan: &mut Plan, addresses: &[tula_net::Address], local: &[IpAddr]) -> Result<(), DecapError> {
+    let mut tunnels = Vec::new();
+    if plan.vips.iter().any(IpAddr::is_ipv4) {
+        let local = first_v4(local).ok_or_else(|| DecapError::NoTunnelAddress { interface: plan.interface.clone() })?;
+        tunnels.push((IPIP_MODULE, TUNNEL, Change::CreateIpipTunnel { name: TUNNEL.into(), local }, local.to_string()));
+    }
+    if plan.vips.iter().any(IpAddr::is_ipv6) {
+        let local = first_v6(local).ok_or_else(|| DecapError::NoTunnelAddress6 { interface: plan.interface.clone() })?;
+        tunnels.push((IP6_TUNNEL_MODULE, TUNNEL6, Change::CreateIp6Tunnel { name: TUNNEL6.into(), local }, local.to_string()));
+    }
+    for (module, _, _, _) in &tunnels {
+        if !Path::new("/sys/module").join(module).exists() {
+            plan.changes.push(Change::LoadModule { name: module.to_string() });
+            if let Some(why) = module_unavailable(module) {
+                plan.notes.push(format!(
+                    "the {module} module is not available on this host ({why}): applying this plan fails before \
+                     it changes anything; `--method xdp` works without it"
+                ));
+            }
         }
     }
-    let tunnel = tula_net::link(TUNNEL).ok();
-    match &tunnel {
-        None => plan.changes.push(Change::CreateIpipTunnel { name: TUNNEL.into(), local }),
-        Some(_) => plan.notes.push(format!(
-            "{TUNNEL} exists: it is the kernel's catch-all IPIP device, which decapsulates IPIP sent to any \
-             address of this host ({local} included), so its local address is left as it is"
-        )),
+    let mut down = Vec::new();
+    for (_, name, create, local) in tunnels {
+        match tula_net::link(name).ok() {
+            None => plan.changes.push(create),
+            Some(link) => {
+                let kind = if name == TUNNEL { "IPIP device, which decapsulates IPIP" } else {
+                    "IPv6 tunnel device, which decapsulates IP6IP6 and IPv4 in IPv6"
+                };
+                plan.notes.push(format!(
+                    "{name} exists: it is the kernel's catch-all {kind} sent to any address of this host \
+                     ({local} included), so its local address is left as it is"
+                ));
+                if link.up {
+                    continue;
+                }
+            }
+        }
+        down.push(name);
     }
     // Sysctls before addresses: the host must never answer ARP for a VIP, not even for a moment.
     plan_sysctls(plan);
     plan_vip_addresses(plan, addresses);
-    if !tunnel.is_some_and(|t| t.up) {
-        plan.changes.push(Change::SetLinkUp { link: TUNNEL.into() });
+    for name in down {
+        plan.changes.push(Change::SetLinkUp { link: name.into() });
     }
     Ok(())
 }
 
-fn plan_xdp(plan: &mut Plan, addresses: &[tula_net::Address], local: &[Ipv4Addr]) -> Result<(), DecapError> {
+fn plan_xdp(plan: &mut Plan, addresses: &[tula_net::Address], local: &[IpAddr]) -> Result<(), DecapError> {
     if let Some(netns) = tula_net::under_ip_netns_exec() {
         return Err(program::netns_exec_error(&netns));
     }
@@ -223,7 +313,7 @@ fn plan_xdp(plan: &mut Plan, addresses: &[tula_net::Address], local: &[Ipv4Addr]
         Some(pinned) if pinned.attached_ifindex()? == ifindex => {
             let mut sorted_local = local.clone();
             sorted_local.sort();
-            if pinned.local_addresses()? != sorted_local || pinned.vips()? != vips {
+            if pinned.all_local_addresses()? != sorted_local || pinned.all_vips()? != vips {
                 plan.changes.push(Change::UpdateDecapMaps { interface, pin_dir, local, vips });
             }
         }
@@ -233,7 +323,7 @@ fn plan_xdp(plan: &mut Plan, addresses: &[tula_net::Address], local: &[Ipv4Addr]
 }
 
 fn plan_sysctls(plan: &mut Plan) {
-    for (key, to) in sysctls(plan.method, &plan.interface) {
+    for (key, to) in sysctls_for(plan.method, &plan.interface, &plan.vips) {
         let from = tula_net::sysctl::read(&key).ok();
         if from.as_deref() != Some(to.as_str()) {
             plan.changes.push(Change::SetSysctl { key, from, to });
@@ -242,38 +332,62 @@ fn plan_sysctls(plan: &mut Plan) {
 }
 
 fn plan_vip_addresses(plan: &mut Plan, addresses: &[tula_net::Address]) {
-    let device = vip_device(plan.method);
     for vip in &plan.vips {
-        if !addresses.iter().any(|a| a.addr == IpAddr::V4(*vip) && a.link == device) {
-            plan.changes.push(Change::AddAddress { link: device.into(), addr: *vip, prefix: 32 });
+        let device = vip_device(plan.method, *vip);
+        if !addresses.iter().any(|a| a.addr == *vip && a.link == device) {
+            plan.changes.push(Change::AddAddress { link: device.into(), addr: *vip, prefix: host_prefix(*vip) });
         }
     }
 }
 
-fn plan_files(plan: &mut Plan, opts: &SetupOptions, local: Ipv4Addr) -> Result<(), DecapError> {
+fn plan_files(plan: &mut Plan, opts: &SetupOptions, local: &[IpAddr]) -> Result<(), DecapError> {
     let root = &opts.root;
-    let mut files = vec![(persist::SYSCTL_FILE, persist::sysctl_file(&sysctls(plan.method, &plan.interface)), 0o644)];
+    let settings = sysctls_for(plan.method, &plan.interface, &plan.vips);
+    let mut files = Vec::new();
+    if !settings.is_empty() {
+        files.push((persist::SYSCTL_FILE, persist::sysctl_file(&settings), 0o644));
+    }
     // (link, unit file): units to enable.
     let mut units = Vec::new();
     match (plan.method, plan.persist) {
         (Method::Kernel, persist) => {
-            files.push((persist::MODULES_FILE, persist::modules_file(), 0o644));
+            let vips4 = ipv4_only(&plan.vips);
+            let vips6 = ipv6_only(&plan.vips);
+            let tunnel4 = first_v4(local).filter(|_| !vips4.is_empty()).map(|local| (local, vips4.as_slice()));
+            let tunnel6 = first_v6(local).filter(|_| !vips6.is_empty()).map(|local| (local, vips6.as_slice()));
+            if tunnel4.is_some() {
+                files.push((persist::MODULES_FILE, persist::modules_file(), 0o644));
+            }
+            if tunnel6.is_some() {
+                files.push((persist::MODULES6_FILE, persist::modules6_file(), 0o644));
+            }
             if persist == Persist::Netplan {
                 // netplan refuses world-readable configuration.
-                files.push((persist::NETPLAN_FILE, persist::netplan_yaml(local, &plan.vips), 0o600));
+                files.push((persist::NETPLAN_FILE, persist::netplan_yaml(tunnel4, tunnel6), 0o600));
             } else {
-                files.push((persist::NETDEV_FILE, persist::networkd_netdev(local), 0o644));
-                files.push((persist::NETWORK_FILE, persist::networkd_network(&plan.vips), 0o644));
+                if let Some((local, vips4)) = tunnel4 {
+                    files.push((persist::NETDEV_FILE, persist::networkd_netdev(local), 0o644));
+                    files.push((persist::NETWORK_FILE, persist::networkd_network(vips4), 0o644));
+                }
+                if let Some((local, vips6)) = tunnel6 {
+                    files.push((persist::NETDEV6_FILE, persist::networkd_netdev6(local), 0o644));
+                    files.push((persist::NETWORK6_FILE, persist::networkd_network6(), 0o644));
+                    files.push((persist::LO_NETWORK_FILE, persist::networkd_lo_network(vips6), 0o644));
+                }
             }
             // The XDP method's boot unit runs setup again; here the table needs its own.
-            if let Some(mss) = plan.mss_clamp {
-                files.push((persist::NFT_FILE, persist::nft_file(&plan.vips, mss), 0o644));
-                files.push((persist::MSS_UNIT_FILE, persist::mss_clamp_unit(), 0o644));
+            let clamp4 = plan.mss_clamp.map(|mss| (vips4.as_slice(), mss));
+            let clamp6 = plan.mss_clamp6.map(|mss| (vips6.as_slice(), mss));
+            if clamp4.is_some() || clamp6.is_some() {
+                let families = mss_families(plan.mss_clamp, plan.mss_clamp6);
+                files.push((persist::NFT_FILE, persist::nft_file(clamp4, clamp6), 0o644));
+                files.push((persist::MSS_UNIT_FILE, persist::mss_clamp_unit(&families), 0o644));
                 units.push((persist::MSS_UNIT_WANTS_LINK, persist::MSS_UNIT_FILE));
             }
         }
         (Method::Xdp, _) => {
-            let unit = persist::systemd_unit(&opts.tula_binary, &plan.interface, &plan.vips, plan.mss_clamp);
+            let unit =
+                persist::systemd_unit(&opts.tula_binary, &plan.interface, &plan.vips, plan.mss_clamp, plan.mss_clamp6);
             files.push((persist::UNIT_FILE, unit, 0o644));
             units.push((persist::UNIT_WANTS_LINK, persist::UNIT_FILE));
         }
@@ -316,6 +430,7 @@ pub fn apply(plan: &Plan, root: &Path) -> Result<SetupReport, DecapError> {
     state.persist = Some(plan.persist);
     state.vips = plan.vips.clone();
     state.mss_clamp = plan.mss_clamp;
+    state.mss_clamp6 = plan.mss_clamp6;
     let mut report = SetupReport { plan: plan.clone(), applied: Vec::new(), notes: Vec::new() };
     for change in &plan.changes {
         match change.apply() {
@@ -324,10 +439,16 @@ pub fn apply(plan: &Plan, root: &Path) -> Result<SetupReport, DecapError> {
                 state.record(done);
                 state.save(root)?;
             }
-            Ok(None) => report.notes.push(format!(
-                "{TUNNEL} appeared when the ipip module loaded (the kernel's catch-all IPIP device); \
-                 it is used as it is"
-            )),
+            Ok(None) => report.notes.push(match change {
+                Change::CreateIp6Tunnel { .. } => format!(
+                    "{TUNNEL6} appeared when the ip6_tunnel module loaded (the kernel's catch-all IPv6 tunnel \
+                     device); it is used as it is"
+                ),
+                _ => format!(
+                    "{TUNNEL} appeared when the ipip module loaded (the kernel's catch-all IPIP device); \
+                     it is used as it is"
+                ),
+            }),
             Err(e) => {
                 if !report.applied.is_empty() {
                     state.save(root)?;
@@ -398,16 +519,97 @@ pub fn default_uplink() -> Result<String, DecapError> {
     }
 }
 
-/// The IPv4 addresses of `interface` a load balancer may tunnel to.
-pub fn tunnel_addresses(addresses: &[tula_net::Address], interface: &str, vips: &[Ipv4Addr]) -> Vec<Ipv4Addr> {
-    let mut local: Vec<Ipv4Addr> = Vec::new();
+/// The addresses of `interface` a load balancer may tunnel to: its IPv4
+/// addresses (primary first, as the kernel lists them), then its global IPv6
+/// ones (a link-local address cannot be routed to).
+pub fn tunnel_addresses(addresses: &[tula_net::Address], interface: &str, vips: &[IpAddr]) -> Vec<IpAddr> {
+    let mut local: Vec<IpAddr> = Vec::new();
     for a in addresses.iter().filter(|a| a.link == interface) {
-        match a.addr {
-            IpAddr::V4(v4) if !vips.contains(&v4) && !local.contains(&v4) => local.push(v4),
-            _ => {}
+        let usable = match a.addr {
+            IpAddr::V4(_) => true,
+            IpAddr::V6(v6) => !v6.is_unicast_link_local() && !v6.is_loopback() && !v6.is_multicast(),
+        };
+        if usable && !vips.contains(&a.addr) && !local.contains(&a.addr) {
+            local.push(a.addr);
         }
     }
-    local // primary address first, as the kernel lists them
+    local.sort_by_key(|a| a.is_ipv6()); // stable: kernel order within a family
+    local
+}
+
+/// The MSS of one family: as asked, else as recorded, else `auto`.
+fn clamp_mss(
+    family: mss_clamp::Family,
+    asked: Option<MssClamp>,
+    recorded: Option<u16>,
+    auto: u16,
+    min: u16,
+) -> Result<u16, DecapError> {
+    match asked {
+        Some(MssClamp::To(mss)) if mss < min => Err(DecapError::MssTooSmall { flag: family.flag(), mss, min }),
+        Some(MssClamp::To(mss)) => Ok(mss),
+        Some(MssClamp::Auto) => Ok(auto),
+        None => Ok(recorded.unwrap_or(auto)),
+    }
+}
+
+/// The nftables families clamped, IPv4 first.
+pub fn mss_families(mss_clamp: Option<u16>, mss_clamp6: Option<u16>) -> Vec<mss_clamp::Family> {
+    let mut families = Vec::new();
+    if mss_clamp.is_some() {
+        families.push(mss_clamp::Family::Ip);
+    }
+    if mss_clamp6.is_some() {
+        families.push(mss_clamp::Family::Ip6);
+    }
+    families
+}
+
+/// The first IPv4 address of a list (the kernel method's `tunl0` local address).
+pub fn first_v4(addrs: &[IpAddr]) -> Option<Ipv4Addr> {
+    addrs.iter().find_map(|a| match a {
+        IpAddr::V4(v4) => Some(*v4),
+        IpAddr::V6(_) => None,
+    })
+}
+
+/// The first IPv6 address of a list (the kernel method's `ip6tnl0` local address).
+pub fn first_v6(addrs: &[IpAddr]) -> Option<Ipv6Addr> {
+    addrs.iter().find_map(|a| match a {
+        IpAddr::V6(v6) => Some(*v6),
+        IpAddr::V4(_) => None,
+    })
+}
+
+/// The IPv6 addresses of a list.
+pub fn ipv6_only(addrs: &[IpAddr]) -> Vec<Ipv6Addr> {
+    addrs
+        .iter()
+        .filter_map(|a| match a {
+            IpAddr::V6(v6) => Some(*v6),
+            IpAddr::V4(_) => None,
+        })
+        .collect()
+}
+
+/// The IPv4 addresses of a list.
+pub fn ipv4_only(addrs: &[IpAddr]) -> Vec<Ipv4Addr> {
+    addrs
+        .iter()
+        .filter_map(|a| match a {
+            IpAddr::V4(v4) => Some(*v4),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
+}
+
+/// A VIP's prefix on its device: /32 or /128.
+pub fn host_prefix(vip: IpAddr) -> u8 {
+    if vip.is_ipv4() {
+        32
+    } else {
+        128
+    }
 }
 
 /// Why a module cannot be loaded, if we can tell without trying.

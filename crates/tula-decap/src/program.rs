@@ -10,7 +10,7 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::Ebpf;
 use serde::{Deserialize, Serialize};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -146,6 +146,16 @@ impl DecapProgram {
         set_address6_map(self.map_mut(VIPS6_MAP)?, VIPS6_MAP, vips)
     }
 
+    /// Sets the tunnel addresses and VIPs of both families to exactly these.
+    pub fn set_addresses(&mut self, local: &[IpAddr], vips: &[IpAddr]) -> Result<(), DecapError> {
+        let (local4, local6) = split(local);
+        let (vips4, vips6) = split(vips);
+        self.set_local_addresses(&local4)?;
+        self.set_local_addresses6(&local6)?;
+        self.set_vips(&vips4)?;
+        self.set_vips6(&vips6)
+    }
+
     /// Runs the program once on `packet` (BPF_PROG_TEST_RUN) and returns the
     /// XDP verdict and the packet as the program left it.
     pub fn test_run(&self, packet: &[u8]) -> Result<(u32, Vec<u8>), DecapError> {
@@ -250,6 +260,34 @@ impl PinnedDecap {
 
     pub fn set_vips(&self, vips: &[Ipv4Addr]) -> Result<(), DecapError> {
         set_address_map(&mut self.map(VIPS_MAP)?, VIPS_MAP, vips)
+    }
+
+    pub fn local_addresses6(&self) -> Result<Vec<Ipv6Addr>, DecapError> {
+        read_address6_map(&self.map(LOCAL6_MAP)?, LOCAL6_MAP)
+    }
+
+    pub fn vips6(&self) -> Result<Vec<Ipv6Addr>, DecapError> {
+        read_address6_map(&self.map(VIPS6_MAP)?, VIPS6_MAP)
+    }
+
+    /// The tunnel addresses of both families, sorted (IPv4 first).
+    pub fn all_local_addresses(&self) -> Result<Vec<IpAddr>, DecapError> {
+        Ok(joined(self.local_addresses()?, self.local_addresses6()?))
+    }
+
+    /// The VIPs of both families, sorted (IPv4 first).
+    pub fn all_vips(&self) -> Result<Vec<IpAddr>, DecapError> {
+        Ok(joined(self.vips()?, self.vips6()?))
+    }
+
+    /// Sets the tunnel addresses and VIPs of both families to exactly these.
+    pub fn set_addresses(&self, local: &[IpAddr], vips: &[IpAddr]) -> Result<(), DecapError> {
+        let (local4, local6) = split(local);
+        let (vips4, vips6) = split(vips);
+        set_address_map(&mut self.map(LOCAL_MAP)?, LOCAL_MAP, &local4)?;
+        set_address6_map(&mut self.map(LOCAL6_MAP)?, LOCAL6_MAP, &local6)?;
+        set_address_map(&mut self.map(VIPS_MAP)?, VIPS_MAP, &vips4)?;
+        set_address6_map(&mut self.map(VIPS6_MAP)?, VIPS6_MAP, &vips6)
     }
 
     pub fn counters(&self) -> Result<DecapCounters, DecapError> {
@@ -420,6 +458,35 @@ fn read_address_map(map: &Map, name: &str) -> Result<Vec<Ipv4Addr>, DecapError> 
         .map_err(|e| DecapError::bpf(format!("reading map {name}"), e))?;
     addrs.sort();
     Ok(addrs)
+}
+
+fn read_address6_map(map: &Map, name: &str) -> Result<Vec<Ipv6Addr>, DecapError> {
+    let hash: HashMap<&MapData, [u8; 16], u32> =
+        HashMap::try_from(map).map_err(|e| DecapError::bpf(format!("map {name}"), e))?;
+    let mut addrs: Vec<Ipv6Addr> = hash
+        .keys()
+        .map(|k| k.map(Ipv6Addr::from))
+        .collect::<Result<_, _>>()
+        .map_err(|e| DecapError::bpf(format!("reading map {name}"), e))?;
+    addrs.sort();
+    Ok(addrs)
+}
+
+/// Addresses split by family, for the per-family maps.
+fn split(addrs: &[IpAddr]) -> (Vec<Ipv4Addr>, Vec<Ipv6Addr>) {
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for addr in addrs {
+        match addr {
+            IpAddr::V4(a) => v4.push(*a),
+            IpAddr::V6(a) => v6.push(*a),
+        }
+    }
+    (v4, v6)
+}
+
+fn joined(v4: Vec<Ipv4Addr>, v6: Vec<Ipv6Addr>) -> Vec<IpAddr> {
+    v4.into_iter().map(IpAddr::V4).chain(v6.into_iter().map(IpAddr::V6)).collect()
 }
 
 fn read_counters(map: &Map) -> Result<DecapCounters, DecapError> {

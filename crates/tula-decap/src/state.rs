@@ -5,7 +5,7 @@ use crate::persist::Persist;
 use crate::plan::Method;
 use crate::{Change, DecapError};
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 pub const STATE_FILE: &str = "var/lib/tula/decap.json";
@@ -15,11 +15,14 @@ pub struct State {
     pub method: Option<Method>,
     pub interface: Option<String>,
     pub persist: Option<Persist>,
-    /// Every VIP any setup asked for.
-    pub vips: Vec<Ipv4Addr>,
+    /// Every VIP any setup asked for, IPv4 and IPv6.
+    pub vips: Vec<IpAddr>,
     /// The MSS of `--mss-clamp`, once a setup asked for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mss_clamp: Option<u16>,
+    /// The MSS the IPv6 VIPs are clamped to, once a setup clamped them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mss_clamp6: Option<u16>,
     /// Changes made, oldest first; one per object (see [`Change::same_object`]).
     pub changes: Vec<Change>,
 }

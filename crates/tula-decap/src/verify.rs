@@ -3,12 +3,13 @@
 
 use crate::mss_clamp;
 use crate::persist::{self, Persist};
-use crate::plan::{self, Method, TUNNEL};
+use crate::plan::{self, Method, IP6_TUNNEL_MODULE, IPIP_MODULE, TUNNEL, TUNNEL6};
 use crate::program::{self, PinnedDecap};
 use crate::state::State;
 use crate::DecapError;
 use serde::Serialize;
-use std::net::{IpAddr, Ipv4Addr};
+use std::fmt::Display;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
@@ -16,7 +17,7 @@ pub struct VerifyOptions {
     /// Same meaning as for setup.
     pub root: PathBuf,
     /// Default: the VIPs setup recorded.
-    pub vips: Vec<Ipv4Addr>,
+    pub vips: Vec<IpAddr>,
     /// Default: the method setup recorded, else `kernel` if tunl0 exists, else `xdp`.
     pub method: Option<Method>,
     /// Default: the interface setup recorded, else the default uplink.
@@ -86,7 +87,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<Vec<Check>, DecapError> {
     let method = opts
         .method
         .or(state.method)
-        .unwrap_or(if tula_net::link(TUNNEL).is_ok() { Method::Kernel } else { Method::Xdp });
+        .unwrap_or(if tula_net::link(TUNNEL).is_ok() || tula_net::link(TUNNEL6).is_ok() { Method::Kernel } else { Method::Xdp });
     let interface = match opts.interface.clone().or(state.interface.clone()) {
         Some(name) => name,
         None => plan::default_uplink()?,
@@ -99,15 +100,19 @@ pub fn verify(opts: &VerifyOptions) -> Result<Vec<Check>, DecapError> {
             Method::Xdp => "xdp",
         },
         vips.iter().map(|v| format!(" --vip {v}")).collect::<String>()
-    ) + &state.mss_clamp.map(|mss| format!(" --mss-clamp={mss}")).unwrap_or_default();
+    ) + &state.mss_clamp.map(|mss| format!(" --mss-clamp={mss}")).unwrap_or_default()
+        + &state.mss_clamp6.map(|mss| format!(" --mss-clamp6={mss}")).unwrap_or_default();
     let addresses = tula_net::addresses()?;
     let local = plan::tunnel_addresses(&addresses, &interface, &vips);
 
     let mut checks = Vec::new();
+    let tunnels = kernel_tunnels(&vips);
     let pinned = match method {
         Method::Kernel => {
-            checks.push(check_module());
-            checks.push(check_tunnel(&setup_hint));
+            for (module, tunnel) in &tunnels {
+                checks.push(check_module(module));
+                checks.push(check_tunnel(tunnel, &setup_hint));
+            }
             None
         }
         Method::Xdp => {
@@ -124,36 +129,55 @@ pub fn verify(opts: &VerifyOptions) -> Result<Vec<Check>, DecapError> {
     }
     let sysctl_file = persist::under(&opts.root, persist::SYSCTL_FILE);
     let persisted = std::fs::read_to_string(&sysctl_file).ok();
-    for (key, want) in plan::sysctls(method, &interface) {
+    for (key, want) in plan::sysctls_for(method, &interface, &vips) {
         checks.push(check_sysctl(&key, &want, persist, &sysctl_file, persisted.as_deref()));
     }
     checks.push(check_boot_persistence(method, persist, &opts.root, &vips, &setup_hint));
-    if let Some(mss) = state.mss_clamp {
-        checks.push(check_mss_clamp(mss, &vips, method, persist, &opts.root, &setup_hint)?);
+    let vips4 = plan::ipv4_only(&vips);
+    let vips4: Vec<IpAddr> = vips4.into_iter().map(IpAddr::V4).collect();
+    let vips6: Vec<IpAddr> = vips.iter().copied().filter(IpAddr::is_ipv6).collect();
+    let clamps = [(mss_clamp::Family::Ip, state.mss_clamp, vips4), (mss_clamp::Family::Ip6, state.mss_clamp6, vips6)];
+    for (family, mss, vips) in clamps {
+        if let Some(mss) = mss.filter(|_| !vips.is_empty()) {
+            checks.push(check_mss_clamp(family, mss, &vips, method, persist, &opts.root, &setup_hint)?);
+        }
     }
-    checks.push(check_traffic(method, pinned.as_ref(), &local)?);
+    checks.push(check_traffic(method, &tunnels, pinned.as_ref(), &local)?);
     Ok(checks)
 }
 
-fn check_module() -> Check {
-    let name = "ipip kernel module loaded";
-    if Path::new("/sys/module/ipip").exists() {
-        Check::pass(name, "/sys/module/ipip exists")
+/// The kernel method's (module, tunnel device) pairs for these VIPs.
+fn kernel_tunnels(vips: &[IpAddr]) -> Vec<(&'static str, &'static str)> {
+    let mut tunnels = Vec::new();
+    if vips.iter().any(IpAddr::is_ipv4) {
+        tunnels.push((IPIP_MODULE, TUNNEL));
+    }
+    if vips.iter().any(IpAddr::is_ipv6) {
+        tunnels.push((IP6_TUNNEL_MODULE, TUNNEL6));
+    }
+    tunnels
+}
+
+fn check_module(module: &str) -> Check {
+    let name = format!("{module} kernel module loaded");
+    let path = Path::new("/sys/module").join(module);
+    if path.exists() {
+        Check::pass(name, format!("{} exists", path.display()))
     } else {
         Check::fail(
             name,
-            "/sys/module/ipip is missing",
-            "modprobe ipip (if the module does not exist on this host, use `tula decap setup --method xdp`)",
+            format!("{} is missing", path.display()),
+            format!("modprobe {module} (if the module does not exist on this host, use `tula decap setup --method xdp`)"),
         )
     }
 }
 
-fn check_tunnel(setup_hint: &str) -> Check {
-    let name = format!("tunnel {TUNNEL} present and up");
-    match tula_net::link(TUNNEL) {
-        Ok(link) if link.up => Check::pass(name, format!("{TUNNEL} is up (index {})", link.index)),
-        Ok(_) => Check::fail(name, format!("{TUNNEL} is down"), format!("ip link set {TUNNEL} up, or {setup_hint}")),
-        Err(_) => Check::fail(name, format!("{TUNNEL} does not exist"), setup_hint.to_string()),
+fn check_tunnel(tunnel: &str, setup_hint: &str) -> Check {
+    let name = format!("tunnel {tunnel} present and up");
+    match tula_net::link(tunnel) {
+        Ok(link) if link.up => Check::pass(name, format!("{tunnel} is up (index {})", link.index)),
+        Ok(_) => Check::fail(name, format!("{tunnel} is down"), format!("ip link set {tunnel} up, or {setup_hint}")),
+        Err(_) => Check::fail(name, format!("{tunnel} does not exist"), setup_hint.to_string()),
     }
 }
 
@@ -187,14 +211,14 @@ fn check_decap_program(interface: &str, setup_hint: &str) -> Result<(Check, Opti
 fn check_tunnel_addresses(
     pinned: &PinnedDecap,
     interface: &str,
-    local: &[Ipv4Addr],
+    local: &[IpAddr],
     setup_hint: &str,
 ) -> Result<Check, DecapError> {
     let name = format!("decapsulation map holds the tunnel addresses of {interface}");
-    let in_map = pinned.local_addresses()?;
+    let in_map = pinned.all_local_addresses()?;
     let missing: Vec<String> = local.iter().filter(|a| !in_map.contains(a)).map(|a| a.to_string()).collect();
     Ok(if local.is_empty() {
-        Check::fail(name, format!("{interface} has no IPv4 address"), "give the uplink the address the load balancer sends to")
+        Check::fail(name, format!("{interface} has no IPv4 or global IPv6 address"), "give the uplink the address the load balancer sends to")
     } else if missing.is_empty() {
         Check::pass(name, list(local))
     } else {
@@ -203,29 +227,31 @@ fn check_tunnel_addresses(
 }
 
 fn check_vip(
-    vip: Ipv4Addr,
+    vip: IpAddr,
     method: Method,
     addresses: &[tula_net::Address],
     pinned: Option<&PinnedDecap>,
     setup_hint: &str,
 ) -> Result<Check, DecapError> {
-    let device = plan::vip_device(method);
+    let device = plan::vip_device(method, vip);
     let name = format!("VIP {vip} on {device}");
-    let on: Vec<&str> = addresses.iter().filter(|a| a.addr == IpAddr::V4(vip)).map(|a| a.link.as_str()).collect();
+    let prefix = plan::host_prefix(vip);
+    let on: Vec<&str> = addresses.iter().filter(|a| a.addr == vip).map(|a| a.link.as_str()).collect();
     if let Some(other) = on.iter().find(|d| **d != device) {
-        let fix = format!("ip addr del {vip}/32 dev {other}; the VIP belongs on {device} only");
-        return Ok(Check::fail(name, format!("{vip} is on {other}, where it answers ARP and steals traffic"), fix));
+        let fix = format!("ip addr del {vip}/{prefix} dev {other}; the VIP belongs on {device} only");
+        let answers = if vip.is_ipv4() { "ARP" } else { "Neighbour Solicitations" };
+        return Ok(Check::fail(name, format!("{vip} is on {other}, where it answers {answers} and steals traffic"), fix));
     }
     if on.is_empty() {
         return Ok(Check::fail(name, format!("{vip} is on no device"), setup_hint));
     }
     if let Some(pinned) = pinned {
-        if !pinned.vips()?.contains(&vip) {
+        if !pinned.all_vips()?.contains(&vip) {
             return Ok(Check::fail(name, format!("{vip} is on {device} but not in the decapsulation map"), setup_hint));
         }
-        return Ok(Check::pass(name, format!("{vip}/32 on {device}, and in the decapsulation map")));
+        return Ok(Check::pass(name, format!("{vip}/{prefix} on {device}, and in the decapsulation map")));
     }
-    Ok(Check::pass(name, format!("{vip}/32 on {device}")))
+    Ok(Check::pass(name, format!("{vip}/{prefix} on {device}")))
 }
 
 fn check_sysctl(key: &str, want: &str, persist: Persist, file: &Path, persisted: Option<&str>) -> Check {
@@ -253,45 +279,73 @@ fn check_sysctl(key: &str, want: &str, persist: Persist, file: &Path, persisted:
     Check::fail(name, problems.join("; "), fix)
 }
 
-fn check_boot_persistence(method: Method, persist: Persist, root: &Path, vips: &[Ipv4Addr], setup_hint: &str) -> Check {
-    let files: Vec<&str> = match (method, persist) {
+fn check_boot_persistence(method: Method, persist: Persist, root: &Path, vips: &[IpAddr], setup_hint: &str) -> Check {
+    let (has4, has6) = (vips.iter().any(IpAddr::is_ipv4), vips.iter().any(IpAddr::is_ipv6));
+    // (file, the VIPs it must name)
+    let mut files: Vec<(&str, Vec<IpAddr>)> = Vec::new();
+    let v4 = || vips.iter().copied().filter(IpAddr::is_ipv4).collect::<Vec<_>>();
+    let v6 = || vips.iter().copied().filter(IpAddr::is_ipv6).collect::<Vec<_>>();
+    match (method, persist) {
         (_, Persist::None) => return Check::skip("setup persisted for reboots", "setup ran with --persist none"),
-        (Method::Xdp, _) => vec![persist::UNIT_FILE, persist::UNIT_WANTS_LINK],
-        (Method::Kernel, Persist::Netplan) => vec![persist::MODULES_FILE, persist::NETPLAN_FILE],
-        (Method::Kernel, _) => vec![persist::MODULES_FILE, persist::NETDEV_FILE, persist::NETWORK_FILE],
+        (Method::Xdp, _) => files.extend([(persist::UNIT_FILE, vips.to_vec()), (persist::UNIT_WANTS_LINK, Vec::new())]),
+        (Method::Kernel, persist) => {
+            if has4 {
+                files.push((persist::MODULES_FILE, Vec::new()));
+            }
+            if has6 {
+                files.push((persist::MODULES6_FILE, Vec::new()));
+            }
+            if persist == Persist::Netplan {
+                files.push((persist::NETPLAN_FILE, vips.to_vec()));
+            } else {
+                if has4 {
+                    files.extend([(persist::NETDEV_FILE, Vec::new()), (persist::NETWORK_FILE, v4())]);
+                }
+                if has6 {
+                    files.extend([(persist::NETDEV6_FILE, Vec::new()), (persist::NETWORK6_FILE, Vec::new())]);
+                    files.push((persist::LO_NETWORK_FILE, v6()));
+                }
+            }
+        }
+    }
+    let name = match (method, has4, has6) {
+        (Method::Xdp, ..) => "boot unit tula-decap.service installed and enabled",
+        (Method::Kernel, true, false) => "ipip module, tunnel and VIPs persisted for reboots",
+        (Method::Kernel, false, _) => "ip6_tunnel module, tunnel and VIPs persisted for reboots",
+        (Method::Kernel, true, true) => "ipip and ip6_tunnel modules, tunnels and VIPs persisted for reboots",
     };
-    let name = match method {
-        Method::Xdp => "boot unit tula-decap.service installed and enabled",
-        Method::Kernel => "ipip module, tunnel and VIPs persisted for reboots",
-    };
-    let paths: Vec<PathBuf> = files.iter().map(|f| persist::under(root, f)).collect();
+    let paths: Vec<PathBuf> = files.iter().map(|(f, _)| persist::under(root, f)).collect();
     let missing: Vec<String> = paths.iter().filter(|p| p.symlink_metadata().is_err()).map(|p| p.display().to_string()).collect();
     if !missing.is_empty() {
         return Check::fail(name, format!("missing: {}", missing.join(", ")), setup_hint);
     }
-    // The file that names the VIPs must name all of them.
-    let vip_file = &paths[if method == Method::Xdp { 0 } else { paths.len() - 1 }];
-    let text = std::fs::read_to_string(vip_file).unwrap_or_default();
-    let absent: Vec<String> = vips.iter().filter(|v| !text.contains(&format!("{v}"))).map(|v| v.to_string()).collect();
-    if !absent.is_empty() {
-        return Check::fail(name, format!("{} does not name VIP {}", vip_file.display(), absent.join(", ")), setup_hint);
+    // Each file that names VIPs must name all of its VIPs.
+    for (path, (_, named)) in paths.iter().zip(&files) {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let absent: Vec<String> = named.iter().filter(|v| !text.contains(&format!("{v}/"))  && !text.contains(&format!("--vip {v}"))).map(|v| v.to_string()).collect();
+        if !absent.is_empty() {
+            return Check::fail(name, format!("{} does not name VIP {}", path.display(), absent.join(", ")), setup_hint);
+        }
     }
     Check::pass(name, paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))
 }
 
-/// `--mss-clamp`: tula's nftables table clamps every VIP's SYN and SYN-ACK to
-/// `mss`, and (unless not persisted) comes back after a reboot.
+/// `--mss-clamp` (`--mss-clamp6`): tula's nftables table of `family` clamps
+/// every VIP's SYN and SYN-ACK to `mss`, and (unless not persisted) comes back
+/// after a reboot.
 fn check_mss_clamp(
+    family: mss_clamp::Family,
     mss: u16,
-    vips: &[Ipv4Addr],
+    vips: &[IpAddr],
     method: Method,
     persist: Persist,
     root: &Path,
     setup_hint: &str,
 ) -> Result<Check, DecapError> {
-    let table = format!("nftables table ip {}", mss_clamp::TABLE);
-    let name = format!("TCP MSS of SYN and SYN-ACK from the VIPs clamped to {mss}");
-    let installed = match mss_clamp::read()? {
+    let table = format!("nftables table {} {}", family.name(), mss_clamp::TABLE);
+    let which = if family == mss_clamp::Family::Ip { "VIPs" } else { "IPv6 VIPs" };
+    let name = format!("TCP MSS of SYN and SYN-ACK from the {which} clamped to {mss}");
+    let installed = match mss_clamp::read_of(family)? {
         None => return Ok(Check::fail(name, format!("{table} does not exist"), setup_hint)),
         Some(installed) => installed,
     };
@@ -318,12 +372,14 @@ fn check_mss_clamp(
         (Persist::None, _) => None,
         (_, Method::Xdp) => {
             let unit = std::fs::read_to_string(persist::under(root, persist::UNIT_FILE)).unwrap_or_default();
-            Some((persist::UNIT_FILE, unit.contains(&format!("--mss-clamp={mss}"))))
+            Some((persist::UNIT_FILE, unit.contains(&format!("{}={mss}", family.flag()))))
         }
         (_, Method::Kernel) => {
             let file = std::fs::read_to_string(persist::under(root, persist::NFT_FILE)).unwrap_or_default();
             let enabled = persist::under(root, persist::MSS_UNIT_WANTS_LINK).symlink_metadata().is_ok();
-            let clamps = file.contains(&format!("maxseg size set {mss} ")) && vips.iter().all(|v| file.contains(&v.to_string()));
+            let ruleset = file.split(&format!("table {} {} {{", family.name(), mss_clamp::TABLE)).nth(1).unwrap_or_default();
+            let ruleset = ruleset.split("\n}\n").next().unwrap_or_default();
+            let clamps = ruleset.contains(&format!("maxseg size set {mss} ")) && vips.iter().all(|v| ruleset.contains(&v.to_string()));
             Some((persist::NFT_FILE, enabled && clamps))
         }
     };
@@ -338,21 +394,34 @@ fn check_mss_clamp(
     })
 }
 
-fn check_traffic(method: Method, pinned: Option<&PinnedDecap>, local: &[Ipv4Addr]) -> Result<Check, DecapError> {
+fn check_traffic(
+    method: Method,
+    tunnels: &[(&str, &str)],
+    pinned: Option<&PinnedDecap>,
+    local: &[IpAddr],
+) -> Result<Check, DecapError> {
     let name = "decapsulated packets seen";
     let fix = format!(
         "send traffic to a VIP through the load balancer; if none arrives, check that it tunnels to {} \
-         and that nothing on the path drops IP protocol 4",
-        if local.is_empty() { "this host".to_string() } else { list(local) }
+         and that nothing on the path drops IP protocol 4{}",
+        if local.is_empty() { "this host".to_string() } else { list(local) },
+        if local.iter().any(IpAddr::is_ipv6) { " or IPv6 next header 41 or 4" } else { "" }
     );
     match method {
-        Method::Kernel => match tula_net::link_stats(TUNNEL) {
-            Ok(stats) if stats.rx_packets > 0 => {
-                Ok(Check::pass(name, format!("{TUNNEL} received {} packets ({} bytes)", stats.rx_packets, stats.rx_bytes)))
+        Method::Kernel => {
+            let mut seen = Vec::new();
+            let mut idle = Vec::new();
+            for (_, tunnel) in tunnels {
+                match tula_net::link_stats(tunnel) {
+                    Ok(stats) if stats.rx_packets > 0 => {
+                        seen.push(format!("{tunnel} received {} packets ({} bytes)", stats.rx_packets, stats.rx_bytes))
+                    }
+                    Ok(_) => idle.push(format!("{tunnel} has received nothing yet")),
+                    Err(_) => idle.push(format!("{tunnel} does not exist")),
+                }
             }
-            Ok(_) => Ok(Check::fail(name, format!("{TUNNEL} has received nothing yet"), fix)),
-            Err(_) => Ok(Check::fail(name, format!("{TUNNEL} does not exist"), fix)),
-        },
+            Ok(if seen.is_empty() { Check::fail(name, idle.join("; "), fix) } else { Check::pass(name, seen.join("; ")) })
+        }
         Method::Xdp => {
             let Some(pinned) = pinned else {
                 return Ok(Check::fail(name, "no decapsulation program, so no counters", fix));
@@ -367,6 +436,6 @@ fn check_traffic(method: Method, pinned: Option<&PinnedDecap>, local: &[Ipv4Addr
     }
 }
 
-fn list(addrs: &[Ipv4Addr]) -> String {
+fn list(addrs: &[impl Display]) -> String {
     addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
 }

@@ -3,7 +3,7 @@
 //! reboots and deleted by teardown -- with an operator's table left alone.
 
 use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use tula_decap::mss_clamp;
@@ -65,7 +65,8 @@ fn nft(args: &[&str]) -> String {
 
 /// The MSS a TCP connection to `to` learned from the other side's SYN-ACK
 /// (TCP_MAXSEG: the peer's MSS, less 12 bytes of timestamp option).
-fn learned_mss(to: SocketAddrV4) -> u32 {
+fn learned_mss(to: impl Into<SocketAddr>) -> u32 {
+    let to = to.into();
     let listener = TcpListener::bind(to).unwrap();
     let server = std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
@@ -206,6 +207,117 @@ fn mss_clamp_is_refused_below_536_and_persisted_for_the_kernel_method() {
             let clamp = plan.changes.iter().position(|c| matches!(c, Change::ClampMss { .. })).unwrap();
             let first_file = plan.changes.iter().position(|c| matches!(c, Change::WriteFile { .. })).unwrap();
             assert!(clamp < first_file);
+        })
+        .unwrap();
+}
+
+const BACKEND6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xcafe, 0, 0, 0, 0, 0x10);
+
+/// IPv6 VIPs get `table ip6 tula_dsr` at 1500 - 40 - 40 - 20 = 1400; with an
+/// IPv6 address on the uplink, IPv4 VIPs may come in IPv6, so they get
+/// 1500 - 40 - 20 - 20 = 1420. Both measured on real SYN-ACKs.
+#[test]
+fn ipv6_vips_are_clamped_to_1400_and_ipv4_vips_to_1420_when_they_may_come_in_ipv6() {
+    let (backend, _peer) = topology("clamp6");
+    backend.run(|| tula_net::add_address("bk0", IpAddr::V6(BACKEND6), 64)).unwrap().unwrap();
+    let root = Root::new("clamp6");
+    let mut opts = SetupOptions::new(Method::Xdp, [IpAddr::from(VIP), IpAddr::from(VIP6)]);
+    opts.root = root.path().to_path_buf();
+    opts.tula_binary = PathBuf::from("/usr/local/bin/tula");
+    opts.mss_clamp = Some(MssClamp::Auto);
+    let clamp6_name = "TCP MSS of SYN and SYN-ACK from the IPv6 VIPs clamped to 1400";
+
+    backend
+        .run(|| {
+            let unclamped = learned_mss(SocketAddrV6::new(BACKEND6, 8090, 0, 0));
+            assert!(unclamped > 1400, "{unclamped}");
+
+            let plan = tula_decap::plan_setup(&opts).unwrap();
+            assert_eq!((plan.mss_clamp, plan.mss_clamp6), (Some(1420), Some(1400)));
+            assert!(plan.changes.contains(&Change::ClampMss { vips: vec![VIP], mss: 1420 }), "{:#?}", plan.changes);
+            let clamp6 = Change::ClampMss6 { vips: vec![VIP6], mss: 1400 };
+            assert!(plan.changes.contains(&clamp6), "{:#?}", plan.changes);
+            let shown = tula_decap::cli::render_plan(&plan, true);
+            assert!(shown.contains("TCP MSS of SYN and SYN-ACK from the IPv6 VIPs clamped to 1400\n"), "{shown}");
+            assert!(shown.contains("where the load balancer sends them in IPIP only, --mss-clamp=1440 fits"), "{shown}");
+            for line in mss_clamp::ruleset6(&[VIP6], 1400).lines() {
+                assert!(shown.contains(&format!("    | {line}\n")), "dry run lacks {line:?}:\n{shown}");
+            }
+
+            tula_decap::apply(&plan, root.path()).unwrap();
+            assert_eq!(nft(&["list", "table", "ip6", mss_clamp::TABLE]), mss_clamp::ruleset6(&[VIP6], 1400));
+            assert_eq!(nft(&["list", "table", "ip", mss_clamp::TABLE]), mss_clamp::ruleset(&[VIP], 1420));
+            let unit = std::fs::read_to_string(root.path().join("etc/systemd/system/tula-decap.service")).unwrap();
+            assert!(unit.contains("--vip 2001:db8:cafe::10 --mss-clamp=1420 --mss-clamp6=1400\n"), "{unit}");
+            assert_eq!(learned_mss(SocketAddrV6::new(VIP6, 8090, 0, 0)), 1400 - 12);
+            assert_eq!(learned_mss(SocketAddrV4::new(VIP, 8091)), 1420 - 12);
+            assert_eq!(learned_mss(SocketAddrV6::new(BACKEND6, 8092, 0, 0)), unclamped, "only the VIPs");
+
+            // Idempotent: a second run without the flag keeps the recorded clamps and changes nothing.
+            let mut again = opts.clone();
+            again.mss_clamp = None;
+            let second = tula_decap::plan_setup(&again).unwrap();
+            assert_eq!((second.mss_clamp, second.mss_clamp6), (Some(1420), Some(1400)));
+            assert!(!second.changes.iter().any(|c| matches!(c, Change::ClampMss { .. } | Change::ClampMss6 { .. })));
+
+            let verify = VerifyOptions::new(root.path());
+            let checks = tula_decap::verify(&verify).unwrap();
+            assert_eq!(check(&checks, clamp6_name).status, CheckStatus::Pass, "{checks:#?}");
+            assert_eq!(check(&checks, "TCP MSS of SYN and SYN-ACK from the VIPs clamped to 1420").status, CheckStatus::Pass);
+
+            // The IPv6 table deleted: verify names it, setup puts it back.
+            nft(&["delete", "table", "ip6", mss_clamp::TABLE]);
+            let checks = tula_decap::verify(&verify).unwrap();
+            let failed = check(&checks, clamp6_name);
+            assert_eq!(failed.status, CheckStatus::Fail);
+            assert!(failed.detail.contains("nftables table ip6 tula_dsr does not exist"), "{failed}");
+            assert!(failed.fix.as_deref().unwrap().contains("--mss-clamp6=1400"), "{failed}");
+            assert_eq!(check(&checks, "TCP MSS of SYN and SYN-ACK from the VIPs").status, CheckStatus::Pass);
+            let repair = tula_decap::plan_setup(&again).unwrap();
+            assert!(repair.changes.contains(&clamp6));
+            tula_decap::apply(&repair, root.path()).unwrap();
+
+            let report = tula_decap::teardown(root.path()).unwrap();
+            assert!(report.failed.is_empty(), "{:?}", report.failed);
+            assert!(report.undone.iter().any(|l| l == "deleted nftables table ip6 tula_dsr"), "{:?}", report.undone);
+            assert!(mss_clamp::read6().unwrap().is_none() && mss_clamp::read().unwrap().is_none());
+        })
+        .unwrap();
+}
+
+#[test]
+fn mss_clamp6_is_refused_below_1220_and_persisted_for_the_kernel_method() {
+    let (backend, _peer) = topology("clampk6");
+    backend.run(|| tula_net::add_address("bk0", IpAddr::V6(BACKEND6), 64)).unwrap().unwrap();
+    let root = Root::new("clampk6");
+    let mut opts = SetupOptions::new(Method::Kernel, [IpAddr::from(VIP), IpAddr::from(VIP6)]);
+    opts.root = root.path().to_path_buf();
+    opts.persist = Persist::Networkd;
+    backend
+        .run(|| {
+            opts.mss_clamp6 = Some(MssClamp::To(1200));
+            let error = tula_decap::plan_setup(&opts).unwrap_err();
+            assert!(error.to_string().contains("--mss-clamp6=1200 is below 1220"), "{error}");
+
+            opts.mss_clamp6 = Some(MssClamp::To(1380));
+            let plan = tula_decap::plan_setup(&opts).unwrap();
+            assert_eq!((plan.mss_clamp, plan.mss_clamp6), (Some(1420), Some(1380)), "the IPv4 MSS is automatic");
+            let file = |name: &str| {
+                plan.changes.iter().find_map(|c| match c {
+                    Change::WriteFile { path, contents, .. } if path.ends_with(name) => Some(contents.clone()),
+                    _ => None,
+                })
+            };
+            let nft_file = file("etc/tula/dsr-mss-clamp.nft").expect("the tables as a file");
+            assert!(nft_file.contains(&mss_clamp::script(&[VIP], 1420)), "{nft_file}");
+            assert!(nft_file.ends_with(&mss_clamp::script6(&[VIP6], 1380)), "{nft_file}");
+            let unit = file("etc/systemd/system/tula-mss-clamp.service").expect("a unit loading it");
+            assert!(unit.contains("(nftables tables ip and ip6 tula_dsr)"), "{unit}");
+            assert!(
+                unit.contains("ExecStop=/usr/sbin/nft delete table ip tula_dsr\nExecStop=/usr/sbin/nft delete table ip6 tula_dsr\n"),
+                "{unit}"
+            );
         })
         .unwrap();
 }

@@ -4,13 +4,14 @@
 
 use crate::NetError;
 use futures::{StreamExt, TryStreamExt};
-use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourExtFlags, NeighbourState};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute};
-use rtnetlink::{Handle, LinkBridge, LinkIpIp, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use netlink_packet_route::IpProtocol;
+use rtnetlink::{Handle, LinkBridge, LinkIp6Tnl, LinkIpIp, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A network interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,6 +225,21 @@ pub fn add_ipip_tunnel(name: &str, local: Ipv4Addr) -> Result<(), NetError> {
     )
 }
 
+/// The RTM_NEWLINK message for `ip -6 tunnel add NAME mode any local LOCAL`:
+/// mode any (protocol 0) takes both IP6IP6 and IPv4 in IPv6.
+pub fn ip6_tunnel_request(name: &str, local: Ipv6Addr) -> LinkMessage {
+    LinkIp6Tnl::new(name).local(local).mode(IpProtocol::Hopopts).build()
+}
+
+/// Creates an IPv6 tunnel device (needs the kernel's ip6_tunnel module).
+pub fn add_ip6_tunnel(name: &str, local: Ipv6Addr) -> Result<(), NetError> {
+    let message = ip6_tunnel_request(name, local);
+    netlink(
+        &format!("creating IPv6 tunnel {name} with local {local}"),
+        |h| async move { h.link().add(message).execute().await },
+    )
+}
+
 /// Sets an interface's MTU.
 pub fn set_mtu(name: &str, mtu: u32) -> Result<(), NetError> {
     let index = index_of(name)?;
@@ -296,24 +312,21 @@ fn find_address(link: &str, addr: IpAddr, prefix: u8) -> Result<Option<AddressMe
     }))
 }
 
-/// Adds `addr/prefix` to `link`. `Ok(false)`: it was already there. An
-/// IPv6 address is added without duplicate address detection (`nodad`):
-/// usable at once, and a VIP shared by several hosts is no duplicate.
+/// Adds `addr/prefix` to `link`. `Ok(false)`: it was already there. An IPv6
+/// address is added `nodad`, usable at once (as `ip addr add ... nodad`).
 pub fn add_address(link: &str, addr: IpAddr, prefix: u8) -> Result<bool, NetError> {
     if find_address(link, addr, prefix)?.is_some() {
         return Ok(false);
     }
     let index = index_of(link)?;
-    netlink(
-        &format!("adding {addr}/{prefix} to {link}"),
-        |h| async move {
-            let mut request = h.address().add(index, addr, prefix);
-            if addr.is_ipv6() {
-                request.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
-            }
-            request.execute().await
-        },
-    )?;
+    netlink(&format!("adding {addr}/{prefix} to {link}"), |h| async move {
+        let mut request = h.address().add(index, addr, prefix);
+        if addr.is_ipv6() {
+            // Duplicate address detection would leave it tentative (unusable) for a second or more.
+            request.message_mut().header.flags |= AddressHeaderFlags::Nodad;
+        }
+        request.execute().await
+    })?;
     Ok(true)
 }
 

@@ -141,3 +141,20 @@ fn commands_run_inside_the_namespace() {
     let host = std::fs::read_to_string("/proc/thread-self/net/dev").unwrap();
     assert!(!host.contains("cmd0"));
 }
+
+#[test]
+fn an_ipv6_address_is_usable_at_once() {
+    let a = Netns::create(&unique("nodad-a")).unwrap();
+    let b = Netns::create(&unique("nodad-b")).unwrap();
+    let bound = a
+        .run(|| {
+            add_veth("va6", "vb6", Some(&b)).unwrap();
+            set_up("va6").unwrap();
+            b.run(|| set_up("vb6")).unwrap().unwrap();
+            add_address("va6", "2001:db8:200::1".parse().unwrap(), 64).unwrap();
+            // A tentative address (duplicate address detection running) cannot be bound.
+            UdpSocket::bind("[2001:db8:200::1]:5556").map(|_| ())
+        })
+        .unwrap();
+    bound.expect("added nodad: not tentative");
+}

@@ -61,3 +61,42 @@ fn sysctl_keys_of_interfaces_with_dots() {
         std::path::PathBuf::from("/proc/sys/net/ipv4/conf/eth0.100/rp_filter")
     );
 }
+
+#[test]
+fn ip6_tunnel_request_names_the_device_kind_mode_any_and_local_address() {
+    let local: std::net::Ipv6Addr = "2001:db8:1::2".parse().unwrap();
+    let msg = tula_net::ip6_tunnel_request("ip6tnl0", local);
+    assert!(msg.attributes.contains(&LinkAttribute::IfName("ip6tnl0".into())), "{msg:?}");
+    let info = msg
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::LinkInfo(info) => Some(info.clone()),
+            _ => None,
+        })
+        .expect("IFLA_LINKINFO");
+    assert!(info.contains(&LinkInfo::Kind(InfoKind::Ip6Tnl)), "{info:?}");
+    let data = info
+        .iter()
+        .find_map(|i| match i {
+            LinkInfo::Data(InfoData::IpTunnel(data)) => Some(data.clone()),
+            _ => None,
+        })
+        .expect("IFLA_INFO_DATA");
+    assert!(data.contains(&InfoIpTunnel::Local(IpAddr::V6(local))), "{data:?}");
+    // Protocol 0 is `mode any`: IP6IP6 (41) and IPv4 in IPv6 (4) both.
+    assert!(data.contains(&InfoIpTunnel::Protocol(netlink_packet_route::IpProtocol::Hopopts)), "{data:?}");
+}
+
+#[test]
+fn ip6_tunnel_request_reaches_the_kernel() {
+    let ns = tula_net::Netns::create(&format!("tnet-ip6tnl-{}", std::process::id())).unwrap();
+    let result = ns.run(|| tula_net::add_ip6_tunnel("ip6tnl1", "2001:db8:1::2".parse().unwrap())).unwrap();
+    if std::path::Path::new("/sys/module/ip6_tunnel").exists() {
+        result.expect("ip6_tunnel is available: the tunnel must be created");
+    } else {
+        let err = result.expect_err("no ip6_tunnel module, no tunnel");
+        assert!(err.to_string().contains("creating IPv6 tunnel ip6tnl1"), "{err}");
+        assert_eq!(err.errno(), Some(libc::EOPNOTSUPP), "{err:?}");
+    }
+}
