@@ -150,18 +150,6 @@ fn the_tunnel_check_catches_a_backend_that_only_answers_on_its_own_address() {
     drop(decap);
 }
 
-/// TEMPORARY until `tula decap setup` takes IPv6 VIPs (branch decap6): the
-/// VIP6 on `lo`, and the decap program's IPv6 maps (BACKEND_HOST6, VIP6).
-fn add_ipv6_decap(pin_dir: &std::path::Path) {
-    use aya::maps::{HashMap, Map, MapData};
-    tula_net::add_address("lo", VIP6.into(), 128).unwrap();
-    for (name, addr) in [(program::LOCAL6_MAP, BACKEND_HOST6), (program::VIPS6_MAP, VIP6)] {
-        let mut map = Map::from_map_data(MapData::from_pin(pin_dir.join(name)).unwrap()).unwrap();
-        let mut hash: HashMap<&mut MapData, [u8; 16], u32> = HashMap::try_from(&mut map).unwrap();
-        hash.insert(addr.octets(), 1, 0).unwrap();
-    }
-}
-
 #[test]
 fn the_tunnel_check_reaches_ipv6_backends_in_ip6ip6_and_ipv4_in_ipv6() {
     let lab = Lab::new("tunnel6");
@@ -172,12 +160,12 @@ fn the_tunnel_check_reaches_ipv6_backends_in_ip6ip6_and_ipv4_in_ipv6() {
     let (pin_dir, _server) = lab
         .backends
         .run(|| {
-            let mut options = SetupOptions::new(Method::Xdp, vec![MIXED_VIP]);
+            let vips: [IpAddr; 2] = [MIXED_VIP.into(), VIP6.into()];
+            let mut options = SetupOptions::new(Method::Xdp, vips);
             options.interface = Some("bk0".into());
             options.root = root.clone();
             tula_decap::setup(&options).expect("tula decap setup --method xdp");
             let pin_dir = program::pin_dir("bk0").unwrap();
-            add_ipv6_decap(&pin_dir);
             // One dual-stack listener: both VIPs, reached through the tunnels.
             (pin_dir, TcpListener::bind("[::]:80").unwrap())
         })

@@ -86,11 +86,11 @@ impl Lab {
             std::fs::create_dir_all(&root).map_err(|e| LabError::Io(format!("creating {}", root.display()), e))?;
             let mut cmd = ns.command(&self.tula_bin);
             cmd.args(["decap", "setup", "--method", "xdp", "--interface", "eth0", "--root"]).arg(&root);
-            for vip in [VIP_L3, VIP_L2, VIP_MIXED] {
+            let vips: [IpAddr; 4] = [VIP_L3.into(), VIP_L2.into(), VIP_MIXED.into(), VIP6.into()];
+            for vip in vips {
                 cmd.arg("--vip").arg(vip.to_string());
             }
             run_to_end(cmd, &format!("tula decap setup on {}", ns.name()))?;
-            ns.run(|| fill_decap6_maps(i))??;
             self.spawn_http(i)?;
         }
         crate::balancer::attach_peer_programs(&self.topology)?;
@@ -607,24 +607,6 @@ impl DemoReport {
         }
         out
     }
-}
-
-/// TEMPORARY, until `tula decap setup` takes IPv6 VIPs (branch decap6): puts
-/// the IPv6 VIP on backend `i`'s `lo` and fills the decap program's IPv6 maps
-/// (this backend's tunnel endpoint, the VIP). Runs in the backend's namespace.
-fn fill_decap6_maps(i: u8) -> Result<(), LabError> {
-    use aya::maps::{HashMap, Map, MapData};
-    use tula_decap::program::{self, LOCAL6_MAP, VIPS6_MAP};
-    net::add_address("lo", VIP6.into(), 128)?;
-    let dir = program::pin_dir("eth0").map_err(|e| LabError::Process(e.to_string()))?;
-    for (name, addr) in [(LOCAL6_MAP, Topology::backend_addr6(i)), (VIPS6_MAP, VIP6)] {
-        let path = dir.join(name);
-        let fail = |e: &dyn std::fmt::Display| LabError::Process(format!("map {}: {e}", path.display()));
-        let mut map = Map::from_map_data(MapData::from_pin(&path).map_err(|e| fail(&e))?).map_err(|e| fail(&e))?;
-        let mut hash: HashMap<&mut MapData, [u8; 16], u32> = HashMap::try_from(&mut map).map_err(|e| fail(&e))?;
-        hash.insert(addr.octets(), 1, 0).map_err(|e| fail(&e))?;
-    }
-    Ok(())
 }
 
 fn run_to_end(mut cmd: std::process::Command, what: &str) -> Result<(), LabError> {
