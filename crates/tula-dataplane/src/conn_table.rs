@@ -159,25 +159,28 @@ impl Dataplane {
         self.conns.len() * abi::CONN_WAYS
     }
 
-    /// IPv6 VIP ids by VIP key, as the `vips6` map has them.
-    fn vip6_ids(&self) -> Result<HashMap<abi::Vip6Key, u32>> {
-        let mut ids = HashMap::new();
-        for entry in self.vips6.iter() {
-            let (key, meta) = entry.map_err(map_err("vips6", "listing VIPs"))?;
-            ids.insert(key, meta.id);
-        }
-        Ok(ids)
-    }
-
     /// VIP ids by VIP key, as the `vips` map has them.
     fn vip_ids(&self) -> Result<HashMap<abi::VipKey, u32>> {
-        let mut ids = HashMap::new();
-        for entry in self.vips.iter() {
-            let (key, meta) = entry.map_err(map_err("vips", "listing VIPs"))?;
-            ids.insert(key, meta.id);
-        }
-        Ok(ids)
+        ids_by_key(&self.vips, "vips")
     }
+
+    /// IPv6 VIP ids by VIP key, as the `vips6` map has them.
+    fn vip6_ids(&self) -> Result<HashMap<abi::Vip6Key, u32>> {
+        ids_by_key(&self.vips6, "vips6")
+    }
+}
+
+/// The VIP id of every key of `map` (`vips` or `vips6`, named `name`).
+fn ids_by_key<K: aya::Pod + Eq + std::hash::Hash>(
+    map: &aya::maps::HashMap<aya::maps::MapData, K, abi::VipMeta>,
+    name: &'static str,
+) -> Result<HashMap<K, u32>> {
+    let mut ids = HashMap::new();
+    for entry in map.iter() {
+        let (key, meta) = entry.map_err(map_err(name, "listing VIPs"))?;
+        ids.insert(key, meta.id);
+    }
+    Ok(ids)
 }
 
 /// Calls `visit` with every bucket of the array map `fd` (`name`, `buckets`

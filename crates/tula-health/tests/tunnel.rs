@@ -28,6 +28,27 @@ struct Decap<'a> {
     root: PathBuf,
 }
 
+impl<'a> Decap<'a> {
+    /// `tula decap setup --method xdp` of `vips` on the backend namespace's
+    /// bk0, its state under a root named after `tag`; and where it pinned the program.
+    fn setup(lab: &'a Lab, tag: &str, vips: &[IpAddr]) -> (Decap<'a>, PathBuf) {
+        let root = std::env::temp_dir().join(format!("tula-health-{tag}-decap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let pin_dir = lab
+            .backends
+            .run(|| {
+                let mut options = SetupOptions::new(Method::Xdp, vips.iter().copied());
+                options.interface = Some("bk0".into());
+                options.root = root.clone();
+                tula_decap::setup(&options).expect("tula decap setup --method xdp");
+                program::pin_dir("bk0").unwrap()
+            })
+            .unwrap();
+        (Decap { lab, root }, pin_dir)
+    }
+}
+
 impl Drop for Decap<'_> {
     fn drop(&mut self) {
         let _ = self.lab.backends.run(|| tula_decap::teardown(&self.root));
@@ -38,26 +59,9 @@ impl Drop for Decap<'_> {
 #[test]
 fn the_tunnel_check_catches_a_backend_that_only_answers_on_its_own_address() {
     let lab = Lab::new("tunnel");
-    let root =
-        std::env::temp_dir().join(format!("tula-health-tunnel-decap-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).unwrap();
-    let decap = Decap {
-        lab: &lab,
-        root: root.clone(),
-    };
-    let (pin_dir, _server) = lab
-        .backends
-        .run(|| {
-            let mut options = SetupOptions::new(Method::Xdp, vec![VIP, PLAIN_VIP]);
-            options.interface = Some("bk0".into());
-            options.root = root.clone();
-            tula_decap::setup(&options).expect("tula decap setup --method xdp");
-            // One server for the VIP (reached through the tunnel) and the backend's own address.
-            let server = TcpListener::bind("0.0.0.0:80").unwrap();
-            (program::pin_dir("bk0").unwrap(), server)
-        })
-        .unwrap();
+    let (decap, pin_dir) = Decap::setup(&lab, "tunnel", &[VIP.into(), PLAIN_VIP.into()]);
+    // One server for the VIP (reached through the tunnel) and the backend's own address.
+    let _server = lab.backends.run(|| TcpListener::bind("0.0.0.0:80")).unwrap().unwrap();
 
     let control = lab.start_control();
     let check = "interval = \"200ms\", timeout = \"100ms\", rise = 2, fall = 2";
@@ -153,23 +157,9 @@ fn the_tunnel_check_catches_a_backend_that_only_answers_on_its_own_address() {
 #[test]
 fn the_tunnel_check_reaches_ipv6_backends_in_ip6ip6_and_ipv4_in_ipv6() {
     let lab = Lab::new("tunnel6");
-    let root = std::env::temp_dir().join(format!("tula-health-tunnel6-decap-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).unwrap();
-    let decap = Decap { lab: &lab, root: root.clone() };
-    let (pin_dir, _server) = lab
-        .backends
-        .run(|| {
-            let vips: [IpAddr; 2] = [MIXED_VIP.into(), VIP6.into()];
-            let mut options = SetupOptions::new(Method::Xdp, vips);
-            options.interface = Some("bk0".into());
-            options.root = root.clone();
-            tula_decap::setup(&options).expect("tula decap setup --method xdp");
-            let pin_dir = program::pin_dir("bk0").unwrap();
-            // One dual-stack listener: both VIPs, reached through the tunnels.
-            (pin_dir, TcpListener::bind("[::]:80").unwrap())
-        })
-        .unwrap();
+    let (decap, pin_dir) = Decap::setup(&lab, "tunnel6", &[MIXED_VIP.into(), VIP6.into()]);
+    // One dual-stack listener: both VIPs, reached through the tunnels.
+    let _server = lab.backends.run(|| TcpListener::bind("[::]:80")).unwrap().unwrap();
 
     let control = lab.start_control();
     let check = "interval = \"200ms\", timeout = \"100ms\", rise = 2, fall = 2";
