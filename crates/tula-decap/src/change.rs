@@ -285,33 +285,28 @@ impl fmt::Display for Change {
                 write!(f, "enable {unit}: link {} -> {}  [systemctl enable {unit}]", path.display(), target.display())
             }
             Change::ClampMss { vips, mss } => {
-                writeln!(
-                    f,
-                    "clamp the TCP MSS of SYN and SYN-ACK sent from {} to {mss}: nftables table ip {} \
-                     (replacing an earlier one; no other table is touched)  [nft -f -]:",
-                    list(vips),
-                    mss_clamp::TABLE
-                )?;
-                for line in mss_clamp::ruleset(vips, *mss).lines() {
-                    writeln!(f, "    | {line}")?;
-                }
-                Ok(())
+                write_clamp(f, mss_clamp::Family::Ip, &list(vips), *mss, &mss_clamp::ruleset(vips, *mss))
             }
             Change::ClampMss6 { vips, mss } => {
-                writeln!(
-                    f,
-                    "clamp the TCP MSS of SYN and SYN-ACK sent from {} to {mss}: nftables table ip6 {} \
-                     (replacing an earlier one; no other table is touched)  [nft -f -]:",
-                    list(vips),
-                    mss_clamp::TABLE
-                )?;
-                for line in mss_clamp::ruleset6(vips, *mss).lines() {
-                    writeln!(f, "    | {line}")?;
-                }
-                Ok(())
+                write_clamp(f, mss_clamp::Family::Ip6, &list(vips), *mss, &mss_clamp::ruleset6(vips, *mss))
             }
         }
     }
+}
+
+/// A clamp change: what it does, then the table it loads, indented.
+fn write_clamp(f: &mut fmt::Formatter<'_>, family: mss_clamp::Family, vips: &str, mss: u16, ruleset: &str) -> fmt::Result {
+    writeln!(
+        f,
+        "clamp the TCP MSS of SYN and SYN-ACK sent from {vips} to {mss}: nftables table {} {} \
+         (replacing an earlier one; no other table is touched)  [nft -f -]:",
+        family.name(),
+        mss_clamp::TABLE
+    )?;
+    for line in ruleset.lines() {
+        writeln!(f, "    | {line}")?;
+    }
+    Ok(())
 }
 
 fn list(addrs: &[impl fmt::Display]) -> String {

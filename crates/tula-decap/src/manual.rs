@@ -455,7 +455,13 @@ mod tests {
     #[test]
     fn the_docs_show_the_manual_steps_as_they_are() {
         let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/BACKEND-SETUP.md")).unwrap();
-        for opts in [kernel(), ManualOptions { method: Method::Xdp, ..kernel() }] {
+        let kernel6 = ManualOptions::with_addresses(
+            Method::Kernel,
+            "eth0",
+            vec!["2001:db8:1::2".parse().unwrap()],
+            vec!["2001:db8:cafe::10".parse().unwrap()],
+        );
+        for opts in [kernel(), ManualOptions { method: Method::Xdp, ..kernel() }, kernel6] {
             let script = manual_script(&manual_steps(&opts));
             assert!(
                 docs.contains(&format!("```sh\n{script}```\n")),

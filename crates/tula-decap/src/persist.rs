@@ -109,10 +109,16 @@ pub fn networkd_netdev(local: Ipv4Addr) -> String {
 
 /// systemd-networkd: the VIPs on `tunl0`, and the link up without waiting for it at boot.
 pub fn networkd_network(vips: &[Ipv4Addr]) -> String {
-    let mut out = String::from(
-        "# Written by `tula decap setup`: the VIPs this backend serves over the IPIP tunnel.\n\
+    let addresses: Vec<String> = vips.iter().map(|vip| format!("{vip}/32")).collect();
+    tunnel_network("the VIPs this backend serves over the IPIP tunnel.", "tunl0", &addresses)
+}
+
+/// A tunnel's .network file: up without waiting for it at boot, with `addresses`.
+fn tunnel_network(what: &str, name: &str, addresses: &[String]) -> String {
+    let mut out = format!(
+        "# Written by `tula decap setup`: {what}\n\
          [Match]\n\
-         Name=tunl0\n\
+         Name={name}\n\
          \n\
          [Link]\n\
          RequiredForOnline=no\n\
@@ -121,8 +127,8 @@ pub fn networkd_network(vips: &[Ipv4Addr]) -> String {
          LinkLocalAddressing=no\n\
          ConfigureWithoutCarrier=yes\n",
     );
-    for vip in vips {
-        out.push_str(&format!("Address={vip}/32\n"));
+    for address in addresses {
+        out.push_str(&format!("Address={address}\n"));
     }
     out
 }
@@ -152,17 +158,7 @@ pub fn networkd_netdev6(local: Ipv6Addr) -> String {
 
 /// systemd-networkd: `ip6tnl0` up, without addresses (the IPv6 VIPs are on `lo`).
 pub fn networkd_network6() -> String {
-    "# Written by `tula decap setup`: the IPv6 tunnel up; the IPv6 VIPs are on lo.\n\
-     [Match]\n\
-     Name=ip6tnl0\n\
-     \n\
-     [Link]\n\
-     RequiredForOnline=no\n\
-     \n\
-     [Network]\n\
-     LinkLocalAddressing=no\n\
-     ConfigureWithoutCarrier=yes\n"
-        .to_string()
+    tunnel_network("the IPv6 tunnel up; the IPv6 VIPs are on lo.", "ip6tnl0", &[])
 }
 
 /// systemd-networkd: the IPv6 VIPs on `lo`.

@@ -501,13 +501,19 @@ pub fn teardown(root: &Path) -> Result<TeardownReport, DecapError> {
     Ok(report)
 }
 
-/// The uplink when none is given: the device of the default route, else the
-/// only interface that is up (besides `lo`).
+/// The uplink when none is given: the device of the default route (IPv4,
+/// else IPv6), else the only interface that is up (besides `lo`).
 pub fn default_uplink() -> Result<String, DecapError> {
     // A route lookup sends nothing; 192.0.2.1 (TEST-NET-1) has no route of its own.
     if let Ok(route) = tula_net::route_get(Ipv4Addr::new(192, 0, 2, 1)) {
         if !route.dev.is_empty() && route.dev != "lo" {
             return Ok(route.dev);
+        }
+    }
+    // An IPv6-only host: 100::1 (the discard prefix, RFC 6666) has no route of its own either.
+    if let Ok(dev) = tula_net::route_dev6(Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 1)) {
+        if !dev.is_empty() && dev != "lo" {
+            return Ok(dev);
         }
     }
     let up: Vec<String> = tula_net::links()?.into_iter().filter(|l| l.up && l.name != "lo").map(|l| l.name).collect();
@@ -521,13 +527,13 @@ pub fn default_uplink() -> Result<String, DecapError> {
 
 /// The addresses of `interface` a load balancer may tunnel to: its IPv4
 /// addresses (primary first, as the kernel lists them), then its global IPv6
-/// ones (a link-local address cannot be routed to).
+/// ones (a link-local address cannot be routed to, a privacy address goes away).
 pub fn tunnel_addresses(addresses: &[tula_net::Address], interface: &str, vips: &[IpAddr]) -> Vec<IpAddr> {
     let mut local: Vec<IpAddr> = Vec::new();
     for a in addresses.iter().filter(|a| a.link == interface) {
         let usable = match a.addr {
             IpAddr::V4(_) => true,
-            IpAddr::V6(v6) => !v6.is_unicast_link_local() && !v6.is_loopback() && !v6.is_multicast(),
+            IpAddr::V6(v6) => !v6.is_unicast_link_local() && !v6.is_loopback() && !v6.is_multicast() && !a.temporary,
         };
         if usable && !vips.contains(&a.addr) && !local.contains(&a.addr) {
             local.push(a.addr);

@@ -68,3 +68,34 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state file written before IPv6 (IPv4 addresses only) still loads.
+    #[test]
+    fn a_state_file_from_before_ipv6_loads() {
+        let root = std::env::temp_dir().join(format!("tula-decap-state-{}", std::process::id()));
+        let text = r#"{
+  "method": "xdp",
+  "interface": "eth0",
+  "persist": "networkd",
+  "vips": ["203.0.113.10"],
+  "mss_clamp": 1440,
+  "changes": [
+    {"change": "add_address", "link": "lo", "addr": "203.0.113.10", "prefix": 32},
+    {"change": "attach_decap", "interface": "eth0", "pin_dir": "/sys/fs/bpf/tula-decap/1-eth0", "local": ["198.18.1.2"], "vips": ["203.0.113.10"]},
+    {"change": "clamp_mss", "vips": ["203.0.113.10"], "mss": 1440}
+  ]
+}
+"#;
+        crate::change::write_file(&State::path(&root), text, 0o644).unwrap();
+        let state = State::load(&root).unwrap().expect("a state");
+        std::fs::remove_dir_all(&root).unwrap();
+        let vip: IpAddr = "203.0.113.10".parse().unwrap();
+        assert_eq!((state.vips.as_slice(), state.mss_clamp, state.mss_clamp6), (&[vip][..], Some(1440), None));
+        assert_eq!(state.changes[0], Change::AddAddress { link: "lo".into(), addr: vip, prefix: 32 });
+        assert!(matches!(&state.changes[1], Change::AttachDecap { local, .. } if local == &["198.18.1.2".parse::<IpAddr>().unwrap()]));
+    }
+}

@@ -101,6 +101,14 @@ fn addresses_on(link: &str) -> Vec<Ipv4Addr> {
         .collect()
 }
 
+/// The contents and mode of the file at a path ending in `name` that `plan` writes.
+fn written(plan: &tula_decap::Plan, name: &str) -> Option<(String, u32)> {
+    plan.changes.iter().find_map(|c| match c {
+        Change::WriteFile { path, contents, mode, .. } if path.ends_with(name) => Some((contents.clone(), *mode)),
+        _ => None,
+    })
+}
+
 /// Runs teardown in `ns` when a test fails half-way, so no pins are left.
 struct TeardownOnDrop<'a> {
     ns: &'a Netns,
@@ -427,6 +435,19 @@ would make (dry run, nothing changed) 13 change(s):
     assert_eq!(json["changes"][0], serde_json::json!({"change": "load_module", "name": "ipip"}));
 }
 
+/// The netplan file for backend 198.18.1.2 and VIP 203.0.113.10.
+const NETPLAN_TUNL0: &str = "# Written by `tula decap setup`: IPIP tunnel and VIPs for Layer 3 DSR.
+network:
+  version: 2
+  tunnels:
+    tunl0:
+      mode: ipip
+      local: 198.18.1.2
+      remote: 0.0.0.0
+      addresses:
+        - 203.0.113.10/32
+";
+
 #[test]
 fn kernel_netplan_file_when_netplan_is_in_use() {
     let topo = topology("kplan");
@@ -444,54 +465,44 @@ fn kernel_netplan_file_when_netplan_is_in_use() {
         })
         .unwrap();
     assert_eq!(plan.persist, Persist::Netplan, "detected");
-    let netplan = plan
-        .changes
-        .iter()
-        .find_map(|c| match c {
-            Change::WriteFile { path, contents, mode, .. } if path.ends_with("etc/netplan/90-tula-dsr.yaml") => Some((contents.clone(), *mode)),
-            _ => None,
-        })
-        .expect("a netplan file in the plan");
-    assert_eq!(
-        netplan.0,
-        "# Written by `tula decap setup`: IPIP tunnel and VIPs for Layer 3 DSR.
-network:
-  version: 2
-  tunnels:
-    tunl0:
-      mode: ipip
-      local: 198.18.1.2
-      remote: 0.0.0.0
-      addresses:
-        - 203.0.113.10/32
-"
-    );
+    let netplan = written(&plan, "etc/netplan/90-tula-dsr.yaml").expect("a netplan file in the plan");
+    assert_eq!(netplan.0, NETPLAN_TUNL0);
     assert_eq!(netplan.1, 0o600, "netplan refuses world-readable files");
     assert!(!plan.changes.iter().any(|c| matches!(c, Change::WriteFile { path, .. } if path.extension().is_some_and(|e| e == "netdev"))));
 }
 
 #[test]
-fn kernel_method_without_the_ipip_module_fails_clearly_and_changes_nothing() {
-    if Path::new("/sys/module/ipip").exists() {
-        eprintln!("skipped: this host has the ipip module");
-        return;
-    }
-    let topo = topology("knomod");
+fn kernel_method_without_the_ipip_or_ip6_tunnel_module_fails_clearly_and_changes_nothing() {
+    let topo = topology6("knomod");
     let root = Root::new("knomod");
-    let (result, after) = topo
-        .backend
-        .run(|| {
-            set_stock_sysctls();
-            let mut opts = SetupOptions::new(Method::Kernel, vec![VIP]);
-            opts.root = root.path().to_path_buf();
-            (tula_decap::setup(&opts), sysctl_values())
-        })
-        .unwrap();
-    let err = result.expect_err("no ipip module here");
-    assert!(matches!(err, DecapError::NoIpipModule { .. }), "{err:?}");
-    assert!(err.to_string().contains("use `tula decap setup --method xdp`"), "{err}");
-    assert_eq!(after.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(), ["0", "0", "2", "1"]);
-    assert!(!root.file("var/lib/tula/decap.json").exists(), "nothing was done, nothing to record");
+    let setup = |vip: IpAddr| {
+        topo.backend
+            .run(|| {
+                set_stock_sysctls();
+                let mut opts = SetupOptions::new(Method::Kernel, [vip]);
+                opts.root = root.path().to_path_buf();
+                (tula_decap::setup(&opts), sysctl_values(), addresses6_on("lo"))
+            })
+            .unwrap()
+    };
+    for (vip, module) in [(IpAddr::from(VIP), "ipip"), (IpAddr::from(VIP6), "ip6_tunnel")] {
+        if Path::new("/sys/module").join(module).exists() {
+            eprintln!("skipped: this host has the {module} module");
+            continue;
+        }
+        let (result, after, lo) = setup(vip);
+        let err = result.expect_err("no such module here");
+        match module {
+            "ipip" => assert!(matches!(err, DecapError::NoIpipModule { .. }), "{err:?}"),
+            _ => assert!(matches!(err, DecapError::NoIp6TunnelModule { .. }), "{err:?}"),
+        }
+        let text = err.to_string();
+        assert!(text.contains(&format!("the {module} kernel module is not available on this host (")), "{text}");
+        assert!(text.contains("use `tula decap setup --method xdp`"), "{text}");
+        assert_eq!(after.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(), ["0", "0", "2", "1"]);
+        assert!(!lo.iter().any(|(a, _)| IpAddr::V6(*a) == vip), "{lo:?}");
+        assert!(!root.file("var/lib/tula/decap.json").exists(), "nothing was done, nothing to record");
+    }
 }
 
 #[test]
@@ -531,6 +542,11 @@ fn no_uplink_and_no_interface_asks_for_one() {
     let text = err.to_string();
     assert!(text.contains("pass --interface IFACE"), "{text}");
     assert!(text.contains("a0") && text.contains("b1"), "{text}");
+
+    // An IPv6 default route names the uplink of an IPv6-only host.
+    let out = ns.command("sh").args(["-ec", "ip -6 addr add 2001:db8:5::2/64 dev b1 nodad; ip -6 route add default via 2001:db8:5::1 dev b1"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(ns.run(tula_decap::default_uplink).unwrap().unwrap(), "b1");
 }
 
 #[test]
@@ -1001,15 +1017,7 @@ would make (dry run, nothing changed) 21 change(s):
 "
     );
     assert!(text.starts_with(&expected), "got:\n{text}\nwanted:\n{expected}");
-    let file = |name: &str| {
-        plan.changes
-            .iter()
-            .find_map(|c| match c {
-                Change::WriteFile { path, contents, .. } if path.ends_with(name) => Some(contents.clone()),
-                _ => None,
-            })
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
-    };
+    let file = |name: &str| written(&plan, name).unwrap_or_else(|| panic!("no {name} in {text}")).0;
     assert!(file("etc/sysctl.d/99-dsr.conf").contains("net.ipv4.conf.ip6tnl0.rp_filter = 0\n"), "IPv4 in IPv6 comes out of ip6tnl0");
     assert_eq!(file("etc/modules-load.d/tula-ipip.conf").lines().last(), Some("ipip"));
     assert_eq!(file("etc/modules-load.d/tula-ip6-tunnel.conf").lines().last(), Some("ip6_tunnel"));
@@ -1054,29 +1062,12 @@ Address=2001:db8:cafe::10/128
             tula_decap::plan_setup(&opts).unwrap()
         })
         .unwrap();
-    let yaml = netplan
-        .changes
-        .iter()
-        .find_map(|c| match c {
-            Change::WriteFile { path, contents, mode: 0o600, .. } if path.ends_with("etc/netplan/90-tula-dsr.yaml") => {
-                Some(contents.clone())
-            }
-            _ => None,
-        })
-        .expect("a netplan file, mode 600");
+    let (yaml, mode) = written(&netplan, "etc/netplan/90-tula-dsr.yaml").expect("a netplan file");
+    assert_eq!(mode, 0o600);
     assert_eq!(
         yaml,
-        r#"# Written by `tula decap setup`: IPIP tunnel and VIPs for Layer 3 DSR.
-network:
-  version: 2
-  tunnels:
-    tunl0:
-      mode: ipip
-      local: 198.18.1.2
-      remote: 0.0.0.0
-      addresses:
-        - 203.0.113.10/32
-    ip6tnl0:
+        NETPLAN_TUNL0.to_string()
+            + r#"    ip6tnl0:
       mode: ip6ip6
       local: "2001:db8:1::2"
       remote: "::"
@@ -1088,31 +1079,6 @@ network:
         - "2001:db8:cafe::10/128"
 "#
     );
-}
-
-#[test]
-fn kernel_method_without_the_ip6_tunnel_module_fails_clearly_and_changes_nothing() {
-    if Path::new("/sys/module/ip6_tunnel").exists() {
-        eprintln!("skipped: this host has the ip6_tunnel module");
-        return;
-    }
-    let topo = topology6("k6nomod");
-    let root = Root::new("k6nomod");
-    let (result, lo) = topo
-        .backend
-        .run(|| {
-            let mut opts = SetupOptions::new(Method::Kernel, [IpAddr::from(VIP6)]);
-            opts.root = root.path().to_path_buf();
-            (tula_decap::setup(&opts), addresses6_on("lo"))
-        })
-        .unwrap();
-    let err = result.expect_err("no ip6_tunnel module here");
-    assert!(matches!(err, DecapError::NoIp6TunnelModule { .. }), "{err:?}");
-    let text = err.to_string();
-    assert!(text.contains("the ip6_tunnel kernel module is not available on this host ("), "{text}");
-    assert!(text.contains("use `tula decap setup --method xdp`"), "{text}");
-    assert!(!lo.iter().any(|(a, _)| *a == VIP6), "{lo:?}");
-    assert!(!root.file("var/lib/tula/decap.json").exists(), "nothing was done, nothing to record");
 }
 
 /// `ip -6 neigh show ADDR dev DEV` in `ns`: the entry's state and link-layer
@@ -1290,4 +1256,88 @@ fn verify_names_each_missing_part_of_an_ipv6_setup() {
         assert_eq!(check(&kernel, "decapsulated packets seen").detail, "ip6tnl0 does not exist");
     }
     assert!(!kernel.iter().any(|c| c.name.contains("tunl0") || c.name.contains("ipip")), "IPv6 VIPs only: {kernel:#?}");
+}
+
+/// Sends a Router Advertisement from the peer's lb0 to all nodes, with the
+/// prefix 2001:db8:2::/64 for stateless autoconfiguration (no default router).
+fn advertise_prefix(peer: &Netns) {
+    peer.run(|| {
+        let index = tula_net::link("lb0").unwrap().index;
+        let mut ra = vec![134, 0, 0, 0, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        ra.extend([3, 4, 64, 0xc0]); // prefix information: on-link, autonomous
+        ra.extend(3600u32.to_be_bytes()); // valid lifetime
+        ra.extend(3600u32.to_be_bytes()); // preferred lifetime
+        ra.extend([0; 4]);
+        ra.extend(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0).octets());
+        // SAFETY: plain socket calls on a fresh fd, closed at the end; the kernel fills the ICMPv6 checksum.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6);
+            assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+            let hops: libc::c_int = 255; // RFC 4861: an RA arrives with hop limit 255 or is ignored
+            let set = libc::setsockopt(
+                fd,
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MULTICAST_HOPS,
+                (&hops as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as u32,
+            );
+            assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+            let dst = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as u16,
+                sin6_port: 0,
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr { s6_addr: Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).octets() },
+                sin6_scope_id: index,
+            };
+            // Fails while lb0's link-local address is still tentative; the caller retries.
+            libc::sendto(fd, ra.as_ptr().cast(), ra.len(), 0, (&dst as *const libc::sockaddr_in6).cast(), size_of::<libc::sockaddr_in6>() as u32);
+            libc::close(fd);
+        }
+    })
+    .unwrap();
+}
+
+/// An uplink with privacy addresses (RFC 8981, `use_tempaddr=2`): the
+/// autoconfigured address is a tunnel address, the temporary one, which the
+/// kernel replaces after a while, is not.
+#[test]
+fn privacy_addresses_are_no_tunnel_addresses() {
+    let topo = topology6("tmpaddr");
+    let root = Root::new("tmpaddr");
+    topo.backend.run(|| tula_net::sysctl::write("net.ipv6.conf.bk0.use_tempaddr", "2").unwrap()).unwrap();
+    let in_prefix = |a: &tula_net::Address| matches!(a.addr, IpAddr::V6(v6) if v6.segments()[..4] == [0x2001, 0xdb8, 2, 0]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let autoconfigured = loop {
+        advertise_prefix(&topo.peer);
+        std::thread::sleep(Duration::from_millis(300));
+        let found: Vec<tula_net::Address> =
+            topo.backend.run(|| tula_net::addresses().unwrap()).unwrap().into_iter().filter(|a| a.link == "bk0" && in_prefix(a)).collect();
+        if found.len() == 2 {
+            break found;
+        }
+        assert!(std::time::Instant::now() < deadline, "no SLAAC and temporary address on bk0: {found:?}");
+    };
+    let temporary: Vec<IpAddr> = autoconfigured.iter().filter(|a| a.temporary).map(|a| a.addr).collect();
+    let stable: Vec<IpAddr> = autoconfigured.iter().filter(|a| !a.temporary).map(|a| a.addr).collect();
+    assert_eq!((temporary.len(), stable.len()), (1, 1), "{autoconfigured:?}");
+
+    let plan = topo
+        .backend
+        .run(|| {
+            let mut opts = SetupOptions::new(Method::Xdp, [IpAddr::from(VIP6)]);
+            opts.root = root.path().to_path_buf();
+            opts.persist = Persist::None;
+            tula_decap::plan_setup(&opts).unwrap()
+        })
+        .unwrap();
+    let local = plan
+        .changes
+        .iter()
+        .find_map(|c| match c {
+            Change::AttachDecap { local, .. } => Some(local.clone()),
+            _ => None,
+        })
+        .expect("an attach");
+    assert!(local.contains(&stable[0]) && local.contains(&IpAddr::V6(BACKEND6)), "{local:?}");
+    assert!(!local.contains(&temporary[0]), "the privacy address {} is in {local:?}", temporary[0]);
 }

@@ -86,6 +86,14 @@ fn learned_mss(to: impl Into<SocketAddr>) -> u32 {
     mss as u32
 }
 
+/// The contents and mode of the file at a path ending in `name` that `plan` writes.
+fn written(plan: &tula_decap::Plan, name: &str) -> Option<(String, u32)> {
+    plan.changes.iter().find_map(|c| match c {
+        Change::WriteFile { path, contents, mode, .. } if path.ends_with(name) => Some((contents.clone(), *mode)),
+        _ => None,
+    })
+}
+
 fn check<'a>(checks: &'a [tula_decap::Check], prefix: &str) -> &'a tula_decap::Check {
     checks.iter().find(|c| c.name.starts_with(prefix)).unwrap_or_else(|| panic!("no check {prefix:?} in {checks:#?}"))
 }
@@ -189,12 +197,7 @@ fn mss_clamp_is_refused_below_536_and_persisted_for_the_kernel_method() {
 
             opts.mss_clamp = Some(MssClamp::To(1400));
             let plan = tula_decap::plan_setup(&opts).unwrap();
-            let file = |name: &str| {
-                plan.changes.iter().find_map(|c| match c {
-                    Change::WriteFile { path, contents, .. } if path.ends_with(name) => Some(contents.clone()),
-                    _ => None,
-                })
-            };
+            let file = |name: &str| written(&plan, name).map(|(contents, _)| contents);
             let nft_file = file("etc/tula/dsr-mss-clamp.nft").expect("the table as a file");
             assert!(nft_file.ends_with(&mss_clamp::ruleset(&[VIP], 1400)), "{nft_file}");
             assert!(nft_file.contains("table ip tula_dsr\ndelete table ip tula_dsr\n"), "{nft_file}");
@@ -250,6 +253,18 @@ fn ipv6_vips_are_clamped_to_1400_and_ipv4_vips_to_1420_when_they_may_come_in_ipv
             assert_eq!(nft(&["list", "table", "ip", mss_clamp::TABLE]), mss_clamp::ruleset(&[VIP], 1420));
             let unit = std::fs::read_to_string(root.path().join("etc/systemd/system/tula-decap.service")).unwrap();
             assert!(unit.contains("--vip 2001:db8:cafe::10 --mss-clamp=1420 --mss-clamp6=1400\n"), "{unit}");
+            // What the unit runs at boot parses back to the same setup.
+            #[derive(clap::Parser)]
+            struct Tula {
+                #[command(flatten)]
+                decap: tula_decap::cli::DecapArgs,
+            }
+            let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=/usr/local/bin/tula ")).unwrap();
+            // `decap` stands where clap expects the program name.
+            let parsed = <Tula as clap::Parser>::try_parse_from(exec.split_whitespace()).unwrap_or_else(|e| panic!("{exec}: {e}"));
+            let tula_decap::cli::DecapCommand::Setup(boot) = parsed.decap.command else { panic!("{exec}") };
+            assert_eq!(boot.vips, [IpAddr::from(VIP), IpAddr::from(VIP6)]);
+            assert_eq!((boot.mss_clamp, boot.mss_clamp6), (Some(Some(1420)), Some(Some(1400))));
             assert_eq!(learned_mss(SocketAddrV6::new(VIP6, 8090, 0, 0)), 1400 - 12);
             assert_eq!(learned_mss(SocketAddrV4::new(VIP, 8091)), 1420 - 12);
             assert_eq!(learned_mss(SocketAddrV6::new(BACKEND6, 8092, 0, 0)), unclamped, "only the VIPs");
@@ -303,12 +318,7 @@ fn mss_clamp6_is_refused_below_1220_and_persisted_for_the_kernel_method() {
             opts.mss_clamp6 = Some(MssClamp::To(1380));
             let plan = tula_decap::plan_setup(&opts).unwrap();
             assert_eq!((plan.mss_clamp, plan.mss_clamp6), (Some(1420), Some(1380)), "the IPv4 MSS is automatic");
-            let file = |name: &str| {
-                plan.changes.iter().find_map(|c| match c {
-                    Change::WriteFile { path, contents, .. } if path.ends_with(name) => Some(contents.clone()),
-                    _ => None,
-                })
-            };
+            let file = |name: &str| written(&plan, name).map(|(contents, _)| contents);
             let nft_file = file("etc/tula/dsr-mss-clamp.nft").expect("the tables as a file");
             assert!(nft_file.contains(&mss_clamp::script(&[VIP], 1420)), "{nft_file}");
             assert!(nft_file.ends_with(&mss_clamp::script6(&[VIP6], 1380)), "{nft_file}");

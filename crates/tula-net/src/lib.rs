@@ -15,7 +15,7 @@ pub mod sysctl;
 pub use link::{
     add_address, add_bridge, add_ip6_tunnel, add_ipip_tunnel, add_neighbour, add_route, add_veth, addresses,
     del_address, delete_link, ip6_tunnel_request, ipip_tunnel_request, keep_neighbour_resolved, keep_route_resolved,
-    add_table_route, del_table_route, link, link_stats, links, move_link, primary_ipv4, primary_ipv6, route_get,
+    add_table_route, del_table_route, link, link_stats, links, move_link, primary_ipv4, primary_ipv6, route_dev6, route_get,
     set_down, set_master, set_mtu, set_offload, set_up, table_routes, xdp_forwarding, Address, Link, LinkStats, Offload, RouteInfo,
 };
 pub use netns::{netns_list, under_ip_netns_exec, Netns};

@@ -4,10 +4,10 @@
 
 use crate::NetError;
 use futures::{StreamExt, TryStreamExt};
-use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourExtFlags, NeighbourState};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteType};
 use netlink_packet_route::IpProtocol;
 use rtnetlink::{Handle, LinkBridge, LinkIp6Tnl, LinkIpIp, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use std::future::Future;
@@ -30,6 +30,9 @@ pub struct Address {
     pub index: u32,
     pub addr: IpAddr,
     pub prefix: u8,
+    /// An IPv6 privacy address (RFC 8981, IFA_F_TEMPORARY): the kernel
+    /// replaces it after a while, so nothing should be configured to reach it.
+    pub temporary: bool,
 }
 
 /// Interface counters, as `ip -s link` shows them.
@@ -275,11 +278,18 @@ fn parse_address(msg: &AddressMessage, names: &[Link]) -> Option<Address> {
         .find(|l| l.index == msg.header.index)
         .map(|l| l.name.clone())
         .unwrap_or_default();
+    // IFA_F_TEMPORARY is IFA_F_SECONDARY's bit; for IPv6 it means a privacy address.
+    let secondary = msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Flags(flags) => Some(flags.contains(AddressFlags::Secondary)),
+        _ => None,
+    });
+    let secondary = secondary.unwrap_or(msg.header.flags.contains(AddressHeaderFlags::Secondary));
     Some(Address {
         link,
         index: msg.header.index,
         addr,
         prefix: msg.header.prefix_len,
+        temporary: addr.is_ipv6() && secondary,
     })
 }
 
@@ -313,7 +323,8 @@ fn find_address(link: &str, addr: IpAddr, prefix: u8) -> Result<Option<AddressMe
 }
 
 /// Adds `addr/prefix` to `link`. `Ok(false)`: it was already there. An IPv6
-/// address is added `nodad`, usable at once (as `ip addr add ... nodad`).
+/// address is added `nodad` (as `ip addr add ... nodad`), and returns once
+/// it is usable: not tentative, and its local route in place.
 pub fn add_address(link: &str, addr: IpAddr, prefix: u8) -> Result<bool, NetError> {
     if find_address(link, addr, prefix)?.is_some() {
         return Ok(false);
@@ -327,7 +338,32 @@ pub fn add_address(link: &str, addr: IpAddr, prefix: u8) -> Result<bool, NetErro
         }
         request.execute().await
     })?;
+    if let IpAddr::V6(v6) = addr {
+        wait_local_route6(v6)?;
+    }
     Ok(true)
+}
+
+/// The kernel installs an IPv6 address's local route from a work queue, even
+/// `nodad`: until then, connecting to the address fails with EHOSTUNREACH.
+fn wait_local_route6(addr: Ipv6Addr) -> Result<(), NetError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let msg = RouteMessageBuilder::<Ipv6Addr>::new().destination_prefix(addr, 128).build();
+        let routes: Vec<_> = netlink(&format!("looking up the route to {addr}"), |h| async move {
+            match h.route().get(msg).execute().try_collect::<Vec<_>>().await {
+                Err(e) if errno_is(&e, libc::ENETUNREACH) || errno_is(&e, libc::EHOSTUNREACH) => Ok(Vec::new()),
+                other => other,
+            }
+        })?;
+        if routes.first().is_some_and(|r| r.header.kind == RouteType::Local) {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(NetError::Netlink { what: format!("adding {addr}"), message: "its local route never appeared".into() });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
 
 /// Removes `addr/prefix` from `link`. `Ok(false)`: it was not there.
@@ -426,6 +462,21 @@ pub fn keep_route_resolved(dest: Ipv4Addr) -> Result<RouteInfo, NetError> {
     let route = route_get(dest)?;
     keep_neighbour_resolved(&route.dev, route.gateway.unwrap_or(dest))?;
     Ok(route)
+}
+
+/// The device the kernel would send an IPv6 packet to `dest` out of.
+pub fn route_dev6(dest: Ipv6Addr) -> Result<String, NetError> {
+    let msg = RouteMessageBuilder::<Ipv6Addr>::new().destination_prefix(dest, 128).build();
+    let what = format!("looking up the route to {dest}");
+    let routes: Vec<_> = netlink(&what, |h| async move { h.route().get(msg).execute().try_collect().await })?;
+    let index = routes
+        .first()
+        .and_then(|r| r.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        }))
+        .ok_or_else(|| NetError::Netlink { what: what.clone(), message: "no route".into() })?;
+    Ok(links()?.into_iter().find(|l| l.index == index).map(|l| l.name).unwrap_or_default())
 }
 
 /// How the kernel would route a packet to `dest`.

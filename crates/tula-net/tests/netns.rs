@@ -152,8 +152,10 @@ fn an_ipv6_address_is_usable_at_once() {
             set_up("va6").unwrap();
             b.run(|| set_up("vb6")).unwrap().unwrap();
             add_address("va6", "2001:db8:200::1".parse().unwrap(), 64).unwrap();
-            // A tentative address (duplicate address detection running) cannot be bound.
-            UdpSocket::bind("[2001:db8:200::1]:5556").map(|_| ())
+            // A tentative address (duplicate address detection running) cannot be bound,
+            // and one without its local route cannot be reached.
+            let server = std::net::TcpListener::bind("[2001:db8:200::1]:5556")?;
+            std::net::TcpStream::connect(server.local_addr()?).map(|_| ())
         })
         .unwrap();
     bound.expect("added nodad: not tentative");

@@ -4,6 +4,17 @@
 use netlink_packet_route::link::{InfoData, InfoIpTunnel, InfoKind, LinkAttribute, LinkInfo};
 use std::net::{IpAddr, Ipv4Addr};
 
+/// The message's IFLA_LINKINFO.
+fn link_info(msg: &netlink_packet_route::link::LinkMessage) -> Vec<LinkInfo> {
+    msg.attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::LinkInfo(info) => Some(info.clone()),
+            _ => None,
+        })
+        .expect("IFLA_LINKINFO")
+}
+
 #[test]
 fn ipip_request_names_the_device_kind_and_local_address() {
     let local = Ipv4Addr::new(198, 18, 1, 2);
@@ -13,14 +24,7 @@ fn ipip_request_names_the_device_kind_and_local_address() {
             .contains(&LinkAttribute::IfName("tunl0".into())),
         "{msg:?}"
     );
-    let info = msg
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            LinkAttribute::LinkInfo(info) => Some(info.clone()),
-            _ => None,
-        })
-        .expect("IFLA_LINKINFO");
+    let info = link_info(&msg);
     assert!(info.contains(&LinkInfo::Kind(InfoKind::IpIp)), "{info:?}");
     assert!(
         info.contains(&LinkInfo::Data(InfoData::IpTunnel(vec![
@@ -67,14 +71,7 @@ fn ip6_tunnel_request_names_the_device_kind_mode_any_and_local_address() {
     let local: std::net::Ipv6Addr = "2001:db8:1::2".parse().unwrap();
     let msg = tula_net::ip6_tunnel_request("ip6tnl0", local);
     assert!(msg.attributes.contains(&LinkAttribute::IfName("ip6tnl0".into())), "{msg:?}");
-    let info = msg
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            LinkAttribute::LinkInfo(info) => Some(info.clone()),
-            _ => None,
-        })
-        .expect("IFLA_LINKINFO");
+    let info = link_info(&msg);
     assert!(info.contains(&LinkInfo::Kind(InfoKind::Ip6Tnl)), "{info:?}");
     let data = info
         .iter()
