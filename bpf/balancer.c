@@ -433,9 +433,10 @@ static __always_inline __u32 next_hop6_refresh(struct xdp_md *ctx, const __be32 
 		__builtin_memcpy(nh6->tunnel_src, src->tunnel_src, 16);
 	else
 		__builtin_memset(nh6->tunnel_src, 0, 16);
+	/* tunnel6() takes the outer destination from here, also for a packet the kernel finishes (no neighbour). */
+	__builtin_memcpy(nh6->backend_addr, addr, 16);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return CNT_FIB_NO_NEIGH;
-	__builtin_memcpy(nh6->backend_addr, addr, 16);
 	next_hop_fill(ctx, &fib, out, &nh6->nh, now);
 	return 0;
 }

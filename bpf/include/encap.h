@@ -95,8 +95,18 @@ struct ip6_outer {
 #define IP6_OUTER_HLEN IPV6_HLEN
 #define TUNNEL_HOP_LIMIT 64
 
-/* Prepends an outer IPv6 header: no extension headers, hop limit 64.
- * Returns 0, or -1: drop the frame. */
+/* Writes the outer IPv6 header: no extension headers, hop limit 64. */
+static __always_inline void ip6_write_outer(struct ipv6_hdr *outer, const struct ip6_outer *o)
+{
+	outer->ver_tc_flow = bpf_htonl(6U << 28 | (__u32)o->tclass << 20 | (o->flow_label & 0xfffff));
+	outer->payload_len = o->inner_len;
+	outer->nexthdr = o->nexthdr;
+	outer->hop_limit = TUNNEL_HOP_LIMIT;
+	__builtin_memcpy(outer->saddr, o->saddr, 16);
+	__builtin_memcpy(outer->daddr, o->daddr, 16);
+}
+
+/* Prepends an outer IPv6 header. Returns 0, or -1: drop the frame. */
 static __always_inline int encap_ip6(struct xdp_md *ctx, const int l2_len, const struct ip6_outer *o)
 {
 	struct ipv6_hdr *outer = encap_push(ctx, l2_len, IP6_OUTER_HLEN);
@@ -105,12 +115,7 @@ static __always_inline int encap_ip6(struct xdp_md *ctx, const int l2_len, const
 		return -1;
 	/* The ethertype just before it (after the tag, if any): IPv4 in IPv6 had 0x0800. */
 	((__be16 *)outer)[-1] = bpf_htons(ETH_P_IPV6);
-	outer->ver_tc_flow = bpf_htonl(6U << 28 | (__u32)o->tclass << 20 | (o->flow_label & 0xfffff));
-	outer->payload_len = o->inner_len;
-	outer->nexthdr = o->nexthdr;
-	outer->hop_limit = TUNNEL_HOP_LIMIT;
-	__builtin_memcpy(outer->saddr, o->saddr, 16);
-	__builtin_memcpy(outer->daddr, o->daddr, 16);
+	ip6_write_outer(outer, o);
 	return 0;
 }
 

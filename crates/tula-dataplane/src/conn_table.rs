@@ -13,7 +13,7 @@ use crate::abi;
 use crate::clock::stamp_jiffies;
 use crate::dataplane::Dataplane;
 use crate::error::{map_err, DataplaneError, Result};
-use crate::flow::{conn_check, hash64_abi, Flow};
+use crate::flow::{conn_check, hash64_abi, hash64_abi6, Flow};
 use crate::rings;
 use crate::spec::Conn;
 
@@ -41,6 +41,11 @@ pub(crate) fn bucket_of(flow: &abi::Flow, buckets: u32) -> u32 {
 /// Whether `entry` holds a flow and its check matches (not empty, not torn).
 pub(crate) fn valid(entry: &abi::ConnEntry) -> bool {
     entry.check != 0 && entry.check == conn_check(hash64_abi(&entry.flow), entry.backend)
+}
+
+/// [`valid`] for an entry of the IPv6 table.
+pub(crate) fn valid6(entry: &abi::Conn6Entry) -> bool {
+    entry.check != 0 && entry.check == conn_check(hash64_abi6(&entry.flow), entry.backend)
 }
 
 /// The way of `bucket` that holds `flow` with a valid entry.
@@ -88,51 +93,46 @@ impl Dataplane {
         Ok(flows)
     }
 
-    /// The connection table's flows counted by (VIP id, backend id): all
-    /// entries, those whose last packet came at jiffy `active_since` or
-    /// later, and the newest last packet. One pass, in batches of buckets.
+    /// The connection tables' flows (IPv4 and IPv6) counted by (VIP id,
+    /// backend id): all entries, those whose last packet came at jiffy
+    /// `active_since` or later, and the newest last packet. One pass over
+    /// each table, in batches of buckets.
     pub fn conn_tally(&self, active_since: u64) -> Result<HashMap<(u32, u32), ConnTally>> {
         let mut tally: HashMap<(u32, u32), ConnTally> = HashMap::new();
-        self.walk_conns(|entry, vip| {
-            let seen = stamp_jiffies(entry.stamp);
-            let pair = tally.entry((vip, entry.backend)).or_default();
+        let mut count = |vip: u32, backend: u32, stamp: u64| {
+            let seen = stamp_jiffies(stamp);
+            let pair = tally.entry((vip, backend)).or_default();
             pair.entries += 1;
             pair.active += u64::from(seen >= active_since);
             pair.last_seen = pair.last_seen.max(seen);
-        })?;
+        };
+        self.walk_conns(|entry, vip| count(vip, entry.backend, entry.stamp))?;
+        self.walk_conns6(|entry, vip| count(vip, entry.backend, entry.stamp))?;
         Ok(tally)
+    }
+
+    /// [`Dataplane::walk_conns`] over the IPv6 table, `conns6`.
+    fn walk_conns6(&self, mut visit: impl FnMut(&abi::Conn6Entry, u32)) -> Result<()> {
+        let vips = self.vip6_ids()?;
+        for_each_bucket(self.conns6.map().fd(), self.conns6.len(), "conns6", |bucket: &abi::Conn6Bucket| {
+            for entry in bucket.ways.iter().filter(|entry| valid6(entry)) {
+                if let Some(vip) = vip6_of(&vips, &entry.flow) {
+                    visit(entry, vip);
+                }
+            }
+        })
     }
 
     /// Calls `visit` with each valid entry of a VIP that exists, and its VIP id.
     fn walk_conns(&self, mut visit: impl FnMut(&abi::ConnEntry, u32)) -> Result<()> {
-        const BATCH: u32 = 1024;
         let vips = self.vip_ids()?;
-        let buckets = self.conns.len();
-        let mut first = 0;
-        while first < buckets {
-            let count = BATCH.min(buckets - first);
-            let batch: Vec<abi::ConnBucket> =
-                rings::read_batch(self.conns.map().fd(), first, count).map_err(|e| {
-                    DataplaneError::Map {
-                        map: "conns",
-                        what: format!("reading buckets {first}..{}", first + count),
-                        source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                            call: "BPF_MAP_LOOKUP_BATCH",
-                            io_error: e,
-                        }),
-                    }
-                })?;
-            for entry in batch.iter().flat_map(|bucket| &bucket.ways) {
-                if !valid(entry) {
-                    continue;
-                }
+        for_each_bucket(self.conns.map().fd(), self.conns.len(), "conns", |bucket: &abi::ConnBucket| {
+            for entry in bucket.ways.iter().filter(|entry| valid(entry)) {
                 if let Some(vip) = vip_of(&vips, &entry.flow) {
                     visit(entry, vip);
                 }
             }
-            first += count;
-        }
-        Ok(())
+        })
     }
 
     /// Forgets `flow`: its next packet is placed by the scheduler again. (The
@@ -161,13 +161,52 @@ impl Dataplane {
 
     /// VIP ids by VIP key, as the `vips` map has them.
     fn vip_ids(&self) -> Result<HashMap<abi::VipKey, u32>> {
-        let mut ids = HashMap::new();
-        for entry in self.vips.iter() {
-            let (key, meta) = entry.map_err(map_err("vips", "listing VIPs"))?;
-            ids.insert(key, meta.id);
-        }
-        Ok(ids)
+        ids_by_key(&self.vips, "vips")
     }
+
+    /// IPv6 VIP ids by VIP key, as the `vips6` map has them.
+    fn vip6_ids(&self) -> Result<HashMap<abi::Vip6Key, u32>> {
+        ids_by_key(&self.vips6, "vips6")
+    }
+}
+
+/// The VIP id of every key of `map` (`vips` or `vips6`, named `name`).
+fn ids_by_key<K: aya::Pod + Eq + std::hash::Hash>(
+    map: &aya::maps::HashMap<aya::maps::MapData, K, abi::VipMeta>,
+    name: &'static str,
+) -> Result<HashMap<K, u32>> {
+    let mut ids = HashMap::new();
+    for entry in map.iter() {
+        let (key, meta) = entry.map_err(map_err(name, "listing VIPs"))?;
+        ids.insert(key, meta.id);
+    }
+    Ok(ids)
+}
+
+/// Calls `visit` with every bucket of the array map `fd` (`name`, `buckets`
+/// long), read in batches of 1024.
+fn for_each_bucket<B: aya::Pod + Default>(
+    fd: &aya::maps::MapFd,
+    buckets: u32,
+    name: &'static str,
+    mut visit: impl FnMut(&B),
+) -> Result<()> {
+    const BATCH: u32 = 1024;
+    let mut first = 0;
+    while first < buckets {
+        let count = BATCH.min(buckets - first);
+        let batch: Vec<B> = rings::read_batch(fd, first, count).map_err(|e| DataplaneError::Map {
+            map: name,
+            what: format!("reading buckets {first}..{}", first + count),
+            source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                call: "BPF_MAP_LOOKUP_BATCH",
+                io_error: e,
+            }),
+        })?;
+        batch.iter().for_each(&mut visit);
+        first += count;
+    }
+    Ok(())
 }
 
 /// The id of the VIP a flow was sent to: its exact port, else the all-ports VIP.
@@ -180,6 +219,19 @@ pub(crate) fn vip_of(ids: &HashMap<abi::VipKey, u32>, flow: &abi::Flow) -> Optio
     };
     ids.get(&key)
         .or_else(|| ids.get(&abi::VipKey { port: 0, ..key }))
+        .copied()
+}
+
+/// [`vip_of`] for an IPv6 flow.
+fn vip6_of(ids: &HashMap<abi::Vip6Key, u32>, flow: &abi::Flow6) -> Option<u32> {
+    let key = abi::Vip6Key {
+        addr: flow.dst,
+        port: flow.dport,
+        proto: flow.proto,
+        pad: 0,
+    };
+    ids.get(&key)
+        .or_else(|| ids.get(&abi::Vip6Key { port: 0, ..key }))
         .copied()
 }
 

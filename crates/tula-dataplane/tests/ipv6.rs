@@ -422,3 +422,22 @@ fn packet_too_big_is_rate_limited_and_can_be_switched_off() {
         assert_eq!(delta.get(Counter::IcmpFragNeeded), 0);
     });
 }
+
+/// The connection tally that `tula status` and the UI read counts IPv6 flows
+/// from `conns6` by (VIP id, backend id), as it counts IPv4 ones.
+#[test]
+fn the_connection_tally_counts_ipv6_flows() {
+    in_lab("tally6", |f| {
+        f.add_backend(ROUTED6, routed_backend6(ROUTED6 as u16));
+        f.add_vip(vip6_key(80, TCP), Dsr::L3Ipip, Scheduler::Maglev, &f.ring_of(ROUTED6));
+        for port in 42001..42004 {
+            let frame = tcp6_frame(f.lb_mac, client6(port), vip6(80));
+            let (action, _) = f.dataplane.test_run(&frame, Some(f.ingress)).unwrap();
+            assert_eq!(action, XdpAction::Tx);
+        }
+        let tally = f.dataplane.conn_tally(0).unwrap();
+        let flows = tally.get(&(1, ROUTED6)).unwrap_or_else(|| panic!("no IPv6 flows in {tally:?}"));
+        assert_eq!((flows.entries, flows.active), (3, 3));
+        assert!(flows.last_seen > 0);
+    });
+}

@@ -70,7 +70,7 @@ pub(crate) async fn run(
                 Ok(n) => n,
                 Err(why) => return (Outcome::Error, format!("tunnel probes cannot run: {why}")),
             };
-            let vip = SocketAddr::V4(tunnel.vip);
+            let vip = tunnel.vip;
             let result = bounded(timeout, async {
                 match connect(vip, Some(mark)).await {
                     Ok(_) => Ok(format!("connected to {vip} through the tunnel to {}", tunnel.backend)),

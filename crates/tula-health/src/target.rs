@@ -1,7 +1,7 @@
 //! What to probe for each (VIP, backend) pair, read from the config: the
 //! probe, its schedule and its rise/fall counts.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tula_config::{CheckType, Config, DsrType, StatusRange, Vip};
@@ -50,10 +50,14 @@ pub(crate) struct HttpProbe {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TunnelProbe {
-    pub vip: SocketAddrV4,
-    pub backend: Ipv4Addr,
-    /// The config's tunnel_source; `None` = the probe's own source address.
-    pub tunnel_src: Option<Ipv4Addr>,
+    /// IPv4 or IPv6; an IPv6 VIP has IPv6 backends (IP6IP6).
+    pub vip: SocketAddr,
+    /// IPv4 (IPIP) or IPv6 (IP6IP6, or IPv4 in IPv6 for an IPv4 VIP).
+    pub backend: IpAddr,
+    /// The config's tunnel_source when it is of the backend's family; `None`
+    /// = the probe's own source address (IPv4), the kernel's source toward
+    /// the backend (IPv6).
+    pub tunnel_src: Option<IpAddr>,
     /// Layer 2 DSR: the probe is sent to the backend's MAC, not encapsulated.
     pub l2: bool,
 }
@@ -61,7 +65,6 @@ pub(crate) struct TunnelProbe {
 /// Every (VIP, backend) pair `config` asks to check, in config order. VIPs
 /// with `type = "none"` have none; every backend of the others has one,
 /// draining and disabled ones included (so they come back with a known state).
-/// An IPv6 VIP (which the data plane refuses anyway) has none.
 pub(crate) fn targets(config: &Config) -> Vec<Target> {
     let mut targets = Vec::new();
     for vip in &config.vips {
@@ -113,16 +116,13 @@ fn probe(config: &Config, vip: &Vip, address: IpAddr, port: u16) -> Option<Probe
             })
         }
         CheckType::Tunnel => {
-            let (IpAddr::V4(vip_addr), IpAddr::V4(backend)) = (vip.address, address) else {
-                return None;
-            };
+            if vip.address.is_ipv6() && address.is_ipv4() {
+                return None; // no IPv6 in IPv4: validation refuses it
+            }
             Probe::Tunnel(TunnelProbe {
-                vip: SocketAddrV4::new(vip_addr, port),
-                backend,
-                tunnel_src: match config.tunnel_source {
-                    Some(IpAddr::V4(v4)) => Some(v4),
-                    _ => None,
-                },
+                vip: SocketAddr::new(vip.address, port),
+                backend: address,
+                tunnel_src: config.tunnel_source.filter(|src| src.is_ipv4() == address.is_ipv4()),
                 l2: vip.dsr_type == DsrType::L2,
             })
         }
@@ -158,6 +158,18 @@ mod tests {
             health_check = { type = "tunnel", rise = 1 }
             backends = [{ address = "198.18.1.4" }]
             [[vip]]
+            name = "v6"
+            address = "2001:db8:ff::10"
+            port = 80
+            health_check = { type = "tunnel" }
+            backends = [{ address = "2001:db8:11::2" }]
+            [[vip]]
+            name = "mixed"
+            address = "203.0.113.14"
+            port = 80
+            health_check = { type = "tunnel" }
+            backends = [{ address = "2001:db8:11::2" }]
+            [[vip]]
             name = "dns"
             address = "203.0.113.13"
             port = 53
@@ -178,7 +190,9 @@ mod tests {
                 "web/198.18.1.2",
                 "web/198.18.1.3",
                 "tls/198.18.1.2",
-                "dsr/198.18.1.4"
+                "dsr/198.18.1.4",
+                "v6/2001:db8:11::2",
+                "mixed/2001:db8:11::2"
             ]
         );
         assert_eq!(
@@ -217,5 +231,22 @@ mod tests {
             })
         );
         assert_eq!(targets[3].rise, 1);
+        // IPv6 backends: IP6IP6, or IPv4 in IPv6; the IPv4 tunnel_source is not theirs.
+        assert_eq!(
+            targets[4].probe,
+            Probe::Tunnel(TunnelProbe {
+                vip: "[2001:db8:ff::10]:80".parse().unwrap(),
+                backend: "2001:db8:11::2".parse().unwrap(),
+                tunnel_src: None,
+                l2: false,
+            })
+        );
+        let Probe::Tunnel(mixed) = &targets[5].probe else {
+            panic!()
+        };
+        assert_eq!(
+            (mixed.vip, mixed.backend, mixed.tunnel_src),
+            ("203.0.113.14:80".parse().unwrap(), "2001:db8:11::2".parse().unwrap(), None)
+        );
     }
 }

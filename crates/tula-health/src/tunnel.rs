@@ -2,10 +2,11 @@
 //! `probe_targets` map. Each tunnel-checked (VIP, backend) pair gets a slot;
 //! its probe socket carries the mark [`PROBE_MARK_BASE`] | slot, and the
 //! program sends that socket's packets to the VIP down the DSR path to the
-//! slot's backend (encapsulated for l3-ipip, to its MAC for l2).
+//! slot's backend (encapsulated for l3-ipip: IPIP, IP6IP6 or IPv4 in IPv6 as
+//! the VIP's and backend's families say; to its MAC for l2).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::maps::{Array, MapData};
 use aya::programs::tc::{qdisc_add_clsact, SchedClassifierLinkId, TcAttachType};
@@ -28,6 +29,8 @@ pub const PROBE_MARK_MASK: u32 = 0xffff_0000;
 /// Slots in `probe_targets`: tunnel-checked (VIP, backend) pairs at once.
 const SLOTS: u32 = 1 << 16;
 const PROBE_F_L2: u32 = 0x1;
+const PROBE_F_VIP6: u32 = 0x2;
+const PROBE_F_BACKEND6: u32 = 0x4;
 
 /// `struct probe_target` of bpf/probe_encap.c.
 #[repr(C)]
@@ -38,14 +41,26 @@ struct RawTarget {
     tunnel_src: u32,
     flags: u32,
     packets: u64,
+    vip6: [u8; 16],
+    backend6: [u8; 16],
+    tunnel_src6: [u8; 16],
 }
 
-// SAFETY: plain integers, no padding (4 x u32 then a u64 at offset 16).
+// SAFETY: plain integers and bytes, no padding (4 x u32, a u64 at offset 16, 3 x 16 bytes from 24).
 unsafe impl Pod for RawTarget {}
 
 /// Addresses as the program compares them: network byte order in memory.
 fn raw(addr: Ipv4Addr) -> u32 {
     u32::from_ne_bytes(addr.octets())
+}
+
+/// Where an address goes in the struct: its IPv4 field or its IPv6 field, and
+/// whether it was IPv6.
+fn split(addr: IpAddr) -> (u32, [u8; 16], bool) {
+    match addr {
+        IpAddr::V4(v4) => (raw(v4), [0; 16], false),
+        IpAddr::V6(v6) => (0, v6.octets(), true),
+    }
 }
 
 /// The loaded program, where it is attached, and the slots in use.
@@ -190,12 +205,20 @@ impl TunnelProbes {
 }
 
 fn raw_target(probe: &TunnelProbe) -> RawTarget {
+    let (vip, vip6, vip_is_6) = split(probe.vip.ip());
+    let (backend, backend6, backend_is_6) = split(probe.backend);
+    let unspecified = if backend_is_6 { Ipv6Addr::UNSPECIFIED.into() } else { Ipv4Addr::UNSPECIFIED.into() };
+    let (tunnel_src, tunnel_src6, _) = split(probe.tunnel_src.unwrap_or(unspecified));
+    let flag = |set: bool, flag: u32| if set { flag } else { 0 };
     RawTarget {
-        vip: raw(*probe.vip.ip()),
-        backend: raw(probe.backend),
-        tunnel_src: probe.tunnel_src.map_or(0, raw),
-        flags: if probe.l2 { PROBE_F_L2 } else { 0 },
+        vip,
+        backend,
+        tunnel_src,
+        flags: flag(probe.l2, PROBE_F_L2) | flag(vip_is_6, PROBE_F_VIP6) | flag(backend_is_6, PROBE_F_BACKEND6),
         packets: 0,
+        vip6,
+        backend6,
+        tunnel_src6,
     }
 }
 
@@ -205,8 +228,10 @@ mod tests {
 
     #[test]
     fn the_raw_target_matches_the_c_struct() {
-        assert_eq!(std::mem::size_of::<RawTarget>(), 24);
+        assert_eq!(std::mem::size_of::<RawTarget>(), 72);
         assert_eq!(std::mem::offset_of!(RawTarget, packets), 16);
+        assert_eq!(std::mem::offset_of!(RawTarget, vip6), 24);
+        assert_eq!(std::mem::offset_of!(RawTarget, tunnel_src6), 56);
         assert_eq!(
             raw(Ipv4Addr::new(203, 0, 113, 10)).to_ne_bytes(),
             [203, 0, 113, 10]

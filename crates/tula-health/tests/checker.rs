@@ -491,3 +491,88 @@ fn check_types_report_what_they_see_and_follow_config_changes() {
     checker.stop();
     assert!(checker.snapshot().is_empty());
 }
+
+#[test]
+fn ipv6_backends_are_checked_by_tcp_and_http_and_go_down_when_their_server_dies() {
+    let lab = Lab::new("ipv6");
+    let control = lab.start_control();
+    let quick = "interval = \"200ms\", timeout = \"100ms\", rise = 1, fall = 1";
+    lab.apply(
+        &control,
+        &format!(
+            r#"
+            [[vip]]
+            name = "tcp6"
+            address = "2001:db8:ff::10"
+            port = 7000
+            health_check = {{ type = "tcp", {quick} }}
+            backends = [{{ address = "{tcp}" }}]
+            [[vip]]
+            name = "http6"
+            address = "2001:db8:ff::11"
+            port = 80
+            health_check = {{ type = "http", port = 8080, path = "/health", expect_body = "ok", {quick} }}
+            backends = [{{ address = "{http}" }}]
+            [[vip]]
+            name = "mixed"
+            address = "203.0.113.15"
+            port = 80
+            health_check = {{ type = "http", port = 8080, expect_body = "ok", {quick} }}
+            backends = [{{ address = "{mixed}" }}]
+            "#,
+            tcp = backend6(10),
+            http = backend6(11),
+            mixed = backend6(12),
+        ),
+    );
+    let tcp = lab
+        .backends
+        .run(|| std::net::TcpListener::bind((backend6(10), 7000)))
+        .unwrap()
+        .unwrap();
+    // The server answers `ok` and remembers the Host header it was sent.
+    let hosts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = hosts.clone();
+    let mut http = HttpServer::start(
+        &lab.backends,
+        SocketAddr::new(backend6(11).into(), 8080),
+        std::sync::Arc::new(move |head| {
+            seen.lock().unwrap().push(host_header(head));
+            ok("ok")
+        }),
+    );
+    let _mixed = HttpServer::healthy(&lab.backends, SocketAddr::new(backend6(12).into(), 8080));
+    let runtime = lab.runtime();
+    let checker = Checker::spawn(control.clone(), runtime.handle());
+
+    let state = |vip: &str, n: u8| checker.backend(vip, backend6(n).into()).map(|b| b.state);
+    // Every backend starts up: wait for passed probes, not just the state.
+    let all_up = wait_until(Duration::from_secs(5), || {
+        [("tcp6", 10), ("http6", 11), ("mixed", 12)].iter().all(|(vip, n)| {
+            checker
+                .backend(vip, backend6(*n).into())
+                .is_some_and(|b| b.state == HealthState::Up && b.counts.passed >= 2)
+                && healthy(&control, *vip, backend6(*n))
+        })
+    });
+    assert!(all_up.is_some(), "IPv6 backends not up: {:#?}", checker.snapshot());
+    assert_eq!(checker.backend("tcp6", backend6(10).into()).unwrap().last_result.unwrap().detail, "connected");
+    let sent: Vec<String> = hosts.lock().unwrap().clone();
+    let expected = format!("[{}]:8080", backend6(11));
+    assert!(!sent.is_empty() && sent.iter().all(|h| *h == expected), "Host headers {sent:?}, not {expected}");
+
+    // Both servers die: each backend goes down and leaves its VIP.
+    drop(tcp);
+    http.stop();
+    let down = wait_until(Duration::from_secs(3), || {
+        state("tcp6", 10) == Some(HealthState::Down)
+            && state("http6", 11) == Some(HealthState::Down)
+            && !healthy(&control, "tcp6", backend6(10))
+            && !healthy(&control, "http6", backend6(11))
+    });
+    assert!(down.is_some(), "killed IPv6 servers not down: {:#?}", checker.snapshot());
+    let detail = checker.backend("tcp6", backend6(10).into()).unwrap().last_result.unwrap().detail;
+    assert!(detail.contains(&format!("[{}]:7000 refused the connection", backend6(10))), "{detail}");
+    assert_eq!(state("mixed", 12), Some(HealthState::Up));
+    checker.stop();
+}

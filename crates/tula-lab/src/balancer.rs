@@ -1,10 +1,12 @@
 //! The lab's load balancer: the real daemon (`tula serve`) in the lb
 //! namespace, with a config that puts an L3 DSR VIP (TCP, and UDP on the same
-//! address) and an L2 DSR VIP over the lab's backends; and the small XDP programs the router's ends of the
-//! balancer's links need.
+//! address), an L2 DSR VIP, an IPv6 VIP (IP6IP6) and an IPv4 VIP served over
+//! IPv6 (IPv4 in IPv6) over the lab's backends; and the small XDP programs
+//! the router's ends of the balancer's links need.
 
-use crate::topology::{Topology, VIP_L2, VIP_L3, VIP_PORT, VIP_UDP_PORT};
+use crate::topology::{Topology, VIP6, VIP_L2, VIP_L3, VIP_MIXED, VIP_PORT, VIP_UDP_PORT};
 use crate::LabError;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 /// Passes every frame; see bpf/xdp_pass.c.
@@ -47,10 +49,13 @@ pub fn config_toml_with(topology: &Topology, active: &[u8], web: &str) -> String
 /// data plane, so every node's rings agree and a flow keeps its backend
 /// whichever node the router sends it to.
 pub fn node_config_toml(topology: &Topology, n: u8, active: &[u8], web: &str) -> String {
-    let backends = |addr: fn(u8) -> std::net::Ipv4Addr| {
+    let backends = |addr: fn(u8) -> IpAddr| {
         active.iter().map(|&i| format!("  {{ address = \"{}\" }},\n", addr(i))).collect::<String>()
     };
-    format!(
+    let l3 = backends(|i| Topology::backend_addr(i).into());
+    let l2 = backends(|i| Topology::backend_l2_addr(i).into());
+    let l3_6 = backends(|i| Topology::backend_addr6(i).into());
+    let mut toml = format!(
         r#"# The lab's load balancer, written by `tula lab`.
 interfaces = ["eth0", "eth1"]
 ring_size = 65537
@@ -61,47 +66,34 @@ pin_dir = "{pin_dir}"
 
 [api]
 listen = "127.0.0.1:9100"
-
-[[vip]]
-name = "web"
-address = "{VIP_L3}"
-port = {VIP_PORT}
-protocol = "tcp"
-mode = "dsr"
-dsr_type = "l3-ipip"
-scheduler = "maglev"
-{web}
-backends = [
-{l3}]
-
-[[vip]]
-name = "udp"
-address = "{VIP_L3}"
-port = {VIP_UDP_PORT}
-protocol = "udp"
-mode = "dsr"
-dsr_type = "l3-ipip"
-scheduler = "maglev"
-{NO_CHECK}
-backends = [
-{l3}]
-
-[[vip]]
-name = "web-l2"
-address = "{VIP_L2}"
-port = {VIP_PORT}
-protocol = "tcp"
-mode = "dsr"
-dsr_type = "l2"
-scheduler = "maglev"
-{NO_CHECK}
-backends = [
-{l2}]
 "#,
         pin_dir = node_pin_dir(topology, n).display(),
-        l3 = backends(Topology::backend_addr),
-        l2 = backends(Topology::backend_l2_addr),
-    )
+    );
+    let vips: [(&str, IpAddr, u16, &str, &str, &str, &str); 5] = [
+        ("web", VIP_L3.into(), VIP_PORT, "tcp", "l3-ipip", web, &l3),
+        ("udp", VIP_L3.into(), VIP_UDP_PORT, "udp", "l3-ipip", NO_CHECK, &l3),
+        ("web-l2", VIP_L2.into(), VIP_PORT, "tcp", "l2", NO_CHECK, &l2),
+        ("web6", VIP6.into(), VIP_PORT, "tcp", "l3-ipip", NO_CHECK, &l3_6),
+        ("web-4in6", VIP_MIXED.into(), VIP_PORT, "tcp", "l3-ipip", NO_CHECK, &l3_6),
+    ];
+    for (name, address, port, protocol, dsr_type, check, backends) in vips {
+        toml.push_str(&format!(
+            r#"
+[[vip]]
+name = "{name}"
+address = "{address}"
+port = {port}
+protocol = "{protocol}"
+mode = "dsr"
+dsr_type = "{dsr_type}"
+scheduler = "maglev"
+{check}
+backends = [
+{backends}]
+"#
+        ));
+    }
+    toml
 }
 
 /// Puts the pass program on the router's ends of the balancer's links, pinned

@@ -3,7 +3,7 @@
 
 use crate::LabError;
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// What arrived on an interface (frames it received, not ones it sent).
@@ -17,6 +17,21 @@ pub struct FrameCounts {
     pub ipip_pairs: BTreeMap<(Ipv4Addr, Ipv4Addr), u64>,
     /// Other IPv4 frames by source address.
     pub from: BTreeMap<Ipv4Addr, u64>,
+    /// IPv6 frames other than ICMPv6 and hop-by-hop ones (neighbour
+    /// discovery, multicast listener reports): the traffic.
+    pub ipv6: u64,
+    /// IPv6 tunnels: next header 41 (IP6IP6) or 4 (IPv4 in IPv6).
+    pub ip6_tunnel: u64,
+    /// IPv6 tunnel frames by (outer source, outer destination, next header).
+    pub ip6_tunnel_pairs: BTreeMap<(Ipv6Addr, Ipv6Addr, u8), u64>,
+    /// Other IPv6 frames (ICMPv6 included) by source address.
+    pub from6: BTreeMap<Ipv6Addr, u64>,
+}
+
+/// The IPv6 address at `at` in `frame`.
+fn ipv6_at(frame: &[u8], at: usize) -> Ipv6Addr {
+    let bytes: [u8; 16] = frame[at..at + 16].try_into().expect("16 bytes");
+    Ipv6Addr::from(bytes)
 }
 
 /// A packet socket on one interface. Open it inside the interface's
@@ -56,6 +71,17 @@ impl Capture {
         let mut counts = FrameCounts::default();
         for frame in self.drain_frames() {
             counts.frames += 1;
+            if frame.len() >= 54 && frame[12..14] == [0x86, 0xdd] {
+                let (next, src, dst) = (frame[20], ipv6_at(&frame, 22), ipv6_at(&frame, 38));
+                if next == 4 || next == 41 {
+                    counts.ip6_tunnel += 1;
+                    *counts.ip6_tunnel_pairs.entry((src, dst, next)).or_default() += 1;
+                } else {
+                    *counts.from6.entry(src).or_default() += 1;
+                }
+                counts.ipv6 += u64::from(next != 58 && next != 0);
+                continue;
+            }
             if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
                 continue;
             }

@@ -2,10 +2,10 @@
 //! traffic, and reading the counters that show where the traffic went.
 
 use crate::capture::{Capture, FrameCounts};
-use crate::topology::{Topology, VIP_L2, VIP_L3, VIP_PORT};
+use crate::topology::{Topology, VIP6, VIP_L2, VIP_L3, VIP_MIXED, VIP_PORT};
 use crate::LabError;
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -84,11 +84,12 @@ impl Lab {
             let ns = self.ns(&self.topology.ns_backend(i))?;
             let root = self.decap_root(i);
             std::fs::create_dir_all(&root).map_err(|e| LabError::Io(format!("creating {}", root.display()), e))?;
-            let vips = [VIP_L3, VIP_L2].map(|v| v.to_string());
             let mut cmd = ns.command(&self.tula_bin);
-            cmd.args(["decap", "setup", "--method", "xdp", "--interface", "eth0", "--root"])
-                .arg(&root)
-                .args(["--vip", &vips[0], "--vip", &vips[1]]);
+            cmd.args(["decap", "setup", "--method", "xdp", "--interface", "eth0", "--root"]).arg(&root);
+            let vips: [IpAddr; 4] = [VIP_L3.into(), VIP_L2.into(), VIP_MIXED.into(), VIP6.into()];
+            for vip in vips {
+                cmd.arg("--vip").arg(vip.to_string());
+            }
             run_to_end(cmd, &format!("tula decap setup on {}", ns.name()))?;
             self.spawn_http(i)?;
         }
@@ -139,7 +140,15 @@ impl Lab {
         let name = format!("be{i}");
         let mut cmd = self.ns(&self.topology.ns_backend(i))?.command(&self.tula_bin);
         cmd.args(["lab", "http-server", "--name", &name]);
-        for address in [VIP_L3, VIP_L2, Topology::backend_addr(i)] {
+        let addresses: [IpAddr; 6] = [
+            VIP_L3.into(),
+            VIP_L2.into(),
+            VIP6.into(),
+            VIP_MIXED.into(),
+            Topology::backend_addr(i).into(),
+            Topology::backend_addr6(i).into(),
+        ];
+        for address in addresses {
             cmd.arg("--listen").arg(SocketAddr::from((address, VIP_PORT)).to_string());
         }
         self.spawn_daemon(cmd, &name)
@@ -431,13 +440,14 @@ impl Lab {
 
     /// Sends `requests` HTTP requests, each on a new connection, from the
     /// client to `vip` and counts which backend answered.
-    pub fn send_requests(&self, vip: Ipv4Addr, requests: usize) -> Result<BTreeMap<String, usize>, LabError> {
+    pub fn send_requests(&self, vip: impl Into<IpAddr>, requests: usize) -> Result<BTreeMap<String, usize>, LabError> {
         let client = self.ns(&self.topology.ns_client())?;
+        let vip = SocketAddr::new(vip.into(), VIP_PORT);
         client.run(|| {
             let mut spread = BTreeMap::new();
             for n in 0..requests {
-                let body = crate::http::get((vip, VIP_PORT).into(), Duration::from_secs(5))
-                    .map_err(|e| LabError::Io(format!("request {} of {requests} to {vip}:{VIP_PORT}", n + 1), e))?;
+                let body = crate::http::get(vip, Duration::from_secs(5))
+                    .map_err(|e| LabError::Io(format!("request {} of {requests} to {vip}", n + 1), e))?;
                 *spread.entry(body.trim().to_string()).or_insert(0) += 1;
             }
             Ok(spread)
@@ -456,7 +466,22 @@ impl Lab {
         let after = self.link_counters()?;
         let ipip = capture.drain();
         let l2 = self.send_requests(VIP_L2, requests / 5)?;
-        Ok(DemoReport { requests, l3_spread: l3, l2_spread: l2, before, after, lb_to_router: ipip })
+        capture.drain();
+        let ipv6 = self.send_requests(VIP6, requests / 5)?;
+        let mixed = self.send_requests(VIP_MIXED, requests / 5)?;
+        std::thread::sleep(Duration::from_millis(200));
+        let tunnels6 = capture.drain();
+        Ok(DemoReport {
+            requests,
+            l3_spread: l3,
+            l2_spread: l2,
+            ipv6_spread: ipv6,
+            mixed_spread: mixed,
+            before,
+            after,
+            lb_to_router: ipip,
+            lb_to_router6: tunnels6,
+        })
     }
 }
 
@@ -479,9 +504,14 @@ pub struct DemoReport {
     pub requests: usize,
     pub l3_spread: BTreeMap<String, usize>,
     pub l2_spread: BTreeMap<String, usize>,
+    /// Requests to the IPv6 VIP (IP6IP6), then to the IPv4 VIP with IPv6 backends.
+    pub ipv6_spread: BTreeMap<String, usize>,
+    pub mixed_spread: BTreeMap<String, usize>,
     pub before: LinkCounters,
     pub after: LinkCounters,
     pub lb_to_router: FrameCounts,
+    /// The load balancer -> router link during the IPv6 and mixed runs.
+    pub lb_to_router6: FrameCounts,
 }
 
 impl DemoReport {
@@ -562,6 +592,19 @@ impl DemoReport {
             &format!("Layer 2 DSR (MAC rewrite on the shared segment): {} requests to {VIP_L2}:{VIP_PORT}", self.requests / 5),
             &self.l2_spread,
         );
+        let _ = writeln!(out);
+        let v6 = SocketAddr::from((VIP6, VIP_PORT));
+        spread(&mut out, &format!("IPv6 (IP6IP6): {} requests to {v6}", self.requests / 5), &self.ipv6_spread);
+        spread(
+            &mut out,
+            &format!("IPv4 VIP, IPv6 backends (IPv4 in IPv6): {} requests to {VIP_MIXED}:{VIP_PORT}", self.requests / 5),
+            &self.mixed_spread,
+        );
+        let c = &self.lb_to_router6;
+        let _ = writeln!(out, "\n{link}: {} IPv6 tunnel frames (next header 41 IP6IP6, 4 IPv4 in IPv6):", c.ip6_tunnel);
+        for ((src, dst, next), n) in &c.ip6_tunnel_pairs {
+            let _ = writeln!(out, "  outer {src} -> {dst}, next header {next}: {n}");
+        }
         out
     }
 }

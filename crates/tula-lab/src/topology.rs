@@ -10,6 +10,12 @@
 //!  lb eth1 198.18.20.2, beN eth1 198.18.20.1N: a shared segment (bridge in the router) for Layer 2 DSR
 //! ```
 //!
+//! The lab is dual-stack: every link also has IPv6 from 2001:db8::/32, the
+//! IPv4 address 198.18.X.Y mirrored as 2001:db8:X::Y (client 2001:db8::2, lb
+//! 2001:db8:1::2, beN 2001:db8:1N::2, the shared segment 2001:db8:20::/64),
+//! so an IPv6 VIP reaches IPv6 backends in IP6IP6 and an IPv4 VIP can be
+//! served by IPv6 backends in IPv4 in IPv6.
+//!
 //! With two load balancers (`tula lab up --lbs 2`), a second node `lb2`
 //! (198.18.2.2, router side 198.18.2.1, L2 leg 198.18.20.3) runs beside the
 //! first; each node's BIRD announces the VIPs by BGP to the router's BIRD,
@@ -17,19 +23,56 @@
 //! static route of the one-node lab.
 
 use crate::LabError;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use tula_net::{self as net, Netns, Offload};
 
 /// The Layer 3 (IPIP) VIP.
 pub const VIP_L3: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 /// The Layer 2 VIP, served over the shared segment.
 pub const VIP_L2: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 20);
+/// The IPv6 VIP, served by the backends' IPv6 addresses over IP6IP6.
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 0x10);
+/// The mixed VIP: an IPv4 VIP served by the backends' IPv6 addresses (IPv4 in IPv6).
+/// The IPv6 VIPs' subnet, routed to the (first) load balancer.
+pub const VIP6_NET: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 0);
+pub const VIP_MIXED: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 30);
 pub const VIP_PORT: u16 = 80;
 /// The UDP VIP: the Layer 3 VIP's address, this port.
 pub const VIP_UDP_PORT: u16 = 5353;
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// The router's address on the client's subnet.
+const CLIENT_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const LB_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
 pub const LB_L2_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 20, 2);
+pub const CLIENT_ADDR6: Ipv6Addr = ipv6_of(CLIENT_ADDR);
+pub const LB_ADDR6: Ipv6Addr = ipv6_of(LB_ADDR);
+/// Every lab link's IPv6 subnet is a /64.
+const PREFIX6: u8 = 64;
+
+/// The IPv6 twin of a lab address: 198.18.X.Y is 2001:db8:X::Y (X and Y
+/// written as hex digits read as decimal, so 198.18.11.2 is 2001:db8:11::2).
+pub const fn ipv6_of(v4: Ipv4Addr) -> Ipv6Addr {
+    let [_, _, x, y] = v4.octets();
+    Ipv6Addr::new(0x2001, 0xdb8, decimal_as_hex(x), 0, 0, 0, 0, decimal_as_hex(y))
+}
+
+const fn decimal_as_hex(n: u8) -> u16 {
+    (n as u16 / 100) << 8 | (n as u16 / 10 % 10) << 4 | n as u16 % 10
+}
+
+/// Puts `v4`/24 and its IPv6 twin/64 on `link`.
+fn add_dual_stack(link: &str, v4: Ipv4Addr) -> Result<(), LabError> {
+    net::add_address(link, v4.into(), 24)?;
+    net::add_address(link, ipv6_of(v4).into(), PREFIX6)?;
+    Ok(())
+}
+
+/// Default routes through `gateway` and its IPv6 twin.
+fn add_default_routes(gateway: Ipv4Addr) -> Result<(), LabError> {
+    net::add_route(Ipv4Addr::UNSPECIFIED, 0, Some(gateway), None)?;
+    net::add_route(Ipv6Addr::UNSPECIFIED, 0, Some(ipv6_of(gateway)), None)?;
+    Ok(())
+}
 pub const MAX_BACKENDS: u8 = 9;
 
 /// Names and addresses of one lab; `prefix` keeps labs (and tests) apart.
@@ -126,6 +169,10 @@ impl Topology {
     pub fn backend_addr(i: u8) -> Ipv4Addr {
         Ipv4Addr::new(198, 18, 10 + i, 2)
     }
+    /// Backend `i`'s own IPv6 address: 2001:db8:1i::2.
+    pub fn backend_addr6(i: u8) -> Ipv6Addr {
+        ipv6_of(Self::backend_addr(i))
+    }
     /// The router's address on backend `i`'s subnet.
     pub fn backend_gateway(i: u8) -> Ipv4Addr {
         Ipv4Addr::new(198, 18, 10 + i, 1)
@@ -172,14 +219,13 @@ impl Topology {
         let (lbs, backends) = rest.split_at(usize::from(self.lbs));
 
         // client <-> router
-        let ip = |s: &str| -> std::net::IpAddr { s.parse().unwrap() };
         client.run(|| -> Result<(), LabError> {
             net::add_veth("eth0", "client", Some(router))?;
-            net::add_address("eth0", CLIENT_ADDR.into(), 24)?;
+            add_dual_stack("eth0", CLIENT_ADDR)?;
             net::set_up("eth0")?;
             // Partial checksums from a veth are never completed once XDP touched the frame.
             net::set_offload("eth0", Offload::TxChecksum, false)?;
-            net::add_route(Ipv4Addr::UNSPECIFIED, 0, Some(Ipv4Addr::new(198, 18, 0, 1)), None)?;
+            add_default_routes(CLIENT_GATEWAY)?;
             Ok(())
         })??;
         // each lb <-> router, and the lb's leg on the shared segment
@@ -187,25 +233,27 @@ impl Topology {
             let [routed, l2] = Self::router_node_links(n);
             lb.run(|| -> Result<(), LabError> {
                 net::add_veth("eth0", &routed, Some(router))?;
-                net::add_address("eth0", Self::node_addr(n).into(), 24)?;
+                add_dual_stack("eth0", Self::node_addr(n))?;
                 net::set_up("eth0")?;
                 net::add_veth("eth1", &l2, Some(router))?;
-                net::add_address("eth1", Self::node_l2_addr(n).into(), 24)?;
+                add_dual_stack("eth1", Self::node_l2_addr(n))?;
                 net::set_up("eth1")?;
-                net::add_route(Ipv4Addr::UNSPECIFIED, 0, Some(Self::node_gateway(n)), None)?;
+                add_default_routes(Self::node_gateway(n))?;
+                // The balancer's FIB lookups are forwarding lookups, in both families.
                 net::sysctl::write("net.ipv4.ip_forward", "1")?;
+                net::sysctl::write("net.ipv6.conf.all.forwarding", "1")?;
                 Ok(())
             })??;
         }
         for (i, be) in (1..=self.backends).zip(backends) {
             be.run(|| -> Result<(), LabError> {
                 net::add_veth("eth0", &Self::router_backend_link(i), Some(router))?;
-                net::add_address("eth0", Self::backend_addr(i).into(), 24)?;
+                add_dual_stack("eth0", Self::backend_addr(i))?;
                 net::set_up("eth0")?;
                 net::add_veth("eth1", &format!("be{i}-l2"), Some(router))?;
-                net::add_address("eth1", Self::backend_l2_addr(i).into(), 24)?;
+                add_dual_stack("eth1", Self::backend_l2_addr(i))?;
                 net::set_up("eth1")?;
-                net::add_route(Ipv4Addr::UNSPECIFIED, 0, Some(Self::backend_gateway(i)), None)?;
+                add_default_routes(Self::backend_gateway(i))?;
                 // L2 DSR requests arrive on eth1 from a client routed via eth0.
                 net::sysctl::write("net.ipv4.conf.eth1.rp_filter", "0")?;
                 Ok(())
@@ -213,14 +261,15 @@ impl Topology {
         }
         router.run(|| -> Result<(), LabError> {
             net::sysctl::write("net.ipv4.ip_forward", "1")?;
+            net::sysctl::write("net.ipv6.conf.all.forwarding", "1")?;
             // Replies from backends carry the VIP as source: no reverse-path check here.
             net::sysctl::write("net.ipv4.conf.all.rp_filter", "0")?;
             net::sysctl::write("net.ipv4.conf.default.rp_filter", "0")?;
-            net::add_address("client", ip("198.18.0.1"), 24)?;
+            add_dual_stack("client", CLIENT_GATEWAY)?;
             net::set_up("client")?;
             for n in self.nodes() {
                 let [routed, _] = Self::router_node_links(n);
-                net::add_address(&routed, Self::node_gateway(n).into(), 24)?;
+                add_dual_stack(&routed, Self::node_gateway(n))?;
                 net::set_up(&routed)?;
                 // XDP_TX from the lb's eth0 lands here: a veth takes it only with GRO on.
                 net::set_offload(&routed, Offload::Gro, true)?;
@@ -235,10 +284,12 @@ impl Topology {
             }
             for i in 1..=self.backends {
                 let link = Self::router_backend_link(i);
-                net::add_address(&link, Self::backend_gateway(i).into(), 24)?;
+                add_dual_stack(&link, Self::backend_gateway(i))?;
                 net::set_up(&link)?;
                 net::sysctl::write(&net::sysctl::conf_key(&link, "rp_filter"), "0")?;
             }
+            // BGP carries no IPv6 VIP yet (tula-bgp): a static route to the first node in every lab.
+            net::add_route(VIP6_NET, PREFIX6, Some(LB_ADDR6), None)?;
             if self.lbs == 1 {
                 net::add_route(Ipv4Addr::new(203, 0, 113, 0), 24, Some(LB_ADDR), None)?;
             } else {

@@ -396,16 +396,24 @@ pub fn primary_ipv6(link: &str) -> Result<Option<std::net::Ipv6Addr>, NetError> 
     }))
 }
 
-/// Adds a route to `dest/prefix`, through `via` and/or out of `dev`.
-pub fn add_route(
-    dest: Ipv4Addr,
+/// Adds a route to `dest/prefix`, through `via` and/or out of `dev`; IPv4
+/// or IPv6, as `dest` and `via` are.
+pub fn add_route<A: Into<IpAddr> + Copy>(
+    dest: A,
     prefix: u8,
-    via: Option<Ipv4Addr>,
+    via: Option<A>,
     dev: Option<&str>,
 ) -> Result<(), NetError> {
-    let mut builder = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dest, prefix);
+    let dest: IpAddr = dest.into();
+    // rtnetlink does not export its error type: only its text is kept.
+    let invalid = |e: &dyn std::fmt::Display| NetError::Netlink {
+        what: format!("adding route {dest}/{prefix}"),
+        message: e.to_string(),
+    };
+    let mut builder =
+        RouteMessageBuilder::<IpAddr>::new().destination_prefix(dest, prefix).map_err(|e| invalid(&e))?;
     if let Some(gw) = via {
-        builder = builder.gateway(gw);
+        builder = builder.gateway(gw.into()).map_err(|e| invalid(&e))?;
     }
     if let Some(dev) = dev {
         builder = builder.output_interface(index_of(dev)?);

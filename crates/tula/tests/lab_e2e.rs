@@ -6,34 +6,65 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tula_lab::capture::Capture;
-use tula_lab::topology::{Topology, VIP_L2, VIP_L3, VIP_PORT};
+use tula_lab::capture::{Capture, FrameCounts};
+use tula_lab::LinkCounters;
+use tula_lab::topology::{Topology, LB_ADDR6, VIP6, VIP_L2, VIP_L3, VIP_MIXED, VIP_PORT};
 mod support;
 
 use support::TestLab;
-
 
 fn vip_l3() -> SocketAddr {
     (VIP_L3, VIP_PORT).into()
 }
 
+/// Where the packets of some traffic went: the lab's link counters before
+/// and after, what reached the lb's kernel (XDP passed it) and what the lb
+/// sent the router.
+struct Trace {
+    before: LinkCounters,
+    after: LinkCounters,
+    seen_at_lb: FrameCounts,
+    sent_by_lb: FrameCounts,
+}
+
+impl Trace {
+    /// Runs `traffic` and traces it.
+    fn of<T>(lab: &TestLab, traffic: impl FnOnce() -> T) -> (T, Trace) {
+        let lb = tula_net::Netns::open(&lab.topology.ns_lb()).unwrap();
+        let router = tula_net::Netns::open(&lab.topology.ns_router()).unwrap();
+        let mut at_lb = lb.run(|| Capture::open("eth0")).unwrap().unwrap();
+        let mut lb_to_router = router.run(|| Capture::open(Topology::ROUTER_LB_LINK)).unwrap().unwrap();
+        at_lb.drain();
+        lb_to_router.drain();
+        let before = lab.link_counters().unwrap();
+        let result = traffic();
+        // Give the last replies time to be counted.
+        std::thread::sleep(Duration::from_millis(300));
+        let after = lab.link_counters().unwrap();
+        (result, Trace { before, after, seen_at_lb: at_lb.drain(), sent_by_lb: lb_to_router.drain() })
+    }
+
+    /// Packets the lb's eth0 sent.
+    fn lb_tx(&self) -> u64 {
+        self.after.lb_eth0.tx_packets - self.before.lb_eth0.tx_packets
+    }
+
+    /// Packets the router received from the backends: their replies.
+    fn replies(&self, backends: u8) -> u64 {
+        (1..=backends)
+            .map(|i| {
+                let link = format!("be{i}");
+                self.after.router_backends[&link].rx_packets - self.before.router_backends[&link].rx_packets
+            })
+            .sum()
+    }
+}
+
 #[test]
 fn layer3_dsr_spreads_load_and_replies_bypass_the_load_balancer() {
     let lab = TestLab::up("l3", 3);
-    let lb = tula_net::Netns::open(&lab.topology.ns_lb()).unwrap();
-    let router = tula_net::Netns::open(&lab.topology.ns_router()).unwrap();
-    // What reaches the lb's kernel (XDP passes it) and what the lb sends the router.
-    let mut at_lb = lb.run(|| Capture::open("eth0")).unwrap().unwrap();
-    let mut lb_to_router = router.run(|| Capture::open(Topology::ROUTER_LB_LINK)).unwrap().unwrap();
-    at_lb.drain();
-    lb_to_router.drain();
-    let before = lab.link_counters().unwrap();
-
-    let spread = lab.send_requests(VIP_L3, 600).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let after = lab.link_counters().unwrap();
-    let seen_at_lb = at_lb.drain();
-    let sent_by_lb = lb_to_router.drain();
+    let (spread, trace) = Trace::of(&lab, || lab.send_requests(VIP_L3, 600).unwrap());
+    let Trace { before, after, seen_at_lb, sent_by_lb } = &trace;
 
     // Every backend serves, each within 30% of a fair share: a fair share of
     // 600 flows hashed at random is 200 +- 11.5 (one sigma), so +-30 failed
@@ -50,7 +81,7 @@ fn layer3_dsr_spreads_load_and_replies_bypass_the_load_balancer() {
         assert!((1..=3).any(|i| *dst == Topology::backend_addr(i)), "IPIP to {dst}");
     }
     // The lb's transmit counter holds exactly the forwarded requests: no replies.
-    let lb_tx = after.lb_eth0.tx_packets - before.lb_eth0.tx_packets;
+    let lb_tx = trace.lb_tx();
     let lb_rx = after.lb_eth0.rx_packets - before.lb_eth0.rx_packets;
     let forwarded = sent_by_lb.ipip;
     assert!(lb_tx <= forwarded + 10, "lb sent {lb_tx} packets but forwarded {forwarded}");
@@ -58,13 +89,50 @@ fn layer3_dsr_spreads_load_and_replies_bypass_the_load_balancer() {
     // No reply (source: the VIP) ever reached the load balancer.
     assert_eq!(seen_at_lb.from.get(&VIP_L3).copied().unwrap_or(0), 0, "{seen_at_lb:?}");
     // The replies crossed the router from the backends.
-    let replies: u64 = (1..=3)
-        .map(|i| {
-            let link = format!("be{i}");
-            after.router_backends[&link].rx_packets - before.router_backends[&link].rx_packets
-        })
-        .sum();
+    let replies = trace.replies(3);
     assert!(replies >= 600 * 3, "only {replies} packets came back from the backends");
+}
+
+#[test]
+fn ipv6_and_mixed_vips_reach_ipv6_backends_in_tunnels_and_replies_bypass_the_load_balancer() {
+    let lab = TestLab::up("v6", 3);
+    const N: usize = 300;
+    let ((ipv6, mixed), trace) =
+        Trace::of(&lab, || (lab.send_requests(VIP6, N).unwrap(), lab.send_requests(VIP_MIXED, N).unwrap()));
+    let Trace { seen_at_lb, sent_by_lb, .. } = &trace;
+
+    // Both VIPs are balanced over the three backends (a fair share of 300 is 100 +- 8).
+    for spread in [&ipv6, &mixed] {
+        assert_eq!(spread.len(), 3, "{spread:?}");
+        assert!(spread.values().all(|n| (50..=150).contains(n)), "{spread:?}");
+    }
+    // Every frame the lb sent toward the router was an IPv6 tunnel from its
+    // IPv6 address to a backend's: IP6IP6 for the IPv6 VIP, IPv4 in IPv6 for the mixed one.
+    assert_eq!(sent_by_lb.ip6_tunnel, sent_by_lb.ipv6, "{sent_by_lb:?}");
+    assert_eq!(sent_by_lb.ipip, sent_by_lb.ipv4, "{sent_by_lb:?}");
+    let mut by_next_header = BTreeMap::new();
+    for ((src, dst, next), n) in &sent_by_lb.ip6_tunnel_pairs {
+        assert_eq!(*src, LB_ADDR6);
+        assert!((1..=3).any(|i| *dst == Topology::backend_addr6(i)), "tunnel to {dst}: {sent_by_lb:?}");
+        *by_next_header.entry(*next).or_insert(0) += n;
+    }
+    // At least SYN, request and ACK of the FIN per connection.
+    assert!(by_next_header.get(&41).copied().unwrap_or(0) >= 3 * N as u64, "{sent_by_lb:?}");
+    assert!(by_next_header.get(&4).copied().unwrap_or(0) >= 3 * N as u64, "{sent_by_lb:?}");
+    // The lb sent only what it forwarded (and a little neighbour discovery), and no reply reached it.
+    let lb_tx = trace.lb_tx();
+    assert!(lb_tx <= sent_by_lb.ip6_tunnel + 20, "lb sent {lb_tx} packets but forwarded {}", sent_by_lb.ip6_tunnel);
+    assert_eq!(seen_at_lb.from6.get(&VIP6).copied().unwrap_or(0), 0, "{seen_at_lb:?}");
+    assert_eq!(seen_at_lb.from.get(&VIP_MIXED).copied().unwrap_or(0), 0, "{seen_at_lb:?}");
+    // The replies crossed the router from the backends.
+    let replies = trace.replies(3);
+    assert!(replies >= 2 * 3 * N as u64, "only {replies} packets came back from the backends");
+
+    // curl with the address written as the docs show it.
+    let client = tula_net::Netns::open(&lab.topology.ns_client()).unwrap();
+    let out = client.command("curl").args(["-s", "-6", "-g", "--max-time", "5", "http://[2001:db8:ff::10]/"]).output().unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && body.starts_with("be"), "curl: {body}{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

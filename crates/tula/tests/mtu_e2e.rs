@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 use tula_lab::capture::Capture;
-use tula_lab::topology::{Topology, VIP_L2, VIP_L3, VIP_PORT, VIP_UDP_PORT};
+use tula_lab::topology::{Topology, VIP6, VIP_L2, VIP_L3, VIP_MIXED, VIP_PORT, VIP_UDP_PORT};
 
 mod support;
 use support::TestLab;
@@ -62,10 +62,15 @@ fn vip_l3() -> SocketAddr {
 
 /// POSTs `body` to the L3 VIP on a new connection; the answer, or the error.
 fn upload(body: &[u8], timeout: Duration) -> std::io::Result<String> {
-    tula_lab::http::Client::connect(vip_l3(), timeout)?.request("/", Some(body), false)
+    upload_to(vip_l3(), body, timeout)
 }
 
-/// What `ip route get ADDR` says in the calling thread's namespace.
+/// POSTs `body` to `vip` on a new connection; the answer, or the error.
+fn upload_to(vip: SocketAddr, body: &[u8], timeout: Duration) -> std::io::Result<String> {
+    tula_lab::http::Client::connect(vip, timeout)?.request("/", Some(body), false)
+}
+
+/// What `ip route get ADDR` says in `ns` (IPv4 or IPv6, as ADDR is).
 fn route_get(ns: &Netns, addr: &str) -> String {
     let out = ns.command("ip").args(["route", "get", addr]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -101,6 +106,45 @@ fn a_large_upload_completes_thanks_to_path_mtu_discovery_and_stalls_without_it()
     assert!(on["icmp_frag_needed"] > off["icmp_frag_needed"], "{on:?}");
     let route = route_get(&client, "203.0.113.10");
     assert!(route.contains("mtu 1480"), "the client's path MTU to the VIP: {route}");
+}
+
+#[test]
+fn a_large_upload_over_ipv6_completes_thanks_to_packet_too_big_and_stalls_without_it() {
+    let lab = TestLab::up_at_1500("pmtu6", 1);
+    let client = Netns::open(&lab.topology.ns_client()).unwrap();
+    let body: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let vip6 = SocketAddr::from((VIP6, VIP_PORT));
+
+    // Full-size IPv6 packets (1500 bytes) do not fit IP6IP6's 40 more bytes.
+    // Without Packet Too Big they vanish at the balancer and the upload stalls.
+    lab.apply_config_with("\n[icmp]\nfrag_needed = false\n");
+    let stalled = client.run(|| upload_to(vip6, &body, Duration::from_secs(5))).unwrap();
+    assert!(stalled.is_err(), "the upload went through without PMTUD: {stalled:?}");
+    let off = lab.counters();
+    assert!(off["frag_needed"] > 0, "{off:?}");
+    assert_eq!(off["icmp_frag_needed"], 0, "{off:?}");
+    assert!(!route_get(&client, &VIP6.to_string()).contains("mtu"), "the client learned nothing");
+
+    // With it (the default) the client's TCP lowers its MSS and the upload completes.
+    lab.apply_config_with("");
+    let answer = client
+        .run(|| upload_to(vip6, &body, Duration::from_secs(10)))
+        .unwrap()
+        .expect("the IPv6 upload completes with PMTUD");
+    assert_eq!(answer.trim(), "be1 received 1048576 bytes");
+    let on = lab.counters();
+    assert!(on["icmp_frag_needed"] > off["icmp_frag_needed"], "{on:?}");
+    let route = route_get(&client, &VIP6.to_string());
+    assert!(route.contains("mtu 1460"), "the client's path MTU to the IPv6 VIP, 1500 - 40: {route}");
+
+    // The IPv4 VIP served over IPv6 loses 40 bytes too: Fragmentation Needed says 1460.
+    let answer = client
+        .run(|| upload_to((VIP_MIXED, VIP_PORT).into(), &body, Duration::from_secs(10)))
+        .unwrap()
+        .expect("the upload to the IPv4-in-IPv6 VIP completes with PMTUD");
+    assert_eq!(answer.trim(), "be1 received 1048576 bytes");
+    let route = route_get(&client, &VIP_MIXED.to_string());
+    assert!(route.contains("mtu 1460"), "the client's path MTU to the mixed VIP: {route}");
 }
 
 #[test]
@@ -244,14 +288,16 @@ fn mss_clamp_lowers_the_mss_in_the_backends_syn_ack() {
         .command(env!("CARGO_BIN_EXE_tula"))
         .args(["decap", "setup", "--method", "xdp", "--interface", "eth0", "--root"])
         .arg(lab.decap_root(1))
-        .args(["--vip", &VIP_L3.to_string(), "--vip", &VIP_L2.to_string(), "--mss-clamp"])
+        .args(["--vip", &VIP_L3.to_string(), "--vip", &VIP_L2.to_string()])
+        .args(["--vip", &VIP_MIXED.to_string(), "--vip", &VIP6.to_string(), "--mss-clamp"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("clamped to 1440"), "{text}");
+    // The lab's uplinks are dual-stack: an IPv4 VIP may come in IPv6 (the mixed VIP does).
+    assert!(text.contains("clamped to 1420"), "{text}");
 
-    assert_eq!(syn_ack(&mut capture), Some(1440), "1500 - 20 (IPIP) - 40 (IPv4, TCP)");
+    assert_eq!(syn_ack(&mut capture), Some(1420), "1500 - 40 (IPv4 in IPv6) - 40 (IPv4, TCP)");
     let verify = backend
         .command(env!("CARGO_BIN_EXE_tula"))
         .args(["decap", "verify", "--root"])
@@ -259,7 +305,7 @@ fn mss_clamp_lowers_the_mss_in_the_backends_syn_ack() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&verify.stdout);
-    assert!(text.contains("PASS  TCP MSS of SYN and SYN-ACK from the VIPs clamped to 1440"), "{text}");
+    assert!(text.contains("PASS  TCP MSS of SYN and SYN-ACK from the VIPs clamped to 1420"), "{text}");
 }
 
 #[test]

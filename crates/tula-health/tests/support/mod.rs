@@ -7,11 +7,13 @@
 //!   lb0 198.18.0.1/24  <---- veth ---->  bk0 198.18.0.2/24, 198.18.0.10-39/32
 //!   203.0.113.0/24 via 198.18.0.2        (the servers of each test)
 //!   198.18.0.99: permanent neighbour with a MAC nobody has (probes to it get no answer)
+//!   lb0 2001:db8::1/64                   bk0 2001:db8::2/64, 2001:db8::a-13/128 (n = 10..=19)
+//!   2001:db8:ff::/64 via 2001:db8::2     (IPv6 VIPs)
 
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpListener};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +25,8 @@ use tula_net::Netns;
 
 pub const LB_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const BACKEND_HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+pub const LB_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+pub const BACKEND_HOST6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
 /// SYNs to it leave and are never answered.
 pub const SILENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 99);
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0xc1];
@@ -30,6 +34,11 @@ pub const CLIENT_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0xc1];
 /// Backend address `n` (10..=39) in the backend namespace.
 pub fn backend(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, n)
+}
+
+/// IPv6 backend address `n` (10..=19) in the backend namespace: 2001:db8::n (n in hex).
+pub fn backend6(n: u8) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, n.into())
 }
 
 pub struct Lab {
@@ -62,6 +71,8 @@ impl Lab {
                 tula_net::set_offload("lb0", tula_net::Offload::TxChecksum, false)?;
                 tula_net::add_route(Ipv4Addr::new(203, 0, 113, 0), 24, Some(BACKEND_HOST), None)?;
                 tula_net::add_neighbour("lb0", SILENT, [0x02, 0, 0, 0, 0, 0x99])?;
+                tula_net::add_address("lb0", LB_ADDR6.into(), 64)?;
+                tula_net::add_route(Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 0), 64, Some(BACKEND_HOST6), None)?;
                 Ok(())
             })
             .unwrap()
@@ -72,8 +83,13 @@ impl Lab {
                 for n in 10..=39 {
                     tula_net::add_address("bk0", backend(n).into(), 32)?;
                 }
+                tula_net::add_address("bk0", BACKEND_HOST6.into(), 64)?;
+                for n in 10..=19 {
+                    tula_net::add_address("bk0", backend6(n).into(), 128)?;
+                }
                 tula_net::set_up("bk0")?;
                 tula_net::add_route(Ipv4Addr::UNSPECIFIED, 0, Some(LB_ADDR), Some("bk0"))?;
+                tula_net::add_route(Ipv6Addr::UNSPECIFIED, 0, Some(LB_ADDR6), Some("bk0"))?;
                 Ok(())
             })
             .unwrap()
@@ -177,13 +193,14 @@ pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Dur
 }
 
 /// Whether Control has backend `address` of `vip` healthy.
-pub fn healthy(control: &Control, vip: &str, address: Ipv4Addr) -> bool {
+pub fn healthy(control: &Control, vip: &str, address: impl Into<IpAddr>) -> bool {
+    let address = address.into();
     control
         .status()
         .unwrap()
         .iter()
         .find(|v| v.name == vip)
-        .and_then(|v| v.backends.iter().find(|b| b.address == IpAddr::V4(address)))
+        .and_then(|v| v.backends.iter().find(|b| b.address == address))
         .unwrap_or_else(|| panic!("no backend {address} of {vip} in the status"))
         .healthy
 }

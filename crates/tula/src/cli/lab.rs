@@ -9,7 +9,9 @@ use tula_lab::{Lab, LabOptions};
 #[derive(Debug, Args)]
 #[command(after_help = "With no subcommand, `tula lab` runs the demo (`tula lab demo`).\n\
 Everything lives in network namespaces named NAME-client, NAME-router, NAME-lb, NAME-be1..; \
-explore them with `ip netns exec NAME-client curl http://203.0.113.10/`.")]
+explore them with `ip netns exec NAME-client curl http://203.0.113.10/`. The lab is dual-stack: \
+`curl -6 -g 'http://[2001:db8:ff::10]/'` asks the IPv6 VIP (IP6IP6 to the backends' IPv6 addresses), \
+`curl http://203.0.113.30/` the IPv4 VIP served by IPv6 backends (IPv4 in IPv6).")]
 pub struct LabArgs {
     /// Lab name: the prefix of its namespaces.
     #[arg(long, default_value = "tula", global = true)]
@@ -76,9 +78,10 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
             let report = lab.demo(requests)?;
             print!("{}", report.render());
             println!(
-                "\nThe lab stays up to explore, e.g. `ip netns exec {}-client curl -s http://203.0.113.10/`.\nTake it down with: tula lab down{}",
-                args.name,
-                if args.name == "tula" { String::new() } else { format!(" --name {}", args.name) }
+                "\nThe lab stays up to explore, e.g. `ip netns exec {name}-client curl -s http://203.0.113.10/`,\n\
+                 or over IPv6 `ip netns exec {name}-client curl -s -6 -g 'http://[2001:db8:ff::10]/'`.\nTake it down with: tula lab down{down}",
+                name = args.name,
+                down = if args.name == "tula" { String::new() } else { format!(" --name {}", args.name) }
             );
         }
         LabCommand::Down => {
