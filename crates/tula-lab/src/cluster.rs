@@ -4,13 +4,13 @@
 //! that announce it. With `--cluster`, the etcd that holds the nodes'
 //! config, in the router namespace on a lab address, its data in the run dir.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tula_bgp::bird::{NodeConfig, RouterConfig, Timers};
 
-use crate::topology::Topology;
+use crate::topology::{ipv6_of, Topology, VIP6_NET, VIP6_PREFIX};
 use crate::{Lab, LabError};
 
 /// The router's AS, and the one every node shares.
@@ -54,10 +54,17 @@ pub fn start_router_bird(lab: &Lab) -> Result<(), LabError> {
     let config = RouterConfig {
         asn: ROUTER_ASN,
         router_id: Topology::node_gateway(1),
-        nodes: topology.nodes().map(|n| (Topology::node_gateway(n).into(), Topology::node_addr(n).into())).collect(),
+        // One IPv4 and one IPv6 session per node.
+        nodes: topology
+            .nodes()
+            .flat_map(|n| {
+                let (gateway, node) = (Topology::node_gateway(n), Topology::node_addr(n));
+                [(gateway.into(), node.into()), (ipv6_of(gateway).into(), ipv6_of(node).into())]
+            })
+            .collect(),
         node_asn: NODE_ASN,
         vip_prefix: (Ipv4Addr::new(203, 0, 113, 0), 24),
-        vip_prefix6: None,
+        vip_prefix6: Some((VIP6_NET, VIP6_PREFIX)),
         timers: Timers::default(),
         log: Some("stderr".into()),
     }
@@ -70,10 +77,10 @@ pub fn start_router_bird(lab: &Lab) -> Result<(), LabError> {
 pub fn start_node_bird(lab: &Lab, n: u8) -> Result<(), LabError> {
     let config = NodeConfig {
         asn: NODE_ASN,
-        peers: vec![Topology::node_gateway(n).into()],
+        peers: vec![Topology::node_gateway(n).into(), ipv6_of(Topology::node_gateway(n)).into()],
         peer_asn: ROUTER_ASN,
         local: Some(Topology::node_addr(n)),
-        local6: None,
+        local6: Some(ipv6_of(Topology::node_addr(n))),
         table: tula_bgp::DEFAULT_TABLE,
         timers: Timers::default(),
         log: Some("stderr".into()),
@@ -151,11 +158,13 @@ impl Lab {
     }
 
     /// The nodes the router's kernel sends `vip` to now (its ECMP next hops).
-    pub fn router_paths(&self, vip: Ipv4Addr) -> Result<Vec<Ipv4Addr>, LabError> {
+    pub fn router_paths(&self, vip: impl Into<IpAddr>) -> Result<Vec<IpAddr>, LabError> {
+        let vip = vip.into();
         let router = tula_net::Netns::open(&self.topology.ns_router())?;
+        let (family, host) = if vip.is_ipv4() { ("-4", 32) } else { ("-6", 128) };
         let out = router
             .command("ip")
-            .args(["-4", "route", "show", &format!("{vip}/32")])
+            .args([family, "route", "show", &format!("{vip}/{host}")])
             .output()
             .map_err(|e| LabError::Io("running ip route show".into(), e))?;
         let text = String::from_utf8_lossy(&out.stdout);
@@ -164,7 +173,8 @@ impl Lab {
     }
 
     /// Waits until the router sends `vip` over exactly `paths` nodes; returns how long that took.
-    pub fn wait_for_paths(&self, vip: Ipv4Addr, paths: usize, timeout: Duration) -> Result<Duration, LabError> {
+    pub fn wait_for_paths(&self, vip: impl Into<IpAddr>, paths: usize, timeout: Duration) -> Result<Duration, LabError> {
+        let vip = vip.into();
         let started = Instant::now();
         loop {
             let now = self.router_paths(vip)?;

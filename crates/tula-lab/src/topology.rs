@@ -18,9 +18,10 @@
 //!
 //! With two load balancers (`tula lab up --lbs 2`), a second node `lb2`
 //! (198.18.2.2, router side 198.18.2.1, L2 leg 198.18.20.3) runs beside the
-//! first; each node's BIRD announces the VIPs by BGP to the router's BIRD,
-//! which installs one ECMP route per VIP over both nodes instead of the
-//! static route of the one-node lab.
+//! first; each node's BIRD announces the VIPs by BGP to the router's BIRD
+//! (IPv4 VIPs over an IPv4 session, IPv6 VIPs over an IPv6 one), which
+//! installs one ECMP route per VIP over both nodes instead of the static
+//! routes of the one-node lab.
 
 use crate::LabError;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -32,9 +33,11 @@ pub const VIP_L3: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 pub const VIP_L2: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 20);
 /// The IPv6 VIP, served by the backends' IPv6 addresses over IP6IP6.
 pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 0x10);
-/// The mixed VIP: an IPv4 VIP served by the backends' IPv6 addresses (IPv4 in IPv6).
-/// The IPv6 VIPs' subnet, routed to the (first) load balancer.
+/// The IPv6 VIPs' subnet: routed to the load balancer (one node), or the
+/// prefix the router accepts the nodes' IPv6 announcements from (two nodes).
 pub const VIP6_NET: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 0);
+pub const VIP6_PREFIX: u8 = 64;
+/// The mixed VIP: an IPv4 VIP served by the backends' IPv6 addresses (IPv4 in IPv6).
 pub const VIP_MIXED: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 30);
 pub const VIP_PORT: u16 = 80;
 /// The UDP VIP: the Layer 3 VIP's address, this port.
@@ -288,15 +291,16 @@ impl Topology {
                 net::set_up(&link)?;
                 net::sysctl::write(&net::sysctl::conf_key(&link, "rp_filter"), "0")?;
             }
-            // BGP carries no IPv6 VIP yet (tula-bgp): a static route to the first node in every lab.
-            net::add_route(VIP6_NET, PREFIX6, Some(LB_ADDR6), None)?;
             if self.lbs == 1 {
                 net::add_route(Ipv4Addr::new(203, 0, 113, 0), 24, Some(LB_ADDR), None)?;
+                net::add_route(VIP6_NET, VIP6_PREFIX, Some(LB_ADDR6), None)?;
             } else {
-                // The nodes' BGP routes become ECMP routes; spread flows on
-                // the 5-tuple as a hardware router does (LAB-NOTES.md).
-                net::sysctl::write("net.ipv4.fib_multipath_hash_policy", "3")?;
-                net::sysctl::write("net.ipv4.fib_multipath_hash_fields", "0x37")?;
+                // The nodes' BGP routes (IPv4 and IPv6 sessions) become ECMP
+                // routes; spread flows on the 5-tuple as a hardware router does (LAB-NOTES.md).
+                for family in ["ipv4", "ipv6"] {
+                    net::sysctl::write(&format!("net.{family}.fib_multipath_hash_policy"), "3")?;
+                    net::sysctl::write(&format!("net.{family}.fib_multipath_hash_fields"), "0x37")?;
+                }
             }
             Ok(())
         })??;

@@ -9,12 +9,12 @@
 //! the BGP grace and then killed for good.
 //! The figures are printed (`cargo test -p tula --test cluster_e2e -- --nocapture`).
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tula_lab::topology::{Topology, VIP_L2, VIP_L3, VIP_PORT};
+use tula_lab::topology::{ipv6_of, Topology, VIP6, VIP_L2, VIP_L3, VIP_PORT};
 mod support;
 use support::TestLab;
 
@@ -188,7 +188,7 @@ fn survival(failed: usize, of: usize) -> f64 {
 fn a_node_killed_with_its_link_down_and_brought_back_keeps_99_percent_of_flows() {
     let _one = ONE_LAB.lock().unwrap_or_else(|p| p.into_inner());
     let lab = TestLab::cluster("fail", 3, 2);
-    let node1 = Topology::node_addr(1);
+    let node1 = IpAddr::from(Topology::node_addr(1));
     let load = Load::start(&lab);
     let spread = node_packets(&lab, || std::thread::sleep(Duration::from_secs(2)));
     println!("before the failure: packets in per node over 2 s: lb {}, lb2 {}", spread[0], spread[1]);
@@ -253,6 +253,10 @@ fn a_node_killed_with_its_link_down_and_brought_back_keeps_99_percent_of_flows()
 fn draining_a_node_under_load_fails_no_connection_and_all_backends_down_withdraws_one_vip() {
     let _one = ONE_LAB.lock().unwrap_or_else(|p| p.into_inner());
     let lab = TestLab::cluster("drain", 3, 2);
+    // The IPv6 VIP comes over the nodes' IPv6 BGP sessions, spread by the router like the IPv4 ones.
+    let announced6 = lab.wait_for_paths(VIP6, 2, Duration::from_secs(15)).unwrap();
+    let spread6 = lab.send_requests(VIP6, 60).unwrap();
+    assert_eq!(spread6.values().sum::<usize>(), 60, "every request to [{VIP6}] answered: {spread6:?}");
     let load = Load::start(&lab);
     let spread = node_packets(&lab, || std::thread::sleep(Duration::from_secs(1)));
     assert!(spread.iter().all(|&p| p > 100), "both nodes must carry traffic before the drain: {spread:?}");
@@ -264,15 +268,21 @@ fn draining_a_node_under_load_fails_no_connection_and_all_backends_down_withdraw
     assert!(out.contains("traffic stopped"), "{out}");
     assert_eq!(lab.router_paths(VIP_L3).unwrap(), vec![Topology::node_addr(2)]);
     assert_eq!(lab.router_paths(VIP_L2).unwrap(), vec![Topology::node_addr(2)]);
+    assert_eq!(lab.router_paths(VIP6).unwrap(), vec![ipv6_of(Topology::node_addr(2))], "the IPv6 VIP is withdrawn too");
     let idle = node_packets(&lab, || std::thread::sleep(Duration::from_secs(1)));
     let status = lab.tula_on(1, &["node", "status"]).unwrap();
     assert!(status.contains("drained") && status.contains("withdrawn: node drained"), "{status}");
     let resumed_at = load.now();
     lab.tula_on(1, &["node", "resume"]).unwrap();
     let back = lab.wait_for_paths(VIP_L3, 2, Duration::from_secs(10)).unwrap();
+    lab.wait_for_paths(VIP6, 2, Duration::from_secs(10)).unwrap();
     std::thread::sleep(Duration::from_secs(1));
     let failed = load.settle(&before, drained_at, Duration::from_secs(20));
     let bad: Vec<Attempt> = load.bad_attempts_between(drained_at, load.now()).into_iter().filter(|a| !a.ok).collect();
+    println!(
+        "IPv6 VIP [{VIP6}]: announced by both nodes over IPv6 BGP sessions {:.2} s after the lab was up; 60 requests answered by {spread6:?}",
+        announced6.as_secs_f64()
+    );
     println!(
         "drain (packets in per node over 1 s before it: lb {}, lb2 {}): {}; lb received {} packets in the next second; \
          {} of {LONG_LIVED} connections and {} new connections failed; resumed: both nodes again after {:.2} s (resume issued at {:.1} s)",
