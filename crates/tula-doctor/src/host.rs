@@ -27,8 +27,38 @@ pub fn host_checks(config: &Config, stage: Stage) -> Vec<Finding> {
         interface_checks(ifname, stage, &mut findings);
     }
     bpffs_checks(config, stage, &mut findings);
+    ipv6_forwarding_check(config, &mut findings);
     backend_checks(config, stage, &mut findings);
     findings
+}
+
+/// With IPv6 backends, the kernel must forward IPv6: what the balancer hands
+/// it (a next hop without an ND entry yet) is forwarded only with the global
+/// switch on; a per-interface `forwarding` does not forward IPv6.
+fn ipv6_forwarding_check(config: &Config, findings: &mut Vec<Finding>) {
+    let ipv6 = config.vips.iter().flat_map(|v| v.backends.iter().map(|b| b.address)).any(|a| a.is_ipv6());
+    if !ipv6 {
+        return;
+    }
+    const KEY: &str = "net.ipv6.conf.all.forwarding";
+    let value = tula_net::sysctl::read(KEY).unwrap_or_else(|e| e.to_string());
+    findings.push(if value == "1" {
+        Finding::pass("sysctl", "ipv6", format!("{KEY} = 1"))
+    } else {
+        Finding::with(
+            Verdict::Fail,
+            "sysctl",
+            "ipv6",
+            format!(
+                "{KEY} = {value}: packets to IPv6 backends whose next hop has no neighbour entry yet are handed to \
+                 the kernel, which drops them instead of forwarding them and resolving the neighbour"
+            ),
+            format!(
+                "sysctl -w {KEY}=1 and persist it in /etc/sysctl.d (it stops router advertisements being accepted: \
+                 set net.ipv6.conf.IF.accept_ra=2 where the host learns its route from them)"
+            ),
+        )
+    });
 }
 
 /// The veth black hole on `ifname`, as a warning the daemon logs at attach:

@@ -187,3 +187,39 @@ backends = [{{ address = "198.18.0.2" }}, {{ address = "198.18.200.3" }}]
     assert_eq!(verdict(&report, "mtu", "lb0"), "fail");
     let _ = std::fs::remove_file(path);
 }
+
+#[test]
+fn ipv6_backends_need_the_kernels_global_ipv6_forwarding() {
+    let pid = std::process::id();
+    let lb = Netns::create(&format!("tchk6-{pid}")).unwrap();
+    lb.run(|| {
+        tula_net::add_veth("lb0", "nh0", None).unwrap();
+        tula_net::set_up("lb0").unwrap();
+        tula_net::set_up("nh0").unwrap();
+        tula_net::add_address("lb0", "2001:db8:0:1::1".parse().unwrap(), 64).unwrap();
+        // Per interface, as tula serve sets it: not enough for IPv6.
+        tula_net::sysctl::write("net.ipv6.conf.lb0.forwarding", "1").unwrap();
+    })
+    .unwrap();
+    let path = write(
+        "host6.toml",
+        r#"
+interfaces = ["lb0"]
+[[vip]]
+name = "web6"
+address = "2001:db8:113::10"
+port = 80
+backends = [{ address = "2001:db8:0:1::2" }]
+"#,
+    );
+    let file = path.to_str().unwrap();
+    let report = json(&tula(Some(&lb), &["check", "--json", "-f", file]));
+    assert_eq!(verdict(&report, "sysctl", "ipv6"), "fail", "{report:#}");
+    let text = String::from_utf8(tula(Some(&lb), &["check", "-f", file]).stdout).unwrap();
+    assert!(text.contains("FAIL  sysctl ipv6: net.ipv6.conf.all.forwarding = 0"), "{text}");
+    assert!(text.contains("fix: sysctl -w net.ipv6.conf.all.forwarding=1"), "{text}");
+    lb.run(|| tula_net::sysctl::write("net.ipv6.conf.all.forwarding", "1").unwrap()).unwrap();
+    let report = json(&tula(Some(&lb), &["check", "--json", "-f", file]));
+    assert_eq!(verdict(&report, "sysctl", "ipv6"), "pass", "{report:#}");
+    let _ = std::fs::remove_file(path);
+}
