@@ -21,8 +21,8 @@ use tracing::{info, warn};
 use tula_config::{Config, ConfigError, ConfigErrors, HostFacts, Vip};
 use tula_dataplane::{Counters, Dataplane, DataplaneError, LoadOptions};
 
-use crate::flows::{FlowBoard, FlowOptions, FlowSampler};
 use crate::diff::{diff, Delta};
+use crate::flows::{FlowBoard, FlowOptions, FlowSampler};
 use crate::health::Health;
 use crate::ids::{Ids, Limits};
 use crate::plan::{plan, plan_touched, ring_members, transition, DataplaneState};
@@ -502,6 +502,15 @@ impl Writer {
         let store = &self.shared.store;
         // (config, its text, whether it is new and must be recorded)
         let (config, text, is_new) = match (store.config_text()?, latest) {
+            (Some(text), Some(latest))
+                if store.file_predates_latest()
+                    && Config::from_toml_str(&text).ok().as_ref() != Some(&previous) =>
+            {
+                warn!(path = %store.config_path().display(), revision = latest.number, "the config file is older than the last revision and differs from it (its write was lost in a crash); writing it again from the revision");
+                let text = store.revision_text(latest.number)?;
+                store.write_config_file(&text)?;
+                (previous.clone(), text, false)
+            }
             (Some(text), _) => {
                 let config = Config::from_toml_str(&text).map_err(ControlError::Invalid)?;
                 let is_new = latest.is_none() || config != previous;
@@ -566,12 +575,13 @@ impl Writer {
         self.dataplane = Some(loaded);
         if is_new {
             let source = format!("start: {}", store.config_path().display());
-            let info = store.commit(&text, &source, diff(&previous, &config).summary(), false)?;
+            let info = store.commit(&text, &source, diff(&previous, &config).summary())?;
             log_applied(&info);
             self.revision = info.number;
             self.info = Some(info);
-            self.prune(config.keep_revisions);
         }
+        // The log still holds revisions pruned since it was last compacted.
+        self.prune(config.keep_revisions);
         self.model = Arc::new(Model::new(config));
         info!(
             revision = self.revision,
@@ -775,7 +785,9 @@ impl Writer {
         // A node in a cluster keeps its own settings ([cluster], pin_dir) whatever the change says.
         if self.cluster.is_some() {
             if config.cluster.is_some() && config.cluster != self.model.config.cluster {
-                warn!("[cluster] is read at start: the running node keeps its own until it restarts");
+                warn!(
+                    "[cluster] is read at start: the running node keeps its own until it restarts"
+                );
             }
             config.keep_node_settings(&self.model.config);
         }
@@ -903,11 +915,8 @@ impl Writer {
         } else {
             Ok(())
         };
-        let committed = saved_ids.and_then(|()| {
-            self.shared
-                .store
-                .commit_as(&info, &new_model.toml_text(), true)
-        });
+        let text = new_model.config_text();
+        let committed = saved_ids.and_then(|()| self.shared.store.commit_as(&info, &text, true));
         match committed {
             Ok(()) => {}
             Err(error) => {

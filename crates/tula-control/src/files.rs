@@ -64,9 +64,16 @@ pub(crate) fn replace_unsynced(path: &Path, contents: &[u8]) -> Result<(), Contr
         .mode(0o600)
         .open(&temp)
         .map_err(io("creating a temporary file for"))?;
-    file.write_all(contents).map_err(io("writing"))?;
+    crash_point(path, "temp-created");
+    let (head, tail) = contents.split_at(contents.len() / 2);
+    file.write_all(head).map_err(io("writing"))?;
+    crash_point(path, "half-written");
+    file.write_all(tail).map_err(io("writing"))?;
+    crash_point(path, "written");
     drop(file);
-    std::fs::rename(&temp, path).map_err(io("renaming the temporary file over"))
+    std::fs::rename(&temp, path).map_err(io("renaming the temporary file over"))?;
+    crash_point(path, "renamed");
+    Ok(())
 }
 
 /// Creates `dir` (and its parents), readable by its owner only.
@@ -115,7 +122,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// Test builds abort the process here when `TULA_CRASH_AT` names this file and
 /// step (`FILE_NAME/STEP`), to prove a crash at any step leaves old or new.
 #[cfg(test)]
-fn crash_point(path: &Path, step: &str) {
+pub(crate) fn crash_point(path: &Path, step: &str) {
     if let Ok(at) = std::env::var("TULA_CRASH_AT") {
         let name = path
             .file_name()
@@ -128,9 +135,18 @@ fn crash_point(path: &Path, step: &str) {
 }
 
 #[cfg(not(test))]
-fn crash_point(_path: &Path, _step: &str) {}
+pub(crate) fn crash_point(_path: &Path, _step: &str) {}
 
-/// Every step at which a test build can crash a write.
+/// Every step at which a test build can crash [`replace_unsynced`].
+#[cfg(test)]
+pub(crate) const UNSYNCED_CRASH_STEPS: [&str; 4] =
+    ["temp-created", "half-written", "written", "renamed"];
+
+/// Every step at which a test build can crash an append to the revision log.
+#[cfg(test)]
+pub(crate) const APPEND_CRASH_STEPS: [&str; 3] = ["half-written", "written", "synced"];
+
+/// Every step at which a test build can crash [`write_atomic`].
 #[cfg(test)]
 pub(crate) const CRASH_STEPS: [&str; 6] = [
     "temp-created",

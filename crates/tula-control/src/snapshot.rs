@@ -17,6 +17,7 @@ use crate::health::Health;
 use crate::ids::Ids;
 use crate::plan::ring_members;
 use crate::status::{MapReads, Sources};
+use crate::store::ConfigText;
 use crate::{status, ControlError, NewFlows, Serving, VipServing, VipStatus};
 
 /// A config with its indexes, shared by every snapshot of the same revision
@@ -27,14 +28,15 @@ pub(crate) struct Model {
     pub globals: serde_json::Map<String, serde_json::Value>,
     by_name: HashMap<String, usize>,
     by_socket: HashMap<(IpAddr, u16, Protocol), usize>,
-    /// Per VIP (same positions as `config.vips`), its backends by address.
-    backends: Vec<HashMap<IpAddr, usize>>,
+    /// Per VIP (same positions as `config.vips`), its backends by address,
+    /// indexed at the first lookup: a change indexes none of 100,000 backends.
+    backends: Vec<OnceLock<HashMap<IpAddr, usize>>>,
     config_json: OnceLock<Arc<str>>,
     vips_json: OnceLock<Arc<str>>,
     /// `vips_json` gzip-compressed, for clients that accept it.
     vips_gzip: OnceLock<Arc<[u8]>>,
     /// The settings outside the VIPs as TOML.
-    globals_toml: String,
+    globals_toml: Arc<str>,
     /// Each VIP's `[[vip]]` table as TOML (same positions as `config.vips`),
     /// made once and handed on to the next model while the VIP is unchanged.
     vip_toml: Vec<OnceLock<Arc<str>>>,
@@ -44,7 +46,7 @@ impl Model {
     pub(crate) fn new(mut config: Config) -> Model {
         let globals = crate::diff::globals_tree(&mut config);
         let vips = std::mem::take(&mut config.vips);
-        let globals_toml = config.to_toml_string();
+        let globals_toml = config.to_toml_string().into();
         config.vips = vips;
         let vip_toml = config.vips.iter().map(|_| OnceLock::new()).collect();
         let by_name = config
@@ -59,17 +61,7 @@ impl Model {
             .enumerate()
             .map(|(i, v)| ((v.address, v.port, v.protocol), i))
             .collect();
-        let backends = config
-            .vips
-            .iter()
-            .map(|v| {
-                v.backends
-                    .iter()
-                    .enumerate()
-                    .map(|(i, b)| (b.address, i))
-                    .collect()
-            })
-            .collect();
+        let backends = config.vips.iter().map(|_| OnceLock::new()).collect();
         Model {
             config,
             globals,
@@ -98,18 +90,19 @@ impl Model {
         }
     }
 
-    /// The config as TOML (what the file and the revision hold): only the
-    /// VIPs whose text is not kept yet are serialised.
-    pub(crate) fn toml_text(&self) -> String {
-        let mut text = self.globals_toml.clone();
-        for (vip, slot) in self.config.vips.iter().zip(&self.vip_toml) {
-            let table = slot.get_or_init(|| Config::vip_toml_string(vip).into());
-            if !text.is_empty() && !text.ends_with("\n\n") {
-                text.push('\n');
-            }
-            text.push_str(table);
+    /// The config as TOML, table by table (what the file and the revision
+    /// hold): only the VIPs whose text is not kept yet are serialised.
+    pub(crate) fn config_text(&self) -> ConfigText {
+        let vips = self.config.vips.iter().zip(&self.vip_toml);
+        ConfigText {
+            globals: self.globals_toml.clone(),
+            vips: vips
+                .map(|(vip, slot)| {
+                    let table = slot.get_or_init(|| Config::vip_toml_string(vip).into());
+                    (vip.name.clone(), table.clone())
+                })
+                .collect(),
         }
-        text
     }
 
     pub(crate) fn vip_index(&self, name: &str) -> Option<usize> {
@@ -122,8 +115,12 @@ impl Model {
 
     pub(crate) fn backend(&self, vip: &str, address: IpAddr) -> Option<&Backend> {
         let i = self.vip_index(vip)?;
-        let j = *self.backends[i].get(&address)?;
-        Some(&self.config.vips[i].backends[j])
+        let declared = &self.config.vips[i];
+        let by_address = self.backends[i].get_or_init(|| {
+            let addresses = declared.backends.iter().map(|b| b.address);
+            addresses.enumerate().map(|(j, a)| (a, j)).collect()
+        });
+        Some(&declared.backends[*by_address.get(&address)?])
     }
 }
 
@@ -302,7 +299,8 @@ impl Snapshot {
     /// ring size, this decides the ring (slots are keyed by address, not by
     /// this node's ids), so nodes compare rings by comparing these.
     pub fn ring_inputs(&self, name: &str) -> Option<(NewFlows, Vec<(IpAddr, u32)>)> {
-        let (new_flows, mut members) = crate::plan::ring_inputs(self.model.vip(name)?, &self.health);
+        let (new_flows, mut members) =
+            crate::plan::ring_inputs(self.model.vip(name)?, &self.health);
         members.sort_unstable();
         Some((new_flows, members))
     }
@@ -350,15 +348,24 @@ mod tests {
         "#;
         let config = Config::from_toml_str(text).unwrap();
         let first = Model::new(config.clone());
-        assert_eq!(Config::from_toml_str(&first.toml_text()).unwrap(), config);
+        assert_eq!(
+            Config::from_toml_str(&first.config_text().join()).unwrap(),
+            config
+        );
         // The next model keeps the unchanged VIP's text and makes the changed one's.
         let mut changed = config.clone();
         changed.vips[1].backends[0].weight = 9;
         let next = Model::new(changed.clone());
         next.inherit_toml(&first);
         assert!(next.vip_toml[0].get().is_some() && next.vip_toml[1].get().is_none());
-        assert_eq!(Config::from_toml_str(&next.toml_text()).unwrap(), changed);
+        assert_eq!(
+            Config::from_toml_str(&next.config_text().join()).unwrap(),
+            changed
+        );
         let empty = Model::new(Config::default());
-        assert_eq!(Config::from_toml_str(&empty.toml_text()).unwrap(), Config::default());
+        assert_eq!(
+            Config::from_toml_str(&empty.config_text().join()).unwrap(),
+            Config::default()
+        );
     }
 }
