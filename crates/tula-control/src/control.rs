@@ -870,11 +870,8 @@ impl Writer {
                 return Err(error);
             }
         };
-        let changes = if incremental {
-            delta.diff(&old_model, &new_model)
-        } else {
-            diff(&old_model.config, config)
-        };
+        // The same list as `diff` of both configs, without walking the VIPs left alone.
+        let changes = delta.diff(&old_model, &new_model);
         drop(delta);
         let info = match agreed {
             Some(info) => info,

@@ -1049,6 +1049,65 @@ mod tests {
         }
     }
 
+    /// The config of change `n` of [`compacting_in_child`]'s log.
+    fn change(n: u32) -> ConfigText {
+        text(GLOBALS, &[("web", n + 1), ("api", 1)])
+    }
+
+    /// Run by `a_crash_while_compacting_keeps_every_kept_revision` in a child process.
+    #[test]
+    #[ignore = "run as a child process by the crash-safety test"]
+    fn compacting_in_child() {
+        let Ok(dir) = std::env::var("TULA_CRASH_DIR") else {
+            return;
+        };
+        let store = Store::open(&options(Path::new(&dir))).unwrap();
+        let latest = store.latest().unwrap().unwrap().number;
+        store.prune(2, latest).unwrap();
+    }
+
+    #[test]
+    fn a_crash_while_compacting_keeps_every_kept_revision() {
+        use crate::files::CRASH_STEPS;
+        use std::os::unix::process::ExitStatusExt;
+
+        let changes = COMPACT_SLACK as u32 + 3;
+        for step in CRASH_STEPS {
+            let tmp = TempDir::new(&format!("compact-crash-{step}"));
+            let store = Store::open(&options(&tmp.0)).unwrap();
+            for n in 0..changes {
+                commit(&store, &change(n), "change");
+            }
+            let status = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "store::tests::compacting_in_child",
+                    "--ignored",
+                    "--test-threads=1",
+                ])
+                .env("TULA_CRASH_DIR", &tmp.0)
+                .env("TULA_CRASH_AT", format!("{LOG_NAME}/{step}"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert_eq!(status.signal(), Some(libc::SIGABRT), "{step}: {status}");
+            let store = Store::open(&options(&tmp.0)).unwrap();
+            let lines = store.lock().lines.len();
+            assert!(
+                lines == changes as usize || lines == 2,
+                "{step}: {lines} lines"
+            );
+            for number in [changes - 1, changes] {
+                assert_eq!(
+                    store.revision_text(u64::from(number)).unwrap(),
+                    change(number - 1).join(),
+                    "{step}: revision {number}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn revisions_of_earlier_versions_are_read_and_pruned() {
         let tmp = TempDir::new("legacy");
