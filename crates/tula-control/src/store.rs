@@ -16,13 +16,12 @@
 //! Lines of revisions forgotten since are read again at the next open, so
 //! the daemon prunes once more at start.
 //!
-//! A commit replaces the config file first (whole or not at all, but without
-//! waiting for the disk), then appends and syncs the revision's line. A crash
-//! before the line leaves a file newer than the last revision, which the next
-//! start applies (and records) as the file the operator declared. The line
-//! records when the file was written: a file no newer than that which differs
-//! from the revision lost its write in a machine crash, and start writes it
-//! again ([`Store::file_predates_latest`]).
+//! A commit appends and syncs the revision's line, then replaces the config
+//! file (whole or not at all, but without waiting for the disk). The line
+//! records when the file was about to be written: a file no newer than that
+//! which differs from the revision lost its write (a crash between the two,
+//! or a machine crash before the kernel wrote it), and start writes it again
+//! from the revision ([`Store::file_predates_latest`]).
 //!
 //! Revisions saved by earlier versions (`NNNNNN.toml` and `NNNNNN.json` each)
 //! are read where they are and pruned like the others.
@@ -631,12 +630,8 @@ impl Store {
         text: &ConfigText,
         write_config_file: bool,
     ) -> Result<(), ControlError> {
-        let file_written = if write_config_file {
-            replace_unsynced(&self.config_path, text.join().as_bytes())?;
-            Some(SystemTime::now())
-        } else {
-            None
-        };
+        // Taken before the file is written: a file no newer than this that differs lost its write.
+        let file_written = write_config_file.then(SystemTime::now);
         let mut index = self.lock();
         let config = match &index.tip {
             Some(tip) => Stored::between(tip, text),
@@ -651,6 +646,14 @@ impl Store {
             },
         )?;
         index.tip = Some(text.clone());
+        drop(index);
+        // After the sync, which then has no 3.5 MB file of this change to flush with it.
+        if write_config_file {
+            if let Err(error) = replace_unsynced(&self.config_path, text.join().as_bytes()) {
+                // The revision exists and runs; the next start writes the file from it.
+                tracing::warn!(%error, revision = info.number, "writing the config file failed");
+            }
+        }
         Ok(())
     }
 
@@ -811,10 +814,10 @@ mod tests {
 
         let (old_text, new_text) = (old().join(), new().join());
         let mut outcomes = Vec::new();
-        let steps = UNSYNCED_CRASH_STEPS
+        let steps = APPEND_CRASH_STEPS
             .iter()
-            .map(|step| ("tula.toml", step))
-            .chain(APPEND_CRASH_STEPS.iter().map(|step| (LOG_NAME, step)));
+            .map(|step| (LOG_NAME, step))
+            .chain(UNSYNCED_CRASH_STEPS.iter().map(|step| ("tula.toml", step)));
         for (file, step) in steps {
             let tmp = TempDir::new(&format!("crash-{}-{step}", file.replace('.', "-")));
             let store = Store::open(&options(&tmp.0)).unwrap();
@@ -856,9 +859,14 @@ mod tests {
             assert_eq!(store.revision_text(1).unwrap(), old_text, "{file}/{step}");
             if numbers == [1, 2] {
                 assert_eq!(store.revision_text(2).unwrap(), new_text, "{file}/{step}");
+                assert!(
+                    file_text == new_text || store.file_predates_latest(),
+                    "{file}/{step}: revision 2 exists, the file is old and would not be written again"
+                );
+            } else {
                 assert_eq!(
-                    file_text, new_text,
-                    "{file}/{step}: revision 2 exists but the file is old"
+                    file_text, old_text,
+                    "{file}/{step}: a file without its revision"
                 );
             }
             // The store keeps working: the next commit is whole.
