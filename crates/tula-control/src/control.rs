@@ -793,7 +793,7 @@ impl Writer {
         }
         let new_model = Model::new(config);
         let old_model = self.model.clone();
-        new_model.inherit_toml(&old_model);
+        new_model.inherit_text(&old_model);
         let delta = Delta::between(&old_model, &new_model);
         // The running config passed: a change of some VIPs needs only those looked into again.
         let touched = (!delta.globals && self.revision > 0).then(|| {
