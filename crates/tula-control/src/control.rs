@@ -105,6 +105,9 @@ pub trait ClusterStore: Send {
 /// Edits coalesced into one revision at most.
 const MAX_COALESCED: usize = 1000;
 
+/// Changes of the ids appended to their journal before they are saved whole again.
+const MAX_IDS_JOURNALED: usize = 100;
+
 /// How long the writer waits for a command before it gives freed memory back.
 const IDLE_TRIM: Duration = Duration::from_secs(20);
 
@@ -137,6 +140,8 @@ struct Writer {
     info: Option<RevisionInfo>,
     model: Arc<Model>,
     ids: Arc<Ids>,
+    /// Changes of the ids journaled since they were last saved whole.
+    ids_journaled: usize,
     health: Arc<Health>,
     dataplane: Option<Loaded>,
     loader: Loader,
@@ -208,6 +213,7 @@ impl Control {
             info: latest.clone(),
             model: Arc::new(Model::new(previous.clone())),
             ids: Arc::new(ids),
+            ids_journaled: 0,
             health: Arc::default(),
             dataplane: None,
             loader,
@@ -907,10 +913,14 @@ impl Writer {
         // Ids first: a crash before the revision leaves ids for a superset, which the next start frees.
         // A change that keeps every id (a drain, a weight) leaves the file as it is.
         let ids_changed = ids != *self.ids;
-        let saved_ids = if ids_changed {
-            ids.save(state_dir)
-        } else {
+        let saved_ids = if !ids_changed {
             Ok(())
+        } else if self.ids_journaled < MAX_IDS_JOURNALED {
+            self.ids_journaled += 1;
+            ids.save_change(&self.ids, state_dir)
+        } else {
+            self.ids_journaled = 0;
+            ids.save(state_dir)
         };
         let text = new_model.config_text();
         let committed = saved_ids.and_then(|()| self.shared.store.commit_as(&info, &text, true));
@@ -922,6 +932,7 @@ impl Writer {
                     warn!(error = %e, "rolling the data plane back after a failed save failed");
                 }
                 if ids_changed {
+                    self.ids_journaled = 0;
                     if let Err(e) = self.ids.save(state_dir) {
                         warn!(error = %e, "restoring the saved ids failed");
                     }

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -219,25 +220,81 @@ impl Ids {
         state_dir.join("ids.json")
     }
 
-    /// The saved assignment, or an empty one if none was saved.
+    /// Where [`Ids::save_change`] appends.
+    fn journal_path(state_dir: &Path) -> PathBuf {
+        state_dir.join("ids.log")
+    }
+
+    /// The saved assignment (`ids.json` with the changes journaled after
+    /// it), or an empty one if none was saved.
     pub(crate) fn load(state_dir: &Path) -> Result<Ids, ControlError> {
         let path = Self::path(state_dir);
-        match read_if_exists(&path)? {
-            None => Ok(Ids::default()),
+        let mut ids = match read_if_exists(&path)? {
+            None => Ids::default(),
             Some(text) => serde_json::from_str(&text).map_err(|e| ControlError::Io {
                 what: format!("decoding {}", path.display()),
                 source: e.into(),
-            }),
+            })?,
+        };
+        let journal = read_if_exists(&Self::journal_path(state_dir))?.unwrap_or_default();
+        // A line cut short by a crash is a change that was never saved whole: its revision was not recorded.
+        for change in journal
+            .lines()
+            .map_while(|l| serde_json::from_str::<IdsChange>(l).ok())
+        {
+            change.replay(&mut ids);
         }
+        Ok(ids)
     }
 
-    /// Saves the assignment, not waiting for the disk: the ids only have to
-    /// match the pinned maps, and a machine crash that could lose the file
-    /// loses the maps too (the next start assigns ids for the config again).
-    /// At 1,000 x 100 a sync cost a one-backend change ~10 ms.
+    /// Saves the whole assignment and empties the journal, not waiting for
+    /// the disk: the ids only have to match the pinned maps, and a machine
+    /// crash that could lose the file loses the maps too (the next start
+    /// assigns ids for the config again).
     pub(crate) fn save(&self, state_dir: &Path) -> Result<(), ControlError> {
         let text = serde_json::to_vec(self).expect("ids always encode");
-        replace_unsynced(&Self::path(state_dir), &text)
+        replace_unsynced(&Self::path(state_dir), &text)?;
+        replace_unsynced(&Self::journal_path(state_dir), b"")
+    }
+
+    /// Saves what changed since `before` (the assignment saved last) as one
+    /// line appended to the journal, not waiting for the disk: a one-backend
+    /// change at 1,000 x 100 writes one VIP's ids instead of encoding 100,000.
+    pub(crate) fn save_change(&self, before: &Ids, state_dir: &Path) -> Result<(), ControlError> {
+        let names: BTreeSet<&String> = (self.backends.by_vip.keys())
+            .chain(before.backends.by_vip.keys())
+            .collect();
+        let vips = names
+            .into_iter()
+            .filter(|name| self.backends.by_vip.get(*name) != before.backends.by_vip.get(*name))
+            .map(|name| {
+                (
+                    name.clone(),
+                    self.backends.by_vip.get(name).map(|m| (**m).clone()),
+                )
+            })
+            .collect();
+        let change = IdsChange {
+            vips: (self.vips != before.vips).then(|| self.vips.clone()),
+            backends: vips,
+            freed: self.backends.freed.clone(),
+            next: self.backends.next,
+        };
+        let mut line = serde_json::to_vec(&change).expect("ids always encode");
+        line.push(b'\n');
+        let path = Self::journal_path(state_dir);
+        let io = |source| ControlError::Io {
+            what: format!("appending to {}", path.display()),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        // One write: a kill leaves the line whole or absent.
+        std::io::Write::write_all(&mut file, &line).map_err(io)
     }
 
     /// The assignment for `config`: ids of VIPs and backends no longer in it
@@ -307,6 +364,34 @@ impl Ids {
     /// The id of backend `address` of VIP `vip`, if it has one.
     pub(crate) fn backend(&self, vip: &str, address: &IpAddr) -> Option<u32> {
         self.backends.by_vip.get(vip)?.get(address).copied()
+    }
+}
+
+/// One line of the ids journal: what a change did to the assignment.
+#[derive(Serialize, Deserialize)]
+struct IdsChange {
+    /// The VIP ids, when they changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vips: Option<Pool>,
+    /// The backend ids of each VIP whose ids changed; `None` for one with none left.
+    backends: BTreeMap<String, Option<BTreeMap<IpAddr, u32>>>,
+    freed: VecDeque<u32>,
+    next: u32,
+}
+
+impl IdsChange {
+    fn replay(self, ids: &mut Ids) {
+        if let Some(vips) = self.vips {
+            ids.vips = vips;
+        }
+        for (name, held) in self.backends {
+            match held {
+                Some(held) => ids.backends.by_vip.insert(name, Arc::new(held)),
+                None => ids.backends.by_vip.remove(&name),
+            };
+        }
+        ids.backends.freed = self.freed;
+        ids.backends.next = self.next;
     }
 }
 
@@ -441,6 +526,59 @@ mod tests {
             Some(1),
             "the copy shares, not changes"
         );
+    }
+
+    #[test]
+    fn changes_are_journaled_and_read_back_after_the_whole_assignment() {
+        let dir = std::env::temp_dir().join(format!("tula-ids-journal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = |text: &str| {
+            let mut toml = String::from("interfaces = [\"lo\"]\n");
+            for (v, backends) in text.split(';').enumerate() {
+                toml.push_str(&format!("[[vip]]\nname = \"web{v}\"\naddress = \"203.0.113.{}\"\nport = 80\nbackends = [", v + 1));
+                for b in backends.split(',').filter(|b| !b.is_empty()) {
+                    toml.push_str(&format!("{{ address = \"198.18.{v}.{b}\" }},"));
+                }
+                toml.push_str("]\n");
+            }
+            tula_config::Config::from_toml_str(&toml).unwrap()
+        };
+        let limits = Limits {
+            max_vips: 8,
+            max_backends: 64,
+        };
+        let first = Ids::default()
+            .assign(&config("2,3,4;2,3;2,3,4,5,6,7,8,9"), limits)
+            .unwrap();
+        first.save(&dir).unwrap();
+        let whole = std::fs::metadata(Ids::path(&dir)).unwrap().len();
+        let mut saved = first.clone();
+        for step in [
+            "2,3,4;2,3,9;2,3,4,5,6,7,8,9",
+            "2,3,4;3,9;2,3,4,5,6,7,8,9",
+            "2,3,4,5;3,9",
+        ] {
+            let next = saved.assign(&config(step), limits).unwrap();
+            next.save_change(&saved, &dir).unwrap();
+            saved = next;
+        }
+        let journal = std::fs::metadata(Ids::journal_path(&dir)).unwrap().len();
+        assert!(
+            journal < whole,
+            "three small changes wrote {journal} bytes, the whole is {whole}"
+        );
+        assert_eq!(Ids::load(&dir).unwrap(), saved);
+        // A torn last line is a change that was never saved.
+        let mut torn = std::fs::read(Ids::journal_path(&dir)).unwrap();
+        torn.extend_from_slice(b"{\"backends\":{\"web0\":");
+        std::fs::write(Ids::journal_path(&dir), torn).unwrap();
+        assert_eq!(Ids::load(&dir).unwrap(), saved);
+        // A whole save empties the journal.
+        first.save(&dir).unwrap();
+        assert_eq!(Ids::load(&dir).unwrap(), first);
+        assert_eq!(std::fs::metadata(Ids::journal_path(&dir)).unwrap().len(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
