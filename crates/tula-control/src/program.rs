@@ -147,45 +147,24 @@ impl Kernel {
 
 impl Programmer for Kernel {
     fn run(&mut self, ops: &[Op]) -> Result<(), ProgramError> {
-        let mut rest = ops;
-        while let Some(op) = rest.first() {
-            // Consecutive rings are built ahead, a batch at a time on every CPU, then written in order.
-            let vips: Vec<&VipEntry> = rest
-                .iter()
-                .map_while(|op| match op {
-                    Op::SetVip(_, entry) => Some(&**entry),
-                    _ => None,
-                })
-                .take(RING_BATCH)
-                .collect();
-            if vips.is_empty() {
-                self.run_one(op).map_err(|source| ProgramError::Op {
-                    op: op.to_string(),
-                    source,
-                })?;
-                debug!(%op, "programmed");
-                rest = &rest[1..];
-                continue;
-            }
-            let rings = build_rings(&vips, self.dataplane.ring_size());
-            let (batch, after) = rest.split_at(vips.len());
-            for (op, ring) in batch.iter().zip(rings) {
-                let Op::SetVip(key, entry) = op else {
-                    unreachable!("the batch holds rings only")
-                };
-                let ring = ring.map_err(|source| ProgramError::Ring {
-                    op: op.to_string(),
-                    source,
-                })?;
-                self.dataplane
-                    .set_vip(key, &entry.spec, &ring)
-                    .map_err(|source| ProgramError::Op {
-                        op: op.to_string(),
-                        source,
+        for op in ops {
+            let result = match op {
+                Op::SetVip(key, entry) => {
+                    let ring = build_ring(entry, self.dataplane.ring_size()).map_err(|source| {
+                        ProgramError::Ring {
+                            op: op.to_string(),
+                            source,
+                        }
                     })?;
-                debug!(%op, "programmed");
-            }
-            rest = after;
+                    self.dataplane.set_vip(key, &entry.spec, &ring)
+                }
+                _ => self.run_one(op),
+            };
+            result.map_err(|source| ProgramError::Op {
+                op: op.to_string(),
+                source,
+            })?;
+            debug!(%op, "programmed");
         }
         Ok(())
     }
@@ -221,41 +200,6 @@ impl Programmer for Kernel {
         drop(reader);
         dataplane.teardown()
     }
-}
-
-/// Rings built ahead of writing them, at most: enough to keep every CPU
-/// busy, few enough that they are a few MB (65,537 slots are 256 KiB).
-const RING_BATCH: usize = 32;
-
-/// The rings of `entries` (in their order), built on up to every CPU: the
-/// first apply at 1,000 VIPs builds 1,000 rings of 65,537 slots.
-pub(crate) fn build_rings(
-    entries: &[&VipEntry],
-    ring_size: u32,
-) -> Vec<Result<Vec<u32>, MaglevError>> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = cpus.min(entries.len());
-    if threads <= 1 {
-        return entries.iter().map(|e| build_ring(e, ring_size)).collect();
-    }
-    let per_thread = entries.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let built: Vec<_> = entries
-            .chunks(per_thread)
-            .map(|chunk| {
-                scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|e| build_ring(e, ring_size))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        built
-            .into_iter()
-            .flat_map(|thread| thread.join().expect("building a ring does not panic"))
-            .collect()
-    })
 }
 
 /// The ring for a VIP entry, `ring_size` slots: Maglev for the hashing
