@@ -18,33 +18,7 @@ const TEMP_SUFFIX: &str = ".tmp";
 /// Replaces `path` with `contents` atomically. Files are made readable by
 /// their owner only: configs and revisions hold the API token.
 pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), ControlError> {
-    let io = |what: &str| {
-        let what = format!("{what} {}", path.display());
-        move |source| ControlError::Io { what, source }
-    };
-    let dir = parent(path);
-    let temp = temp_path(path);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp)
-        .map_err(io("creating a temporary file for"))?;
-    crash_point(path, "temp-created");
-    let (head, tail) = contents.split_at(contents.len() / 2);
-    file.write_all(head).map_err(io("writing"))?;
-    crash_point(path, "half-written");
-    file.write_all(tail).map_err(io("writing"))?;
-    crash_point(path, "written");
-    file.sync_all().map_err(io("syncing"))?;
-    drop(file);
-    crash_point(path, "synced");
-    std::fs::rename(&temp, path).map_err(io("renaming the temporary file over"))?;
-    crash_point(path, "renamed");
-    sync_dir(&dir).map_err(io("syncing the directory of"))?;
-    crash_point(path, "dir-synced");
-    Ok(())
+    replace(path, contents, true)
 }
 
 /// Replaces `path` with `contents`, whole or not at all if the process dies
@@ -52,6 +26,12 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), ControlEr
 /// state that only means something beside the kernel's BPF maps, which a
 /// machine crash loses as well. Readable by the owner only.
 pub(crate) fn replace_unsynced(path: &Path, contents: &[u8]) -> Result<(), ControlError> {
+    replace(path, contents, false)
+}
+
+/// Writes a temporary file beside `path` and renames it over `path`; with
+/// `sync`, the file is synced before and the directory after the rename.
+fn replace(path: &Path, contents: &[u8], sync: bool) -> Result<(), ControlError> {
     let io = |what: &str| {
         let what = format!("{what} {}", path.display());
         move |source| ControlError::Io { what, source }
@@ -70,9 +50,17 @@ pub(crate) fn replace_unsynced(path: &Path, contents: &[u8]) -> Result<(), Contr
     crash_point(path, "half-written");
     file.write_all(tail).map_err(io("writing"))?;
     crash_point(path, "written");
+    if sync {
+        file.sync_all().map_err(io("syncing"))?;
+        crash_point(path, "synced");
+    }
     drop(file);
     std::fs::rename(&temp, path).map_err(io("renaming the temporary file over"))?;
     crash_point(path, "renamed");
+    if sync {
+        sync_dir(&parent(path)).map_err(io("syncing the directory of"))?;
+        crash_point(path, "dir-synced");
+    }
     Ok(())
 }
 
@@ -156,3 +144,24 @@ pub(crate) const CRASH_STEPS: [&str; 6] = [
     "renamed",
     "dir-synced",
 ];
+
+/// Runs the ignored test `test` of this test binary in a child process that
+/// aborts at `crash_at` (`FILE_NAME/STEP`) with `TULA_CRASH_DIR` set to
+/// `dir`, and checks that it died there.
+#[cfg(test)]
+pub(crate) fn crash_in_child(test: &str, dir: &Path, crash_at: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--ignored", "--test-threads=1"])
+        .env("TULA_CRASH_DIR", dir)
+        .env("TULA_CRASH_AT", crash_at)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGABRT),
+        "{crash_at}: the child did not crash there ({status})"
+    );
+}

@@ -720,7 +720,7 @@ mod tests {
     //! whatever the step, the store then holds the old or the new revision.
 
     use super::*;
-    use crate::files::{APPEND_CRASH_STEPS, UNSYNCED_CRASH_STEPS};
+    use crate::files::{crash_in_child, APPEND_CRASH_STEPS, UNSYNCED_CRASH_STEPS};
 
     const GLOBALS: &str = "interfaces = [\"eth0\"]\nring_size = 251\n";
 
@@ -810,8 +810,6 @@ mod tests {
 
     #[test]
     fn a_crash_at_any_step_leaves_the_old_or_the_new_revision() {
-        use std::os::unix::process::ExitStatusExt;
-
         let (old_text, new_text) = (old().join(), new().join());
         let mut outcomes = Vec::new();
         let steps = APPEND_CRASH_STEPS
@@ -823,24 +821,10 @@ mod tests {
             let store = Store::open(&options(&tmp.0)).unwrap();
             commit(&store, &old(), "test");
 
-            let status = std::process::Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "--exact",
-                    "store::tests::commit_in_child",
-                    "--ignored",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env("TULA_CRASH_DIR", &tmp.0)
-                .env("TULA_CRASH_AT", format!("{file}/{step}"))
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .unwrap();
-            assert_eq!(
-                status.signal(),
-                Some(libc::SIGABRT),
-                "{file}/{step}: the child did not crash there ({status})"
+            crash_in_child(
+                "store::tests::commit_in_child",
+                &tmp.0,
+                &format!("{file}/{step}"),
             );
 
             // Reopen as a restarted daemon would.
@@ -1077,8 +1061,6 @@ mod tests {
     #[test]
     fn a_crash_while_compacting_keeps_every_kept_revision() {
         use crate::files::CRASH_STEPS;
-        use std::os::unix::process::ExitStatusExt;
-
         let changes = COMPACT_SLACK as u32 + 3;
         for step in CRASH_STEPS {
             let tmp = TempDir::new(&format!("compact-crash-{step}"));
@@ -1086,20 +1068,11 @@ mod tests {
             for n in 0..changes {
                 commit(&store, &change(n), "change");
             }
-            let status = std::process::Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "--exact",
-                    "store::tests::compacting_in_child",
-                    "--ignored",
-                    "--test-threads=1",
-                ])
-                .env("TULA_CRASH_DIR", &tmp.0)
-                .env("TULA_CRASH_AT", format!("{LOG_NAME}/{step}"))
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .unwrap();
-            assert_eq!(status.signal(), Some(libc::SIGABRT), "{step}: {status}");
+            crash_in_child(
+                "store::tests::compacting_in_child",
+                &tmp.0,
+                &format!("{LOG_NAME}/{step}"),
+            );
             let store = Store::open(&options(&tmp.0)).unwrap();
             let lines = store.lock().lines.len();
             assert!(

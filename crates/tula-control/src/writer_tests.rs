@@ -777,8 +777,7 @@ fn coalesced_drains_in_child() {
 
 #[test]
 fn a_kill_during_a_coalesced_apply_leaves_the_old_or_the_new_config() {
-    use crate::files::{APPEND_CRASH_STEPS, UNSYNCED_CRASH_STEPS};
-    use std::os::unix::process::ExitStatusExt;
+    use crate::files::{crash_in_child, APPEND_CRASH_STEPS, UNSYNCED_CRASH_STEPS};
 
     let before = config(4, 8, "");
     let mut after = before.clone();
@@ -799,23 +798,10 @@ fn a_kill_during_a_coalesced_apply_leaves_the_old_or_the_new_config() {
             let mut setup = Setup::new(&format!("kill-{}-{step}", file.replace('.', "-")), 4096);
             setup.control().apply(before.clone(), "test").unwrap();
             drop(setup.control.take());
-            let status = std::process::Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "--exact",
-                    "writer_tests::coalesced_drains_in_child",
-                    "--ignored",
-                    "--test-threads=1",
-                ])
-                .env("TULA_CRASH_DIR", &setup.dir)
-                .env("TULA_CRASH_AT", format!("{file}/{step}"))
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .unwrap();
-            assert_eq!(
-                status.signal(),
-                Some(libc::SIGABRT),
-                "{file}/{step}: the child did not die there ({status})"
+            crash_in_child(
+                "writer_tests::coalesced_drains_in_child",
+                &setup.dir,
+                &format!("{file}/{step}"),
             );
             // Started again, as after kill -9: every drain or none, in the file and in what runs.
             setup.start(4096);
