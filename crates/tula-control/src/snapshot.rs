@@ -349,9 +349,8 @@ impl Snapshot {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_toml_made_vip_by_vip_reads_back_to_the_same_config() {
-        let text = r#"
+    /// Two VIPs, one of each protocol, with most keys set.
+    const CONFIG: &str = r#"
             interfaces = ["lo"]
             path_mtu = { lo = 1400 }
             keep_revisions = 7
@@ -372,6 +371,10 @@ mod tests {
             protocol = "udp"
             backends = [{ address = "198.18.4.2" }]
         "#;
+
+    #[test]
+    fn the_toml_made_vip_by_vip_reads_back_to_the_same_config() {
+        let text = CONFIG;
         let config = Config::from_toml_str(text).unwrap();
         let first = Model::new(config.clone());
         assert_eq!(
@@ -397,20 +400,7 @@ mod tests {
 
     #[test]
     fn the_vips_json_made_vip_by_vip_is_the_list_encoded_whole_and_kept_per_vip() {
-        let text = r#"
-            interfaces = ["lo"]
-            [[vip]]
-            name = "web"
-            address = "203.0.113.10"
-            port = 80
-            backends = [{ address = "198.18.3.2" }, { address = "198.18.3.3", weight = 2, state = "drain" }]
-            [[vip]]
-            name = "dns"
-            address = "203.0.113.11"
-            port = 53
-            protocol = "udp"
-            backends = [{ address = "198.18.4.2" }]
-        "#;
+        let text = CONFIG;
         let snapshot = |model: Arc<Model>| {
             let none = Arc::new(FlowBoard::default());
             Snapshot::new(1, model, Arc::default(), Arc::default(), None, false, none)
