@@ -21,8 +21,8 @@ use tracing::{info, warn};
 use tula_config::{Config, ConfigError, ConfigErrors, HostFacts, Vip};
 use tula_dataplane::{Counters, Dataplane, DataplaneError, LoadOptions};
 
-use crate::flows::{FlowBoard, FlowOptions, FlowSampler};
 use crate::diff::{diff, Delta};
+use crate::flows::{FlowBoard, FlowOptions, FlowSampler};
 use crate::health::Health;
 use crate::ids::{Ids, Limits};
 use crate::plan::{plan, plan_touched, ring_members, transition, DataplaneState};
@@ -105,6 +105,9 @@ pub trait ClusterStore: Send {
 /// Edits coalesced into one revision at most.
 const MAX_COALESCED: usize = 1000;
 
+/// Changes of the ids appended to their journal before they are saved whole again.
+const MAX_IDS_JOURNALED: usize = 100;
+
 /// How long the writer waits for a command before it gives freed memory back.
 const IDLE_TRIM: Duration = Duration::from_secs(20);
 
@@ -137,6 +140,8 @@ struct Writer {
     info: Option<RevisionInfo>,
     model: Arc<Model>,
     ids: Arc<Ids>,
+    /// Changes of the ids journaled since they were last saved whole.
+    ids_journaled: usize,
     health: Arc<Health>,
     dataplane: Option<Loaded>,
     loader: Loader,
@@ -208,6 +213,7 @@ impl Control {
             info: latest.clone(),
             model: Arc::new(Model::new(previous.clone())),
             ids: Arc::new(ids),
+            ids_journaled: 0,
             health: Arc::default(),
             dataplane: None,
             loader,
@@ -502,6 +508,15 @@ impl Writer {
         let store = &self.shared.store;
         // (config, its text, whether it is new and must be recorded)
         let (config, text, is_new) = match (store.config_text()?, latest) {
+            (Some(text), Some(latest))
+                if store.file_predates_latest()
+                    && Config::from_toml_str(&text).ok().as_ref() != Some(&previous) =>
+            {
+                warn!(path = %store.config_path().display(), revision = latest.number, "the config file is older than the last revision and differs from it (its write was lost in a crash); writing it again from the revision");
+                let text = store.revision_text(latest.number)?;
+                store.write_config_file(&text)?;
+                (previous.clone(), text, false)
+            }
             (Some(text), _) => {
                 let config = Config::from_toml_str(&text).map_err(ControlError::Invalid)?;
                 let is_new = latest.is_none() || config != previous;
@@ -566,12 +581,13 @@ impl Writer {
         self.dataplane = Some(loaded);
         if is_new {
             let source = format!("start: {}", store.config_path().display());
-            let info = store.commit(&text, &source, diff(&previous, &config).summary(), false)?;
+            let info = store.commit(&text, &source, diff(&previous, &config).summary())?;
             log_applied(&info);
             self.revision = info.number;
             self.info = Some(info);
-            self.prune(config.keep_revisions);
         }
+        // The log still holds revisions pruned since it was last compacted.
+        self.prune(config.keep_revisions);
         self.model = Arc::new(Model::new(config));
         info!(
             revision = self.revision,
@@ -775,13 +791,15 @@ impl Writer {
         // A node in a cluster keeps its own settings ([cluster], pin_dir) whatever the change says.
         if self.cluster.is_some() {
             if config.cluster.is_some() && config.cluster != self.model.config.cluster {
-                warn!("[cluster] is read at start: the running node keeps its own until it restarts");
+                warn!(
+                    "[cluster] is read at start: the running node keeps its own until it restarts"
+                );
             }
             config.keep_node_settings(&self.model.config);
         }
         let new_model = Model::new(config);
         let old_model = self.model.clone();
-        new_model.inherit_toml(&old_model);
+        new_model.inherit_text(&old_model);
         let delta = Delta::between(&old_model, &new_model);
         // The running config passed: a change of some VIPs needs only those looked into again.
         let touched = (!delta.globals && self.revision > 0).then(|| {
@@ -858,11 +876,8 @@ impl Writer {
                 return Err(error);
             }
         };
-        let changes = if incremental {
-            delta.diff(&old_model, &new_model)
-        } else {
-            diff(&old_model.config, config)
-        };
+        // The same list as `diff` of both configs, without walking the VIPs left alone.
+        let changes = delta.diff(&old_model, &new_model);
         drop(delta);
         let info = match agreed {
             Some(info) => info,
@@ -898,16 +913,17 @@ impl Writer {
         // Ids first: a crash before the revision leaves ids for a superset, which the next start frees.
         // A change that keeps every id (a drain, a weight) leaves the file as it is.
         let ids_changed = ids != *self.ids;
-        let saved_ids = if ids_changed {
-            ids.save(state_dir)
-        } else {
+        let saved_ids = if !ids_changed {
             Ok(())
+        } else if self.ids_journaled < MAX_IDS_JOURNALED {
+            self.ids_journaled += 1;
+            ids.save_change(&self.ids, state_dir)
+        } else {
+            self.ids_journaled = 0;
+            ids.save(state_dir)
         };
-        let committed = saved_ids.and_then(|()| {
-            self.shared
-                .store
-                .commit_as(&info, &new_model.toml_text(), true)
-        });
+        let text = new_model.config_text();
+        let committed = saved_ids.and_then(|()| self.shared.store.commit_as(&info, &text, true));
         match committed {
             Ok(()) => {}
             Err(error) => {
@@ -916,6 +932,7 @@ impl Writer {
                     warn!(error = %e, "rolling the data plane back after a failed save failed");
                 }
                 if ids_changed {
+                    self.ids_journaled = 0;
                     if let Err(e) = self.ids.save(state_dir) {
                         warn!(error = %e, "restoring the saved ids failed");
                     }

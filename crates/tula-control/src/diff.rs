@@ -226,29 +226,35 @@ fn compare_keyed(
     new: Option<&Value>,
     changes: &mut Vec<Change>,
 ) {
-    let items = |list: Option<&Value>| -> Vec<(String, Value)> {
+    fn items<'a>(list: Option<&'a Value>, id_key: &str) -> Vec<(String, &'a Value)> {
         let Some(Value::Array(items)) = list else {
             return Vec::new();
         };
         items
             .iter()
-            .map(|item| (item.get(id_key).map(text).unwrap_or_default(), item.clone()))
+            .map(|item| (item.get(id_key).map(text).unwrap_or_default(), item))
             .collect()
+    }
+    let old = items(old, id_key);
+    let new = items(new, id_key);
+    // Looked up by id, not searched: 1,000 VIPs against 1,000 were a million compares and a copy of each match.
+    let index = |list: &[(String, &Value)]| -> std::collections::HashMap<String, usize> {
+        let mut index = std::collections::HashMap::with_capacity(list.len());
+        for (i, (id, _)) in list.iter().enumerate() {
+            index.entry(id.clone()).or_insert(i);
+        }
+        index
     };
-    let old = items(old);
-    let new = items(new);
-    let find = |list: &[(String, Value)], id: &str| {
-        list.iter().find(|(i, _)| i == id).map(|(_, v)| v.clone())
-    };
+    let (old_index, new_index) = (index(&old), index(&new));
     for (id, old_item) in &old {
         compare(
             &format!("{path}[{id}]"),
             Some(old_item),
-            find(&new, id).as_ref(),
+            new_index.get(id).map(|&i| new[i].1),
             changes,
         );
     }
-    for (id, new_item) in new.iter().filter(|(id, _)| find(&old, id).is_none()) {
+    for (id, new_item) in new.iter().filter(|(id, _)| !old_index.contains_key(id)) {
         compare(&format!("{path}[{id}]"), None, Some(new_item), changes);
     }
 }

@@ -18,11 +18,24 @@ const TEMP_SUFFIX: &str = ".tmp";
 /// Replaces `path` with `contents` atomically. Files are made readable by
 /// their owner only: configs and revisions hold the API token.
 pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), ControlError> {
+    replace(path, contents, true)
+}
+
+/// Replaces `path` with `contents`, whole or not at all if the process dies
+/// (the kernel keeps what was written), but without waiting for the disk: for
+/// state that only means something beside the kernel's BPF maps, which a
+/// machine crash loses as well. Readable by the owner only.
+pub(crate) fn replace_unsynced(path: &Path, contents: &[u8]) -> Result<(), ControlError> {
+    replace(path, contents, false)
+}
+
+/// Writes a temporary file beside `path` and renames it over `path`; with
+/// `sync`, the file is synced before and the directory after the rename.
+fn replace(path: &Path, contents: &[u8], sync: bool) -> Result<(), ControlError> {
     let io = |what: &str| {
         let what = format!("{what} {}", path.display());
         move |source| ControlError::Io { what, source }
     };
-    let dir = parent(path);
     let temp = temp_path(path);
     let mut file = OpenOptions::new()
         .write(true)
@@ -37,36 +50,18 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), ControlEr
     crash_point(path, "half-written");
     file.write_all(tail).map_err(io("writing"))?;
     crash_point(path, "written");
-    file.sync_all().map_err(io("syncing"))?;
+    if sync {
+        file.sync_all().map_err(io("syncing"))?;
+        crash_point(path, "synced");
+    }
     drop(file);
-    crash_point(path, "synced");
     std::fs::rename(&temp, path).map_err(io("renaming the temporary file over"))?;
     crash_point(path, "renamed");
-    sync_dir(&dir).map_err(io("syncing the directory of"))?;
-    crash_point(path, "dir-synced");
+    if sync {
+        sync_dir(&parent(path)).map_err(io("syncing the directory of"))?;
+        crash_point(path, "dir-synced");
+    }
     Ok(())
-}
-
-/// Replaces `path` with `contents`, whole or not at all if the process dies
-/// (the kernel keeps what was written), but without waiting for the disk: for
-/// state that only means something beside the kernel's BPF maps, which a
-/// machine crash loses as well. Readable by the owner only.
-pub(crate) fn replace_unsynced(path: &Path, contents: &[u8]) -> Result<(), ControlError> {
-    let io = |what: &str| {
-        let what = format!("{what} {}", path.display());
-        move |source| ControlError::Io { what, source }
-    };
-    let temp = temp_path(path);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp)
-        .map_err(io("creating a temporary file for"))?;
-    file.write_all(contents).map_err(io("writing"))?;
-    drop(file);
-    std::fs::rename(&temp, path).map_err(io("renaming the temporary file over"))
 }
 
 /// Creates `dir` (and its parents), readable by its owner only.
@@ -115,7 +110,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// Test builds abort the process here when `TULA_CRASH_AT` names this file and
 /// step (`FILE_NAME/STEP`), to prove a crash at any step leaves old or new.
 #[cfg(test)]
-fn crash_point(path: &Path, step: &str) {
+pub(crate) fn crash_point(path: &Path, step: &str) {
     if let Ok(at) = std::env::var("TULA_CRASH_AT") {
         let name = path
             .file_name()
@@ -128,9 +123,18 @@ fn crash_point(path: &Path, step: &str) {
 }
 
 #[cfg(not(test))]
-fn crash_point(_path: &Path, _step: &str) {}
+pub(crate) fn crash_point(_path: &Path, _step: &str) {}
 
-/// Every step at which a test build can crash a write.
+/// Every step at which a test build can crash [`replace_unsynced`].
+#[cfg(test)]
+pub(crate) const UNSYNCED_CRASH_STEPS: [&str; 4] =
+    ["temp-created", "half-written", "written", "renamed"];
+
+/// Every step at which a test build can crash an append to the revision log.
+#[cfg(test)]
+pub(crate) const APPEND_CRASH_STEPS: [&str; 3] = ["half-written", "written", "synced"];
+
+/// Every step at which a test build can crash [`write_atomic`].
 #[cfg(test)]
 pub(crate) const CRASH_STEPS: [&str; 6] = [
     "temp-created",
@@ -140,3 +144,24 @@ pub(crate) const CRASH_STEPS: [&str; 6] = [
     "renamed",
     "dir-synced",
 ];
+
+/// Runs the ignored test `test` of this test binary in a child process that
+/// aborts at `crash_at` (`FILE_NAME/STEP`) with `TULA_CRASH_DIR` set to
+/// `dir`, and checks that it died there.
+#[cfg(test)]
+pub(crate) fn crash_in_child(test: &str, dir: &Path, crash_at: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--ignored", "--test-threads=1"])
+        .env("TULA_CRASH_DIR", dir)
+        .env("TULA_CRASH_AT", crash_at)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGABRT),
+        "{crash_at}: the child did not crash there ({status})"
+    );
+}

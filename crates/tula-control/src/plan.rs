@@ -17,9 +17,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use tula_config::{
-    AllDown, BackendState, Config, ConfigErrors, DsrType, Scheduler, Vip,
-};
+use tula_config::{AllDown, BackendState, Config, ConfigErrors, DsrType, Scheduler, Vip};
 use tula_dataplane::{Backend, Dsr, IcmpSettings, InterfaceSpec, VipKey, VipSpec};
 use tula_maglev::RingBackend;
 
@@ -36,9 +34,84 @@ pub(crate) struct DataplaneState {
     /// Shared with the states planned before while the VIP is unchanged, so
     /// copying a state of 1,000 VIPs copies 1,000 pointers, not their rings.
     pub vips: BTreeMap<VipKey, Arc<VipEntry>>,
-    pub backends: BTreeMap<u32, Backend>,
+    pub backends: BackendTable,
     /// How too-big DF packets are answered; `None` = not known, so it is set again.
     pub icmp: Option<IcmpSettings>,
+}
+
+/// Ids in one bucket of a [`BackendTable`].
+const BUCKET_IDS: u32 = 1024;
+
+/// Backends by id, in buckets of [`BUCKET_IDS`] ids shared between states:
+/// a state planned from another copies ~100 pointers and one bucket per
+/// backend it changes, and comparing two skips the buckets they share.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct BackendTable {
+    buckets: BTreeMap<u32, Arc<BTreeMap<u32, Backend>>>,
+}
+
+impl BackendTable {
+    pub(crate) fn get(&self, id: &u32) -> Option<&Backend> {
+        self.buckets.get(&(id / BUCKET_IDS))?.get(id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: &u32) -> Option<&mut Backend> {
+        Arc::make_mut(self.buckets.get_mut(&(id / BUCKET_IDS))?).get_mut(id)
+    }
+
+    pub(crate) fn insert(&mut self, id: u32, backend: Backend) {
+        let bucket = self.buckets.entry(id / BUCKET_IDS).or_default();
+        if bucket.get(&id) != Some(&backend) {
+            Arc::make_mut(bucket).insert(id, backend);
+        }
+    }
+
+    pub(crate) fn remove(&mut self, id: &u32) {
+        let key = id / BUCKET_IDS;
+        let Some(bucket) = self.buckets.get_mut(&key) else {
+            return;
+        };
+        if bucket.contains_key(id) {
+            Arc::make_mut(bucket).remove(id);
+            if bucket.is_empty() {
+                self.buckets.remove(&key);
+            }
+        }
+    }
+
+    /// (backends added or changed, ids removed) from `old` to `self`, in id
+    /// order, looking only into the buckets the two do not share.
+    fn differences<'a>(
+        &'a self,
+        old: &'a BackendTable,
+    ) -> (Vec<(&'a u32, &'a Backend)>, Vec<&'a u32>) {
+        static EMPTY: BTreeMap<u32, Backend> = BTreeMap::new();
+        let (mut changed, mut removed) = (Vec::new(), Vec::new());
+        let keys: std::collections::BTreeSet<&u32> =
+            self.buckets.keys().chain(old.buckets.keys()).collect();
+        for key in keys {
+            let (held, wanted) = (old.buckets.get(key), self.buckets.get(key));
+            if let (Some(held), Some(wanted)) = (held, wanted) {
+                if Arc::ptr_eq(held, wanted) {
+                    continue;
+                }
+            }
+            let held = held.map_or(&EMPTY, |b| &**b);
+            let wanted = wanted.map_or(&EMPTY, |b| &**b);
+            let (c, r) = differences(held, wanted);
+            changed.extend(c);
+            removed.extend(r);
+        }
+        (changed, removed)
+    }
+}
+
+impl std::ops::Index<&u32> for BackendTable {
+    type Output = Backend;
+
+    fn index(&self, id: &u32) -> &Backend {
+        self.get(id).expect("no backend with this id")
+    }
 }
 
 /// A VIP as programmed: its spec and what its ring is built from.
@@ -156,7 +229,13 @@ fn plan_vip(vip: &Vip, ids: &Ids, health: &Health, state: &mut DataplaneState) {
         let id = ids
             .backend(&vip.name, &sorry)
             .expect("every sorry backend has an id");
-        state.backends.insert(id, Backend { addr: sorry, alive: true });
+        state.backends.insert(
+            id,
+            Backend {
+                addr: sorry,
+                alive: true,
+            },
+        );
     }
     let (new_flows, members) = ring_inputs(vip, health);
     let mut ring = Vec::with_capacity(members.len());
@@ -319,7 +398,7 @@ pub(crate) fn transition(old: &DataplaneState, new: &DataplaneState) -> Vec<Op> 
             Some(_) => {}
         }
     }
-    let (changed_backends, removed_backends) = differences(&old.backends, &new.backends);
+    let (changed_backends, removed_backends) = new.backends.differences(&old.backends);
     let (alive, not_alive): (Vec<_>, Vec<_>) =
         changed_backends.into_iter().partition(|(_, b)| b.alive);
     ops.extend(alive.into_iter().map(|(id, b)| Op::SetBackend(*id, *b)));

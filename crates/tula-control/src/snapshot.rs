@@ -17,6 +17,7 @@ use crate::health::Health;
 use crate::ids::Ids;
 use crate::plan::ring_members;
 use crate::status::{MapReads, Sources};
+use crate::store::ConfigText;
 use crate::{status, ControlError, NewFlows, Serving, VipServing, VipStatus};
 
 /// A config with its indexes, shared by every snapshot of the same revision
@@ -27,26 +28,31 @@ pub(crate) struct Model {
     pub globals: serde_json::Map<String, serde_json::Value>,
     by_name: HashMap<String, usize>,
     by_socket: HashMap<(IpAddr, u16, Protocol), usize>,
-    /// Per VIP (same positions as `config.vips`), its backends by address.
-    backends: Vec<HashMap<IpAddr, usize>>,
+    /// Per VIP (same positions as `config.vips`), its backends by address,
+    /// indexed at the first lookup: a change indexes none of 100,000 backends.
+    backends: Vec<OnceLock<HashMap<IpAddr, usize>>>,
     config_json: OnceLock<Arc<str>>,
     vips_json: OnceLock<Arc<str>>,
     /// `vips_json` gzip-compressed, for clients that accept it.
     vips_gzip: OnceLock<Arc<[u8]>>,
     /// The settings outside the VIPs as TOML.
-    globals_toml: String,
+    globals_toml: Arc<str>,
     /// Each VIP's `[[vip]]` table as TOML (same positions as `config.vips`),
     /// made once and handed on to the next model while the VIP is unchanged.
     vip_toml: Vec<OnceLock<Arc<str>>>,
+    /// Each VIP as JSON, kept the same way: `vips_json` of a revision that
+    /// changed one VIP encodes that one and copies the others.
+    vip_json: Vec<OnceLock<Arc<str>>>,
 }
 
 impl Model {
     pub(crate) fn new(mut config: Config) -> Model {
         let globals = crate::diff::globals_tree(&mut config);
         let vips = std::mem::take(&mut config.vips);
-        let globals_toml = config.to_toml_string();
+        let globals_toml = config.to_toml_string().into();
         config.vips = vips;
         let vip_toml = config.vips.iter().map(|_| OnceLock::new()).collect();
+        let vip_json = config.vips.iter().map(|_| OnceLock::new()).collect();
         let by_name = config
             .vips
             .iter()
@@ -59,17 +65,7 @@ impl Model {
             .enumerate()
             .map(|(i, v)| ((v.address, v.port, v.protocol), i))
             .collect();
-        let backends = config
-            .vips
-            .iter()
-            .map(|v| {
-                v.backends
-                    .iter()
-                    .enumerate()
-                    .map(|(i, b)| (b.address, i))
-                    .collect()
-            })
-            .collect();
+        let backends = config.vips.iter().map(|_| OnceLock::new()).collect();
         Model {
             config,
             globals,
@@ -81,35 +77,42 @@ impl Model {
             vips_gzip: OnceLock::new(),
             globals_toml,
             vip_toml,
+            vip_json,
         }
     }
 
-    /// Takes `previous`'s TOML of every VIP that is the same in both.
-    pub(crate) fn inherit_toml(&self, previous: &Model) {
-        for (vip, slot) in self.config.vips.iter().zip(&self.vip_toml) {
+    /// Takes `previous`'s TOML and JSON of every VIP that is the same in both.
+    pub(crate) fn inherit_text(&self, previous: &Model) {
+        for (j, vip) in self.config.vips.iter().enumerate() {
             let Some(i) = previous.vip_index(&vip.name) else {
                 continue;
             };
             if previous.config.vips[i] == *vip {
-                if let Some(text) = previous.vip_toml[i].get() {
-                    let _ = slot.set(text.clone());
+                for (from, to) in [
+                    (&previous.vip_toml, &self.vip_toml),
+                    (&previous.vip_json, &self.vip_json),
+                ] {
+                    if let Some(text) = from[i].get() {
+                        let _ = to[j].set(text.clone());
+                    }
                 }
             }
         }
     }
 
-    /// The config as TOML (what the file and the revision hold): only the
-    /// VIPs whose text is not kept yet are serialised.
-    pub(crate) fn toml_text(&self) -> String {
-        let mut text = self.globals_toml.clone();
-        for (vip, slot) in self.config.vips.iter().zip(&self.vip_toml) {
-            let table = slot.get_or_init(|| Config::vip_toml_string(vip).into());
-            if !text.is_empty() && !text.ends_with("\n\n") {
-                text.push('\n');
-            }
-            text.push_str(table);
+    /// The config as TOML, table by table (what the file and the revision
+    /// hold): only the VIPs whose text is not kept yet are serialised.
+    pub(crate) fn config_text(&self) -> ConfigText {
+        let vips = self.config.vips.iter().zip(&self.vip_toml);
+        ConfigText {
+            globals: self.globals_toml.clone(),
+            vips: vips
+                .map(|(vip, slot)| {
+                    let table = slot.get_or_init(|| Config::vip_toml_string(vip).into());
+                    (vip.name.clone(), table.clone())
+                })
+                .collect(),
         }
-        text
     }
 
     pub(crate) fn vip_index(&self, name: &str) -> Option<usize> {
@@ -122,8 +125,12 @@ impl Model {
 
     pub(crate) fn backend(&self, vip: &str, address: IpAddr) -> Option<&Backend> {
         let i = self.vip_index(vip)?;
-        let j = *self.backends[i].get(&address)?;
-        Some(&self.config.vips[i].backends[j])
+        let declared = &self.config.vips[i];
+        let by_address = self.backends[i].get_or_init(|| {
+            let addresses = declared.backends.iter().map(|b| b.address);
+            addresses.enumerate().map(|(j, a)| (a, j)).collect()
+        });
+        Some(&declared.backends[*by_address.get(&address)?])
     }
 }
 
@@ -216,9 +223,25 @@ impl Snapshot {
         self.model
             .vips_json
             .get_or_init(|| {
-                serde_json::to_string(&self.model.config.vips)
-                    .expect("a VIP always encodes")
-                    .into()
+                let model = &self.model;
+                let vips = model.config.vips.iter().zip(&model.vip_json);
+                let tables: Vec<Arc<str>> = vips
+                    .map(|(vip, slot)| {
+                        let text = || serde_json::to_string(vip).expect("a VIP always encodes");
+                        slot.get_or_init(|| text().into()).clone()
+                    })
+                    .collect();
+                let mut text =
+                    String::with_capacity(tables.iter().map(|t| t.len() + 1).sum::<usize>() + 2);
+                text.push('[');
+                for (i, table) in tables.iter().enumerate() {
+                    if i > 0 {
+                        text.push(',');
+                    }
+                    text.push_str(table);
+                }
+                text.push(']');
+                text.into()
             })
             .clone()
     }
@@ -302,7 +325,8 @@ impl Snapshot {
     /// ring size, this decides the ring (slots are keyed by address, not by
     /// this node's ids), so nodes compare rings by comparing these.
     pub fn ring_inputs(&self, name: &str) -> Option<(NewFlows, Vec<(IpAddr, u32)>)> {
-        let (new_flows, mut members) = crate::plan::ring_inputs(self.model.vip(name)?, &self.health);
+        let (new_flows, mut members) =
+            crate::plan::ring_inputs(self.model.vip(name)?, &self.health);
         members.sort_unstable();
         Some((new_flows, members))
     }
@@ -325,9 +349,8 @@ impl Snapshot {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_toml_made_vip_by_vip_reads_back_to_the_same_config() {
-        let text = r#"
+    /// Two VIPs, one of each protocol, with most keys set.
+    const CONFIG: &str = r#"
             interfaces = ["lo"]
             path_mtu = { lo = 1400 }
             keep_revisions = 7
@@ -348,17 +371,56 @@ mod tests {
             protocol = "udp"
             backends = [{ address = "198.18.4.2" }]
         "#;
+
+    #[test]
+    fn the_toml_made_vip_by_vip_reads_back_to_the_same_config() {
+        let text = CONFIG;
         let config = Config::from_toml_str(text).unwrap();
         let first = Model::new(config.clone());
-        assert_eq!(Config::from_toml_str(&first.toml_text()).unwrap(), config);
+        assert_eq!(
+            Config::from_toml_str(&first.config_text().join()).unwrap(),
+            config
+        );
         // The next model keeps the unchanged VIP's text and makes the changed one's.
         let mut changed = config.clone();
         changed.vips[1].backends[0].weight = 9;
         let next = Model::new(changed.clone());
-        next.inherit_toml(&first);
+        next.inherit_text(&first);
         assert!(next.vip_toml[0].get().is_some() && next.vip_toml[1].get().is_none());
-        assert_eq!(Config::from_toml_str(&next.toml_text()).unwrap(), changed);
+        assert_eq!(
+            Config::from_toml_str(&next.config_text().join()).unwrap(),
+            changed
+        );
         let empty = Model::new(Config::default());
-        assert_eq!(Config::from_toml_str(&empty.toml_text()).unwrap(), Config::default());
+        assert_eq!(
+            Config::from_toml_str(&empty.config_text().join()).unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn the_vips_json_made_vip_by_vip_is_the_list_encoded_whole_and_kept_per_vip() {
+        let text = CONFIG;
+        let snapshot = |model: Arc<Model>| {
+            let none = Arc::new(FlowBoard::default());
+            Snapshot::new(1, model, Arc::default(), Arc::default(), None, false, none)
+        };
+        let config = Config::from_toml_str(text).unwrap();
+        let first = Arc::new(Model::new(config.clone()));
+        let json = snapshot(first.clone()).vips_json();
+        assert_eq!(&*json, serde_json::to_string(&config.vips).unwrap());
+        let mut changed = config;
+        changed.vips[1].backends[0].weight = 9;
+        let next = Arc::new(Model::new(changed.clone()));
+        next.inherit_text(&first);
+        let kept = next.vip_json[0]
+            .get()
+            .expect("the unchanged VIP's JSON is kept");
+        assert!(Arc::ptr_eq(kept, first.vip_json[0].get().unwrap()));
+        assert!(next.vip_json[1].get().is_none());
+        let json = snapshot(next).vips_json();
+        assert_eq!(&*json, serde_json::to_string(&changed.vips).unwrap());
+        let empty = snapshot(Arc::new(Model::new(Config::default())));
+        assert_eq!(&*empty.vips_json(), "[]");
     }
 }

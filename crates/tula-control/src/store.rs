@@ -1,34 +1,283 @@
 //! The saved config file and its numbered revisions.
 //!
-//! Layout: the config file at `ControlOptions::config_path`; under
-//! `state_dir/revisions/`, revision N is `NNNNNN.toml` (the config as applied)
-//! and `NNNNNN.json` (its [`RevisionInfo`]). The JSON is written last and is
-//! what makes a revision exist: a `.toml` without it is what a crash left
-//! behind, is never listed, and is overwritten when that number is next used.
+//! Revisions live in one append-only log, `state_dir/revisions/revisions.log`:
+//! one JSON line per revision with its [`RevisionInfo`] and its config. A
+//! line holds either the whole config (a base) or what changed since the line
+//! before it (a delta: the `[[vip]]` tables added or changed, the VIPs
+//! removed, the settings outside the VIPs if they changed, and the order if it
+//! is not the old one with the new VIPs last). A one-backend change costs one
+//! VIP's table and one fsync, not a copy of the whole config. The line is what
+//! makes a revision exist: a torn last line (a crash while appending) is cut
+//! off at the next open.
 //!
-//! A commit writes the config file and the revision's config (at the same
-//! time), then its JSON: a crash before the JSON leaves a file newer than the
-//! last revision, which the next start applies (and records) as the file the
-//! operator declared.
+//! Retention forgets revisions at once, and rewrites the log (atomically)
+//! once it holds [`COMPACT_SLACK`] lines more than the revisions kept: the
+//! oldest kept revision becomes a base and the lines after it are copied.
+//! Lines of revisions forgotten since are read again at the next open, so
+//! the daemon prunes once more at start.
+//!
+//! A commit appends and syncs the revision's line, then replaces the config
+//! file (whole or not at all, but without waiting for the disk). The line
+//! records when the file was about to be written: a file no newer than that
+//! which differs from the revision lost its write (a crash between the two,
+//! or a machine crash before the kernel wrote it), and start writes it again
+//! from the revision ([`Store::file_predates_latest`]).
+//!
+//! Revisions saved by earlier versions (`NNNNNN.toml` and `NNNNNN.json` each)
+//! are read where they are and pruned like the others.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
+use serde::{Deserialize, Serialize};
 use tula_config::Config;
 
-use crate::files::{create_dir, read_if_exists, write_atomic};
+use crate::files::{crash_point, create_dir, read_if_exists, replace_unsynced, write_atomic};
 use crate::{ControlError, ControlOptions, RevisionInfo};
+
+/// Lines the log may hold beyond the revisions kept before it is compacted:
+/// a compaction writes one whole config, so this many changes share its cost.
+pub(crate) const COMPACT_SLACK: usize = 50;
+
+const LOG_NAME: &str = "revisions.log";
+
+/// A config as text: the settings outside the VIPs, then each VIP's
+/// `[[vip]]` table, in the config's order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct ConfigText {
+    pub globals: Arc<str>,
+    /// (name, table)
+    pub vips: Vec<(String, Arc<str>)>,
+}
+
+impl ConfigText {
+    /// The whole text, as the config file holds it.
+    pub(crate) fn join(&self) -> String {
+        let tables: usize = self.vips.iter().map(|(_, t)| t.len() + 1).sum();
+        let mut text = String::with_capacity(self.globals.len() + tables);
+        text.push_str(&self.globals);
+        for (_, table) in &self.vips {
+            if !text.is_empty() && !text.ends_with("\n\n") {
+                text.push('\n');
+            }
+            text.push_str(table);
+        }
+        text
+    }
+}
+
+/// One line of the log.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    info: RevisionInfo,
+    /// When the config file was written for this revision (absent: it was not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file_written: Option<SystemTime>,
+    config: Stored,
+}
+
+/// A revision's config as a line holds it.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Stored {
+    /// The whole text as it was read (a file edited by hand, recorded at start).
+    Text(String),
+    /// The whole config, table by table.
+    Base {
+        globals: String,
+        vips: Vec<(String, String)>,
+    },
+    /// What changed since the line before.
+    Delta {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        globals: Option<String>,
+        /// The table of each VIP added or changed; `None` for one removed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        vips: Vec<(String, Option<String>)>,
+        /// Every name in order, when that is not the old order less the
+        /// removed VIPs with the added ones last.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        order: Option<Vec<String>>,
+    },
+}
+
+/// A revision's config rebuilt from the log.
+#[derive(Clone)]
+enum Rebuilt {
+    Text(String),
+    Tables(ConfigText),
+}
+
+impl Rebuilt {
+    fn into_text(self) -> String {
+        match self {
+            Rebuilt::Text(text) => text,
+            Rebuilt::Tables(tables) => tables.join(),
+        }
+    }
+}
+
+impl Stored {
+    fn is_base(&self) -> bool {
+        !matches!(self, Stored::Delta { .. })
+    }
+
+    fn base(text: &ConfigText) -> Stored {
+        Stored::Base {
+            globals: text.globals.to_string(),
+            vips: text
+                .vips
+                .iter()
+                .map(|(name, table)| (name.clone(), table.to_string()))
+                .collect(),
+        }
+    }
+
+    /// `new` as a change of `old`, or as a base when names repeat (never in
+    /// a validated config, but a delta could not say which one changed).
+    fn between(old: &ConfigText, new: &ConfigText) -> Stored {
+        let new_names: HashSet<&str> = new.vips.iter().map(|(n, _)| n.as_str()).collect();
+        let old_tables: HashMap<&str, &Arc<str>> =
+            old.vips.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        if new_names.len() != new.vips.len() || old_tables.len() != old.vips.len() {
+            return Stored::base(new);
+        }
+        let mut vips: Vec<(String, Option<String>)> = new
+            .vips
+            .iter()
+            .filter(|(name, table)| {
+                !old_tables
+                    .get(name.as_str())
+                    .is_some_and(|old| Arc::ptr_eq(old, table) || old == &table)
+            })
+            .map(|(name, table)| (name.clone(), Some(table.to_string())))
+            .collect();
+        vips.extend(
+            old.vips
+                .iter()
+                .filter(|(name, _)| !new_names.contains(name.as_str()))
+                .map(|(name, _)| (name.clone(), None)),
+        );
+        let expected = old
+            .vips
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| new_names.contains(n))
+            .chain(
+                new.vips
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .filter(|n| !old_tables.contains_key(n)),
+            );
+        let order = (!expected.eq(new.vips.iter().map(|(n, _)| n.as_str())))
+            .then(|| new.vips.iter().map(|(n, _)| n.clone()).collect());
+        Stored::Delta {
+            globals: (old.globals != new.globals).then(|| new.globals.to_string()),
+            vips,
+            order,
+        }
+    }
+
+    /// The config this line holds, given the one of the line before.
+    fn rebuild(self, before: Option<Rebuilt>) -> Option<Rebuilt> {
+        match self {
+            Stored::Text(text) => Some(Rebuilt::Text(text)),
+            Stored::Base { globals, vips } => Some(Rebuilt::Tables(ConfigText {
+                globals: globals.into(),
+                vips: vips.into_iter().map(|(n, t)| (n, t.into())).collect(),
+            })),
+            Stored::Delta {
+                globals,
+                vips,
+                order,
+            } => {
+                let Some(Rebuilt::Tables(before)) = before else {
+                    return None;
+                };
+                let mut list: Vec<(String, Option<Arc<str>>)> =
+                    before.vips.into_iter().map(|(n, t)| (n, Some(t))).collect();
+                let mut at: HashMap<String, usize> = list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (n, _))| (n.clone(), i))
+                    .collect();
+                for (name, table) in vips {
+                    match at.get(&name) {
+                        Some(&i) => list[i].1 = table.map(Arc::from),
+                        None => {
+                            if let Some(table) = table {
+                                at.insert(name.clone(), list.len());
+                                list.push((name, Some(table.into())));
+                            }
+                        }
+                    }
+                }
+                let mut kept: Vec<(String, Arc<str>)> = list
+                    .into_iter()
+                    .filter_map(|(n, t)| t.map(|t| (n, t)))
+                    .collect();
+                if let Some(order) = order {
+                    let mut by_name: HashMap<String, Arc<str>> = kept.into_iter().collect();
+                    kept = order
+                        .into_iter()
+                        .filter_map(|n| by_name.remove(&n).map(|t| (n, t)))
+                        .collect();
+                }
+                Some(Rebuilt::Tables(ConfigText {
+                    globals: globals.map(Arc::from).unwrap_or(before.globals),
+                    vips: kept,
+                }))
+            }
+        }
+    }
+}
+
+/// Where a line is in the log.
+#[derive(Debug, Clone, Copy)]
+struct Line {
+    number: u64,
+    offset: u64,
+    len: u64,
+    base: bool,
+}
+
+/// What the store knows of its revisions (behind one lock: readers list
+/// them while the writer commits).
+#[derive(Default)]
+struct Index {
+    /// Every revision that exists, by number.
+    infos: BTreeMap<u64, RevisionInfo>,
+    /// Those saved as `NNNNNN.toml` and `NNNNNN.json` by earlier versions.
+    legacy: BTreeSet<u64>,
+    /// The log's lines, in order (some may be of pruned revisions).
+    lines: Vec<Line>,
+    /// The newest line's config table by table, what the next delta is
+    /// made against; `None` until known (the next line is then a base).
+    tip: Option<ConfigText>,
+    /// When the config file was written for the newest revision.
+    file_written: Option<SystemTime>,
+}
+
+impl Index {
+    fn log_end(&self) -> u64 {
+        self.lines.last().map_or(0, |l| l.offset + l.len)
+    }
+}
 
 pub(crate) struct Store {
     config_path: PathBuf,
     revisions_dir: PathBuf,
-    /// The newest revision's number (0 = none), read once at open.
-    latest: AtomicU64,
+    index: Mutex<Index>,
 }
 
 impl Store {
-    /// Opens the store, creating the state directories if needed.
+    /// Opens the store, creating the state directories if needed, reading
+    /// the log (and cutting off a torn last line).
     pub(crate) fn open(options: &ControlOptions) -> Result<Store, ControlError> {
         let revisions_dir = options.state_dir.join("revisions");
         create_dir(&revisions_dir)?;
@@ -42,60 +291,235 @@ impl Store {
         let store = Store {
             config_path: options.config_path.clone(),
             revisions_dir,
-            latest: AtomicU64::new(0),
+            index: Mutex::default(),
         };
-        let latest = store.numbers()?.last().copied().unwrap_or(0);
-        store.latest.store(latest, Ordering::SeqCst);
+        let mut index = Index::default();
+        store.read_legacy(&mut index)?;
+        store.read_log(&mut index)?;
+        *store.lock() = index;
         Ok(store)
     }
 
-    /// The numbers of the revisions on disk, oldest first.
-    fn numbers(&self) -> Result<Vec<u64>, ControlError> {
-        let io = |source| ControlError::Io {
-            what: format!("listing {}", self.revisions_dir.display()),
-            source,
-        };
-        let mut numbers = Vec::new();
-        for entry in std::fs::read_dir(&self.revisions_dir).map_err(io)? {
-            let name = entry.map_err(io)?.file_name();
-            if let Some(number) = name
+    fn lock(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.revisions_dir.join(LOG_NAME)
+    }
+
+    fn io(&self, what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> ControlError {
+        let what = format!("{what} {}", path.display());
+        move |source| ControlError::Io { what, source }
+    }
+
+    /// The revisions of earlier versions, one pair of files each.
+    fn read_legacy(&self, index: &mut Index) -> Result<(), ControlError> {
+        let listing = self.io("listing", &self.revisions_dir);
+        let entries = std::fs::read_dir(&self.revisions_dir).map_err(listing)?;
+        for entry in entries {
+            let name = entry
+                .map_err(self.io("listing", &self.revisions_dir))?
+                .file_name();
+            let Some(number) = name
                 .to_str()
                 .and_then(|n| n.strip_suffix(".json"))
                 .and_then(|n| n.parse::<u64>().ok())
-            {
-                numbers.push(number);
+            else {
+                continue;
+            };
+            match self.legacy_info(number) {
+                Ok(info) => {
+                    index.infos.insert(number, info);
+                    index.legacy.insert(number);
+                }
+                // One unreadable revision must not hide the others.
+                Err(e) => {
+                    tracing::warn!(revision = number, error = %e, "skipping an unreadable revision")
+                }
             }
         }
-        numbers.sort_unstable();
-        Ok(numbers)
+        Ok(())
     }
 
-    /// Removes the oldest revisions beyond the newest `keep`, never
-    /// `protect` (the running one). Returns the numbers removed.
+    fn legacy_info(&self, number: u64) -> Result<RevisionInfo, ControlError> {
+        let path = self.legacy_meta_path(number);
+        let text = read_if_exists(&path)?.ok_or(ControlError::NoSuchRevision(number))?;
+        serde_json::from_str(&text).map_err(|e| ControlError::Io {
+            what: format!("decoding {}", path.display()),
+            source: e.into(),
+        })
+    }
+
+    /// Indexes the log's lines; a torn last line is cut off.
+    fn read_log(&self, index: &mut Index) -> Result<(), ControlError> {
+        let path = self.log_path();
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.io("reading", &path)(e)),
+        };
+        let mut offset = 0;
+        while offset < bytes.len() {
+            let rest = &bytes[offset..];
+            let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+                break;
+            };
+            let Ok(record) = serde_json::from_slice::<Record>(&rest[..end]) else {
+                break;
+            };
+            let number = record.info.number;
+            index.lines.push(Line {
+                number,
+                offset: offset as u64,
+                len: end as u64 + 1,
+                base: record.config.is_base(),
+            });
+            index.file_written = record.file_written;
+            index.infos.insert(number, record.info);
+            offset += end + 1;
+        }
+        if offset < bytes.len() {
+            tracing::warn!(path = %path.display(), at = offset, "cutting off a torn revision (a crash while it was saved)");
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(self.io("opening", &path))?;
+            file.set_len(offset as u64)
+                .and_then(|()| file.sync_all())
+                .map_err(self.io("truncating", &path))?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the oldest revisions beyond the newest `keep`, never
+    /// `protect` (the running one), and compacts the log when enough lines
+    /// are of forgotten revisions. Returns the numbers pruned.
     pub(crate) fn prune(&self, keep: usize, protect: u64) -> Result<Vec<u64>, ControlError> {
-        let numbers = self.numbers()?;
+        let mut index = self.lock();
+        let numbers: Vec<u64> = index.infos.keys().copied().collect();
         let excess = numbers.len().saturating_sub(keep.max(1));
         let mut pruned = Vec::new();
         for &number in numbers.iter().take(excess) {
             if number == protect {
                 continue;
             }
-            // The JSON goes first: without it the revision no longer exists.
-            for path in [self.meta_path(number), self.config_revision_path(number)] {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(source) => {
-                        return Err(ControlError::Io {
-                            what: format!("pruning {}", path.display()),
-                            source,
-                        })
+            if index.legacy.remove(&number) {
+                // The JSON goes first: without it the revision no longer exists.
+                for path in [
+                    self.legacy_meta_path(number),
+                    self.legacy_config_path(number),
+                ] {
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(self.io("pruning", &path)(e)),
                     }
                 }
             }
+            index.infos.remove(&number);
             pruned.push(number);
         }
+        let live = index.infos.len() - index.legacy.len();
+        if index.lines.len() > live + COMPACT_SLACK {
+            self.compact(&mut index)?;
+        }
         Ok(pruned)
+    }
+
+    /// Rewrites the log with the kept revisions' lines only: the first one
+    /// (and any whose line before was forgotten) as a base, the others copied.
+    fn compact(&self, index: &mut Index) -> Result<(), ControlError> {
+        let path = self.log_path();
+        let old = std::fs::read(&path).map_err(self.io("reading", &path))?;
+        let mut text = Vec::new();
+        let mut lines = Vec::new();
+        let mut previous_kept = false;
+        for (i, line) in index.lines.clone().iter().enumerate() {
+            if !index.infos.contains_key(&line.number) {
+                previous_kept = false;
+                continue;
+            }
+            let bytes = &old[line.offset as usize..(line.offset + line.len) as usize];
+            let offset = text.len() as u64;
+            if line.base || (previous_kept && i > 0) {
+                text.extend_from_slice(bytes);
+            } else {
+                let record: Record =
+                    serde_json::from_slice(bytes).map_err(|e| self.corrupt(line.number, e))?;
+                let config = match self.rebuild(index, line.number, &old)? {
+                    Rebuilt::Text(t) => Stored::Text(t),
+                    Rebuilt::Tables(tables) => Stored::base(&tables),
+                };
+                let record = Record { config, ..record };
+                text.extend(serde_json::to_vec(&record).expect("a revision always encodes"));
+                text.push(b'\n');
+            }
+            lines.push(Line {
+                number: line.number,
+                offset,
+                len: text.len() as u64 - offset,
+                base: line.base || !previous_kept,
+            });
+            previous_kept = true;
+        }
+        write_atomic(&path, &text)?;
+        tracing::info!(
+            lines = lines.len(),
+            bytes = text.len(),
+            "compacted the revision log"
+        );
+        index.lines = lines;
+        Ok(())
+    }
+
+    fn corrupt(&self, number: u64, error: impl std::fmt::Display) -> ControlError {
+        ControlError::Io {
+            what: format!(
+                "reading revision {number} from {}",
+                self.log_path().display()
+            ),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, error.to_string()),
+        }
+    }
+
+    /// Revision `number`'s config from the log, whose bytes are `log`
+    /// (read from the file when empty): its nearest base, then each line after.
+    fn rebuild(&self, index: &Index, number: u64, log: &[u8]) -> Result<Rebuilt, ControlError> {
+        let last = index
+            .lines
+            .iter()
+            .rposition(|l| l.number == number)
+            .ok_or(ControlError::NoSuchRevision(number))?;
+        let first = index.lines[..=last]
+            .iter()
+            .rposition(|l| l.base)
+            .ok_or_else(|| self.corrupt(number, "no base line before it"))?;
+        let start = index.lines[first].offset;
+        let end = index.lines[last].offset + index.lines[last].len;
+        let read;
+        let bytes = if log.is_empty() {
+            let path = self.log_path();
+            let file = File::open(&path).map_err(self.io("opening", &path))?;
+            let mut buffer = vec![0; (end - start) as usize];
+            file.read_exact_at(&mut buffer, start)
+                .map_err(self.io("reading", &path))?;
+            read = buffer;
+            &read[..]
+        } else {
+            &log[start as usize..end as usize]
+        };
+        let mut config = None;
+        for line in &index.lines[first..=last] {
+            let from = (line.offset - start) as usize;
+            let record: Record = serde_json::from_slice(&bytes[from..from + line.len as usize])
+                .map_err(|e| self.corrupt(line.number, e))?;
+            config = record.config.rebuild(config);
+            if config.is_none() {
+                return Err(self.corrupt(line.number, "a change with no base before it"));
+            }
+        }
+        config.ok_or_else(|| self.corrupt(number, "empty"))
     }
 
     pub(crate) fn config_path(&self) -> &Path {
@@ -117,45 +541,47 @@ impl Store {
         }
     }
 
+    /// Whether the config file was last written no later than the newest
+    /// revision wrote it: if it then differs from that revision, its own
+    /// write was lost (a machine crash after the revision was synced), and it
+    /// was not edited since.
+    pub(crate) fn file_predates_latest(&self) -> bool {
+        let Some(written) = self.lock().file_written else {
+            return false;
+        };
+        std::fs::metadata(&self.config_path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| modified <= written)
+    }
+
     /// Every revision, oldest first.
     pub(crate) fn history(&self) -> Result<Vec<RevisionInfo>, ControlError> {
-        let mut revisions = Vec::new();
-        for number in self.numbers()? {
-            match self.info(number) {
-                Ok(info) => revisions.push(info),
-                // One unreadable revision must not hide the others.
-                Err(e) => {
-                    tracing::warn!(revision = number, error = %e, "skipping an unreadable revision")
-                }
-            }
-        }
-        Ok(revisions)
+        Ok(self.lock().infos.values().cloned().collect())
     }
 
     /// The newest revision, if any.
     pub(crate) fn latest(&self) -> Result<Option<RevisionInfo>, ControlError> {
-        match self.latest.load(Ordering::SeqCst) {
-            0 => Ok(None),
-            number => self.info(number).map(Some),
-        }
-    }
-
-    pub(crate) fn info(&self, number: u64) -> Result<RevisionInfo, ControlError> {
-        let path = self.meta_path(number);
-        let text = read_if_exists(&path)?.ok_or(ControlError::NoSuchRevision(number))?;
-        serde_json::from_str(&text).map_err(|e| ControlError::Io {
-            what: format!("decoding {}", path.display()),
-            source: e.into(),
-        })
+        Ok(self.lock().infos.values().next_back().cloned())
     }
 
     /// Revision `number`'s config text.
     pub(crate) fn revision_text(&self, number: u64) -> Result<String, ControlError> {
-        if read_if_exists(&self.meta_path(number))?.is_none() {
+        let mut index = self.lock();
+        if !index.infos.contains_key(&number) {
             return Err(ControlError::NoSuchRevision(number));
         }
-        read_if_exists(&self.config_revision_path(number))?
-            .ok_or(ControlError::NoSuchRevision(number))
+        if index.legacy.contains(&number) {
+            return read_if_exists(&self.legacy_config_path(number))?
+                .ok_or(ControlError::NoSuchRevision(number));
+        }
+        let rebuilt = self.rebuild(&index, number, &[])?;
+        // The newest line's tables are what the next change is a delta of.
+        if let (Rebuilt::Tables(tables), None) = (&rebuilt, &index.tip) {
+            if index.lines.last().is_some_and(|l| l.number == number) {
+                index.tip = Some(tables.clone());
+            }
+        }
+        Ok(rebuilt.into_text())
     }
 
     /// Revision `number`'s config.
@@ -163,14 +589,13 @@ impl Store {
         Config::from_toml_str(&self.revision_text(number)?).map_err(ControlError::Invalid)
     }
 
-    /// Records `text` as the next revision; with `write_config_file`, also
-    /// makes it the config file (before the revision exists, see the module docs).
+    /// Records `text` (as read, e.g. a file edited by hand) as the next
+    /// revision, without writing the config file.
     pub(crate) fn commit(
         &self,
         text: &str,
         source: &str,
         summary: Vec<String>,
-        write_config_file: bool,
     ) -> Result<RevisionInfo, ControlError> {
         let info = RevisionInfo {
             number: self.next_number(),
@@ -178,39 +603,99 @@ impl Store {
             source: source.to_string(),
             summary,
         };
-        self.commit_as(&info, text, write_config_file)?;
+        let mut index = self.lock();
+        self.append(
+            &mut index,
+            Record {
+                info: info.clone(),
+                file_written: None,
+                config: Stored::Text(text.to_string()),
+            },
+        )?;
+        index.tip = None;
         Ok(info)
     }
 
     /// The number the next [`Store::commit`] records.
     pub(crate) fn next_number(&self) -> u64 {
-        self.latest.load(Ordering::SeqCst) + 1
+        self.lock().infos.keys().next_back().map_or(1, |n| n + 1)
     }
 
     /// Records `text` as revision `info.number` with its info as given (a
-    /// revision a cluster agreed on), which becomes the newest.
+    /// revision a cluster agreed on), which becomes the newest; with
+    /// `write_config_file`, first makes it the config file (see the module docs).
     pub(crate) fn commit_as(
         &self,
         info: &RevisionInfo,
-        text: &str,
+        text: &ConfigText,
         write_config_file: bool,
     ) -> Result<(), ControlError> {
-        let number = info.number;
-        let revision_path = self.config_revision_path(number);
+        // Taken before the file is written: a file no newer than this that differs lost its write.
+        let file_written = write_config_file.then(SystemTime::now);
+        let mut index = self.lock();
+        let config = match &index.tip {
+            Some(tip) => Stored::between(tip, text),
+            None => Stored::base(text),
+        };
+        self.append(
+            &mut index,
+            Record {
+                info: info.clone(),
+                file_written,
+                config,
+            },
+        )?;
+        index.tip = Some(text.clone());
+        drop(index);
+        // After the sync, which then has no 3.5 MB file of this change to flush with it.
         if write_config_file {
-            // Both before the JSON, in either order: their syncs overlap instead of adding up.
-            std::thread::scope(|scope| {
-                let revision = scope.spawn(|| write_atomic(&revision_path, text.as_bytes()));
-                let file = write_atomic(&self.config_path, text.as_bytes());
-                let revision = revision.join().expect("writing a file does not panic");
-                file.and(revision)
-            })?;
-        } else {
-            write_atomic(&revision_path, text.as_bytes())?;
+            if let Err(error) = replace_unsynced(&self.config_path, text.join().as_bytes()) {
+                // The revision exists and runs; the next start writes the file from it.
+                tracing::warn!(%error, revision = info.number, "writing the config file failed");
+            }
         }
-        let meta = serde_json::to_vec_pretty(info).expect("a revision's info always encodes");
-        write_atomic(&self.meta_path(number), &meta)?;
-        self.latest.store(number, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Appends `record` as the log's next line and syncs it; then it exists.
+    fn append(&self, index: &mut Index, record: Record) -> Result<(), ControlError> {
+        let path = self.log_path();
+        let mut line = serde_json::to_vec(&record).expect("a revision always encodes");
+        line.push(b'\n');
+        let created = !path.exists();
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(self.io("opening", &path))?;
+        // What a failed append left after the last whole line goes.
+        let offset = index.log_end();
+        file.set_len(offset)
+            .and_then(|()| std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset)))
+            .map_err(self.io("preparing", &path))?;
+        let (head, tail) = line.split_at(line.len() / 2);
+        file.write_all(head).map_err(self.io("writing", &path))?;
+        crash_point(&path, "half-written");
+        file.write_all(tail).map_err(self.io("writing", &path))?;
+        crash_point(&path, "written");
+        file.sync_data().map_err(self.io("syncing", &path))?;
+        if created {
+            File::open(&self.revisions_dir)
+                .and_then(|d| d.sync_all())
+                .map_err(self.io("syncing", &self.revisions_dir))?;
+        }
+        crash_point(&path, "synced");
+        let number = record.info.number;
+        index.lines.push(Line {
+            number,
+            offset,
+            len: line.len() as u64,
+            base: record.config.is_base(),
+        });
+        index.file_written = record.file_written;
+        index.infos.insert(number, record.info);
         Ok(())
     }
 
@@ -219,11 +704,11 @@ impl Store {
         write_atomic(&self.config_path, text.as_bytes())
     }
 
-    fn config_revision_path(&self, number: u64) -> PathBuf {
+    fn legacy_config_path(&self, number: u64) -> PathBuf {
         self.revisions_dir.join(format!("{number:06}.toml"))
     }
 
-    fn meta_path(&self, number: u64) -> PathBuf {
+    fn legacy_meta_path(&self, number: u64) -> PathBuf {
         self.revisions_dir.join(format!("{number:06}.json"))
     }
 }
@@ -235,10 +720,38 @@ mod tests {
     //! whatever the step, the store then holds the old or the new revision.
 
     use super::*;
-    use crate::files::CRASH_STEPS;
+    use crate::files::{crash_in_child, APPEND_CRASH_STEPS, UNSYNCED_CRASH_STEPS};
 
-    const OLD: &str = "interfaces = [\"eth0\"]\nring_size = 251\n";
-    const NEW: &str = "interfaces = [\"eth0\", \"eth1\"]\nring_size = 509\n";
+    const GLOBALS: &str = "interfaces = [\"eth0\"]\nring_size = 251\n";
+
+    /// A VIP's table: ten backends of weight `weight`.
+    fn vip(name: &str, weight: u32) -> String {
+        let backends: Vec<String> = (2..12)
+            .map(|b| format!("{{ address = \"198.18.0.{b}\", weight = {weight} }}"))
+            .collect();
+        format!(
+            "[[vip]]\nname = \"{name}\"\naddress = \"203.0.113.1\"\nport = 80\nbackends = [{}]\n",
+            backends.join(", ")
+        )
+    }
+
+    fn text(globals: &str, vips: &[(&str, u32)]) -> ConfigText {
+        ConfigText {
+            globals: globals.into(),
+            vips: vips
+                .iter()
+                .map(|&(name, weight)| (name.to_string(), vip(name, weight).into()))
+                .collect(),
+        }
+    }
+
+    fn old() -> ConfigText {
+        text(GLOBALS, &[("web", 1), ("api", 1)])
+    }
+
+    fn new() -> ConfigText {
+        text(GLOBALS, &[("web", 3), ("api", 1)])
+    }
 
     struct TempDir(PathBuf);
 
@@ -265,6 +778,23 @@ mod tests {
         }
     }
 
+    fn commit(store: &Store, text: &ConfigText, source: &str) -> RevisionInfo {
+        let info = RevisionInfo {
+            number: store.next_number(),
+            time: SystemTime::now(),
+            source: source.to_string(),
+            summary: vec![],
+        };
+        store.commit_as(&info, text, true).unwrap();
+        info
+    }
+
+    fn log_len(dir: &Path) -> u64 {
+        std::fs::metadata(dir.join("state/revisions").join(LOG_NAME))
+            .unwrap()
+            .len()
+    }
+
     /// Run by `a_crash_at_any_step_leaves_the_old_or_the_new_revision` in a child process.
     #[test]
     #[ignore = "run as a child process by the crash-safety test"]
@@ -273,71 +803,68 @@ mod tests {
             return;
         };
         let store = Store::open(&options(Path::new(&dir))).unwrap();
-        store
-            .commit(NEW, "child", vec!["~ ring_size".into()], true)
-            .unwrap();
+        // As a restarted daemon does: the running revision is read first.
+        store.revision_text(1).unwrap();
+        commit(&store, &new(), "child");
     }
 
     #[test]
     fn a_crash_at_any_step_leaves_the_old_or_the_new_revision() {
-        use std::os::unix::process::ExitStatusExt;
-
-        let files = ["tula.toml", "000002.toml", "000002.json"];
+        let (old_text, new_text) = (old().join(), new().join());
         let mut outcomes = Vec::new();
-        for file in files {
-            for step in CRASH_STEPS {
-                let tmp = TempDir::new(&format!("crash-{}-{step}", file.replace('.', "-")));
-                let store = Store::open(&options(&tmp.0)).unwrap();
-                store.commit(OLD, "test", vec![], true).unwrap();
+        let steps = APPEND_CRASH_STEPS
+            .iter()
+            .map(|step| (LOG_NAME, step))
+            .chain(UNSYNCED_CRASH_STEPS.iter().map(|step| ("tula.toml", step)));
+        for (file, step) in steps {
+            let tmp = TempDir::new(&format!("crash-{}-{step}", file.replace('.', "-")));
+            let store = Store::open(&options(&tmp.0)).unwrap();
+            commit(&store, &old(), "test");
 
-                let status = std::process::Command::new(std::env::current_exe().unwrap())
-                    .args([
-                        "--exact",
-                        "store::tests::commit_in_child",
-                        "--ignored",
-                        "--nocapture",
-                        "--test-threads=1",
-                    ])
-                    .env("TULA_CRASH_DIR", &tmp.0)
-                    .env("TULA_CRASH_AT", format!("{file}/{step}"))
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .status()
-                    .unwrap();
+            crash_in_child(
+                "store::tests::commit_in_child",
+                &tmp.0,
+                &format!("{file}/{step}"),
+            );
+
+            // Reopen as a restarted daemon would.
+            let store = Store::open(&options(&tmp.0)).unwrap();
+            let file_text = store.config_text().unwrap().unwrap();
+            assert!(
+                file_text == old_text || file_text == new_text,
+                "{file}/{step}: config file is neither old nor new: {file_text:?}"
+            );
+            let history = store.history().unwrap();
+            let numbers: Vec<u64> = history.iter().map(|r| r.number).collect();
+            assert!(
+                numbers == [1] || numbers == [1, 2],
+                "{file}/{step}: revisions {numbers:?}"
+            );
+            assert_eq!(store.revision_text(1).unwrap(), old_text, "{file}/{step}");
+            if numbers == [1, 2] {
+                assert_eq!(store.revision_text(2).unwrap(), new_text, "{file}/{step}");
+                assert!(
+                    file_text == new_text || store.file_predates_latest(),
+                    "{file}/{step}: revision 2 exists, the file is old and would not be written again"
+                );
+            } else {
                 assert_eq!(
-                    status.signal(),
-                    Some(libc::SIGABRT),
-                    "{file}/{step}: the child did not crash there ({status})"
+                    file_text, old_text,
+                    "{file}/{step}: a file without its revision"
                 );
-
-                // Reopen as a restarted daemon would.
-                let store = Store::open(&options(&tmp.0)).unwrap();
-                let file_text = store.config_text().unwrap().unwrap();
-                assert!(
-                    file_text == OLD || file_text == NEW,
-                    "{file}/{step}: config file is neither old nor new: {file_text:?}"
-                );
-                let history = store.history().unwrap();
-                let numbers: Vec<u64> = history.iter().map(|r| r.number).collect();
-                assert!(
-                    numbers == [1] || numbers == [1, 2],
-                    "{file}/{step}: revisions {numbers:?}"
-                );
-                assert_eq!(store.revision_text(1).unwrap(), OLD, "{file}/{step}");
-                if numbers == [1, 2] {
-                    assert_eq!(store.revision_text(2).unwrap(), NEW, "{file}/{step}");
-                    assert_eq!(
-                        file_text, NEW,
-                        "{file}/{step}: revision 2 exists but the file is old"
-                    );
-                }
-                // The store keeps working: the next commit is whole.
-                let next = store.commit(NEW, "after crash", vec![], true).unwrap();
-                assert_eq!(next.number, numbers.len() as u64 + 1);
-                assert_eq!(store.config_text().unwrap().unwrap(), NEW);
-                assert_eq!(store.revision_text(next.number).unwrap(), NEW);
-                outcomes.push((file, step, file_text == NEW, numbers.len()));
             }
+            // The store keeps working: the next commit is whole.
+            let next = commit(&store, &new(), "after crash");
+            assert_eq!(next.number, numbers.len() as u64 + 1);
+            assert_eq!(store.config_text().unwrap().unwrap(), new_text);
+            assert_eq!(store.revision_text(next.number).unwrap(), new_text);
+            let store = Store::open(&options(&tmp.0)).unwrap();
+            assert_eq!(
+                store.revision_text(next.number).unwrap(),
+                new_text,
+                "{file}/{step}"
+            );
+            outcomes.push((file, step, file_text == new_text, numbers.len()));
         }
         // Both outcomes happen: early crashes keep the old file, late ones the new.
         assert!(
@@ -352,7 +879,7 @@ mod tests {
         assert_eq!(
             outcomes.last().map(|o| (o.2, o.3)),
             Some((true, 2)),
-            "crash after the last sync lost the revision?"
+            "crash after the sync lost the revision?"
         );
     }
 
@@ -365,10 +892,18 @@ mod tests {
             store.revision_text(1),
             Err(ControlError::NoSuchRevision(1))
         ));
-        let first = store
-            .commit(OLD, "apply -f a.toml", vec!["+ vips[web]".into()], true)
-            .unwrap();
-        let second = store.commit(NEW, "api", vec![], true).unwrap();
+        let first = RevisionInfo {
+            number: 1,
+            time: SystemTime::now(),
+            source: "apply -f a.toml".into(),
+            summary: vec!["+ vips[web]".into()],
+        };
+        store.commit_as(&first, &old(), true).unwrap();
+        let second = commit(
+            &store,
+            &text("interfaces = [\"eth0\", \"eth1\"]\nring_size = 509\n", &[]),
+            "api",
+        );
         assert_eq!((first.number, second.number), (1, 2));
         let history = store.history().unwrap();
         assert_eq!(history.len(), 2);
@@ -383,5 +918,199 @@ mod tests {
             0o600,
             "the config holds the API token"
         );
+    }
+
+    #[test]
+    fn each_change_is_stored_as_what_changed_and_read_back_after_a_restart() {
+        let tmp = TempDir::new("deltas");
+        let store = Store::open(&options(&tmp.0)).unwrap();
+        let other = "interfaces = [\"eth1\"]\nring_size = 509\n";
+        let texts = [
+            text(GLOBALS, &[("a", 1), ("b", 1), ("c", 1)]),
+            text(GLOBALS, &[("a", 1), ("b", 2), ("c", 1)]),
+            text(GLOBALS, &[("a", 1), ("b", 2), ("c", 1), ("d", 1)]),
+            text(GLOBALS, &[("b", 2), ("c", 1), ("d", 1)]),
+            text(GLOBALS, &[("d", 1), ("b", 2), ("c", 1)]),
+            text(other, &[("d", 1), ("b", 2), ("c", 1)]),
+            text(other, &[("a", 5), ("d", 1), ("c", 3)]),
+            text(other, &[]),
+        ];
+        let mut sizes = Vec::new();
+        for (n, text) in texts.iter().enumerate() {
+            commit(&store, text, &format!("change {n}"));
+            sizes.push(log_len(&tmp.0));
+        }
+        // A one-VIP change is one VIP's table (and the revision's record), not the config.
+        let one_vip = sizes[1] - sizes[0];
+        assert!(sizes[0] as usize > texts[0].join().len());
+        assert!(
+            (one_vip as usize) < texts[1].vips[1].1.len() + 300,
+            "a one-VIP change took {one_vip} bytes"
+        );
+        // A file edited by hand is recorded as it is; the change after it whole.
+        let by_hand = format!("# edited by hand\n{}", texts[0].join());
+        store.commit(&by_hand, "start", vec![]).unwrap();
+        commit(&store, &texts[1], "after");
+        let mut expected: Vec<String> = texts.iter().map(ConfigText::join).collect();
+        expected.push(by_hand);
+        expected.push(texts[1].join());
+        for store in [store, Store::open(&options(&tmp.0)).unwrap()] {
+            for (n, text) in expected.iter().enumerate() {
+                assert_eq!(
+                    &store.revision_text(n as u64 + 1).unwrap(),
+                    text,
+                    "revision {}",
+                    n + 1
+                );
+            }
+        }
+        // Reopened, the next change is made against the newest revision as read.
+        let store = Store::open(&options(&tmp.0)).unwrap();
+        store.revision_text(expected.len() as u64).unwrap();
+        let before = log_len(&tmp.0);
+        let last = commit(&store, &texts[2], "after restart");
+        assert!(log_len(&tmp.0) - before < texts[2].vips[3].1.len() as u64 + 300);
+        let store = Store::open(&options(&tmp.0)).unwrap();
+        assert_eq!(store.revision_text(last.number).unwrap(), texts[2].join());
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_and_the_log_goes_on() {
+        let tmp = TempDir::new("torn");
+        let store = Store::open(&options(&tmp.0)).unwrap();
+        commit(&store, &old(), "first");
+        commit(&store, &new(), "second");
+        let log = tmp.0.join("state/revisions").join(LOG_NAME);
+        let whole = std::fs::read(&log).unwrap();
+        let mut torn = whole.clone();
+        torn.extend_from_slice(b"{\"info\":{\"number\":3,");
+        std::fs::write(&log, &torn).unwrap();
+        let store = Store::open(&options(&tmp.0)).unwrap();
+        assert_eq!(store.history().unwrap().len(), 2);
+        assert_eq!(
+            std::fs::read(&log).unwrap(),
+            whole,
+            "the torn line is cut off"
+        );
+        store.revision_text(2).unwrap();
+        let third = commit(&store, &old(), "third");
+        assert_eq!(third.number, 3);
+        let store = Store::open(&options(&tmp.0)).unwrap();
+        assert_eq!(store.revision_text(3).unwrap(), old().join());
+        assert_eq!(store.revision_text(2).unwrap(), new().join());
+    }
+
+    #[test]
+    fn retention_compacts_the_log_and_keeps_every_kept_revision() {
+        let tmp = TempDir::new("compact");
+        let store = Store::open(&options(&tmp.0)).unwrap();
+        let keep = 3;
+        let names: Vec<String> = (0..20).map(|v| format!("vip{v}")).collect();
+        let at = |n: u32| {
+            let vips: Vec<(&str, u32)> = names.iter().map(|name| (name.as_str(), 1)).collect();
+            let mut text = text(GLOBALS, &vips);
+            let (name, table) = &mut text.vips[n as usize % 20];
+            *table = vip(name, n + 2).into();
+            text
+        };
+        let mut longest = 0;
+        for n in 0..(keep + COMPACT_SLACK as u32 * 2) {
+            let info = commit(&store, &at(n), "change");
+            store.prune(keep as usize, info.number).unwrap();
+            longest = longest.max(store.lock().lines.len());
+        }
+        assert!(
+            longest <= keep as usize + COMPACT_SLACK + 1,
+            "{longest} lines"
+        );
+        let kept: Vec<u64> = store.history().unwrap().iter().map(|r| r.number).collect();
+        let total = u64::from(keep) + COMPACT_SLACK as u64 * 2;
+        assert_eq!(kept, ((total - 2)..=total).collect::<Vec<u64>>());
+        assert!(matches!(
+            store.revision_text(1),
+            Err(ControlError::NoSuchRevision(1))
+        ));
+        for store in [store, Store::open(&options(&tmp.0)).unwrap()] {
+            for &number in &kept {
+                assert_eq!(
+                    store.revision_text(number).unwrap(),
+                    at(number as u32 - 1).join(),
+                    "revision {number}"
+                );
+            }
+        }
+    }
+
+    /// The config of change `n` of [`compacting_in_child`]'s log.
+    fn change(n: u32) -> ConfigText {
+        text(GLOBALS, &[("web", n + 1), ("api", 1)])
+    }
+
+    /// Run by `a_crash_while_compacting_keeps_every_kept_revision` in a child process.
+    #[test]
+    #[ignore = "run as a child process by the crash-safety test"]
+    fn compacting_in_child() {
+        let Ok(dir) = std::env::var("TULA_CRASH_DIR") else {
+            return;
+        };
+        let store = Store::open(&options(Path::new(&dir))).unwrap();
+        let latest = store.latest().unwrap().unwrap().number;
+        store.prune(2, latest).unwrap();
+    }
+
+    #[test]
+    fn a_crash_while_compacting_keeps_every_kept_revision() {
+        use crate::files::CRASH_STEPS;
+        let changes = COMPACT_SLACK as u32 + 3;
+        for step in CRASH_STEPS {
+            let tmp = TempDir::new(&format!("compact-crash-{step}"));
+            let store = Store::open(&options(&tmp.0)).unwrap();
+            for n in 0..changes {
+                commit(&store, &change(n), "change");
+            }
+            crash_in_child(
+                "store::tests::compacting_in_child",
+                &tmp.0,
+                &format!("{LOG_NAME}/{step}"),
+            );
+            let store = Store::open(&options(&tmp.0)).unwrap();
+            let lines = store.lock().lines.len();
+            assert!(
+                lines == changes as usize || lines == 2,
+                "{step}: {lines} lines"
+            );
+            for number in [changes - 1, changes] {
+                assert_eq!(
+                    store.revision_text(u64::from(number)).unwrap(),
+                    change(number - 1).join(),
+                    "{step}: revision {number}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn revisions_of_earlier_versions_are_read_and_pruned() {
+        let tmp = TempDir::new("legacy");
+        let dir = tmp.0.join("state/revisions");
+        std::fs::create_dir_all(&dir).unwrap();
+        let info = RevisionInfo {
+            number: 1,
+            time: SystemTime::now(),
+            source: "old version".into(),
+            summary: vec![],
+        };
+        std::fs::write(dir.join("000001.toml"), old().join()).unwrap();
+        std::fs::write(dir.join("000001.json"), serde_json::to_vec(&info).unwrap()).unwrap();
+        let store = Store::open(&options(&tmp.0)).unwrap();
+        assert_eq!(store.latest().unwrap(), Some(info));
+        assert_eq!(store.revision_text(1).unwrap(), old().join());
+        commit(&store, &new(), "new version");
+        assert_eq!(store.revision_text(2).unwrap(), new().join());
+        assert_eq!(store.prune(1, 2).unwrap(), [1]);
+        assert!(!dir.join("000001.json").exists() && !dir.join("000001.toml").exists());
+        let store = Store::open(&options(&tmp.0)).unwrap();
+        assert_eq!(store.history().unwrap().len(), 1);
+        assert_eq!(store.revision_text(2).unwrap(), new().join());
     }
 }

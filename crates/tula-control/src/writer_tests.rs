@@ -46,7 +46,11 @@ impl Setup {
     }
 
     fn cluster(&self) -> std::sync::MutexGuard<'_, FakeCluster> {
-        self.cluster.as_ref().expect("a cluster setup").lock().unwrap()
+        self.cluster
+            .as_ref()
+            .expect("a cluster setup")
+            .lock()
+            .unwrap()
     }
 
     fn start(&mut self, max_backends: u32) {
@@ -448,7 +452,11 @@ fn a_one_backend_change_programs_only_that_vips_ring() {
     let setup = Setup::new("one-backend", 4096);
     let control = setup.control();
     control.apply(config(10, 10, ""), "test").unwrap();
-    let ids = |v: u32| control.snapshot().backend_id(&format!("web{v}"), backend(v, 4));
+    let ids = |v: u32| {
+        control
+            .snapshot()
+            .backend_id(&format!("web{v}"), backend(v, 4))
+    };
     let cases: [(&str, Edit, &str, usize); 3] = [
         ("drain", drain(3, 4, None), "web3", 9),
         (
@@ -480,7 +488,11 @@ fn a_one_backend_change_programs_only_that_vips_ring() {
             "remove" => vec![format!("removing backend {removed_id}")],
             _ => Vec::new(),
         };
-        assert_eq!(rest, expected_rest.iter().collect::<Vec<_>>(), "{name}: {ops:#?}");
+        assert_eq!(
+            rest,
+            expected_rest.iter().collect::<Vec<_>>(),
+            "{name}: {ops:#?}"
+        );
     }
 }
 
@@ -544,7 +556,12 @@ fn a_hundred_concurrent_drains_all_land() {
     for v in 0..10 {
         for b in 0..10 {
             let declared = snapshot.backend(&format!("web{v}"), backend(v, b)).unwrap();
-            assert_eq!(declared.state, BackendState::Drain, "web{v}/{}", backend(v, b));
+            assert_eq!(
+                declared.state,
+                BackendState::Drain,
+                "web{v}/{}",
+                backend(v, b)
+            );
         }
     }
     let made = snapshot.revision() - first.number;
@@ -570,7 +587,11 @@ fn saving_a_form_of_an_old_revision_does_not_undo_a_drain_made_since() {
         "{result:?}"
     );
     assert_eq!(
-        control.snapshot().backend("web0", backend(0, 1)).unwrap().state,
+        control
+            .snapshot()
+            .backend("web0", backend(0, 1))
+            .unwrap()
+            .state,
         BackendState::Drain,
         "the drain stays"
     );
@@ -629,7 +650,9 @@ impl ClusterStore for SharedFake {
     ) -> Result<(), ControlError> {
         let mut cluster = self.0.lock().unwrap();
         if cluster.unreachable {
-            return Err(ControlError::ClusterUnavailable("etcd did not answer".into()));
+            return Err(ControlError::ClusterUnavailable(
+                "etcd did not answer".into(),
+            ));
         }
         if cluster.newest != based_on {
             return Err(ControlError::Conflict {
@@ -654,7 +677,9 @@ fn in_a_cluster_a_change_another_node_was_first_to_conflicts_and_programs_nothin
     setup.cluster().newest = first.number + 1;
     let (ops, file) = (setup.ops().len(), setup.config_file());
     match control.edit(drain(0, 1, None)) {
-        Err(ControlError::Conflict { based_on, running, .. }) => {
+        Err(ControlError::Conflict {
+            based_on, running, ..
+        }) => {
             assert_eq!((based_on, running), (first.number, first.number + 1))
         }
         other => panic!("expected a conflict, got {other:?}"),
@@ -680,8 +705,13 @@ fn in_a_cluster_a_change_another_node_was_first_to_conflicts_and_programs_nothin
     assert_eq!(setup.saved_config().vips[1].backends[0].weight, 7);
     // The same revision again (a watch echo) changes nothing.
     let ops = setup.ops().len();
-    control.follow(info.clone(), control.snapshot().config().clone()).unwrap();
-    assert_eq!((setup.ops().len(), control.history().unwrap().len()), (ops, 2));
+    control
+        .follow(info.clone(), control.snapshot().config().clone())
+        .unwrap();
+    assert_eq!(
+        (setup.ops().len(), control.history().unwrap().len()),
+        (ops, 2)
+    );
 
     // Based on the cluster's newest, the edit lands as the next number.
     let landed = control.edit(drain(0, 1, Some(info.number))).unwrap();
@@ -697,7 +727,10 @@ fn in_a_cluster_an_unreachable_store_refuses_the_change_and_keeps_the_running_re
     setup.cluster().unreachable = true;
     let (ops, file) = (setup.ops().len(), setup.config_file());
     let refused = control.edit(drain(0, 1, None));
-    assert!(matches!(refused, Err(ControlError::ClusterUnavailable(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(ControlError::ClusterUnavailable(_))),
+        "{refused:?}"
+    );
     assert_eq!((setup.ops().len(), setup.config_file()), (ops, file));
     assert_eq!(control.running_revision(), first.number);
     // A node's own settings stay its own whatever a followed revision says.
@@ -711,7 +744,10 @@ fn in_a_cluster_an_unreachable_store_refuses_the_change_and_keeps_the_running_re
         summary: vec![],
     };
     control.follow(info, theirs).unwrap();
-    assert_eq!(control.snapshot().config().pin_dir, config(1, 2, "").pin_dir);
+    assert_eq!(
+        control.snapshot().config().pin_dir,
+        config(1, 2, "").pin_dir
+    );
     assert_eq!(control.snapshot().config().vips[0].backends[0].weight, 3);
 }
 
@@ -741,8 +777,7 @@ fn coalesced_drains_in_child() {
 
 #[test]
 fn a_kill_during_a_coalesced_apply_leaves_the_old_or_the_new_config() {
-    use crate::files::CRASH_STEPS;
-    use std::os::unix::process::ExitStatusExt;
+    use crate::files::{crash_in_child, APPEND_CRASH_STEPS, UNSYNCED_CRASH_STEPS};
 
     let before = config(4, 8, "");
     let mut after = before.clone();
@@ -750,28 +785,23 @@ fn a_kill_during_a_coalesced_apply_leaves_the_old_or_the_new_config() {
         after.vips[v as usize].backends[b as usize].state = BackendState::Drain;
     }
     let mut outcomes = Vec::new();
-    for file in ["tula.toml", "000002.toml", "000002.json"] {
-        for step in CRASH_STEPS {
+    let steps = UNSYNCED_CRASH_STEPS
+        .iter()
+        .map(|step| ("tula.toml", step))
+        .chain(
+            APPEND_CRASH_STEPS
+                .iter()
+                .map(|step| ("revisions.log", step)),
+        );
+    for (file, step) in steps {
+        {
             let mut setup = Setup::new(&format!("kill-{}-{step}", file.replace('.', "-")), 4096);
             setup.control().apply(before.clone(), "test").unwrap();
             drop(setup.control.take());
-            let status = std::process::Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "--exact",
-                    "writer_tests::coalesced_drains_in_child",
-                    "--ignored",
-                    "--test-threads=1",
-                ])
-                .env("TULA_CRASH_DIR", &setup.dir)
-                .env("TULA_CRASH_AT", format!("{file}/{step}"))
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .unwrap();
-            assert_eq!(
-                status.signal(),
-                Some(libc::SIGABRT),
-                "{file}/{step}: the child did not die there ({status})"
+            crash_in_child(
+                "writer_tests::coalesced_drains_in_child",
+                &setup.dir,
+                &format!("{file}/{step}"),
             );
             // Started again, as after kill -9: every drain or none, in the file and in what runs.
             setup.start(4096);
@@ -799,5 +829,128 @@ fn a_kill_during_a_coalesced_apply_leaves_the_old_or_the_new_config() {
         }
     }
     // Both happen: a kill before the file is replaced keeps the old config, after it the new.
-    assert!(outcomes.contains(&true) && outcomes.contains(&false), "{outcomes:?}");
+    assert!(
+        outcomes.contains(&true) && outcomes.contains(&false),
+        "{outcomes:?}"
+    );
+}
+
+/// The bytes of every file that holds revisions.
+fn revision_bytes(setup: &Setup) -> u64 {
+    let files = std::fs::read_dir(setup.dir.join("state/revisions")).unwrap();
+    files.map(|f| f.unwrap().metadata().unwrap().len()).sum()
+}
+
+#[test]
+fn a_change_records_what_changed_not_the_whole_config() {
+    let setup = Setup::new("delta-size", 4096);
+    let control = setup.control();
+    control.apply(config(40, 20, ""), "test").unwrap();
+    let before = revision_bytes(&setup);
+    control.edit(drain(7, 3, None)).unwrap();
+    let grown = revision_bytes(&setup) - before;
+    let whole = setup.config_file().len() as u64;
+    assert!(
+        grown < whole / 10,
+        "one drain added {grown} bytes of revisions for a {whole}-byte config"
+    );
+}
+
+#[test]
+fn a_restart_after_many_changes_runs_the_same_config_and_rolls_back_across_compaction() {
+    let mut setup = Setup::new("delta-restart", 4096);
+    let keep = 3;
+    let first = config(6, 4, &format!("keep_revisions = {keep}"));
+    setup.control().apply(first, "test").unwrap();
+    // Drains, VIPs added and removed, a global setting: more changes than the log keeps before compacting.
+    for n in 0..(crate::store::COMPACT_SLACK as u32 + 10) {
+        let control = setup.control();
+        match n % 4 {
+            0 => control.edit(drain(n % 6, n % 4, None)).unwrap(),
+            1 => control
+                .apply(
+                    config(6 + n % 3, 4, &format!("keep_revisions = {keep}")),
+                    "test",
+                )
+                .unwrap(),
+            2 => control
+                .apply(
+                    config(
+                        6,
+                        4,
+                        &format!("keep_revisions = {keep}\nmax_backends = {}", 5000 + n),
+                    ),
+                    "test",
+                )
+                .unwrap(),
+            _ => control.edit(drain((n + 1) % 5, 0, None)).unwrap(),
+        };
+    }
+    let log = std::fs::read_to_string(setup.dir.join("state/revisions/revisions.log")).unwrap();
+    let lines = log.lines().count();
+    assert!(
+        lines <= keep as usize + crate::store::COMPACT_SLACK + 1,
+        "{lines} lines: not compacted"
+    );
+    let running = setup.control().snapshot().config().clone();
+    let history = setup.control().history().unwrap();
+    assert_eq!(history.len(), keep as usize);
+    let rollback_to = history[0].number;
+    let kept: Vec<Config> = history
+        .iter()
+        .map(|r| setup.control().revision(r.number).unwrap())
+        .collect();
+    assert_eq!(kept.last(), Some(&running));
+    drop(setup.control.take());
+    setup.start(4096);
+    let control = setup.control();
+    assert_eq!(
+        control.snapshot().config(),
+        &running,
+        "the restart runs the newest revision"
+    );
+    assert_eq!(
+        control.history().unwrap(),
+        history,
+        "no revision recorded at restart"
+    );
+    for (info, config) in history.iter().zip(&kept) {
+        assert_eq!(&control.revision(info.number).unwrap(), config);
+    }
+    let rolled = control.rollback(rollback_to).unwrap();
+    assert_eq!(control.snapshot().config(), &kept[0]);
+    assert_eq!(setup.saved_config(), kept[0]);
+    assert_eq!(&control.revision(rolled.number).unwrap(), &kept[0]);
+}
+
+#[test]
+fn a_config_file_whose_write_was_lost_is_written_again_from_the_revision() {
+    let mut setup = Setup::new("lost-write", 4096);
+    let old = config(2, 3, "");
+    setup.control().apply(old.clone(), "test").unwrap();
+    let old_file = setup.config_file();
+    setup.control().edit(drain(0, 1, None)).unwrap();
+    let new = setup.control().snapshot().config().clone();
+    drop(setup.control.take());
+    // As after a machine crash that kept the synced revision but not the file's rename.
+    let path = setup.dir.join("etc/tula.toml");
+    std::fs::write(&path, &old_file).unwrap();
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+    setup.start(4096);
+    let control = setup.control();
+    assert_eq!(control.snapshot().config(), &new);
+    assert_eq!(setup.saved_config(), new);
+    assert_eq!(control.history().unwrap().len(), 2, "nothing recorded");
+    // A file edited after the revision still wins.
+    drop(setup.control.take());
+    std::fs::write(&path, &old_file).unwrap();
+    setup.start(4096);
+    assert_eq!(setup.control().snapshot().config(), &old);
+    assert_eq!(setup.control().history().unwrap().len(), 3);
 }

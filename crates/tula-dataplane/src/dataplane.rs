@@ -753,6 +753,11 @@ impl Dataplane {
     /// are answered while any of them has `icmp_echo`. `echo` is what the VIP
     /// just set says; when it is on, no other VIP needs reading.
     fn sync_vip_addr(&mut self, addr: IpAddr, echo: bool) -> Result<()> {
+        // Nothing to turn off: every VIP that turns echo on sets it, so no VIP needs reading
+        // (1,000 new VIPs read 500,000 entries otherwise).
+        if !echo && !self.answers_echo(addr)? {
+            return Ok(());
+        }
         let echo = echo
             || self
                 .vips()?
