@@ -47,8 +47,8 @@ const volatile __u32 ring_size = DEFAULT_RING_SIZE;
 /* Buckets of the connection tables (conns, conns6), likewise. */
 const volatile __u32 conn_buckets = CONN_TABLE_SIZE / CONN_WAYS;
 const volatile __u32 conn6_buckets = CONN_TABLE_SIZE / CONN_WAYS;
-/* Paths per backend id in `paths`: the possible CPUs, likewise. */
-const volatile __u32 path_cpus = 2;
+/* Backend ids per CPU in `paths` and `paths6` (max_backends), likewise. */
+const volatile __u32 path_backends = MAX_BACKENDS;
 
 static __always_inline void count(__u32 slot)
 {
@@ -414,7 +414,7 @@ static __always_inline __u32 next_hop_refresh(struct xdp_md *ctx, __be32 addr, s
 /* The same for an IPv6 backend (AF_INET6 lookup, the neighbour from ND); the
  * tunnel source comes from `ifaces6` (all zero if the interface has none). */
 static __always_inline __u32 next_hop6_refresh(struct xdp_md *ctx, const __be32 *addr, struct path *pa,
-					       __u64 now, __u16 epoch)
+					       struct path6 *pa6, __u64 now, __u16 epoch)
 {
 	struct bpf_fib_lookup fib = {
 		.family = AF_INET6,
@@ -434,11 +434,11 @@ static __always_inline __u32 next_hop6_refresh(struct xdp_md *ctx, const __be32 
 		return CNT_NO_IFACE;
 	src = bpf_map_lookup_elem(&ifaces6, &fib.ifindex);
 	if (src)
-		__builtin_memcpy(pa->tunnel_src6, src->tunnel_src, 16);
+		__builtin_memcpy(pa6->tunnel_src6, src->tunnel_src, 16);
 	else
-		__builtin_memset(pa->tunnel_src6, 0, 16);
+		__builtin_memset(pa6->tunnel_src6, 0, 16);
 	/* Before the no-neighbour return: the kernel gets the packet tunnelled to this address. */
-	__builtin_memcpy(pa->backend_addr6, addr, 16);
+	__builtin_memcpy(pa6->backend_addr6, addr, 16);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return CNT_FIB_NO_NEIGH;
 	next_hop_fill(ctx, &fib, out, &pa->nh, now, epoch);
@@ -832,47 +832,44 @@ static __always_inline int pick_backend(struct vip_meta *vip, const void *flow, 
 	return NEXT_STEP;
 }
 
-/* This CPU's path to backend `id` (see struct path), or NULL. */
-static __always_inline struct path *path_of(__u32 id)
-{
-	__u32 cpu = bpf_get_smp_processor_id();
-	__u32 index = id * path_cpus + cpu;
-
-	if (cpu >= path_cpus)
-		return NULL;
-	return bpf_map_lookup_elem(&paths, &index);
-}
-
 /* This CPU's path toward the chosen backend, its next hop from the cache or
- * else bpf_fib_lookup: IPv4 or, for a backend with BACKEND_F_IPV6 (*v6 set),
- * IPv6 with the outer addresses. Returns 0, or the reason to drop; *to_kernel
- * is set when only the kernel can send it (no neighbour). */
-static __always_inline __u32 next_hop_of(struct xdp_md *ctx, struct choice *c, struct path **path, int *v6,
-					 int *to_kernel)
+ * else bpf_fib_lookup: IPv4 or, for a backend with BACKEND_F_IPV6, IPv6 (then
+ * *path6 is its entry, with the outer addresses). Returns 0, or the reason to
+ * drop; *to_kernel is set when only the kernel can send it (no neighbour). */
+static __always_inline __u32 next_hop_of(struct xdp_md *ctx, struct choice *c, struct path **path,
+					 struct path6 **path6, int *to_kernel)
 {
-	struct path *pa = path_of(c->backend_id);
+	/* The id is below max_backends (its backends lookup succeeded); the array bounds the CPU. */
+	__u32 index = bpf_get_smp_processor_id() * path_backends + c->backend_id;
+	struct path *pa = bpf_map_lookup_elem(&paths, &index);
+	struct path6 *pa6 = NULL;
 	__u64 now = bpf_jiffies64();
 	__u32 reason = 0;
 
-	if (!pa)
+	if (!pa || c->backend_id >= path_backends)
 		return CNT_NO_BACKEND;
-	*v6 = c->backend->flags & BACKEND_F_IPV6;
+	if (c->backend->flags & BACKEND_F_IPV6) {
+		pa6 = bpf_map_lookup_elem(&paths6, &index);
+		if (!pa6)
+			return CNT_NO_BACKEND;
+	}
 	/* The epoch is read before the address a refresh reads: a path can only be
 	 * filled under an epoch older than its address, which the next packet redoes. */
 	__u16 epoch = *(volatile __u16 *)&c->backend->epoch;
 
 	if (now >= pa->nh.expires || pa->nh.epoch != epoch || pa->nh.ingress != ctx->ingress_ifindex) {
-		if (*v6) {
+		if (pa6) {
 			struct backend6 *b6 = bpf_map_lookup_elem(&backends6, &c->backend_id);
 
 			if (!b6)
 				return CNT_NO_BACKEND;
-			reason = next_hop6_refresh(ctx, b6->addr, pa, now, epoch);
+			reason = next_hop6_refresh(ctx, b6->addr, pa, pa6, now, epoch);
 		} else {
 			reason = next_hop_refresh(ctx, c->backend->addr, &pa->nh, now, epoch);
 		}
 	}
 	*path = pa;
+	*path6 = pa6;
 	if (reason == CNT_FIB_NO_NEIGH) {
 		count(CNT_FIB_NO_NEIGH);
 		*to_kernel = 1;
@@ -882,9 +879,9 @@ static __always_inline __u32 next_hop_of(struct xdp_md *ctx, struct choice *c, s
 }
 
 /* Cuts the trailer and prepends an outer IPv6 header toward the IPv6
- * backend of path pa, for an inner packet of `inner_len` bytes (network order)
+ * backend of pa6, for an inner packet of `inner_len` bytes (network order)
  * of next header `nexthdr`. Returns 0, or the counter to drop it with. */
-static __always_inline __u32 tunnel6(struct xdp_md *ctx, int tagged, __u32 trailer, struct path *pa,
+static __always_inline __u32 tunnel6(struct xdp_md *ctx, int tagged, __u32 trailer, struct path6 *pa6,
 				     const struct choice *c, __be16 inner_len, __u8 nexthdr, __u8 tclass)
 {
 	struct ip6_outer o = {
@@ -895,10 +892,10 @@ static __always_inline __u32 tunnel6(struct xdp_md *ctx, int tagged, __u32 trail
 	};
 	int rc;
 
-	if (!(pa->tunnel_src6[0] | pa->tunnel_src6[1] | pa->tunnel_src6[2] | pa->tunnel_src6[3]))
+	if (!(pa6->tunnel_src6[0] | pa6->tunnel_src6[1] | pa6->tunnel_src6[2] | pa6->tunnel_src6[3]))
 		return CNT_NO_IFACE;
-	__builtin_memcpy(o.saddr, pa->tunnel_src6, 16);
-	__builtin_memcpy(o.daddr, pa->backend_addr6, 16);
+	__builtin_memcpy(o.saddr, pa6->tunnel_src6, 16);
+	__builtin_memcpy(o.daddr, pa6->backend_addr6, 16);
 	if (cut_trailer(ctx, trailer))
 		return CNT_ENCAP_FAIL;
 	if (tagged)
@@ -955,17 +952,18 @@ static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, struct cho
 {
 	struct iphdr *ip = p->ip;
 	struct path *pa = NULL;
+	struct path6 *pa6 = NULL;
 	__u32 reason;
-	int rc, v6_backend = 0, to_kernel = 0;
+	int rc, to_kernel = 0;
 
-	reason = next_hop_of(ctx, c, &pa, &v6_backend, &to_kernel);
+	reason = next_hop_of(ctx, c, &pa, &pa6, &to_kernel);
 	if (reason || !pa)
 		return drop(reason ? reason : CNT_NO_BACKEND);
 
 	struct next_hop *nh = &pa->nh;
 
 	int l2_dsr = c->vip_flags & VIP_F_L2_DSR;
-	__u32 overhead = l2_dsr ? 0 : v6_backend ? IP6_OUTER_HLEN : IPIP_HLEN;
+	__u32 overhead = l2_dsr ? 0 : pa6 ? IP6_OUTER_HLEN : IPIP_HLEN;
 
 	if (!to_kernel) {
 		/* tot_len is the real length: it was checked against the bytes present,
@@ -983,7 +981,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, struct cho
 			 * not in an outer IPv6 header: no router fragments IPv6. */
 			count(CNT_TOO_BIG_NO_DF);
 			if (len > nh->route_mtu) {
-				if (v6_backend)
+				if (pa6)
 					return drop(CNT_TOO_BIG_DROPPED);
 				to_kernel = 1;
 			}
@@ -998,8 +996,8 @@ static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, struct cho
 	if (to_kernel && l2_dsr)
 		return drop(CNT_L2_UNROUTABLE);
 
-	if (!l2_dsr && v6_backend) {
-		reason = tunnel6(ctx, p->tagged, p->trailer, pa, c, ip->tot_len, NEXTHDR_IPIP, ip->tos);
+	if (!l2_dsr && pa6) {
+		reason = tunnel6(ctx, p->tagged, p->trailer, pa6, c, ip->tot_len, NEXTHDR_IPIP, ip->tos);
 		if (reason)
 			return drop(reason);
 	} else if (!l2_dsr) {
@@ -1039,10 +1037,11 @@ static __always_inline int forward6(struct xdp_md *ctx, struct pkt6 *p, struct c
 {
 	struct ipv6_hdr *ip6 = p->v6.ip6;
 	struct path *pa = NULL;
+	struct path6 *pa6 = NULL;
 	__u32 reason;
-	int v6_backend = 0, to_kernel = 0;
+	int to_kernel = 0;
 
-	reason = next_hop_of(ctx, c, &pa, &v6_backend, &to_kernel);
+	reason = next_hop_of(ctx, c, &pa, &pa6, &to_kernel);
 	if (reason || !pa)
 		return drop(reason ? reason : CNT_NO_BACKEND);
 
@@ -1051,7 +1050,7 @@ static __always_inline int forward6(struct xdp_md *ctx, struct pkt6 *p, struct c
 	int l2_dsr = c->vip_flags & VIP_F_L2_DSR;
 	__u32 overhead = l2_dsr ? 0 : IP6_OUTER_HLEN;
 
-	if (!l2_dsr && !v6_backend)
+	if (!l2_dsr && !pa6)
 		return drop(CNT_NO_BACKEND);
 	if (!to_kernel) {
 		__u32 len = p->ip_len + overhead;
@@ -1073,7 +1072,7 @@ static __always_inline int forward6(struct xdp_md *ctx, struct pkt6 *p, struct c
 		return drop(CNT_L2_UNROUTABLE);
 
 	if (!l2_dsr) {
-		reason = tunnel6(ctx, p->tagged, p->trailer, pa, c, bpf_htons(p->ip_len), NEXTHDR_IPV6,
+		reason = tunnel6(ctx, p->tagged, p->trailer, pa6, c, bpf_htons(p->ip_len), NEXTHDR_IPV6,
 				 ipv6_tclass(ip6));
 		if (reason)
 			return drop(reason);

@@ -162,18 +162,22 @@ struct next_hop {
 };
 
 /* What the established path reads and writes per backend and CPU, beside the
- * shared `backends` entry: the next hop and the backend's traffic in one
- * 64-byte line; an IPv6 backend's outer addresses in the next line. Element
- * backend_id * path_cpus + cpu of `paths`, so no two CPUs write one line. */
+ * shared `backends` entry: the next hop and the backend's traffic, one
+ * 64-byte line. Element cpu * path_backends + backend id of `paths`: each
+ * CPU's paths lie together (fewer pages, so fewer TLB misses, than
+ * interleaving the CPUs), and no two CPUs write one line. */
 struct path {
 	struct next_hop nh;
-	struct traffic traffic;   /* packets and bytes sent to the backend from this CPU */
-	__be32 backend_addr6[4];  /* an IPv6 backend's address, as looked up */
-	__be32 tunnel_src6[4];    /* the egress interface's IPv6 tunnel source (ifaces6), 0 if none */
-	__u8 pad[32];
+	struct traffic traffic; /* packets and bytes sent to the backend from this CPU */
 };
-_Static_assert(sizeof(struct next_hop) + sizeof(struct traffic) == 64, "an IPv4 path is one cache line");
-_Static_assert(sizeof(struct path) == 128, "paths are two cache lines, line aligned");
+_Static_assert(sizeof(struct path) == 64, "a path is one cache line");
+
+/* An IPv6 backend's outer addresses as its next hop was looked up, at the
+ * same element of `paths6`: read only for IPv6 backends. */
+struct path6 {
+	__be32 backend_addr6[4];
+	__be32 tunnel_src6[4]; /* the egress interface's IPv6 tunnel source (ifaces6), 0 if none */
+};
 
 /* A fragmented datagram, as every one of its fragments names it. */
 struct frag_key {
@@ -310,7 +314,7 @@ struct {
  * later (a restarted daemon adopting a pinned balancer): written once at
  * load, never read by the balancer. */
 #define LAYOUT_VERSION 5 /* 1: rings of single u32 elements, no layout map; 2: conns an LRU hash; 3: no IPv6 maps;
-                          * 4: next_hops, next_hops6 and backend_stats instead of paths */
+                          * 4: next_hops, next_hops6 and backend_stats instead of paths and paths6 */
 struct layout {
 	__u32 version;   /* LAYOUT_VERSION */
 	__u32 ring_size; /* slots per ring (the program's ring_size) */
@@ -324,9 +328,14 @@ struct {
 	__uint(max_entries, 1);
 } layout SEC(".maps");
 
-/* conn_buckets buckets (a global of the program, set at load) of CONN_WAYS flows. */
+/* conn_buckets buckets (a global of the program, set at load) of CONN_WAYS
+ * flows. Mmapable only so that the kernel starts the elements on a page: an
+ * array's elements otherwise begin 312 bytes into the allocation (after
+ * struct bpf_array), and a 256-byte bucket would span five cache lines and
+ * split way 0's key. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct conn_bucket);
 	__uint(max_entries, CONN_TABLE_SIZE / CONN_WAYS);
@@ -347,11 +356,11 @@ struct {
 	__uint(max_entries, MAX_IFACES);
 } tx_ports SEC(".maps");
 
-/* path_cpus (a global of the program, set at load) paths per backend id:
- * backend b's on CPU c is element b * path_cpus + c. A plain array, not a
- * per-CPU one, so reaching it takes no pointer table; mmapable only so that
- * the kernel puts the first element on a page boundary (no path straddles
- * two lines). */
+/* A path per backend id and possible CPU: backend b's on CPU c is element
+ * c * path_backends + b (path_backends, a global of the program set at load,
+ * is max_backends). A plain array, not a per-CPU one, so reaching it takes no
+ * pointer table; mmapable only so that the kernel puts the first element on a
+ * page boundary (see conns: no path straddles two lines). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);
@@ -359,6 +368,15 @@ struct {
 	__type(value, struct path);
 	__uint(max_entries, MAX_BACKENDS * 2);
 } paths SEC(".maps");
+
+/* Indexed as paths. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct path6);
+	__uint(max_entries, MAX_BACKENDS * 2);
+} paths6 SEC(".maps");
 
 /* One entry. */
 struct {
@@ -424,9 +442,10 @@ struct {
 	__uint(max_entries, MAX_BACKENDS);
 } backends6 SEC(".maps");
 
-/* conn6_buckets buckets (a global of the program, set at load). */
+/* conn6_buckets buckets (a global of the program, set at load); mmapable as conns. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct conn6_bucket);
 	__uint(max_entries, CONN_TABLE_SIZE / CONN_WAYS);

@@ -227,28 +227,22 @@ pub struct NextHop {
 }
 
 /// `struct path`: the `paths` map value, one per backend and CPU (element
-/// `backend_id * cpus + cpu`).
+/// `cpu * max_backends + backend_id`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Path {
     pub nh: NextHop,
     /// What this CPU sent to the backend.
     pub traffic: Traffic,
-    pub backend_addr6: [u32; 4],
-    pub tunnel_src6: [u32; 4],
-    pub pad: [u8; 32],
 }
 
-impl Default for Path {
-    fn default() -> Self {
-        Path {
-            nh: NextHop::default(),
-            traffic: Traffic::default(),
-            backend_addr6: [0; 4],
-            tunnel_src6: [0; 4],
-            pad: [0; 32],
-        }
-    }
+/// `struct path6`: the `paths6` map value, an IPv6 backend's outer addresses
+/// (indexed as `paths`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Path6 {
+    pub backend_addr6: [u32; 4],
+    pub tunnel_src6: [u32; 4],
 }
 
 /// `struct frag_key`: the `frags` map key, a fragmented datagram.
@@ -383,6 +377,7 @@ unsafe impl aya::Pod for Conn6Entry {}
 unsafe impl aya::Pod for Conn6Bucket {}
 unsafe impl aya::Pod for Iface6 {}
 unsafe impl aya::Pod for Path {}
+unsafe impl aya::Pod for Path6 {}
 unsafe impl aya::Pod for Frag6Key {}
 
 /// `VIP_F_L2_DSR`: rewrite MACs only.

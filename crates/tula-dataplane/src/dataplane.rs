@@ -129,6 +129,7 @@ pub struct Dataplane {
     ifaces: HashMap<MapData, u32, abi::Iface>,
     tx_ports: DevMapHash<MapData>,
     paths: Array<MapData, abi::Path>,
+    paths6: Array<MapData, abi::Path6>,
     vip_filter: Array<MapData, abi::VipFilter>,
     vip_stats: PerCpuArray<MapData, abi::Traffic>,
     counters: PerCpuArray<MapData, u64>,
@@ -147,7 +148,7 @@ pub struct Dataplane {
     ring_size: u32,
     max_vips: u32,
     max_backends: u32,
-    /// Paths per backend in `paths` (the program's `path_cpus`).
+    /// Paths per backend in `paths`: the possible CPUs.
     path_cpus: u32,
     /// The epoch of the last backend entry written (see `struct backend`).
     epoch: u16,
@@ -157,7 +158,7 @@ pub struct Dataplane {
 
 /// The maps, as named in maps.h (and as pinned). The last ones
 /// ([`IPV6_MAP_NAMES`]) came with map layout 4.
-pub(crate) const MAP_NAMES: [&str; 22] = [
+pub(crate) const MAP_NAMES: [&str; 23] = [
     "vips",
     "backends",
     "ring",
@@ -166,6 +167,7 @@ pub(crate) const MAP_NAMES: [&str; 22] = [
     "ifaces",
     "tx_ports",
     "paths",
+    "paths6",
     "vip_filter",
     "vip_stats",
     "counters",
@@ -183,10 +185,10 @@ pub(crate) const MAP_NAMES: [&str; 22] = [
 ];
 
 /// The IPv6 maps, which a balancer pinned with map layout 3 or older lacks.
-pub(crate) const IPV6_MAP_NAMES: &[&str] = MAP_NAMES.split_at(16).1;
+pub(crate) const IPV6_MAP_NAMES: &[&str] = MAP_NAMES.split_at(17).1;
 
-/// The maps layouts 2 to 4 had where layout 5 has `paths` (`next_hops6`
-/// from layout 4 on).
+/// The maps layouts 2 to 4 had where layout 5 has `paths` and `paths6`
+/// (`next_hops6` from layout 4 on).
 pub(crate) const PRE_PATHS_MAP_NAMES: [&str; 3] = ["next_hops", "backend_stats", "next_hops6"];
 
 /// The maps a build of map layout `version` has.
@@ -195,7 +197,7 @@ pub(crate) fn map_names(version: u32) -> Vec<&'static str> {
         .iter()
         .copied()
         .filter(|name| version >= 4 || !IPV6_MAP_NAMES.contains(name))
-        .filter(|name| version >= 5 || *name != "paths")
+        .filter(|name| version >= 5 || !["paths", "paths6"].contains(name))
         .collect();
     if version < 5 {
         names.extend(&PRE_PATHS_MAP_NAMES[..if version >= 4 { 3 } else { 2 }]);
@@ -360,6 +362,7 @@ impl Dataplane {
             ifaces: maps.typed("ifaces")?,
             tx_ports: maps.typed("tx_ports")?,
             paths,
+            paths6: maps.typed("paths6")?,
             vip_filter: maps.typed("vip_filter")?,
             vip_stats: maps.typed("vip_stats")?,
             counters: maps.typed("counters")?,
@@ -1012,17 +1015,22 @@ impl Dataplane {
     /// Packets and bytes sent to backend `id`.
     pub fn backend_traffic(&self, id: u32) -> Result<Traffic> {
         self.check_backend_id(id)?;
-        let paths = read_array(&self.paths, "paths", id * self.path_cpus, self.path_cpus)?;
-        Ok(paths.iter().fold(Traffic::default(), |sum, p| Traffic {
-            packets: sum.packets + p.traffic.packets,
-            bytes: sum.bytes + p.traffic.bytes,
-        }))
+        let mut sum = Traffic::default();
+        for cpu in 0..self.path_cpus {
+            let path = self
+                .paths
+                .get(&(cpu * self.max_backends + id), 0)
+                .map_err(map_err("paths", format!("reading backend {id} on CPU {cpu}")))?;
+            sum.packets += path.traffic.packets;
+            sum.bytes += path.traffic.bytes;
+        }
+        Ok(sum)
     }
 
     /// Kernel memory each map takes, as the kernel accounts it (`memlock` in
     /// the map's /proc fdinfo), in bytes.
     pub fn map_memory(&self) -> Result<Vec<(&'static str, u64)>> {
-        let fds: [(&'static str, &MapData); 22] = [
+        let fds: [(&'static str, &MapData); 23] = [
             ("vips", self.vips.map()),
             ("backends", self.backends.map()),
             ("ring", self.ring.map()),
@@ -1031,6 +1039,7 @@ impl Dataplane {
             ("ifaces", self.ifaces.map()),
             ("tx_ports", self.tx_ports.map()),
             ("paths", self.paths.map()),
+            ("paths6", self.paths6.map()),
             ("vip_filter", self.vip_filter.map()),
             ("vip_stats", self.vip_stats.map()),
             ("counters", self.counters.map()),
@@ -1134,7 +1143,7 @@ pub(crate) fn load_object(
         .override_global("ring_size", &options.ring_size, true)
         .override_global("conn_buckets", &conn_buckets, has_conn_buckets)
         .override_global("conn6_buckets", &conn_buckets, layout_version >= 4)
-        .override_global("path_cpus", &path_cpus, layout_version >= 5)
+        .override_global("path_backends", &options.max_backends, layout_version >= 5)
         .map_max_entries("vips", options.max_vips)
         .map_max_entries("vip_addrs", options.max_vips)
         .map_max_entries("vip_stats", options.max_vips)
@@ -1143,6 +1152,7 @@ pub(crate) fn load_object(
         .map_max_entries("backend_stats", options.max_backends)
         .map_max_entries("next_hops", options.max_backends)
         .map_max_entries("paths", path_entries)
+        .map_max_entries("paths6", path_entries)
         .map_max_entries("ring", ring_entries)
         .map_max_entries("conns", conns_entries)
         .map_max_entries("vips6", options.max_vips)

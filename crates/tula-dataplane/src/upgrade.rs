@@ -465,11 +465,11 @@ fn backend_traffic(maps: &mut Maps, backends: u32) -> Result<Vec<Vec<abi::Traffi
             .collect();
     }
     let paths: Array<MapData, abi::Path> = maps.typed("paths")?;
-    let cpus = (paths.len() / backends.max(1)) as usize;
     let all = dataplane::read_array(&paths, "paths", 0, paths.len())?;
-    Ok(all
-        .chunks(cpus.max(1))
-        .map(|per_cpu| per_cpu.iter().map(|p| p.traffic).collect())
+    // Element cpu * backends + id.
+    let per_cpu: Vec<&[abi::Path]> = all.chunks(backends.max(1) as usize).collect();
+    Ok((0..backends as usize)
+        .map(|id| per_cpu.iter().map(|paths| paths[id].traffic).collect())
         .collect())
 }
 
@@ -503,12 +503,12 @@ fn add_backend_traffic(maps: &mut Maps, backends: u32, traffic: &[Vec<abi::Traff
         return Ok(());
     }
     let paths: Array<MapData, abi::Path> = maps.typed("paths")?;
-    let cpus = (paths.len() / backends.max(1)) as usize;
     let mut all = dataplane::read_array(&paths, "paths", 0, paths.len())?;
-    for (per_cpu, old) in all.chunks_mut(cpus.max(1)).zip(traffic) {
-        let last = per_cpu.len() - 1;
+    let per_backend = backends.max(1) as usize;
+    let last = all.len() / per_backend - 1;
+    for (id, old) in traffic.iter().enumerate().take(per_backend) {
         for (cpu, t) in old.iter().enumerate() {
-            add(&mut per_cpu[cpu.min(last)].traffic, t);
+            add(&mut all[cpu.min(last) * per_backend + id].traffic, t);
         }
     }
     rings::write_batch(paths.map().fd().as_fd(), 0, &all)

@@ -265,12 +265,13 @@ fn rust_mirrors_match_the_object_btf() {
         ("iface6", layout!(Iface6 { tunnel_src })),
         (
             "path",
-            layout!(Path {
-                nh,
-                traffic,
+            layout!(Path { nh, traffic }),
+        ),
+        (
+            "path6",
+            layout!(Path6 {
                 backend_addr6,
-                tunnel_src6,
-                pad
+                tunnel_src6
             }),
         ),
         (
