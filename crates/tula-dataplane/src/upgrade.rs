@@ -146,7 +146,7 @@ pub(crate) fn upgrade_if_older(pin_dir: &Path) -> Result<()> {
 
 /// Moves the balancer pinned in `pin_dir` onto `build` (program, maps and the
 /// links of its interfaces), keeping its VIPs, backends, interfaces, flows
-/// and counters. Both map layouts must be in the convertible set (2 and 3).
+/// and counters. Both map layouts must be in the convertible set (2 to 5).
 /// Run it in the network namespace of the balancer's interfaces (the
 /// `tx_ports` entries name them by index), with no daemon programming the
 /// pinned maps (the daemon runs it at start, before it adopts them).
