@@ -200,15 +200,22 @@ static __always_inline int conn_key_equal(const __u64 *a, const __u64 *b, const 
 }
 
 /* The way of `bucket` holding `flow`, or -1. *backend is its backend, or
- * EMPTY_SLOT if the entry fails its check (torn by a concurrent write). */
+ * EMPTY_SLOT if the entry fails its check (torn by a concurrent write).
+ * Ways fill from the first and are never emptied in the middle (user space
+ * closes the gap it leaves), so an empty way ends the search: a miss in a
+ * table that is not full reads the bucket's first lines only. */
 static __always_inline int conn_find(void *bucket, const int size, const int key_words, const __u64 *flow,
 				     __u64 hash, __u32 *backend)
 {
 #pragma unroll
 	for (int i = 0; i < CONN_WAYS; i++) {
-		if (!conn_key_equal(bucket + i * size, flow, key_words))
-			continue;
 		struct conn_tail *e = conn_way(bucket, size, key_words, i);
+
+		if (!conn_key_equal(bucket + i * size, flow, key_words)) {
+			if (!e->check)
+				return -1;
+			continue;
+		}
 		/* Read once: the value checked is the value used. */
 		__u32 id = *(volatile __u32 *)&e->backend;
 
@@ -249,7 +256,13 @@ static __always_inline void conn_insert(void *bucket, const int size, const int 
 #pragma unroll
 		for (int i = 0; i < CONN_WAYS; i++) {
 			struct conn_tail *e = conn_way(bucket, size, key_words, i);
-			__u64 stamp = e->check ? e->stamp : 0;
+
+			/* The first empty way (see conn_find): none after it is taken. */
+			if (!e->check) {
+				way = i;
+				break;
+			}
+			__u64 stamp = e->stamp;
 
 			if ((stamp & CONN_STAMP_HIT) &&
 			    jiffies - ((stamp & ~CONN_STAMP_HIT) >> CONN_STAMP_SHIFT) > CONN_HIT_LIFE)
