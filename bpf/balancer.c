@@ -13,8 +13,8 @@
  * IPv4 and IPv6 take the same steps (classify, pick_backend, forward) with
  * tables of their own (vips6, conns6, frags6, ...); the *6 functions are the
  * IPv6 ones.
- * The next hop comes from bpf_fib_lookup (cached per backend, see
- * next_hops in maps.h): XDP_TX when it leaves by the ingress interface, else
+ * The next hop comes from bpf_fib_lookup (cached per backend and CPU, see
+ * struct path in maps.h): XDP_TX when it leaves by the ingress interface, else
  * XDP_REDIRECT through tx_ports. Everything that is not for a VIP gets
  * XDP_PASS, untouched.
  *
@@ -47,6 +47,8 @@ const volatile __u32 ring_size = DEFAULT_RING_SIZE;
 /* Buckets of the connection tables (conns, conns6), likewise. */
 const volatile __u32 conn_buckets = CONN_TABLE_SIZE / CONN_WAYS;
 const volatile __u32 conn6_buckets = CONN_TABLE_SIZE / CONN_WAYS;
+/* Backend ids per CPU in `paths` and `paths6` (max_backends), likewise. */
+const volatile __u32 path_backends = MAX_BACKENDS;
 
 static __always_inline void count(__u32 slot)
 {
@@ -198,15 +200,22 @@ static __always_inline int conn_key_equal(const __u64 *a, const __u64 *b, const 
 }
 
 /* The way of `bucket` holding `flow`, or -1. *backend is its backend, or
- * EMPTY_SLOT if the entry fails its check (torn by a concurrent write). */
+ * EMPTY_SLOT if the entry fails its check (torn by a concurrent write).
+ * Ways fill from the first and are never emptied in the middle (user space
+ * closes the gap it leaves), so an empty way ends the search: a miss in a
+ * table that is not full reads the bucket's first lines only. */
 static __always_inline int conn_find(void *bucket, const int size, const int key_words, const __u64 *flow,
 				     __u64 hash, __u32 *backend)
 {
 #pragma unroll
 	for (int i = 0; i < CONN_WAYS; i++) {
-		if (!conn_key_equal(bucket + i * size, flow, key_words))
-			continue;
 		struct conn_tail *e = conn_way(bucket, size, key_words, i);
+
+		if (!conn_key_equal(bucket + i * size, flow, key_words)) {
+			if (!e->check)
+				return -1;
+			continue;
+		}
 		/* Read once: the value checked is the value used. */
 		__u32 id = *(volatile __u32 *)&e->backend;
 
@@ -247,7 +256,13 @@ static __always_inline void conn_insert(void *bucket, const int size, const int 
 #pragma unroll
 		for (int i = 0; i < CONN_WAYS; i++) {
 			struct conn_tail *e = conn_way(bucket, size, key_words, i);
-			__u64 stamp = e->check ? e->stamp : 0;
+
+			/* The first empty way (see conn_find): none after it is taken. */
+			if (!e->check) {
+				way = i;
+				break;
+			}
+			__u64 stamp = e->stamp;
 
 			if ((stamp & CONN_STAMP_HIT) &&
 			    jiffies - ((stamp & ~CONN_STAMP_HIT) >> CONN_STAMP_SHIFT) > CONN_HIT_LIFE)
@@ -364,10 +379,12 @@ static __always_inline __be16 outer_ip_id(struct next_hop *nh)
 }
 
 /* Fills the family-independent part of *nh from a successful bpf_fib_lookup
- * and the egress interface's `ifaces` entry, valid until now + TTL. */
+ * and the egress interface's `ifaces` entry, valid until now + TTL and while
+ * the backend stays at `epoch`. */
 static __always_inline void next_hop_fill(struct xdp_md *ctx, const struct bpf_fib_lookup *fib,
-					  const struct iface *out, struct next_hop *nh, __u64 now)
+					  const struct iface *out, struct next_hop *nh, __u64 now, __u16 epoch)
 {
+	nh->epoch = epoch;
 	nh->ingress = ctx->ingress_ifindex;
 	nh->tx_ifindex = out->vlan_id ? out->lower_ifindex : fib->ifindex;
 	nh->vlan_id = out->vlan_id;
@@ -382,7 +399,8 @@ static __always_inline void next_hop_fill(struct xdp_md *ctx, const struct bpf_f
 /* Fills *nh from bpf_fib_lookup and the egress interface's `ifaces` entry.
  * Returns 0 (nh valid and cached until nh->expires), CNT_FIB_NO_NEIGH (only
  * tunnel_src valid, nothing cached), or another counter: the drop reason. */
-static __always_inline __u32 next_hop_refresh(struct xdp_md *ctx, __be32 addr, struct next_hop *nh, __u64 now)
+static __always_inline __u32 next_hop_refresh(struct xdp_md *ctx, __be32 addr, struct next_hop *nh, __u64 now,
+					       __u16 epoch)
 {
 	struct bpf_fib_lookup fib = {
 		.family = AF_INET,
@@ -402,15 +420,14 @@ static __always_inline __u32 next_hop_refresh(struct xdp_md *ctx, __be32 addr, s
 	nh->tunnel_src = out->tunnel_src;
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return CNT_FIB_NO_NEIGH;
-	nh->backend_addr = addr;
-	next_hop_fill(ctx, &fib, out, nh, now);
+	next_hop_fill(ctx, &fib, out, nh, now, epoch);
 	return 0;
 }
 
 /* The same for an IPv6 backend (AF_INET6 lookup, the neighbour from ND); the
  * tunnel source comes from `ifaces6` (all zero if the interface has none). */
-static __always_inline __u32 next_hop6_refresh(struct xdp_md *ctx, const __be32 *addr, struct next_hop6 *nh6,
-					       __u64 now)
+static __always_inline __u32 next_hop6_refresh(struct xdp_md *ctx, const __be32 *addr, struct path *pa,
+					       struct path6 *pa6, __u64 now, __u16 epoch)
 {
 	struct bpf_fib_lookup fib = {
 		.family = AF_INET6,
@@ -420,7 +437,7 @@ static __always_inline __u32 next_hop6_refresh(struct xdp_md *ctx, const __be32 
 	struct iface *out;
 	int rc;
 
-	nh6->nh.expires = 0;
+	pa->nh.expires = 0;
 	__builtin_memcpy(fib.ipv6_dst, addr, 16);
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
@@ -430,14 +447,14 @@ static __always_inline __u32 next_hop6_refresh(struct xdp_md *ctx, const __be32 
 		return CNT_NO_IFACE;
 	src = bpf_map_lookup_elem(&ifaces6, &fib.ifindex);
 	if (src)
-		__builtin_memcpy(nh6->tunnel_src, src->tunnel_src, 16);
+		__builtin_memcpy(pa6->tunnel_src6, src->tunnel_src, 16);
 	else
-		__builtin_memset(nh6->tunnel_src, 0, 16);
-	/* tunnel6() takes the outer destination from here, also for a packet the kernel finishes (no neighbour). */
-	__builtin_memcpy(nh6->backend_addr, addr, 16);
+		__builtin_memset(pa6->tunnel_src6, 0, 16);
+	/* Before the no-neighbour return: the kernel gets the packet tunnelled to this address. */
+	__builtin_memcpy(pa6->backend_addr6, addr, 16);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return CNT_FIB_NO_NEIGH;
-	next_hop_fill(ctx, &fib, out, &nh6->nh, now);
+	next_hop_fill(ctx, &fib, out, &pa->nh, now, epoch);
 	return 0;
 }
 
@@ -828,36 +845,44 @@ static __always_inline int pick_backend(struct vip_meta *vip, const void *flow, 
 	return NEXT_STEP;
 }
 
-/* The next hop toward the chosen backend, from the per-CPU cache or else
- * bpf_fib_lookup: IPv4 or, for a backend with BACKEND_F_IPV6, IPv6 (then
- * *nh6 is its entry, with the outer addresses). Returns 0, or the reason to
+/* This CPU's path toward the chosen backend, its next hop from the cache or
+ * else bpf_fib_lookup: IPv4 or, for a backend with BACKEND_F_IPV6, IPv6 (then
+ * *path6 is its entry, with the outer addresses). Returns 0, or the reason to
  * drop; *to_kernel is set when only the kernel can send it (no neighbour). */
-static __always_inline __u32 next_hop_of(struct xdp_md *ctx, struct choice *c, struct next_hop **nh,
-					 struct next_hop6 **nh6, int *to_kernel)
+static __always_inline __u32 next_hop_of(struct xdp_md *ctx, struct choice *c, struct path **path,
+					 struct path6 **path6, int *to_kernel)
 {
+	/* The id is below max_backends (its backends lookup succeeded); the array bounds the CPU. */
+	__u32 index = bpf_get_smp_processor_id() * path_backends + c->backend_id;
+	struct path *pa = bpf_map_lookup_elem(&paths, &index);
+	struct path6 *pa6 = NULL;
 	__u64 now = bpf_jiffies64();
 	__u32 reason = 0;
 
+	if (!pa || c->backend_id >= path_backends)
+		return CNT_NO_BACKEND;
 	if (c->backend->flags & BACKEND_F_IPV6) {
-		struct backend6 *b6 = bpf_map_lookup_elem(&backends6, &c->backend_id);
-		struct next_hop6 *e = bpf_map_lookup_elem(&next_hops6, &c->backend_id);
-
-		if (!b6 || !e)
+		pa6 = bpf_map_lookup_elem(&paths6, &index);
+		if (!pa6)
 			return CNT_NO_BACKEND;
-		if (now >= e->nh.expires || !ipv6_addr_equal(e->backend_addr, b6->addr) ||
-		    e->nh.ingress != ctx->ingress_ifindex)
-			reason = next_hop6_refresh(ctx, b6->addr, e, now);
-		*nh6 = e;
-		*nh = &e->nh;
-	} else {
-		struct next_hop *e = bpf_map_lookup_elem(&next_hops, &c->backend_id);
-
-		if (!e)
-			return CNT_NO_BACKEND;
-		if (now >= e->expires || e->backend_addr != c->backend->addr || e->ingress != ctx->ingress_ifindex)
-			reason = next_hop_refresh(ctx, c->backend->addr, e, now);
-		*nh = e;
 	}
+	/* The epoch is read before the address a refresh reads: a path can only be
+	 * filled under an epoch older than its address, which the next packet redoes. */
+	__u16 epoch = *(volatile __u16 *)&c->backend->epoch;
+
+	if (now >= pa->nh.expires || pa->nh.epoch != epoch || pa->nh.ingress != ctx->ingress_ifindex) {
+		if (pa6) {
+			struct backend6 *b6 = bpf_map_lookup_elem(&backends6, &c->backend_id);
+
+			if (!b6)
+				return CNT_NO_BACKEND;
+			reason = next_hop6_refresh(ctx, b6->addr, pa, pa6, now, epoch);
+		} else {
+			reason = next_hop_refresh(ctx, c->backend->addr, &pa->nh, now, epoch);
+		}
+	}
+	*path = pa;
+	*path6 = pa6;
 	if (reason == CNT_FIB_NO_NEIGH) {
 		count(CNT_FIB_NO_NEIGH);
 		*to_kernel = 1;
@@ -867,9 +892,9 @@ static __always_inline __u32 next_hop_of(struct xdp_md *ctx, struct choice *c, s
 }
 
 /* Cuts the trailer and prepends an outer IPv6 header toward the IPv6
- * backend of nh6, for an inner packet of `inner_len` bytes (network order)
+ * backend of pa6, for an inner packet of `inner_len` bytes (network order)
  * of next header `nexthdr`. Returns 0, or the counter to drop it with. */
-static __always_inline __u32 tunnel6(struct xdp_md *ctx, int tagged, __u32 trailer, struct next_hop6 *nh6,
+static __always_inline __u32 tunnel6(struct xdp_md *ctx, int tagged, __u32 trailer, struct path6 *pa6,
 				     const struct choice *c, __be16 inner_len, __u8 nexthdr, __u8 tclass)
 {
 	struct ip6_outer o = {
@@ -880,10 +905,10 @@ static __always_inline __u32 tunnel6(struct xdp_md *ctx, int tagged, __u32 trail
 	};
 	int rc;
 
-	if (!(nh6->tunnel_src[0] | nh6->tunnel_src[1] | nh6->tunnel_src[2] | nh6->tunnel_src[3]))
+	if (!(pa6->tunnel_src6[0] | pa6->tunnel_src6[1] | pa6->tunnel_src6[2] | pa6->tunnel_src6[3]))
 		return CNT_NO_IFACE;
-	__builtin_memcpy(o.saddr, nh6->tunnel_src, 16);
-	__builtin_memcpy(o.daddr, nh6->backend_addr, 16);
+	__builtin_memcpy(o.saddr, pa6->tunnel_src6, 16);
+	__builtin_memcpy(o.daddr, pa6->backend_addr6, 16);
 	if (cut_trailer(ctx, trailer))
 		return CNT_ENCAP_FAIL;
 	if (tagged)
@@ -895,10 +920,12 @@ static __always_inline __u32 tunnel6(struct xdp_md *ctx, int tagged, __u32 trail
 
 /* Sends the rewritten or encapsulated frame on: the next hop's MACs (and
  * VLAN), then XDP_TX, XDP_REDIRECT, or XDP_PASS for the kernel to finish. */
-static __always_inline int transmit(struct xdp_md *ctx, struct next_hop *nh, int tagged, int to_kernel,
-				    const struct choice *c, __u64 bytes)
+static __always_inline int transmit(struct xdp_md *ctx, struct path *pa, int tagged, int to_kernel, __u64 bytes)
 {
-	add_traffic(&backend_stats, c->backend_id, bytes);
+	struct next_hop *nh = &pa->nh;
+
+	pa->traffic.packets += 1;
+	pa->traffic.bytes += bytes;
 
 	if (to_kernel) {
 		/* The original MACs stay: the kernel takes the frame as its own and forwards it. */
@@ -937,17 +964,19 @@ static __always_inline int transmit(struct xdp_md *ctx, struct next_hop *nh, int
 static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, struct choice *c)
 {
 	struct iphdr *ip = p->ip;
-	struct next_hop *nh = NULL;
-	struct next_hop6 *nh6 = NULL;
+	struct path *pa = NULL;
+	struct path6 *pa6 = NULL;
 	__u32 reason;
 	int rc, to_kernel = 0;
 
-	reason = next_hop_of(ctx, c, &nh, &nh6, &to_kernel);
-	if (reason || !nh)
+	reason = next_hop_of(ctx, c, &pa, &pa6, &to_kernel);
+	if (reason || !pa)
 		return drop(reason ? reason : CNT_NO_BACKEND);
 
+	struct next_hop *nh = &pa->nh;
+
 	int l2_dsr = c->vip_flags & VIP_F_L2_DSR;
-	__u32 overhead = l2_dsr ? 0 : nh6 ? IP6_OUTER_HLEN : IPIP_HLEN;
+	__u32 overhead = l2_dsr ? 0 : pa6 ? IP6_OUTER_HLEN : IPIP_HLEN;
 
 	if (!to_kernel) {
 		/* tot_len is the real length: it was checked against the bytes present,
@@ -965,7 +994,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, struct cho
 			 * not in an outer IPv6 header: no router fragments IPv6. */
 			count(CNT_TOO_BIG_NO_DF);
 			if (len > nh->route_mtu) {
-				if (nh6)
+				if (pa6)
 					return drop(CNT_TOO_BIG_DROPPED);
 				to_kernel = 1;
 			}
@@ -980,8 +1009,8 @@ static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, struct cho
 	if (to_kernel && l2_dsr)
 		return drop(CNT_L2_UNROUTABLE);
 
-	if (!l2_dsr && nh6) {
-		reason = tunnel6(ctx, p->tagged, p->trailer, nh6, c, ip->tot_len, NEXTHDR_IPIP, ip->tos);
+	if (!l2_dsr && pa6) {
+		reason = tunnel6(ctx, p->tagged, p->trailer, pa6, c, ip->tot_len, NEXTHDR_IPIP, ip->tos);
 		if (reason)
 			return drop(reason);
 	} else if (!l2_dsr) {
@@ -1008,7 +1037,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, struct cho
 	} else if (cut_trailer(ctx, p->trailer)) {
 		return drop(CNT_ENCAP_FAIL);
 	}
-	return transmit(ctx, nh, p->tagged, to_kernel, c, p->bytes);
+	return transmit(ctx, pa, p->tagged, to_kernel, p->bytes);
 }
 
 /* Sends an IPv6 packet to the chosen backend: IP6IP6 (next header 41) to an
@@ -1020,19 +1049,21 @@ static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, struct cho
 static __always_inline int forward6(struct xdp_md *ctx, struct pkt6 *p, struct choice *c)
 {
 	struct ipv6_hdr *ip6 = p->v6.ip6;
-	struct next_hop *nh = NULL;
-	struct next_hop6 *nh6 = NULL;
+	struct path *pa = NULL;
+	struct path6 *pa6 = NULL;
 	__u32 reason;
 	int to_kernel = 0;
 
-	reason = next_hop_of(ctx, c, &nh, &nh6, &to_kernel);
-	if (reason || !nh)
+	reason = next_hop_of(ctx, c, &pa, &pa6, &to_kernel);
+	if (reason || !pa)
 		return drop(reason ? reason : CNT_NO_BACKEND);
+
+	struct next_hop *nh = &pa->nh;
 
 	int l2_dsr = c->vip_flags & VIP_F_L2_DSR;
 	__u32 overhead = l2_dsr ? 0 : IP6_OUTER_HLEN;
 
-	if (!l2_dsr && !nh6)
+	if (!l2_dsr && !pa6)
 		return drop(CNT_NO_BACKEND);
 	if (!to_kernel) {
 		__u32 len = p->ip_len + overhead;
@@ -1054,14 +1085,14 @@ static __always_inline int forward6(struct xdp_md *ctx, struct pkt6 *p, struct c
 		return drop(CNT_L2_UNROUTABLE);
 
 	if (!l2_dsr) {
-		reason = tunnel6(ctx, p->tagged, p->trailer, nh6, c, bpf_htons(p->ip_len), NEXTHDR_IPV6,
+		reason = tunnel6(ctx, p->tagged, p->trailer, pa6, c, bpf_htons(p->ip_len), NEXTHDR_IPV6,
 				 ipv6_tclass(ip6));
 		if (reason)
 			return drop(reason);
 	} else if (cut_trailer(ctx, p->trailer)) {
 		return drop(CNT_ENCAP_FAIL);
 	}
-	return transmit(ctx, nh, p->tagged, to_kernel, c, p->bytes);
+	return transmit(ctx, pa, p->tagged, to_kernel, p->bytes);
 }
 
 static __always_inline int balance4(struct xdp_md *ctx, struct l2_header *l2)

@@ -45,7 +45,8 @@ struct vip_meta {
 
 struct backend {
 	__be32 addr;
-	__u32 flags; /* BACKEND_F_* */
+	__u16 flags; /* BACKEND_F_* */
+	__u16 epoch; /* changes with every write of the entry: a path filled under another epoch is refilled */
 };
 
 /* The address of a backend with BACKEND_F_IPV6, at its id in backends6. */
@@ -139,14 +140,14 @@ struct traffic {
 };
 
 /* Next-hop cache: what bpf_fib_lookup and `ifaces` said about a backend, kept
- * per CPU for NEXT_HOP_TTL_JIFFIES so the per-packet path needs neither. Valid
- * while jiffies are before `expires` and backend address and ingress still
- * match; user space zeroes the map when interfaces change. */
+ * per CPU (in its struct path) for NEXT_HOP_TTL_JIFFIES so the per-packet
+ * path needs neither. Valid while jiffies are before `expires`, the backend
+ * entry's epoch is still `epoch` and the ingress still matches; user space
+ * moves every backend to a new epoch when interfaces change. */
 #define NEXT_HOP_TTL_JIFFIES 25 /* 100 ms at HZ=250; 25 ms to 250 ms for HZ 1000 to 100 */
 struct next_hop {
 	__u64 expires;       /* bpf_jiffies64() deadline; 0 = empty */
-	__be32 backend_addr; /* looked up for this backend address ... */
-	__u32 ingress;       /* ... arriving on this interface */
+	__u32 ingress;       /* looked up for a packet arriving on this interface */
 	__u32 tx_ifindex;    /* where the frame leaves (a VLAN's lower device) */
 	__be32 tunnel_src;   /* the egress interface's IPIP source */
 	__u16 vlan_id;       /* egress VLAN, 0 if untagged */
@@ -156,15 +157,26 @@ struct next_hop {
 	__u8 smac[6];
 	__u16 route_mtu;     /* route MTU (bpf_fib_lookup): the largest frame XDP can send there */
 	__u16 ip_id;         /* last outer IP ID given a packet without DF (outer_ip_id); not reset by refreshes */
-	__u8 pad[4];
+	__u16 epoch;         /* backend.epoch when filled */
+	__u8 pad[6];
 };
 
-/* The next hop of an IPv6 backend (next_hops6): the same facts, with the
- * IPv6 addresses (nh.backend_addr and nh.tunnel_src stay 0). */
-struct next_hop6 {
+/* What the established path reads and writes per backend and CPU, beside the
+ * shared `backends` entry: the next hop and the backend's traffic, one
+ * 64-byte line. Element cpu * path_backends + backend id of `paths`: each
+ * CPU's paths lie together (fewer pages, so fewer TLB misses, than
+ * interleaving the CPUs), and no two CPUs write one line. */
+struct path {
 	struct next_hop nh;
-	__be32 backend_addr[4];
-	__be32 tunnel_src[4];
+	struct traffic traffic; /* packets and bytes sent to the backend from this CPU */
+};
+_Static_assert(sizeof(struct path) == 64, "a path is one cache line");
+
+/* An IPv6 backend's outer addresses as its next hop was looked up, at the
+ * same element of `paths6`: read only for IPv6 backends. */
+struct path6 {
+	__be32 backend_addr6[4];
+	__be32 tunnel_src6[4]; /* the egress interface's IPv6 tunnel source (ifaces6), 0 if none */
 };
 
 /* A fragmented datagram, as every one of its fragments names it. */
@@ -301,7 +313,8 @@ struct {
 /* How the maps of a loaded balancer are laid out, for whoever opens them
  * later (a restarted daemon adopting a pinned balancer): written once at
  * load, never read by the balancer. */
-#define LAYOUT_VERSION 4 /* 1: rings of single u32 elements, no layout map; 2: conns an LRU hash; 3: no IPv6 maps */
+#define LAYOUT_VERSION 5 /* 1: rings of single u32 elements, no layout map; 2: conns an LRU hash; 3: no IPv6 maps;
+                          * 4: next_hops, next_hops6 and backend_stats instead of paths and paths6 */
 struct layout {
 	__u32 version;   /* LAYOUT_VERSION */
 	__u32 ring_size; /* slots per ring (the program's ring_size) */
@@ -315,9 +328,14 @@ struct {
 	__uint(max_entries, 1);
 } layout SEC(".maps");
 
-/* conn_buckets buckets (a global of the program, set at load) of CONN_WAYS flows. */
+/* conn_buckets buckets (a global of the program, set at load) of CONN_WAYS
+ * flows. Mmapable only so that the kernel starts the elements on a page: an
+ * array's elements otherwise begin 312 bytes into the allocation (after
+ * struct bpf_array), and a 256-byte bucket would span five cache lines and
+ * split way 0's key. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct conn_bucket);
 	__uint(max_entries, CONN_TABLE_SIZE / CONN_WAYS);
@@ -338,13 +356,27 @@ struct {
 	__uint(max_entries, MAX_IFACES);
 } tx_ports SEC(".maps");
 
-/* Keyed by backend id. */
+/* A path per backend id and possible CPU: backend b's on CPU c is element
+ * c * path_backends + b (path_backends, a global of the program set at load,
+ * is max_backends). A plain array, not a per-CPU one, so reaching it takes no
+ * pointer table; mmapable only so that the kernel puts the first element on a
+ * page boundary (see conns: no path straddles two lines). */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
-	__type(value, struct next_hop);
-	__uint(max_entries, MAX_BACKENDS);
-} next_hops SEC(".maps");
+	__type(value, struct path);
+	__uint(max_entries, MAX_BACKENDS * 2);
+} paths SEC(".maps");
+
+/* Indexed as paths. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct path6);
+	__uint(max_entries, MAX_BACKENDS * 2);
+} paths6 SEC(".maps");
 
 /* One entry. */
 struct {
@@ -360,13 +392,6 @@ struct {
 	__type(value, struct traffic);
 	__uint(max_entries, MAX_VIPS);
 } vip_stats SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__type(key, __u32);
-	__type(value, struct traffic);
-	__uint(max_entries, MAX_BACKENDS);
-} backend_stats SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -401,8 +426,8 @@ struct {
 	__uint(max_entries, MAX_VIPS);
 } vip_addrs SEC(".maps");
 
-/* The IPv6 counterparts of vips, backends, conns, ifaces, next_hops, frags
- * and vip_addrs; VIP ids, rings, backend ids and stats are shared. */
+/* The IPv6 counterparts of vips, backends, conns, ifaces, frags and
+ * vip_addrs; VIP ids, rings, backend ids, paths and stats are shared. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct vip6_key);
@@ -417,9 +442,10 @@ struct {
 	__uint(max_entries, MAX_BACKENDS);
 } backends6 SEC(".maps");
 
-/* conn6_buckets buckets (a global of the program, set at load). */
+/* conn6_buckets buckets (a global of the program, set at load); mmapable as conns. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct conn6_bucket);
 	__uint(max_entries, CONN_TABLE_SIZE / CONN_WAYS);
@@ -431,13 +457,6 @@ struct {
 	__type(value, struct iface6);
 	__uint(max_entries, MAX_IFACES);
 } ifaces6 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__type(key, __u32);
-	__type(value, struct next_hop6);
-	__uint(max_entries, MAX_BACKENDS);
-} next_hops6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -32,7 +32,9 @@ pub struct VipMeta {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Backend {
     pub addr: u32,
-    pub flags: u32,
+    pub flags: u16,
+    /// Changes with every write of the entry: paths filled under another epoch are refilled.
+    pub epoch: u16,
 }
 
 /// `struct backend6`: the `backends6` map value, the address of a backend with `BACKEND_F_IPV6`.
@@ -155,7 +157,7 @@ pub fn ring_chunks(ring_size: u32) -> u32 {
 }
 
 /// `LAYOUT_VERSION`: the map layout this crate reads and writes.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// `struct conn` of layout 2: the value of its `conns` LRU hash, keyed by
 /// [`Flow`]. Read (or written) only to move a pinned balancer between builds.
@@ -194,7 +196,8 @@ pub struct Iface6 {
     pub tunnel_src: [u32; 4],
 }
 
-/// `struct traffic`: per-CPU packets and bytes in `vip_stats` and `backend_stats`.
+/// `struct traffic`: per-CPU packets and bytes in `vip_stats` and in each [`Path`]
+/// (`backend_stats` before layout 5).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Traffic {
@@ -202,12 +205,11 @@ pub struct Traffic {
     pub bytes: u64,
 }
 
-/// `struct next_hop`: the `next_hops` per-CPU cache value, keyed by backend id.
+/// `struct next_hop`: a backend's cached next hop, in its [`Path`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NextHop {
     pub expires: u64,
-    pub backend_addr: u32,
     pub ingress: u32,
     pub tx_ifindex: u32,
     pub tunnel_src: u32,
@@ -219,17 +221,28 @@ pub struct NextHop {
     pub route_mtu: u16,
     /// The last outer IP ID given a packet without DF sent to this backend from this CPU.
     pub ip_id: u16,
-    pub pad: [u8; 4],
+    /// [`Backend::epoch`] when filled.
+    pub epoch: u16,
+    pub pad: [u8; 6],
 }
 
-/// `struct next_hop6`: the `next_hops6` per-CPU cache value of an IPv6 backend.
+/// `struct path`: the `paths` map value, one per backend and CPU (element
+/// `cpu * max_backends + backend_id`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NextHop6 {
-    /// Its `backend_addr` and `tunnel_src` stay 0.
+pub struct Path {
     pub nh: NextHop,
-    pub backend_addr: [u32; 4],
-    pub tunnel_src: [u32; 4],
+    /// What this CPU sent to the backend.
+    pub traffic: Traffic,
+}
+
+/// `struct path6`: the `paths6` map value, an IPv6 backend's outer addresses
+/// (indexed as `paths`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Path6 {
+    pub backend_addr6: [u32; 4],
+    pub tunnel_src6: [u32; 4],
 }
 
 /// `struct frag_key`: the `frags` map key, a fragmented datagram.
@@ -363,7 +376,8 @@ unsafe impl aya::Pod for Flow6 {}
 unsafe impl aya::Pod for Conn6Entry {}
 unsafe impl aya::Pod for Conn6Bucket {}
 unsafe impl aya::Pod for Iface6 {}
-unsafe impl aya::Pod for NextHop6 {}
+unsafe impl aya::Pod for Path {}
+unsafe impl aya::Pod for Path6 {}
 unsafe impl aya::Pod for Frag6Key {}
 
 /// `VIP_F_L2_DSR`: rewrite MACs only.
@@ -383,9 +397,9 @@ pub const SETTINGS_F_NO_FRAG_NEEDED: u32 = 1 << 0;
 /// `FRAG_TABLE_SIZE`: datagrams the `frags` map remembers.
 pub const FRAG_TABLE_SIZE: u32 = 8192;
 /// `BACKEND_F_ALIVE`: the backend may carry flows.
-pub const BACKEND_F_ALIVE: u32 = 1 << 0;
+pub const BACKEND_F_ALIVE: u16 = 1 << 0;
 /// `BACKEND_F_IPV6`: an IPv6 backend, its address in `backends6`.
-pub const BACKEND_F_IPV6: u32 = 1 << 1;
+pub const BACKEND_F_IPV6: u16 = 1 << 1;
 
 /// Rings beyond `max_vips` (`RING_SLOTS - MAX_VIPS` in maps.h), so a swap never writes a live ring.
 pub const SPARE_RINGS: u32 = 16;

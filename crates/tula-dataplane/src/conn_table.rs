@@ -148,7 +148,9 @@ impl Dataplane {
         let Some(way) = find(&bucket, &raw) else {
             return Ok(());
         };
-        bucket.ways[way] = abi::ConnEntry::default();
+        // The balancer stops looking at a bucket's first empty way: close the gap.
+        bucket.ways.copy_within(way + 1.., way);
+        bucket.ways[abi::CONN_WAYS as usize - 1] = abi::ConnEntry::default();
         self.conns
             .set(index, bucket, 0)
             .map_err(map_err("conns", format!("removing flow {flow}")))

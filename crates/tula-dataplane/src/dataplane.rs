@@ -128,10 +128,10 @@ pub struct Dataplane {
     pub(crate) conns: Array<MapData, abi::ConnBucket>,
     ifaces: HashMap<MapData, u32, abi::Iface>,
     tx_ports: DevMapHash<MapData>,
-    next_hops: PerCpuArray<MapData, abi::NextHop>,
+    paths: Array<MapData, abi::Path>,
+    paths6: Array<MapData, abi::Path6>,
     vip_filter: Array<MapData, abi::VipFilter>,
     vip_stats: PerCpuArray<MapData, abi::Traffic>,
-    backend_stats: PerCpuArray<MapData, abi::Traffic>,
     counters: PerCpuArray<MapData, u64>,
     frags: HashMap<MapData, abi::FragKey, abi::FragDest>,
     vip_addrs: HashMap<MapData, u32, abi::VipAddr>,
@@ -142,20 +142,23 @@ pub struct Dataplane {
     backends6: Array<MapData, abi::Backend6>,
     pub(crate) conns6: Array<MapData, abi::Conn6Bucket>,
     ifaces6: HashMap<MapData, u32, abi::Iface6>,
-    next_hops6: PerCpuArray<MapData, abi::NextHop6>,
     frags6: HashMap<MapData, abi::Frag6Key, abi::FragDest>,
     vip_addrs6: HashMap<MapData, abi::Vip6AddrKey, abi::VipAddr>,
     free_rings: FreeRings,
     ring_size: u32,
     max_vips: u32,
     max_backends: u32,
+    /// Paths per backend in `paths`: the possible CPUs.
+    path_cpus: u32,
+    /// The epoch of the last backend entry written (see `struct backend`).
+    epoch: u16,
     attachments: BTreeMap<String, Attachment>,
     pin_dir: Option<PathBuf>,
 }
 
 /// The maps, as named in maps.h (and as pinned). The last ones
 /// ([`IPV6_MAP_NAMES`]) came with map layout 4.
-pub(crate) const MAP_NAMES: [&str; 24] = [
+pub(crate) const MAP_NAMES: [&str; 23] = [
     "vips",
     "backends",
     "ring",
@@ -163,10 +166,10 @@ pub(crate) const MAP_NAMES: [&str; 24] = [
     "conns",
     "ifaces",
     "tx_ports",
-    "next_hops",
+    "paths",
+    "paths6",
     "vip_filter",
     "vip_stats",
-    "backend_stats",
     "counters",
     "frags",
     "vip_addrs",
@@ -177,13 +180,43 @@ pub(crate) const MAP_NAMES: [&str; 24] = [
     "backends6",
     "conns6",
     "ifaces6",
-    "next_hops6",
     "frags6",
     "vip_addrs6",
 ];
 
 /// The IPv6 maps, which a balancer pinned with map layout 3 or older lacks.
 pub(crate) const IPV6_MAP_NAMES: &[&str] = MAP_NAMES.split_at(17).1;
+
+/// The maps layouts 2 to 4 had where layout 5 has `paths` and `paths6`
+/// (`next_hops6` from layout 4 on).
+pub(crate) const PRE_PATHS_MAP_NAMES: [&str; 3] = ["next_hops", "backend_stats", "next_hops6"];
+
+/// The maps a build of map layout `version` has.
+pub(crate) fn map_names(version: u32) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = MAP_NAMES
+        .iter()
+        .copied()
+        .filter(|name| version >= 4 || !IPV6_MAP_NAMES.contains(name))
+        .filter(|name| version >= 5 || !["paths", "paths6"].contains(name))
+        .collect();
+    if version < 5 {
+        names.extend(&PRE_PATHS_MAP_NAMES[..if version >= 4 { 3 } else { 2 }]);
+    }
+    names
+}
+
+/// The possible CPUs: how many paths each backend has.
+pub(crate) fn possible_cpus(map: &'static str) -> Result<u32> {
+    let cpus = aya::util::nr_cpus().map_err(|(what, e)| DataplaneError::Map {
+        map,
+        what: format!("counting CPUs ({what})"),
+        source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+            call: "nr_cpus",
+            io_error: e,
+        }),
+    })?;
+    Ok(cpus as u32)
+}
 
 /// The maps by name, ready to be turned into typed handles.
 pub(crate) struct Maps(pub(crate) BTreeMap<&'static str, Map>);
@@ -247,23 +280,17 @@ impl Dataplane {
             what: format!("opening the pinned program in {}", pin_dir.display()),
             source,
         })?;
-        let maps = open_pinned_maps(pin_dir)?;
-        let layout = maps
-            .0
-            .get("layout")
-            .map(Array::<&MapData, abi::Layout>::try_from)
-            .expect("every map was opened")
-            .map_err(map_err("layout", "checking its type"))?
-            .get(&0, 0)
-            .map_err(map_err("layout", "reading it"))?;
-        if layout.version != abi::LAYOUT_VERSION {
+        let pinned = crate::upgrade::pinned_build(pin_dir)?
+            .ok_or_else(|| bad(format!("no pinned program ({})", pin::PROGRAM_PIN)))?;
+        if !pinned.matches_this_build() {
             return Err(bad(format!(
                 "map layout version {} (this build reads {})",
-                layout.version,
+                pinned.layout_version,
                 abi::LAYOUT_VERSION
             )));
         }
-        let ring_size = layout.ring_size;
+        let ring_size = pinned.ring_size.expect("layouts 2 and up record ring_size");
+        let maps = open_pinned_maps(pin_dir, abi::LAYOUT_VERSION)?;
         let max_vips = map_max_entries(&maps, "vips")?;
         let ring_entries = map_max_entries(&maps, "ring")?;
         if Some(ring_entries) != self::ring_entries(max_vips, ring_size) {
@@ -307,6 +334,14 @@ impl Dataplane {
             .map_err(map_err("vips", "reading its size"))?
             .max_entries();
         let max_backends = backends.len();
+        let paths: Array<MapData, abi::Path> = maps.typed("paths")?;
+        let path_cpus = paths.len() / max_backends.max(1);
+        // New epochs start past every one in use, so no path filled before matches them.
+        let epoch = read_array(&backends, "backends", 0, max_backends)?
+            .iter()
+            .map(|b| b.epoch)
+            .max()
+            .unwrap_or(0);
         let vips6: HashMap<MapData, abi::Vip6Key, abi::VipMeta> = maps.typed("vips6")?;
         let mut in_use = Vec::new();
         for entry in vips.iter() {
@@ -326,10 +361,10 @@ impl Dataplane {
             conns: maps.typed("conns")?,
             ifaces: maps.typed("ifaces")?,
             tx_ports: maps.typed("tx_ports")?,
-            next_hops: maps.typed("next_hops")?,
+            paths,
+            paths6: maps.typed("paths6")?,
             vip_filter: maps.typed("vip_filter")?,
             vip_stats: maps.typed("vip_stats")?,
-            backend_stats: maps.typed("backend_stats")?,
             counters: maps.typed("counters")?,
             frags: maps.typed("frags")?,
             vip_addrs: maps.typed("vip_addrs")?,
@@ -340,13 +375,14 @@ impl Dataplane {
             backends6: maps.typed("backends6")?,
             conns6: maps.typed("conns6")?,
             ifaces6: maps.typed("ifaces6")?,
-            next_hops6: maps.typed("next_hops6")?,
             frags6: maps.typed("frags6")?,
             vip_addrs6: maps.typed("vip_addrs6")?,
             free_rings: FreeRings::new(max_vips + abi::SPARE_RINGS, in_use),
             ring_size,
             max_vips,
             max_backends,
+            path_cpus,
+            epoch,
             attachments: BTreeMap::new(),
             pin_dir,
         })
@@ -588,30 +624,24 @@ impl Dataplane {
     }
 
     /// Forgets every cached next hop, so the next packet to each backend asks
-    /// bpf_fib_lookup again. Entries also expire by themselves after 100 ms
-    /// (`NEXT_HOP_TTL_NS`); interface changes flush them.
+    /// bpf_fib_lookup again: every backend moves to a new epoch. Entries also
+    /// expire by themselves after 100 ms (`NEXT_HOP_TTL_JIFFIES`); interface
+    /// changes flush them.
     pub fn flush_next_hops(&mut self) -> Result<()> {
-        let cpus = aya::util::nr_cpus().map_err(|(what, e)| DataplaneError::Map {
-            map: "next_hops",
-            what: format!("counting CPUs ({what})"),
-            source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                call: "nr_cpus",
-                io_error: e,
-            }),
-        })?;
-        for id in 0..self.max_backends {
-            let empty = aya::maps::PerCpuValues::try_from(vec![abi::NextHop::default(); cpus])
-                .expect("one value per CPU");
-            self.next_hops
-                .set(id, empty, 0)
-                .map_err(map_err("next_hops", format!("clearing backend {id}")))?;
-            let empty = aya::maps::PerCpuValues::try_from(vec![abi::NextHop6::default(); cpus])
-                .expect("one value per CPU");
-            self.next_hops6
-                .set(id, empty, 0)
-                .map_err(map_err("next_hops6", format!("clearing backend {id}")))?;
+        let mut backends = read_array(&self.backends, "backends", 0, self.max_backends)?;
+        let epoch = self.next_epoch();
+        for backend in backends.iter_mut().filter(|b| **b != abi::Backend::default()) {
+            backend.epoch = epoch;
         }
-        Ok(())
+        rings::write_batch(self.backends.map().fd().as_fd(), 0, &backends)
+            .map_err(|e| map_err("backends", "moving every backend to a new epoch")(batch_error(e)))
+    }
+
+    /// The epoch the next write of a backend entry gives it. It wraps after
+    /// 65,536 writes; a path is refilled at least every 100 ms whatever its epoch.
+    fn next_epoch(&mut self) -> u16 {
+        self.epoch = self.epoch.wrapping_add(1);
+        self.epoch
     }
 
     // ----- VIPs and backends -----
@@ -898,6 +928,7 @@ impl Dataplane {
             IpAddr::V4(v4) => abi::Backend {
                 addr: abi::addr_to_raw(v4),
                 flags: alive,
+                epoch: self.next_epoch(),
             },
             IpAddr::V6(v6) => {
                 // The address first: the balancer reads it once the flag says IPv6.
@@ -911,6 +942,7 @@ impl Dataplane {
                 abi::Backend {
                     addr: 0,
                     flags: alive | abi::BACKEND_F_IPV6,
+                    epoch: self.next_epoch(),
                 }
             }
         };
@@ -987,14 +1019,23 @@ impl Dataplane {
 
     /// Packets and bytes sent to backend `id`.
     pub fn backend_traffic(&self, id: u32) -> Result<Traffic> {
-        sum_traffic(&self.backend_stats, id)
-            .map_err(map_err("backend_stats", format!("reading backend {id}")))
+        self.check_backend_id(id)?;
+        let mut sum = Traffic::default();
+        for cpu in 0..self.path_cpus {
+            let path = self
+                .paths
+                .get(&(cpu * self.max_backends + id), 0)
+                .map_err(map_err("paths", format!("reading backend {id} on CPU {cpu}")))?;
+            sum.packets += path.traffic.packets;
+            sum.bytes += path.traffic.bytes;
+        }
+        Ok(sum)
     }
 
     /// Kernel memory each map takes, as the kernel accounts it (`memlock` in
     /// the map's /proc fdinfo), in bytes.
     pub fn map_memory(&self) -> Result<Vec<(&'static str, u64)>> {
-        let fds: [(&'static str, &MapData); 24] = [
+        let fds: [(&'static str, &MapData); 23] = [
             ("vips", self.vips.map()),
             ("backends", self.backends.map()),
             ("ring", self.ring.map()),
@@ -1002,10 +1043,10 @@ impl Dataplane {
             ("conns", self.conns.map()),
             ("ifaces", self.ifaces.map()),
             ("tx_ports", self.tx_ports.map()),
-            ("next_hops", self.next_hops.map()),
+            ("paths", self.paths.map()),
+            ("paths6", self.paths6.map()),
             ("vip_filter", self.vip_filter.map()),
             ("vip_stats", self.vip_stats.map()),
-            ("backend_stats", self.backend_stats.map()),
             ("counters", self.counters.map()),
             ("frags", self.frags.map()),
             ("vip_addrs", self.vip_addrs.map()),
@@ -1016,7 +1057,6 @@ impl Dataplane {
             ("backends6", self.backends6.map()),
             ("conns6", self.conns6.map()),
             ("ifaces6", self.ifaces6.map()),
-            ("next_hops6", self.next_hops6.map()),
             ("frags6", self.frags6.map()),
             ("vip_addrs6", self.vip_addrs6.map()),
         ];
@@ -1095,10 +1135,20 @@ pub(crate) fn load_object(
     } else {
         (conn_buckets, true)
     };
+    let path_cpus = possible_cpus("paths")?;
+    let path_entries = options
+        .max_backends
+        .checked_mul(path_cpus)
+        .ok_or(DataplaneError::InvalidOption {
+            option: "max_backends",
+            value: options.max_backends.into(),
+            reason: "times the possible CPUs exceeds 2^32 paths",
+        })?;
     let mut ebpf = EbpfLoader::new()
         .override_global("ring_size", &options.ring_size, true)
         .override_global("conn_buckets", &conn_buckets, has_conn_buckets)
         .override_global("conn6_buckets", &conn_buckets, layout_version >= 4)
+        .override_global("path_backends", &options.max_backends, layout_version >= 5)
         .map_max_entries("vips", options.max_vips)
         .map_max_entries("vip_addrs", options.max_vips)
         .map_max_entries("vip_stats", options.max_vips)
@@ -1106,6 +1156,8 @@ pub(crate) fn load_object(
         .map_max_entries("backends", options.max_backends)
         .map_max_entries("backend_stats", options.max_backends)
         .map_max_entries("next_hops", options.max_backends)
+        .map_max_entries("paths", path_entries)
+        .map_max_entries("paths6", path_entries)
         .map_max_entries("ring", ring_entries)
         .map_max_entries("conns", conns_entries)
         .map_max_entries("vips6", options.max_vips)
@@ -1126,10 +1178,7 @@ pub(crate) fn load_object(
             .map_err(|e| pin_failed(dir, pin::PROGRAM_PIN, e))?;
     }
     let mut maps = Maps(BTreeMap::new());
-    for name in MAP_NAMES {
-        if layout_version < 4 && IPV6_MAP_NAMES.contains(&name) {
-            continue;
-        }
+    for name in map_names(layout_version) {
         let map = ebpf.take_map(name).ok_or_else(|| DataplaneError::Map {
             map: name,
             what: "finding it in the object".into(),
@@ -1144,14 +1193,11 @@ pub(crate) fn load_object(
     Ok((ebpf, maps))
 }
 
-/// Every map pinned in `pin_dir`, by name (a build of map layout 3 or older
-/// pinned no IPV6_MAP_NAMES).
-pub(crate) fn open_pinned_maps(pin_dir: &Path) -> Result<Maps> {
+/// Every map pinned in `pin_dir`, by name, as the build of map layout
+/// `version` pinned them.
+pub(crate) fn open_pinned_maps(pin_dir: &Path, version: u32) -> Result<Maps> {
     let mut maps = Maps(BTreeMap::new());
-    for name in MAP_NAMES {
-        if IPV6_MAP_NAMES.contains(&name) && !pin_dir.join(name).exists() {
-            continue;
-        }
+    for name in map_names(version) {
         let data = MapData::from_pin(pin_dir.join(name)).map_err(map_err(
             name,
             format!("opening the pin in {}", pin_dir.display()),
@@ -1180,6 +1226,24 @@ fn map_max_entries(maps: &Maps, name: &'static str) -> Result<u32> {
         .info()
         .map_err(map_err(name, "reading its size"))?
         .max_entries())
+}
+
+/// Elements `first..first + count` of an array map, in one batch.
+pub(crate) fn read_array<T: aya::Pod + Default>(
+    map: &Array<MapData, T>,
+    name: &'static str,
+    first: u32,
+    count: u32,
+) -> Result<Vec<T>> {
+    rings::read_batch(map.map().fd().as_fd(), first, count)
+        .map_err(|e| map_err(name, format!("reading elements {first} to {}", first + count))(batch_error(e)))
+}
+
+pub(crate) fn batch_error(e: std::io::Error) -> aya::maps::MapError {
+    aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+        call: "BPF_MAP_*_BATCH",
+        io_error: e,
+    })
 }
 
 fn sum_traffic(

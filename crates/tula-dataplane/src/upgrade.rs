@@ -28,8 +28,9 @@ use crate::pin;
 use crate::rings;
 
 /// Map layouts a switch converts between: 2 (connection table an LRU hash of
-/// flows), 3 (set-associative buckets) and 4 (the IPv6 maps beside them).
-const CONVERTIBLE: [u32; 3] = [2, 3, 4];
+/// flows), 3 (set-associative buckets), 4 (the IPv6 maps beside them) and 5
+/// (next hops and backend counters in one `paths` entry per backend and CPU).
+const CONVERTIBLE: [u32; 4] = [2, 3, 4, 5];
 
 /// A build's balancer object and the map layout it was compiled with.
 #[derive(Clone, Copy, Debug)]
@@ -145,7 +146,7 @@ pub(crate) fn upgrade_if_older(pin_dir: &Path) -> Result<()> {
 
 /// Moves the balancer pinned in `pin_dir` onto `build` (program, maps and the
 /// links of its interfaces), keeping its VIPs, backends, interfaces, flows
-/// and counters. Both map layouts must be in the convertible set (2 and 3).
+/// and counters. Both map layouts must be in the convertible set (2 to 5).
 /// Run it in the network namespace of the balancer's interfaces (the
 /// `tx_ports` entries name them by index), with no daemon programming the
 /// pinned maps (the daemon runs it at start, before it adopts them).
@@ -172,7 +173,7 @@ fn switch_via_staging(pin_dir: &Path, build: &Build) -> Result<Switched> {
         )));
     }
     let ring_size = pinned.ring_size.expect("layouts 2 and up record ring_size");
-    let mut old = dataplane::open_pinned_maps(pin_dir)?;
+    let mut old = dataplane::open_pinned_maps(pin_dir, from)?;
     let old_vips: HashMap<MapData, abi::VipKey, abi::VipMeta> = old.typed("vips")?;
     let old_backends: Array<MapData, abi::Backend> = old.typed("backends")?;
     let old_conns = old.0.remove("conns").expect("every map was opened");
@@ -243,7 +244,7 @@ fn switch_via_staging(pin_dir: &Path, build: &Build) -> Result<Switched> {
                 source: Box::new(e),
             })?;
     }
-    // next_hops and icmp_buckets are caches and rate-limit credit: they refill.
+    // Next hops and icmp_buckets are caches and rate-limit credit: they refill.
 
     let vip_ids = vip_ids(&old_vips)?;
     let mut new_conns = new.0.remove("conns").expect("every map was loaded");
@@ -276,12 +277,14 @@ fn switch_via_staging(pin_dir: &Path, build: &Build) -> Result<Switched> {
     };
     copy_per_cpu(&mut old, &mut new, "counters", sum_u64)?;
     copy_per_cpu(&mut old, &mut new, "vip_stats", sum_traffic)?;
-    copy_per_cpu(&mut old, &mut new, "backend_stats", sum_traffic)?;
+    let traffic = backend_traffic(&mut old, options.max_backends)?;
+    add_backend_traffic(&mut new, options.max_backends, &traffic)?;
 
     // The program, then the layout map, go last: until the layout is renamed
     // the pin directory says "older build", and a start redoes the switch
     // (reading the connection table in whichever layout it finds).
-    let names = dataplane::MAP_NAMES
+    let new_names = dataplane::map_names(to);
+    let names = new_names
         .iter()
         .filter(|n| **n != "layout" && staging.join(n).exists());
     for name in names.chain([&pin::PROGRAM_PIN, &"layout"]) {
@@ -292,6 +295,10 @@ fn switch_via_staging(pin_dir: &Path, build: &Build) -> Result<Switched> {
                 source,
             }
         })?;
+    }
+    // The old build's maps that the new one lacks (e.g. next_hops for paths).
+    for name in dataplane::map_names(from).iter().filter(|n| !new_names.contains(n)) {
+        pin::remove(pin_dir, name)?;
     }
     remove_dir(&staging)?;
     if flows.without_room > 0 {
@@ -441,6 +448,71 @@ fn copy_per_cpu<T: aya::Pod + Default>(
             .map_err(map_err(name, format!("copying element {index}")))?;
     }
     Ok(())
+}
+
+/// Every backend's traffic, per CPU (`[id][cpu]`), from either place a build
+/// keeps it: `backend_stats` (per-CPU, layouts 2 to 4) or `paths` (layout 5).
+fn backend_traffic(maps: &mut Maps, backends: u32) -> Result<Vec<Vec<abi::Traffic>>> {
+    if maps.0.contains_key("backend_stats") {
+        let stats: PerCpuArray<MapData, abi::Traffic> = maps.typed("backend_stats")?;
+        return (0..backends.min(stats.len()))
+            .map(|id| {
+                let values = stats
+                    .get(&id, 0)
+                    .map_err(map_err("backend_stats", format!("reading backend {id}")))?;
+                Ok(values.to_vec())
+            })
+            .collect();
+    }
+    let paths: Array<MapData, abi::Path> = maps.typed("paths")?;
+    let all = dataplane::read_array(&paths, "paths", 0, paths.len())?;
+    // Element cpu * backends + id.
+    let per_cpu: Vec<&[abi::Path]> = all.chunks(backends.max(1) as usize).collect();
+    Ok((0..backends as usize)
+        .map(|id| per_cpu.iter().map(|paths| paths[id].traffic).collect())
+        .collect())
+}
+
+/// Adds `traffic` (from [`backend_traffic`]) to the backends' counters in
+/// `maps`, wherever its build keeps them.
+fn add_backend_traffic(maps: &mut Maps, backends: u32, traffic: &[Vec<abi::Traffic>]) -> Result<()> {
+    let add = |to: &mut abi::Traffic, from: &abi::Traffic| {
+        to.packets += from.packets;
+        to.bytes += from.bytes;
+    };
+    if maps.0.contains_key("backend_stats") {
+        let mut stats: PerCpuArray<MapData, abi::Traffic> = maps.typed("backend_stats")?;
+        for (id, old) in (0..stats.len()).zip(traffic) {
+            if old.iter().all(|t| *t == abi::Traffic::default()) {
+                continue;
+            }
+            let mut values = stats
+                .get(&id, 0)
+                .map_err(map_err("backend_stats", format!("reading backend {id}")))?
+                .to_vec();
+            // One CPU's counts go to one CPU; a machine with fewer CPUs now gets the rest on its first.
+            let last = values.len() - 1;
+            for (cpu, t) in old.iter().enumerate() {
+                add(&mut values[cpu.min(last)], t);
+            }
+            let values = PerCpuValues::try_from(values).expect("as many values as read");
+            stats
+                .set(id, values, 0)
+                .map_err(map_err("backend_stats", format!("adding to backend {id}")))?;
+        }
+        return Ok(());
+    }
+    let paths: Array<MapData, abi::Path> = maps.typed("paths")?;
+    let mut all = dataplane::read_array(&paths, "paths", 0, paths.len())?;
+    let per_backend = backends.max(1) as usize;
+    let last = all.len() / per_backend - 1;
+    for (id, old) in traffic.iter().enumerate().take(per_backend) {
+        for (cpu, t) in old.iter().enumerate() {
+            add(&mut all[cpu.min(last) * per_backend + id].traffic, t);
+        }
+    }
+    rings::write_batch(paths.map().fd().as_fd(), 0, &all)
+        .map_err(|e| map_err("paths", "adding the old backend counters")(dataplane::batch_error(e)))
 }
 
 /// BPF_NOEXIST: an update that only inserts.

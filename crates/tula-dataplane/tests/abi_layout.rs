@@ -149,7 +149,7 @@ fn rust_mirrors_match_the_object_btf() {
                 pad
             }),
         ),
-        ("backend", layout!(Backend { addr, flags })),
+        ("backend", layout!(Backend { addr, flags, epoch })),
         (
             "flow",
             layout!(Flow {
@@ -185,7 +185,6 @@ fn rust_mirrors_match_the_object_btf() {
             "next_hop",
             layout!(NextHop {
                 expires,
-                backend_addr,
                 ingress,
                 tx_ifindex,
                 tunnel_src,
@@ -195,6 +194,7 @@ fn rust_mirrors_match_the_object_btf() {
                 smac,
                 route_mtu,
                 ip_id,
+                epoch,
                 pad
             }),
         ),
@@ -264,11 +264,14 @@ fn rust_mirrors_match_the_object_btf() {
         ("conn6_bucket", layout!(Conn6Bucket { ways })),
         ("iface6", layout!(Iface6 { tunnel_src })),
         (
-            "next_hop6",
-            layout!(NextHop6 {
-                nh,
-                backend_addr,
-                tunnel_src
+            "path",
+            layout!(Path { nh, traffic }),
+        ),
+        (
+            "path6",
+            layout!(Path6 {
+                backend_addr6,
+                tunnel_src6
             }),
         ),
         (
@@ -302,7 +305,7 @@ fn the_btf_reader_sees_a_mismatch() {
     // Guards the test above against passing vacuously: a wrong mirror must differ.
     let elf = object::File::parse(BALANCER_OBJECT).unwrap();
     let btf_structs = Btf::parse(elf.section_by_name(".BTF").unwrap().data().unwrap()).structs();
-    let swapped = layout!(Backend { flags, addr });
+    let swapped = layout!(Backend { flags, addr, epoch });
     assert_ne!(btf_structs["backend"], swapped);
     assert!(
         btf_structs.len() >= 14,

@@ -29,6 +29,34 @@ fn send_frame(f: &Fixture, frame: &[u8]) -> std::net::Ipv4Addr {
 }
 
 #[test]
+fn removing_flows_leaves_the_others_of_their_bucket_found() {
+    in_lab("connrm", |f| {
+        f.add_backend(1, routed_backend(1));
+        f.add_backend(2, routed_backend(2));
+        let key = vip_key(80, Protocol::Tcp);
+        let ring1 = f.ring_of(1);
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring1);
+        // Two flows a bucket on average, so removals open gaps before other flows.
+        let ports: Vec<u16> = (0..f.dataplane.conn_table_capacity() / 4).map(|i| 1000 + i as u16).collect();
+        for &port in &ports {
+            send(f, port);
+        }
+        let held: std::collections::HashSet<Flow> = f.dataplane.conns().unwrap().into_iter().map(|(flow, _)| flow).collect();
+        for &port in ports.iter().step_by(2) {
+            f.dataplane.remove_conn(&flow(port)).unwrap();
+        }
+        // A flow the table lost would follow the new ring to backend 2.
+        let ring2 = f.ring_of(2);
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring2);
+        let kept: Vec<u16> = ports.iter().skip(1).step_by(2).copied().filter(|p| held.contains(&flow(*p))).collect();
+        assert!(kept.len() > ports.len() / 3, "{} of {} flows kept", kept.len(), ports.len());
+        for port in kept {
+            assert_eq!(send(f, port), routed_backend(1), "flow of port {port} lost");
+        }
+    });
+}
+
+#[test]
 fn established_flows_keep_their_backend_while_new_flows_follow_the_new_ring() {
     in_lab("sticky", |f| {
         f.add_backend(1, routed_backend(1));

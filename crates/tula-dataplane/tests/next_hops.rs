@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use support::*;
@@ -18,24 +19,26 @@ fn send(f: &Fixture, ingress: u32) -> (XdpAction, [u8; 6]) {
     (action, out[..6].try_into().unwrap())
 }
 
+/// On CPU 0, an L3 VIP (TCP port 80) whose every ring slot is backend 3 at `addr`.
+fn balance_to(f: &mut Fixture, addr: impl Into<IpAddr>) {
+    stay_on_cpu0();
+    f.add_backend(3, addr);
+    let ring = f.ring_of(3);
+    f.add_vip(vip_key(80, Protocol::Tcp), Dsr::L3Ipip, Scheduler::Maglev, &ring);
+}
+
 #[test]
 fn a_neighbour_change_shows_after_a_flush_or_once_the_entry_expires() {
     in_lab("nhcache", |f| {
-        stay_on_cpu0();
-        f.add_backend(3, routed_backend(3));
-        let ring = f.ring_of(3);
-        f.add_vip(
-            vip_key(80, Protocol::Tcp),
-            Dsr::L3Ipip,
-            Scheduler::Maglev,
-            &ring,
-        );
+        balance_to(f, routed_backend(3));
         assert_eq!(send(f, f.ingress), (XdpAction::Tx, NEXT_HOP_MAC));
 
         tula_net::add_neighbour("lb0", NEXT_HOP, NEW_MAC).unwrap();
         assert_eq!(send(f, f.ingress).1, NEXT_HOP_MAC, "cached");
         f.dataplane.flush_next_hops().unwrap();
         assert_eq!(send(f, f.ingress).1, NEW_MAC, "after a flush");
+        // The counters share the cached entry's line; a flush leaves them.
+        assert_eq!(f.dataplane.backend_traffic(3).unwrap().packets, 3);
 
         tula_net::add_neighbour("lb0", NEXT_HOP, NEXT_HOP_MAC).unwrap();
         assert_eq!(send(f, f.ingress).1, NEW_MAC, "cached");
@@ -48,15 +51,7 @@ fn a_neighbour_change_shows_after_a_flush_or_once_the_entry_expires() {
 #[test]
 fn a_new_backend_address_is_looked_up_at_once() {
     in_lab("nhaddr", |f| {
-        stay_on_cpu0();
-        f.add_backend(3, routed_backend(3));
-        let ring = f.ring_of(3);
-        f.add_vip(
-            vip_key(80, Protocol::Tcp),
-            Dsr::L3Ipip,
-            Scheduler::Maglev,
-            &ring,
-        );
+        balance_to(f, routed_backend(3));
         assert_eq!(send(f, f.ingress).1, NEXT_HOP_MAC);
         // Backend 3 moves onto the local segment: its own MAC, no flush needed.
         f.dataplane
@@ -73,17 +68,37 @@ fn a_new_backend_address_is_looked_up_at_once() {
 }
 
 #[test]
+fn a_new_ipv6_backend_address_is_looked_up_at_once() {
+    in_lab("nhaddr6", |f| {
+        let routed: Ipv6Addr = "2001:db8:100::3".parse().unwrap();
+        balance_to(f, routed);
+        // (MAC, outer IPv6 destination) of an established-flow segment.
+        let send6 = |f: &Fixture| {
+            let frame = tcp_frame(f.lb_mac, client(1000), vip(80));
+            let (action, out) = f.dataplane.test_run(&frame, Some(f.ingress)).unwrap();
+            assert_eq!(action, XdpAction::Tx);
+            let dst: [u8; 16] = out[38..54].try_into().unwrap();
+            (<[u8; 6]>::try_from(&out[..6]).unwrap(), Ipv6Addr::from(dst))
+        };
+        assert_eq!(send6(f), (NEXT_HOP_MAC, routed));
+        // Backend 3 moves onto the local segment: looked up at once, no flush needed.
+        f.dataplane
+            .set_backend(
+                3,
+                &Backend {
+                    addr: L2_BACKEND6.into(),
+                    alive: true,
+                },
+            )
+            .unwrap();
+        assert_eq!(send6(f), (L2_BACKEND_MAC, L2_BACKEND6));
+    });
+}
+
+#[test]
 fn leaving_by_another_interface_is_a_redirect() {
     in_lab("redirect", |f| {
-        stay_on_cpu0();
-        f.add_backend(3, routed_backend(3));
-        let ring = f.ring_of(3);
-        f.add_vip(
-            vip_key(80, Protocol::Tcp),
-            Dsr::L3Ipip,
-            Scheduler::Maglev,
-            &ring,
-        );
+        balance_to(f, routed_backend(3));
         // Arriving on nh0, the route to the backend leaves by lb0.
         tula_net::sysctl::write("net.ipv4.conf.nh0.forwarding", "1").unwrap();
         let nh0 = tula_net::link("nh0").unwrap().index;

@@ -200,6 +200,8 @@ fn flows_and_counters_survive_a_switch_to_layout_2_and_the_upgrade_back() {
         assert!(before.iter().any(|(_, c)| c.backend == 1) && before.iter().any(|(_, c)| c.backend == 2));
         let tx = f.dataplane.counters().unwrap().get(Counter::Tx);
         assert_eq!(tx, 200);
+        let sent = |dp: &Dataplane| (1..=3).map(|id| dp.backend_traffic(id).unwrap().packets).sum::<u64>();
+        assert_eq!(sent(&f.dataplane), 200);
 
         let older = tula_dataplane::Build {
             object: LAYOUT2_OBJECT,
@@ -211,6 +213,7 @@ fn flows_and_counters_survive_a_switch_to_layout_2_and_the_upgrade_back() {
             (tula_dataplane::abi::LAYOUT_VERSION, 2, 200)
         );
         assert_eq!(tula_dataplane::pinned_build(&pins.0).unwrap().unwrap().layout_version, 2);
+        assert!(!pins.0.join("paths").exists(), "layout 2 has no paths map");
 
         // Adopting converts it back: the same flows on the same backends, the counters kept.
         let mut adopted = Dataplane::open_pinned(&pins.0).unwrap();
@@ -219,6 +222,10 @@ fn flows_and_counters_survive_a_switch_to_layout_2_and_the_upgrade_back() {
         after.sort_by_key(|(flow, _)| flow.client);
         assert_eq!(after, before);
         assert_eq!(adopted.counters().unwrap().get(Counter::Tx), tx);
+        assert_eq!(sent(&adopted), 200, "backend counters, through backend_stats and back");
+        for gone in ["next_hops", "backend_stats"] {
+            assert!(!pins.0.join(gone).exists(), "{gone} left pinned");
+        }
         assert!(!pins.0.with_file_name(format!("{}-upgrade", pins.0.file_name().unwrap().to_string_lossy())).exists());
 
         // Only the table keeps them there: the ring now names backend 3 alone.
@@ -231,6 +238,7 @@ fn flows_and_counters_survive_a_switch_to_layout_2_and_the_upgrade_back() {
             assert_eq!(out[33], conn.backend as u8, "the flow changed backend");
         }
         assert_eq!(adopted.counters().unwrap().get(Counter::Tx), 2 * tx);
+        assert_eq!(sent(&adopted), 400);
         adopted.teardown().unwrap();
     });
 }
