@@ -56,6 +56,30 @@ impl Drop for Decap<'_> {
     }
 }
 
+/// Two VIPs on port 80 served by `backend`, each (name, address, check type)
+/// checked every 200 ms (timeout 100 ms, rise and fall 2), and a checker running them.
+fn check_two_vips(
+    lab: &Lab,
+    vips: [(&str, IpAddr, &str); 2],
+    backend: IpAddr,
+) -> (std::sync::Arc<tula_control::Control>, tokio::runtime::Runtime, Checker) {
+    let control = lab.start_control();
+    let check = "interval = \"200ms\", timeout = \"100ms\", rise = 2, fall = 2";
+    let text: String = vips
+        .iter()
+        .map(|(name, address, kind)| {
+            format!(
+                "[[vip]]\nname = \"{name}\"\naddress = \"{address}\"\nport = 80\n\
+                 health_check = {{ type = \"{kind}\", {check} }}\nbackends = [{{ address = \"{backend}\" }}]\n"
+            )
+        })
+        .collect();
+    lab.apply(&control, &text);
+    let runtime = lab.runtime();
+    let checker = Checker::spawn(control.clone(), runtime.handle());
+    (control, runtime, checker)
+}
+
 #[test]
 fn the_tunnel_check_catches_a_backend_that_only_answers_on_its_own_address() {
     let lab = Lab::new("tunnel");
@@ -63,29 +87,8 @@ fn the_tunnel_check_catches_a_backend_that_only_answers_on_its_own_address() {
     // One server for the VIP (reached through the tunnel) and the backend's own address.
     let _server = lab.backends.run(|| TcpListener::bind("0.0.0.0:80")).unwrap().unwrap();
 
-    let control = lab.start_control();
-    let check = "interval = \"200ms\", timeout = \"100ms\", rise = 2, fall = 2";
-    lab.apply(
-        &control,
-        &format!(
-            r#"
-            [[vip]]
-            name = "tunnel"
-            address = "{VIP}"
-            port = 80
-            health_check = {{ type = "tunnel", {check} }}
-            backends = [{{ address = "{BACKEND_HOST}" }}]
-            [[vip]]
-            name = "plain"
-            address = "{PLAIN_VIP}"
-            port = 80
-            health_check = {{ type = "tcp", {check} }}
-            backends = [{{ address = "{BACKEND_HOST}" }}]
-            "#
-        ),
-    );
-    let runtime = lab.runtime();
-    let checker = Checker::spawn(control.clone(), runtime.handle());
+    let (control, _runtime, checker) =
+        check_two_vips(&lab, [("tunnel", VIP.into(), "tunnel"), ("plain", PLAIN_VIP.into(), "tcp")], BACKEND_HOST.into());
     let backend: IpAddr = BACKEND_HOST.into();
     let passes = |vip: &str| checker.backend(vip, backend).map_or(0, |b| b.counts.passed);
 
@@ -161,29 +164,11 @@ fn the_tunnel_check_reaches_ipv6_backends_in_ip6ip6_and_ipv4_in_ipv6() {
     // One dual-stack listener: both VIPs, reached through the tunnels.
     let _server = lab.backends.run(|| TcpListener::bind("[::]:80")).unwrap().unwrap();
 
-    let control = lab.start_control();
-    let check = "interval = \"200ms\", timeout = \"100ms\", rise = 2, fall = 2";
-    lab.apply(
-        &control,
-        &format!(
-            r#"
-            [[vip]]
-            name = "ip6ip6"
-            address = "{VIP6}"
-            port = 80
-            health_check = {{ type = "tunnel", {check} }}
-            backends = [{{ address = "{BACKEND_HOST6}" }}]
-            [[vip]]
-            name = "ip4in6"
-            address = "{MIXED_VIP}"
-            port = 80
-            health_check = {{ type = "tunnel", {check} }}
-            backends = [{{ address = "{BACKEND_HOST6}" }}]
-            "#
-        ),
+    let (control, _runtime, checker) = check_two_vips(
+        &lab,
+        [("ip6ip6", VIP6.into(), "tunnel"), ("ip4in6", MIXED_VIP.into(), "tunnel")],
+        BACKEND_HOST6.into(),
     );
-    let runtime = lab.runtime();
-    let checker = Checker::spawn(control.clone(), runtime.handle());
     let backend: IpAddr = BACKEND_HOST6.into();
     let passes = |vip: &str| checker.backend(vip, backend).map_or(0, |b| b.counts.passed);
     let passing = wait_until(Duration::from_secs(5), || passes("ip6ip6") >= 3 && passes("ip4in6") >= 3);
