@@ -159,17 +159,7 @@ impl Lab {
 
     /// The nodes the router's kernel sends `vip` to now (its ECMP next hops).
     pub fn router_paths(&self, vip: impl Into<IpAddr>) -> Result<Vec<IpAddr>, LabError> {
-        let vip = vip.into();
-        let router = tula_net::Netns::open(&self.topology.ns_router())?;
-        let (family, host) = if vip.is_ipv4() { ("-4", 32) } else { ("-6", 128) };
-        let out = router
-            .command("ip")
-            .args([family, "route", "show", &format!("{vip}/{host}")])
-            .output()
-            .map_err(|e| LabError::Io("running ip route show".into(), e))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let words: Vec<&str> = text.split_whitespace().collect();
-        Ok(words.windows(2).filter(|w| w[0] == "via").filter_map(|w| w[1].parse().ok()).collect())
+        route_next_hops(&tula_net::Netns::open(&self.topology.ns_router())?, vip.into())
     }
 
     /// Waits until the router sends `vip` over exactly `paths` nodes; returns how long that took.
@@ -219,4 +209,17 @@ impl Lab {
             }
         })?
     }
+}
+
+/// The next hops of the host route to `vip` in namespace `ns` (several for an ECMP route).
+pub fn route_next_hops(ns: &tula_net::Netns, vip: IpAddr) -> Result<Vec<IpAddr>, LabError> {
+    let (family, host) = if vip.is_ipv4() { ("-4", 32) } else { ("-6", 128) };
+    let out = ns
+        .command("ip")
+        .args([family, "route", "show", &format!("{vip}/{host}")])
+        .output()
+        .map_err(|e| LabError::Io("running ip route show".into(), e))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    Ok(words.windows(2).filter(|w| w[0] == "via").filter_map(|w| w[1].parse().ok()).collect())
 }

@@ -544,27 +544,25 @@ pub fn table_routes(table: u32, dev: &str) -> Result<Vec<(IpAddr, u8)>, NetError
     Ok(found)
 }
 
-fn table_route(dest: IpAddr, prefix: u8, dev_index: u32, table: u32) -> netlink_packet_route::route::RouteMessage {
-    let scope = netlink_packet_route::route::RouteScope::Link;
-    match dest {
-        IpAddr::V4(dest) => RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(dest, prefix)
-            .output_interface(dev_index)
-            .table_id(table)
-            .scope(scope)
-            .build(),
-        IpAddr::V6(dest) => RouteMessageBuilder::<Ipv6Addr>::new()
-            .destination_prefix(dest, prefix)
-            .output_interface(dev_index)
-            .table_id(table)
-            .scope(scope)
-            .build(),
-    }
+fn table_route(
+    dest: IpAddr,
+    prefix: u8,
+    dev_index: u32,
+    table: u32,
+) -> Result<netlink_packet_route::route::RouteMessage, NetError> {
+    let builder = RouteMessageBuilder::<IpAddr>::new().destination_prefix(dest, prefix).map_err(|e| {
+        NetError::Netlink { what: format!("a route to {dest}/{prefix} in table {table}"), message: e.to_string() }
+    })?;
+    Ok(builder
+        .output_interface(dev_index)
+        .table_id(table)
+        .scope(netlink_packet_route::route::RouteScope::Link)
+        .build())
 }
 
 /// Adds (or replaces) the route `dest/prefix` out of `dev` in routing table `table`.
 pub fn add_table_route(dest: IpAddr, prefix: u8, dev: &str, table: u32) -> Result<(), NetError> {
-    let msg = table_route(dest, prefix, index_of(dev)?, table);
+    let msg = table_route(dest, prefix, index_of(dev)?, table)?;
     netlink(&format!("adding route {dest}/{prefix} dev {dev} table {table}"), |h| async move {
         h.route().add(msg).replace().execute().await
     })
@@ -572,7 +570,7 @@ pub fn add_table_route(dest: IpAddr, prefix: u8, dev: &str, table: u32) -> Resul
 
 /// Removes the route `dest/prefix` out of `dev` from routing table `table`; true if it was there.
 pub fn del_table_route(dest: IpAddr, prefix: u8, dev: &str, table: u32) -> Result<bool, NetError> {
-    let msg = table_route(dest, prefix, index_of(dev)?, table);
+    let msg = table_route(dest, prefix, index_of(dev)?, table)?;
     netlink(&format!("removing route {dest}/{prefix} dev {dev} table {table}"), |h| async move {
         match h.route().del(msg).execute().await {
             Ok(()) => Ok(true),

@@ -54,12 +54,8 @@ fn tunnel_overhead(backend: IpAddr) -> u32 {
     }
 }
 
-/// The MSS that fits `tunnel_mtu` for a VIP of `vip`'s family.
-fn mss_for(tunnel_mtu: u32, vip: IpAddr) -> u16 {
-    let headers = match vip {
-        IpAddr::V4(_) => mss_clamp::IPV4_TCP_HEADERS,
-        IpAddr::V6(_) => mss_clamp::IPV6_TCP_HEADERS,
-    };
+/// The MSS that fits `tunnel_mtu` once the inner IP and TCP `headers` are taken off.
+fn mss_for(tunnel_mtu: u32, headers: u32) -> u16 {
     u16::try_from(tunnel_mtu.saturating_sub(headers)).unwrap_or(u16::MAX)
 }
 
@@ -221,8 +217,8 @@ fn l3_backend(
         _ => "this interface's MTU (1500 if unknown), less",
     };
     // The clamp of each family this backend serves: IPv4 VIPs and IPv6 VIPs.
-    let mss4 = vips.iter().any(IpAddr::is_ipv4).then(|| mss_for(tunnel_mtu, IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)));
-    let mss6 = vips.iter().any(IpAddr::is_ipv6).then(|| mss_for(tunnel_mtu, IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)));
+    let mss4 = vips.iter().any(IpAddr::is_ipv4).then(|| mss_for(tunnel_mtu, mss_clamp::IPV4_TCP_HEADERS));
+    let mss6 = vips.iter().any(IpAddr::is_ipv6).then(|| mss_for(tunnel_mtu, mss_clamp::IPV6_TCP_HEADERS));
     let served: Vec<String> = vips.iter().map(ToString::to_string).collect();
     // The clamps last, so each command reads as the basic one plus the clamp.
     let clamp = mss4.map(|mss| format!(" --mss-clamp={mss}")).unwrap_or_default()
@@ -368,7 +364,7 @@ mod tests {
         assert_eq!(tunnel_mtu(v4, Some(1380), &egress), 1380);
         assert_eq!(tunnel_mtu(v6, Some(1380), &egress), 8960, "the VIP's figure is its IPv4 backends'");
         assert_eq!(tunnel_mtu(v6, None, &Err("no route".into())), 1460);
-        assert_eq!((mss_for(1460, v4), mss_for(1460, v6)), (1420, 1400));
+        assert_eq!((mss_for(1460, mss_clamp::IPV4_TCP_HEADERS), mss_for(1460, mss_clamp::IPV6_TCP_HEADERS)), (1420, 1400));
     }
 
     #[test]

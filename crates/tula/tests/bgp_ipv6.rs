@@ -74,9 +74,8 @@ fn start_bird(birds: &mut Birds, dir: &std::path::Path, ns: &Netns, name: &str, 
 
 /// The nodes the router sends `vip` to, as `ip -6 route` shows them.
 fn router_paths(router: &Netns, vip: &str) -> Vec<String> {
-    let text = ip(router, &["-6", "route", "show", &format!("{vip}/128")]);
-    let words: Vec<&str> = text.split_whitespace().collect();
-    words.windows(2).filter(|w| w[0] == "via").map(|w| w[1].to_string()).collect()
+    let hops = tula_lab::cluster::route_next_hops(router, vip.parse().unwrap()).unwrap();
+    hops.iter().map(ToString::to_string).collect()
 }
 
 fn wait_for_paths(rig: &Rig, vip: &str, want: &[&str], timeout: Duration) -> Duration {
