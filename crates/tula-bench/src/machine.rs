@@ -15,6 +15,14 @@ pub struct Machine {
     pub load: [f64; 3],
 }
 
+/// CPUs online on the machine. Not `available_parallelism`, which counts only
+/// the CPUs the calling thread may run on: 1 in a thread pinned for a run.
+pub fn online_cores() -> usize {
+    // SAFETY: sysconf only reads a system value.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).unwrap_or(1).max(1)
+}
+
 impl Machine {
     pub fn read() -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -24,7 +32,7 @@ impl Machine {
             .and_then(|l| l.split_once(':'))
             .map(|(_, model)| model.trim().to_string())
             .unwrap_or_else(|| "unknown".into());
-        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let cores = online_cores();
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "unknown".into());
@@ -68,5 +76,23 @@ impl fmt::Display for Machine {
             self.load[1],
             self.load[2]
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The generator's thread is pinned to one CPU; the multi-CPU runs it starts
+    /// must still use two (they ran on one alone when this counted the thread's CPUs).
+    #[test]
+    fn a_pinned_thread_still_finds_every_cpu_for_the_scaling_runs() {
+        let online = super::online_cores();
+        let from_pinned = std::thread::spawn(|| {
+            crate::traffic::pin_to_cpu(0);
+            crate::throughput::scaling_cpus()
+        })
+        .join()
+        .expect("the pinned thread");
+        assert_eq!(from_pinned, (0..online.min(2)).collect::<Vec<_>>());
+        assert!(online >= 1);
     }
 }

@@ -67,7 +67,7 @@ impl Plan {
             std::env::var(name).ok().and_then(|v| v.parse().ok())
         }
         let (many_vips, many_backends) = size.pick((10, 10), (1000, 100));
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = crate::machine::online_cores();
         Plan {
             size,
             rounds: size.rounds(),
@@ -780,9 +780,10 @@ pub struct ScalingRow {
 }
 
 /// The CPUs a multi-CPU run uses: the first two, if the machine has them.
+/// Counted from the CPUs online, so that it is the same list in the generator's
+/// pinned thread as in the thread that prints the table.
 pub fn scaling_cpus() -> Vec<usize> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (0..cores.min(2)).collect()
+    (0..crate::machine::online_cores().min(2)).collect()
 }
 
 /// Delivered Mpps of one run on each of `cpus` at once, `packets` each: the
