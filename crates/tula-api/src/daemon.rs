@@ -190,6 +190,11 @@ pub async fn serve(options: ServeOptions, ui: crate::UiRoutes) -> Result<(), Ser
     let served = serve_api(router, listener, Some(socket), stop_signal()).await;
     // Backends keep the health they have in the data plane until the next daemon checks them.
     health.stop();
+    // The config file is written once changes settle: now, before the process goes.
+    let flushing = control.clone();
+    if let Ok(Err(error)) = tokio::task::spawn_blocking(move || flushing.flush_config_file()).await {
+        tracing::warn!(%error, "writing the config file failed; the next start writes it from the last revision");
+    }
     served.map_err(ServeError::Serve)?;
 
     let pin_dir = config.pin_dir.display().to_string();

@@ -124,6 +124,11 @@ impl Daemon {
         std::fs::read_to_string(self.work.dir.join("daemon.log")).unwrap_or_default()
     }
 
+    /// CPU time the daemon has used so far (user and system), in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
+    }
+
     /// (VmRSS, VmHWM) in bytes.
     pub fn rss(&self) -> (u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -177,6 +182,21 @@ impl Drop for Daemon {
     }
 }
 
+/// User plus system CPU time of the process whose `stat` file is `path`, in seconds.
+fn cpu_seconds(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    // Fields after the command name (which may hold spaces), from the 3rd: utime is the 14th, stime the 15th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    ticks as f64 / per_second as f64
+}
+
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -218,6 +238,10 @@ pub struct ApiReport {
     pub drain: Latency,
     /// Bytes of one GET /api/vips answer on the wire (gzip).
     pub vips_body: usize,
+    /// CPU seconds used during each batch of GETs by the daemon, and by the
+    /// clients (this process): where the batch's time goes on two cores.
+    pub get_cpu_daemon: Samples,
+    pub get_cpu_clients: Samples,
 }
 
 /// Sends `per_client` requests from each of CLIENTS threads in `ns`, all
@@ -399,8 +423,13 @@ pub fn measure(ns: &Netns, size: Size, scale: Scale, plan: ApiLoad) -> ApiReport
     })
     .expect("entering the namespace");
 
+    let mut get_cpu_daemon = Samples::default();
+    let mut get_cpu_clients = Samples::default();
     for _ in 0..plan.get_batches {
+        let (daemon_before, clients_before) = (daemon.cpu_seconds(), cpu_seconds("/proc/self/stat"));
         let values = load(ns, plan.gets_per_client, |agent, _, _| get_vips(agent).0);
+        get_cpu_daemon.push(daemon.cpu_seconds() - daemon_before);
+        get_cpu_clients.push(cpu_seconds("/proc/self/stat") - clients_before);
         record(&mut get_latency, values);
     }
     let (rss_after_gets, _) = daemon.rss();
@@ -431,6 +460,8 @@ pub fn measure(ns: &Netns, size: Size, scale: Scale, plan: ApiLoad) -> ApiReport
         get_vips: get_latency,
         drain: drain_latency,
         vips_body,
+        get_cpu_daemon,
+        get_cpu_clients,
     }
 }
 
@@ -471,6 +502,15 @@ impl ApiReport {
         println!(
             "  {:<52} {:>26} {:>22} {:>22}",
             "request", "one client alone, ms", "p50 ms", "p99 ms"
+        );
+        println!(
+            "  {:<52} {:>44}",
+            "CPU per GET batch: daemon / clients (s)",
+            format!(
+                "{} / {}",
+                self.get_cpu_daemon.show(2),
+                self.get_cpu_clients.show(2)
+            )
         );
         for (name, latency, decimals) in [
             (

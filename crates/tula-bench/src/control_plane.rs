@@ -204,9 +204,15 @@ pub struct ControlReport {
     pub first_apply: Samples,
     /// Control::apply adding or removing one backend of one VIP, in milliseconds.
     pub one_backend: Samples,
+    /// The same, each change [`SPACED`] after the one before: what the
+    /// previous change left to write (the config file) is done by then.
+    pub one_backend_spaced: Samples,
     /// Kernel memory of the maps after the first apply: (map, bytes).
     pub map_memory: Vec<(&'static str, u64)>,
 }
+
+/// The pause before each change of [`ControlReport::one_backend_spaced`].
+const SPACED: Duration = Duration::from_millis(300);
 
 /// Every ring of the config built alone.
 fn time_ring_build(scale: Scale, ring_size: u32) -> Duration {
@@ -323,15 +329,24 @@ pub fn measure(size: Size, rounds: usize) -> ControlReport {
                 .map_memory()
                 .expect("reading map memory");
         }
-        // One backend in and out of the middle VIP, a few times.
+        // One backend in and out of the middle VIP, a few times back to back,
+        // then a few times with a pause before each.
         let vip = scale.vips as usize / 2;
-        for change in 0..4 {
+        for change in 0..8 {
+            let spaced = change >= 4;
+            if spaced {
+                std::thread::sleep(SPACED);
+            }
             let next = with_extra_backend(&config, vip, scale, change % 2 == 0);
             let start = Instant::now();
             let revision = control
                 .apply(next, "tula-bench: one backend")
                 .expect("applying a one-backend change");
-            report.one_backend.push(start.elapsed().as_secs_f64() * 1e3);
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            match spaced {
+                false => report.one_backend.push(ms),
+                true => report.one_backend_spaced.push(ms),
+            }
             assert_eq!(
                 revision.summary.len(),
                 1,
@@ -382,6 +397,11 @@ impl ControlReport {
             "  {:<62} {:>24}",
             "Control::apply, one backend added/removed on one VIP (ms)",
             self.one_backend.show(1)
+        );
+        println!(
+            "  {:<62} {:>24}",
+            format!("  the same, {} ms after the change before (ms)", SPACED.as_millis()),
+            self.one_backend_spaced.show(1)
         );
         let total: u64 = self.map_memory.iter().map(|(_, bytes)| bytes).sum();
         let mut maps = self.map_memory.clone();

@@ -26,7 +26,7 @@ mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    duration_text, AllDown, Api, Backend, BackendState, CheckType, Cluster, Config, DsrType, HealthCheck,
+    duration_text, AllDown, Api, Backend, BackendState, ByteSize, CheckType, Cluster, Config, DsrType, HealthCheck,
     Icmp, Mode, Protocol, Scheduler, StatusRange, Vip, DEFAULT_CONFIG_PATH, MAX_WEIGHT,
 };
 pub use validate::{is_valid_vip_name, HostFacts, Subnet, MIN_PATH_MTU, MIN_TOKEN_LEN};

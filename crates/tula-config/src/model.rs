@@ -49,6 +49,11 @@ pub struct Config {
     /// (never the running one).
     #[serde(default = "default_keep_revisions")]
     pub keep_revisions: u32,
+    /// Besides `keep_revisions`, about the most bytes the kept revisions may
+    /// take on disk; older ones are pruned (never the running one). Absent:
+    /// no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_revisions_size: Option<ByteSize>,
     #[serde(default)]
     pub api: Api,
     /// This node's membership of a cluster whose config lives in etcd
@@ -72,6 +77,7 @@ impl Default for Config {
             max_vips: default_max_vips(),
             max_backends: default_max_backends(),
             keep_revisions: default_keep_revisions(),
+            keep_revisions_size: None,
             pin_dir: default_pin_dir(),
             api: Api::default(),
             cluster: None,
@@ -519,6 +525,58 @@ impl<'de> Deserialize<'de> for StatusRange {
             }
         }
         deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// A size in bytes, written as a whole number with a unit: `B`, `KiB`,
+/// `MiB` or `GiB` ("512KiB", "64MiB").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    const UNITS: [(&'static str, u64); 4] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1)];
+
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ByteSize, String> {
+        let bad = || {
+            format!("invalid size {text:?}: expected a whole number and a unit B, KiB, MiB or GiB, like \"64MiB\"")
+        };
+        let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number.parse().map_err(|_| bad())?;
+        let (_, scale) = ByteSize::UNITS.iter().find(|(name, _)| *name == unit).ok_or_else(bad)?;
+        number.checked_mul(*scale).map(ByteSize).ok_or_else(bad)
+    }
+}
+
+impl fmt::Display for ByteSize {
+    /// The largest unit that states the size exactly.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (name, scale) = ByteSize::UNITS
+            .iter()
+            .find(|(_, scale)| self.0 != 0 && self.0.is_multiple_of(*scale))
+            .unwrap_or(&("B", 1));
+        write!(f, "{}{name}", self.0 / scale)
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ByteSize, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 

@@ -235,6 +235,9 @@ impl Checker<'_> {
                 self.error(key, "must be at least 1");
             }
         }
+        if config.keep_revisions_size.is_some_and(|size| size.bytes() == 0) {
+            self.error("keep_revisions_size", "must be at least 1B");
+        }
         if config.vips.len() > config.max_vips as usize {
             self.error(
                 "vips",

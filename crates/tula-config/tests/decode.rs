@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use tula_config::{
-    AllDown, BackendState, CheckType, Config, DsrType, HealthCheck, HostFacts, Mode, Protocol,
+    AllDown, BackendState, ByteSize, CheckType, Config, DsrType, HealthCheck, HostFacts, Mode, Protocol,
     Scheduler, StatusRange, Subnet,
 };
 
@@ -215,6 +215,29 @@ fn durations_and_status_ranges_as_text() {
 }
 
 #[test]
+fn sizes_as_text() {
+    assert_eq!("64MiB".parse(), Ok(ByteSize(64 << 20)));
+    assert_eq!("512KiB".parse(), Ok(ByteSize(512 << 10)));
+    assert_eq!("1GiB".parse(), Ok(ByteSize(1 << 30)));
+    assert_eq!("100B".parse(), Ok(ByteSize(100)));
+    for bad in ["64", "MiB", "64 MiB", "64MB", "1.5GiB", "-1B", "99999999999GiB", ""] {
+        assert_eq!(
+            bad.parse::<ByteSize>(),
+            Err(format!("invalid size {bad:?}: expected a whole number and a unit B, KiB, MiB or GiB, like \"64MiB\""))
+        );
+    }
+    for (size, text) in [(64 << 20, "64MiB"), (1536, "1536B"), (3072, "3KiB"), (1000, "1000B"), (0, "0B"), (3 << 30, "3GiB")] {
+        assert_eq!(ByteSize(size).to_string(), text);
+    }
+
+    let c = Config::from_toml_str("keep_revisions_size = \"256MiB\"\n").unwrap();
+    assert_eq!(c.keep_revisions_size, Some(ByteSize(256 << 20)));
+    assert!(c.to_toml_string().contains("keep_revisions_size = \"256MiB\""));
+    assert_eq!(Config::from_toml_str(&c.to_toml_string()).unwrap(), c);
+    assert_eq!(Config::default().keep_revisions_size, None, "no budget unless asked");
+}
+
+#[test]
 fn unknown_keys_at_every_level() {
     let text = r#"
 rign_size = 65537
@@ -235,7 +258,7 @@ backends = [{ address = "198.18.3.2", wieght = 3 }]
         decode_problems(text),
         [
             "rign_size: unknown key `rign_size`, expected one of `interfaces`, `tunnel_source`, `path_mtu`, `icmp`, `ring_size`, \
-             `conn_table_size`, `max_vips`, `max_backends`, `pin_dir`, `keep_revisions`, `api`, `cluster`, `vip` (line 2, column 1)",
+             `conn_table_size`, `max_vips`, `max_backends`, `pin_dir`, `keep_revisions`, `keep_revisions_size`, `api`, `cluster`, `vip` (line 2, column 1)",
             "api.tokn: unknown key `tokn`, expected `listen` or `token` (line 7, column 1)",
             "vips[web].protcol: unknown key `protcol`, expected one of `name`, `address`, `port`, `protocol`, \
              `mode`, `dsr_type`, `scheduler`, `backends`, `health_check`, `all_down`, `sorry_backend`, `icmp_echo` (line 12, column 1)",

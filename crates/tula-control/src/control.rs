@@ -111,6 +111,13 @@ const MAX_IDS_JOURNALED: usize = 100;
 /// How long the writer waits for a command before it gives freed memory back.
 const IDLE_TRIM: Duration = Duration::from_secs(20);
 
+/// The config file is written once no revision was committed for this long...
+const FILE_SETTLE: Duration = Duration::from_millis(100);
+/// ...or this long after the oldest revision it does not hold yet.
+const FILE_MAX_DELAY: Duration = Duration::from_secs(1);
+/// A failed write of the config file is tried again after this long.
+const FILE_RETRY: Duration = Duration::from_secs(1);
+
 /// Loads or adopts the data plane for a config: (programmer, adopted).
 pub(crate) type Loader =
     Box<dyn FnMut(&Config) -> Result<(Box<dyn Programmer>, bool), ControlError> + Send>;
@@ -121,6 +128,8 @@ pub struct Control {
     shared: Arc<Shared>,
     queue: Mutex<Option<Sender<Command>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Writes the config file after changes, off the writer's path.
+    file_writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// What readers and the writer share.
@@ -229,11 +238,24 @@ impl Control {
                 what: "starting the writer thread".into(),
                 source,
             })?;
-        Ok(Control {
-            shared,
+        let control = Control {
+            shared: shared.clone(),
             queue: Mutex::new(Some(queue)),
             writer: Mutex::new(Some(thread)),
-        })
+            file_writer: Mutex::new(None),
+        };
+        let file_writer = std::thread::Builder::new()
+            .name("tula-config-file".into())
+            .spawn(move || write_config_files(&shared.store))
+            .map_err(|source| ControlError::Io {
+                what: "starting the config file writer thread".into(),
+                source,
+            })?;
+        *control
+            .file_writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(file_writer);
+        Ok(control)
     }
 
     /// The running revision's indexed model: cheap, lock-free for the caller,
@@ -259,13 +281,22 @@ impl Control {
         self.shared.store.config_path()
     }
 
-    /// The config file on disk (may differ from `running` if edited by hand).
+    /// The config file on disk (may differ from `running` if edited by
+    /// hand). Right after a change, what the file is about to hold: it is
+    /// written once changes settle ([`Control::flush_config_file`]).
     pub fn saved(&self) -> Result<Config, ControlError> {
         let store = &self.shared.store;
         store.saved()?.ok_or_else(|| ControlError::Io {
             what: format!("reading {}", store.config_path().display()),
             source: std::io::ErrorKind::NotFound.into(),
         })
+    }
+
+    /// Writes the config file now if it does not hold the newest revision
+    /// yet. Changes write it themselves within [`FILE_SETTLE`] of the last
+    /// one (and at least every [`FILE_MAX_DELAY`] while they go on).
+    pub fn flush_config_file(&self) -> Result<(), ControlError> {
+        self.shared.store.flush_due_file()
     }
 
     /// Validates against this host (interfaces, local addresses, subnets);
@@ -451,7 +482,8 @@ impl Control {
 }
 
 impl Drop for Control {
-    /// Stops the writer after the commands already queued.
+    /// Stops the writer after the commands already queued, then the config
+    /// file writer once the file holds the newest revision.
     fn drop(&mut self) {
         drop(
             self.queue
@@ -459,14 +491,33 @@ impl Drop for Control {
                 .unwrap_or_else(PoisonError::into_inner)
                 .take(),
         );
-        let writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(writer) = writer {
-            let _ = writer.join();
+        join(&self.writer);
+        self.shared.store.stop_file_writer();
+        join(&self.file_writer);
+    }
+}
+
+fn join(thread: &Mutex<Option<JoinHandle<()>>>) {
+    let thread = thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+    if let Some(thread) = thread {
+        let _ = thread.join();
+    }
+}
+
+/// The config file writer: writes the newest revision's config once changes
+/// settle, until [`Store::stop_file_writer`], then what is still due.
+fn write_config_files(store: &Store) {
+    let mut retry_at = None;
+    while store.wait_for_due_file(FILE_SETTLE, FILE_MAX_DELAY, retry_at) {
+        retry_at = None;
+        if let Err(error) = store.write_due_file() {
+            // The revision exists and runs; the next start writes the file from it if need be.
+            warn!(%error, "writing the config file failed; trying again");
+            retry_at = Some(std::time::Instant::now() + FILE_RETRY);
         }
+    }
+    if let Err(error) = store.flush_due_file() {
+        warn!(%error, "writing the config file failed; the next start writes it from the last revision");
     }
 }
 
@@ -587,7 +638,7 @@ impl Writer {
             self.info = Some(info);
         }
         // The log still holds revisions pruned since it was last compacted.
-        self.prune(config.keep_revisions);
+        self.prune(&config);
         self.model = Arc::new(Model::new(config));
         info!(
             revision = self.revision,
@@ -937,13 +988,7 @@ impl Writer {
                         warn!(error = %e, "restoring the saved ids failed");
                     }
                 }
-                if let Err(e) = self
-                    .shared
-                    .store
-                    .write_config_file(&old_model.config.to_toml_string())
-                {
-                    warn!(error = %e, "restoring the config file failed");
-                }
+                // The config file was not touched: only a committed revision makes it due.
                 if loaded_fresh {
                     self.drop_fresh_dataplane();
                 }
@@ -954,20 +999,24 @@ impl Writer {
         self.info = Some(info.clone());
         self.ids = Arc::new(ids);
         self.health = Arc::new(health);
-        self.prune(new_model.config.keep_revisions);
+        self.prune(&new_model.config);
         self.model = Arc::new(new_model);
         self.publish();
         log_applied(&info);
         Ok(info)
     }
 
-    /// Removes revisions beyond `keep`, never the running one; a failure
-    /// only warns (the apply itself is done).
-    fn prune(&self, keep: u32) {
-        match self.shared.store.prune(keep as usize, self.revision) {
+    /// Removes revisions beyond `config`'s `keep_revisions` and
+    /// `keep_revisions_size`, never the running one; a failure only warns
+    /// (the apply itself is done).
+    fn prune(&self, config: &Config) {
+        let keep = config.keep_revisions;
+        let max_bytes = config.keep_revisions_size.map(|size| size.bytes());
+        match self.shared.store.prune(keep as usize, max_bytes, self.revision) {
             Ok(pruned) if !pruned.is_empty() => {
                 info!(
                     keep,
+                    max_bytes,
                     first = pruned[0],
                     last = pruned[pruned.len() - 1],
                     "pruned old revisions"

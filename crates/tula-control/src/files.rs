@@ -7,6 +7,7 @@ use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use crate::ControlError;
 
@@ -32,10 +33,41 @@ pub(crate) fn replace_unsynced(path: &Path, contents: &[u8]) -> Result<(), Contr
 /// Writes a temporary file beside `path` and renames it over `path`; with
 /// `sync`, the file is synced before and the directory after the rename.
 fn replace(path: &Path, contents: &[u8], sync: bool) -> Result<(), ControlError> {
-    let io = |what: &str| {
-        let what = format!("{what} {}", path.display());
-        move |source| ControlError::Io { what, source }
+    let temp = if sync {
+        write_temp(path, contents, None)?
+    } else {
+        write_temp_unsynced(path, contents)?
     };
+    rename_temp(&temp, path)?;
+    if sync {
+        sync_dir_of(path)?;
+    }
+    Ok(())
+}
+
+/// The first half of [`write_atomic`]: `contents` in a temporary file beside
+/// `path`, synced (with `modified` as its modification time if given), which
+/// [`rename_temp`] then makes `path`. Returns the temporary file's path.
+pub(crate) fn write_temp(
+    path: &Path,
+    contents: &[u8],
+    modified: Option<SystemTime>,
+) -> Result<PathBuf, ControlError> {
+    let (temp, file) = write_temp_file(path, contents)?;
+    if let Some(modified) = modified {
+        file.set_modified(modified)
+            .map_err(io(path, "setting the modification time of"))?;
+    }
+    file.sync_all().map_err(io(path, "syncing"))?;
+    crash_point(path, "synced");
+    Ok(temp)
+}
+
+fn write_temp_unsynced(path: &Path, contents: &[u8]) -> Result<PathBuf, ControlError> {
+    write_temp_file(path, contents).map(|(temp, _)| temp)
+}
+
+fn write_temp_file(path: &Path, contents: &[u8]) -> Result<(PathBuf, File), ControlError> {
     let temp = temp_path(path);
     let mut file = OpenOptions::new()
         .write(true)
@@ -43,25 +75,33 @@ fn replace(path: &Path, contents: &[u8], sync: bool) -> Result<(), ControlError>
         .truncate(true)
         .mode(0o600)
         .open(&temp)
-        .map_err(io("creating a temporary file for"))?;
+        .map_err(io(path, "creating a temporary file for"))?;
     crash_point(path, "temp-created");
     let (head, tail) = contents.split_at(contents.len() / 2);
-    file.write_all(head).map_err(io("writing"))?;
+    file.write_all(head).map_err(io(path, "writing"))?;
     crash_point(path, "half-written");
-    file.write_all(tail).map_err(io("writing"))?;
+    file.write_all(tail).map_err(io(path, "writing"))?;
     crash_point(path, "written");
-    if sync {
-        file.sync_all().map_err(io("syncing"))?;
-        crash_point(path, "synced");
-    }
-    drop(file);
-    std::fs::rename(&temp, path).map_err(io("renaming the temporary file over"))?;
+    Ok((temp, file))
+}
+
+/// Renames the temporary file [`write_temp`] wrote over `path`.
+pub(crate) fn rename_temp(temp: &Path, path: &Path) -> Result<(), ControlError> {
+    std::fs::rename(temp, path).map_err(io(path, "renaming the temporary file over"))?;
     crash_point(path, "renamed");
-    if sync {
-        sync_dir(&parent(path)).map_err(io("syncing the directory of"))?;
-        crash_point(path, "dir-synced");
-    }
     Ok(())
+}
+
+/// Syncs the directory of `path`, so that a rename there is durable.
+pub(crate) fn sync_dir_of(path: &Path) -> Result<(), ControlError> {
+    sync_dir(&parent(path)).map_err(io(path, "syncing the directory of"))?;
+    crash_point(path, "dir-synced");
+    Ok(())
+}
+
+fn io(path: &Path, what: &str) -> impl FnOnce(std::io::Error) -> ControlError {
+    let what = format!("{what} {}", path.display());
+    move |source| ControlError::Io { what, source }
 }
 
 /// Creates `dir` (and its parents), readable by its owner only.
@@ -124,11 +164,6 @@ pub(crate) fn crash_point(path: &Path, step: &str) {
 
 #[cfg(not(test))]
 pub(crate) fn crash_point(_path: &Path, _step: &str) {}
-
-/// Every step at which a test build can crash [`replace_unsynced`].
-#[cfg(test)]
-pub(crate) const UNSYNCED_CRASH_STEPS: [&str; 4] =
-    ["temp-created", "half-written", "written", "renamed"];
 
 /// Every step at which a test build can crash an append to the revision log.
 #[cfg(test)]

@@ -16,12 +16,15 @@
 //! Lines of revisions forgotten since are read again at the next open, so
 //! the daemon prunes once more at start.
 //!
-//! A commit appends and syncs the revision's line, then replaces the config
-//! file (whole or not at all, but without waiting for the disk). The line
-//! records when the file was about to be written: a file no newer than that
-//! which differs from the revision lost its write (a crash between the two,
-//! or a machine crash before the kernel wrote it), and start writes it again
-//! from the revision ([`Store::file_predates_latest`]).
+//! A commit appends and syncs the revision's line; the config file is not
+//! written then but marked due, and the daemon's file writer replaces it
+//! (atomically, synced) once changes settle ([`Store::write_due_file`]), off
+//! the writer's path: at 1,000 VIPs the file is 3.5 MB, and the next commit's
+//! sync waited for the disk to take it. The line records when the file became
+//! due, and the file writer dates the file when it took its config (both
+//! under the index lock), so a file no newer than the newest line which
+//! differs from its revision lost its write (a crash before it), and start
+//! writes it again from the revision ([`Store::file_predates_latest`]).
 //!
 //! Revisions saved by earlier versions (`NNNNNN.toml` and `NNNNNN.json` each)
 //! are read where they are and pruned like the others.
@@ -31,13 +34,15 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tula_config::Config;
 
-use crate::files::{crash_point, create_dir, read_if_exists, replace_unsynced, write_atomic};
+use crate::files::{
+    crash_point, create_dir, read_if_exists, rename_temp, sync_dir_of, write_atomic, write_temp,
+};
 use crate::{ControlError, ControlOptions, RevisionInfo};
 
 /// Lines the log may hold beyond the revisions kept before it is compacted:
@@ -75,7 +80,8 @@ impl ConfigText {
 #[derive(Serialize, Deserialize)]
 struct Record {
     info: RevisionInfo,
-    /// When the config file was written for this revision (absent: it was not).
+    /// When the config file became due to hold this revision (absent: it
+    /// was not to be written, e.g. a file edited by hand recorded as it is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     file_written: Option<SystemTime>,
     config: Stored,
@@ -259,8 +265,28 @@ struct Index {
     /// The newest line's config table by table, what the next delta is
     /// made against; `None` until known (the next line is then a base).
     tip: Option<ConfigText>,
-    /// When the config file was written for the newest revision.
+    /// When the config file became due to hold the newest revision.
     file_written: Option<SystemTime>,
+    /// The newest revision's config while the config file does not hold it yet.
+    file_due: Option<FileDue>,
+    /// The file writer is to write what is due and stop.
+    file_writer_stopping: bool,
+}
+
+/// A config file write that waits for changes to settle.
+struct FileDue {
+    revision: u64,
+    text: ConfigText,
+    /// When the oldest revision not yet in the file was committed.
+    first: Instant,
+    /// When the newest one was.
+    last: Instant,
+}
+
+/// The config file written to its temporary file, not yet renamed.
+struct PreparedFile {
+    revision: u64,
+    temp: PathBuf,
 }
 
 impl Index {
@@ -273,6 +299,10 @@ pub(crate) struct Store {
     config_path: PathBuf,
     revisions_dir: PathBuf,
     index: Mutex<Index>,
+    /// Signalled when a config file write becomes due, or the writer is to stop.
+    file_due_changed: Condvar,
+    /// Held while the config file's temporary file is written and renamed.
+    file_writing: Mutex<()>,
 }
 
 impl Store {
@@ -292,6 +322,8 @@ impl Store {
             config_path: options.config_path.clone(),
             revisions_dir,
             index: Mutex::default(),
+            file_due_changed: Condvar::new(),
+            file_writing: Mutex::new(()),
         };
         let mut index = Index::default();
         store.read_legacy(&mut index)?;
@@ -392,13 +424,23 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets the oldest revisions beyond the newest `keep`, never
+    /// Forgets the oldest revisions beyond the newest `keep`, and beyond
+    /// those that fit in `max_bytes` (see [`Store::over_budget`]), never
     /// `protect` (the running one), and compacts the log when enough lines
     /// are of forgotten revisions. Returns the numbers pruned.
-    pub(crate) fn prune(&self, keep: usize, protect: u64) -> Result<Vec<u64>, ControlError> {
+    pub(crate) fn prune(
+        &self,
+        keep: usize,
+        max_bytes: Option<u64>,
+        protect: u64,
+    ) -> Result<Vec<u64>, ControlError> {
         let mut index = self.lock();
         let numbers: Vec<u64> = index.infos.keys().copied().collect();
         let excess = numbers.len().saturating_sub(keep.max(1));
+        let excess = match max_bytes {
+            Some(max_bytes) => excess.max(self.over_budget(&index, &numbers, max_bytes)),
+            None => excess,
+        };
         let mut pruned = Vec::new();
         for &number in numbers.iter().take(excess) {
             if number == protect {
@@ -421,10 +463,40 @@ impl Store {
             pruned.push(number);
         }
         let live = index.infos.len() - index.legacy.len();
-        if index.lines.len() > live + COMPACT_SLACK {
+        // Or when the log is twice its budget: a compaction then writes at most half of what was appended since.
+        let over = max_bytes.is_some_and(|max| index.log_end() > max.saturating_mul(2));
+        if index.lines.len() > live + COMPACT_SLACK || (over && !pruned.is_empty()) {
             self.compact(&mut index)?;
         }
         Ok(pruned)
+    }
+
+    /// How many of the oldest `numbers` (every revision, oldest first) must go
+    /// for the others to take at most `max_bytes` once the log is compacted:
+    /// the oldest kept one as a whole config, each later one as its line.
+    /// The newest one always stays.
+    fn over_budget(&self, index: &Index, numbers: &[u64], max_bytes: u64) -> usize {
+        let line_bytes: HashMap<u64, u64> = index.lines.iter().map(|l| (l.number, l.len)).collect();
+        // A whole config: the newest one's text, or the last base line when it is not known.
+        let whole = index
+            .tip
+            .as_ref()
+            .map(|tip| tip.globals.len() + tip.vips.iter().map(|(_, t)| t.len() + 1).sum::<usize>())
+            .map(|bytes| bytes as u64)
+            .or_else(|| index.lines.iter().rev().find(|l| l.base).map(|l| l.len))
+            .unwrap_or(0);
+        let mut after = 0u64;
+        for (i, number) in numbers.iter().enumerate().rev() {
+            if i + 1 < numbers.len() && after.saturating_add(whole) > max_bytes {
+                return i + 1;
+            }
+            let own = match index.legacy.contains(number) {
+                true => whole,
+                false => line_bytes.get(number).copied().unwrap_or(whole),
+            };
+            after = after.saturating_add(own);
+        }
+        0
     }
 
     /// Rewrites the log with the kept revisions' lines only: the first one
@@ -526,12 +598,16 @@ impl Store {
         &self.config_path
     }
 
-    /// The config file's text, or `None` if there is none yet.
+    /// The config file's text, or `None` if there is none yet. While a write
+    /// of it is due, the text it is about to hold.
     pub(crate) fn config_text(&self) -> Result<Option<String>, ControlError> {
+        if let Some(due) = &self.lock().file_due {
+            return Ok(Some(due.text.join()));
+        }
         read_if_exists(&self.config_path)
     }
 
-    /// The config file, decoded (not validated).
+    /// The config file (or what it is about to hold), decoded (not validated).
     pub(crate) fn saved(&self) -> Result<Option<Config>, ControlError> {
         match self.config_text()? {
             None => Ok(None),
@@ -542,8 +618,8 @@ impl Store {
     }
 
     /// Whether the config file was last written no later than the newest
-    /// revision wrote it: if it then differs from that revision, its own
-    /// write was lost (a machine crash after the revision was synced), and it
+    /// revision made its write due: if it then differs from that revision,
+    /// its own write was lost (a crash after the revision was synced), and it
     /// was not edited since.
     pub(crate) fn file_predates_latest(&self) -> bool {
         let Some(written) = self.lock().file_written else {
@@ -613,6 +689,8 @@ impl Store {
             },
         )?;
         index.tip = None;
+        // The file holds this text already.
+        index.file_due = None;
         Ok(info)
     }
 
@@ -623,16 +701,18 @@ impl Store {
 
     /// Records `text` as revision `info.number` with its info as given (a
     /// revision a cluster agreed on), which becomes the newest; with
-    /// `write_config_file`, first makes it the config file (see the module docs).
+    /// `write_config_file`, the config file is due to hold it (written by
+    /// [`Store::write_due_file`], see the module docs).
     pub(crate) fn commit_as(
         &self,
         info: &RevisionInfo,
         text: &ConfigText,
         write_config_file: bool,
     ) -> Result<(), ControlError> {
-        // Taken before the file is written: a file no newer than this that differs lost its write.
-        let file_written = write_config_file.then(SystemTime::now);
         let mut index = self.lock();
+        // Taken under the lock the file writer renames under: a file no newer
+        // than this that differs lost its write.
+        let file_written = write_config_file.then(SystemTime::now);
         let config = match &index.tip {
             Some(tip) => Stored::between(tip, text),
             None => Stored::base(text),
@@ -646,15 +726,116 @@ impl Store {
             },
         )?;
         index.tip = Some(text.clone());
-        drop(index);
-        // After the sync, which then has no 3.5 MB file of this change to flush with it.
         if write_config_file {
-            if let Err(error) = replace_unsynced(&self.config_path, text.join().as_bytes()) {
-                // The revision exists and runs; the next start writes the file from it.
-                tracing::warn!(%error, revision = info.number, "writing the config file failed");
-            }
+            let now = Instant::now();
+            let first = index.file_due.as_ref().map_or(now, |due| due.first);
+            index.file_due = Some(FileDue {
+                revision: info.number,
+                text: text.clone(),
+                first,
+                last: now,
+            });
+            self.file_due_changed.notify_all();
         }
         Ok(())
+    }
+
+    /// Waits until a config file write is due and changes have settled: no
+    /// commit for `settle`, or `max_delay` since the oldest one not yet in
+    /// the file; and not before `not_before`. False when the file writer is
+    /// to stop instead.
+    pub(crate) fn wait_for_due_file(
+        &self,
+        settle: Duration,
+        max_delay: Duration,
+        not_before: Option<Instant>,
+    ) -> bool {
+        let mut index = self.lock();
+        loop {
+            if index.file_writer_stopping {
+                return false;
+            }
+            let wait = match &index.file_due {
+                None => None,
+                Some(due) => {
+                    let at = (due.last + settle).min(due.first + max_delay);
+                    let at = not_before.map_or(at, |not_before| at.max(not_before));
+                    match at.checked_duration_since(Instant::now()) {
+                        None => return true,
+                        Some(wait) => Some(wait),
+                    }
+                }
+            };
+            index = match wait {
+                None => self
+                    .file_due_changed
+                    .wait(index)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(wait) => {
+                    self.file_due_changed
+                        .wait_timeout(index, wait)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+    }
+
+    /// Makes [`Store::wait_for_due_file`] return false from now on.
+    pub(crate) fn stop_file_writer(&self) {
+        self.lock().file_writer_stopping = true;
+        self.file_due_changed.notify_all();
+    }
+
+    /// Writes the config file the newest revision is due to have, if any,
+    /// and syncs it.
+    pub(crate) fn write_due_file(&self) -> Result<(), ControlError> {
+        let _writing = self
+            .file_writing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(prepared) = self.prepare_due_file()? {
+            self.publish_due_file(prepared)?;
+        }
+        Ok(())
+    }
+
+    /// [`Store::write_due_file`] until nothing is due, e.g. before stopping.
+    pub(crate) fn flush_due_file(&self) -> Result<(), ControlError> {
+        while self.lock().file_due.is_some() {
+            self.write_due_file()?;
+        }
+        Ok(())
+    }
+
+    /// The due config in a synced temporary file, or `None` when nothing is
+    /// due. Its modification time is when it was taken, under the lock a
+    /// commit takes its timestamp under: earlier than any later revision's,
+    /// so that one knows the file lost its write if a crash comes first.
+    fn prepare_due_file(&self) -> Result<Option<PreparedFile>, ControlError> {
+        let (revision, text, taken) = {
+            let index = self.lock();
+            let Some(due) = &index.file_due else {
+                return Ok(None);
+            };
+            (due.revision, due.text.clone(), SystemTime::now())
+        };
+        let temp = write_temp(&self.config_path, text.join().as_bytes(), Some(taken))?;
+        Ok(Some(PreparedFile { revision, temp }))
+    }
+
+    /// Renames `prepared` over the config file; nothing is due any more
+    /// unless a newer revision was committed meanwhile. Not under the index
+    /// lock: a rename can wait milliseconds for the journal, and commits wait
+    /// for that lock.
+    fn publish_due_file(&self, prepared: PreparedFile) -> Result<(), ControlError> {
+        rename_temp(&prepared.temp, &self.config_path)?;
+        let mut index = self.lock();
+        if index.file_due.as_ref().map(|due| due.revision) == Some(prepared.revision) {
+            index.file_due = None;
+        }
+        drop(index);
+        sync_dir_of(&self.config_path)
     }
 
     /// Appends `record` as the log's next line and syncs it; then it exists.
@@ -701,6 +882,10 @@ impl Store {
 
     /// Rewrites the config file (e.g. from the last revision when it was deleted).
     pub(crate) fn write_config_file(&self, text: &str) -> Result<(), ControlError> {
+        let _writing = self
+            .file_writing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         write_atomic(&self.config_path, text.as_bytes())
     }
 
@@ -720,7 +905,7 @@ mod tests {
     //! whatever the step, the store then holds the old or the new revision.
 
     use super::*;
-    use crate::files::{crash_in_child, APPEND_CRASH_STEPS, UNSYNCED_CRASH_STEPS};
+    use crate::files::{crash_in_child, APPEND_CRASH_STEPS, CRASH_STEPS};
 
     const GLOBALS: &str = "interfaces = [\"eth0\"]\nring_size = 251\n";
 
@@ -778,6 +963,7 @@ mod tests {
         }
     }
 
+    /// Commits `text` and writes the config file, as the file writer does after it.
     fn commit(store: &Store, text: &ConfigText, source: &str) -> RevisionInfo {
         let info = RevisionInfo {
             number: store.next_number(),
@@ -786,6 +972,7 @@ mod tests {
             summary: vec![],
         };
         store.commit_as(&info, text, true).unwrap();
+        store.write_due_file().unwrap();
         info
     }
 
@@ -815,7 +1002,7 @@ mod tests {
         let steps = APPEND_CRASH_STEPS
             .iter()
             .map(|step| (LOG_NAME, step))
-            .chain(UNSYNCED_CRASH_STEPS.iter().map(|step| ("tula.toml", step)));
+            .chain(CRASH_STEPS.iter().map(|step| ("tula.toml", step)));
         for (file, step) in steps {
             let tmp = TempDir::new(&format!("crash-{}-{step}", file.replace('.', "-")));
             let store = Store::open(&options(&tmp.0)).unwrap();
@@ -921,6 +1108,46 @@ mod tests {
     }
 
     #[test]
+    fn a_commit_leaves_the_config_file_to_the_file_writer() {
+        let tmp = TempDir::new("file-due");
+        let store = Store::open(&options(&tmp.0)).unwrap();
+        let path = store.config_path().to_path_buf();
+        let file = || std::fs::read_to_string(&path).ok();
+        let info = |number| RevisionInfo {
+            number,
+            time: SystemTime::now(),
+            source: "test".into(),
+            summary: vec![],
+        };
+        store.commit_as(&info(1), &old(), true).unwrap();
+        assert_eq!(file(), None, "the commit wrote the config file");
+        assert_eq!(store.config_text().unwrap(), Some(old().join()), "what it is about to hold");
+        store.write_due_file().unwrap();
+        assert_eq!(file(), Some(old().join()));
+
+        // Revision 3 is committed while the file writer writes revision 2's file.
+        store.commit_as(&info(2), &new(), true).unwrap();
+        let prepared = store.prepare_due_file().unwrap().unwrap();
+        let third = text(GLOBALS, &[("web", 5), ("api", 1)]);
+        store.commit_as(&info(3), &third, true).unwrap();
+        store.publish_due_file(prepared).unwrap();
+        assert_eq!(file(), Some(new().join()));
+        assert_eq!(store.config_text().unwrap(), Some(third.join()), "3 is still due");
+        // A crash now: the file is older than revision 3, which a restart sees.
+        drop(store);
+        let store = Store::open(&options(&tmp.0)).unwrap();
+        assert!(store.file_predates_latest(), "the file would pass for an edit by hand");
+        store.flush_due_file().unwrap();
+        assert_eq!(file(), Some(new().join()), "nothing is due after a restart");
+        // Once written, it is no longer older than the newest revision.
+        store.revision_text(3).unwrap();
+        store.commit_as(&info(4), &third, true).unwrap();
+        store.flush_due_file().unwrap();
+        assert_eq!(file(), Some(third.join()));
+        assert!(!store.file_predates_latest());
+    }
+
+    #[test]
     fn each_change_is_stored_as_what_changed_and_read_back_after_a_restart() {
         let tmp = TempDir::new("deltas");
         let store = Store::open(&options(&tmp.0)).unwrap();
@@ -1016,7 +1243,7 @@ mod tests {
         let mut longest = 0;
         for n in 0..(keep + COMPACT_SLACK as u32 * 2) {
             let info = commit(&store, &at(n), "change");
-            store.prune(keep as usize, info.number).unwrap();
+            store.prune(keep as usize, None, info.number).unwrap();
             longest = longest.max(store.lock().lines.len());
         }
         assert!(
@@ -1041,6 +1268,57 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_size_budget_keeps_the_newest_revisions_that_fit_and_the_running_one() {
+        let tmp = TempDir::new("budget");
+        let store = Store::open(&options(&tmp.0)).unwrap();
+        let names: Vec<String> = (0..20).map(|v| format!("vip{v}")).collect();
+        let at = |n: u32| {
+            let vips: Vec<(&str, u32)> = names.iter().map(|name| (name.as_str(), 1)).collect();
+            let mut text = text(GLOBALS, &vips);
+            let (name, table) = &mut text.vips[n as usize % 20];
+            *table = vip(name, n + 2).into();
+            text
+        };
+        let whole = at(0).join().len() as u64;
+        let budget = whole * 2;
+        let changes = COMPACT_SLACK as u32 * 2;
+        for n in 0..changes {
+            let info = commit(&store, &at(n), "change");
+            store.prune(1000, Some(budget), info.number).unwrap();
+            let index = store.lock();
+            let kept: Vec<u64> = index.infos.keys().copied().collect();
+            let lines: u64 = index
+                .lines
+                .iter()
+                .filter(|l| kept[1..].contains(&l.number))
+                .map(|l| l.len)
+                .sum();
+            assert!(whole + lines <= budget, "{n}: {} kept, {lines} bytes of lines", kept.len());
+            assert!(index.log_end() <= 2 * budget + 1000, "{n}: a log of {} bytes", index.log_end());
+        }
+        // A change is one VIP's table: many revisions fit in twice the config.
+        let kept: Vec<u64> = store.history().unwrap().iter().map(|r| r.number).collect();
+        assert!(kept.len() > 5, "{kept:?}");
+        assert_eq!(kept.last(), Some(&u64::from(changes)));
+        for store in [store, Store::open(&options(&tmp.0)).unwrap()] {
+            for &number in &kept {
+                assert_eq!(
+                    store.revision_text(number).unwrap(),
+                    at(number as u32 - 1).join(),
+                    "revision {number}"
+                );
+            }
+        }
+        // Nothing fits a budget of one byte, but the newest and the running one stay.
+        let store = Store::open(&options(&tmp.0)).unwrap();
+        let running = kept[1];
+        store.prune(1000, Some(1), running).unwrap();
+        let left: Vec<u64> = store.history().unwrap().iter().map(|r| r.number).collect();
+        assert_eq!(left, [running, u64::from(changes)]);
+        assert_eq!(store.revision_text(running).unwrap(), at(running as u32 - 1).join());
+    }
+
     /// The config of change `n` of [`compacting_in_child`]'s log.
     fn change(n: u32) -> ConfigText {
         text(GLOBALS, &[("web", n + 1), ("api", 1)])
@@ -1055,12 +1333,11 @@ mod tests {
         };
         let store = Store::open(&options(Path::new(&dir))).unwrap();
         let latest = store.latest().unwrap().unwrap().number;
-        store.prune(2, latest).unwrap();
+        store.prune(2, None, latest).unwrap();
     }
 
     #[test]
     fn a_crash_while_compacting_keeps_every_kept_revision() {
-        use crate::files::CRASH_STEPS;
         let changes = COMPACT_SLACK as u32 + 3;
         for step in CRASH_STEPS {
             let tmp = TempDir::new(&format!("compact-crash-{step}"));
@@ -1107,7 +1384,7 @@ mod tests {
         assert_eq!(store.revision_text(1).unwrap(), old().join());
         commit(&store, &new(), "new version");
         assert_eq!(store.revision_text(2).unwrap(), new().join());
-        assert_eq!(store.prune(1, 2).unwrap(), [1]);
+        assert_eq!(store.prune(1, None, 2).unwrap(), [1]);
         assert!(!dir.join("000001.json").exists() && !dir.join("000001.toml").exists());
         let store = Store::open(&options(&tmp.0)).unwrap();
         assert_eq!(store.history().unwrap().len(), 1);

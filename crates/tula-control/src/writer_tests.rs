@@ -86,7 +86,12 @@ impl Setup {
         self.log.lock().unwrap().ops.clone()
     }
 
+    /// The config file, once it holds the newest revision (it is written
+    /// after changes settle).
     fn config_file(&self) -> String {
+        if let Some(control) = &self.control {
+            control.flush_config_file().unwrap();
+        }
         std::fs::read_to_string(self.dir.join("etc/tula.toml")).unwrap_or_default()
     }
 
@@ -313,6 +318,44 @@ fn retention_prunes_the_oldest_and_rollback_to_a_kept_revision_works() {
         .map(|r| r.number)
         .collect();
     assert_eq!(kept, [5, 6, 7], "the running revision is never pruned");
+}
+
+#[test]
+fn a_size_budget_prunes_what_does_not_fit_and_rollback_to_a_kept_revision_works() {
+    let mut setup = Setup::new("retention-size", 4096);
+    // Room for the whole config about three times.
+    let whole = config(8, 8, "").to_toml_string().len();
+    let globals = format!("keep_revisions_size = \"{}B\"", 3 * whole);
+    setup.control().apply(config(8, 8, &globals), "test").unwrap();
+    for n in 0..40 {
+        setup.control().edit(drain(n % 8, n / 8, None)).unwrap();
+    }
+    let history = setup.control().history().unwrap();
+    // One whole config and a drain's VIP table each: more than a few, far from all 41.
+    assert!(
+        history.len() > 3 && history.len() < 30,
+        "{} revisions kept",
+        history.len()
+    );
+    assert_eq!(history.last().unwrap().number, 41);
+    let oldest = history[0].number;
+    let kept = setup.control().revision(oldest).unwrap();
+    setup.control().rollback(oldest).unwrap();
+    assert_eq!(setup.control().snapshot().config(), &kept);
+    assert!(matches!(
+        setup.control().rollback(1),
+        Err(ControlError::NoSuchRevision(1))
+    ));
+    // Without the budget, nothing more goes than the count says.
+    drop(setup.control.take());
+    setup.start(4096);
+    let unlimited = config(8, 8, "");
+    setup.control().apply(unlimited, "test").unwrap();
+    let before = setup.control().history().unwrap().len();
+    for n in 0..8 {
+        setup.control().edit(drain(n, 7, None)).unwrap();
+    }
+    assert_eq!(setup.control().history().unwrap().len(), before + 8);
 }
 
 #[test]
@@ -771,13 +814,15 @@ fn coalesced_drains_in_child() {
         DRAINS.iter().map(|&(v, b)| drain(v, b, None)).collect(),
     );
     assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    // Now rather than after the changes settle, which the test's end would not wait for.
+    setup.control().flush_config_file().unwrap();
     // Not reached when the crash point is hit; never remove the parent's directory.
     std::mem::forget(setup);
 }
 
 #[test]
 fn a_kill_during_a_coalesced_apply_leaves_the_old_or_the_new_config() {
-    use crate::files::{crash_in_child, APPEND_CRASH_STEPS, UNSYNCED_CRASH_STEPS};
+    use crate::files::{crash_in_child, APPEND_CRASH_STEPS, CRASH_STEPS};
 
     let before = config(4, 8, "");
     let mut after = before.clone();
@@ -785,7 +830,7 @@ fn a_kill_during_a_coalesced_apply_leaves_the_old_or_the_new_config() {
         after.vips[v as usize].backends[b as usize].state = BackendState::Drain;
     }
     let mut outcomes = Vec::new();
-    let steps = UNSYNCED_CRASH_STEPS
+    let steps = CRASH_STEPS
         .iter()
         .map(|step| ("tula.toml", step))
         .chain(
@@ -953,4 +998,36 @@ fn a_config_file_whose_write_was_lost_is_written_again_from_the_revision() {
     setup.start(4096);
     assert_eq!(setup.control().snapshot().config(), &old);
     assert_eq!(setup.control().history().unwrap().len(), 3);
+}
+
+#[test]
+fn the_config_file_is_written_after_changes_settle_not_by_each_change() {
+    let setup = Setup::new("file-settles", 4096);
+    let control = setup.control();
+    let path = setup.dir.join("etc/tula.toml");
+    control.apply(config(4, 8, ""), "test").unwrap();
+    control.flush_config_file().unwrap();
+    let inode = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+    let mut inodes = vec![inode()];
+    // Each write replaces the file by a rename: a new inode.
+    for n in 0..8 {
+        control.edit(drain(n % 4, n % 8, None)).unwrap();
+        inodes.push(inode());
+    }
+    inodes.dedup();
+    assert!(
+        inodes.len() < 5,
+        "8 changes in a row replaced the file {} times",
+        inodes.len() - 1
+    );
+    // No flush: the file writer writes it once the changes settle.
+    let running = control.snapshot().config().clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while Config::from_toml_str(&std::fs::read_to_string(&path).unwrap()).unwrap() != running {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the config file was not written 10 s after the last change"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
