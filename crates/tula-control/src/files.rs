@@ -36,7 +36,7 @@ fn replace(path: &Path, contents: &[u8], sync: bool) -> Result<(), ControlError>
     let temp = if sync {
         write_temp(path, contents, None)?
     } else {
-        write_temp_unsynced(path, contents)?
+        write_temp_file(path, contents)?.0
     };
     rename_temp(&temp, path)?;
     if sync {
@@ -61,10 +61,6 @@ pub(crate) fn write_temp(
     file.sync_all().map_err(io(path, "syncing"))?;
     crash_point(path, "synced");
     Ok(temp)
-}
-
-fn write_temp_unsynced(path: &Path, contents: &[u8]) -> Result<PathBuf, ControlError> {
-    write_temp_file(path, contents).map(|(temp, _)| temp)
 }
 
 fn write_temp_file(path: &Path, contents: &[u8]) -> Result<(PathBuf, File), ControlError> {

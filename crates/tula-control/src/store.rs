@@ -964,6 +964,16 @@ mod tests {
     }
 
     /// Commits `text` and writes the config file, as the file writer does after it.
+    /// Twenty VIPs, of which change `n` re-weighted one (VIP `n % 20`, weight `n + 2`).
+    fn twenty_vips_at(n: u32) -> ConfigText {
+        let names: Vec<String> = (0..20).map(|v| format!("vip{v}")).collect();
+        let vips: Vec<(&str, u32)> = names.iter().map(|name| (name.as_str(), 1)).collect();
+        let mut text = text(GLOBALS, &vips);
+        let (name, table) = &mut text.vips[n as usize % 20];
+        *table = vip(name, n + 2).into();
+        text
+    }
+
     fn commit(store: &Store, text: &ConfigText, source: &str) -> RevisionInfo {
         let info = RevisionInfo {
             number: store.next_number(),
@@ -1232,17 +1242,9 @@ mod tests {
         let tmp = TempDir::new("compact");
         let store = Store::open(&options(&tmp.0)).unwrap();
         let keep = 3;
-        let names: Vec<String> = (0..20).map(|v| format!("vip{v}")).collect();
-        let at = |n: u32| {
-            let vips: Vec<(&str, u32)> = names.iter().map(|name| (name.as_str(), 1)).collect();
-            let mut text = text(GLOBALS, &vips);
-            let (name, table) = &mut text.vips[n as usize % 20];
-            *table = vip(name, n + 2).into();
-            text
-        };
         let mut longest = 0;
         for n in 0..(keep + COMPACT_SLACK as u32 * 2) {
-            let info = commit(&store, &at(n), "change");
+            let info = commit(&store, &twenty_vips_at(n), "change");
             store.prune(keep as usize, None, info.number).unwrap();
             longest = longest.max(store.lock().lines.len());
         }
@@ -1261,7 +1263,7 @@ mod tests {
             for &number in &kept {
                 assert_eq!(
                     store.revision_text(number).unwrap(),
-                    at(number as u32 - 1).join(),
+                    twenty_vips_at(number as u32 - 1).join(),
                     "revision {number}"
                 );
             }
@@ -1272,19 +1274,11 @@ mod tests {
     fn a_size_budget_keeps_the_newest_revisions_that_fit_and_the_running_one() {
         let tmp = TempDir::new("budget");
         let store = Store::open(&options(&tmp.0)).unwrap();
-        let names: Vec<String> = (0..20).map(|v| format!("vip{v}")).collect();
-        let at = |n: u32| {
-            let vips: Vec<(&str, u32)> = names.iter().map(|name| (name.as_str(), 1)).collect();
-            let mut text = text(GLOBALS, &vips);
-            let (name, table) = &mut text.vips[n as usize % 20];
-            *table = vip(name, n + 2).into();
-            text
-        };
-        let whole = at(0).join().len() as u64;
+        let whole = twenty_vips_at(0).join().len() as u64;
         let budget = whole * 2;
         let changes = COMPACT_SLACK as u32 * 2;
         for n in 0..changes {
-            let info = commit(&store, &at(n), "change");
+            let info = commit(&store, &twenty_vips_at(n), "change");
             store.prune(1000, Some(budget), info.number).unwrap();
             let index = store.lock();
             let kept: Vec<u64> = index.infos.keys().copied().collect();
@@ -1305,7 +1299,7 @@ mod tests {
             for &number in &kept {
                 assert_eq!(
                     store.revision_text(number).unwrap(),
-                    at(number as u32 - 1).join(),
+                    twenty_vips_at(number as u32 - 1).join(),
                     "revision {number}"
                 );
             }
@@ -1316,7 +1310,7 @@ mod tests {
         store.prune(1000, Some(1), running).unwrap();
         let left: Vec<u64> = store.history().unwrap().iter().map(|r| r.number).collect();
         assert_eq!(left, [running, u64::from(changes)]);
-        assert_eq!(store.revision_text(running).unwrap(), at(running as u32 - 1).join());
+        assert_eq!(store.revision_text(running).unwrap(), twenty_vips_at(running as u32 - 1).join());
     }
 
     /// The config of change `n` of [`compacting_in_child`]'s log.
