@@ -147,24 +147,44 @@ impl Kernel {
 
 impl Programmer for Kernel {
     fn run(&mut self, ops: &[Op]) -> Result<(), ProgramError> {
-        for op in ops {
-            let result = match op {
-                Op::SetVip(key, entry) => {
-                    let ring = build_ring(entry, self.dataplane.ring_size()).map_err(|source| {
-                        ProgramError::Ring {
+        let ring_size = self.dataplane.ring_size();
+        let mut rest = ops;
+        while let Some(op) = rest.first() {
+            // A run of VIPs to set: their rings are built on every core, then written in order.
+            let vips = rest
+                .iter()
+                .take_while(|op| matches!(op, Op::SetVip(..)))
+                .count();
+            if vips == 0 {
+                self.run_one(op).map_err(|source| ProgramError::Op {
+                    op: op.to_string(),
+                    source,
+                })?;
+                debug!(%op, "programmed");
+                rest = &rest[1..];
+                continue;
+            }
+            let (set_vips, after) = rest.split_at(vips);
+            for chunk in set_vips.chunks(RINGS_AT_ONCE) {
+                let rings = build_rings(chunk, ring_size);
+                for (op, ring) in chunk.iter().zip(rings) {
+                    let Op::SetVip(key, entry) = op else {
+                        unreachable!("the run holds only SetVip ops")
+                    };
+                    let ring = ring.map_err(|source| ProgramError::Ring {
+                        op: op.to_string(),
+                        source,
+                    })?;
+                    self.dataplane
+                        .set_vip(key, &entry.spec, &ring)
+                        .map_err(|source| ProgramError::Op {
                             op: op.to_string(),
                             source,
-                        }
-                    })?;
-                    self.dataplane.set_vip(key, &entry.spec, &ring)
+                        })?;
+                    debug!(%op, "programmed");
                 }
-                _ => self.run_one(op),
-            };
-            result.map_err(|source| ProgramError::Op {
-                op: op.to_string(),
-                source,
-            })?;
-            debug!(%op, "programmed");
+            }
+            rest = after;
         }
         Ok(())
     }
@@ -200,6 +220,33 @@ impl Programmer for Kernel {
         drop(reader);
         dataplane.teardown()
     }
+}
+
+/// Rings built at once: enough to keep every core busy, few enough that their
+/// slots (256 KiB each at the default size) stay a small part of the daemon's memory.
+const RINGS_AT_ONCE: usize = 32;
+
+/// The rings of `set_vips` (all [`Op::SetVip`]), in their order, built on every core.
+fn build_rings(set_vips: &[Op], ring_size: u32) -> Vec<Result<Vec<u32>, MaglevError>> {
+    let build = |op: &Op| match op {
+        Op::SetVip(_, entry) => build_ring(entry, ring_size),
+        _ => unreachable!("only SetVip ops have rings"),
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores == 1 || set_vips.len() == 1 {
+        return set_vips.iter().map(build).collect();
+    }
+    let per_thread = set_vips.len().div_ceil(cores);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = set_vips
+            .chunks(per_thread)
+            .map(|part| scope.spawn(move || part.iter().map(build).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().expect("building a ring does not panic"))
+            .collect()
+    })
 }
 
 /// The ring for a VIP entry, `ring_size` slots: Maglev for the hashing

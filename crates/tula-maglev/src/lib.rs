@@ -119,29 +119,14 @@ impl Ring {
             })
             .collect();
         let weights: Vec<u32> = serving.iter().map(|b| b.weight).collect();
-        let mut turns = Turns::new(&weights);
-
-        let m = size as u64;
-        let mut taken = vec![0u64; (size as usize).div_ceil(64)];
-        for _ in 0..m {
-            let index = turns.next();
-            let walk = &mut walks[index];
-            // A prime size makes the walk visit every slot, so it finds an empty one while any is left.
-            loop {
-                let slot = walk.next as usize;
-                walk.next += walk.skip;
-                if walk.next >= m {
-                    walk.next -= m;
-                }
-                // The occupancy bitmap (8 KiB for 65537 slots) stays in L1; the slots do not.
-                let (word, bit) = (slot / 64, 1u64 << (slot % 64));
-                if taken[word] & bit == 0 {
-                    taken[word] |= bit;
-                    slots[slot] = serving[index].id;
-                    break;
-                }
-            }
-        }
+        let ids: Vec<u32> = serving.iter().map(|b| b.id).collect();
+        fill(
+            &mut slots,
+            &mut walks,
+            &mut Turns::new(&weights),
+            &ids,
+            tail_start(size),
+        );
         Ok(Ring { slots })
     }
 
@@ -190,6 +175,77 @@ impl Ring {
                 .count()
         })
     }
+}
+
+/// How many empty slots are left when [`fill`] stops walking permutations and
+/// solves for each turn's slot directly: about `sqrt(size)`, where a walk's
+/// expected probes (`size / empty`) cost as much as the direct solution (`empty`
+/// modular products).
+fn tail_start(size: u32) -> usize {
+    (size as f64).sqrt() as usize
+}
+
+/// Fills every slot: each turn's backend takes the first empty slot of its
+/// permutation from where its walk stands. Walking is cheap while most slots are
+/// empty, but finding the last few empty slots takes `size / empty` probes per
+/// turn (half of all probes go to the last `sqrt(size)` turns). So once `tail`
+/// slots are left, each turn computes instead, for every empty slot `s`, how far
+/// along its permutation the backend would reach it, `(s - next) / skip mod size`,
+/// and takes the nearest: the slot the walk would have found, so the ring is the same.
+fn fill(slots: &mut [u32], walks: &mut [Walk], turns: &mut Turns, ids: &[u32], tail: usize) {
+    let m = slots.len() as u64;
+    let mut taken = vec![0u64; slots.len().div_ceil(64)];
+    let walked = slots.len().saturating_sub(tail);
+    for _ in 0..walked {
+        let index = turns.next();
+        let walk = &mut walks[index];
+        // A prime size makes the walk visit every slot, so it finds an empty one while any is left.
+        loop {
+            let slot = walk.next as usize;
+            walk.next += walk.skip;
+            if walk.next >= m {
+                walk.next -= m;
+            }
+            // The occupancy bitmap (8 KiB for 65537 slots) stays in L1; the slots do not.
+            let (word, bit) = (slot / 64, 1u64 << (slot % 64));
+            if taken[word] & bit == 0 {
+                taken[word] |= bit;
+                slots[slot] = ids[index];
+                break;
+            }
+        }
+    }
+    let mut empty: Vec<u64> = (0..m)
+        .filter(|&slot| taken[slot as usize / 64] & (1 << (slot % 64)) == 0)
+        .collect();
+    while !empty.is_empty() {
+        let index = turns.next();
+        let walk = &mut walks[index];
+        let inverse = inverse_mod_prime(walk.skip, m);
+        let next = walk.next;
+        let steps = |slot: u64| (if slot >= next { slot } else { slot + m } - next) * inverse % m;
+        let (nearest, _) = empty
+            .iter()
+            .enumerate()
+            .min_by_key(|&(_, &slot)| steps(slot))
+            .expect("a turn is taken only while a slot is empty");
+        let slot = empty.swap_remove(nearest);
+        slots[slot as usize] = ids[index];
+        walk.next = (slot + walk.skip) % m;
+    }
+}
+
+/// `x` such that `a * x = 1 (mod m)`, for prime `m` and `a` not a multiple of it (Fermat: `a^(m-2)`).
+fn inverse_mod_prime(a: u64, m: u64) -> u64 {
+    let (mut base, mut exponent, mut result) = (a % m, m - 2, 1u64);
+    while exponent > 0 {
+        if exponent & 1 == 1 {
+            result = result * base % m;
+        }
+        base = base * base % m;
+        exponent >>= 1;
+    }
+    result
 }
 
 /// A backend's preference list over a ring of size `M`: slot `(offset + j * skip) mod M` is its j-th choice.
@@ -313,10 +369,18 @@ struct Turns {
 
 /// The round of a backend's turn after `taken` turns; always at least one round after the previous turn.
 fn round_of_turn(taken: u64, weight: u64, max_weight: u64) -> u64 {
+    // The heaviest backends take every round: skip the division (a third of a ring's build).
+    if weight == max_weight {
+        return taken + 1;
+    }
     (2 * taken + 1) * max_weight / (2 * weight) + 1
 }
 
 enum TurnOrder {
+    /// Equal weights: one turn each per round, in key order (the paper's loop), no bookkeeping.
+    Cycle {
+        index: usize,
+    },
     Scan {
         round: u64,
         index: usize,
@@ -334,7 +398,11 @@ impl Turns {
         let max_weight = weights.iter().copied().max().unwrap_or(1);
         let total: u64 = weights.iter().sum();
         let scan = max_weight * weights.len() as u64 <= Self::SCAN_MAX_OVER_MEAN * total;
-        Turns::with_order(weights, scan)
+        let mut turns = Turns::with_order(weights, scan);
+        if max_weight * turns.weights.len() as u64 == total {
+            turns.order = TurnOrder::Cycle { index: 0 };
+        }
+        turns
     }
 
     fn with_order(weights: Vec<u64>, scan: bool) -> Turns {
@@ -365,8 +433,18 @@ impl Turns {
     }
 
     /// The key index of the backend whose turn it is; counts the turn as taken.
+    #[inline]
     fn next(&mut self) -> usize {
         let index = match &mut self.order {
+            TurnOrder::Cycle { index } => {
+                let turn = *index;
+                *index = if turn + 1 == self.weights.len() {
+                    0
+                } else {
+                    turn + 1
+                };
+                return turn;
+            }
             TurnOrder::Scan { round, index } => loop {
                 if *index == self.next_round.len() {
                     *round += 1;
@@ -408,7 +486,6 @@ mod tests {
         assert_eq!(ring_index(0, size), 0);
         assert!(hits.iter().all(|&h| (900..=1100).contains(&h)), "{hits:?}");
     }
-
 
     fn backends(n: u32) -> Vec<RingBackend> {
         (0..n)
@@ -486,6 +563,18 @@ mod tests {
             let heap = turn_sequence(weights, false, 5000);
             assert_eq!(scan, heap, "weights {weights:?}");
         }
+        // Equal weights cycle through the backends without bookkeeping, in the same order.
+        for weights in [&[1u64][..], &[1, 1, 1], &[4, 4, 4, 4, 4]] {
+            let u32s: Vec<u32> = weights.iter().map(|&w| w as u32).collect();
+            let mut turns = Turns::new(&u32s);
+            assert!(matches!(turns.order, TurnOrder::Cycle { .. }));
+            let cycle: Vec<usize> = (0..500).map(|_| turns.next()).collect();
+            assert_eq!(
+                cycle,
+                turn_sequence(weights, true, 500),
+                "weights {weights:?}"
+            );
+        }
     }
 
     #[test]
@@ -498,6 +587,76 @@ mod tests {
         // Fair: 4099 * 1000 / 1020 = 4018.6 for the heavy one, 4.02 for each other.
         assert_eq!(shares[&0], 4019);
         assert!((1..=20).all(|id| shares[&id] == 4), "{shares:?}");
+    }
+
+    /// The ring `Ring::build` would make if it switched to solving turns once `tail` slots are empty.
+    fn build_with_tail(backends: &[RingBackend], size: u32, tail: usize) -> Vec<u32> {
+        let serving: Vec<&RingBackend> = canonical_order(backends)
+            .unwrap()
+            .into_iter()
+            .filter(|b| b.weight > 0)
+            .collect();
+        let mut walks: Vec<Walk> = serving
+            .iter()
+            .map(|b| {
+                let p = permutation(&b.key, size);
+                Walk {
+                    next: p.offset as u64,
+                    skip: p.skip as u64,
+                }
+            })
+            .collect();
+        let weights: Vec<u32> = serving.iter().map(|b| b.weight).collect();
+        let ids: Vec<u32> = serving.iter().map(|b| b.id).collect();
+        let mut slots = vec![EMPTY_SLOT; size as usize];
+        fill(
+            &mut slots,
+            &mut walks,
+            &mut Turns::new(&weights),
+            &ids,
+            tail,
+        );
+        slots
+    }
+
+    #[test]
+    fn solving_the_last_turns_gives_the_ring_that_walking_gives() {
+        let mut mixed = backends(37);
+        for (i, b) in mixed.iter_mut().enumerate() {
+            b.weight = [1, 3, 0, 10, 2][i % 5];
+        }
+        let mut skewed = backends(21);
+        skewed[0].weight = 1000;
+        for (name, set) in [("equal", backends(7)), ("mixed", mixed), ("skewed", skewed)] {
+            for size in [257, 4099] {
+                let walked = build_with_tail(&set, size, 0);
+                // Solved from the first turn, from the default switch, and from a few slots before the end.
+                for tail in [size as usize, tail_start(size), 5] {
+                    assert_eq!(
+                        build_with_tail(&set, size, tail),
+                        walked,
+                        "{name} backends, {size} slots, solved for the last {tail}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            Ring::build(&backends(100), 65537).unwrap().slots(),
+            build_with_tail(&backends(100), 65537, 0).as_slice()
+        );
+    }
+
+    #[test]
+    fn inverse_mod_prime_inverts() {
+        for (a, m) in [
+            (1, 2),
+            (3, 7),
+            (24729, 65537),
+            (65536, 65537),
+            (12345, 4_294_967_291),
+        ] {
+            assert_eq!(a * inverse_mod_prime(a, m) % m, 1, "{a} mod {m}");
+        }
     }
 
     #[test]
