@@ -91,6 +91,15 @@ impl Ring {
     /// get no slots; if none has a weight above 0 the ring is empty (all
     /// [`EMPTY_SLOT`]). Keys and ids must be unique, and no id may be [`EMPTY_SLOT`].
     pub fn build(backends: &[RingBackend], size: u32) -> Result<Ring, MaglevError> {
+        Ring::build_solving_last(backends, size, tail_start(size))
+    }
+
+    /// [`Ring::build`], switching from walking to solving turns once `tail` slots are empty.
+    fn build_solving_last(
+        backends: &[RingBackend],
+        size: u32,
+        tail: usize,
+    ) -> Result<Ring, MaglevError> {
         if !is_prime(size) {
             return Err(MaglevError::SizeNotPrime(size));
         }
@@ -589,34 +598,10 @@ mod tests {
         assert!((1..=20).all(|id| shares[&id] == 4), "{shares:?}");
     }
 
-    /// The ring `Ring::build` would make if it switched to solving turns once `tail` slots are empty.
     fn build_with_tail(backends: &[RingBackend], size: u32, tail: usize) -> Vec<u32> {
-        let serving: Vec<&RingBackend> = canonical_order(backends)
+        Ring::build_solving_last(backends, size, tail)
             .unwrap()
-            .into_iter()
-            .filter(|b| b.weight > 0)
-            .collect();
-        let mut walks: Vec<Walk> = serving
-            .iter()
-            .map(|b| {
-                let p = permutation(&b.key, size);
-                Walk {
-                    next: p.offset as u64,
-                    skip: p.skip as u64,
-                }
-            })
-            .collect();
-        let weights: Vec<u32> = serving.iter().map(|b| b.weight).collect();
-        let ids: Vec<u32> = serving.iter().map(|b| b.id).collect();
-        let mut slots = vec![EMPTY_SLOT; size as usize];
-        fill(
-            &mut slots,
-            &mut walks,
-            &mut Turns::new(&weights),
-            &ids,
-            tail,
-        );
-        slots
+            .slots
     }
 
     #[test]
