@@ -166,11 +166,16 @@ impl Programmer for Kernel {
             }
             let (set_vips, after) = rest.split_at(vips);
             for chunk in set_vips.chunks(RINGS_AT_ONCE) {
-                let rings = build_rings(chunk, ring_size);
-                for (op, ring) in chunk.iter().zip(rings) {
-                    let Op::SetVip(key, entry) = op else {
-                        unreachable!("the run holds only SetVip ops")
-                    };
+                let vips: Vec<_> = chunk
+                    .iter()
+                    .filter_map(|op| match op {
+                        Op::SetVip(key, entry) => Some((op, key, entry.as_ref())),
+                        _ => None,
+                    })
+                    .collect();
+                let entries: Vec<&VipEntry> = vips.iter().map(|&(_, _, entry)| entry).collect();
+                let rings = build_rings(&entries, ring_size);
+                for ((op, key, entry), ring) in vips.into_iter().zip(rings) {
                     let ring = ring.map_err(|source| ProgramError::Ring {
                         op: op.to_string(),
                         source,
@@ -226,19 +231,16 @@ impl Programmer for Kernel {
 /// slots (256 KiB each at the default size) stay a small part of the daemon's memory.
 const RINGS_AT_ONCE: usize = 32;
 
-/// The rings of `set_vips` (all [`Op::SetVip`]), in their order, built on every core.
-fn build_rings(set_vips: &[Op], ring_size: u32) -> Vec<Result<Vec<u32>, MaglevError>> {
-    let build = |op: &Op| match op {
-        Op::SetVip(_, entry) => build_ring(entry, ring_size),
-        _ => unreachable!("only SetVip ops have rings"),
-    };
+/// The rings of `entries`, in their order, built on every core.
+fn build_rings(entries: &[&VipEntry], ring_size: u32) -> Vec<Result<Vec<u32>, MaglevError>> {
+    let build = |entry: &&VipEntry| build_ring(entry, ring_size);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cores == 1 || set_vips.len() == 1 {
-        return set_vips.iter().map(build).collect();
+    if cores == 1 || entries.len() == 1 {
+        return entries.iter().map(build).collect();
     }
-    let per_thread = set_vips.len().div_ceil(cores);
+    let per_thread = entries.len().div_ceil(cores);
     std::thread::scope(|scope| {
-        let workers: Vec<_> = set_vips
+        let workers: Vec<_> = entries
             .chunks(per_thread)
             .map(|part| scope.spawn(move || part.iter().map(build).collect::<Vec<_>>()))
             .collect();

@@ -134,7 +134,7 @@ impl Ring {
             &mut walks,
             &mut Turns::new(&weights),
             &ids,
-            tail_start(size),
+            tail,
         );
         Ok(Ring { slots })
     }
