@@ -69,13 +69,45 @@ pub fn backend_addr(k: u32) -> std::net::Ipv4Addr {
     bench_net::l3_backend(256 + k)
 }
 
-/// The generated config as TOML: VIP j is `vip{j:04}` at `many_vip(j)`, L3 DSR,
-/// Maglev, no health check, backends `backend_addr(0..backends)`.
+/// Which servers stand behind each VIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pools {
+    /// The same servers behind every VIP ([`backend_addr`]`(k)`): one Maglev placement serves all.
+    Shared,
+    /// Each VIP its own set: VIP `j` has the `backends` servers of a pool twice that size
+    /// starting at `j` (wrapping), so no two VIPs of a run of `2 * backends` share a placement,
+    /// while the next hops stay few (`2 * backends` addresses).
+    PerVip,
+}
+
+impl Pools {
+    /// Backend `k` of VIP `j`.
+    pub fn backend(self, scale: Scale, j: u32, k: u32) -> std::net::Ipv4Addr {
+        match self {
+            Pools::Shared => backend_addr(k),
+            Pools::PerVip => backend_addr((j + k) % (2 * scale.backends)),
+        }
+    }
+}
+
 /// The API token of the generated configs: changes over TCP need one.
 pub const BENCH_TOKEN: &str = "tula-bench-token-0123456789";
 
+/// The generated config as TOML: VIP j is `vip{j:04}` at `many_vip(j)`, L3 DSR,
+/// Maglev, no health check, backends `backend_addr(0..backends)`.
 pub fn config_toml(
     scale: Scale,
+    options: &LoadOptions,
+    pin_dir: &Path,
+    listen: SocketAddr,
+) -> String {
+    config_toml_with(scale, Pools::Shared, options, pin_dir, listen)
+}
+
+/// [`config_toml`] with the backends of `pools`.
+pub fn config_toml_with(
+    scale: Scale,
+    pools: Pools,
     options: &LoadOptions,
     pin_dir: &Path,
     listen: SocketAddr,
@@ -105,7 +137,12 @@ pub fn config_toml(
         )
         .unwrap();
         for k in 0..scale.backends {
-            writeln!(text, "  {{ address = \"{}\" }},", backend_addr(k)).unwrap();
+            writeln!(
+                text,
+                "  {{ address = \"{}\" }},",
+                pools.backend(scale, j, k)
+            )
+            .unwrap();
         }
         text.push_str("]\n");
     }
@@ -202,6 +239,8 @@ pub struct ControlReport {
     pub next_hop_us: Samples,
     /// Control::apply of the whole config to an empty daemon state, in seconds.
     pub first_apply: Samples,
+    /// The same with [`Pools::PerVip`]: a Maglev placement built for every VIP.
+    pub first_apply_own_pools: Samples,
     /// Control::apply adding or removing one backend of one VIP, in milliseconds.
     pub one_backend: Samples,
     /// The same, each change [`SPACED`] after the one before: what the
@@ -356,6 +395,21 @@ pub fn measure(size: Size, rounds: usize) -> ControlReport {
         }
         control.unload().expect("unloading the data plane");
     }
+    for round in 0..rounds {
+        let work = Workdir::new(&format!("own{round}"));
+        let listen = "127.0.0.1:9100".parse().unwrap();
+        let text = config_toml_with(scale, Pools::PerVip, &options, &work.pin_dir, listen);
+        let config = Config::from_toml_str(&text).expect("the generated config decodes");
+        let control = Control::start(work.control_options()).expect("starting Control");
+        let start = Instant::now();
+        control
+            .apply(config, "tula-bench: first apply, a pool per VIP")
+            .expect("applying the generated config");
+        report
+            .first_apply_own_pools
+            .push(start.elapsed().as_secs_f64());
+        control.unload().expect("unloading the data plane");
+    }
     report
 }
 
@@ -395,12 +449,20 @@ impl ControlReport {
         );
         println!(
             "  {:<62} {:>24}",
+            "  the same, every VIP its own pool of backends (s)",
+            self.first_apply_own_pools.show(2)
+        );
+        println!(
+            "  {:<62} {:>24}",
             "Control::apply, one backend added/removed on one VIP (ms)",
             self.one_backend.show(1)
         );
         println!(
             "  {:<62} {:>24}",
-            format!("  the same, {} ms after the change before (ms)", SPACED.as_millis()),
+            format!(
+                "  the same, {} ms after the change before (ms)",
+                SPACED.as_millis()
+            ),
             self.one_backend_spaced.show(1)
         );
         let total: u64 = self.map_memory.iter().map(|(_, bytes)| bytes).sum();

@@ -860,11 +860,46 @@ impl Writer {
                 .filter_map(|v| new_model.vip_index(&v.name));
             positions.collect::<Vec<usize>>()
         });
-        validate(&new_model.config, touched.as_deref()).map_err(ControlError::Invalid)?;
         let known = self
             .dataplane
             .as_ref()
             .is_some_and(|l| l.programmed.is_some());
+        // The first apply loads the data plane (mostly the kernel's verifier, a third of a
+        // second) on another core, while this one checks the config and lists the changes.
+        let load_now = self.dataplane.is_none();
+        let loader = &mut self.loader;
+        let (checked, load) = std::thread::scope(|scope| {
+            let loading = load_now.then(|| scope.spawn(|| loader(&new_model.config)));
+            let checked = validate(&new_model.config, touched.as_deref())
+                .map(|()| delta.diff(&old_model, &new_model));
+            let load = loading.map(|l| l.join().expect("loading the data plane does not panic"));
+            (checked, load)
+        });
+        // A data plane loaded by this apply is removed again if the apply fails.
+        let mut loaded_fresh = false;
+        match load {
+            Some(Ok((programmer, adopted))) => {
+                loaded_fresh = !adopted;
+                self.dataplane = Some(Loaded {
+                    programmer,
+                    pin_dir: new_model.config.pin_dir.clone(),
+                    // An adopted one with no revision of ours holds something unknown.
+                    programmed: (!adopted).then(DataplaneState::default),
+                });
+            }
+            // The config's own errors come first: they may be why it could not load.
+            Some(Err(error)) if checked.is_ok() => return Err(error),
+            Some(Err(_)) | None => {}
+        }
+        let changes = match checked {
+            Ok(changes) => changes,
+            Err(errors) => {
+                if loaded_fresh {
+                    self.drop_fresh_dataplane();
+                }
+                return Err(ControlError::Invalid(errors));
+            }
+        };
         let agreed_elsewhere = agreed.is_some();
         // A followed revision is recorded even when it changes nothing here, so the numbers stay the cluster's.
         if delta.is_empty() && known && !agreed_elsewhere {
@@ -876,18 +911,6 @@ impl Writer {
         let config = &new_model.config;
         let rolled_back_to = self.revision;
 
-        // A data plane loaded by this apply is removed again if the apply fails.
-        let mut loaded_fresh = false;
-        if self.dataplane.is_none() {
-            let (programmer, adopted) = (self.loader)(config)?;
-            loaded_fresh = !adopted;
-            self.dataplane = Some(Loaded {
-                programmer,
-                pin_dir: config.pin_dir.clone(),
-                // An adopted one with no revision of ours holds something unknown.
-                programmed: (!adopted).then(DataplaneState::default),
-            });
-        }
         let loaded = self.dataplane.as_mut().expect("loaded above");
         warn_on_reload_settings(loaded, config);
 
@@ -927,8 +950,6 @@ impl Writer {
                 return Err(error);
             }
         };
-        // The same list as `diff` of both configs, without walking the VIPs left alone.
-        let changes = delta.diff(&old_model, &new_model);
         drop(delta);
         let info = match agreed {
             Some(info) => info,

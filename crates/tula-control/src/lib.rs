@@ -36,6 +36,7 @@ mod flows;
 mod health;
 mod host;
 mod ids;
+mod placements;
 mod plan;
 mod program;
 mod snapshot;

@@ -6,9 +6,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use tracing::debug;
-use tula_dataplane::{round_robin_ring, Dataplane, DataplaneError, Scheduler};
-use tula_maglev::{MaglevError, Ring};
+use tula_dataplane::{Dataplane, DataplaneError};
+use tula_maglev::MaglevError;
 
+use crate::placements::{Placements, RINGS_AT_ONCE};
 use crate::plan::{DataplaneState, Op, VipEntry};
 
 /// A data-plane operation that failed, and why.
@@ -147,10 +148,10 @@ impl Kernel {
 
 impl Programmer for Kernel {
     fn run(&mut self, ops: &[Op]) -> Result<(), ProgramError> {
-        let ring_size = self.dataplane.ring_size();
+        let mut placements = Placements::new(self.dataplane.ring_size());
         let mut rest = ops;
         while let Some(op) = rest.first() {
-            // A run of VIPs to set: their rings are built on every core, then written in order.
+            // A run of VIPs to set: rings built on every core, one placement a pool, written in order.
             let vips = rest
                 .iter()
                 .take_while(|op| matches!(op, Op::SetVip(..)))
@@ -174,7 +175,7 @@ impl Programmer for Kernel {
                     })
                     .collect();
                 let entries: Vec<&VipEntry> = vips.iter().map(|&(_, _, entry)| entry).collect();
-                let rings = build_rings(&entries, ring_size);
+                let rings = placements.rings(&entries);
                 for ((op, key, entry), ring) in vips.into_iter().zip(rings) {
                     let ring = ring.map_err(|source| ProgramError::Ring {
                         op: op.to_string(),
@@ -227,43 +228,6 @@ impl Programmer for Kernel {
     }
 }
 
-/// Rings built at once: enough to keep every core busy, few enough that their
-/// slots (256 KiB each at the default size) stay a small part of the daemon's memory.
-const RINGS_AT_ONCE: usize = 32;
-
-/// The rings of `entries`, in their order, built on every core.
-fn build_rings(entries: &[&VipEntry], ring_size: u32) -> Vec<Result<Vec<u32>, MaglevError>> {
-    let build = |entry: &&VipEntry| build_ring(entry, ring_size);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cores == 1 || entries.len() == 1 {
-        return entries.iter().map(build).collect();
-    }
-    let per_thread = entries.len().div_ceil(cores);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = entries
-            .chunks(per_thread)
-            .map(|part| scope.spawn(move || part.iter().map(build).collect::<Vec<_>>()))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|worker| worker.join().expect("building a ring does not panic"))
-            .collect()
-    })
-}
-
-/// The ring for a VIP entry, `ring_size` slots: Maglev for the hashing
-/// schedulers, the interleaved turns of `round_robin_ring` for the round robins.
-pub(crate) fn build_ring(entry: &VipEntry, ring_size: u32) -> Result<Vec<u32>, MaglevError> {
-    match entry.spec.scheduler {
-        Scheduler::Maglev | Scheduler::SourceHash => {
-            Ring::build(&entry.ring, ring_size).map(|ring| ring.slots().to_vec())
-        }
-        Scheduler::RoundRobin | Scheduler::WeightedRoundRobin => {
-            Ok(round_robin_ring(&entry.ring, ring_size))
-        }
-    }
-}
-
 /// What `dataplane` holds, in terms of `wanted`: a VIP whose spec or ring
 /// differs from the wanted one is left out (so it is set again), and
 /// interface specs are unknown (so they are set again).
@@ -272,6 +236,7 @@ pub(crate) fn read_state(
     wanted: &DataplaneState,
 ) -> Result<DataplaneState, ProgramError> {
     let text = |source: DataplaneError| ProgramError::ReadBack { source };
+    let mut placements = Placements::new(dataplane.ring_size());
     let mut state = DataplaneState {
         icmp: Some(dataplane.icmp().map_err(text)?),
         ..DataplaneState::default()
@@ -292,7 +257,10 @@ pub(crate) fn read_state(
                     .map_err(text)?
                     .map(|(_, slots)| slots);
                 // A ring that cannot be built is not held: it is set again (and fails there).
-                let expected = build_ring(entry, dataplane.ring_size()).ok();
+                let expected = placements
+                    .rings(&[entry.as_ref()])
+                    .pop()
+                    .and_then(Result::ok);
                 if held.is_some() && held == expected {
                     state.vips.insert(key, entry.clone());
                 }

@@ -398,6 +398,26 @@ fn assert_unchanged(
 }
 
 #[test]
+fn an_invalid_first_apply_removes_the_data_plane_loaded_beside_its_checks() {
+    let setup = Setup::new("invalid-first", 4096);
+    let control = setup.control();
+    // The first apply loads the data plane while it validates: this config fails validation.
+    let mut invalid = config(2, 3, "");
+    invalid.interfaces = vec!["tula-missing0".into()];
+    match control.apply(invalid, "test") {
+        Err(ControlError::Invalid(errors)) => {
+            assert!(errors.to_string().contains("tula-missing0"), "{errors}")
+        }
+        other => panic!("expected the config's errors, got {other:?}"),
+    }
+    assert_eq!(setup.log.lock().unwrap().loads, 1);
+    assert!(setup.ops().is_empty(), "nothing programmed: {:?}", setup.ops());
+    // It was removed again: the next apply loads a fresh one.
+    control.apply(config(2, 3, ""), "test").unwrap();
+    assert_eq!(setup.log.lock().unwrap().loads, 2);
+}
+
+#[test]
 fn a_failed_data_plane_step_leaves_file_store_and_data_plane_as_before() {
     let setup = Setup::new("program-fails", 4096);
     let control = setup.control();
