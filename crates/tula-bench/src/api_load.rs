@@ -29,6 +29,8 @@ use crate::size::Size;
 pub const CLIENTS: usize = 100;
 /// Idle time after the load before the RSS is read again (the issue asks for a minute at most).
 const IDLE: Duration = Duration::from_secs(30);
+/// How long after the drains [`ApiReport::rss_settled`] is read.
+const SETTLE: Duration = Duration::from_secs(1);
 const LISTEN: &str = "127.0.0.1:9100";
 
 /// The `tula` executable: `TULA_BIN`, or `tula` in the target directory this
@@ -230,6 +232,9 @@ pub struct ApiReport {
     pub rss_after_gets: u64,
     pub rss: u64,
     pub rss_peak: u64,
+    /// RSS a second after the drains: the writer trims the heap once its last
+    /// reply is out, so `rss` may still hold the last apply's working set.
+    pub rss_settled: u64,
     /// RSS after `idle` of nothing: what the daemon gives back.
     pub rss_idle: u64,
     pub idle: Duration,
@@ -477,8 +482,10 @@ pub fn measure(ns: &Netns, size: Size, scale: Scale, plan: ApiLoad) -> ApiReport
             .expect("entering the namespace");
     }
     let (rss, rss_peak) = daemon.rss();
+    std::thread::sleep(SETTLE);
+    let (rss_settled, _) = daemon.rss();
     let idle = size.pick(Duration::from_secs(1), IDLE);
-    std::thread::sleep(idle);
+    std::thread::sleep(idle.saturating_sub(SETTLE));
     let (rss_idle, _) = daemon.rss();
     ApiReport {
         scale,
@@ -487,6 +494,7 @@ pub fn measure(ns: &Netns, size: Size, scale: Scale, plan: ApiLoad) -> ApiReport
         rss_after_gets,
         rss,
         rss_peak,
+        rss_settled,
         rss_idle,
         idle,
         map_memory,
@@ -521,6 +529,11 @@ impl ApiReport {
                 mib(self.rss),
                 mib(self.rss_peak)
             )
+        );
+        println!(
+            "  {:<52} {:>44}",
+            format!("RSS {} s after the drains", SETTLE.as_secs()),
+            mib(self.rss_settled)
         );
         println!(
             "  {:<52} {:>44}",

@@ -45,7 +45,7 @@ mod store;
 #[cfg(test)]
 mod writer_tests;
 
-pub use control::{ClusterStore, Command, Control, Edit, EditRefused, Reply};
+pub use control::{limit_heap_arenas, ClusterStore, Command, Control, Edit, EditRefused, Reply};
 pub use flows::{BackendFlows, FlowOptions, FlowSample, FlowSampler};
 pub use host::host_facts;
 pub use ids::{CapacityError, IdKind};

@@ -71,6 +71,7 @@ pub fn run(args: ServeArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         },
         bgp: args.bgp.options(),
     };
+    tula_control::limit_heap_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
