@@ -302,9 +302,12 @@ struct ring_chunk {
 	__u32 slots[RING_CHUNK_SLOTS];
 };
 
-/* RING_SLOTS rings of ring_chunks chunks each, laid end to end. */
+/* RING_SLOTS rings of ring_chunks chunks each, laid end to end. Mmapable so
+ * that user space writes a whole (free) ring with one copy instead of an
+ * update per chunk. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct ring_chunk);
 	__uint(max_entries, RING_SLOTS * ((DEFAULT_RING_SIZE + RING_CHUNK_SLOTS - 1) / RING_CHUNK_SLOTS));

@@ -124,6 +124,8 @@ pub struct Dataplane {
     pub(crate) vips: HashMap<MapData, abi::VipKey, abi::VipMeta>,
     backends: Array<MapData, abi::Backend>,
     ring: Array<MapData, abi::RingChunk>,
+    /// Whether `ring` is mmapable (not if an older build pinned it): rings are then written by a copy.
+    ring_mmapable: bool,
     layout: Array<MapData, abi::Layout>,
     pub(crate) conns: Array<MapData, abi::ConnBucket>,
     ifaces: HashMap<MapData, u32, abi::Iface>,
@@ -352,11 +354,20 @@ impl Dataplane {
             let (_, meta) = entry.map_err(map_err("vips6", "listing VIPs"))?;
             in_use.push(meta.ring);
         }
+        let ring: Array<MapData, abi::RingChunk> = maps.typed("ring")?;
+        let ring_mmapable = ring
+            .map()
+            .info()
+            .map_err(map_err("ring", "reading its flags"))?
+            .map_flags()
+            & rings::BPF_F_MMAPABLE
+            != 0;
         Ok(Dataplane {
             program,
             vips,
             backends,
-            ring: maps.typed("ring")?,
+            ring,
+            ring_mmapable,
             layout: maps.typed("layout")?,
             conns: maps.typed("conns")?,
             ifaces: maps.typed("ifaces")?,
@@ -695,19 +706,25 @@ impl Dataplane {
                 vip: key.to_string(),
                 rings: self.max_vips + abi::SPARE_RINGS,
             })?;
-        let chunks = rings::to_chunks(ring);
-        let write = rings::write_batch(
-            self.ring.map().fd(),
-            new_ring * abi::ring_chunks(self.ring_size),
-            &chunks,
-        );
+        let write = match self.ring_mmapable {
+            true => rings::write_mapped(self.ring.map().fd(), new_ring, self.ring_size, ring),
+            false => rings::write_batch(
+                self.ring.map().fd(),
+                new_ring * abi::ring_chunks(self.ring_size),
+                &rings::to_chunks(ring),
+            ),
+        };
         if let Err(e) = write {
             self.free_rings.release(new_ring);
             return Err(DataplaneError::Map {
                 map: "ring",
                 what: format!("writing ring {new_ring} for VIP {key}"),
                 source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                    call: "BPF_MAP_UPDATE_BATCH",
+                    call: if self.ring_mmapable {
+                        "mmap"
+                    } else {
+                        "BPF_MAP_UPDATE_BATCH"
+                    },
                     io_error: e,
                 }),
             });

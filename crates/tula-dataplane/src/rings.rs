@@ -104,6 +104,65 @@ impl FreeRings {
     }
 }
 
+/// `BPF_F_MMAPABLE`: the map's elements can be mapped into user space.
+pub(crate) const BPF_F_MMAPABLE: u32 = 1 << 10;
+
+/// Writes `slots` as ring number `ring` (of `ring_size` slots; the last
+/// chunk's tail [`EMPTY_SLOT`]) of the mmapable ring map `map`, through a
+/// mapping of just the pages that hold it: one copy instead of a batch update
+/// that the kernel runs element by element. The mapping is dropped at once, so
+/// the ring map's pages never count in the daemon's resident memory.
+pub(crate) fn write_mapped(
+    map: impl AsFd,
+    ring: u32,
+    ring_size: u32,
+    slots: &[u32],
+) -> std::io::Result<()> {
+    let per_ring = abi::ring_chunks(ring_size) as usize * abi::RING_CHUNK_SLOTS as usize;
+    let slot_bytes = std::mem::size_of::<u32>();
+    assert!(
+        slots.len() <= per_ring,
+        "{} slots for a ring of {ring_size}",
+        slots.len()
+    );
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
+    let start = ring as usize * per_ring * slot_bytes;
+    let first_page = start / page * page;
+    let length = (start + per_ring * slot_bytes).div_ceil(page) * page - first_page;
+    // SAFETY: a fresh shared mapping of the map's fd; the kernel refuses a
+    // range beyond the map or a map that is not mmapable.
+    let address = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            length,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            map.as_fd().as_raw_fd(),
+            first_page as libc::off_t,
+        )
+    };
+    if address == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the ring lies within the mapping (it spans the ring's pages). The
+    // ring is a free one: no VIP points at it, so only a packet that took it
+    // before its VIP moved on can read it, as with a batch update.
+    let ring_slots = unsafe {
+        std::slice::from_raw_parts_mut(
+            address.cast::<u8>().add(start - first_page).cast::<u32>(),
+            per_ring,
+        )
+    };
+    ring_slots[..slots.len()].copy_from_slice(slots);
+    ring_slots[slots.len()..].fill(EMPTY_SLOT);
+    // The VIP is pointed at this ring only after every slot is stored.
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: unmaps exactly what was mapped above; `ring_slots` is not used after.
+    unsafe { libc::munmap(address, length) };
+    Ok(())
+}
+
 /// BPF_MAP_UPDATE_BATCH's part of `union bpf_attr` (aya 0.14 has no batch call).
 #[repr(C)]
 struct BatchAttr {

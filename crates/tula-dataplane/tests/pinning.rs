@@ -242,3 +242,42 @@ fn flows_and_counters_survive_a_switch_to_layout_2_and_the_upgrade_back() {
         adopted.teardown().unwrap();
     });
 }
+
+/// bpf/obj/balancer.o as committed at 127870b, the last build of map layout 5
+/// whose ring map is not mmapable.
+const UNMAPPED_RING_OBJECT: &[u8] = include_bytes!("fixtures/balancer-layout5-unmapped-ring.o");
+
+#[test]
+fn a_ring_map_pinned_by_a_build_that_cannot_map_it_is_still_written() {
+    let pins = PinDir(PathBuf::from(format!(
+        "/sys/fs/bpf/tula-test-unmapped-{}",
+        std::process::id()
+    )));
+    let options = LoadOptions {
+        pin_dir: Some(pins.0.clone()),
+        ..small_options()
+    };
+    in_lab_with("unmapped", &options, |f| {
+        f.add_backend(1, routed_backend(1));
+        f.add_backend(2, routed_backend(2));
+        let key = vip_key(80, Protocol::Tcp);
+        let ones = vec![1; f.dataplane.ring_size() as usize];
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ones);
+        // The same layout from the build before the ring map became mmapable.
+        let older = tula_dataplane::Build {
+            object: UNMAPPED_RING_OBJECT,
+            layout_version: tula_dataplane::abi::LAYOUT_VERSION,
+        };
+        tula_dataplane::switch_build(&pins.0, &older).unwrap();
+        let mut adopted = Dataplane::open_pinned(&pins.0).unwrap();
+        let twos = vec![2; adopted.ring_size() as usize];
+        let spec = adopted.vips().unwrap()[0].1;
+        adopted.set_vip(&key, &spec, &twos).unwrap();
+        assert_eq!(adopted.vip_ring(&key).unwrap().unwrap().1, twos);
+        let frame = tcp_frame(f.lb_mac, client(20_000), vip(80));
+        let (action, out) = adopted.test_run(&frame, Some(f.ingress)).unwrap();
+        assert_eq!(action, XdpAction::Tx);
+        assert_eq!(out[33], 2, "a new flow follows the ring written without a mapping");
+        adopted.teardown().unwrap();
+    });
+}
