@@ -16,6 +16,24 @@ use tula_net::Netns;
 /// Removes the pin directory even if the test fails half way.
 struct PinDir(PathBuf);
 
+impl PinDir {
+    /// `/sys/fs/bpf/tula-test-<name>-<pid>`.
+    fn new(name: &str) -> PinDir {
+        PinDir(PathBuf::from(format!(
+            "/sys/fs/bpf/tula-test-{name}-{}",
+            std::process::id()
+        )))
+    }
+
+    /// The tests' small sizes, pinned here.
+    fn options(&self) -> LoadOptions {
+        LoadOptions {
+            pin_dir: Some(self.0.clone()),
+            ..small_options()
+        }
+    }
+}
+
 impl Drop for PinDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -24,17 +42,11 @@ impl Drop for PinDir {
 
 #[test]
 fn a_pinned_balancer_is_adopted_and_torn_down() {
-    let pins = PinDir(PathBuf::from(format!(
-        "/sys/fs/bpf/tula-test-{}",
-        std::process::id()
-    )));
+    let pins = PinDir::new("adopt");
     let ns = Netns::create(&format!("tdp-pin-{}", std::process::id())).unwrap();
     ns.run(|| {
         build_topology();
-        let options = LoadOptions {
-            pin_dir: Some(pins.0.clone()),
-            ..small_options()
-        };
+        let options = pins.options();
         let mut first = Dataplane::load(&options).unwrap();
         assert_eq!(first.attach("lb0").unwrap(), AttachMode::Native);
         for key in ["forwarding", "accept_local"] {
@@ -132,15 +144,9 @@ fn xdp_attached(ifname: &str) -> bool {
 
 #[test]
 fn the_pinned_layout_version_is_read_without_adopting_and_an_unknown_one_is_refused() {
-    let pins = PinDir(PathBuf::from(format!(
-        "/sys/fs/bpf/tula-test-layout-{}",
-        std::process::id()
-    )));
+    let pins = PinDir::new("layout");
     assert_eq!(tula_dataplane::pinned_build(&pins.0).unwrap(), None);
-    let options = LoadOptions {
-        pin_dir: Some(pins.0.clone()),
-        ..small_options()
-    };
+    let options = pins.options();
     drop(Dataplane::load(&options).unwrap());
     let pinned = tula_dataplane::pinned_build(&pins.0).unwrap().unwrap();
     assert_eq!(pinned.layout_version, tula_dataplane::abi::LAYOUT_VERSION);
@@ -174,14 +180,8 @@ const LAYOUT2_OBJECT: &[u8] = include_bytes!("fixtures/balancer-layout2.o");
 
 #[test]
 fn flows_and_counters_survive_a_switch_to_layout_2_and_the_upgrade_back() {
-    let pins = PinDir(PathBuf::from(format!(
-        "/sys/fs/bpf/tula-test-switch-{}",
-        std::process::id()
-    )));
-    let options = LoadOptions {
-        pin_dir: Some(pins.0.clone()),
-        ..small_options()
-    };
+    let pins = PinDir::new("switch");
+    let options = pins.options();
     in_lab_with("switch", &options, |f| {
         f.add_backend(1, routed_backend(1));
         f.add_backend(2, routed_backend(2));
@@ -249,14 +249,8 @@ const UNMAPPED_RING_OBJECT: &[u8] = include_bytes!("fixtures/balancer-layout5-un
 
 #[test]
 fn a_ring_map_pinned_by_a_build_that_cannot_map_it_is_still_written() {
-    let pins = PinDir(PathBuf::from(format!(
-        "/sys/fs/bpf/tula-test-unmapped-{}",
-        std::process::id()
-    )));
-    let options = LoadOptions {
-        pin_dir: Some(pins.0.clone()),
-        ..small_options()
-    };
+    let pins = PinDir::new("unmapped");
+    let options = pins.options();
     in_lab_with("unmapped", &options, |f| {
         f.add_backend(1, routed_backend(1));
         f.add_backend(2, routed_backend(2));
