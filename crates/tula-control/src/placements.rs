@@ -9,7 +9,6 @@
 //! then cost one build, not one each.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use tula_dataplane::{round_robin_ring, Scheduler};
 use tula_maglev::{MaglevError, Ring, RingBackend, EMPTY_SLOT};
@@ -27,7 +26,7 @@ const PLACEMENTS_KEPT: usize = 16;
 type Members = Vec<(String, u32)>;
 
 /// A ring whose slots hold positions in a [`Members`] list (or [`EMPTY_SLOT`]).
-type Placement = Arc<Vec<u32>>;
+type Placement = Vec<u32>;
 
 /// Rings for VIP entries, with the placements built recently kept for reuse.
 pub(crate) struct Placements {
@@ -58,9 +57,7 @@ impl Placements {
         let built: HashMap<&Members, Result<Placement, MaglevError>> = missing
             .iter()
             .copied()
-            .zip(on_every_core(&missing, |m| {
-                build_placement(m, ring_size).map(Arc::new)
-            }))
+            .zip(on_every_core(&missing, |m| build_placement(m, ring_size)))
             .collect();
         let kept = &self.kept;
         let pairs: Vec<_> = entries.iter().zip(&members).collect();
