@@ -452,8 +452,7 @@ pub fn measure(ns: &Netns, size: Size, scale: Scale, plan: ApiLoad) -> ApiReport
     let mut get_cpu_daemon = Samples::default();
     let mut get_cpu_clients = Samples::default();
     for _ in 0..plan.get_batches {
-        let (daemon_before, clients_before) =
-            (daemon.cpu_seconds(), cpu_seconds("/proc/self/stat"));
+        let (daemon_before, clients_before) = (daemon.cpu_seconds(), cpu_seconds("/proc/self/stat"));
         let bodies = Mutex::new(Vec::new());
         let values = load(ns, plan.gets_per_client, |agent, _, _| {
             let (status, body) = get_vips(agent);

@@ -348,20 +348,9 @@ pub fn measure(size: Size, rounds: usize) -> ControlReport {
         .push(time_next_hop(scale.backends.min(100)).as_secs_f64() * 1e6);
 
     for round in 0..rounds {
-        let work = Workdir::new(&format!("cp{round}"));
-        let text = config_toml(
-            scale,
-            &options,
-            &work.pin_dir,
-            "127.0.0.1:9100".parse().unwrap(),
-        );
-        let config = Config::from_toml_str(&text).expect("the generated config decodes");
-        let control = Control::start(work.control_options()).expect("starting Control");
-        let start = Instant::now();
-        control
-            .apply(config.clone(), "tula-bench: first apply")
-            .expect("applying the generated config");
-        report.first_apply.push(start.elapsed().as_secs_f64());
+        let (work, control, config, seconds) =
+            first_apply(scale, Pools::Shared, &options, &format!("cp{round}"));
+        report.first_apply.push(seconds);
         if round == 0 {
             report.map_memory = Dataplane::open_pinned(&work.pin_dir)
                 .expect("opening the applied data plane")
@@ -396,21 +385,34 @@ pub fn measure(size: Size, rounds: usize) -> ControlReport {
         control.unload().expect("unloading the data plane");
     }
     for round in 0..rounds {
-        let work = Workdir::new(&format!("own{round}"));
-        let listen = "127.0.0.1:9100".parse().unwrap();
-        let text = config_toml_with(scale, Pools::PerVip, &options, &work.pin_dir, listen);
-        let config = Config::from_toml_str(&text).expect("the generated config decodes");
-        let control = Control::start(work.control_options()).expect("starting Control");
-        let start = Instant::now();
-        control
-            .apply(config, "tula-bench: first apply, a pool per VIP")
-            .expect("applying the generated config");
-        report
-            .first_apply_own_pools
-            .push(start.elapsed().as_secs_f64());
+        let (_work, control, _, seconds) =
+            first_apply(scale, Pools::PerVip, &options, &format!("own{round}"));
+        report.first_apply_own_pools.push(seconds);
         control.unload().expect("unloading the data plane");
     }
     report
+}
+
+/// A fresh Control in a new `Workdir` named `name`, and the time its first
+/// apply of the generated config with `pools` took, in seconds.
+fn first_apply(
+    scale: Scale,
+    pools: Pools,
+    options: &LoadOptions,
+    name: &str,
+) -> (Workdir, Control, Config, f64) {
+    let work = Workdir::new(name);
+    let listen = "127.0.0.1:9100".parse().unwrap();
+    let text = config_toml_with(scale, pools, options, &work.pin_dir, listen);
+    let config = Config::from_toml_str(&text).expect("the generated config decodes");
+    let control = Control::start(work.control_options()).expect("starting Control");
+    let applied = config.clone();
+    let start = Instant::now();
+    control
+        .apply(applied, &format!("tula-bench: first apply, {pools:?} pools"))
+        .expect("applying the generated config");
+    let seconds = start.elapsed().as_secs_f64();
+    (work, control, config, seconds)
 }
 
 impl ControlReport {
@@ -459,10 +461,7 @@ impl ControlReport {
         );
         println!(
             "  {:<62} {:>24}",
-            format!(
-                "  the same, {} ms after the change before (ms)",
-                SPACED.as_millis()
-            ),
+            format!("  the same, {} ms after the change before (ms)", SPACED.as_millis()),
             self.one_backend_spaced.show(1)
         );
         let total: u64 = self.map_memory.iter().map(|(_, bytes)| bytes).sum();

@@ -360,7 +360,7 @@ impl Dataplane {
             .info()
             .map_err(map_err("ring", "reading its flags"))?
             .map_flags()
-            & rings::BPF_F_MMAPABLE
+            & aya_obj::generated::BPF_F_MMAPABLE
             != 0;
         Ok(Dataplane {
             program,
@@ -706,12 +706,18 @@ impl Dataplane {
                 vip: key.to_string(),
                 rings: self.max_vips + abi::SPARE_RINGS,
             })?;
-        let write = match self.ring_mmapable {
-            true => rings::write_mapped(self.ring.map().fd(), new_ring, self.ring_size, ring),
-            false => rings::write_batch(
-                self.ring.map().fd(),
-                new_ring * abi::ring_chunks(self.ring_size),
-                &rings::to_chunks(ring),
+        let (call, write) = match self.ring_mmapable {
+            true => (
+                "mmap",
+                rings::write_mapped(self.ring.map().fd(), new_ring, self.ring_size, ring),
+            ),
+            false => (
+                "BPF_MAP_UPDATE_BATCH",
+                rings::write_batch(
+                    self.ring.map().fd(),
+                    new_ring * abi::ring_chunks(self.ring_size),
+                    &rings::to_chunks(ring),
+                ),
             ),
         };
         if let Err(e) = write {
@@ -720,11 +726,7 @@ impl Dataplane {
                 map: "ring",
                 what: format!("writing ring {new_ring} for VIP {key}"),
                 source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                    call: if self.ring_mmapable {
-                        "mmap"
-                    } else {
-                        "BPF_MAP_UPDATE_BATCH"
-                    },
+                    call,
                     io_error: e,
                 }),
             });

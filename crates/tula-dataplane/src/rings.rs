@@ -104,9 +104,6 @@ impl FreeRings {
     }
 }
 
-/// `BPF_F_MMAPABLE`: the map's elements can be mapped into user space.
-pub(crate) const BPF_F_MMAPABLE: u32 = 1 << 10;
-
 /// Writes `slots` as ring number `ring` (of `ring_size` slots; the last
 /// chunk's tail [`EMPTY_SLOT`]) of the mmapable ring map `map`, through a
 /// mapping of just the pages that hold it: one copy instead of a batch update
