@@ -39,6 +39,8 @@ export TULA_BIN="$PWD/target/release/tula"
 if [ "$what" != control ]; then
   echo; echo "== per-packet cost (BPF_PROG_TEST_RUN, crates/tula-dataplane/benches/packet_cost.rs)"
   cargo bench --locked -p tula-dataplane --bench packet_cost
+  echo; echo "== memory cost of one random read (what a new flow's table bucket costs, crates/tula-dataplane/benches/memory_cost.rs)"
+  cargo bench --locked -p tula-dataplane --bench memory_cost
   echo; echo "== data plane (live frames through the balancer, crates/tula-bench/benches/dataplane.rs)"
   cargo bench --locked -p tula-bench --bench dataplane
 fi

@@ -26,14 +26,11 @@ mod support;
 use std::net::{Ipv4Addr, SocketAddrV4, SocketAddrV6};
 use std::time::Duration;
 
-use aya::programs::Xdp;
-use aya::{Ebpf, TestRun, TestRunOptions};
+use support::timed::TimedObject;
 use support::*;
 use tula_dataplane::{
-    xdp_md, Counter, Dataplane, Dsr, LoadOptions, Protocol, Scheduler, VipSpec, XdpAction,
+    Counter, Dataplane, Dsr, LoadOptions, Protocol, Scheduler, VipSpec, XdpAction,
 };
-
-static FLOOR_OBJECT: &[u8] = include_bytes!("../../../bpf/obj/bench_floor.o");
 
 struct Config {
     packets: usize,
@@ -60,43 +57,6 @@ fn config() -> Config {
                 ..LoadOptions::default()
             },
         }
-    }
-}
-
-/// The floor program, loaded from its own object.
-struct Floor {
-    _ebpf: Ebpf,
-}
-
-impl Floor {
-    fn load() -> Floor {
-        let mut ebpf = Ebpf::load(FLOOR_OBJECT).expect("loading bench_floor.o");
-        let program: &mut Xdp = ebpf.program_mut("bench_floor").unwrap().try_into().unwrap();
-        program.load().expect("verifying bench_floor");
-        Floor { _ebpf: ebpf }
-    }
-
-    fn program(&self) -> &Xdp {
-        self._ebpf
-            .program("bench_floor")
-            .unwrap()
-            .try_into()
-            .unwrap()
-    }
-
-    /// One test run, with the same context the balancer gets; returns (verdict code, kernel time).
-    fn run(&self, frame: &[u8], ingress: u32, repeat: u32) -> (u32, Duration) {
-        let ctx = xdp_md(frame.len(), ingress);
-        let result = self
-            .program()
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                ctx_in: Some(&ctx),
-                repeat,
-                ..TestRunOptions::default()
-            })
-            .expect("test run of bench_floor");
-        (result.return_value, result.duration)
     }
 }
 
@@ -152,10 +112,10 @@ fn time_balancer(dp: &Dataplane, case: &Case, ingress: u32, packets: usize, repe
     total.as_nanos() as f64 / packets as f64
 }
 
-fn time_floor(floor: &Floor, frame: &[u8], ingress: u32, packets: usize, repeat: u32) -> f64 {
+fn time_floor(floor: &TimedObject, frame: &[u8], ingress: u32, packets: usize, repeat: u32) -> f64 {
     let mut total = Duration::ZERO;
     for _ in 0..packets {
-        let (code, time) = floor.run(frame, ingress, repeat);
+        let (code, time) = floor.run("bench_floor", frame, ingress, repeat);
         assert_eq!(code, 3, "floor: XDP_TX expected");
         total += time;
     }
@@ -259,7 +219,7 @@ fn bench(config: &Config) {
     let ring6: Vec<u32> = (0..dp.ring_size()).map(|slot| 20 + slot % 16).collect();
     dp.set_vip(&vip6_key(80, Protocol::Tcp), &spec(4, Dsr::L3Ipip), &ring6)
         .unwrap();
-    let floor = Floor::load();
+    let floor = TimedObject::floor();
 
     let established = tcp_frame(lb_mac, client(5555), vip(80));
     let l2_established = tcp_frame(lb_mac, client(5556), vip(8080));

@@ -187,7 +187,7 @@ impl DecapProgram {
     /// Pins the maps, attaches the program to `interface` and pins the link
     /// in `pin_dir`, so it stays attached after this process exits.
     pub fn attach_pinned(mut self, interface: &str, pin_dir: &Path) -> Result<(), DecapError> {
-        std::fs::create_dir_all(pin_dir).map_err(|e| DecapError::io(format!("creating {}", pin_dir.display()), e))?;
+        create_pin_dir(pin_dir)?;
         for name in [LOCAL_MAP, VIPS_MAP, LOCAL6_MAP, VIPS6_MAP, STATS_MAP] {
             let path = pin_dir.join(name);
             self.ebpf
@@ -307,9 +307,22 @@ impl PinnedDecap {
     }
 }
 
+/// Creates `dir` and its parents. The shared tula-decap directory may vanish
+/// between the two (the last [`remove_pins`] of another namespace removes it
+/// when empty): then it is made again.
+fn create_pin_dir(dir: &Path) -> Result<(), DecapError> {
+    let mut tries = 0;
+    loop {
+        match std::fs::create_dir_all(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 5 => tries += 1,
+            result => return result.map_err(|e| DecapError::io(format!("creating {}", dir.display()), e)),
+        }
+    }
+}
+
 /// Removes the pins in `dir` (link first, which detaches the program), then
-/// `dir`. Missing pins are fine. The shared tula-decap directory stays: a
-/// setup in another namespace may be creating its own directory in it.
+/// `dir`, then the shared tula-decap directory if no other namespace's pins
+/// are left in it. Missing pins are fine.
 pub(crate) fn remove_pins(dir: &Path) -> Result<(), DecapError> {
     let link = dir.join(LINK_PIN);
     if link.exists() {
@@ -330,7 +343,20 @@ pub(crate) fn remove_pins(dir: &Path) -> Result<(), DecapError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(DecapError::io(format!("removing {}", dir.display()), e)),
     }
-    Ok(())
+    match dir.parent() {
+        Some(shared) if shared.file_name() == Some(PIN_DIR.as_ref()) => remove_if_empty(shared),
+        _ => Ok(()),
+    }
+}
+
+/// Removes directory `dir` unless something is in it (or it is gone already).
+fn remove_if_empty(dir: &Path) -> Result<(), DecapError> {
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Ok(()),
+        Err(e) => Err(DecapError::io(format!("removing {}", dir.display()), e)),
+    }
 }
 
 /// `/sys/fs/bpf/tula-decap/<netns inode>-<interface>`: one per namespace
@@ -549,4 +575,26 @@ fn bpf_link_info(fd: &OwnedFd) -> std::io::Result<XdpLinkInfo> {
     }
     let word = |at: usize| u32::from_ne_bytes(info[at..at + 4].try_into().expect("4 bytes"));
     Ok(XdpLinkInfo { prog_id: word(8), ifindex: word(16) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shared_pin_directory_goes_with_the_last_namespace_pins() {
+        let root = std::env::temp_dir().join(format!("tula-decap-pins-{}", std::process::id()));
+        let shared = root.join(PIN_DIR);
+        let (first, second) = (shared.join("1-eth0"), shared.join("2-eth0"));
+        for dir in [&first, &second] {
+            create_pin_dir(dir).unwrap();
+            std::fs::write(dir.join(STATS_MAP), "").unwrap();
+        }
+        remove_pins(&first).unwrap();
+        assert!(!first.exists() && second.exists(), "another namespace's pins stay");
+        remove_pins(&second).unwrap();
+        assert!(!shared.exists(), "the shared directory goes with the last pins");
+        assert!(root.exists(), "only tula-decap itself is removed");
+        std::fs::remove_dir(&root).unwrap();
+    }
 }

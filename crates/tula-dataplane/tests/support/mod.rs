@@ -19,6 +19,7 @@
 mod frames;
 mod frames6;
 pub mod fuzz;
+pub mod timed;
 pub use frames::*;
 pub use frames6::*;
 
