@@ -8,9 +8,9 @@
  * (how many lines, over how many pages) is all that changes the cost.
  *
  * `lines` is an array of 64-byte lines (vmalloc'd, 4 KiB pages: the
- * connection table's kind of memory); `elems` and `elems_kmalloc` are the
- * same hash of 1 KiB elements, preallocated in one vmalloc'd area or each
- * kmalloc'd in the kernel's direct map (huge pages where the kernel can). */
+ * connection table's kind of memory); `chunked_lines` holds about as many
+ * lines in 1,024 arrays small enough to be kmalloc'd, in the kernel's direct
+ * map (huge pages where the kernel can). */
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -20,10 +20,6 @@
 
 struct line {
 	__u64 words[8];
-};
-
-struct elem {
-	__u64 words[120]; /* 960 bytes: with the kernel's element header, about 1 KiB */
 };
 
 /* 32 MiB, about the connection table's 30.5 MiB at 1,000,000 flows. Mmapable
@@ -36,20 +32,32 @@ struct {
 	__uint(max_entries, 1 << 19);
 } lines SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __u32);
-	__type(value, struct elem);
-	__uint(max_entries, 1 << 15);
-} elems SEC(".maps");
+/* About the same 32 MiB as chunks the kernel kmalloc's (in the direct map):
+ * an array is kmalloc'd when it fits in 32 KiB with its 312-byte header
+ * (Linux 6.18), so 1,024 arrays of 250 slots of 128 bytes (32,312 bytes
+ * each), one per entry of an array of maps. A slot's line starts 8 bytes
+ * in: after the header, that is where its cache line starts. */
+#define CHUNK_SLOTS 250
+struct chunk_slot {
+	__u64 skew;
+	__u64 words[15];
+};
+
+/* Sizes, not types: clang leaves a struct named only inside an inner map's
+ * definition a forward declaration in BTF, which the loader cannot size. */
+struct chunk {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct chunk_slot));
+	__uint(max_entries, CHUNK_SLOTS);
+};
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __u32);
-	__type(value, struct elem);
-	__uint(max_entries, 1 << 15);
-} elems_kmalloc SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(key_size, sizeof(__u32));
+	__uint(max_entries, 1024);
+	__array(values, struct chunk);
+} chunked_lines SEC(".maps");
 
 /* The element index the frame carries, or -1 if it is too short. */
 static __always_inline long frame_index(struct xdp_md *ctx)
@@ -63,19 +71,22 @@ static __always_inline long frame_index(struct xdp_md *ctx)
 }
 
 /* A read that the write depends on, as a table lookup and its update are. */
-static __always_inline int touch(struct xdp_md *ctx, void *map)
+static __always_inline int touched(struct xdp_md *ctx, __u64 *words)
 {
-	long index = frame_index(ctx);
-	__u32 key = index;
-	__u64 *words;
-
-	if (index < 0)
-		return XDP_DROP;
-	words = bpf_map_lookup_elem(map, &key);
 	if (!words)
 		return XDP_DROP;
 	words[1] += words[0] + 1;
 	return mac_swap_tx(ctx);
+}
+
+static __always_inline int touch(struct xdp_md *ctx, void *map)
+{
+	long index = frame_index(ctx);
+	__u32 key = index;
+
+	if (index < 0)
+		return XDP_DROP;
+	return touched(ctx, bpf_map_lookup_elem(map, &key));
 }
 
 SEC("xdp")
@@ -85,15 +96,20 @@ int memory_lines(struct xdp_md *ctx)
 }
 
 SEC("xdp")
-int memory_elems(struct xdp_md *ctx)
+int memory_chunked_lines(struct xdp_md *ctx)
 {
-	return touch(ctx, &elems);
-}
+	long index = frame_index(ctx);
+	__u32 chunk_index = index / CHUNK_SLOTS, slot_index = index % CHUNK_SLOTS;
+	struct chunk_slot *slot;
+	void *chunk;
 
-SEC("xdp")
-int memory_elems_kmalloc(struct xdp_md *ctx)
-{
-	return touch(ctx, &elems_kmalloc);
+	if (index < 0)
+		return XDP_DROP;
+	chunk = bpf_map_lookup_elem(&chunked_lines, &chunk_index);
+	if (!chunk)
+		return XDP_DROP;
+	slot = bpf_map_lookup_elem(chunk, &slot_index);
+	return touched(ctx, slot ? slot->words : NULL);
 }
 
 char LICENSE[] SEC("license") = "Apache-2.0";

@@ -18,7 +18,7 @@ pub struct TimedObject {
 
 impl TimedObject {
     pub fn load(object: &[u8], what: &str) -> TimedObject {
-        let ebpf = Ebpf::load(object).unwrap_or_else(|e| panic!("loading {what}: {e}"));
+        let ebpf = Ebpf::load(object).unwrap_or_else(|e| panic!("loading {what}: {e:?}"));
         TimedObject { ebpf }
     }
 
