@@ -17,6 +17,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 use aya::maps::{Array, ArrayOfMaps, MapData};
+use support::fuzz::Rng;
 use support::timed::TimedObject;
 
 static MEMORY_OBJECT: &[u8] = include_bytes!("../../../bpf/obj/bench_memory.o");
@@ -43,25 +44,17 @@ enum Lines {
 }
 
 impl Lines {
-    fn index(self, random: u64) -> u32 {
+    fn index(self, rng: &mut Rng) -> u32 {
         match self {
             Lines::Same => 0,
-            Lines::AnyOf(n) => (random % n) as u32,
+            Lines::AnyOf(n) => (rng.next() % n) as u32,
             Lines::OnePerPage(pages) => {
-                let page = random % pages;
+                let page = rng.next() % pages;
                 // A different line of each page: the lines spread over the cache's sets.
-                (page * LINES_PER_PAGE + mix64(page ^ 0x5eed) % LINES_PER_PAGE) as u32
+                (page * LINES_PER_PAGE + Rng::new(page).next() % LINES_PER_PAGE) as u32
             }
         }
     }
-}
-
-fn mix64(mut x: u64) -> u64 {
-    x ^= x >> 30;
-    x = x.wrapping_mul(0xbf58476d1ce4e5b9);
-    x ^= x >> 27;
-    x = x.wrapping_mul(0x94d049bb133111eb);
-    x ^ (x >> 31)
 }
 
 /// A frame carrying `index` right after its Ethernet header (bench_memory.c's frame_index).
@@ -91,14 +84,17 @@ fn main() {
 fn bench(packets: usize, rounds: usize) {
     let floor = TimedObject::floor();
     let mut memory = TimedObject::load(MEMORY_OBJECT, "bench_memory.o");
-    // Held until the end: the outer map refers to the chunks, but they are ours to create.
-    let mut chunks = Vec::new();
-    let mut outer: ArrayOfMaps<&mut MapData, Array<MapData, ChunkSlot>> =
-        ArrayOfMaps::try_from(memory.ebpf_mut().map_mut("chunked_lines").expect("chunked_lines")).unwrap();
+    let mut outer: ArrayOfMaps<&mut MapData, Array<MapData, ChunkSlot>> = ArrayOfMaps::try_from(
+        memory
+            .ebpf_mut()
+            .map_mut("chunked_lines")
+            .expect("chunked_lines"),
+    )
+    .unwrap();
     for index in 0..CHUNKS {
+        // The outer map's reference keeps the chunk once its descriptor closes here.
         let chunk = Array::<MapData, ChunkSlot>::create(CHUNK_SLOTS, 0).expect("creating a chunk");
         outer.set(index, &chunk, 0).unwrap();
-        chunks.push(chunk);
     }
     for program in ["memory_lines", "memory_chunked_lines"] {
         memory.verify(program);
@@ -106,15 +102,31 @@ fn bench(packets: usize, rounds: usize) {
 
     let cases: [(&str, &str, Lines); 7] = [
         ("(a) the same line every time", "memory_lines", Lines::Same),
-        ("(b) any of 8,192 lines in 128 pages (512 KiB)", "memory_lines", Lines::AnyOf(8192)),
+        (
+            "(b) any of 8,192 lines in 128 pages (512 KiB)",
+            "memory_lines",
+            Lines::AnyOf(8192),
+        ),
         (
             "(c) one line in each of 8,192 pages (32 MiB)",
             "memory_lines",
             Lines::OnePerPage(8192),
         ),
-        ("(d) any line of 2 MiB (512 pages)", "memory_lines", Lines::AnyOf(32_768)),
-        ("(e) any line of 32 MiB (8,192 pages)", "memory_lines", Lines::AnyOf(LINES)),
-        ("(f) the same line every time", "memory_chunked_lines", Lines::Same),
+        (
+            "(d) any line of 2 MiB (512 pages)",
+            "memory_lines",
+            Lines::AnyOf(32_768),
+        ),
+        (
+            "(e) any line of 32 MiB (8,192 pages)",
+            "memory_lines",
+            Lines::AnyOf(LINES),
+        ),
+        (
+            "(f) the same line every time",
+            "memory_chunked_lines",
+            Lines::Same,
+        ),
         (
             "(g) any of 256,000 lines in 1,024 kmalloc'd arrays",
             "memory_chunked_lines",
@@ -122,14 +134,9 @@ fn bench(packets: usize, rounds: usize) {
         ),
     ];
     let floor_frames = vec![frame(0); packets];
-    let mut seed = 0u64;
+    let mut rng = Rng::new(1);
     let mut frames = |lines: Lines| -> Vec<Vec<u8>> {
-        (0..packets)
-            .map(|_| {
-                seed += 1;
-                frame(lines.index(mix64(seed)))
-            })
-            .collect()
+        (0..packets).map(|_| frame(lines.index(&mut rng))).collect()
     };
     let mut floor_ns = Vec::new();
     let mut case_ns = vec![Vec::new(); cases.len()];
@@ -166,6 +173,12 @@ fn bench(packets: usize, rounds: usize) {
     diff("pages beyond the TLB's reach: (c) - (b)", ns[2] - ns[1]);
     diff("lines beyond L2: (d) - (b)", ns[3] - ns[1]);
     diff("a random line of 32 MiB: (e) - (a)", ns[4] - ns[0]);
-    diff("a random line of 32 MiB in chunks: (g) - (f)", ns[6] - ns[5]);
-    diff("4 KiB pages against the chunks, all told: (e) - (g)", ns[4] - ns[6]);
+    diff(
+        "a random line of 32 MiB in chunks: (g) - (f)",
+        ns[6] - ns[5],
+    );
+    diff(
+        "4 KiB pages against the chunks, all told: (e) - (g)",
+        ns[4] - ns[6],
+    );
 }

@@ -40,7 +40,8 @@ impl TimedObject {
             .unwrap_or_else(|| panic!("no program {program}"))
             .try_into()
             .unwrap();
-        xdp.load().unwrap_or_else(|e| panic!("verifying {program}: {e}"));
+        xdp.load()
+            .unwrap_or_else(|e| panic!("verifying {program}: {e}"));
     }
 
     /// One test run of `program` with the context the balancer gets; (verdict code, kernel time).
