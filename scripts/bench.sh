@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Reproduces every figure in docs/BENCHMARKS.md: the machine, the per-packet
-# test-run cost, the data-plane scenarios against the floor, the SYN-flood
+# test-run cost, what one random read of map memory costs (the bulk of a new
+# flow), the data-plane scenarios against the floor, the SYN-flood
 # test, and the control plane at 1,000 VIPs x 100 backends with the daemon's
 # memory and API latency. Needs root (namespaces, XDP). Takes a few minutes.
 #
 #   scripts/bench.sh             everything
-#   scripts/bench.sh dataplane   packet cost + data-plane scenarios only
+#   scripts/bench.sh dataplane   packet cost, memory cost + data-plane scenarios only
 #
 # The data-plane part also writes target/bench/dataplane.json: {"machine",
 # "paths": [{"name", "method" (packet_cost | live_frames), "ns_per_packet",
