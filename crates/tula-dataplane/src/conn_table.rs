@@ -12,7 +12,7 @@ use aya::maps::IterableMap;
 use crate::abi;
 use crate::clock::stamp_jiffies;
 use crate::dataplane::Dataplane;
-use crate::error::{map_err, DataplaneError, Result};
+use crate::error::{map_err, syscall_err, Result};
 use crate::flow::{conn_check, hash64_abi, hash64_abi6, Flow};
 use crate::rings;
 use crate::spec::Conn;
@@ -197,13 +197,8 @@ fn for_each_bucket<B: aya::Pod + Default>(
     let mut first = 0;
     while first < buckets {
         let count = BATCH.min(buckets - first);
-        let batch: Vec<B> = rings::read_batch(fd, first, count).map_err(|e| DataplaneError::Map {
-            map: name,
-            what: format!("reading buckets {first}..{}", first + count),
-            source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                call: "BPF_MAP_LOOKUP_BATCH",
-                io_error: e,
-            }),
+        let batch: Vec<B> = rings::read_batch(fd, first, count).map_err(|e| {
+            map_err(name, format!("reading buckets {first}..{}", first + count))(syscall_err("BPF_MAP_LOOKUP_BATCH", e))
         })?;
         batch.iter().for_each(&mut visit);
         first += count;

@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use crate::abi;
 use crate::counters::{Counters, Traffic};
-use crate::error::{map_err, DataplaneError, Result};
+use crate::error::{map_err, syscall_err, DataplaneError, Result};
 use crate::pin;
 use crate::spec::{
     AttachMode, Backend, IcmpSettings, InterfaceSpec, RawVipKey, VipKey, VipSpec,
@@ -214,14 +214,8 @@ pub(crate) fn map_names(version: u32) -> Vec<&'static str> {
 
 /// The possible CPUs: how many paths each backend has.
 pub(crate) fn possible_cpus(map: &'static str) -> Result<u32> {
-    let cpus = aya::util::nr_cpus().map_err(|(what, e)| DataplaneError::Map {
-        map,
-        what: format!("counting CPUs ({what})"),
-        source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-            call: "nr_cpus",
-            io_error: e,
-        }),
-    })?;
+    let cpus = aya::util::nr_cpus()
+        .map_err(|(what, e)| map_err(map, format!("counting CPUs ({what})"))(syscall_err("nr_cpus", e)))?;
     Ok(cpus as u32)
 }
 
@@ -707,10 +701,7 @@ pub(crate) fn read_array<T: aya::Pod + Default>(
 }
 
 pub(crate) fn batch_error(e: std::io::Error) -> aya::maps::MapError {
-    aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-        call: "BPF_MAP_*_BATCH",
-        io_error: e,
-    })
+    syscall_err("BPF_MAP_*_BATCH", e)
 }
 
 

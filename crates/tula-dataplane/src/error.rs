@@ -95,6 +95,11 @@ pub enum DataplaneError {
 
 pub type Result<T, E = DataplaneError> = std::result::Result<T, E>;
 
+/// A failed system call on a map, as aya reports one: `call` names it.
+pub(crate) fn syscall_err(call: &'static str, io_error: std::io::Error) -> aya::maps::MapError {
+    aya::maps::MapError::SyscallError(aya::sys::SyscallError { call, io_error })
+}
+
 /// Shorthand for wrapping a map error with the map's name and the operation.
 pub(crate) fn map_err(
     map: &'static str,

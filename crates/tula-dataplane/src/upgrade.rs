@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use crate::abi;
 use crate::conn_table;
 use crate::dataplane::{self, LoadOptions, Maps, BALANCER_OBJECT};
-use crate::error::{map_err, DataplaneError, Result};
+use crate::error::{map_err, syscall_err, DataplaneError, Result};
 use crate::flow::{conn_check, hash64_abi};
 use crate::pin;
 use crate::rings;
@@ -383,20 +383,14 @@ fn copy_array<T: aya::Pod + Default>(
     name: &'static str,
 ) -> Result<()> {
     const BATCH: u32 = 1024;
-    let syscall = |e: std::io::Error| {
-        aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-            call: "BPF_MAP_*_BATCH",
-            io_error: e,
-        })
-    };
     let len = old.len().min(new.len());
     let mut first = 0;
     while first < len {
         let count = BATCH.min(len - first);
         let values: Vec<T> = rings::read_batch(old.map().fd().as_fd(), first, count)
-            .map_err(|e| map_err(name, "reading the pinned map")(syscall(e)))?;
+            .map_err(|e| map_err(name, "reading the pinned map")(dataplane::batch_error(e)))?;
         rings::write_batch(new.map().fd().as_fd(), first, &values)
-            .map_err(|e| map_err(name, "copying into the new map")(syscall(e)))?;
+            .map_err(|e| map_err(name, "copying into the new map")(dataplane::batch_error(e)))?;
         first += count;
     }
     Ok(())
@@ -436,14 +430,8 @@ fn copy_per_cpu<T: aya::Pod + Default>(
         for (value, old_value) in values.iter_mut().zip(old_values.iter()) {
             merge(value, *old_value);
         }
-        let values = PerCpuValues::try_from(values).map_err(|e| DataplaneError::Map {
-            map: name,
-            what: format!("copying element {index}"),
-            source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                call: "nr_cpus",
-                io_error: e,
-            }),
-        })?;
+        let values = PerCpuValues::try_from(values)
+            .map_err(|e| map_err(name, format!("copying element {index}"))(syscall_err("nr_cpus", e)))?;
         to.set(index, values, 0)
             .map_err(map_err(name, format!("copying element {index}")))?;
     }

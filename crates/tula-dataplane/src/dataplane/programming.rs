@@ -175,14 +175,7 @@ impl Dataplane {
         };
         if let Err(e) = write {
             self.free_rings.release(new_ring);
-            return Err(DataplaneError::Map {
-                map: "ring",
-                what: format!("writing ring {new_ring} for VIP {key}"),
-                source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                    call,
-                    io_error: e,
-                }),
-            });
+            return Err(map_err("ring", format!("writing ring {new_ring} for VIP {key}"))(syscall_err(call, e)));
         }
         let meta = abi::VipMeta {
             id: spec.id,
@@ -358,13 +351,8 @@ impl Dataplane {
         let chunks = abi::ring_chunks(self.ring_size);
         let slots = rings::read_batch(self.ring.map().fd(), meta.ring * chunks, chunks)
             .map(|chunks| rings::from_chunks(&chunks, self.ring_size))
-            .map_err(|e| DataplaneError::Map {
-                map: "ring",
-                what: format!("reading ring {} of VIP {key}", meta.ring),
-                source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                    call: "BPF_MAP_LOOKUP_BATCH",
-                    io_error: e,
-                }),
+            .map_err(|e| {
+                map_err("ring", format!("reading ring {} of VIP {key}", meta.ring))(syscall_err("BPF_MAP_LOOKUP_BATCH", e))
             })?;
         Ok(Some((meta.ring, slots)))
     }

@@ -73,14 +73,8 @@ impl Dataplane {
             .map(|(name, map)| {
                 let fd = map.fd().as_fd().as_raw_fd();
                 let path = format!("/proc/self/fdinfo/{fd}");
-                let info = std::fs::read_to_string(&path).map_err(|e| DataplaneError::Map {
-                    map: name,
-                    what: format!("reading {path}"),
-                    source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                        call: "read",
-                        io_error: e,
-                    }),
-                })?;
+                let info = std::fs::read_to_string(&path)
+                    .map_err(|e| map_err(name, format!("reading {path}"))(syscall_err("read", e)))?;
                 let memlock = info
                     .lines()
                     .find_map(|line| line.strip_prefix("memlock:"))
