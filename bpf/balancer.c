@@ -47,7 +47,7 @@ const volatile __u32 ring_size = DEFAULT_RING_SIZE;
 /* Buckets of the connection tables (conns, conns6), likewise. */
 const volatile __u32 conn_buckets = CONN_TABLE_SIZE / CONN_WAYS;
 const volatile __u32 conn6_buckets = CONN_TABLE_SIZE / CONN_WAYS;
-/* Backend ids per CPU in `paths` and `paths6` (max_backends), likewise. */
+/* Backend ids (and hops) per CPU in `cpu_backends`, `paths` and `paths6` (max_backends), likewise. */
 const volatile __u32 path_backends = MAX_BACKENDS;
 
 static __always_inline void count(__u32 slot)
@@ -80,6 +80,35 @@ static __always_inline void add_traffic(void *stats, __u32 id, __u64 bytes)
 		t->packets += 1;
 		t->bytes += bytes;
 	}
+}
+
+/* This CPU's copy of backend `id` (see struct cpu_backend), copied anew from
+ * `backends` when user space has written any backend since (the settings'
+ * generation moved on), or NULL if there is no such id. */
+static __always_inline struct cpu_backend *backend_of(__u32 id)
+{
+	__u32 index = bpf_get_smp_processor_id() * path_backends + id;
+	__u32 zero = 0, generation;
+	struct cpu_backend *copy;
+	struct settings *s;
+
+	if (id >= path_backends)
+		return NULL;
+	copy = bpf_map_lookup_elem(&cpu_backends, &index);
+	s = bpf_map_lookup_elem(&settings, &zero);
+	if (!copy || !s)
+		return NULL;
+	/* Read before the entry: a copy holds at least what was published under the generation it carries. */
+	generation = *(volatile __u32 *)&s->backend_generation;
+	if (copy->backend.generation != generation || !generation) {
+		struct backend *b = bpf_map_lookup_elem(&backends, &id);
+
+		if (!b)
+			return NULL;
+		copy->backend = *b;
+		copy->backend.generation = generation;
+	}
+	return copy;
 }
 
 /* Whether addr may be a VIP address (false positives only; see maps.h). */
@@ -411,6 +440,7 @@ static __always_inline __u32 next_hop_refresh(struct xdp_md *ctx, __be32 addr, s
 	int rc;
 
 	nh->expires = 0;
+	nh->addr = addr;
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
 		return CNT_FIB_FAIL;
@@ -438,6 +468,7 @@ static __always_inline __u32 next_hop6_refresh(struct xdp_md *ctx, const __be32 
 	int rc;
 
 	pa->nh.expires = 0;
+	pa->nh.addr = 0;
 	__builtin_memcpy(fib.ipv6_dst, addr, 16);
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
@@ -564,7 +595,8 @@ struct pkt6 {
 
 /* Where pick_backend() or follow_fragment() decided to send it. */
 struct choice {
-	struct backend *backend;
+	struct backend *backend;  /* this CPU's copy */
+	struct traffic *traffic;  /* what this CPU sent to it, beside the copy */
 	__u32 backend_id;
 	__u32 vip_id;
 	__u32 vip_flags;
@@ -723,6 +755,18 @@ static __always_inline void datagram6_of(const struct ipv6_info *v6, struct frag
 	key->proto = v6->frag_nexthdr;
 }
 
+/* Points c at this CPU's copy of backend c->backend_id; 0 if there is none. */
+static __always_inline int choose_backend(struct choice *c)
+{
+	struct cpu_backend *copy = backend_of(c->backend_id);
+
+	if (!copy)
+		return 0;
+	c->backend = &copy->backend;
+	c->traffic = &copy->traffic;
+	return 1;
+}
+
 /* A later fragment has no ports: it goes where its datagram's first fragment
  * went (`dest`, from frags or frags6), or, unknown, is unclaimed_fragment(). */
 static __always_inline int follow_fragment(struct frag_dest *dest, int claimed, __u64 bytes, struct choice *c)
@@ -733,8 +777,7 @@ static __always_inline int follow_fragment(struct frag_dest *dest, int claimed, 
 	c->vip_id = dest->vip;
 	c->vip_flags = dest->vip_flags;
 	c->flow_label = dest->flow_label;
-	c->backend = bpf_map_lookup_elem(&backends, &c->backend_id);
-	if (!c->backend || !(c->backend->flags & BACKEND_F_ALIVE))
+	if (!choose_backend(c) || !(c->backend->flags & BACKEND_F_ALIVE))
 		return drop(CNT_NO_BACKEND);
 	add_traffic(&vip_stats, c->vip_id, bytes);
 	count(CNT_FRAGMENT);
@@ -805,8 +848,7 @@ static __always_inline int pick_backend(struct vip_meta *vip, const void *flow, 
 		return drop(CNT_NO_BACKEND);
 	way = conn_find(bucket, size, key_words, flow, hash, &c->backend_id);
 	if (way >= 0 && !opens && c->backend_id != EMPTY_SLOT) {
-		c->backend = bpf_map_lookup_elem(&backends, &c->backend_id);
-		if (c->backend && (c->backend->flags & BACKEND_F_ALIVE)) {
+		if (choose_backend(c) && (c->backend->flags & BACKEND_F_ALIVE)) {
 			struct conn_tail *e = conn_way(bucket, size, key_words, way);
 			__u64 stamp = e->stamp;
 
@@ -836,8 +878,7 @@ static __always_inline int pick_backend(struct vip_meta *vip, const void *flow, 
 	}
 	/* An ICMP error takes no round-robin turn: without an entry it goes where the hash says. */
 	c->backend_id = new_flow_backend(vip, ring_hash, (c->vip_flags & VIP_F_ROUND_ROBIN) && !icmp_error);
-	c->backend = bpf_map_lookup_elem(&backends, &c->backend_id);
-	if (!c->backend || !(c->backend->flags & BACKEND_F_ALIVE))
+	if (!choose_backend(c) || !(c->backend->flags & BACKEND_F_ALIVE))
 		return drop(CNT_NO_BACKEND);
 	/* An ICMP error follows the flow but starts none (it may well be forged). */
 	if (!icmp_error)
@@ -845,21 +886,22 @@ static __always_inline int pick_backend(struct vip_meta *vip, const void *flow, 
 	return NEXT_STEP;
 }
 
-/* This CPU's path toward the chosen backend, its next hop from the cache or
- * else bpf_fib_lookup: IPv4 or, for a backend with BACKEND_F_IPV6, IPv6 (then
- * *path6 is its entry, with the outer addresses). Returns 0, or the reason to
- * drop; *to_kernel is set when only the kernel can send it (no neighbour). */
+/* This CPU's path toward the chosen backend's hop, its next hop from the
+ * cache or else bpf_fib_lookup: IPv4 or, for a backend with BACKEND_F_IPV6,
+ * IPv6 (then *path6 is its entry, with the outer addresses). Returns 0, or
+ * the reason to drop; *to_kernel is set when only the kernel can send it (no
+ * neighbour). */
 static __always_inline __u32 next_hop_of(struct xdp_md *ctx, struct choice *c, struct path **path,
 					 struct path6 **path6, int *to_kernel)
 {
-	/* The id is below max_backends (its backends lookup succeeded); the array bounds the CPU. */
-	__u32 index = bpf_get_smp_processor_id() * path_backends + c->backend_id;
+	__u32 hop = c->backend->hop;
+	__u32 index = bpf_get_smp_processor_id() * path_backends + hop;
 	struct path *pa = bpf_map_lookup_elem(&paths, &index);
 	struct path6 *pa6 = NULL;
 	__u64 now = bpf_jiffies64();
 	__u32 reason = 0;
 
-	if (!pa || c->backend_id >= path_backends)
+	if (!pa || hop >= path_backends)
 		return CNT_NO_BACKEND;
 	if (c->backend->flags & BACKEND_F_IPV6) {
 		pa6 = bpf_map_lookup_elem(&paths6, &index);
@@ -870,7 +912,9 @@ static __always_inline __u32 next_hop_of(struct xdp_md *ctx, struct choice *c, s
 	 * filled under an epoch older than its address, which the next packet redoes. */
 	__u16 epoch = *(volatile __u16 *)&c->backend->epoch;
 
-	if (now >= pa->nh.expires || pa->nh.epoch != epoch || pa->nh.ingress != ctx->ingress_ifindex) {
+	/* The address too: a copy torn by a concurrent write may pair one address with another's hop. */
+	if (now >= pa->nh.expires || pa->nh.epoch != epoch || pa->nh.ingress != ctx->ingress_ifindex ||
+	    pa->nh.addr != c->backend->addr) {
 		if (pa6) {
 			struct backend6 *b6 = bpf_map_lookup_elem(&backends6, &c->backend_id);
 
@@ -920,12 +964,13 @@ static __always_inline __u32 tunnel6(struct xdp_md *ctx, int tagged, __u32 trail
 
 /* Sends the rewritten or encapsulated frame on: the next hop's MACs (and
  * VLAN), then XDP_TX, XDP_REDIRECT, or XDP_PASS for the kernel to finish. */
-static __always_inline int transmit(struct xdp_md *ctx, struct path *pa, int tagged, int to_kernel, __u64 bytes)
+static __always_inline int transmit(struct xdp_md *ctx, const struct choice *c, struct path *pa, int tagged,
+				    int to_kernel, __u64 bytes)
 {
 	struct next_hop *nh = &pa->nh;
 
-	pa->traffic.packets += 1;
-	pa->traffic.bytes += bytes;
+	c->traffic->packets += 1;
+	c->traffic->bytes += bytes;
 
 	if (to_kernel) {
 		/* The original MACs stay: the kernel takes the frame as its own and forwards it. */
@@ -1037,7 +1082,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, struct cho
 	} else if (cut_trailer(ctx, p->trailer)) {
 		return drop(CNT_ENCAP_FAIL);
 	}
-	return transmit(ctx, pa, p->tagged, to_kernel, p->bytes);
+	return transmit(ctx, c, pa, p->tagged, to_kernel, p->bytes);
 }
 
 /* Sends an IPv6 packet to the chosen backend: IP6IP6 (next header 41) to an
@@ -1092,7 +1137,7 @@ static __always_inline int forward6(struct xdp_md *ctx, struct pkt6 *p, struct c
 	} else if (cut_trailer(ctx, p->trailer)) {
 		return drop(CNT_ENCAP_FAIL);
 	}
-	return transmit(ctx, pa, p->tagged, to_kernel, p->bytes);
+	return transmit(ctx, c, pa, p->tagged, to_kernel, p->bytes);
 }
 
 static __always_inline int balance4(struct xdp_md *ctx, struct l2_header *l2)

@@ -43,11 +43,32 @@ struct vip_meta {
 	__u32 pad;
 };
 
+struct traffic {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* A backend as user space writes it (`backends`) and as each CPU copies it
+ * (`cpu_backends`). Backends with one address share a hop: one next hop per
+ * CPU in `paths`, and one epoch, which user space changes when the hop is
+ * given to another address and when interfaces change. */
 struct backend {
 	__be32 addr;
-	__u16 flags; /* BACKEND_F_* */
-	__u16 epoch; /* changes with every write of the entry: a path filled under another epoch is refilled */
+	__u16 flags;      /* BACKEND_F_* */
+	__u16 epoch;      /* its hop's: a path filled under another epoch is refilled */
+	__u32 hop;        /* its address's element of `paths` (per CPU), below path_backends */
+	__u32 generation; /* in a CPU's copy: settings.backend_generation when copied; 0 in `backends` */
 };
+
+/* What a CPU keeps per backend id: its copy of the `backends` entry, and
+ * what it sent there, side by side in one line of its own (element cpu *
+ * path_backends + id of `cpu_backends`): an established packet reads and
+ * writes no other line for its backend, and no two CPUs write one line. */
+struct cpu_backend {
+	struct backend backend;
+	struct traffic traffic;
+};
+_Static_assert(sizeof(struct cpu_backend) == 32, "two backends per cache line");
 
 /* The address of a backend with BACKEND_F_IPV6, at its id in backends6. */
 struct backend6 {
@@ -134,16 +155,12 @@ struct iface6 {
 	__be32 tunnel_src[4];
 };
 
-struct traffic {
-	__u64 packets;
-	__u64 bytes;
-};
-
-/* Next-hop cache: what bpf_fib_lookup and `ifaces` said about a backend, kept
- * per CPU (in its struct path) for NEXT_HOP_TTL_JIFFIES so the per-packet
- * path needs neither. Valid while jiffies are before `expires`, the backend
- * entry's epoch is still `epoch` and the ingress still matches; user space
- * moves every backend to a new epoch when interfaces change. */
+/* Next-hop cache: what bpf_fib_lookup and `ifaces` said about a backend
+ * address, kept per CPU and hop (in its struct path) for NEXT_HOP_TTL_JIFFIES
+ * so the per-packet path needs neither. Valid while jiffies are before
+ * `expires`, the backend's epoch is still `epoch`, its IPv4 address still
+ * `addr` and the ingress still matches; user space moves every backend to a
+ * new epoch when interfaces change. */
 #define NEXT_HOP_TTL_JIFFIES 25 /* 100 ms at HZ=250; 25 ms to 250 ms for HZ 1000 to 100 */
 struct next_hop {
 	__u64 expires;       /* bpf_jiffies64() deadline; 0 = empty */
@@ -158,17 +175,17 @@ struct next_hop {
 	__u16 route_mtu;     /* route MTU (bpf_fib_lookup): the largest frame XDP can send there */
 	__u16 ip_id;         /* last outer IP ID given a packet without DF (outer_ip_id); not reset by refreshes */
 	__u16 epoch;         /* backend.epoch when filled */
-	__u8 pad[6];
+	__u8 pad[2];
+	__be32 addr;         /* the IPv4 backend address looked up; 0 for an IPv6 backend */
 };
 
-/* What the established path reads and writes per backend and CPU, beside the
- * shared `backends` entry: the next hop and the backend's traffic, one
- * 64-byte line. Element cpu * path_backends + backend id of `paths`: each
- * CPU's paths lie together (fewer pages, so fewer TLB misses, than
- * interleaving the CPUs), and no two CPUs write one line. */
+/* A CPU's next hop toward a hop (a backend address), one 64-byte line:
+ * element cpu * path_backends + hop of `paths`. Each CPU's paths lie
+ * together (fewer pages, so fewer TLB misses, than interleaving the CPUs),
+ * and no two CPUs write one line. */
 struct path {
 	struct next_hop nh;
-	struct traffic traffic; /* packets and bytes sent to the backend from this CPU */
+	__u8 pad[16];
 };
 _Static_assert(sizeof(struct path) == 64, "a path is one cache line");
 
@@ -215,7 +232,7 @@ struct vip_addr {
 #define SETTINGS_F_NO_FRAG_NEEDED (1U << 0) /* drop too-big DF packets without answering */
 struct settings {
 	__u32 flags;             /* SETTINGS_F_* */
-	__u32 pad;
+	__u32 backend_generation; /* changes with every write to `backends`: older CPU copies are refilled; 0 = copy always */
 	__u64 icmp_interval_ns;  /* each CPU sends at most one Fragmentation Needed per interval ... */
 	__u64 icmp_burst_ns;     /* ... after saving up at most this much time (burst = this / interval) */
 };
@@ -316,8 +333,9 @@ struct {
 /* How the maps of a loaded balancer are laid out, for whoever opens them
  * later (a restarted daemon adopting a pinned balancer): written once at
  * load, never read by the balancer. */
-#define LAYOUT_VERSION 5 /* 1: rings of single u32 elements, no layout map; 2: conns an LRU hash; 3: no IPv6 maps;
-                          * 4: next_hops, next_hops6 and backend_stats instead of paths and paths6 */
+#define LAYOUT_VERSION 6 /* 1: rings of single u32 elements, no layout map; 2: conns an LRU hash; 3: no IPv6 maps;
+                          * 4: next_hops, next_hops6 and backend_stats instead of paths and paths6;
+                          * 5: 8-byte backends, paths per backend id with its traffic, no cpu_backends */
 struct layout {
 	__u32 version;   /* LAYOUT_VERSION */
 	__u32 ring_size; /* slots per ring (the program's ring_size) */
@@ -359,11 +377,21 @@ struct {
 	__uint(max_entries, MAX_IFACES);
 } tx_ports SEC(".maps");
 
-/* A path per backend id and possible CPU: backend b's on CPU c is element
+/* A backend per id and possible CPU: backend b's copy on CPU c is element
  * c * path_backends + b (path_backends, a global of the program set at load,
  * is max_backends). A plain array, not a per-CPU one, so reaching it takes no
  * pointer table; mmapable only so that the kernel puts the first element on a
- * page boundary (see conns: no path straddles two lines). */
+ * page boundary (see conns: no element straddles two lines). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct cpu_backend);
+	__uint(max_entries, MAX_BACKENDS * 2);
+} cpu_backends SEC(".maps");
+
+/* A path per hop and possible CPU, indexed as cpu_backends but by hop (at
+ * most one hop per backend id). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);

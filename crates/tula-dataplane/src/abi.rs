@@ -27,14 +27,37 @@ pub struct VipMeta {
     pub pad: u32,
 }
 
-/// `struct backend`: the `backends` map value.
+/// `struct backend`: the `backends` map value, and each CPU's copy of it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Backend {
     pub addr: u32,
     pub flags: u16,
-    /// Changes with every write of the entry: paths filled under another epoch are refilled.
+    /// Its hop's: paths filled under another epoch are refilled.
     pub epoch: u16,
+    /// Its address's element of `paths` (per CPU): backends with one address share it.
+    pub hop: u32,
+    /// In a CPU's copy, [`Settings::backend_generation`] when copied; 0 in `backends`.
+    pub generation: u32,
+}
+
+/// `struct backend` of layouts 2 to 5, before hops: read only to move a
+/// pinned balancer to this build.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendLayout5 {
+    pub addr: u32,
+    pub flags: u16,
+    pub epoch: u16,
+}
+
+/// `struct cpu_backend`: the `cpu_backends` map value, a CPU's copy of a
+/// backend and what it sent there (element `cpu * max_backends + id`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuBackend {
+    pub backend: Backend,
+    pub traffic: Traffic,
 }
 
 /// `struct backend6`: the `backends6` map value, the address of a backend with `BACKEND_F_IPV6`.
@@ -157,7 +180,7 @@ pub fn ring_chunks(ring_size: u32) -> u32 {
 }
 
 /// `LAYOUT_VERSION`: the map layout this crate reads and writes.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// `struct conn` of layout 2: the value of its `conns` LRU hash, keyed by
 /// [`Flow`]. Read (or written) only to move a pinned balancer between builds.
@@ -196,8 +219,8 @@ pub struct Iface6 {
     pub tunnel_src: [u32; 4],
 }
 
-/// `struct traffic`: per-CPU packets and bytes in `vip_stats` and in each [`Path`]
-/// (`backend_stats` before layout 5).
+/// `struct traffic`: per-CPU packets and bytes in `vip_stats` and in each
+/// [`CpuBackend`] (`backend_stats` in layouts 2 to 4, [`PathLayout5`] in 5).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Traffic {
@@ -205,7 +228,7 @@ pub struct Traffic {
     pub bytes: u64,
 }
 
-/// `struct next_hop`: a backend's cached next hop, in its [`Path`].
+/// `struct next_hop`: a hop's cached next hop, in its [`Path`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NextHop {
@@ -223,16 +246,26 @@ pub struct NextHop {
     pub ip_id: u16,
     /// [`Backend::epoch`] when filled.
     pub epoch: u16,
-    pub pad: [u8; 6],
+    pub pad: [u8; 2],
+    /// The IPv4 backend address looked up; 0 for an IPv6 backend.
+    pub addr: u32,
 }
 
-/// `struct path`: the `paths` map value, one per backend and CPU (element
-/// `cpu * max_backends + backend_id`).
+/// `struct path`: the `paths` map value, one per hop and CPU (element
+/// `cpu * max_backends + hop`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Path {
     pub nh: NextHop,
-    /// What this CPU sent to the backend.
+    pub pad: [u8; 16],
+}
+
+/// `struct path` of layout 5, per backend id with its traffic: read only to
+/// move a pinned balancer to this build.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathLayout5 {
+    pub nh: [u64; 6],
     pub traffic: Traffic,
 }
 
@@ -293,7 +326,8 @@ pub struct VipAddr {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Settings {
     pub flags: u32,
-    pub pad: u32,
+    /// Changes with every write to `backends`: CPUs' older copies are refilled; 0 = copy always.
+    pub backend_generation: u32,
     pub icmp_interval_ns: u64,
     pub icmp_burst_ns: u64,
 }
@@ -377,6 +411,9 @@ unsafe impl aya::Pod for Conn6Entry {}
 unsafe impl aya::Pod for Conn6Bucket {}
 unsafe impl aya::Pod for Iface6 {}
 unsafe impl aya::Pod for Path {}
+unsafe impl aya::Pod for PathLayout5 {}
+unsafe impl aya::Pod for BackendLayout5 {}
+unsafe impl aya::Pod for CpuBackend {}
 unsafe impl aya::Pod for Path6 {}
 unsafe impl aya::Pod for Frag6Key {}
 

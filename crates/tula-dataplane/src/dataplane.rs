@@ -4,6 +4,7 @@
 //! in `readings`; the API's value types live in `spec`, the test-run harness
 //! in `test_run`.
 
+mod hops;
 mod programming;
 mod readings;
 
@@ -27,6 +28,7 @@ use crate::spec::{
     AttachMode, Backend, IcmpSettings, InterfaceSpec, RawVipKey, VipKey, VipSpec,
 };
 use crate::rings::{self, FreeRings};
+pub(crate) use hops::{backend_addr, Hops};
 
 /// The compiled balancer, built by `make bpf` from bpf/balancer.c.
 pub(crate) static BALANCER_OBJECT: &[u8] = include_bytes!("../../../bpf/obj/balancer.o");
@@ -128,6 +130,7 @@ pub struct Dataplane {
     program: ProgramSource,
     pub(crate) vips: HashMap<MapData, abi::VipKey, abi::VipMeta>,
     backends: Array<MapData, abi::Backend>,
+    cpu_backends: Array<MapData, abi::CpuBackend>,
     ring: Array<MapData, abi::RingChunk>,
     /// Whether `ring` is mmapable (not if an older build pinned it): rings are then written by a copy.
     ring_mmapable: bool,
@@ -155,19 +158,25 @@ pub struct Dataplane {
     ring_size: u32,
     max_vips: u32,
     max_backends: u32,
-    /// Paths per backend in `paths`: the possible CPUs.
+    /// Copies per backend in `cpu_backends` (and paths per hop in `paths`): the possible CPUs.
     path_cpus: u32,
-    /// The epoch of the last backend entry written (see `struct backend`).
+    /// The epoch last given to a hop (see `struct backend`).
     epoch: u16,
+    /// The `paths` element each backend address uses.
+    hops: Hops,
+    /// What `settings` holds (this is its only writer): the ICMP settings and
+    /// the `backend_generation`, moved on after every write to `backends`.
+    raw_settings: abi::Settings,
     attachments: BTreeMap<String, Attachment>,
     pin_dir: Option<PathBuf>,
 }
 
-/// The maps, as named in maps.h (and as pinned). The last ones
-/// ([`IPV6_MAP_NAMES`]) came with map layout 4.
-pub(crate) const MAP_NAMES: [&str; 23] = [
+/// The maps, as named in maps.h (and as pinned). `cpu_backends` came with
+/// map layout 6, the last ones ([`IPV6_MAP_NAMES`]) with layout 4.
+pub(crate) const MAP_NAMES: [&str; 24] = [
     "vips",
     "backends",
+    "cpu_backends",
     "ring",
     "layout",
     "conns",
@@ -192,7 +201,7 @@ pub(crate) const MAP_NAMES: [&str; 23] = [
 ];
 
 /// The IPv6 maps, which a balancer pinned with map layout 3 or older lacks.
-pub(crate) const IPV6_MAP_NAMES: &[&str] = MAP_NAMES.split_at(17).1;
+pub(crate) const IPV6_MAP_NAMES: &[&str] = MAP_NAMES.split_at(18).1;
 
 /// The maps layouts 2 to 4 had where layout 5 has `paths` and `paths6`
 /// (`next_hops6` from layout 4 on).
@@ -205,6 +214,7 @@ pub(crate) fn map_names(version: u32) -> Vec<&'static str> {
         .copied()
         .filter(|name| version >= 4 || !IPV6_MAP_NAMES.contains(name))
         .filter(|name| version >= 5 || !["paths", "paths6"].contains(name))
+        .filter(|name| version >= 6 || *name != "cpu_backends")
         .collect();
     if version < 5 {
         names.extend(&PRE_PATHS_MAP_NAMES[..if version >= 4 { 3 } else { 2 }]);
@@ -337,12 +347,10 @@ impl Dataplane {
         let max_backends = backends.len();
         let paths: Array<MapData, abi::Path> = maps.typed("paths")?;
         let path_cpus = paths.len() / max_backends.max(1);
-        // New epochs start past every one in use, so no path filled before matches them.
-        let epoch = read_array(&backends, "backends", 0, max_backends)?
-            .iter()
-            .map(|b| b.epoch)
-            .max()
-            .unwrap_or(0);
+        let settings: Array<MapData, abi::Settings> = maps.typed("settings")?;
+        let raw_settings = settings
+            .get(&0, 0)
+            .map_err(map_err("settings", "reading it"))?;
         let vips6: HashMap<MapData, abi::Vip6Key, abi::VipMeta> = maps.typed("vips6")?;
         let mut in_use = Vec::new();
         for entry in vips.iter() {
@@ -361,12 +369,13 @@ impl Dataplane {
             .map_flags()
             & aya_obj::generated::BPF_F_MMAPABLE
             != 0;
-        Ok(Dataplane {
+        Dataplane {
             program,
             vips,
             backends,
             ring,
             ring_mmapable,
+            cpu_backends: maps.typed("cpu_backends")?,
             layout: maps.typed("layout")?,
             conns: maps.typed("conns")?,
             ifaces: maps.typed("ifaces")?,
@@ -378,7 +387,7 @@ impl Dataplane {
             counters: maps.typed("counters")?,
             frags: maps.typed("frags")?,
             vip_addrs: maps.typed("vip_addrs")?,
-            settings: maps.typed("settings")?,
+            settings,
             icmp_buckets: maps.typed("icmp_buckets")?,
             rr_cursors: maps.typed("rr_cursors")?,
             vips6,
@@ -392,10 +401,34 @@ impl Dataplane {
             max_vips,
             max_backends,
             path_cpus,
-            epoch,
+            epoch: 0,
+            hops: Hops::default(),
+            raw_settings,
             attachments: BTreeMap::new(),
             pin_dir,
-        })
+        }
+        .with_hops()
+    }
+
+    /// Gives every backend already written (a pinned balancer's, or one an
+    /// upgrade converted) its address's hop, numbered afresh under new
+    /// epochs, so that the hops match what this process knows of them.
+    fn with_hops(mut self) -> Result<Dataplane> {
+        let mut backends = read_array(&self.backends, "backends", 0, self.max_backends)?;
+        let addrs = self.backend_addrs(&backends)?;
+        // New epochs start past every one in use, so no path filled before matches them.
+        self.epoch = backends.iter().map(|b| b.epoch).max().unwrap_or(0);
+        let epoch = &mut self.epoch;
+        self.hops = Hops::assign(&mut backends, &addrs, || {
+            *epoch = epoch.wrapping_add(1);
+            *epoch
+        });
+        if !self.hops.is_empty() {
+            rings::write_batch(self.backends.map().fd().as_fd(), 0, &backends)
+                .map_err(|e| map_err("backends", "giving every backend its hop")(batch_error(e)))?;
+        }
+        self.publish_backends()?;
+        Ok(self)
     }
 
     /// Slots per Maglev ring.
@@ -615,6 +648,7 @@ pub(crate) fn load_object(
         .map_max_entries("vip_stats", options.max_vips)
         .map_max_entries("rr_cursors", options.max_vips)
         .map_max_entries("backends", options.max_backends)
+        .map_max_entries("cpu_backends", path_entries)
         .map_max_entries("backend_stats", options.max_backends)
         .map_max_entries("next_hops", options.max_backends)
         .map_max_entries("paths", path_entries)

@@ -216,7 +216,7 @@ impl IcmpSettings {
             } else {
                 abi::SETTINGS_F_NO_FRAG_NEEDED
             },
-            pad: 0,
+            backend_generation: 0,
             icmp_interval_ns: interval,
             icmp_burst_ns: interval * u64::from(self.burst),
         }

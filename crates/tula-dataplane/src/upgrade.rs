@@ -11,6 +11,7 @@
 //! the last descriptor closes.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
@@ -28,9 +29,10 @@ use crate::pin;
 use crate::rings;
 
 /// Map layouts a switch converts between: 2 (connection table an LRU hash of
-/// flows), 3 (set-associative buckets), 4 (the IPv6 maps beside them) and 5
-/// (next hops and backend counters in one `paths` entry per backend and CPU).
-const CONVERTIBLE: [u32; 4] = [2, 3, 4, 5];
+/// flows), 3 (set-associative buckets), 4 (the IPv6 maps beside them), 5
+/// (next hops and backend counters in one `paths` entry per backend and CPU)
+/// and 6 (paths per hop, counters beside each CPU's copy of a backend).
+const CONVERTIBLE: [u32; 5] = [2, 3, 4, 5, 6];
 
 /// A build's balancer object and the map layout it was compiled with.
 #[derive(Clone, Copy, Debug)]
@@ -146,7 +148,7 @@ pub(crate) fn upgrade_if_older(pin_dir: &Path) -> Result<()> {
 
 /// Moves the balancer pinned in `pin_dir` onto `build` (program, maps and the
 /// links of its interfaces), keeping its VIPs, backends, interfaces, flows
-/// and counters. Both map layouts must be in the convertible set (2 to 5).
+/// and counters. Both map layouts must be in the convertible set (2 to 6).
 /// Run it in the network namespace of the balancer's interfaces (the
 /// `tx_ports` entries name them by index), with no daemon programming the
 /// pinned maps (the daemon runs it at start, before it adopts them).
@@ -175,7 +177,7 @@ fn switch_via_staging(pin_dir: &Path, build: &Build) -> Result<Switched> {
     let ring_size = pinned.ring_size.expect("layouts 2 and up record ring_size");
     let mut old = dataplane::open_pinned_maps(pin_dir, from)?;
     let old_vips: HashMap<MapData, abi::VipKey, abi::VipMeta> = old.typed("vips")?;
-    let old_backends: Array<MapData, abi::Backend> = old.typed("backends")?;
+    let old_backends = read_backends(&mut old, from)?;
     let old_conns = old.0.remove("conns").expect("every map was opened");
     let conn_table_size = match &old_conns {
         Map::LruHashMap(data) | Map::HashMap(data) => max_entries(data, "conns")?,
@@ -184,7 +186,7 @@ fn switch_via_staging(pin_dir: &Path, build: &Build) -> Result<Switched> {
     };
     let options = LoadOptions {
         max_vips: max_entries(old_vips.map(), "vips")?,
-        max_backends: old_backends.len(),
+        max_backends: old_backends.len() as u32,
         ring_size,
         conn_table_size,
         pin_dir: Some(staging_dir(pin_dir)),
@@ -206,8 +208,8 @@ fn switch_via_staging(pin_dir: &Path, build: &Build) -> Result<Switched> {
 
     let mut new_vips: HashMap<MapData, abi::VipKey, abi::VipMeta> = new.typed("vips")?;
     copy_hash(&old_vips, &mut new_vips, "vips")?;
-    let mut new_backends: Array<MapData, abi::Backend> = new.typed("backends")?;
-    copy_array(&old_backends, &mut new_backends, "backends")?;
+    let backend_addrs = backend_addrs(&mut old, &old_backends)?;
+    write_backends(&mut new, to, old_backends, &backend_addrs)?;
     copy_array_map::<abi::RingChunk>(&mut old, &mut new, "ring")?;
     copy_array_map::<abi::VipFilter>(&mut old, &mut new, "vip_filter")?;
     copy_array_map::<abi::Settings>(&mut old, &mut new, "settings")?;
@@ -438,8 +440,76 @@ fn copy_per_cpu<T: aya::Pod + Default>(
     Ok(())
 }
 
-/// Every backend's traffic, per CPU (`[id][cpu]`), from either place a build
-/// keeps it: `backend_stats` (per-CPU, layouts 2 to 4) or `paths` (layout 5).
+/// The `backends` entries of a build of map layout `version`, as this build's.
+fn read_backends(maps: &mut Maps, version: u32) -> Result<Vec<abi::Backend>> {
+    if version >= 6 {
+        let backends: Array<MapData, abi::Backend> = maps.typed("backends")?;
+        return dataplane::read_array(&backends, "backends", 0, backends.len());
+    }
+    let backends: Array<MapData, abi::BackendLayout5> = maps.typed("backends")?;
+    Ok(dataplane::read_array(&backends, "backends", 0, backends.len())?
+        .into_iter()
+        .map(|b| abi::Backend {
+            addr: b.addr,
+            flags: b.flags,
+            epoch: b.epoch,
+            ..Default::default()
+        })
+        .collect())
+}
+
+/// Each backend's address, from `backends` and (layouts 4 and up) `backends6`.
+fn backend_addrs(maps: &mut Maps, backends: &[abi::Backend]) -> Result<Vec<Option<IpAddr>>> {
+    // Read in place: the map is copied to the new build later.
+    let backends6: Vec<abi::Backend6> = match maps.0.get("backends6") {
+        Some(Map::Array(data)) => rings::read_batch(data.fd().as_fd(), 0, max_entries(data, "backends6")?)
+            .map_err(|e| map_err("backends6", "reading the pinned map")(dataplane::batch_error(e)))?,
+        _ => Vec::new(),
+    };
+    Ok(backends
+        .iter()
+        .enumerate()
+        .map(|(id, b)| dataplane::backend_addr(b, backends6.get(id)))
+        .collect())
+}
+
+/// Writes `backends` into the `backends` map of a build of map layout
+/// `version`: from layout 6 on, each with its address's hop.
+fn write_backends(
+    maps: &mut Maps,
+    version: u32,
+    mut backends: Vec<abi::Backend>,
+    addrs: &[Option<IpAddr>],
+) -> Result<()> {
+    fn write<T: aya::Pod>(map: &MapData, values: &[T]) -> Result<()> {
+        rings::write_batch(map.fd().as_fd(), 0, values)
+            .map_err(|e| map_err("backends", "copying into the new map")(dataplane::batch_error(e)))
+    }
+    if version >= 6 {
+        // The new paths are empty: any epochs will do.
+        let mut epoch = 0u16;
+        dataplane::Hops::assign(&mut backends, addrs, || {
+            epoch += 1;
+            epoch
+        });
+        let map: Array<MapData, abi::Backend> = maps.typed("backends")?;
+        return write(map.map(), &backends);
+    }
+    let old: Vec<abi::BackendLayout5> = backends
+        .iter()
+        .map(|b| abi::BackendLayout5 {
+            addr: b.addr,
+            flags: b.flags,
+            epoch: b.epoch,
+        })
+        .collect();
+    let map: Array<MapData, abi::BackendLayout5> = maps.typed("backends")?;
+    write(map.map(), &old)
+}
+
+/// Every backend's traffic, per CPU (`[id][cpu]`), from wherever a build
+/// keeps it: `backend_stats` (per-CPU, layouts 2 to 4), `paths` (layout 5) or
+/// `cpu_backends` (layout 6).
 fn backend_traffic(maps: &mut Maps, backends: u32) -> Result<Vec<Vec<abi::Traffic>>> {
     if maps.0.contains_key("backend_stats") {
         let stats: PerCpuArray<MapData, abi::Traffic> = maps.typed("backend_stats")?;
@@ -452,12 +522,19 @@ fn backend_traffic(maps: &mut Maps, backends: u32) -> Result<Vec<Vec<abi::Traffi
             })
             .collect();
     }
-    let paths: Array<MapData, abi::Path> = maps.typed("paths")?;
-    let all = dataplane::read_array(&paths, "paths", 0, paths.len())?;
+    let per_cpu_traffic: Vec<abi::Traffic> = if maps.0.contains_key("cpu_backends") {
+        let copies: Array<MapData, abi::CpuBackend> = maps.typed("cpu_backends")?;
+        let all = dataplane::read_array(&copies, "cpu_backends", 0, copies.len())?;
+        all.iter().map(|c| c.traffic).collect()
+    } else {
+        let paths: Array<MapData, abi::PathLayout5> = maps.typed("paths")?;
+        let all = dataplane::read_array(&paths, "paths", 0, paths.len())?;
+        all.iter().map(|p| p.traffic).collect()
+    };
     // Element cpu * backends + id.
-    let per_cpu: Vec<&[abi::Path]> = all.chunks(backends.max(1) as usize).collect();
+    let per_cpu: Vec<&[abi::Traffic]> = per_cpu_traffic.chunks(backends.max(1) as usize).collect();
     Ok((0..backends as usize)
-        .map(|id| per_cpu.iter().map(|paths| paths[id].traffic).collect())
+        .map(|id| per_cpu.iter().map(|traffic| traffic[id]).collect())
         .collect())
 }
 
@@ -490,17 +567,33 @@ fn add_backend_traffic(maps: &mut Maps, backends: u32, traffic: &[Vec<abi::Traff
         }
         return Ok(());
     }
-    let paths: Array<MapData, abi::Path> = maps.typed("paths")?;
-    let mut all = dataplane::read_array(&paths, "paths", 0, paths.len())?;
     let per_backend = backends.max(1) as usize;
-    let last = all.len() / per_backend - 1;
-    for (id, old) in traffic.iter().enumerate().take(per_backend) {
-        for (cpu, t) in old.iter().enumerate() {
-            add(&mut all[cpu.min(last) * per_backend + id].traffic, t);
+    // Element cpu * backends + id, as for reading.
+    fn add_all<T: aya::Pod + Default>(
+        map: &Array<MapData, T>,
+        name: &'static str,
+        per_backend: usize,
+        traffic: &[Vec<abi::Traffic>],
+        counts: impl Fn(&mut T) -> &mut abi::Traffic,
+    ) -> Result<()> {
+        let mut all = dataplane::read_array(map, name, 0, map.len())?;
+        let last = all.len() / per_backend - 1;
+        for (id, old) in traffic.iter().enumerate().take(per_backend) {
+            for (cpu, t) in old.iter().enumerate() {
+                let to = counts(&mut all[cpu.min(last) * per_backend + id]);
+                to.packets += t.packets;
+                to.bytes += t.bytes;
+            }
         }
+        rings::write_batch(map.map().fd().as_fd(), 0, &all)
+            .map_err(|e| map_err(name, "adding the old backend counters")(dataplane::batch_error(e)))
     }
-    rings::write_batch(paths.map().fd().as_fd(), 0, &all)
-        .map_err(|e| map_err("paths", "adding the old backend counters")(dataplane::batch_error(e)))
+    if maps.0.contains_key("cpu_backends") {
+        let copies: Array<MapData, abi::CpuBackend> = maps.typed("cpu_backends")?;
+        return add_all(&copies, "cpu_backends", per_backend, traffic, |c| &mut c.traffic);
+    }
+    let paths: Array<MapData, abi::PathLayout5> = maps.typed("paths")?;
+    add_all(&paths, "paths", per_backend, traffic, |p| &mut p.traffic)
 }
 
 /// BPF_NOEXIST: an update that only inserts.

@@ -149,7 +149,16 @@ fn rust_mirrors_match_the_object_btf() {
                 pad
             }),
         ),
-        ("backend", layout!(Backend { addr, flags, epoch })),
+        (
+            "backend",
+            layout!(Backend {
+                addr,
+                flags,
+                epoch,
+                hop,
+                generation
+            }),
+        ),
         (
             "flow",
             layout!(Flow {
@@ -195,7 +204,8 @@ fn rust_mirrors_match_the_object_btf() {
                 route_mtu,
                 ip_id,
                 epoch,
-                pad
+                pad,
+                addr
             }),
         ),
         ("vip_filter", layout!(VipFilter { words })),
@@ -223,7 +233,7 @@ fn rust_mirrors_match_the_object_btf() {
             "settings",
             layout!(Settings {
                 flags,
-                pad,
+                backend_generation,
                 icmp_interval_ns,
                 icmp_burst_ns
             }),
@@ -265,7 +275,11 @@ fn rust_mirrors_match_the_object_btf() {
         ("iface6", layout!(Iface6 { tunnel_src })),
         (
             "path",
-            layout!(Path { nh, traffic }),
+            layout!(Path { nh, pad }),
+        ),
+        (
+            "cpu_backend",
+            layout!(CpuBackend { backend, traffic }),
         ),
         (
             "path6",

@@ -1,6 +1,7 @@
 //! The next-hop cache: bpf_fib_lookup's answer for a backend is reused for a
-//! short while, and forgotten when it may be wrong -- on flush, on expiry, when
-//! the backend's address or the ingress interface differ.
+//! short while, by every backend with the same address, and forgotten when it
+//! may be wrong -- on flush, on expiry, when the backend's address or the
+//! ingress interface differ.
 
 mod support;
 
@@ -8,7 +9,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use support::*;
-use tula_dataplane::{Backend, Counter, Dsr, Protocol, Scheduler, XdpAction};
+use tula_dataplane::{Counter, Dsr, Protocol, Scheduler, XdpAction};
 
 const NEW_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x99];
 
@@ -37,7 +38,7 @@ fn a_neighbour_change_shows_after_a_flush_or_once_the_entry_expires() {
         assert_eq!(send(f, f.ingress).1, NEXT_HOP_MAC, "cached");
         f.dataplane.flush_next_hops().unwrap();
         assert_eq!(send(f, f.ingress).1, NEW_MAC, "after a flush");
-        // The counters share the cached entry's line; a flush leaves them.
+        // A flush leaves the counters.
         assert_eq!(f.dataplane.backend_traffic(3).unwrap().packets, 3);
 
         tula_net::add_neighbour("lb0", NEXT_HOP, NEXT_HOP_MAC).unwrap();
@@ -54,16 +55,34 @@ fn a_new_backend_address_is_looked_up_at_once() {
         balance_to(f, routed_backend(3));
         assert_eq!(send(f, f.ingress).1, NEXT_HOP_MAC);
         // Backend 3 moves onto the local segment: its own MAC, no flush needed.
-        f.dataplane
-            .set_backend(
-                3,
-                &Backend {
-                    addr: L2_BACKEND.into(),
-                    alive: true,
-                },
-            )
-            .unwrap();
+        f.add_backend(3, L2_BACKEND);
         assert_eq!(send(f, f.ingress).1, L2_BACKEND_MAC);
+    });
+}
+
+#[test]
+fn backends_with_one_address_share_its_next_hop() {
+    in_lab("nhshare", |f| {
+        balance_to(f, routed_backend(3));
+        assert_eq!(send(f, f.ingress).1, NEXT_HOP_MAC);
+        // Backend 4, of another VIP, is the same server.
+        f.add_backend(4, routed_backend(3));
+        let ring = f.ring_of(4);
+        f.add_vip(vip_key(81, Protocol::Tcp), Dsr::L3Ipip, Scheduler::Maglev, &ring);
+        let send81 = |f: &Fixture| {
+            let frame = tcp_frame(f.lb_mac, client(1000), vip(81));
+            let (action, out) = f.dataplane.test_run(&frame, Some(f.ingress)).unwrap();
+            assert_eq!(action, XdpAction::Tx);
+            <[u8; 6]>::try_from(&out[..6]).unwrap()
+        };
+        tula_net::add_neighbour("lb0", NEXT_HOP, NEW_MAC).unwrap();
+        assert_eq!(send81(f), NEXT_HOP_MAC, "backend 4 uses the next hop backend 3's packet cached");
+        // Moving elsewhere, backend 4 leaves the shared hop, and its next hop is its own.
+        f.add_backend(4, L2_BACKEND);
+        assert_eq!(send81(f), L2_BACKEND_MAC);
+        assert_eq!(send(f, f.ingress).1, NEXT_HOP_MAC, "backend 3's hop is still cached");
+        assert_eq!(f.dataplane.backend_traffic(3).unwrap().packets, 2, "each backend counts its own");
+        assert_eq!(f.dataplane.backend_traffic(4).unwrap().packets, 2);
     });
 }
 
@@ -82,15 +101,7 @@ fn a_new_ipv6_backend_address_is_looked_up_at_once() {
         };
         assert_eq!(send6(f), (NEXT_HOP_MAC, routed));
         // Backend 3 moves onto the local segment: looked up at once, no flush needed.
-        f.dataplane
-            .set_backend(
-                3,
-                &Backend {
-                    addr: L2_BACKEND6.into(),
-                    alive: true,
-                },
-            )
-            .unwrap();
+        f.add_backend(3, L2_BACKEND6);
         assert_eq!(send6(f), (L2_BACKEND_MAC, L2_BACKEND6));
     });
 }

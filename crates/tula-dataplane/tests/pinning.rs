@@ -257,13 +257,21 @@ fn a_ring_map_pinned_by_a_build_that_cannot_map_it_is_still_written() {
         let key = vip_key(80, Protocol::Tcp);
         let ones = vec![1; f.dataplane.ring_size() as usize];
         f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ones);
-        // The same layout from the build before the ring map became mmapable.
+        let earlier = tcp_frame(f.lb_mac, client(20_001), vip(80));
+        assert_eq!(f.dataplane.test_run(&earlier, Some(f.ingress)).unwrap().0, XdpAction::Tx);
+        // Down to layout 5, by the build before the ring map became mmapable,
+        // then (adopting it) back to this build's layout.
         let older = tula_dataplane::Build {
             object: UNMAPPED_RING_OBJECT,
-            layout_version: tula_dataplane::abi::LAYOUT_VERSION,
+            layout_version: 5,
         };
         tula_dataplane::switch_build(&pins.0, &older).unwrap();
         let mut adopted = Dataplane::open_pinned(&pins.0).unwrap();
+        assert_eq!(
+            adopted.backend_traffic(1).unwrap().packets,
+            1,
+            "backend counters, through layout 5's paths and back"
+        );
         let twos = vec![2; adopted.ring_size() as usize];
         let spec = adopted.vips().unwrap()[0].1;
         adopted.set_vip(&key, &spec, &twos).unwrap();

@@ -88,7 +88,7 @@ impl Dataplane {
     }
 
     /// Forgets every cached next hop, so the next packet to each backend asks
-    /// bpf_fib_lookup again: every backend moves to a new epoch. Entries also
+    /// bpf_fib_lookup again: every hop moves to a new epoch. Entries also
     /// expire by themselves after 100 ms (`NEXT_HOP_TTL_JIFFIES`); interface
     /// changes flush them.
     pub fn flush_next_hops(&mut self) -> Result<()> {
@@ -97,15 +97,49 @@ impl Dataplane {
         for backend in backends.iter_mut().filter(|b| **b != abi::Backend::default()) {
             backend.epoch = epoch;
         }
+        self.hops.set_epoch(epoch);
         rings::write_batch(self.backends.map().fd().as_fd(), 0, &backends)
-            .map_err(|e| map_err("backends", "moving every backend to a new epoch")(batch_error(e)))
+            .map_err(|e| map_err("backends", "moving every backend to a new epoch")(batch_error(e)))?;
+        self.publish_backends()
     }
 
-    /// The epoch the next write of a backend entry gives it. It wraps after
-    /// 65,536 writes; a path is refilled at least every 100 ms whatever its epoch.
+    /// The epoch the next new hop (or flush) gets. It wraps after 65,536; a
+    /// path is refilled at least every 100 ms whatever its epoch.
     fn next_epoch(&mut self) -> u16 {
         self.epoch = self.epoch.wrapping_add(1);
         self.epoch
+    }
+
+    /// Moves the settings' backend generation on, so every CPU copies the
+    /// `backends` entries anew before it uses them (see `backend_of()` in
+    /// balancer.c). Called after every write to `backends`.
+    pub(crate) fn publish_backends(&mut self) -> Result<()> {
+        // Never 0, which makes every packet copy its backend.
+        let generation = self.raw_settings.backend_generation.wrapping_add(1).max(1);
+        let raw = abi::Settings {
+            backend_generation: generation,
+            ..self.raw_settings
+        };
+        self.settings
+            .set(0, raw, 0)
+            .map_err(map_err("settings", format!("publishing backend generation {generation}")))?;
+        self.raw_settings = raw;
+        Ok(())
+    }
+
+    /// Each backend's address (None for an id never set), as `backends` and
+    /// `backends6` hold them.
+    pub(crate) fn backend_addrs(&self, backends: &[abi::Backend]) -> Result<Vec<Option<IpAddr>>> {
+        let backends6 = if backends.iter().any(|b| b.flags & abi::BACKEND_F_IPV6 != 0) {
+            read_array(&self.backends6, "backends6", 0, self.max_backends)?
+        } else {
+            Vec::new()
+        };
+        Ok(backends
+            .iter()
+            .enumerate()
+            .map(|(id, b)| backend_addr(b, backends6.get(id)))
+            .collect())
     }
 
     // ----- VIPs and backends -----
@@ -287,9 +321,15 @@ impl Dataplane {
 
     /// Sets how too-big DF packets are answered (takes effect at once).
     pub fn set_icmp(&mut self, icmp: &IcmpSettings) -> Result<()> {
+        let raw = abi::Settings {
+            backend_generation: self.raw_settings.backend_generation,
+            ..icmp.to_abi()
+        };
         self.settings
-            .set(0, icmp.to_abi(), 0)
-            .map_err(map_err("settings", "writing the ICMP settings"))
+            .set(0, raw, 0)
+            .map_err(map_err("settings", "writing the ICMP settings"))?;
+        self.raw_settings = raw;
+        Ok(())
     }
 
     /// How too-big DF packets are answered now.
@@ -384,32 +424,65 @@ impl Dataplane {
         } else {
             0
         };
+        let epoch = &mut self.epoch;
+        let hop = self.hops.join(id, backend.addr, || {
+            *epoch = epoch.wrapping_add(1);
+            *epoch
+        });
         let raw = match backend.addr {
             IpAddr::V4(v4) => abi::Backend {
                 addr: abi::addr_to_raw(v4),
                 flags: alive,
-                epoch: self.next_epoch(),
+                epoch: hop.epoch,
+                hop: hop.index,
+                generation: 0,
             },
             IpAddr::V6(v6) => {
                 // The address first: the balancer reads it once the flag says IPv6.
                 let raw6 = abi::Backend6 {
                     addr: abi::addr6_to_raw(v6),
                 };
-                self.backends6.set(id, raw6, 0).map_err(map_err(
-                    "backends6",
-                    format!("setting backend {id} ({v6})"),
-                ))?;
+                if let Err(e) = self.backends6.set(id, raw6, 0) {
+                    self.forget_failed_write(id)?;
+                    return Err(map_err("backends6", format!("setting backend {id} ({v6})"))(e));
+                }
                 abi::Backend {
                     addr: 0,
                     flags: alive | abi::BACKEND_F_IPV6,
-                    epoch: self.next_epoch(),
+                    epoch: hop.epoch,
+                    hop: hop.index,
+                    generation: 0,
                 }
             }
         };
-        self.backends.set(id, raw, 0).map_err(map_err(
-            "backends",
-            format!("setting backend {id} ({})", backend.addr),
-        ))
+        if let Err(e) = self.backends.set(id, raw, 0) {
+            self.forget_failed_write(id)?;
+            return Err(map_err("backends", format!("setting backend {id} ({})", backend.addr))(e));
+        }
+        self.publish_backends()
+    }
+
+    /// After a failed write of backend `id`: its hop is the one its entry
+    /// still names, so `hops` agrees with the map.
+    fn forget_failed_write(&mut self, id: u32) -> Result<()> {
+        self.hops.leave(id);
+        let raw = self
+            .backends
+            .get(&id, 0)
+            .map_err(map_err("backends", format!("reading backend {id}")))?;
+        let b6 = match raw.flags & abi::BACKEND_F_IPV6 {
+            0 => None,
+            _ => Some(
+                self.backends6
+                    .get(&id, 0)
+                    .map_err(map_err("backends6", format!("reading backend {id}")))?,
+            ),
+        };
+        if let Some(addr) = backend_addr(&raw, b6.as_ref()) {
+            // The entry keeps the epoch it was written with.
+            self.hops.join(id, addr, || raw.epoch);
+        }
+        Ok(())
     }
 
     /// Clears backend `id`: flows stuck to it re-hash, ring slots naming it drop.
@@ -417,7 +490,9 @@ impl Dataplane {
         self.check_backend_id(id)?;
         self.backends
             .set(id, abi::Backend::default(), 0)
-            .map_err(map_err("backends", format!("removing backend {id}")))
+            .map_err(map_err("backends", format!("removing backend {id}")))?;
+        self.hops.leave(id);
+        self.publish_backends()
     }
 
     /// Backend `id`, or `None` if it was never set (or removed).

@@ -31,12 +31,12 @@ impl Dataplane {
         self.check_backend_id(id)?;
         let mut sum = Traffic::default();
         for cpu in 0..self.path_cpus {
-            let path = self
-                .paths
+            let copy = self
+                .cpu_backends
                 .get(&(cpu * self.max_backends + id), 0)
-                .map_err(map_err("paths", format!("reading backend {id} on CPU {cpu}")))?;
-            sum.packets += path.traffic.packets;
-            sum.bytes += path.traffic.bytes;
+                .map_err(map_err("cpu_backends", format!("reading backend {id} on CPU {cpu}")))?;
+            sum.packets += copy.traffic.packets;
+            sum.bytes += copy.traffic.bytes;
         }
         Ok(sum)
     }
@@ -44,9 +44,10 @@ impl Dataplane {
     /// Kernel memory each map takes, as the kernel accounts it (`memlock` in
     /// the map's /proc fdinfo), in bytes.
     pub fn map_memory(&self) -> Result<Vec<(&'static str, u64)>> {
-        let fds: [(&'static str, &MapData); 23] = [
+        let fds: [(&'static str, &MapData); 24] = [
             ("vips", self.vips.map()),
             ("backends", self.backends.map()),
+            ("cpu_backends", self.cpu_backends.map()),
             ("ring", self.ring.map()),
             ("layout", self.layout.map()),
             ("conns", self.conns.map()),

@@ -1,0 +1,182 @@
+//! Hops: which element of `paths` each backend address uses. Backends with
+//! one address share its next hops, so 1,000 VIPs over the same 100 servers
+//! keep 100 paths per CPU, not 100,000. A hop is numbered below max_backends
+//! (there is at most one per backend id) and has an epoch, which every
+//! backend of the hop carries (see `struct backend` in maps.h).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use crate::abi;
+
+/// The address of a backend entry (`b6`: its `backends6` entry, read if it
+/// is an IPv6 backend), or None for an id never set or removed.
+pub(crate) fn backend_addr(raw: &abi::Backend, b6: Option<&abi::Backend6>) -> Option<IpAddr> {
+    if raw.flags & abi::BACKEND_F_IPV6 != 0 {
+        return b6.map(|b6| abi::addr6_from_raw(b6.addr).into());
+    }
+    (*raw != abi::Backend::default()).then(|| abi::addr_from_raw(raw.addr).into())
+}
+
+/// A hop: its element of `paths` (per CPU) and its epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Hop {
+    pub(crate) index: u32,
+    pub(crate) epoch: u16,
+    /// Backend ids with this address.
+    users: u32,
+}
+
+/// The hops in use, by address, and each backend id's address.
+#[derive(Debug, Default)]
+pub(crate) struct Hops {
+    by_addr: HashMap<IpAddr, Hop>,
+    of_backend: HashMap<u32, IpAddr>,
+    /// Numbers given back by hops whose last backend left.
+    free: Vec<u32>,
+    next: u32,
+}
+
+impl Hops {
+    /// Gives each backend of `backends` (indexed by id) whose `addrs` entry is
+    /// set its address's hop, numbered afresh; each new hop takes its epoch from
+    /// `epoch`.
+    pub(crate) fn assign(
+        backends: &mut [abi::Backend],
+        addrs: &[Option<IpAddr>],
+        mut epoch: impl FnMut() -> u16,
+    ) -> Hops {
+        let mut hops = Hops::default();
+        for (id, (backend, addr)) in backends.iter_mut().zip(addrs).enumerate() {
+            if let Some(addr) = addr {
+                let hop = hops.join(id as u32, *addr, &mut epoch);
+                backend.hop = hop.index;
+                backend.epoch = hop.epoch;
+            }
+        }
+        hops
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_addr.is_empty()
+    }
+
+    /// The hop backend `id` uses once its address is `addr`: its current one
+    /// if the address is unchanged, else (leaving its old hop) the address's,
+    /// which is made, under a new epoch, if no other backend has the address.
+    pub(crate) fn join(&mut self, id: u32, addr: IpAddr, epoch: impl FnOnce() -> u16) -> Hop {
+        if self.of_backend.get(&id) == Some(&addr) {
+            return self.by_addr[&addr];
+        }
+        self.leave(id);
+        self.of_backend.insert(id, addr);
+        if let Some(hop) = self.by_addr.get_mut(&addr) {
+            hop.users += 1;
+            return *hop;
+        }
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.next += 1;
+            self.next - 1
+        });
+        let hop = Hop {
+            index,
+            epoch: epoch(),
+            users: 1,
+        };
+        self.by_addr.insert(addr, hop);
+        hop
+    }
+
+    /// Backend `id` has no address any more; its hop goes with its last backend.
+    pub(crate) fn leave(&mut self, id: u32) {
+        let Some(addr) = self.of_backend.remove(&id) else {
+            return;
+        };
+        let hop = self
+            .by_addr
+            .get_mut(&addr)
+            .expect("every backend's address has a hop");
+        hop.users -= 1;
+        if hop.users == 0 {
+            self.free.push(hop.index);
+            self.by_addr.remove(&addr);
+        }
+    }
+
+    /// Moves every hop to `epoch` (interfaces changed: every path is refilled).
+    pub(crate) fn set_epoch(&mut self, epoch: u16) {
+        for hop in self.by_addr.values_mut() {
+            hop.epoch = epoch;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(last: u8) -> IpAddr {
+        IpAddr::from([198, 18, 0, last])
+    }
+
+    #[test]
+    fn backends_with_one_address_share_its_hop_until_the_last_one_leaves() {
+        let mut hops = Hops::default();
+        let mut epochs = 0u16..;
+        let mut epoch = || epochs.next().unwrap();
+        let a = hops.join(1, addr(1), &mut epoch);
+        let b = hops.join(2, addr(2), &mut epoch);
+        assert_ne!(a.index, b.index);
+        assert_ne!(a.epoch, b.epoch);
+        assert_eq!(hops.join(3, addr(1), &mut epoch), Hop { users: 2, ..a });
+        // Joining again with the same address changes nothing.
+        assert_eq!(hops.join(3, addr(1), &mut epoch).users, 2);
+        hops.leave(1);
+        assert_eq!(
+            hops.join(4, addr(1), &mut epoch).index,
+            a.index,
+            "backend 3 still holds the hop"
+        );
+        hops.leave(3);
+        hops.leave(4);
+        // The number is given again, under a new epoch: its paths were filled for another address.
+        let c = hops.join(5, addr(3), &mut epoch);
+        assert_eq!(c.index, a.index);
+        assert!(c.epoch > b.epoch);
+    }
+
+    #[test]
+    fn a_backend_that_changes_address_moves_to_the_new_addresss_hop() {
+        let mut hops = Hops::default();
+        let mut epochs = 0u16..;
+        let mut epoch = || epochs.next().unwrap();
+        let a = hops.join(1, addr(1), &mut epoch);
+        let b = hops.join(2, addr(2), &mut epoch);
+        assert_eq!(hops.join(1, addr(2), &mut epoch).index, b.index);
+        // Address 1 had no other backend: its number is free for the next address.
+        assert_eq!(hops.join(3, addr(9), &mut epoch).index, a.index);
+    }
+
+    #[test]
+    fn assign_numbers_the_hops_of_written_backends_afresh() {
+        let mut backends = vec![
+            abi::Backend {
+                hop: 77,
+                ..Default::default()
+            };
+            4
+        ];
+        let addrs = [Some(addr(1)), None, Some(addr(2)), Some(addr(1))];
+        let mut next = 10;
+        let hops = Hops::assign(&mut backends, &addrs, || {
+            next += 1;
+            next
+        });
+        let hop_of = |b: &abi::Backend| (b.hop, b.epoch);
+        assert_eq!(hop_of(&backends[0]), (0, 11));
+        assert_eq!(hop_of(&backends[2]), (1, 12));
+        assert_eq!(hop_of(&backends[3]), (0, 11));
+        assert_eq!(backends[1].hop, 77, "an unset id is left alone");
+        assert!(!hops.is_empty());
+    }
+}
