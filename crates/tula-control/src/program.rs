@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use tracing::debug;
-use tula_dataplane::{Dataplane, DataplaneError};
+use tula_dataplane::{Backend, Dataplane, DataplaneError};
 use tula_maglev::MaglevError;
 
 use crate::placements::{Placements, RINGS_AT_ONCE};
@@ -112,12 +112,7 @@ impl Kernel {
             }
             Op::SetBackend(id, backend) => {
                 dataplane.set_backend(*id, backend)?;
-                // The XDP path's FIB lookup needs the next hop's MAC from the first packet on.
-                if let (true, IpAddr::V4(addr)) = (backend.alive, backend.addr) {
-                    if self.routed.insert(addr) {
-                        self.keep_resolved(addr);
-                    }
-                }
+                self.resolve_next_hop(backend);
             }
             Op::RemoveBackend(id) => dataplane.remove_backend(*id)?,
             Op::SetVip(..) => unreachable!("rings are built by the caller"),
@@ -125,6 +120,38 @@ impl Kernel {
             Op::SetIcmp(icmp) => dataplane.set_icmp(icmp)?,
         }
         Ok(())
+    }
+
+    /// A run of backend writes (a first apply has 100,000): one write of
+    /// their entries, not one each.
+    fn set_backends(&mut self, ops: &[Op]) -> Result<(), ProgramError> {
+        let backends: Vec<(u32, Backend)> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::SetBackend(id, backend) => Some((*id, *backend)),
+                _ => None,
+            })
+            .collect();
+        self.dataplane
+            .set_backends(&backends)
+            .map_err(|source| ProgramError::Op {
+                op: format!("{} (and {} more backends)", ops[0], ops.len() - 1),
+                source,
+            })?;
+        for (op, (_, backend)) in ops.iter().zip(&backends) {
+            self.resolve_next_hop(backend);
+            debug!(%op, "programmed");
+        }
+        Ok(())
+    }
+
+    /// The XDP path's FIB lookup needs the next hop's MAC from a backend's first packet on.
+    fn resolve_next_hop(&mut self, backend: &Backend) {
+        if let (true, IpAddr::V4(addr)) = (backend.alive, backend.addr) {
+            if self.routed.insert(addr) {
+                self.keep_resolved(addr);
+            }
+        }
     }
 
     /// Keeps the next hop toward `backend` resolved: one route lookup per
@@ -151,6 +178,16 @@ impl Programmer for Kernel {
         let mut placements = Placements::new(self.dataplane.ring_size());
         let mut rest = ops;
         while let Some(op) = rest.first() {
+            let backends = rest
+                .iter()
+                .take_while(|op| matches!(op, Op::SetBackend(..)))
+                .count();
+            if backends > 1 {
+                let (set_backends, after) = rest.split_at(backends);
+                self.set_backends(set_backends)?;
+                rest = after;
+                continue;
+            }
             // A run of VIPs to set: rings built on every core, one placement a pool, written in order.
             let vips = rest
                 .iter()

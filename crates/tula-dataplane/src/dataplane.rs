@@ -369,7 +369,7 @@ impl Dataplane {
             .map_flags()
             & aya_obj::generated::BPF_F_MMAPABLE
             != 0;
-        Dataplane {
+        let mut dataplane = Dataplane {
             program,
             vips,
             backends,
@@ -406,18 +406,21 @@ impl Dataplane {
             raw_settings,
             attachments: BTreeMap::new(),
             pin_dir,
-        }
-        .with_hops()
+        };
+        dataplane.assign_hops()?;
+        Ok(dataplane)
     }
 
-    /// Gives every backend already written (a pinned balancer's, or one an
-    /// upgrade converted) its address's hop, numbered afresh under new
-    /// epochs, so that the hops match what this process knows of them.
-    fn with_hops(mut self) -> Result<Dataplane> {
+    /// Gives every backend in `backends` (a pinned balancer's, one an upgrade
+    /// converted, or after a failed write) its address's hop, numbered afresh
+    /// under new epochs, so that `hops` matches the map; then publishes them.
+    pub(crate) fn assign_hops(&mut self) -> Result<()> {
         let mut backends = read_array(&self.backends, "backends", 0, self.max_backends)?;
         let addrs = self.backend_addrs(&backends)?;
         // New epochs start past every one in use, so no path filled before matches them.
-        self.epoch = backends.iter().map(|b| b.epoch).max().unwrap_or(0);
+        self.epoch = self
+            .epoch
+            .max(backends.iter().map(|b| b.epoch).max().unwrap_or(0));
         let epoch = &mut self.epoch;
         self.hops = Hops::assign(&mut backends, &addrs, || {
             *epoch = epoch.wrapping_add(1);
@@ -427,8 +430,7 @@ impl Dataplane {
             rings::write_batch(self.backends.map().fd().as_fd(), 0, &backends)
                 .map_err(|e| map_err("backends", "giving every backend its hop")(batch_error(e)))?;
         }
-        self.publish_backends()?;
-        Ok(self)
+        self.publish_backends()
     }
 
     /// Slots per Maglev ring.
@@ -663,10 +665,23 @@ pub(crate) fn load_object(
         .load(object)
         .map_err(|e| DataplaneError::Load(Box::new(e)))?;
     let program = balancer_program(&mut ebpf)?;
-    program.load().map_err(|source| DataplaneError::Program {
-        what: "loading it into the kernel (verifier)".into(),
-        source,
-    })?;
+    // The verifier gives up with EAGAIN when a signal reaches the loading thread; libbpf retries too.
+    let mut attempts = 1;
+    while let Err(source) = program.load() {
+        match &source {
+            aya::programs::ProgramError::LoadError { io_error, .. }
+                if io_error.raw_os_error() == Some(libc::EAGAIN) && attempts < 5 =>
+            {
+                attempts += 1
+            }
+            _ => {
+                return Err(DataplaneError::Program {
+                    what: format!("loading it into the kernel (verifier, attempt {attempts})"),
+                    source,
+                })
+            }
+        }
+    }
     if let Some(dir) = &options.pin_dir {
         program
             .pin(dir.join(pin::PROGRAM_PIN))

@@ -201,6 +201,16 @@ pub(crate) fn write_batch<T: aya::Pod>(
     values: &[T],
 ) -> std::io::Result<()> {
     let keys: Vec<u32> = (first..).take(values.len()).collect();
+    write_batch_at(map, &keys, values)
+}
+
+/// Writes `values[i]` to element `keys[i]` of an array map, in one system call.
+pub(crate) fn write_batch_at<T: aya::Pod>(
+    map: impl AsFd,
+    keys: &[u32],
+    values: &[T],
+) -> std::io::Result<()> {
+    assert_eq!(keys.len(), values.len(), "a key per value");
     let mut attr = BatchAttr {
         in_batch: 0,
         out_batch: 0,

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use support::*;
-use tula_dataplane::{Counter, Dsr, Protocol, Scheduler, XdpAction};
+use tula_dataplane::{Backend, Counter, DataplaneError, Dsr, Protocol, Scheduler, XdpAction};
 
 const NEW_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x99];
 
@@ -83,6 +83,46 @@ fn backends_with_one_address_share_its_next_hop() {
         assert_eq!(send(f, f.ingress).1, NEXT_HOP_MAC, "backend 3's hop is still cached");
         assert_eq!(f.dataplane.backend_traffic(3).unwrap().packets, 2, "each backend counts its own");
         assert_eq!(f.dataplane.backend_traffic(4).unwrap().packets, 2);
+    });
+}
+
+#[test]
+fn a_batch_of_backends_is_checked_whole_then_used_at_once() {
+    in_lab("nhbatch", |f| {
+        stay_on_cpu0();
+        let backend = |addr: IpAddr| Backend { addr, alive: true };
+        let max = f.dataplane.max_backends();
+        let bad = [
+            (5, backend(L2_BACKEND.into())),
+            (max, backend(routed_backend(3).into())),
+        ];
+        assert!(matches!(
+            f.dataplane.set_backends(&bad),
+            Err(DataplaneError::BackendIdOutOfRange { id, .. }) if id == max
+        ));
+        assert_eq!(
+            f.dataplane.backend(5).unwrap(),
+            None,
+            "nothing of a refused batch is written"
+        );
+
+        let good = [
+            (5, backend(L2_BACKEND.into())),
+            (6, backend(routed_backend(3).into())),
+        ];
+        f.dataplane.set_backends(&good).unwrap();
+        assert_eq!(f.dataplane.backend(6).unwrap(), Some(good[1].1));
+        let ring = f.ring_of(5);
+        f.add_vip(
+            vip_key(80, Protocol::Tcp),
+            Dsr::L3Ipip,
+            Scheduler::Maglev,
+            &ring,
+        );
+        assert_eq!(send(f, f.ingress), (XdpAction::Tx, L2_BACKEND_MAC));
+        // Backend 5 moves in a batch of one: the next packet follows.
+        f.dataplane.set_backends(&[(5, good[1].1)]).unwrap();
+        assert_eq!(send(f, f.ingress), (XdpAction::Tx, NEXT_HOP_MAC));
     });
 }
 

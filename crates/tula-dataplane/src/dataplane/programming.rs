@@ -418,71 +418,64 @@ impl Dataplane {
 
     /// Sets backend `id`'s address and whether it is alive.
     pub fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<()> {
-        self.check_backend_id(id)?;
-        let alive = if backend.alive {
-            abi::BACKEND_F_ALIVE
-        } else {
-            0
-        };
-        let epoch = &mut self.epoch;
-        let hop = self.hops.join(id, backend.addr, || {
-            *epoch = epoch.wrapping_add(1);
-            *epoch
-        });
-        let raw = match backend.addr {
-            IpAddr::V4(v4) => abi::Backend {
-                addr: abi::addr_to_raw(v4),
-                flags: alive,
-                epoch: hop.epoch,
-                hop: hop.index,
-                generation: 0,
-            },
-            IpAddr::V6(v6) => {
-                // The address first: the balancer reads it once the flag says IPv6.
+        self.set_backends(&[(id, *backend)])
+    }
+
+    /// Sets many backends at once: their entries in one system call (plus one
+    /// per IPv6 address), then one move of the backend generation, where
+    /// [`set_backend`](Self::set_backend) for each would take two calls each.
+    /// Every id is checked before anything is written.
+    pub fn set_backends(&mut self, backends: &[(u32, Backend)]) -> Result<()> {
+        for (id, _) in backends {
+            self.check_backend_id(*id)?;
+        }
+        // The IPv6 addresses first: the balancer reads one once the flag says IPv6.
+        for (id, backend) in backends {
+            if let IpAddr::V6(v6) = backend.addr {
                 let raw6 = abi::Backend6 {
                     addr: abi::addr6_to_raw(v6),
                 };
-                if let Err(e) = self.backends6.set(id, raw6, 0) {
-                    self.forget_failed_write(id)?;
-                    return Err(map_err("backends6", format!("setting backend {id} ({v6})"))(e));
-                }
-                abi::Backend {
-                    addr: 0,
-                    flags: alive | abi::BACKEND_F_IPV6,
-                    epoch: hop.epoch,
-                    hop: hop.index,
-                    generation: 0,
-                }
+                self.backends6
+                    .set(*id, raw6, 0)
+                    .map_err(map_err("backends6", format!("setting backend {id} ({v6})")))?;
             }
-        };
-        if let Err(e) = self.backends.set(id, raw, 0) {
-            self.forget_failed_write(id)?;
-            return Err(map_err("backends", format!("setting backend {id} ({})", backend.addr))(e));
+        }
+        let mut ids = Vec::with_capacity(backends.len());
+        let mut raws = Vec::with_capacity(backends.len());
+        for (id, backend) in backends {
+            let epoch = &mut self.epoch;
+            let hop = self.hops.join(*id, backend.addr, || {
+                *epoch = epoch.wrapping_add(1);
+                *epoch
+            });
+            let alive = if backend.alive {
+                abi::BACKEND_F_ALIVE
+            } else {
+                0
+            };
+            let (addr, flags) = match backend.addr {
+                IpAddr::V4(v4) => (abi::addr_to_raw(v4), alive),
+                IpAddr::V6(_) => (0, alive | abi::BACKEND_F_IPV6),
+            };
+            ids.push(*id);
+            raws.push(abi::Backend {
+                addr,
+                flags,
+                epoch: hop.epoch,
+                hop: hop.index,
+                generation: 0,
+            });
+        }
+        if let Err(e) = rings::write_batch_at(self.backends.map().fd().as_fd(), &ids, &raws) {
+            // Some may be written: the hops are numbered again from what the map holds.
+            self.assign_hops()?;
+            let what = match backends {
+                [(id, backend)] => format!("setting backend {id} ({})", backend.addr),
+                _ => format!("setting {} backends", backends.len()),
+            };
+            return Err(map_err("backends", what)(batch_error(e)));
         }
         self.publish_backends()
-    }
-
-    /// After a failed write of backend `id`: its hop is the one its entry
-    /// still names, so `hops` agrees with the map.
-    fn forget_failed_write(&mut self, id: u32) -> Result<()> {
-        self.hops.leave(id);
-        let raw = self
-            .backends
-            .get(&id, 0)
-            .map_err(map_err("backends", format!("reading backend {id}")))?;
-        let b6 = match raw.flags & abi::BACKEND_F_IPV6 {
-            0 => None,
-            _ => Some(
-                self.backends6
-                    .get(&id, 0)
-                    .map_err(map_err("backends6", format!("reading backend {id}")))?,
-            ),
-        };
-        if let Some(addr) = backend_addr(&raw, b6.as_ref()) {
-            // The entry keeps the epoch it was written with.
-            self.hops.join(id, addr, || raw.epoch);
-        }
-        Ok(())
     }
 
     /// Clears backend `id`: flows stuck to it re-hash, ring slots naming it drop.
