@@ -407,13 +407,20 @@ impl Dataplane {
             attachments: BTreeMap::new(),
             pin_dir,
         };
-        dataplane.assign_hops()?;
+        let backends = read_array(&dataplane.backends, "backends", 0, max_backends)?;
+        let addrs = dataplane.backend_addrs(&backends)?;
+        // New epochs start past every one in use, so no path filled before matches them.
+        dataplane.epoch = backends.iter().map(|b| b.epoch).max().unwrap_or(0);
+        match Hops::from_entries(&backends, &addrs, max_backends) {
+            Some(hops) => dataplane.hops = hops,
+            None => dataplane.assign_hops()?,
+        }
         Ok(dataplane)
     }
 
-    /// Gives every backend in `backends` (a pinned balancer's, one an upgrade
-    /// converted, or after a failed write) its address's hop, numbered afresh
-    /// under new epochs, so that `hops` matches the map; then publishes them.
+    /// Gives every backend in `backends` its address's hop, numbered afresh
+    /// under new epochs, so that `hops` matches the map (after a failed
+    /// write, or on opening entries whose hops disagree); then publishes them.
     pub(crate) fn assign_hops(&mut self) -> Result<()> {
         let mut backends = read_array(&self.backends, "backends", 0, self.max_backends)?;
         let addrs = self.backend_addrs(&backends)?;

@@ -248,7 +248,7 @@ fn flows_and_counters_survive_a_switch_to_layout_2_and_the_upgrade_back() {
 const UNMAPPED_RING_OBJECT: &[u8] = include_bytes!("fixtures/balancer-layout5-unmapped-ring.o");
 
 #[test]
-fn a_ring_map_pinned_by_a_build_that_cannot_map_it_is_still_written() {
+fn a_balancer_moved_to_a_layout_5_build_comes_back_with_its_counters() {
     let pins = PinDir::new("unmapped");
     let options = pins.options();
     in_lab_with("unmapped", &options, |f| {
@@ -281,5 +281,41 @@ fn a_ring_map_pinned_by_a_build_that_cannot_map_it_is_still_written() {
         assert_eq!(action, XdpAction::Tx);
         assert_eq!(out[33], 2, "a new flow follows the ring written without a mapping");
         adopted.teardown().unwrap();
+    });
+}
+
+#[test]
+fn a_second_handle_on_the_pinned_balancer_keeps_the_writers_hops() {
+    let pins = PinDir::new("hops");
+    let options = pins.options();
+    in_lab_with("hops", &options, |f| {
+        stay_on_cpu0();
+        // Hops out of id order: address 1's backend leaves and comes back after address 3's.
+        f.add_backend(1, routed_backend(1));
+        f.add_backend(2, routed_backend(2));
+        f.dataplane.remove_backend(1).unwrap();
+        f.add_backend(3, routed_backend(3));
+        f.add_backend(1, routed_backend(1));
+        // As the daemon's status reader opens it, beside the writer.
+        let reader = Dataplane::open_pinned(&pins.0).unwrap();
+        let ring = f.ring_of(1);
+        f.add_vip(vip_key(80, Protocol::Tcp), Dsr::L3Ipip, Scheduler::Maglev, &ring);
+        f.add_backend(4, routed_backend(1));
+        let ring = f.ring_of(4);
+        f.add_vip(vip_key(81, Protocol::Tcp), Dsr::L3Ipip, Scheduler::Maglev, &ring);
+        let send = |f: &Fixture, port| {
+            let frame = tcp_frame(f.lb_mac, client(1000), vip(port));
+            let (action, out) = f.dataplane.test_run(&frame, Some(f.ingress)).unwrap();
+            assert_eq!(action, XdpAction::Tx);
+            <[u8; 6]>::try_from(&out[..6]).unwrap()
+        };
+        assert_eq!(send(f, 80), NEXT_HOP_MAC);
+        tula_net::add_neighbour("lb0", NEXT_HOP, [0x02, 0, 0, 0, 0, 0x99]).unwrap();
+        assert_eq!(
+            send(f, 81),
+            NEXT_HOP_MAC,
+            "backends 1 and 4 share one hop: the reader renumbered nothing"
+        );
+        drop(reader);
     });
 }

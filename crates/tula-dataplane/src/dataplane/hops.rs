@@ -57,6 +57,48 @@ impl Hops {
         hops
     }
 
+    /// The hops `backends` (indexed by id, addresses in `addrs`) already
+    /// name, if they agree: one hop per address, one address per hop, every
+    /// hop below `max`. Opening a pinned balancer reads them so, writing
+    /// nothing (a second, read-only handle must not renumber the writer's).
+    pub(crate) fn from_entries(
+        backends: &[abi::Backend],
+        addrs: &[Option<IpAddr>],
+        max: u32,
+    ) -> Option<Hops> {
+        let mut hops = Hops::default();
+        let mut owners: HashMap<u32, IpAddr> = HashMap::new();
+        for (id, (backend, addr)) in backends.iter().zip(addrs).enumerate() {
+            let Some(addr) = addr else {
+                continue;
+            };
+            match hops.by_addr.get_mut(addr) {
+                Some(hop) if hop.index == backend.hop && hop.epoch == backend.epoch => {
+                    hop.users += 1
+                }
+                Some(_) => return None,
+                None => {
+                    if backend.hop >= max || owners.insert(backend.hop, *addr).is_some() {
+                        return None;
+                    }
+                    let hop = Hop {
+                        index: backend.hop,
+                        epoch: backend.epoch,
+                        users: 1,
+                    };
+                    hops.by_addr.insert(*addr, hop);
+                }
+            }
+            hops.of_backend.insert(id as u32, *addr);
+        }
+        hops.next = owners.keys().max().map_or(0, |highest| highest + 1);
+        hops.free = (0..hops.next)
+            .rev()
+            .filter(|n| !owners.contains_key(n))
+            .collect();
+        Some(hops)
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.by_addr.is_empty()
     }
@@ -155,6 +197,29 @@ mod tests {
         assert_eq!(hops.join(1, addr(2), &mut epoch).index, b.index);
         // Address 1 had no other backend: its number is free for the next address.
         assert_eq!(hops.join(3, addr(9), &mut epoch).index, a.index);
+    }
+
+    #[test]
+    fn hops_read_back_from_their_entries_go_on_where_they_were() {
+        let mut hops = Hops::default();
+        let mut epochs = 0u16..;
+        let mut epoch = || epochs.next().unwrap();
+        let mut backends = vec![abi::Backend::default(); 4];
+        let mut addrs = vec![None; 4];
+        for (id, last) in [(1, 1), (2, 2), (3, 1)] {
+            let hop = hops.join(id, addr(last), &mut epoch);
+            (backends[id as usize].hop, backends[id as usize].epoch) = (hop.index, hop.epoch);
+            addrs[id as usize] = Some(addr(last));
+        }
+        let mut read = Hops::from_entries(&backends, &addrs, 4).expect("consistent");
+        assert_eq!(read.join(0, addr(2), || 99), hops.join(0, addr(2), || 99));
+        // A third address takes the next number, as it would have.
+        assert_eq!(read.join(3, addr(5), || 7).index, 2);
+        // One address on two hops, or a hop out of range, is not consistent.
+        backends[3].hop = 1;
+        assert!(Hops::from_entries(&backends, &addrs, 4).is_none());
+        backends[3] = backends[1];
+        assert!(Hops::from_entries(&backends, &addrs, 1).is_none());
     }
 
     #[test]
