@@ -152,6 +152,17 @@ static __always_inline __u64 flow_hash64(const struct flow *f)
 	return mix64(mix64(rest ^ FLOW_HASH_SEED) ^ addrs);
 }
 
+/* The tag of an IPv6 backend address: what `backend.addr` holds for an IPv6
+ * backend (it has no IPv4 address) and what a path filled for the address
+ * records, so that a path filled for another address never matches. Mirrored
+ * by tula_dataplane's addr6_tag. */
+static __always_inline __u32 addr6_tag(const __be32 *addr)
+{
+	const __u64 *words = (const __u64 *)addr;
+
+	return mix64(mix64(words[0] ^ FLOW_HASH_SEED) ^ words[1]) >> 32;
+}
+
 static __always_inline __u32 flow_hash(const struct flow *f)
 {
 	return flow_hash64(f) >> 32;
@@ -468,7 +479,7 @@ static __always_inline __u32 next_hop6_refresh(struct xdp_md *ctx, const __be32 
 	int rc;
 
 	pa->nh.expires = 0;
-	pa->nh.addr = 0;
+	pa->nh.addr = addr6_tag(addr);
 	__builtin_memcpy(fib.ipv6_dst, addr, 16);
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
@@ -912,7 +923,8 @@ static __always_inline __u32 next_hop_of(struct xdp_md *ctx, struct choice *c, s
 	 * filled under an epoch older than its address, which the next packet redoes. */
 	__u16 epoch = *(volatile __u16 *)&c->backend->epoch;
 
-	/* The address too: a copy torn by a concurrent write may pair one address with another's hop. */
+	/* The address (an IPv6 one's tag) too: a path may have been filled for another address by a
+	 * backend whose copy was torn, or whose IPv6 address changed before its hop did. */
 	if (now >= pa->nh.expires || pa->nh.epoch != epoch || pa->nh.ingress != ctx->ingress_ifindex ||
 	    pa->nh.addr != c->backend->addr) {
 		if (pa6) {

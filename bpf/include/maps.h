@@ -53,7 +53,7 @@ struct traffic {
  * CPU in `paths`, and one epoch, which user space changes when the hop is
  * given to another address and when interfaces change. */
 struct backend {
-	__be32 addr;
+	__be32 addr;      /* an IPv6 backend's: addr6_tag() of its address (in backends6) */
 	__u16 flags;      /* BACKEND_F_* */
 	__u16 epoch;      /* its hop's: a path filled under another epoch is refilled */
 	__u32 hop;        /* its address's element of `paths` (per CPU), below path_backends */
@@ -176,7 +176,7 @@ struct next_hop {
 	__u16 ip_id;         /* last outer IP ID given a packet without DF (outer_ip_id); not reset by refreshes */
 	__u16 epoch;         /* backend.epoch when filled */
 	__u8 pad[2];
-	__be32 addr;         /* the IPv4 backend address looked up; 0 for an IPv6 backend */
+	__be32 addr;         /* the IPv4 backend address looked up, or an IPv6 one's addr6_tag() */
 };
 
 /* A CPU's next hop toward a hop (a backend address), one 64-byte line:

@@ -31,6 +31,7 @@ pub struct VipMeta {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Backend {
+    /// An IPv6 backend's: the tag of its address (in `backends6`), `addr6_tag()`.
     pub addr: u32,
     pub flags: u16,
     /// Its hop's: paths filled under another epoch are refilled.
@@ -247,7 +248,7 @@ pub struct NextHop {
     /// [`Backend::epoch`] when filled.
     pub epoch: u16,
     pub pad: [u8; 2],
-    /// The IPv4 backend address looked up; 0 for an IPv6 backend.
+    /// The IPv4 backend address looked up, or an IPv6 one's tag.
     pub addr: u32,
 }
 

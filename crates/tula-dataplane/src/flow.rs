@@ -3,7 +3,7 @@
 //! The two must agree bit for bit; `tests/flow_hash.rs` checks them against
 //! the kernel.
 
-use std::net::{Ipv4Addr, SocketAddrV4, SocketAddrV6};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 use crate::abi;
 
@@ -110,6 +110,14 @@ pub(crate) fn hash64_abi6(flow: &abi::Flow6) -> u64 {
         h = mix64(h ^ word);
     }
     h
+}
+
+/// `addr6_tag()` in balancer.c: what an IPv6 backend's entry holds as its
+/// `addr`, and a path filled for the address records.
+pub(crate) fn addr6_tag(addr: Ipv6Addr) -> u32 {
+    let words = abi::addr6_to_raw(addr);
+    let half = |i: usize| u64::from(words[2 * i + 1]) << 32 | u64::from(words[2 * i]);
+    (mix64(mix64(half(0) ^ FLOW_HASH_SEED) ^ half(1)) >> 32) as u32
 }
 
 /// An IPv6 client flow to an IPv6 VIP, as the balancer keys it (`struct flow6`).

@@ -486,6 +486,12 @@ fn write_backends(
             .map_err(|e| map_err("backends", "copying into the new map")(dataplane::batch_error(e)))
     }
     if version >= 6 {
+        // An IPv6 backend's addr is its address's tag from layout 6 on.
+        for (backend, addr) in backends.iter_mut().zip(addrs) {
+            if let Some(IpAddr::V6(v6)) = addr {
+                backend.addr = crate::flow::addr6_tag(*v6);
+            }
+        }
         // The new paths are empty: any epochs will do.
         let mut epoch = 0u16;
         dataplane::Hops::assign(&mut backends, addrs, || {
@@ -498,7 +504,8 @@ fn write_backends(
     let old: Vec<abi::BackendLayout5> = backends
         .iter()
         .map(|b| abi::BackendLayout5 {
-            addr: b.addr,
+            // Layout 5 keeps 0 for an IPv6 backend.
+            addr: if b.flags & abi::BACKEND_F_IPV6 != 0 { 0 } else { b.addr },
             flags: b.flags,
             epoch: b.epoch,
         })

@@ -319,3 +319,49 @@ fn a_second_handle_on_the_pinned_balancer_keeps_the_writers_hops() {
         drop(reader);
     });
 }
+
+#[test]
+fn a_path_filled_for_another_ipv6_address_is_not_taken() {
+    let pins = PinDir::new("tag6");
+    let options = pins.options();
+    in_lab_with("tag6", &options, |f| {
+        stay_on_cpu0();
+        let routed: std::net::Ipv6Addr = "2001:db8:100::3".parse().unwrap();
+        f.add_backend(3, routed);
+        f.add_backend(4, routed);
+        let ring = f.ring_of(3);
+        f.add_vip(vip_key(80, Protocol::Tcp), Dsr::L3Ipip, Scheduler::Maglev, &ring);
+        let ring = f.ring_of(4);
+        f.add_vip(vip_key(81, Protocol::Tcp), Dsr::L3Ipip, Scheduler::Maglev, &ring);
+        // (MAC, outer IPv6 destination) of a segment to VIP port `port`.
+        let send6 = |f: &Fixture, port| {
+            let frame = tcp_frame(f.lb_mac, client(1000), vip(port));
+            let (action, out) = f.dataplane.test_run(&frame, Some(f.ingress)).unwrap();
+            assert_eq!(action, XdpAction::Tx);
+            let dst: [u8; 16] = out[38..54].try_into().unwrap();
+            (<[u8; 6]>::try_from(&out[..6]).unwrap(), std::net::Ipv6Addr::from(dst))
+        };
+        assert_eq!(send6(f, 81), (NEXT_HOP_MAC, routed));
+        // Cached: the tag user space gave backend 4 is the one the path records.
+        let next_hop6 = NEXT_HOP6.to_string();
+        ip(&["-6", "neigh", "replace", &next_hop6, "lladdr", "02:00:00:00:00:99", "dev", "lb0"]);
+        assert_eq!(send6(f, 81), (NEXT_HOP_MAC, routed), "cached");
+        ip(&["-6", "neigh", "replace", &next_hop6, "lladdr", "02:00:00:00:00:02", "dev", "lb0"]);
+        // Between the two writes of an address change: backend 3's new address
+        // is in backends6, its entry still names the old address's hop.
+        let data = aya::maps::MapData::from_pin(pins.0.join("backends6")).unwrap();
+        let mut backends6: aya::maps::Array<_, tula_dataplane::abi::Backend6> =
+            aya::maps::Map::from_map_data(data).unwrap().try_into().unwrap();
+        let moved = tula_dataplane::abi::Backend6 {
+            addr: tula_dataplane::abi::addr6_to_raw(L2_BACKEND6),
+        };
+        backends6.set(3, moved, 0).unwrap();
+        f.dataplane.flush_next_hops().unwrap();
+        assert_eq!(send6(f, 80), (L2_BACKEND_MAC, L2_BACKEND6));
+        assert_eq!(
+            send6(f, 81),
+            (NEXT_HOP_MAC, routed),
+            "backend 4 took the shared path filled for backend 3's new address"
+        );
+    });
+}

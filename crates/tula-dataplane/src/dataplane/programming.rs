@@ -455,7 +455,7 @@ impl Dataplane {
             };
             let (addr, flags) = match backend.addr {
                 IpAddr::V4(v4) => (abi::addr_to_raw(v4), alive),
-                IpAddr::V6(_) => (0, alive | abi::BACKEND_F_IPV6),
+                IpAddr::V6(v6) => (crate::flow::addr6_tag(v6), alive | abi::BACKEND_F_IPV6),
             };
             ids.push(*id);
             raws.push(abi::Backend {
