@@ -495,7 +495,7 @@ fn write_backends(
         // The new paths are empty: any epochs will do.
         let mut epoch = 0u16;
         dataplane::Hops::assign(&mut backends, addrs, || {
-            epoch += 1;
+            epoch = epoch.wrapping_add(1);
             epoch
         });
         let map: Array<MapData, abi::Backend> = maps.typed("backends")?;
