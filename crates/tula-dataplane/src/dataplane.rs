@@ -132,8 +132,6 @@ pub struct Dataplane {
     backends: Array<MapData, abi::Backend>,
     cpu_backends: Array<MapData, abi::CpuBackend>,
     ring: Array<MapData, abi::RingChunk>,
-    /// Whether `ring` is mmapable (not if an older build pinned it): rings are then written by a copy.
-    ring_mmapable: bool,
     layout: Array<MapData, abi::Layout>,
     pub(crate) conns: Array<MapData, abi::ConnBucket>,
     ifaces: HashMap<MapData, u32, abi::Iface>,
@@ -362,19 +360,11 @@ impl Dataplane {
             in_use.push(meta.ring);
         }
         let ring: Array<MapData, abi::RingChunk> = maps.typed("ring")?;
-        let ring_mmapable = ring
-            .map()
-            .info()
-            .map_err(map_err("ring", "reading its flags"))?
-            .map_flags()
-            & aya_obj::generated::BPF_F_MMAPABLE
-            != 0;
         let mut dataplane = Dataplane {
             program,
             vips,
             backends,
             ring,
-            ring_mmapable,
             cpu_backends: maps.typed("cpu_backends")?,
             layout: maps.typed("layout")?,
             conns: maps.typed("conns")?,

@@ -259,19 +259,6 @@ pub(crate) fn read_batch<T: aya::Pod + Default>(
     Ok(values)
 }
 
-/// A ring's slots as `ring` map elements: chunks of `RING_CHUNK_SLOTS`, the
-/// last one padded with [`EMPTY_SLOT`].
-pub(crate) fn to_chunks(slots: &[u32]) -> Vec<abi::RingChunk> {
-    slots
-        .chunks(abi::RING_CHUNK_SLOTS as usize)
-        .map(|part| {
-            let mut chunk = abi::RingChunk::default();
-            chunk.slots[..part.len()].copy_from_slice(part);
-            chunk
-        })
-        .collect()
-}
-
 /// The first `ring_size` slots held by `chunks`.
 pub(crate) fn from_chunks(chunks: &[abi::RingChunk], ring_size: u32) -> Vec<u32> {
     let mut slots: Vec<u32> = chunks.iter().flat_map(|c| c.slots).collect();
@@ -335,6 +322,19 @@ mod tests {
     fn no_weight_means_an_empty_ring() {
         assert_eq!(round_robin_ring(&backends(&[0, 0]), 5), [EMPTY_SLOT; 5]);
         assert_eq!(round_robin_ring(&[], 3), [EMPTY_SLOT; 3]);
+    }
+
+    /// A ring's slots as `ring` map elements: chunks of `RING_CHUNK_SLOTS`, the
+    /// last one padded with [`EMPTY_SLOT`].
+    fn to_chunks(slots: &[u32]) -> Vec<abi::RingChunk> {
+        slots
+            .chunks(abi::RING_CHUNK_SLOTS as usize)
+            .map(|part| {
+                let mut chunk = abi::RingChunk::default();
+                chunk.slots[..part.len()].copy_from_slice(part);
+                chunk
+            })
+            .collect()
     }
 
     #[test]

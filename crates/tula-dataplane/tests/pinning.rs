@@ -279,7 +279,7 @@ fn a_balancer_moved_to_a_layout_5_build_comes_back_with_its_counters() {
         let frame = tcp_frame(f.lb_mac, client(20_000), vip(80));
         let (action, out) = adopted.test_run(&frame, Some(f.ingress)).unwrap();
         assert_eq!(action, XdpAction::Tx);
-        assert_eq!(out[33], 2, "a new flow follows the ring written without a mapping");
+        assert_eq!(out[33], 2, "a new flow follows the ring written into the converted ring map");
         adopted.teardown().unwrap();
     });
 }

@@ -193,23 +193,10 @@ impl Dataplane {
                 vip: key.to_string(),
                 rings: self.max_vips + abi::SPARE_RINGS,
             })?;
-        let (call, write) = match self.ring_mmapable {
-            true => (
-                "mmap",
-                rings::write_mapped(self.ring.map().fd(), new_ring, self.ring_size, ring),
-            ),
-            false => (
-                "BPF_MAP_UPDATE_BATCH",
-                rings::write_batch(
-                    self.ring.map().fd(),
-                    new_ring * abi::ring_chunks(self.ring_size),
-                    &rings::to_chunks(ring),
-                ),
-            ),
-        };
+        let write = rings::write_mapped(self.ring.map().fd(), new_ring, self.ring_size, ring);
         if let Err(e) = write {
             self.free_rings.release(new_ring);
-            return Err(map_err("ring", format!("writing ring {new_ring} for VIP {key}"))(syscall_err(call, e)));
+            return Err(map_err("ring", format!("writing ring {new_ring} for VIP {key}"))(syscall_err("mmap", e)));
         }
         let meta = abi::VipMeta {
             id: spec.id,
