@@ -30,7 +30,7 @@ pub struct ConnTally {
 
 /// The bucket of the flow with 64-bit hash `hash64` in a table of `buckets`.
 pub(crate) fn bucket_index(hash64: u64, buckets: u32) -> u32 {
-    ((hash64 >> 32) * u64::from(buckets) >> 32) as u32
+    (((hash64 >> 32) * u64::from(buckets)) >> 32) as u32
 }
 
 /// The bucket of `flow`.

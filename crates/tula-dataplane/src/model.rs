@@ -356,7 +356,6 @@ impl Model {
         let mut opens = false;
         let flow: FlowKey;
         let mut first_fragment = false;
-        let chosen: Chosen;
 
         if proto == ICMP {
             let icmp = l2 + ihl;
@@ -495,7 +494,7 @@ impl Model {
                 backend
             }
         };
-        chosen = Chosen {
+        let chosen = Chosen {
             backend,
             vip: vip.id,
             l2_dsr,
