@@ -349,6 +349,9 @@ fn bench(config: &Config) {
         est6_ns.push(time_balancer(&dp, &established6_case, ingress, config.packets, 1));
         notvip6_ns.push(time_balancer(&dp, &not_vip6_case, ingress, config.packets, 1));
     }
+    let full = full_table_established(&dp, &floor, config, lb_mac, ingress, &not_vip);
+    // The fill evicted the idle L2 flow that the in-kernel repeat times: open it again.
+    assert_eq!(dp.test_run(&l2_case.frames[0], Some(ingress)).unwrap().0, XdpAction::Tx);
     let floor_med = median(floor_ns);
     println!(
         "packet cost, BPF_PROG_TEST_RUN, repeat = 1 per packet, {} packets x {} rounds (median of round means; ring {} slots, conn table {})",
@@ -377,6 +380,20 @@ fn bench(config: &Config) {
             target
         );
     }
+    println!(
+        "  {:<34} {:>8.1} ns   {:.2}x  (against its rounds' floor, {:.1} ns; the table {:.0}% full)",
+        "established flow, full table",
+        full.ns,
+        full.ns / full.floor_ns,
+        full.floor_ns,
+        full.fill * 100.0
+    );
+    json_paths.push(format!(
+        "{{\"name\": \"established flow, full table\", \"method\": \"packet_cost\", \"ns_per_packet\": {:.3}, \"floor_ns_per_packet\": {:.3}, \"mpps\": {:.3}}}",
+        full.ns,
+        full.floor_ns,
+        1e3 / full.ns
+    ));
     for (name, values) in [
         ("new flow, round robin", rr_ns),
         ("SYN on a known 5-tuple (replaced)", reopen_ns),
@@ -422,6 +439,63 @@ fn bench(config: &Config) {
         notvip_rep,
         notvip_rep / floor_rep
     );
+}
+
+/// An established flow's cost once the connection table is full, with the
+/// floor timed in the same rounds.
+struct FullTable {
+    ns: f64,
+    floor_ns: f64,
+    /// The share of the table's ways holding a flow.
+    fill: f64,
+}
+
+/// Fills the IPv4 connection table with twice its size in new flows
+/// (untimed), opens one more flow, and times that flow as the established
+/// case is timed: the path a busy balancer's established packets take.
+fn full_table_established(
+    dp: &Dataplane,
+    floor: &TimedObject,
+    config: &Config,
+    lb_mac: [u8; 6],
+    ingress: u32,
+    floor_frame: &[u8],
+) -> FullTable {
+    // Clients numbered far above the rounds' (new_flow_frames), so every one is new.
+    let first = 1 << 22;
+    let count = 2 * config.options.conn_table_size as usize;
+    for start in (first..first + count).step_by(config.packets) {
+        let chunk = config.packets.min(first + count - start);
+        for frame in new_flow_frames(lb_mac, start, chunk, 80) {
+            let (action, _) = dp
+                .test_run(&frame, Some(ingress))
+                .expect("filling the connection table");
+            assert_eq!(action, XdpAction::Tx, "filling the connection table");
+        }
+    }
+    let held = dp.conns().expect("reading the connection table").len();
+    let fill = held as f64 / f64::from(dp.conn_table_capacity());
+    assert!(fill >= 0.95, "the connection table is only {:.0}% full", fill * 100.0);
+    let frame = tcp_frame(lb_mac, client(5558), vip(80));
+    let (action, _) = dp.test_run(&frame, Some(ingress)).unwrap();
+    assert_eq!(action, XdpAction::Tx, "opening the flow");
+    let case = Case {
+        name: "established, full table",
+        frames: vec![frame],
+        verdict: XdpAction::Tx,
+        counter: Some(Counter::LruHit),
+        or: None,
+    };
+    let (mut floor_ns, mut ns) = (vec![], vec![]);
+    for _ in 0..config.rounds {
+        floor_ns.push(time_floor(floor, floor_frame, ingress, config.packets, 1));
+        ns.push(time_balancer(dp, &case, ingress, config.packets, 1));
+    }
+    FullTable {
+        ns: median(ns),
+        floor_ns: median(floor_ns),
+        fill,
+    }
 }
 
 /// Leaves the paths for the data-plane bench, which writes them into
