@@ -110,10 +110,7 @@ impl Kernel {
                 dataplane.detach(ifname)?;
                 dataplane.remove_interface(ifname)?;
             }
-            Op::SetBackend(id, backend) => {
-                dataplane.set_backend(*id, backend)?;
-                self.resolve_next_hop(backend);
-            }
+            Op::SetBackend(..) => unreachable!("backends are set in runs"),
             Op::RemoveBackend(id) => dataplane.remove_backend(*id)?,
             Op::SetVip(..) => unreachable!("rings are built by the caller"),
             Op::RemoveVip(key, _) => dataplane.remove_vip(key)?,
@@ -122,8 +119,8 @@ impl Kernel {
         Ok(())
     }
 
-    /// A run of backend writes (a first apply has 100,000): one write of
-    /// their entries, not one each.
+    /// A run of backend writes (a first apply has 100,000, an edit often
+    /// one): one write of their entries, not one each.
     fn set_backends(&mut self, ops: &[Op]) -> Result<(), ProgramError> {
         let backends: Vec<(u32, Backend)> = ops
             .iter()
@@ -135,7 +132,10 @@ impl Kernel {
         self.dataplane
             .set_backends(&backends)
             .map_err(|source| ProgramError::Op {
-                op: format!("{} (and {} more backends)", ops[0], ops.len() - 1),
+                op: match ops.len() {
+                    1 => ops[0].to_string(),
+                    n => format!("{} (and {} more backends)", ops[0], n - 1),
+                },
                 source,
             })?;
         for (op, (_, backend)) in ops.iter().zip(&backends) {
@@ -182,7 +182,7 @@ impl Programmer for Kernel {
                 .iter()
                 .take_while(|op| matches!(op, Op::SetBackend(..)))
                 .count();
-            if backends > 1 {
+            if backends > 0 {
                 let (set_backends, after) = rest.split_at(backends);
                 self.set_backends(set_backends)?;
                 rest = after;

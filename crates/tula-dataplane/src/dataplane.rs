@@ -403,23 +403,29 @@ impl Dataplane {
         dataplane.epoch = backends.iter().map(|b| b.epoch).max().unwrap_or(0);
         match Hops::from_entries(&backends, &addrs, max_backends) {
             Some(hops) => dataplane.hops = hops,
-            None => dataplane.assign_hops()?,
+            None => dataplane.renumber_hops(backends, &addrs)?,
         }
         Ok(dataplane)
     }
 
-    /// Gives every backend in `backends` its address's hop, numbered afresh
-    /// under new epochs, so that `hops` matches the map (after a failed
-    /// write, or on opening entries whose hops disagree); then publishes them.
+    /// Gives every backend its address's hop, numbered afresh under new
+    /// epochs, so that `hops` matches the map (after a failed write); then
+    /// publishes them.
     pub(crate) fn assign_hops(&mut self) -> Result<()> {
-        let mut backends = read_array(&self.backends, "backends", 0, self.max_backends)?;
+        let backends = read_array(&self.backends, "backends", 0, self.max_backends)?;
         let addrs = self.backend_addrs(&backends)?;
+        self.renumber_hops(backends, &addrs)
+    }
+
+    /// [`assign_hops`](Self::assign_hops) on entries (and their addresses)
+    /// the caller has read: opening entries whose hops disagree reads them once.
+    fn renumber_hops(&mut self, mut backends: Vec<abi::Backend>, addrs: &[Option<IpAddr>]) -> Result<()> {
         // New epochs start past every one in use, so no path filled before matches them.
         self.epoch = self
             .epoch
             .max(backends.iter().map(|b| b.epoch).max().unwrap_or(0));
         let epoch = &mut self.epoch;
-        self.hops = Hops::assign(&mut backends, &addrs, || {
+        self.hops = Hops::assign(&mut backends, addrs, || {
             *epoch = epoch.wrapping_add(1);
             *epoch
         });

@@ -129,7 +129,7 @@ fn a_batch_of_backends_is_checked_whole_then_used_at_once() {
 #[test]
 fn a_new_ipv6_backend_address_is_looked_up_at_once() {
     in_lab("nhaddr6", |f| {
-        let routed: Ipv6Addr = "2001:db8:100::3".parse().unwrap();
+        let routed = routed_backend6(3);
         balance_to(f, routed);
         // (MAC, outer IPv6 destination) of an established-flow segment.
         let send6 = |f: &Fixture| {

@@ -320,27 +320,28 @@ fn a_second_handle_on_the_pinned_balancer_keeps_the_writers_hops() {
     });
 }
 
+/// (MAC, outer IPv6 destination) of a segment to VIP port `port`.
+fn send6(f: &Fixture, port: u16) -> ([u8; 6], std::net::Ipv6Addr) {
+    let frame = tcp_frame(f.lb_mac, client(1000), vip(port));
+    let (action, out) = f.dataplane.test_run(&frame, Some(f.ingress)).unwrap();
+    assert_eq!(action, XdpAction::Tx);
+    let dst: [u8; 16] = out[38..54].try_into().unwrap();
+    (<[u8; 6]>::try_from(&out[..6]).unwrap(), std::net::Ipv6Addr::from(dst))
+}
+
 #[test]
 fn a_path_filled_for_another_ipv6_address_is_not_taken() {
     let pins = PinDir::new("tag6");
     let options = pins.options();
     in_lab_with("tag6", &options, |f| {
         stay_on_cpu0();
-        let routed: std::net::Ipv6Addr = "2001:db8:100::3".parse().unwrap();
+        let routed = routed_backend6(3);
         f.add_backend(3, routed);
         f.add_backend(4, routed);
         let ring = f.ring_of(3);
         f.add_vip(vip_key(80, Protocol::Tcp), Dsr::L3Ipip, Scheduler::Maglev, &ring);
         let ring = f.ring_of(4);
         f.add_vip(vip_key(81, Protocol::Tcp), Dsr::L3Ipip, Scheduler::Maglev, &ring);
-        // (MAC, outer IPv6 destination) of a segment to VIP port `port`.
-        let send6 = |f: &Fixture, port| {
-            let frame = tcp_frame(f.lb_mac, client(1000), vip(port));
-            let (action, out) = f.dataplane.test_run(&frame, Some(f.ingress)).unwrap();
-            assert_eq!(action, XdpAction::Tx);
-            let dst: [u8; 16] = out[38..54].try_into().unwrap();
-            (<[u8; 6]>::try_from(&out[..6]).unwrap(), std::net::Ipv6Addr::from(dst))
-        };
         assert_eq!(send6(f, 81), (NEXT_HOP_MAC, routed));
         // Cached: the tag user space gave backend 4 is the one the path records.
         let next_hop6 = NEXT_HOP6.to_string();
@@ -363,5 +364,50 @@ fn a_path_filled_for_another_ipv6_address_is_not_taken() {
             (NEXT_HOP_MAC, routed),
             "backend 4 took the shared path filled for backend 3's new address"
         );
+    });
+}
+
+/// Makes map `name` of the balancer pinned in `pins` read-only for system
+/// calls (BPF_MAP_FREEZE), for good: every later write to it fails.
+fn freeze(pins: &PinDir, name: &str) {
+    use std::os::fd::{AsFd, AsRawFd};
+    let data = aya::maps::MapData::from_pin(pins.0.join(name)).unwrap();
+    // union bpf_attr for BPF_MAP_FREEZE: the map's fd, then zeros.
+    let mut attr = [0u32; 32];
+    attr[0] = data.fd().as_fd().as_raw_fd() as u32;
+    const BPF_MAP_FREEZE: libc::c_long = 22;
+    // SAFETY: attr outlives the call, and the size passed is its own.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_FREEZE, attr.as_mut_ptr(), std::mem::size_of_val(&attr)) };
+    assert_eq!(rc, 0, "freezing {name}: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn a_refused_backend_write_leaves_every_backend_as_it_was() {
+    let pins = PinDir::new("refused");
+    let options = pins.options();
+    in_lab_with("refused", &options, |f| {
+        stay_on_cpu0();
+        let routed = routed_backend6(3);
+        f.add_backend(3, routed);
+        let ring = f.ring_of(3);
+        f.add_vip(vip_key(80, Protocol::Tcp), Dsr::L3Ipip, Scheduler::Maglev, &ring);
+        assert_eq!(send6(f, 80), (NEXT_HOP_MAC, routed));
+        // The entries can no longer be written, the IPv6 addresses still can.
+        freeze(&pins, "backends");
+        let moved = Backend {
+            addr: L2_BACKEND6.into(),
+            alive: true,
+        };
+        assert!(f.dataplane.set_backends(&[(3, moved), (4, moved)]).is_err());
+        let kept = Backend {
+            addr: routed.into(),
+            alive: true,
+        };
+        assert_eq!(f.dataplane.backend(3).unwrap(), Some(kept), "backend 3 after a refused write");
+        assert_eq!(f.dataplane.backend(4).unwrap(), None, "backend 4 after a refused write");
+        // (flush_next_hops writes the entries too.) The cached path expires
+        // (NEXT_HOP_TTL_JIFFIES: at most 250 ms) and is filled from what the maps hold.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(send6(f, 80), (NEXT_HOP_MAC, routed), "a segment after a refused write");
     });
 }

@@ -417,14 +417,22 @@ impl Dataplane {
             self.check_backend_id(*id)?;
         }
         // The IPv6 addresses first: the balancer reads one once the flag says IPv6.
-        for (id, backend) in backends {
+        // Each one's predecessor is kept, for the entries a failure leaves unwritten.
+        let mut replaced6 = Vec::new();
+        for (index, (id, backend)) in backends.iter().enumerate() {
             if let IpAddr::V6(v6) = backend.addr {
                 let raw6 = abi::Backend6 {
                     addr: abi::addr6_to_raw(v6),
                 };
-                self.backends6
-                    .set(*id, raw6, 0)
-                    .map_err(map_err("backends6", format!("setting backend {id} ({v6})")))?;
+                let written = self.backends6.get(id, 0).and_then(|old| {
+                    self.backends6.set(*id, raw6, 0)?;
+                    replaced6.push((index, old));
+                    Ok(())
+                });
+                if let Err(e) = written {
+                    self.restore_backends6(&replaced6, backends, &[]);
+                    return Err(map_err("backends6", format!("setting backend {id} ({v6})"))(e));
+                }
             }
         }
         let mut ids = Vec::with_capacity(backends.len());
@@ -454,7 +462,9 @@ impl Dataplane {
             });
         }
         if let Err(e) = rings::write_batch_at(self.backends.map().fd().as_fd(), &ids, &raws) {
-            // Some may be written: the hops are numbered again from what the map holds.
+            // Some may be written: the others keep their old addresses, and the
+            // hops are numbered again from what the map holds.
+            self.restore_backends6(&replaced6, backends, &raws);
             self.assign_hops()?;
             let what = match backends {
                 [(id, backend)] => format!("setting backend {id} ({})", backend.addr),
@@ -463,6 +473,22 @@ impl Dataplane {
             return Err(map_err("backends", what)(batch_error(e)));
         }
         self.publish_backends()
+    }
+
+    /// After a failed [`set_backends`](Self::set_backends): gives back the old
+    /// IPv6 address of each backend in `replaced6` (index into `backends`, old
+    /// address) whose entry does not hold its new value `raws[index]` (none
+    /// written when `raws` is empty), so a refused write changes no backend.
+    fn restore_backends6(&mut self, replaced6: &[(usize, abi::Backend6)], backends: &[(u32, Backend)], raws: &[abi::Backend]) {
+        for &(index, old) in replaced6 {
+            let id = backends[index].0;
+            if raws.get(index).is_some_and(|raw| self.backends.get(&id, 0).ok() == Some(*raw)) {
+                continue;
+            }
+            if let Err(e) = self.backends6.set(id, old, 0) {
+                warn!("backend {id}: its old IPv6 address could not be written back after a failed write: {e}");
+            }
+        }
     }
 
     /// Clears backend `id`: flows stuck to it re-hash, ring slots naming it drop.
