@@ -47,8 +47,10 @@ const volatile __u32 ring_size = DEFAULT_RING_SIZE;
 /* Buckets of the connection tables (conns, conns6), likewise. */
 const volatile __u32 conn_buckets = CONN_TABLE_SIZE / CONN_WAYS;
 const volatile __u32 conn6_buckets = CONN_TABLE_SIZE / CONN_WAYS;
-/* Backend ids (and hops) per CPU in `cpu_backends`, `paths` and `paths6` (max_backends), likewise. */
+/* Backend ids per CPU in `cpu_backends` (max_backends), likewise. */
 const volatile __u32 path_backends = MAX_BACKENDS;
+/* Hops per CPU in `paths` and `paths6` (max_backend_addresses, at most max_backends), likewise. */
+const volatile __u32 path_hops = MAX_BACKENDS;
 
 static __always_inline void count(__u32 slot)
 {
@@ -906,13 +908,13 @@ static __always_inline __u32 next_hop_of(struct xdp_md *ctx, struct choice *c, s
 					 struct path6 **path6, int *to_kernel)
 {
 	__u32 hop = c->backend->hop;
-	__u32 index = bpf_get_smp_processor_id() * path_backends + hop;
+	__u32 index = bpf_get_smp_processor_id() * path_hops + hop;
 	struct path *pa = bpf_map_lookup_elem(&paths, &index);
 	struct path6 *pa6 = NULL;
 	__u64 now = bpf_jiffies64();
 	__u32 reason = 0;
 
-	if (!pa || hop >= path_backends)
+	if (!pa || hop >= path_hops)
 		return CNT_NO_BACKEND;
 	if (c->backend->flags & BACKEND_F_IPV6) {
 		pa6 = bpf_map_lookup_elem(&paths6, &index);

@@ -56,7 +56,7 @@ struct backend {
 	__be32 addr;      /* an IPv6 backend's: addr6_tag() of its address (in backends6) */
 	__u16 flags;      /* BACKEND_F_* */
 	__u16 epoch;      /* its hop's: a path filled under another epoch is refilled */
-	__u32 hop;        /* its address's element of `paths` (per CPU), below path_backends */
+	__u32 hop;        /* its address's element of `paths` (per CPU), below path_hops */
 	__u32 generation; /* in a CPU's copy: settings.backend_generation when copied; 0 in `backends` */
 };
 
@@ -180,7 +180,7 @@ struct next_hop {
 };
 
 /* A CPU's next hop toward a hop (a backend address), one 64-byte line:
- * element cpu * path_backends + hop of `paths`. Each CPU's paths lie
+ * element cpu * path_hops + hop of `paths`. Each CPU's paths lie
  * together (fewer pages, so fewer TLB misses, than interleaving the CPUs),
  * and no two CPUs write one line. */
 struct path {
@@ -390,8 +390,9 @@ struct {
 	__uint(max_entries, MAX_BACKENDS * 2);
 } cpu_backends SEC(".maps");
 
-/* A path per hop and possible CPU, indexed as cpu_backends but by hop (at
- * most one hop per backend id). */
+/* A path per hop and possible CPU: element cpu * path_hops + hop (path_hops,
+ * set at load, is max_backend_addresses, at most max_backends: one hop per
+ * backend address, so at most one per backend id). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);

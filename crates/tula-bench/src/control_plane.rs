@@ -58,6 +58,7 @@ pub fn load_options(scale: Scale, size: Size) -> LoadOptions {
     LoadOptions {
         max_vips: scale.vips.next_multiple_of(64).max(64),
         max_backends: scale.total_backends() + 64,
+        max_backend_addresses: LoadOptions::default().max_backend_addresses,
         ring_size: size.pick(257, tula_maglev::DEFAULT_RING_SIZE),
         conn_table_size: size.pick(65_536, 1_000_000),
         pin_dir: None,

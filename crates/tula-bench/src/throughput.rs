@@ -80,6 +80,7 @@ impl Plan {
                 max_vips: size.pick(32, 1024),
                 // The last id is the backend the SYN-flood test adds.
                 max_backends: first_many_backend() + many_vips * many_backends + 1,
+                max_backend_addresses: LoadOptions::default().max_backend_addresses,
                 ring_size: size.pick(257, tula_maglev::DEFAULT_RING_SIZE),
                 conn_table_size: size.pick(65_536, 1_000_000),
                 pin_dir: None,

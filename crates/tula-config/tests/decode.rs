@@ -258,7 +258,7 @@ backends = [{ address = "198.18.3.2", wieght = 3 }]
         decode_problems(text),
         [
             "rign_size: unknown key `rign_size`, expected one of `interfaces`, `tunnel_source`, `path_mtu`, `icmp`, `ring_size`, \
-             `conn_table_size`, `max_vips`, `max_backends`, `pin_dir`, `keep_revisions`, `keep_revisions_size`, `api`, `cluster`, `vip` (line 2, column 1)",
+             `conn_table_size`, `max_vips`, `max_backends`, `max_backend_addresses`, `pin_dir`, `keep_revisions`, `keep_revisions_size`, `api`, `cluster`, `vip` (line 2, column 1)",
             "api.tokn: unknown key `tokn`, expected `listen` or `token` (line 7, column 1)",
             "vips[web].protcol: unknown key `protcol`, expected one of `name`, `address`, `port`, `protocol`, \
              `mode`, `dsr_type`, `scheduler`, `backends`, `health_check`, `all_down`, `sorry_backend`, `icmp_echo` (line 12, column 1)",

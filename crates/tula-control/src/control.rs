@@ -1243,6 +1243,7 @@ fn open_or_load(config: &Config) -> Result<(Dataplane, bool), ControlError> {
             let options = LoadOptions {
                 max_vips: config.max_vips,
                 max_backends: config.max_backends,
+                max_backend_addresses: config.max_backend_addresses,
                 ring_size: config.ring_size,
                 conn_table_size: config.conn_table_size,
                 pin_dir: Some(pin_dir.clone()),
@@ -1284,6 +1285,11 @@ fn warn_on_reload_settings(loaded: &Loaded, config: &Config) {
             "max_backends",
             programmer.max_backends().to_string(),
             config.max_backends.to_string(),
+        ),
+        (
+            "max_backend_addresses",
+            programmer.max_backend_addresses().to_string(),
+            config.max_backend_addresses.min(config.max_backends).to_string(),
         ),
         (
             "pin_dir",

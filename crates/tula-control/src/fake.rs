@@ -85,6 +85,11 @@ impl Programmer for Fake {
         self.max_backends
     }
 
+    /// No paths to size: one per backend id, as many as can be.
+    fn max_backend_addresses(&self) -> u32 {
+        self.max_backends
+    }
+
     fn attached(&self) -> Vec<String> {
         self.log
             .lock()

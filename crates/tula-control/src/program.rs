@@ -55,6 +55,7 @@ pub(crate) trait Programmer: Send {
     fn ring_size(&self) -> u32;
     fn max_vips(&self) -> u32;
     fn max_backends(&self) -> u32;
+    fn max_backend_addresses(&self) -> u32;
     fn attached(&self) -> Vec<String>;
     /// A handle for readers (status, counters), if this is a kernel data plane.
     fn reader(&self) -> Option<Arc<Dataplane>>;
@@ -246,6 +247,10 @@ impl Programmer for Kernel {
 
     fn max_backends(&self) -> u32 {
         self.dataplane.max_backends()
+    }
+
+    fn max_backend_addresses(&self) -> u32 {
+        self.dataplane.max_backend_addresses()
     }
 
     fn attached(&self) -> Vec<String> {

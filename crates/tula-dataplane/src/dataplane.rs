@@ -43,6 +43,9 @@ pub struct LoadOptions {
     pub max_vips: u32,
     /// Backend ids are 0..max_backends.
     pub max_backends: u32,
+    /// Distinct backend addresses: backends with one address share its next
+    /// hops, one `paths` line per CPU (at most max_backends are used).
+    pub max_backend_addresses: u32,
     /// Slots per Maglev ring; must be prime.
     pub ring_size: u32,
     /// Flows the connection table remembers (rounded up to whole buckets of
@@ -58,6 +61,7 @@ impl Default for LoadOptions {
         LoadOptions {
             max_vips: 512,
             max_backends: 4096,
+            max_backend_addresses: 4096,
             ring_size: tula_maglev::DEFAULT_RING_SIZE,
             conn_table_size: 1_000_000,
             pin_dir: None,
@@ -84,6 +88,13 @@ impl LoadOptions {
                 "must be between 1 and 2^32 - 2",
             );
         }
+        if self.max_backend_addresses == 0 {
+            return invalid(
+                "max_backend_addresses",
+                self.max_backend_addresses,
+                "must be at least 1",
+            );
+        }
         if !tula_maglev::is_prime(self.ring_size) {
             return invalid("ring_size", self.ring_size, "must be prime");
         }
@@ -102,6 +113,17 @@ impl LoadOptions {
             );
         }
         Ok(())
+    }
+
+    /// Hops (paths per CPU) a balancer of map layout `layout_version` loaded
+    /// with these options has: one per backend address from layout 6 on,
+    /// one per backend id before.
+    pub(crate) fn hops(&self, layout_version: u32) -> u32 {
+        if layout_version >= 6 {
+            self.max_backend_addresses.min(self.max_backends)
+        } else {
+            self.max_backends
+        }
     }
 }
 
@@ -158,6 +180,8 @@ pub struct Dataplane {
     max_backends: u32,
     /// Copies per backend in `cpu_backends` (and paths per hop in `paths`): the possible CPUs.
     path_cpus: u32,
+    /// Hops (one per backend address) each CPU has paths for.
+    max_hops: u32,
     /// The epoch last given to a hop (see `struct backend`).
     epoch: u16,
     /// The `paths` element each backend address uses.
@@ -344,7 +368,9 @@ impl Dataplane {
             .max_entries();
         let max_backends = backends.len();
         let paths: Array<MapData, abi::Path> = maps.typed("paths")?;
-        let path_cpus = paths.len() / max_backends.max(1);
+        let cpu_backends: Array<MapData, abi::CpuBackend> = maps.typed("cpu_backends")?;
+        let path_cpus = cpu_backends.len() / max_backends.max(1);
+        let max_hops = paths.len() / path_cpus.max(1);
         let settings: Array<MapData, abi::Settings> = maps.typed("settings")?;
         let raw_settings = settings
             .get(&0, 0)
@@ -365,7 +391,7 @@ impl Dataplane {
             vips,
             backends,
             ring,
-            cpu_backends: maps.typed("cpu_backends")?,
+            cpu_backends,
             layout: maps.typed("layout")?,
             conns: maps.typed("conns")?,
             ifaces: maps.typed("ifaces")?,
@@ -391,8 +417,9 @@ impl Dataplane {
             max_vips,
             max_backends,
             path_cpus,
+            max_hops,
             epoch: 0,
-            hops: Hops::default(),
+            hops: Hops::new(max_hops),
             raw_settings,
             attachments: BTreeMap::new(),
             pin_dir,
@@ -401,7 +428,7 @@ impl Dataplane {
         let addrs = dataplane.backend_addrs(&backends)?;
         // New epochs start past every one in use, so no path filled before matches them.
         dataplane.epoch = backends.iter().map(|b| b.epoch).max().unwrap_or(0);
-        match Hops::from_entries(&backends, &addrs, max_backends) {
+        match Hops::from_entries(&backends, &addrs, max_hops) {
             Some(hops) => dataplane.hops = hops,
             None => dataplane.renumber_hops(backends, &addrs)?,
         }
@@ -425,10 +452,15 @@ impl Dataplane {
             .epoch
             .max(backends.iter().map(|b| b.epoch).max().unwrap_or(0));
         let epoch = &mut self.epoch;
-        self.hops = Hops::assign(&mut backends, addrs, || {
+        self.hops = Hops::assign(&mut backends, addrs, self.max_hops, || {
             *epoch = epoch.wrapping_add(1);
             *epoch
-        });
+        })
+        .map_err(|full| DataplaneError::InvalidOption {
+            option: "max_backend_addresses",
+            value: full.limit.into(),
+            reason: "is fewer than the distinct addresses of the backends written",
+        })?;
         if !self.hops.is_empty() {
             rings::write_batch(self.backends.map().fd().as_fd(), 0, &backends)
                 .map_err(|e| map_err("backends", "giving every backend its hop")(batch_error(e)))?;
@@ -447,6 +479,11 @@ impl Dataplane {
 
     pub fn max_backends(&self) -> u32 {
         self.max_backends
+    }
+
+    /// Distinct backend addresses it keeps next hops for (see [`LoadOptions`]).
+    pub fn max_backend_addresses(&self) -> u32 {
+        self.max_hops
     }
 
     pub(crate) fn program(&self) -> Result<&Xdp> {
@@ -635,25 +672,28 @@ pub(crate) fn load_object(
         (conn_buckets, true)
     };
     let path_cpus = possible_cpus("paths")?;
-    let path_entries = options
+    let hops = options.hops(layout_version);
+    let copies = options
         .max_backends
         .checked_mul(path_cpus)
         .ok_or(DataplaneError::InvalidOption {
             option: "max_backends",
             value: options.max_backends.into(),
-            reason: "times the possible CPUs exceeds 2^32 paths",
+            reason: "times the possible CPUs exceeds 2^32 copies",
         })?;
+    let path_entries = hops.checked_mul(path_cpus).expect("at most max_backends");
     let mut ebpf = EbpfLoader::new()
         .override_global("ring_size", &options.ring_size, true)
         .override_global("conn_buckets", &conn_buckets, has_conn_buckets)
         .override_global("conn6_buckets", &conn_buckets, layout_version >= 4)
         .override_global("path_backends", &options.max_backends, layout_version >= 5)
+        .override_global("path_hops", &hops, layout_version >= 6)
         .map_max_entries("vips", options.max_vips)
         .map_max_entries("vip_addrs", options.max_vips)
         .map_max_entries("vip_stats", options.max_vips)
         .map_max_entries("rr_cursors", options.max_vips)
         .map_max_entries("backends", options.max_backends)
-        .map_max_entries("cpu_backends", path_entries)
+        .map_max_entries("cpu_backends", copies)
         .map_max_entries("backend_stats", options.max_backends)
         .map_max_entries("next_hops", options.max_backends)
         .map_max_entries("paths", path_entries)

@@ -75,6 +75,13 @@ pub enum DataplaneError {
     #[error("backend id {id} is out of range (max_backends is {max_backends})")]
     BackendIdOutOfRange { id: u32, max_backends: u32 },
 
+    #[error("backend {id} ({addr}): every next-hop slot is taken, by other addresses (max_backend_addresses is {max_backend_addresses}; backends that share an address share a slot)")]
+    TooManyBackendAddresses {
+        id: u32,
+        addr: std::net::IpAddr,
+        max_backend_addresses: u32,
+    },
+
     #[error("pin directory {}: {what}: {source}", dir.display())]
     Pin {
         dir: PathBuf,

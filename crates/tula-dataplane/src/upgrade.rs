@@ -184,9 +184,18 @@ fn switch_via_staging(pin_dir: &Path, build: &Build) -> Result<Switched> {
         Map::Array(data) => max_entries(data, "conns")? * abi::CONN_WAYS,
         _ => return Err(bad("the conns map is neither a hash nor an array".into())),
     };
+    let max_backends = old_backends.len() as u32;
+    // Layout 6 on has a path per CPU and backend address, earlier ones per id.
+    let max_backend_addresses = match old.0.get("paths") {
+        Some(Map::Array(paths)) if from >= 6 => {
+            max_entries(paths, "paths")? / dataplane::possible_cpus("paths")?.max(1)
+        }
+        _ => max_backends,
+    };
     let options = LoadOptions {
         max_vips: max_entries(old_vips.map(), "vips")?,
-        max_backends: old_backends.len() as u32,
+        max_backends,
+        max_backend_addresses,
         ring_size,
         conn_table_size,
         pin_dir: Some(staging_dir(pin_dir)),
@@ -209,7 +218,7 @@ fn switch_via_staging(pin_dir: &Path, build: &Build) -> Result<Switched> {
     let mut new_vips: HashMap<MapData, abi::VipKey, abi::VipMeta> = new.typed("vips")?;
     copy_hash(&old_vips, &mut new_vips, "vips")?;
     let backend_addrs = backend_addrs(&mut old, &old_backends)?;
-    write_backends(&mut new, to, old_backends, &backend_addrs)?;
+    write_backends(&mut new, to, options.hops(to), old_backends, &backend_addrs)?;
     copy_array_map::<abi::RingChunk>(&mut old, &mut new, "ring")?;
     copy_array_map::<abi::VipFilter>(&mut old, &mut new, "vip_filter")?;
     copy_array_map::<abi::Settings>(&mut old, &mut new, "settings")?;
@@ -474,10 +483,11 @@ fn backend_addrs(maps: &mut Maps, backends: &[abi::Backend]) -> Result<Vec<Optio
 }
 
 /// Writes `backends` into the `backends` map of a build of map layout
-/// `version`: from layout 6 on, each with its address's hop.
+/// `version`: from layout 6 on, each with its address's hop (below `hops`).
 fn write_backends(
     maps: &mut Maps,
     version: u32,
+    hops: u32,
     mut backends: Vec<abi::Backend>,
     addrs: &[Option<IpAddr>],
 ) -> Result<()> {
@@ -494,10 +504,15 @@ fn write_backends(
         }
         // The new paths are empty: any epochs will do.
         let mut epoch = 0u16;
-        dataplane::Hops::assign(&mut backends, addrs, || {
+        dataplane::Hops::assign(&mut backends, addrs, hops, || {
             epoch = epoch.wrapping_add(1);
             epoch
-        });
+        })
+        .map_err(|full| DataplaneError::InvalidOption {
+            option: "max_backend_addresses",
+            value: full.limit.into(),
+            reason: "is fewer than the distinct addresses of the pinned backends",
+        })?;
         let map: Array<MapData, abi::Backend> = maps.typed("backends")?;
         return write(map.map(), &backends);
     }

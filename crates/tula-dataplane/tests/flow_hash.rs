@@ -18,6 +18,8 @@ fn the_balancer_picks_the_backend_rust_predicts() {
         // A bigger balancer than the fixture's: one backend per slot of a 509-slot ring.
         let options = LoadOptions {
             max_backends: 509,
+            // The 250 addresses of routed_backend.
+            max_backend_addresses: 250,
             ring_size: 509,
             ..small_options()
         };

@@ -127,6 +127,39 @@ fn a_batch_of_backends_is_checked_whole_then_used_at_once() {
 }
 
 #[test]
+fn a_new_address_finding_every_path_taken_is_refused_until_one_is_given_back() {
+    in_lab("nhlimit", |f| {
+        let backend = |n: u32| Backend {
+            addr: routed_backend(n as u8 + 1).into(),
+            alive: true,
+        };
+        let max = f.dataplane.max_backend_addresses();
+        assert!(max < f.dataplane.max_backends(), "the fixture has fewer paths than backend ids");
+        let all: Vec<(u32, Backend)> = (0..max).map(|id| (id, backend(id))).collect();
+        f.dataplane.set_backends(&all).unwrap();
+        // Backend `max` shares backend 0's address; backend `max + 1` has a new one.
+        let batch = [(max, backend(0)), (max + 1, backend(max))];
+        assert!(matches!(
+            f.dataplane.set_backends(&batch),
+            Err(DataplaneError::TooManyBackendAddresses { id, max_backend_addresses, .. })
+                if id == max + 1 && max_backend_addresses == max
+        ));
+        assert_eq!(f.dataplane.backend(max).unwrap(), None, "nothing of a refused batch is written");
+        f.dataplane.remove_backend(max - 1).unwrap();
+        f.dataplane.set_backends(&batch).unwrap();
+        let ring = f.ring_of(max + 1);
+        f.add_vip(vip_key(80, Protocol::Tcp), Dsr::L3Ipip, Scheduler::Maglev, &ring);
+        // Each CPU's paths are max_backend_addresses apart, not max_backends.
+        // SAFETY: sysconf only reads.
+        let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+        for cpu in 0..cpus {
+            stay_on_cpu(cpu);
+            assert_eq!(send(f, f.ingress), (XdpAction::Tx, NEXT_HOP_MAC), "on CPU {cpu}");
+        }
+    });
+}
+
+#[test]
 fn a_new_ipv6_backend_address_is_looked_up_at_once() {
     in_lab("nhaddr6", |f| {
         let routed = routed_backend6(3);

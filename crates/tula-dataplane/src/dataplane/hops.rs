@@ -1,7 +1,7 @@
 //! Hops: which element of `paths` each backend address uses. Backends with
 //! one address share its next hops, so 1,000 VIPs over the same 100 servers
-//! keep 100 paths per CPU, not 100,000. A hop is numbered below max_backends
-//! (there is at most one per backend id) and has an epoch, which every
+//! keep 100 paths per CPU, not 100,000. A hop is numbered below the paths
+//! each CPU has (max_backend_addresses) and has an epoch, which every
 //! backend of the hop carries (see `struct backend` in maps.h).
 
 use std::collections::HashMap;
@@ -27,8 +27,14 @@ pub(crate) struct Hop {
     users: u32,
 }
 
+/// Every hop number below the limit is in use: a new address has none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HopsFull {
+    pub(crate) limit: u32,
+}
+
 /// The hops in use, by address, and each backend id's address.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Hops {
     by_addr: HashMap<IpAddr, Hop>,
     /// By backend id, up to the highest id set: 17 bytes an id (a HashMap took 25 to 33).
@@ -36,26 +42,40 @@ pub(crate) struct Hops {
     /// Numbers given back by hops whose last backend left.
     free: Vec<u32>,
     next: u32,
+    /// Hops are numbered below it: the paths each CPU has.
+    limit: u32,
 }
 
 impl Hops {
+    /// No hops yet; numbers below `limit`.
+    pub(crate) fn new(limit: u32) -> Hops {
+        Hops {
+            by_addr: HashMap::new(),
+            of_backend: Vec::new(),
+            free: Vec::new(),
+            next: 0,
+            limit,
+        }
+    }
+
     /// Gives each backend of `backends` (indexed by id) whose `addrs` entry is
-    /// set its address's hop, numbered afresh; each new hop takes its epoch from
-    /// `epoch`.
+    /// set its address's hop, numbered afresh below `limit`; each new hop
+    /// takes its epoch from `epoch`.
     pub(crate) fn assign(
         backends: &mut [abi::Backend],
         addrs: &[Option<IpAddr>],
+        limit: u32,
         mut epoch: impl FnMut() -> u16,
-    ) -> Hops {
-        let mut hops = Hops::default();
+    ) -> Result<Hops, HopsFull> {
+        let mut hops = Hops::new(limit);
         for (id, (backend, addr)) in backends.iter_mut().zip(addrs).enumerate() {
             if let Some(addr) = addr {
-                let hop = hops.join(id as u32, *addr, &mut epoch);
+                let hop = hops.join(id as u32, *addr, &mut epoch)?;
                 backend.hop = hop.index;
                 backend.epoch = hop.epoch;
             }
         }
-        hops
+        Ok(hops)
     }
 
     /// The hops `backends` (indexed by id, addresses in `addrs`) already
@@ -67,7 +87,7 @@ impl Hops {
         addrs: &[Option<IpAddr>],
         max: u32,
     ) -> Option<Hops> {
-        let mut hops = Hops::default();
+        let mut hops = Hops::new(max);
         let mut owners: HashMap<u32, IpAddr> = HashMap::new();
         for (id, (backend, addr)) in backends.iter().zip(addrs).enumerate() {
             let Some(addr) = addr else {
@@ -107,15 +127,30 @@ impl Hops {
     /// The hop backend `id` uses once its address is `addr`: its current one
     /// if the address is unchanged, else (leaving its old hop) the address's,
     /// which is made, under a new epoch, if no other backend has the address.
-    pub(crate) fn join(&mut self, id: u32, addr: IpAddr, epoch: impl FnOnce() -> u16) -> Hop {
-        if self.address(id) == Some(addr) {
-            return self.by_addr[&addr];
+    /// Changes nothing if that needs a number and none below the limit is free.
+    pub(crate) fn join(
+        &mut self,
+        id: u32,
+        addr: IpAddr,
+        epoch: impl FnOnce() -> u16,
+    ) -> Result<Hop, HopsFull> {
+        let old = self.address(id);
+        if old == Some(addr) {
+            return Ok(self.by_addr[&addr]);
+        }
+        let frees_its_own = old.is_some_and(|old| self.by_addr[&old].users == 1);
+        if !self.by_addr.contains_key(&addr)
+            && self.free.is_empty()
+            && self.next >= self.limit
+            && !frees_its_own
+        {
+            return Err(HopsFull { limit: self.limit });
         }
         self.leave(id);
         self.set_address(id, Some(addr));
         if let Some(hop) = self.by_addr.get_mut(&addr) {
             hop.users += 1;
-            return *hop;
+            return Ok(*hop);
         }
         let index = self.free.pop().unwrap_or_else(|| {
             self.next += 1;
@@ -127,7 +162,7 @@ impl Hops {
             users: 1,
         };
         self.by_addr.insert(addr, hop);
-        hop
+        Ok(hop)
     }
 
     /// Backend `id` has no address any more; its hop goes with its last backend.
@@ -177,58 +212,64 @@ mod tests {
 
     #[test]
     fn backends_with_one_address_share_its_hop_until_the_last_one_leaves() {
-        let mut hops = Hops::default();
+        let mut hops = Hops::new(16);
         let mut epochs = 0u16..;
         let mut epoch = || epochs.next().unwrap();
-        let a = hops.join(1, addr(1), &mut epoch);
-        let b = hops.join(2, addr(2), &mut epoch);
+        let a = hops.join(1, addr(1), &mut epoch).unwrap();
+        let b = hops.join(2, addr(2), &mut epoch).unwrap();
         assert_ne!(a.index, b.index);
         assert_ne!(a.epoch, b.epoch);
-        assert_eq!(hops.join(3, addr(1), &mut epoch), Hop { users: 2, ..a });
+        assert_eq!(
+            hops.join(3, addr(1), &mut epoch).unwrap(),
+            Hop { users: 2, ..a }
+        );
         // Joining again with the same address changes nothing.
-        assert_eq!(hops.join(3, addr(1), &mut epoch).users, 2);
+        assert_eq!(hops.join(3, addr(1), &mut epoch).unwrap().users, 2);
         hops.leave(1);
         assert_eq!(
-            hops.join(4, addr(1), &mut epoch).index,
+            hops.join(4, addr(1), &mut epoch).unwrap().index,
             a.index,
             "backend 3 still holds the hop"
         );
         hops.leave(3);
         hops.leave(4);
         // The number is given again, under a new epoch: its paths were filled for another address.
-        let c = hops.join(5, addr(3), &mut epoch);
+        let c = hops.join(5, addr(3), &mut epoch).unwrap();
         assert_eq!(c.index, a.index);
         assert!(c.epoch > b.epoch);
     }
 
     #[test]
     fn a_backend_that_changes_address_moves_to_the_new_addresss_hop() {
-        let mut hops = Hops::default();
+        let mut hops = Hops::new(16);
         let mut epochs = 0u16..;
         let mut epoch = || epochs.next().unwrap();
-        let a = hops.join(1, addr(1), &mut epoch);
-        let b = hops.join(2, addr(2), &mut epoch);
-        assert_eq!(hops.join(1, addr(2), &mut epoch).index, b.index);
+        let a = hops.join(1, addr(1), &mut epoch).unwrap();
+        let b = hops.join(2, addr(2), &mut epoch).unwrap();
+        assert_eq!(hops.join(1, addr(2), &mut epoch).unwrap().index, b.index);
         // Address 1 had no other backend: its number is free for the next address.
-        assert_eq!(hops.join(3, addr(9), &mut epoch).index, a.index);
+        assert_eq!(hops.join(3, addr(9), &mut epoch).unwrap().index, a.index);
     }
 
     #[test]
     fn hops_read_back_from_their_entries_go_on_where_they_were() {
-        let mut hops = Hops::default();
+        let mut hops = Hops::new(16);
         let mut epochs = 0u16..;
         let mut epoch = || epochs.next().unwrap();
         let mut backends = vec![abi::Backend::default(); 4];
         let mut addrs = vec![None; 4];
         for (id, last) in [(1, 1), (2, 2), (3, 1)] {
-            let hop = hops.join(id, addr(last), &mut epoch);
+            let hop = hops.join(id, addr(last), &mut epoch).unwrap();
             (backends[id as usize].hop, backends[id as usize].epoch) = (hop.index, hop.epoch);
             addrs[id as usize] = Some(addr(last));
         }
         let mut read = Hops::from_entries(&backends, &addrs, 4).expect("consistent");
-        assert_eq!(read.join(0, addr(2), || 99), hops.join(0, addr(2), || 99));
+        assert_eq!(
+            read.join(0, addr(2), || 99).unwrap(),
+            hops.join(0, addr(2), || 99).unwrap()
+        );
         // A third address takes the next number, as it would have.
-        assert_eq!(read.join(3, addr(5), || 7).index, 2);
+        assert_eq!(read.join(3, addr(5), || 7).unwrap().index, 2);
         // One address on two hops, or a hop out of range, is not consistent.
         backends[3].hop = 1;
         assert!(Hops::from_entries(&backends, &addrs, 4).is_none());
@@ -247,15 +288,47 @@ mod tests {
         ];
         let addrs = [Some(addr(1)), None, Some(addr(2)), Some(addr(1))];
         let mut next = 10;
-        let hops = Hops::assign(&mut backends, &addrs, || {
+        let hops = Hops::assign(&mut backends, &addrs, 4, || {
             next += 1;
             next
-        });
+        })
+        .unwrap();
         let hop_of = |b: &abi::Backend| (b.hop, b.epoch);
         assert_eq!(hop_of(&backends[0]), (0, 11));
         assert_eq!(hop_of(&backends[2]), (1, 12));
         assert_eq!(hop_of(&backends[3]), (0, 11));
         assert_eq!(backends[1].hop, 77, "an unset id is left alone");
         assert!(!hops.is_empty());
+    }
+
+    #[test]
+    fn a_new_address_beyond_the_limit_is_refused_and_changes_nothing() {
+        let mut hops = Hops::new(2);
+        let mut epochs = 0u16..;
+        let mut epoch = || epochs.next().unwrap();
+        let a = hops.join(1, addr(1), &mut epoch).unwrap();
+        hops.join(2, addr(2), &mut epoch).unwrap();
+        assert_eq!(
+            hops.join(3, addr(3), &mut epoch),
+            Err(HopsFull { limit: 2 })
+        );
+        assert_eq!(hops.address(3), None, "the refused backend has no address");
+        // An address in use needs no number of its own.
+        assert_eq!(hops.join(3, addr(1), &mut epoch).unwrap().index, a.index);
+        // Backend 2 moves to a new address: the number it gives back is the one it takes.
+        assert!(hops.join(2, addr(4), &mut epoch).is_ok());
+        // Backend 3 would leave a hop that backend 1 still holds.
+        assert_eq!(
+            hops.join(3, addr(5), &mut epoch),
+            Err(HopsFull { limit: 2 })
+        );
+        assert_eq!(
+            hops.address(3),
+            Some(addr(1)),
+            "the refused backend keeps its address"
+        );
+        let mut backends = vec![abi::Backend::default(); 3];
+        let addrs = [Some(addr(1)), Some(addr(2)), Some(addr(3))];
+        assert!(Hops::assign(&mut backends, &addrs, 2, || 0).is_err());
     }
 }

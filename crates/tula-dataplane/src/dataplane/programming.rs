@@ -416,25 +416,9 @@ impl Dataplane {
         for (id, _) in backends {
             self.check_backend_id(*id)?;
         }
-        // The IPv6 addresses first: the balancer reads one once the flag says IPv6.
-        // Each one's predecessor is kept, for the entries a failure leaves unwritten.
-        let mut replaced6 = Vec::new();
-        for (index, (id, backend)) in backends.iter().enumerate() {
-            if let IpAddr::V6(v6) = backend.addr {
-                let raw6 = abi::Backend6 {
-                    addr: abi::addr6_to_raw(v6),
-                };
-                let written = self.backends6.get(id, 0).and_then(|old| {
-                    self.backends6.set(*id, raw6, 0)?;
-                    replaced6.push((index, old));
-                    Ok(())
-                });
-                if let Err(e) = written {
-                    self.restore_backends6(&replaced6, backends, &[]);
-                    return Err(map_err("backends6", format!("setting backend {id} ({v6})"))(e));
-                }
-            }
-        }
+        // The entries first, in memory: a batch whose new addresses outnumber
+        // the free hops is refused before anything is written.
+        let hops_before = self.hops.clone();
         let mut ids = Vec::with_capacity(backends.len());
         let mut raws = Vec::with_capacity(backends.len());
         for (id, backend) in backends {
@@ -443,6 +427,17 @@ impl Dataplane {
                 *epoch = epoch.wrapping_add(1);
                 *epoch
             });
+            let hop = match hop {
+                Ok(hop) => hop,
+                Err(full) => {
+                    self.hops = hops_before;
+                    return Err(DataplaneError::TooManyBackendAddresses {
+                        id: *id,
+                        addr: backend.addr,
+                        max_backend_addresses: full.limit,
+                    });
+                }
+            };
             let alive = if backend.alive {
                 abi::BACKEND_F_ALIVE
             } else {
@@ -460,6 +455,26 @@ impl Dataplane {
                 hop: hop.index,
                 generation: 0,
             });
+        }
+        // Then the IPv6 addresses: the balancer reads one once the flag says IPv6.
+        // Each one's predecessor is kept, for the entries a failure leaves unwritten.
+        let mut replaced6 = Vec::new();
+        for (index, (id, backend)) in backends.iter().enumerate() {
+            if let IpAddr::V6(v6) = backend.addr {
+                let raw6 = abi::Backend6 {
+                    addr: abi::addr6_to_raw(v6),
+                };
+                let written = self.backends6.get(id, 0).and_then(|old| {
+                    self.backends6.set(*id, raw6, 0)?;
+                    replaced6.push((index, old));
+                    Ok(())
+                });
+                if let Err(e) = written {
+                    self.restore_backends6(&replaced6, backends, &[]);
+                    self.hops = hops_before;
+                    return Err(map_err("backends6", format!("setting backend {id} ({v6})"))(e));
+                }
+            }
         }
         if let Err(e) = rings::write_batch_at(self.backends.map().fd().as_fd(), &ids, &raws) {
             // Some may be written: the others keep their old addresses, and the
@@ -479,7 +494,12 @@ impl Dataplane {
     /// IPv6 address of each backend in `replaced6` (index into `backends`, old
     /// address) whose entry does not hold its new value `raws[index]` (none
     /// written when `raws` is empty), so a refused write changes no backend.
-    fn restore_backends6(&mut self, replaced6: &[(usize, abi::Backend6)], backends: &[(u32, Backend)], raws: &[abi::Backend]) {
+    fn restore_backends6(
+        &mut self,
+        replaced6: &[(usize, abi::Backend6)],
+        backends: &[(u32, Backend)],
+        raws: &[abi::Backend],
+    ) {
         for &(index, old) in replaced6 {
             let id = backends[index].0;
             if raws.get(index).is_some_and(|raw| self.backends.get(&id, 0).ok() == Some(*raw)) {

@@ -52,6 +52,8 @@ pub fn small_options() -> LoadOptions {
     LoadOptions {
         max_vips: 8,
         max_backends: 64,
+        // Fewer paths than backend ids, as in production: the two strides differ.
+        max_backend_addresses: 60,
         ring_size: 251,
         conn_table_size: 4096,
         pin_dir: None,
@@ -101,10 +103,15 @@ pub fn in_lab_with<T: Send>(
 /// cache, ICMP token bucket, round-robin cursors): a thread that moved would
 /// see another CPU's.
 pub fn stay_on_cpu0() {
+    stay_on_cpu(0)
+}
+
+/// Keeps the calling thread (and its test runs) on CPU `cpu`.
+pub fn stay_on_cpu(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t with one bit set, applied to this thread.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
+        libc::CPU_SET(cpu, &mut set);
         assert_eq!(
             libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
             0
