@@ -25,6 +25,46 @@ fn maps_at_the_default_sizes_take_under_a_gibibyte() {
     assert!(total < 1 << 30, "{total} bytes");
 }
 
+/// 100,000 backend ids over the default 4,096 addresses: the paths are
+/// sized by addresses, the CPUs' copies by ids (docs/DATAPLANE.md's figures).
+#[test]
+fn paths_grow_with_backend_addresses_not_backend_ids() {
+    let memory_of = |max_backend_addresses| {
+        let options = LoadOptions {
+            max_vips: 8,
+            max_backends: 100_000,
+            max_backend_addresses,
+            ring_size: 251,
+            conn_table_size: 4096,
+            pin_dir: None,
+        };
+        let dataplane = Dataplane::load(&options).expect("loading");
+        let memory = dataplane.map_memory().unwrap();
+        let of = |name: &str| {
+            memory
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, bytes)| *bytes)
+                .unwrap()
+        };
+        (of("paths") + of("paths6"), of("cpu_backends"))
+    };
+    let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+    let (paths, copies) = memory_of(4096);
+    let (paths_per_id, copies_per_id) = memory_of(100_000);
+    println!(
+        "100,000 backend ids: paths and paths6 {:.1} MiB for 4,096 addresses, {:.1} MiB for 100,000; cpu_backends {:.1} MiB",
+        mib(paths),
+        mib(paths_per_id),
+        mib(copies)
+    );
+    assert_eq!(copies, copies_per_id, "the copies are per id either way");
+    assert!(
+        paths * 10 < paths_per_id,
+        "{paths} bytes of paths for 4,096 addresses"
+    );
+}
+
 #[test]
 fn invalid_sizes_are_refused_by_name() {
     let cases = [
@@ -48,6 +88,13 @@ fn invalid_sizes_are_refused_by_name() {
                 ..LoadOptions::default()
             },
             "max_backends = 0",
+        ),
+        (
+            LoadOptions {
+                max_backend_addresses: 0,
+                ..LoadOptions::default()
+            },
+            "max_backend_addresses = 0",
         ),
         (
             LoadOptions {
