@@ -60,6 +60,12 @@ impl Config {
         validate::validate(self, host)
     }
 
+    /// How many distinct addresses the backends of all VIPs have, sorry
+    /// backends included: the next hops the data plane keeps (one per address).
+    pub fn distinct_backend_addresses(&self) -> usize {
+        validate::distinct_backend_addresses(self)
+    }
+
     /// [`Config::validate`] after a change to the VIPs at positions `touched`
     /// only, the others having passed before: every global rule and every
     /// rule across VIPs, but each VIP's own rules only for the touched ones.

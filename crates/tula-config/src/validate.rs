@@ -712,7 +712,7 @@ impl Checker<'_> {
 /// Why an IPv4 address can't carry traffic to or from a VIP, if it can't.
 /// How many distinct addresses the backends of every VIP (sorry backends
 /// included) have: the data plane keeps one set of next hops per address.
-fn distinct_backend_addresses(config: &Config) -> usize {
+pub(crate) fn distinct_backend_addresses(config: &Config) -> usize {
     let mut seen: HashSet<u128, BuildHasherDefault<AddressHasher>> = HashSet::default();
     for vip in &config.vips {
         let addresses = vip.backends.iter().map(|b| b.address);

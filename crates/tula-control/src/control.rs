@@ -24,7 +24,7 @@ use tula_dataplane::{Counters, Dataplane, DataplaneError, LoadOptions};
 use crate::diff::{diff, Delta};
 use crate::flows::{FlowBoard, FlowOptions, FlowSampler};
 use crate::health::Health;
-use crate::ids::{Ids, Limits};
+use crate::ids::{CapacityError, IdKind, Ids, Limits};
 use crate::plan::{plan, plan_touched, ring_members, transition, DataplaneState};
 use crate::program::{Kernel, ProgramError, Programmer};
 use crate::snapshot::{Model, Snapshot};
@@ -590,6 +590,7 @@ impl Writer {
         let ids = match self
             .ids
             .assign(&config, limits(&config, programmer.as_ref()))
+            .and_then(|ids| fits_backend_addresses(&config, programmer.as_ref()).map(|()| ids))
         {
             Ok(ids) => ids,
             Err(error) => {
@@ -941,6 +942,10 @@ impl Writer {
                     Ok((ids, health, wanted, fallback))
                 })
         };
+        let planned = planned.and_then(|planned| {
+            fits_backend_addresses(config, loaded.programmer.as_ref())?;
+            Ok(planned)
+        });
         let (ids, health, wanted, fallback) = match planned {
             Ok(planned) => planned,
             Err(error) => {
@@ -1201,6 +1206,29 @@ fn limits(config: &Config, programmer: &dyn Programmer) -> Limits {
         max_vips: config.max_vips.min(programmer.max_vips()),
         max_backends: config.max_backends.min(programmer.max_backends()),
     }
+}
+
+/// Whether the config's distinct backend addresses fit the loaded data
+/// plane's next hops. Validation holds them to the config's own
+/// `max_backend_addresses`; this counts them only when the loaded data plane
+/// has fewer (the setting was raised without a reload).
+fn fits_backend_addresses(
+    config: &Config,
+    programmer: &dyn Programmer,
+) -> Result<(), CapacityError> {
+    let loaded = programmer.max_backend_addresses();
+    if config.max_backend_addresses.min(config.max_backends) <= loaded {
+        return Ok(());
+    }
+    let addresses = config.distinct_backend_addresses();
+    if addresses <= loaded as usize {
+        return Ok(());
+    }
+    Err(CapacityError {
+        kind: IdKind::BackendAddress,
+        key: format!("{addresses} distinct backend addresses"),
+        limit: loaded,
+    })
 }
 
 /// Validates against this host (interfaces, local addresses, subnets): the

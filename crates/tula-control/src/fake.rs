@@ -25,6 +25,7 @@ pub(crate) struct Fake {
     pub log: Arc<Mutex<FakeLog>>,
     pub max_vips: u32,
     pub max_backends: u32,
+    pub max_backend_addresses: u32,
 }
 
 impl Programmer for Fake {
@@ -85,9 +86,8 @@ impl Programmer for Fake {
         self.max_backends
     }
 
-    /// No paths to size: one per backend id, as many as can be.
     fn max_backend_addresses(&self) -> u32 {
-        self.max_backends
+        self.max_backend_addresses
     }
 
     fn attached(&self) -> Vec<String> {

@@ -433,12 +433,15 @@ impl Limits {
 pub enum IdKind {
     Vip,
     Backend,
+    /// A next-hop slot of the data plane: one per distinct backend address.
+    BackendAddress,
 }
 
-/// No id left below the data plane's limit: the config asks for more VIPs
-/// or backends than `max_vips` / `max_backends` allow.
+/// No id left below the data plane's limit: the config asks for more VIPs,
+/// backends or backend addresses than `max_vips` / `max_backends` /
+/// `max_backend_addresses` allow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("no free {} id for {key}: all {limit} are in use ({} of the loaded data plane); remove some, or raise {} and reload the data plane", self.kind.noun(), self.kind.setting(), self.kind.setting())]
+#[error("no free {} for {key}: all {limit} are in use ({} of the loaded data plane); remove some, or raise {} and reload the data plane", self.kind.noun(), self.kind.setting(), self.kind.setting())]
 pub struct CapacityError {
     pub kind: IdKind,
     /// The VIP name, or `VIP/ADDRESS` of the backend, that found none.
@@ -449,8 +452,9 @@ pub struct CapacityError {
 impl IdKind {
     fn noun(self) -> &'static str {
         match self {
-            IdKind::Vip => "VIP",
-            IdKind::Backend => "backend",
+            IdKind::Vip => "VIP id",
+            IdKind::Backend => "backend id",
+            IdKind::BackendAddress => "next-hop slot (one per distinct backend address)",
         }
     }
 
@@ -459,6 +463,7 @@ impl IdKind {
         match self {
             IdKind::Vip => "max_vips",
             IdKind::Backend => "max_backends",
+            IdKind::BackendAddress => "max_backend_addresses",
         }
     }
 }

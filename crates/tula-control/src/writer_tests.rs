@@ -54,6 +54,11 @@ impl Setup {
     }
 
     fn start(&mut self, max_backends: u32) {
+        self.start_with_addresses(max_backends, max_backends)
+    }
+
+    /// [`Setup::start`] with a data plane of `max_backend_addresses` next hops.
+    fn start_with_addresses(&mut self, max_backends: u32, max_backend_addresses: u32) {
         let log = self.log.clone();
         let loader = Box::new(move |_: &Config| {
             log.lock().unwrap().loads += 1;
@@ -61,6 +66,7 @@ impl Setup {
                 log: log.clone(),
                 max_vips: 64,
                 max_backends,
+                max_backend_addresses,
             };
             Ok((Box::new(fake) as Box<dyn crate::program::Programmer>, false))
         });
@@ -374,6 +380,38 @@ fn running_out_of_backend_ids_is_a_capacity_error_naming_the_limit() {
     }
     assert_eq!(setup.ops(), ops);
     assert_eq!(control.running_revision(), 1);
+}
+
+#[test]
+fn more_backend_addresses_than_the_loaded_next_hops_is_a_capacity_error() {
+    // The config allows 4,096 addresses; the loaded data plane keeps next hops for 6.
+    let mut setup = Setup::new("addresses", 64);
+    drop(setup.control.take());
+    setup.start_with_addresses(64, 6);
+    let control = setup.control();
+    control.apply(config(2, 3, ""), "test").unwrap();
+    let ops = setup.ops();
+    let refused = |result: Result<RevisionInfo, ControlError>| match result {
+        Err(ControlError::Capacity(error)) => {
+            assert_eq!((error.kind, error.limit), (IdKind::BackendAddress, 6));
+            assert!(error.to_string().contains("7 distinct backend addresses"), "{error}");
+            assert!(error.to_string().contains("max_backend_addresses"), "{error}");
+        }
+        other => panic!("expected a capacity error, got {other:?}"),
+    };
+    // A whole config, then an edit, each one address too many.
+    refused(control.apply(config(1, 7, ""), "test"));
+    let mut one_more = config(2, 3, "");
+    let mut extra = one_more.vips[1].backends[0].clone();
+    extra.address = "198.18.9.9".parse().unwrap();
+    one_more.vips[1].backends.push(extra);
+    refused(control.apply(one_more, "test"));
+    assert_eq!(setup.ops(), ops, "nothing was programmed");
+    assert_eq!(control.running_revision(), 1);
+    // Shared addresses take one next hop: 6 backends of each VIP on the same 6 servers fit.
+    let mut shared = config(2, 6, "");
+    shared.vips[1].backends = shared.vips[0].backends.clone();
+    control.apply(shared, "test").unwrap();
 }
 
 /// After a failed change, the file, the revisions, the snapshot and the
