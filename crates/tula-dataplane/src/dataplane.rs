@@ -424,15 +424,28 @@ impl Dataplane {
             attachments: BTreeMap::new(),
             pin_dir,
         };
-        let backends = read_array(&dataplane.backends, "backends", 0, max_backends)?;
-        let addrs = dataplane.backend_addrs(&backends)?;
-        // New epochs start past every one in use, so no path filled before matches them.
-        dataplane.epoch = backends.iter().map(|b| b.epoch).max().unwrap_or(0);
-        match Hops::from_entries(&backends, &addrs, max_hops) {
-            Some(hops) => dataplane.hops = hops,
-            None => dataplane.renumber_hops(backends, &addrs)?,
-        }
+        dataplane.read_hops()?;
         Ok(dataplane)
+    }
+
+    /// Takes `hops` from the map: the hops its entries name, if they agree
+    /// (writing nothing, so a second, read-only handle renumbers nothing),
+    /// else numbered afresh. Opening a pinned balancer does this, and so does
+    /// a write refused before it wrote an entry.
+    pub(crate) fn read_hops(&mut self) -> Result<()> {
+        let backends = read_array(&self.backends, "backends", 0, self.max_backends)?;
+        let addrs = self.backend_addrs(&backends)?;
+        // New epochs start past every one in use, so no path filled before matches them.
+        self.epoch = self
+            .epoch
+            .max(backends.iter().map(|b| b.epoch).max().unwrap_or(0));
+        match Hops::from_entries(&backends, &addrs, self.max_hops) {
+            Some(hops) => {
+                self.hops = hops;
+                Ok(())
+            }
+            None => self.renumber_hops(backends, &addrs),
+        }
     }
 
     /// Gives every backend its address's hop, numbered afresh under new

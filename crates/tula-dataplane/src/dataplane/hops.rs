@@ -34,7 +34,7 @@ pub(crate) struct HopsFull {
 }
 
 /// The hops in use, by address, and each backend id's address.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Hops {
     by_addr: HashMap<IpAddr, Hop>,
     /// By backend id, up to the highest id set: 17 bytes an id (a HashMap took 25 to 33).

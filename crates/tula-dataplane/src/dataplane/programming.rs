@@ -418,7 +418,6 @@ impl Dataplane {
         }
         // The entries first, in memory: a batch whose new addresses outnumber
         // the free hops is refused before anything is written.
-        let hops_before = self.hops.clone();
         let mut ids = Vec::with_capacity(backends.len());
         let mut raws = Vec::with_capacity(backends.len());
         for (id, backend) in backends {
@@ -430,7 +429,8 @@ impl Dataplane {
             let hop = match hop {
                 Ok(hop) => hop,
                 Err(full) => {
-                    self.hops = hops_before;
+                    // The joins before this one are undone: the map still holds every hop.
+                    self.read_hops()?;
                     return Err(DataplaneError::TooManyBackendAddresses {
                         id: *id,
                         addr: backend.addr,
@@ -471,7 +471,7 @@ impl Dataplane {
                 });
                 if let Err(e) = written {
                     self.restore_backends6(&replaced6, backends, &[]);
-                    self.hops = hops_before;
+                    self.read_hops()?;
                     return Err(map_err("backends6", format!("setting backend {id} ({v6})"))(e));
                 }
             }
