@@ -60,6 +60,12 @@ impl Config {
         validate::validate(self, host)
     }
 
+    /// `max_backend_addresses`, or when it is not set `max_backends`: one
+    /// next hop per backend id always fits, whatever a change holds meanwhile.
+    pub fn backend_address_limit(&self) -> u32 {
+        self.max_backend_addresses.unwrap_or(self.max_backends)
+    }
+
     /// How many distinct addresses the backends of all VIPs have, sorry
     /// backends included: the next hops the data plane keeps (one per address).
     pub fn distinct_backend_addresses(&self) -> usize {

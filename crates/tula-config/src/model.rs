@@ -44,11 +44,9 @@ pub struct Config {
     pub max_backends: u32,
     /// Distinct backend addresses the data plane keeps next hops for (one
     /// path per CPU each); backends that share an address share one.
-    #[serde(
-        default = "default_max_backend_addresses",
-        skip_serializing_if = "is_default_max_backend_addresses"
-    )]
-    pub max_backend_addresses: u32,
+    /// Absent: `max_backends` (see [`Config::backend_address_limit`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_backend_addresses: Option<u32>,
     /// bpffs directory where programs, links and maps are pinned.
     #[serde(default = "default_pin_dir")]
     pub pin_dir: PathBuf,
@@ -83,7 +81,7 @@ impl Default for Config {
             conn_table_size: default_conn_table_size(),
             max_vips: default_max_vips(),
             max_backends: default_max_backends(),
-            max_backend_addresses: default_max_backend_addresses(),
+            max_backend_addresses: None,
             keep_revisions: default_keep_revisions(),
             keep_revisions_size: None,
             pin_dir: default_pin_dir(),
@@ -105,12 +103,6 @@ fn default_max_vips() -> u32 {
 }
 fn default_max_backends() -> u32 {
     4096
-}
-fn default_max_backend_addresses() -> u32 {
-    4096
-}
-fn is_default_max_backend_addresses(value: &u32) -> bool {
-    *value == default_max_backend_addresses()
 }
 fn default_keep_revisions() -> u32 {
     200

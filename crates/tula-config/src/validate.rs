@@ -230,7 +230,7 @@ impl Checker<'_> {
             ("conn_table_size", config.conn_table_size),
             ("max_vips", config.max_vips),
             ("max_backends", config.max_backends),
-            ("max_backend_addresses", config.max_backend_addresses),
+            ("max_backend_addresses", config.max_backend_addresses.unwrap_or(1)),
             ("keep_revisions", config.keep_revisions),
         ] {
             if value == 0 {
@@ -265,17 +265,19 @@ impl Checker<'_> {
             );
         }
         // Counted only when it could matter (every edit at 1,000 x 100: 100,000 in ~0.4 ms).
-        let addresses = if backends > config.max_backend_addresses as usize {
+        // Unset, the limit is max_backends, which the backends' count already met.
+        let limit = config.max_backend_addresses.unwrap_or(u32::MAX);
+        let addresses = if backends > limit as usize {
             distinct_backend_addresses(config)
         } else {
             backends
         };
-        if addresses > config.max_backend_addresses as usize {
+        if addresses > limit as usize {
             self.error(
                 "vips",
                 format!(
                     "{addresses} distinct backend addresses (sorry backends included) exceed max_backend_addresses ({})",
-                    config.max_backend_addresses
+                    limit
                 ),
             );
         }

@@ -566,14 +566,14 @@ fn backend_addresses_shared_by_vips_count_once() {
     second.sorry_backend = Some(ip("198.18.3.4"));
     c.vips.push(second);
     // 6 backends (web's 3, web2's 2 and its sorry backend), 3 addresses.
-    c.max_backend_addresses = 3;
+    c.max_backend_addresses = Some(3);
     assert!(problems_without_host(&c).is_empty(), "{:?}", problems_without_host(&c));
     c.vips[1].backends.push(backend("198.18.3.9"));
     assert_eq!(
         problems_without_host(&c),
         ["vips: 4 distinct backend addresses (sorry backends included) exceed max_backend_addresses (3)"]
     );
-    c.max_backend_addresses = 0;
+    c.max_backend_addresses = Some(0);
     assert_eq!(
         problems_without_host(&c)[0],
         "max_backend_addresses: must be at least 1"

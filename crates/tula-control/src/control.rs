@@ -1217,7 +1217,7 @@ fn fits_backend_addresses(
     programmer: &dyn Programmer,
 ) -> Result<(), CapacityError> {
     let loaded = programmer.max_backend_addresses();
-    if config.max_backend_addresses.min(config.max_backends) <= loaded {
+    if config.backend_address_limit().min(config.max_backends) <= loaded {
         return Ok(());
     }
     let addresses = config.distinct_backend_addresses();
@@ -1271,7 +1271,7 @@ fn open_or_load(config: &Config) -> Result<(Dataplane, bool), ControlError> {
             let options = LoadOptions {
                 max_vips: config.max_vips,
                 max_backends: config.max_backends,
-                max_backend_addresses: config.max_backend_addresses,
+                max_backend_addresses: config.backend_address_limit(),
                 ring_size: config.ring_size,
                 conn_table_size: config.conn_table_size,
                 pin_dir: Some(pin_dir.clone()),
@@ -1317,7 +1317,7 @@ fn warn_on_reload_settings(loaded: &Loaded, config: &Config) {
         (
             "max_backend_addresses",
             programmer.max_backend_addresses().to_string(),
-            config.max_backend_addresses.min(config.max_backends).to_string(),
+            config.backend_address_limit().min(config.max_backends).to_string(),
         ),
         (
             "pin_dir",

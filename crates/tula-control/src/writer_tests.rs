@@ -384,7 +384,7 @@ fn running_out_of_backend_ids_is_a_capacity_error_naming_the_limit() {
 
 #[test]
 fn more_backend_addresses_than_the_loaded_next_hops_is_a_capacity_error() {
-    // The config allows 4,096 addresses; the loaded data plane keeps next hops for 6.
+    // The config allows max_backends (4,096) addresses; the loaded data plane keeps next hops for 6.
     let mut setup = Setup::new("addresses", 64);
     drop(setup.control.take());
     setup.start_with_addresses(64, 6);
