@@ -19,11 +19,13 @@
 //! Problems are reported as `path: message`, the path naming VIPs by name:
 //! `vips[web].backends[2].weight: 1001 is out of range 0..=1000`.
 
+mod address_set;
 mod decode;
 mod error;
 mod model;
 mod validate;
 
+pub use address_set::AddressSet;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     duration_text, AllDown, Api, Backend, BackendState, ByteSize, CheckType, Cluster, Config, DsrType, HealthCheck,
@@ -60,16 +62,12 @@ impl Config {
         validate::validate(self, host)
     }
 
-    /// `max_backend_addresses`, or when it is not set `max_backends`: one
-    /// next hop per backend id always fits, whatever a change holds meanwhile.
+    /// The next hops a data plane loaded with this config keeps:
+    /// `max_backend_addresses`, or when it is not set `max_backends` (one
+    /// next hop per backend id always fits, whatever a change holds
+    /// meanwhile); never more than `max_backends`, which bounds the addresses.
     pub fn backend_address_limit(&self) -> u32 {
-        self.max_backend_addresses.unwrap_or(self.max_backends)
-    }
-
-    /// How many distinct addresses the backends of all VIPs have, sorry
-    /// backends included: the next hops the data plane keeps (one per address).
-    pub fn distinct_backend_addresses(&self) -> usize {
-        validate::distinct_backend_addresses(self)
+        self.max_backend_addresses.unwrap_or(self.max_backends).min(self.max_backends)
     }
 
     /// [`Config::validate`] after a change to the VIPs at positions `touched`

@@ -578,6 +578,14 @@ fn backend_addresses_shared_by_vips_count_once() {
         problems_without_host(&c)[0],
         "max_backend_addresses: must be at least 1"
     );
+    // The next hops a data plane keeps: the setting, within max_backends; unset, max_backends.
+    c.max_backends = 5;
+    c.max_backend_addresses = Some(9);
+    assert_eq!(c.backend_address_limit(), 5);
+    c.max_backend_addresses = Some(4);
+    assert_eq!(c.backend_address_limit(), 4);
+    c.max_backend_addresses = None;
+    assert_eq!(c.backend_address_limit(), 5);
 }
 
 #[test]

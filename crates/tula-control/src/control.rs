@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tracing::{info, warn};
-use tula_config::{Config, ConfigError, ConfigErrors, HostFacts, Vip};
+use tula_config::{AddressSet, Config, ConfigError, ConfigErrors, HostFacts, Vip};
 use tula_dataplane::{Counters, Dataplane, DataplaneError, LoadOptions};
 
 use crate::diff::{diff, Delta};
@@ -590,7 +590,6 @@ impl Writer {
         let ids = match self
             .ids
             .assign(&config, limits(&config, programmer.as_ref()))
-            .and_then(|ids| fits_backend_addresses(&config, programmer.as_ref()).map(|()| ids))
         {
             Ok(ids) => ids,
             Err(error) => {
@@ -615,6 +614,12 @@ impl Writer {
         } else {
             DataplaneState::default()
         };
+        if let Err(error) = fits_backend_addresses(&held, &wanted, loaded.programmer.as_ref()) {
+            if !adopted {
+                let _ = loaded.programmer.teardown();
+            }
+            return Err(error.into());
+        }
         let ops = transition(&held, &wanted);
         if let Err(error) = loaded.programmer.run(&ops) {
             if !adopted {
@@ -942,9 +947,10 @@ impl Writer {
                     Ok((ids, health, wanted, fallback))
                 })
         };
-        let planned = planned.and_then(|planned| {
-            fits_backend_addresses(config, loaded.programmer.as_ref())?;
-            Ok(planned)
+        let planned = planned.and_then(|(ids, health, wanted, fallback)| {
+            let held = loaded.programmed.as_ref().unwrap_or(&fallback);
+            fits_backend_addresses(held, &wanted, loaded.programmer.as_ref())?;
+            Ok((ids, health, wanted, fallback))
         });
         let (ids, health, wanted, fallback) = match planned {
             Ok(planned) => planned,
@@ -1208,26 +1214,41 @@ fn limits(config: &Config, programmer: &dyn Programmer) -> Limits {
     }
 }
 
-/// Whether the config's distinct backend addresses fit the loaded data
-/// plane's next hops. Validation holds them to the config's own
-/// `max_backend_addresses`; this counts them only when the loaded data plane
-/// has fewer (the setting was raised without a reload).
+/// Whether the backend addresses a change holds fit the loaded data plane's
+/// next hops. A change sets its new backends before it removes the old ones
+/// (see [`transition`]), so meanwhile it holds the addresses of both.
+/// Validation has held the config alone to its `max_backend_addresses`; this
+/// also catches a limit raised without a reload. Counted only when the
+/// backend ids outnumber the next hops (never with the default limit).
 fn fits_backend_addresses(
-    config: &Config,
+    held: &DataplaneState,
+    wanted: &DataplaneState,
     programmer: &dyn Programmer,
 ) -> Result<(), CapacityError> {
-    let loaded = programmer.max_backend_addresses();
-    if config.backend_address_limit().min(config.max_backends) <= loaded {
+    let limit = programmer.max_backend_addresses() as usize;
+    let (_, removed) = wanted.backends.differences(&held.backends);
+    if wanted.backends.len() + removed.len() <= limit {
         return Ok(());
     }
-    let addresses = config.distinct_backend_addresses();
-    if addresses <= loaded as usize {
+    let mut addresses = AddressSet::default();
+    addresses.extend(wanted.backends.values().map(|b| b.addr));
+    let after = addresses.len();
+    addresses.extend(removed.iter().map(|id| held.backends[*id].addr));
+    if addresses.len() <= limit {
         return Ok(());
     }
+    let key = if after <= limit {
+        format!(
+            "{} distinct backend addresses, held while the change replaces old backends ({after} after it: apply it in two steps)",
+            addresses.len()
+        )
+    } else {
+        format!("{after} distinct backend addresses")
+    };
     Err(CapacityError {
         kind: IdKind::BackendAddress,
-        key: format!("{addresses} distinct backend addresses"),
-        limit: loaded,
+        key,
+        limit: limit as u32,
     })
 }
 
@@ -1317,7 +1338,7 @@ fn warn_on_reload_settings(loaded: &Loaded, config: &Config) {
         (
             "max_backend_addresses",
             programmer.max_backend_addresses().to_string(),
-            config.backend_address_limit().min(config.max_backends).to_string(),
+            config.backend_address_limit().to_string(),
         ),
         (
             "pin_dir",

@@ -66,6 +66,15 @@ impl BackendTable {
         }
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.buckets.values().map(|bucket| bucket.len()).sum()
+    }
+
+    /// Every backend, in id order.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &Backend> {
+        self.buckets.values().flat_map(|bucket| bucket.values())
+    }
+
     pub(crate) fn remove(&mut self, id: &u32) {
         let key = id / BUCKET_IDS;
         let Some(bucket) = self.buckets.get_mut(&key) else {
@@ -81,7 +90,7 @@ impl BackendTable {
 
     /// (backends added or changed, ids removed) from `old` to `self`, in id
     /// order, looking only into the buckets the two do not share.
-    fn differences<'a>(
+    pub(crate) fn differences<'a>(
         &'a self,
         old: &'a BackendTable,
     ) -> (Vec<(&'a u32, &'a Backend)>, Vec<&'a u32>) {

@@ -408,10 +408,47 @@ fn more_backend_addresses_than_the_loaded_next_hops_is_a_capacity_error() {
     refused(control.apply(one_more, "test"));
     assert_eq!(setup.ops(), ops, "nothing was programmed");
     assert_eq!(control.running_revision(), 1);
-    // Shared addresses take one next hop: 6 backends of each VIP on the same 6 servers fit.
+    // Shared addresses take one next hop: 6 backends of each VIP on the same 6 servers fit
+    // (from web0's 3 alone: from web0's and web1's 3 each, 9 would be held meanwhile).
+    control.apply(config(1, 3, ""), "test").unwrap();
     let mut shared = config(2, 6, "");
     shared.vips[1].backends = shared.vips[0].backends.clone();
     control.apply(shared, "test").unwrap();
+}
+
+#[test]
+fn a_change_whose_old_and_new_addresses_overflow_the_next_hops_is_refused_before_programming() {
+    // 6 next hops, all taken by web0's and web1's 3 backends each.
+    let mut setup = Setup::new("swap", 64);
+    drop(setup.control.take());
+    setup.start_with_addresses(64, 6);
+    let control = setup.control();
+    let running = config(2, 3, "");
+    control.apply(running.clone(), "test").unwrap();
+    let held = setup.log.lock().unwrap().held.clone();
+    let ops = setup.ops();
+    // web1 moves to 3 new servers: 6 addresses after, but old and new are held together meanwhile.
+    let mut swapped = running.clone();
+    for (b, backend) in swapped.vips[1].backends.iter_mut().enumerate() {
+        backend.address = format!("198.18.9.{}", b + 2).parse().unwrap();
+    }
+    match control.apply(swapped.clone(), "test") {
+        Err(ControlError::Capacity(error)) => {
+            assert_eq!((error.kind, error.limit), (IdKind::BackendAddress, 6));
+            let text = error.to_string();
+            assert!(text.contains("9 distinct backend addresses"), "{text}");
+            assert!(text.contains("6 after it"), "{text}");
+        }
+        other => panic!("expected a capacity error, got {other:?}"),
+    }
+    assert_eq!(setup.ops(), ops, "nothing was programmed");
+    assert_unchanged(&setup, 1, &running, &held);
+    // In two steps (web1 out, then back on its new servers) it fits.
+    let mut without = running.clone();
+    without.vips.truncate(1);
+    control.apply(without, "test").unwrap();
+    control.apply(swapped, "test").unwrap();
+    assert_eq!(control.running_revision(), 3);
 }
 
 /// After a failed change, the file, the revisions, the snapshot and the
