@@ -7,6 +7,9 @@
  * the indices, so the same code runs with every access pattern; the pattern
  * (how many lines, over how many pages) is all that changes the cost.
  *
+ * The memory_bucket* programs read a connection-table bucket's 4 lines
+ * (256 bytes) the way a new flow does in a full table, or its first only.
+ *
  * `lines` is an array of 64-byte lines (vmalloc'd, 4 KiB pages: the
  * connection table's kind of memory); `chunked_lines` holds about as many
  * lines in 1,024 arrays small enough to be kmalloc'd, in the kernel's direct
@@ -17,6 +20,9 @@
 #include <bpf/bpf_helpers.h>
 
 #include "mac_swap.h"
+
+/* A word no line holds: every bucket check misses, as a new flow's does. */
+#define BUCKET_MATCH 0x74756c61ULL
 
 struct line {
 	__u64 words[8];
@@ -110,6 +116,56 @@ int memory_chunked_lines(struct xdp_md *ctx)
 		return XDP_DROP;
 	slot = bpf_map_lookup_elem(chunk, &slot_index);
 	return touched(ctx, slot ? slot->words : NULL);
+}
+
+/* A connection-table miss in a full table: `nlines` consecutive lines from
+ * the frame's index (a 256-byte bucket is 4), each checked as conn_find
+ * checks its ways (no match), then the last one written, as conn_insert
+ * writes a way. With `touch_first`, each line's first word is read before
+ * any check, so that no load waits on a branch. */
+static __always_inline int bucket(struct xdp_md *ctx, const int nlines, const int touch_first)
+{
+	long index = frame_index(ctx);
+	__u64 *words[4] = {};
+	__u64 sum = 0;
+
+	if (index < 0)
+		return XDP_DROP;
+#pragma unroll
+	for (int i = 0; i < nlines && i < 4; i++) {
+		__u32 key = index + i;
+
+		words[i] = bpf_map_lookup_elem(&lines, &key);
+		if (!words[i])
+			return XDP_DROP;
+		if (touch_first)
+			sum += *(volatile __u64 *)words[i];
+	}
+	if (sum == BUCKET_MATCH)
+		return XDP_PASS;
+#pragma unroll
+	for (int i = 0; i < nlines && i < 4; i++)
+		if (words[i][0] == BUCKET_MATCH || words[i][4] == BUCKET_MATCH)
+			return XDP_PASS;
+	return touched(ctx, words[nlines - 1]);
+}
+
+SEC("xdp")
+int memory_bucket_line(struct xdp_md *ctx)
+{
+	return bucket(ctx, 1, 0);
+}
+
+SEC("xdp")
+int memory_bucket(struct xdp_md *ctx)
+{
+	return bucket(ctx, 4, 0);
+}
+
+SEC("xdp")
+int memory_bucket_touched(struct xdp_md *ctx)
+{
+	return bucket(ctx, 4, 1);
 }
 
 char LICENSE[] SEC("license") = "Apache-2.0";

@@ -5,7 +5,8 @@
 //! pages, as the connection table); and the same lines in 1,024 arrays small
 //! enough to be kmalloc'd, in the kernel's direct map (huge pages where the
 //! kernel can), behind an array of maps. It explains the new-flow figure of
-//! `packet_cost`: a new flow reads a random bucket of a 30.5 MiB table.
+//! `packet_cost`: a new flow reads a random bucket of a 30.5 MiB table, 4
+//! lines of 64 bytes, which the last cases time against 1 line.
 //! Prints figures and ratios to the floor program measured in the same run
 //! (bpf/bench_floor.c), timed the same way as `packet_cost` (one test run per
 //! packet, repeat = 1); asserts nothing about speed.
@@ -41,6 +42,8 @@ enum Lines {
     AnyOf(u64),
     /// One line in each of the first `pages` pages, at an offset fixed per page.
     OnePerPage(u64),
+    /// The first line of any of `n` 4-line buckets (256 bytes, as the connection table's).
+    Bucket(u64),
 }
 
 impl Lines {
@@ -48,6 +51,7 @@ impl Lines {
         match self {
             Lines::Same => 0,
             Lines::AnyOf(n) => (rng.next() % n) as u32,
+            Lines::Bucket(n) => (rng.next() % n * 4) as u32,
             Lines::OnePerPage(pages) => {
                 let page = rng.next() % pages;
                 // A different line of each page: the lines spread over the cache's sets.
@@ -96,11 +100,18 @@ fn bench(packets: usize, rounds: usize) {
         let chunk = Array::<MapData, ChunkSlot>::create(CHUNK_SLOTS, 0).expect("creating a chunk");
         outer.set(index, &chunk, 0).unwrap();
     }
-    for program in ["memory_lines", "memory_chunked_lines"] {
+    let programs = [
+        "memory_lines",
+        "memory_chunked_lines",
+        "memory_bucket_line",
+        "memory_bucket",
+        "memory_bucket_touched",
+    ];
+    for program in programs {
         memory.verify(program);
     }
 
-    let cases: [(&str, &str, Lines); 7] = [
+    let cases: [(&str, &str, Lines); 10] = [
         ("(a) the same line every time", "memory_lines", Lines::Same),
         (
             "(b) any of 8,192 lines in 128 pages (512 KiB)",
@@ -131,6 +142,21 @@ fn bench(packets: usize, rounds: usize) {
             "(g) any of 256,000 lines in 1,024 kmalloc'd arrays",
             "memory_chunked_lines",
             Lines::AnyOf(u64::from(CHUNKS * CHUNK_SLOTS)),
+        ),
+        (
+            "(h) a bucket's first line, buckets of 32 MiB",
+            "memory_bucket_line",
+            Lines::Bucket(LINES / 4),
+        ),
+        (
+            "(i) a bucket's 4 lines, checked way by way",
+            "memory_bucket",
+            Lines::Bucket(LINES / 4),
+        ),
+        (
+            "(j) the same, each line read before any check",
+            "memory_bucket_touched",
+            Lines::Bucket(LINES / 4),
         ),
     ];
     let floor_frames = vec![frame(0); packets];
@@ -163,7 +189,11 @@ fn bench(packets: usize, rounds: usize) {
         row(name, *ns);
     }
     println!("  the same 32 MiB as 1,024 arrays of 32 KiB, kmalloc'd (the direct map), in an array of maps:");
-    for ((name, _, _), ns) in cases[5..].iter().zip(&ns[5..]) {
+    for ((name, _, _), ns) in cases[5..7].iter().zip(&ns[5..7]) {
+        row(name, *ns);
+    }
+    println!("  a connection-table miss in a full table (256-byte buckets of the 32 MiB array):");
+    for ((name, _, _), ns) in cases[7..].iter().zip(&ns[7..]) {
         row(name, *ns);
     }
     println!("  what the differences isolate (on this machine's L2 and TLB sizes):");
@@ -181,4 +211,6 @@ fn bench(packets: usize, rounds: usize) {
         "4 KiB pages against the chunks, all told: (e) - (g)",
         ns[4] - ns[6],
     );
+    diff("a bucket's other 3 lines: (i) - (h)", ns[8] - ns[7]);
+    diff("reading them before the checks: (j) - (i)", ns[9] - ns[8]);
 }
