@@ -614,7 +614,7 @@ impl Writer {
         } else {
             DataplaneState::default()
         };
-        if let Err(error) = fits_backend_addresses(&held, &wanted, loaded.programmer.as_ref()) {
+        if let Err(error) = fits_backend_addresses(None, &wanted, loaded.programmer.as_ref()) {
             if !adopted {
                 let _ = loaded.programmer.teardown();
             }
@@ -948,8 +948,8 @@ impl Writer {
                 })
         };
         let planned = planned.and_then(|(ids, health, wanted, fallback)| {
-            let held = loaded.programmed.as_ref().unwrap_or(&fallback);
-            fits_backend_addresses(held, &wanted, loaded.programmer.as_ref())?;
+            let programmed = loaded.programmed.as_ref();
+            fits_backend_addresses(programmed, &wanted, loaded.programmer.as_ref())?;
             Ok((ids, health, wanted, fallback))
         });
         let (ids, health, wanted, fallback) = match planned {
@@ -1216,39 +1216,55 @@ fn limits(config: &Config, programmer: &dyn Programmer) -> Limits {
 
 /// Whether the backend addresses a change holds fit the loaded data plane's
 /// next hops. A change sets its new backends before it removes the old ones
-/// (see [`transition`]), so meanwhile it holds the addresses of both.
-/// Validation has held the config alone to its `max_backend_addresses`; this
-/// also catches a limit raised without a reload. Counted only when the
-/// backend ids outnumber the next hops (never with the default limit).
+/// (see [`transition`]), so meanwhile the data plane may hold the addresses
+/// it holds now and those of every backend the change sets: `programmed`'s
+/// differences to `wanted`, or, when what is programmed is not known, every
+/// backend of `wanted`. It never holds more addresses than backend ids,
+/// though, so a data plane with a next hop per id takes any change.
+/// Validation has held the config alone to its `max_backend_addresses`;
+/// this also catches a limit raised without a reload. Beyond counting what
+/// changes, it walks the config only to word a refusal.
 fn fits_backend_addresses(
-    held: &DataplaneState,
+    programmed: Option<&DataplaneState>,
     wanted: &DataplaneState,
     programmer: &dyn Programmer,
 ) -> Result<(), CapacityError> {
-    let limit = programmer.max_backend_addresses() as usize;
-    let (_, removed) = wanted.backends.differences(&held.backends);
-    if wanted.backends.len() + removed.len() <= limit {
+    let limit = programmer.max_backend_addresses();
+    if programmer.max_backends() <= limit {
         return Ok(());
     }
-    let mut addresses = AddressSet::default();
-    addresses.extend(wanted.backends.values().map(|b| b.addr));
-    let after = addresses.len();
-    addresses.extend(removed.iter().map(|id| held.backends[*id].addr));
-    if addresses.len() <= limit {
+    let set: Vec<IpAddr> = match programmed {
+        Some(programmed) => {
+            let (changed, removed) = wanted.backends.differences(&programmed.backends);
+            // The ids held meanwhile, each with one address.
+            if wanted.backends.len() + removed.len() <= limit as usize {
+                return Ok(());
+            }
+            changed.into_iter().map(|(_, b)| b.addr).collect()
+        }
+        None => wanted.backends.values().map(|b| b.addr).collect(),
+    };
+    let held = programmer.backend_addresses();
+    if held + set.len() <= limit as usize {
         return Ok(());
     }
-    let key = if after <= limit {
-        format!(
-            "{} distinct backend addresses, held while the change replaces old backends ({after} after it: apply it in two steps)",
-            addresses.len()
-        )
-    } else {
-        format!("{after} distinct backend addresses")
+    let mut joining = AddressSet::default();
+    joining.extend(set.into_iter().filter(|addr| !programmer.holds_backend_address(*addr)));
+    let during = held + joining.len();
+    if during <= limit as usize {
+        return Ok(());
+    }
+    let mut after = AddressSet::default();
+    after.extend(wanted.backends.values().map(|b| b.addr));
+    let (key, once_applied) = match after.len() {
+        fits if fits <= limit as usize => (during, Some(fits)),
+        too_many => (too_many, None),
     };
     Err(CapacityError {
         kind: IdKind::BackendAddress,
-        key,
-        limit: limit as u32,
+        key: format!("{key} distinct backend addresses"),
+        limit,
+        once_applied,
     })
 }
 

@@ -1,6 +1,10 @@
 //! A recording fake of the data plane for unit tests: it keeps what it was
-//! told to hold, logs every operation, and fails the operations a test names.
+//! told to hold, logs every operation, and fails the operations a test names,
+//! or, as the kernel's does, a backend whose new address finds every next
+//! hop taken.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use tula_dataplane::{Dataplane, DataplaneError};
@@ -31,6 +35,7 @@ pub(crate) struct Fake {
 impl Programmer for Fake {
     fn run(&mut self, ops: &[Op]) -> Result<(), ProgramError> {
         let mut log = self.log.lock().unwrap();
+        let mut users = address_users(&log.held);
         for op in ops {
             let text = op.to_string();
             if log.fail_on.as_deref().is_some_and(|f| text.contains(f)) {
@@ -40,6 +45,45 @@ impl Programmer for Fake {
                 });
             }
             let held = &mut log.held;
+            // Next hops as the kernel counts them (tula-dataplane's hops.rs).
+            let old = match op {
+                Op::SetBackend(id, _) | Op::RemoveBackend(id) => {
+                    held.backends.get(id).map(|b| b.addr)
+                }
+                _ => None,
+            };
+            let new = match op {
+                Op::SetBackend(_, backend) => Some(backend.addr),
+                _ => None,
+            };
+            if old != new {
+                if let (Op::SetBackend(id, _), Some(addr)) = (op, new) {
+                    let frees_its_own = old.is_some_and(|old| users[&old] == 1);
+                    if !users.contains_key(&addr)
+                        && users.len() >= self.max_backend_addresses as usize
+                        && !frees_its_own
+                    {
+                        return Err(ProgramError::Op {
+                            op: text,
+                            source: DataplaneError::TooManyBackendAddresses {
+                                id: *id,
+                                addr,
+                                max_backend_addresses: self.max_backend_addresses,
+                            },
+                        });
+                    }
+                }
+                if let Some(old) = old {
+                    let left = users.get_mut(&old).expect("every held address is counted");
+                    *left -= 1;
+                    if *left == 0 {
+                        users.remove(&old);
+                    }
+                }
+                if let Some(new) = new {
+                    *users.entry(new).or_default() += 1;
+                }
+            }
             match op {
                 Op::Attach(ifname) => {
                     held.interfaces
@@ -90,6 +134,14 @@ impl Programmer for Fake {
         self.max_backend_addresses
     }
 
+    fn backend_addresses(&self) -> usize {
+        address_users(&self.log.lock().unwrap().held).len()
+    }
+
+    fn holds_backend_address(&self, addr: IpAddr) -> bool {
+        address_users(&self.log.lock().unwrap().held).contains_key(&addr)
+    }
+
     fn attached(&self) -> Vec<String> {
         self.log
             .lock()
@@ -109,4 +161,13 @@ impl Programmer for Fake {
         self.log.lock().unwrap().held = DataplaneState::default();
         Ok(())
     }
+}
+
+/// How many backends `held` has at each address.
+fn address_users(held: &DataplaneState) -> HashMap<IpAddr, u32> {
+    let mut users = HashMap::new();
+    for backend in held.backends.values() {
+        *users.entry(backend.addr).or_default() += 1;
+    }
+    users
 }

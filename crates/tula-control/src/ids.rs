@@ -80,6 +80,7 @@ impl Pool {
                     kind,
                     key: key.clone(),
                     limit,
+                    once_applied: None,
                 })?;
             self.assigned.insert(key.clone(), id);
         }
@@ -149,6 +150,7 @@ impl Backends {
                         kind: IdKind::Backend,
                         key: backend_key(vip, address),
                         limit,
+                        once_applied: None,
                     });
                     break;
                 }
@@ -439,14 +441,36 @@ pub enum IdKind {
 
 /// No id left below the data plane's limit: the config asks for more VIPs,
 /// backends or backend addresses than `max_vips` / `max_backends` /
-/// `max_backend_addresses` allow.
+/// `max_backend_addresses` allow, or a change would hold more backend
+/// addresses while it is programmed than `max_backend_addresses` allows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("no free {} for {key}: all {limit} are in use ({} of the loaded data plane); remove some, or raise {} and reload the data plane", self.kind.noun(), self.kind.setting(), self.kind.setting())]
+#[error("{}", self.describe())]
 pub struct CapacityError {
     pub kind: IdKind,
-    /// The VIP name, or `VIP/ADDRESS` of the backend, that found none.
+    /// The VIP name, `VIP/ADDRESS` of the backend, or "N distinct backend
+    /// addresses", that found none.
     pub key: String,
     pub limit: u32,
+    /// Set when the config would fit once applied, but not the change on
+    /// the way (old and new backends held at once): the distinct backend
+    /// addresses the config has.
+    pub once_applied: Option<usize>,
+}
+
+impl CapacityError {
+    fn describe(&self) -> String {
+        let (noun, setting) = (self.kind.noun(), self.kind.setting());
+        match self.once_applied {
+            None => format!(
+                "no free {noun} for {}: all {} are in use ({setting} of the loaded data plane); remove some, or raise {setting} and reload the data plane",
+                self.key, self.limit
+            ),
+            Some(after) => format!(
+                "the change needs {} while it is programmed (the old and the new backends are held at once; {after} once applied), more than the {} next hops of the loaded data plane ({setting}): make it in two steps, removing the old backends first, or raise {setting} and reload the data plane",
+                self.key, self.limit
+            ),
+        }
+    }
 }
 
 impl IdKind {

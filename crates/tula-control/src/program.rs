@@ -56,6 +56,10 @@ pub(crate) trait Programmer: Send {
     fn max_vips(&self) -> u32;
     fn max_backends(&self) -> u32;
     fn max_backend_addresses(&self) -> u32;
+    /// Distinct addresses of the backends held now: the next hops in use.
+    fn backend_addresses(&self) -> usize;
+    /// Whether a backend held now has address `addr`.
+    fn holds_backend_address(&self, addr: IpAddr) -> bool;
     fn attached(&self) -> Vec<String>;
     /// A handle for readers (status, counters), if this is a kernel data plane.
     fn reader(&self) -> Option<Arc<Dataplane>>;
@@ -251,6 +255,14 @@ impl Programmer for Kernel {
 
     fn max_backend_addresses(&self) -> u32 {
         self.dataplane.max_backend_addresses()
+    }
+
+    fn backend_addresses(&self) -> usize {
+        self.dataplane.backend_addresses()
+    }
+
+    fn holds_backend_address(&self, addr: IpAddr) -> bool {
+        self.dataplane.holds_backend_address(addr)
     }
 
     fn attached(&self) -> Vec<String> {

@@ -59,6 +59,17 @@ impl Setup {
 
     /// [`Setup::start`] with a data plane of `max_backend_addresses` next hops.
     fn start_with_addresses(&mut self, max_backends: u32, max_backend_addresses: u32) {
+        self.start_with_data_plane(max_backends, max_backend_addresses, false)
+    }
+
+    /// `adopted`: the loader finds the fake's data plane pinned, holding
+    /// what the log holds.
+    fn start_with_data_plane(
+        &mut self,
+        max_backends: u32,
+        max_backend_addresses: u32,
+        adopted: bool,
+    ) {
         let log = self.log.clone();
         let loader = Box::new(move |_: &Config| {
             log.lock().unwrap().loads += 1;
@@ -68,7 +79,7 @@ impl Setup {
                 max_backends,
                 max_backend_addresses,
             };
-            Ok((Box::new(fake) as Box<dyn crate::program::Programmer>, false))
+            Ok((Box::new(fake) as Box<dyn crate::program::Programmer>, adopted))
         });
         let cluster = self
             .cluster
@@ -435,9 +446,12 @@ fn a_change_whose_old_and_new_addresses_overflow_the_next_hops_is_refused_before
     match control.apply(swapped.clone(), "test") {
         Err(ControlError::Capacity(error)) => {
             assert_eq!((error.kind, error.limit), (IdKind::BackendAddress, 6));
+            assert_eq!(error.once_applied, Some(6));
             let text = error.to_string();
-            assert!(text.contains("9 distinct backend addresses"), "{text}");
-            assert!(text.contains("6 after it"), "{text}");
+            let needs = "needs 9 distinct backend addresses while it is programmed";
+            assert!(text.contains(needs), "{text}");
+            assert!(text.contains("6 once applied"), "{text}");
+            assert!(text.contains("make it in two steps"), "{text}");
         }
         other => panic!("expected a capacity error, got {other:?}"),
     }
@@ -449,6 +463,97 @@ fn a_change_whose_old_and_new_addresses_overflow_the_next_hops_is_refused_before
     control.apply(without, "test").unwrap();
     control.apply(swapped, "test").unwrap();
     assert_eq!(control.running_revision(), 3);
+}
+
+/// VIPs named by their backends' addresses: `[("a", &["198.18.0.2"]), ...]`.
+fn vips_on(vips: &[(&str, &[&str])]) -> Config {
+    let mut text = String::from("interfaces = [\"lo\"]\n");
+    for (v, (name, backends)) in vips.iter().enumerate() {
+        let backends: Vec<String> = backends
+            .iter()
+            .map(|a| format!("{{ address = \"{a}\" }}"))
+            .collect();
+        text.push_str(&format!(
+            "[[vip]]\nname = \"{name}\"\naddress = \"203.0.113.{}\"\nport = 80\nbackends = [{}]\n",
+            v + 1,
+            backends.join(", ")
+        ));
+    }
+    Config::from_toml_str(&text).unwrap()
+}
+
+fn expect_needs_two_steps(result: Result<RevisionInfo, ControlError>, during: usize, after: usize) {
+    match result {
+        Err(ControlError::Capacity(error)) => {
+            assert_eq!(error.kind, IdKind::BackendAddress);
+            assert_eq!(error.once_applied, Some(after), "{error}");
+            assert_eq!(error.key, format!("{during} distinct backend addresses"));
+        }
+        other => panic!("expected a capacity error, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_id_given_again_in_one_change_counts_its_old_address_too() {
+    // 3 backend ids and 2 next hops: ids freed by a change are given again in it.
+    let mut setup = Setup::new("reused", 3);
+    drop(setup.control.take());
+    setup.start_with_addresses(3, 2);
+    let control = setup.control();
+    let (x, y, z) = ("198.18.0.2", "198.18.0.3", "198.18.0.4");
+    control.apply(vips_on(&[("a", &[x]), ("b", &[y]), ("c", &[x])]), "test").unwrap();
+    let running = vips_on(&[("b", &[y]), ("c", &[x])]);
+    control.apply(running.clone(), "test").unwrap();
+    let held = setup.log.lock().unwrap().held.clone();
+    let ops = setup.ops();
+    // b moves to z and d joins on x: b's old id goes to d, and z would join while y is still held.
+    let next = vips_on(&[("b", &[z]), ("c", &[x]), ("d", &[x])]);
+    expect_needs_two_steps(control.apply(next.clone(), "test"), 3, 2);
+    assert_eq!(setup.ops(), ops, "nothing was programmed");
+    assert_unchanged(&setup, 2, &running, &held);
+    control.apply(vips_on(&[("c", &[x])]), "test").unwrap();
+    control.apply(next, "test").unwrap();
+}
+
+#[test]
+fn a_data_plane_with_a_next_hop_per_backend_id_takes_any_change() {
+    // 3 ids, 3 next hops, all in use: b's old id goes to d while b moves to a fourth address.
+    let setup = Setup::new("per-id", 3);
+    let control = setup.control();
+    let (w, x, y, z) = ("198.18.0.2", "198.18.0.3", "198.18.0.4", "198.18.0.5");
+    control.apply(vips_on(&[("a", &[x]), ("b", &[y]), ("c", &[w])]), "test").unwrap();
+    control.apply(vips_on(&[("b", &[y]), ("c", &[w])]), "test").unwrap();
+    // Held now and set by the change: w, x, y, z. But an id holds one address at a time.
+    control.apply(vips_on(&[("b", &[z]), ("c", &[w]), ("d", &[x])]), "test").unwrap();
+    let held = setup.log.lock().unwrap().held.clone();
+    let mut addresses: Vec<String> = held.backends.values().map(|b| b.addr.to_string()).collect();
+    addresses.sort();
+    assert_eq!(addresses, [w, x, z]);
+}
+
+#[test]
+fn a_first_apply_onto_an_adopted_data_plane_counts_what_it_holds() {
+    // A pinned data plane holds 3 backends (ids 10-12) of a config this node no longer has.
+    let mut setup = Setup::new("adopted", 64);
+    drop(setup.control.take());
+    {
+        let mut log = setup.log.lock().unwrap();
+        for (id, last) in [(10, 7), (11, 8), (12, 9)] {
+            let backend = tula_dataplane::Backend {
+                addr: IpAddr::from([198, 18, 5, last]),
+                alive: true,
+            };
+            log.held.backends.insert(id, backend);
+        }
+    }
+    setup.start_with_data_plane(64, 4, true);
+    let control = setup.control();
+    // 3 new addresses beside the 3 held: 6 meanwhile, 3 once applied, 4 next hops.
+    expect_needs_two_steps(control.apply(config(1, 3, ""), "test"), 6, 3);
+    assert!(setup.ops().is_empty(), "nothing was programmed: {:?}", setup.ops());
+    // One new address beside them fits (4), and the change then removes them.
+    control.apply(config(1, 1, ""), "test").unwrap();
+    assert_eq!(setup.log.lock().unwrap().held.backends.values().count(), 1);
 }
 
 /// After a failed change, the file, the revisions, the snapshot and the

@@ -499,6 +499,16 @@ impl Dataplane {
         self.max_hops
     }
 
+    /// Distinct addresses of the backends set now: the next hops in use.
+    pub fn backend_addresses(&self) -> usize {
+        self.hops.len()
+    }
+
+    /// Whether a backend set now has address `addr` (so its next hop is in use).
+    pub fn holds_backend_address(&self, addr: IpAddr) -> bool {
+        self.hops.holds(addr)
+    }
+
     pub(crate) fn program(&self) -> Result<&Xdp> {
         match &self.program {
             ProgramSource::Loaded(ebpf) => ebpf

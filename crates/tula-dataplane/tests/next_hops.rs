@@ -145,8 +145,14 @@ fn a_new_address_finding_every_path_taken_is_refused_until_one_is_given_back() {
                 if id == max + 1 && max_backend_addresses == max
         ));
         assert_eq!(f.dataplane.backend(max).unwrap(), None, "nothing of a refused batch is written");
+        // What the control plane counts against the limit before it programs a change.
+        assert_eq!(f.dataplane.backend_addresses(), max as usize);
+        assert!(f.dataplane.holds_backend_address(backend(0).addr));
+        assert!(!f.dataplane.holds_backend_address(backend(max).addr));
         // Nor kept: backend 0 was its address's only user, so its leaving frees a path.
         f.dataplane.remove_backend(0).unwrap();
+        assert_eq!(f.dataplane.backend_addresses(), max as usize - 1);
+        assert!(!f.dataplane.holds_backend_address(backend(0).addr));
         f.dataplane
             .set_backends(&[(max + 1, backend(max)), (max, backend(1))])
             .unwrap();

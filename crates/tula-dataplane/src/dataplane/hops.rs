@@ -124,6 +124,15 @@ impl Hops {
         self.by_addr.is_empty()
     }
 
+    /// Distinct addresses with a hop: those of the backends set.
+    pub(crate) fn len(&self) -> usize {
+        self.by_addr.len()
+    }
+
+    pub(crate) fn holds(&self, addr: IpAddr) -> bool {
+        self.by_addr.contains_key(&addr)
+    }
+
     /// The hop backend `id` uses once its address is `addr`: its current one
     /// if the address is unchanged, else (leaving its old hop) the address's,
     /// which is made, under a new epoch, if no other backend has the address.
