@@ -536,6 +536,41 @@ fn a_config_beyond_the_loaded_data_plane_is_refused_and_changes_nothing() {
 }
 
 #[test]
+fn a_change_holding_more_backend_addresses_meanwhile_than_the_next_hops_is_refused() {
+    let lab = Lab::new("nexthops");
+    let control = lab.start();
+    // 8 backend ids, 5 next hops: web's 3 servers and api's 2 take them all.
+    let limits = "max_vips = 4\nmax_backends = 8\nmax_backend_addresses = 5\n";
+    let base = lab.config_with(limits, ROLLBACK_BASE);
+    lab.run(|| control.apply(base.clone(), "test")).unwrap();
+    let before = lab.snapshot();
+    // api moves to 2 new servers: 5 addresses once applied, 7 while old and new are held.
+    let mut swapped = base.clone();
+    for (backend, n) in swapped.vips[1].backends.iter_mut().zip([30, 31]) {
+        backend.address = routed(n).into();
+    }
+    match lab.run(|| control.apply(swapped.clone(), "test")) {
+        Err(ControlError::Capacity(error)) => {
+            assert_eq!(error.key, "7 distinct backend addresses", "{error}");
+            assert_eq!((error.limit, error.once_applied), (5, Some(5)), "{error}");
+        }
+        other => panic!("expected a capacity error, got {other:?}"),
+    }
+    lab.snapshot()
+        .assert_same(&before, Same::Contents, "after the refusal");
+    assert_eq!(control.running(), (1, base.clone()));
+    // In two steps it fits: api goes, then comes back on its new servers.
+    let mut web_only = base.clone();
+    web_only.vips.truncate(1);
+    lab.run(|| control.apply(web_only, "test")).unwrap();
+    lab.run(|| control.apply(swapped, "test")).unwrap();
+    let dataplane = lab.dataplane();
+    assert_eq!(dataplane.backend_addresses(), 5);
+    assert!(dataplane.holds_backend_address(routed(30).into()));
+    assert!(!dataplane.holds_backend_address(routed(20).into()));
+}
+
+#[test]
 fn an_unhealthy_backend_leaves_the_ring_and_comes_back() {
     let lab = Lab::new("health");
     let control = lab.start();
