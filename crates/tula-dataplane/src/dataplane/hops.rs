@@ -174,6 +174,48 @@ impl Hops {
         Ok(hop)
     }
 
+    /// Whether the backends of `batch` (id, new address) can all be joined,
+    /// in order, as [`Hops::join`] joins them: a backend that moves gives
+    /// its hop back first when it was its address's last user. The first
+    /// that would find no free number is the error. Changes nothing, so a
+    /// refused batch leaves nothing to undo.
+    pub(crate) fn check_joins(
+        &self,
+        batch: impl IntoIterator<Item = (u32, IpAddr)>,
+    ) -> Result<(), (u32, IpAddr)> {
+        let mut free = (self.limit as usize).saturating_sub(self.by_addr.len());
+        // What the batch has done so far: ids' new addresses, and users gained or lost.
+        let mut moved: HashMap<u32, IpAddr> = HashMap::new();
+        let mut gained: HashMap<IpAddr, i64> = HashMap::new();
+        let users = |gained: &HashMap<IpAddr, i64>, addr: IpAddr| {
+            self.by_addr
+                .get(&addr)
+                .map_or(0, |hop| i64::from(hop.users))
+                + gained.get(&addr).copied().unwrap_or(0)
+        };
+        for (id, addr) in batch {
+            let old = moved.get(&id).copied().or_else(|| self.address(id));
+            if old == Some(addr) {
+                continue;
+            }
+            if let Some(old) = old {
+                *gained.entry(old).or_default() -= 1;
+                if users(&gained, old) == 0 {
+                    free += 1;
+                }
+            }
+            if users(&gained, addr) == 0 {
+                if free == 0 {
+                    return Err((id, addr));
+                }
+                free -= 1;
+            }
+            *gained.entry(addr).or_default() += 1;
+            moved.insert(id, addr);
+        }
+        Ok(())
+    }
+
     /// Backend `id` has no address any more; its hop goes with its last backend.
     pub(crate) fn leave(&mut self, id: u32) {
         let Some(addr) = self.address(id) else {
@@ -339,5 +381,48 @@ mod tests {
         let mut backends = vec![abi::Backend::default(); 3];
         let addrs = [Some(addr(1)), Some(addr(2)), Some(addr(3))];
         assert!(Hops::assign(&mut backends, &addrs, 2, || 0).is_err());
+    }
+
+    #[test]
+    fn check_joins_refuses_exactly_the_batches_join_would_stop_part_way() {
+        // Random batches over 8 ids and 6 addresses, 4 hops: full often, moves within a batch.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let (mut refused, mut taken) = (0, 0);
+        for _ in 0..2_000 {
+            let mut hops = Hops::new(4);
+            for _ in 0..next(6) {
+                let _ = hops.join(next(8) as u32, addr(next(6) as u8), || 0);
+            }
+            if next(3) == 0 {
+                hops.leave(next(8) as u32);
+            }
+            let batch: Vec<(u32, IpAddr)> = (0..1 + next(5))
+                .map(|_| (next(8) as u32, addr(next(6) as u8)))
+                .collect();
+            let checked = hops.check_joins(batch.iter().copied());
+            let mut joined = Ok(());
+            for (id, address) in &batch {
+                if hops.join(*id, *address, || 0).is_err() {
+                    joined = Err((*id, *address));
+                    break;
+                }
+            }
+            assert_eq!(checked, joined, "batch {batch:?}");
+            if checked.is_err() {
+                refused += 1;
+            } else {
+                taken += 1;
+            }
+        }
+        assert!(
+            refused > 100 && taken > 100,
+            "refused {refused}, taken {taken}"
+        );
     }
 }

@@ -416,8 +416,17 @@ impl Dataplane {
         for (id, _) in backends {
             self.check_backend_id(*id)?;
         }
-        // The entries first, in memory: a batch whose new addresses outnumber
-        // the free hops is refused before anything is written.
+        // A batch whose new addresses outnumber the free hops is refused
+        // before anything, in memory or in the maps, is changed.
+        let joins = backends.iter().map(|(id, backend)| (*id, backend.addr));
+        if let Err((id, addr)) = self.hops.check_joins(joins) {
+            return Err(DataplaneError::TooManyBackendAddresses {
+                id,
+                addr,
+                max_backend_addresses: self.max_hops,
+            });
+        }
+        // The entries first, in memory.
         let mut ids = Vec::with_capacity(backends.len());
         let mut raws = Vec::with_capacity(backends.len());
         for (id, backend) in backends {
@@ -429,7 +438,7 @@ impl Dataplane {
             let hop = match hop {
                 Ok(hop) => hop,
                 Err(full) => {
-                    // The joins before this one are undone: the map still holds every hop.
+                    // Not reached (check_joins found room); if it were, the map still holds every hop.
                     self.read_hops()?;
                     return Err(DataplaneError::TooManyBackendAddresses {
                         id: *id,
