@@ -1219,11 +1219,14 @@ fn limits(config: &Config, programmer: &dyn Programmer) -> Limits {
 /// (see [`transition`]), so meanwhile the data plane may hold the addresses
 /// it holds now and those of every backend the change sets: `programmed`'s
 /// differences to `wanted`, or, when what is programmed is not known, every
-/// backend of `wanted`. It never holds more addresses than backend ids,
-/// though, so a data plane with a next hop per id takes any change.
-/// Validation has held the config alone to its `max_backend_addresses`;
-/// this also catches a limit raised without a reload. Beyond counting what
-/// changes, it walks the config only to word a refusal.
+/// backend of `wanted`. That bound also holds for a rollback; it may refuse
+/// a change whose order of writes would fit (an id given again in the
+/// change gives its old address back as it takes the new one). It never
+/// holds more addresses than backend ids, though, so a data plane with a
+/// next hop per id takes any change. Validation has held the config alone
+/// to its `max_backend_addresses`; this also catches a limit raised without
+/// a reload. Beyond counting what changes, it walks the config only to word
+/// a refusal.
 fn fits_backend_addresses(
     programmed: Option<&DataplaneState>,
     wanted: &DataplaneState,
@@ -1235,11 +1238,7 @@ fn fits_backend_addresses(
     }
     let set: Vec<IpAddr> = match programmed {
         Some(programmed) => {
-            let (changed, removed) = wanted.backends.differences(&programmed.backends);
-            // The ids held meanwhile, each with one address.
-            if wanted.backends.len() + removed.len() <= limit as usize {
-                return Ok(());
-            }
+            let (changed, _) = wanted.backends.differences(&programmed.backends);
             changed.into_iter().map(|(_, b)| b.addr).collect()
         }
         None => wanted.backends.values().map(|b| b.addr).collect(),

@@ -1,7 +1,9 @@
 //! A recording fake of the data plane for unit tests: it keeps what it was
 //! told to hold, logs every operation, and fails the operations a test names,
 //! or, as the kernel's does, a backend whose new address finds every next
-//! hop taken.
+//! hop taken. Unlike the kernel's, which refuses a run of backends whole,
+//! it keeps the operations before the refused one: the control plane rolls
+//! back either way.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -170,4 +172,41 @@ fn address_users(held: &DataplaneState) -> HashMap<IpAddr, u32> {
         *users.entry(backend.addr).or_default() += 1;
     }
     users
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tula_dataplane::Backend;
+
+    #[test]
+    fn a_new_address_finding_every_next_hop_taken_is_refused_as_the_kernel_refuses_it() {
+        let mut fake = Fake {
+            log: Arc::default(),
+            max_vips: 4,
+            max_backends: 8,
+            max_backend_addresses: 2,
+        };
+        let at = |last: u8| Backend {
+            addr: IpAddr::from([198, 18, 0, last]),
+            alive: true,
+        };
+        fake.run(&[Op::SetBackend(0, at(1)), Op::SetBackend(1, at(2))])
+            .unwrap();
+        match fake.run(&[Op::SetBackend(2, at(3))]) {
+            Err(ProgramError::Op {
+                source: DataplaneError::TooManyBackendAddresses { id: 2, .. },
+                ..
+            }) => {}
+            other => panic!("expected the kernel's refusal, got {other:?}"),
+        }
+        // A shared address needs no next hop; a backend that moves gives its own back.
+        fake.run(&[Op::SetBackend(2, at(1)), Op::SetBackend(1, at(3))])
+            .unwrap();
+        assert_eq!(fake.backend_addresses(), 2);
+        assert!(fake.holds_backend_address(at(3).addr) && !fake.holds_backend_address(at(2).addr));
+        fake.run(&[Op::RemoveBackend(0), Op::RemoveBackend(2)])
+            .unwrap();
+        fake.run(&[Op::SetBackend(0, at(4))]).unwrap();
+    }
 }

@@ -451,9 +451,12 @@ pub struct CapacityError {
     /// addresses", that found none.
     pub key: String,
     pub limit: u32,
-    /// Set when the config would fit once applied, but not the change on
-    /// the way (old and new backends held at once): the distinct backend
-    /// addresses the config has.
+    /// Set when the config would fit once applied, but the change on the
+    /// way may not (the addresses held now and those of every backend it
+    /// sets, counted together: a bound that also covers a rollback, and
+    /// that may refuse what the data plane's order of writes would let
+    /// through, e.g. an id given again that gives its old address back):
+    /// the distinct backend addresses the config has.
     pub once_applied: Option<usize>,
 }
 
@@ -466,7 +469,7 @@ impl CapacityError {
                 self.key, self.limit
             ),
             Some(after) => format!(
-                "the change needs {} while it is programmed (the old and the new backends are held at once; {after} once applied), more than the {} next hops of the loaded data plane ({setting}): make it in two steps, removing the old backends first, or raise {setting} and reload the data plane",
+                "the change may hold {} while it is programmed (those held now and those of every backend it sets; {after} once applied), more than the {} next hops of the loaded data plane ({setting}): make it in two steps, removing the old backends first, or reload the data plane (`tula dataplane unload`, then start the daemon)",
                 self.key, self.limit
             ),
         }

@@ -66,10 +66,6 @@ impl BackendTable {
         }
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.buckets.values().map(|bucket| bucket.len()).sum()
-    }
-
     /// Every backend, in id order.
     pub(crate) fn values(&self) -> impl Iterator<Item = &Backend> {
         self.buckets.values().flat_map(|bucket| bucket.values())

@@ -70,6 +70,16 @@ impl Setup {
         max_backend_addresses: u32,
         adopted: bool,
     ) {
+        let control = self.try_start(max_backends, max_backend_addresses, adopted);
+        self.control = Some(control.unwrap());
+    }
+
+    fn try_start(
+        &self,
+        max_backends: u32,
+        max_backend_addresses: u32,
+        adopted: bool,
+    ) -> Result<Control, ControlError> {
         let log = self.log.clone();
         let loader = Box::new(move |_: &Config| {
             log.lock().unwrap().loads += 1;
@@ -85,7 +95,7 @@ impl Setup {
             .cluster
             .clone()
             .map(|c| Box::new(SharedFake(c)) as Box<dyn ClusterStore>);
-        self.control = Some(Control::start_with(self.options(), loader, cluster).unwrap());
+        Control::start_with(self.options(), loader, cluster)
     }
 
     fn options(&self) -> ControlOptions {
@@ -448,7 +458,7 @@ fn a_change_whose_old_and_new_addresses_overflow_the_next_hops_is_refused_before
             assert_eq!((error.kind, error.limit), (IdKind::BackendAddress, 6));
             assert_eq!(error.once_applied, Some(6));
             let text = error.to_string();
-            let needs = "needs 9 distinct backend addresses while it is programmed";
+            let needs = "may hold 9 distinct backend addresses while it is programmed";
             assert!(text.contains(needs), "{text}");
             assert!(text.contains("6 once applied"), "{text}");
             assert!(text.contains("make it in two steps"), "{text}");
@@ -529,6 +539,60 @@ fn a_data_plane_with_a_next_hop_per_backend_id_takes_any_change() {
     let mut addresses: Vec<String> = held.backends.values().map(|b| b.addr.to_string()).collect();
     addresses.sort();
     assert_eq!(addresses, [w, x, z]);
+}
+
+#[test]
+fn an_adopted_data_plane_with_a_next_hop_per_backend_id_takes_any_config() {
+    // 4 ids, 4 next hops; ids 0 and 1 hold two addresses the config no longer has.
+    let mut setup = Setup::new("adopted-per-id", 4);
+    drop(setup.control.take());
+    {
+        let mut log = setup.log.lock().unwrap();
+        for (id, last) in [(0, 7), (1, 8)] {
+            let backend = tula_dataplane::Backend {
+                addr: IpAddr::from([198, 18, 5, last]),
+                alive: true,
+            };
+            log.held.backends.insert(id, backend);
+        }
+    }
+    setup.start_with_data_plane(4, 4, true);
+    // 2 held and 3 set would be 5, but ids 0 and 1 give their addresses back as they move.
+    setup.control().apply(config(1, 3, ""), "test").unwrap();
+    assert_eq!(setup.log.lock().unwrap().held.backends.values().count(), 3);
+}
+
+#[test]
+fn a_start_onto_a_pinned_data_plane_counts_what_it_holds() {
+    // The data plane runs web0 on 3 servers; 4 next hops.
+    let mut setup = Setup::new("start-held", 64);
+    drop(setup.control.take());
+    setup.start_with_addresses(64, 4);
+    setup.control().apply(config(1, 3, ""), "test").unwrap();
+    setup.control().flush_config_file().unwrap();
+    drop(setup.control.take());
+    let held = setup.log.lock().unwrap().held.clone();
+    // Edited while the daemon was down: web0 moves to 3 other servers.
+    let mut moved = config(1, 3, "");
+    for (b, backend) in moved.vips[0].backends.iter_mut().enumerate() {
+        backend.address = format!("198.18.9.{}", b + 2).parse().unwrap();
+    }
+    let path = setup.dir.join("etc/tula.toml");
+    std::fs::write(&path, moved.to_toml_string()).unwrap();
+    // Newer than the last revision beyond the clock's grain, so the file wins.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(10);
+    let file = std::fs::File::options().write(true).open(&path).unwrap();
+    file.set_modified(later).unwrap();
+    match setup.try_start(64, 4, true) {
+        Err(ControlError::Capacity(error)) => {
+            assert_eq!(error.key, "6 distinct backend addresses", "{error}");
+            assert_eq!(error.once_applied, Some(3), "{error}");
+            assert!(error.to_string().contains("tula dataplane unload"), "{error}");
+        }
+        Err(other) => panic!("expected a capacity error, got {other:?}"),
+        Ok(_) => panic!("expected a capacity error, the start went through"),
+    }
+    assert_eq!(setup.log.lock().unwrap().held, held, "the pinned data plane is unchanged");
 }
 
 #[test]
