@@ -327,6 +327,20 @@ impl Collector for Scrape {
             }),
         )?;
 
+        let usage = snapshot.usage();
+        let setting = |u: &tula_control::Usage| vec![("setting", u.kind.setting().to_string())];
+        gauge(
+            &mut encoder,
+            "tula_dataplane_limit",
+            "The loaded data plane's size for each setting (max_vips, max_backends, max_backend_addresses): a changed setting takes effect at a reload.",
+            usage.iter().map(|u| (setting(u), i64::from(u.limit))),
+        )?;
+        gauge(
+            &mut encoder,
+            "tula_dataplane_in_use",
+            "What the running config uses of each size: VIP ids, backend ids, distinct backend addresses (a next hop each).",
+            usage.iter().map(|u| (setting(u), u.used as i64)),
+        )?;
         counter(
             &mut encoder,
             "tula_dataplane_packets",

@@ -939,6 +939,16 @@ fn metrics_are_prometheus_text_with_every_counter() {
         );
     }
     assert_eq!(value("tula_config_revision", &[]), daemon.revision() as f64);
+    // The loaded sizes (SMALL) and what WEB uses of them: 1 VIP, 2 backends on 2 servers.
+    for (setting, limit, used) in [
+        ("max_vips", 16.0, 1.0),
+        ("max_backends", 256.0, 2.0),
+        ("max_backend_addresses", 256.0, 2.0),
+    ] {
+        let labels = [("setting", setting)];
+        assert_eq!(value("tula_dataplane_limit", &labels), limit, "{setting}");
+        assert_eq!(value("tula_dataplane_in_use", &labels), used, "{setting}");
+    }
     value(
         "tula_vip_packets_total",
         &[

@@ -367,6 +367,21 @@ impl Ids {
     pub(crate) fn backend(&self, vip: &str, address: &IpAddr) -> Option<u32> {
         self.backends.by_vip.get(vip)?.get(address).copied()
     }
+
+    /// How much of `kind` the assignment uses: VIP ids, backend ids, or
+    /// distinct backend addresses (a next hop each).
+    pub(crate) fn in_use(&self, kind: IdKind) -> usize {
+        let held = self.backends.by_vip.values();
+        match kind {
+            IdKind::Vip => self.vips.assigned.len(),
+            IdKind::Backend => held.map(|backends| backends.len()).sum(),
+            IdKind::BackendAddress => {
+                let mut addresses = tula_config::AddressSet::default();
+                addresses.extend(held.flat_map(|backends| backends.keys().copied()));
+                addresses.len()
+            }
+        }
+    }
 }
 
 /// One line of the ids journal: what a change did to the assignment.
@@ -558,6 +573,33 @@ mod tests {
             Some(1),
             "the copy shares, not changes"
         );
+    }
+
+    #[test]
+    fn in_use_counts_ids_and_the_distinct_addresses_behind_them() {
+        // web and api share two servers; api's sorry backend is a third address.
+        let config = tula_config::Config::from_toml_str(
+            r#"
+            interfaces = ["lo"]
+            [[vip]]
+            name = "web"
+            address = "203.0.113.1"
+            port = 80
+            backends = [{ address = "198.18.0.2" }, { address = "198.18.0.3" }]
+            [[vip]]
+            name = "api"
+            address = "203.0.113.2"
+            port = 443
+            all_down = "sorry"
+            sorry_backend = "198.18.0.9"
+            backends = [{ address = "198.18.0.2" }, { address = "198.18.0.3" }]
+            "#,
+        )
+        .unwrap();
+        let ids = Ids::default().assign(&config, Limits::of(&config)).unwrap();
+        assert_eq!(ids.in_use(IdKind::Vip), 2);
+        assert_eq!(ids.in_use(IdKind::Backend), 5);
+        assert_eq!(ids.in_use(IdKind::BackendAddress), 3);
     }
 
     #[test]

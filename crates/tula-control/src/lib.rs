@@ -50,7 +50,7 @@ pub use flows::{BackendFlows, FlowOptions, FlowSample, FlowSampler};
 pub use host::host_facts;
 pub use ids::{CapacityError, IdKind};
 pub use program::ProgramError;
-pub use snapshot::Snapshot;
+pub use snapshot::{Snapshot, Usage};
 pub use status::MapReads;
 
 use std::net::IpAddr;

@@ -14,7 +14,7 @@ use tula_dataplane::{Counters, Dataplane};
 
 use crate::flows::{FlowBoard, FlowSample};
 use crate::health::Health;
-use crate::ids::Ids;
+use crate::ids::{IdKind, Ids};
 use crate::plan::ring_members;
 use crate::status::{MapReads, Sources};
 use crate::store::ConfigText;
@@ -132,6 +132,15 @@ impl Model {
         });
         Some(&declared.backends[*by_address.get(&address)?])
     }
+}
+
+/// One size of the loaded data plane (`kind.setting()` names it) and how
+/// much of it the running config uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub kind: IdKind,
+    pub used: usize,
+    pub limit: u32,
 }
 
 /// What runs now: one revision's config, indexed, with health and ids.
@@ -329,6 +338,27 @@ impl Snapshot {
             crate::plan::ring_inputs(self.model.vip(name)?, &self.health);
         members.sort_unstable();
         Some((new_flows, members))
+    }
+
+    /// Each size of the loaded data plane with what the running config uses
+    /// of it (VIP ids, backend ids, backend addresses); none before a data
+    /// plane is loaded.
+    pub fn usage(&self) -> Vec<Usage> {
+        let Some(reader) = &self.reader else {
+            return Vec::new();
+        };
+        [
+            (IdKind::Vip, reader.max_vips()),
+            (IdKind::Backend, reader.max_backends()),
+            (IdKind::BackendAddress, reader.max_backend_addresses()),
+        ]
+        .into_iter()
+        .map(|(kind, limit)| Usage {
+            kind,
+            used: self.ids.in_use(kind),
+            limit,
+        })
+        .collect()
     }
 
     /// The data plane's global counters (all zero before anything is loaded).
