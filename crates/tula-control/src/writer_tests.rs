@@ -392,13 +392,9 @@ fn running_out_of_backend_ids_is_a_capacity_error_naming_the_limit() {
     let control = setup.control();
     control.apply(config(1, 6, ""), "test").unwrap();
     let ops = setup.ops();
-    match control.apply(config(2, 4, ""), "test") {
-        Err(ControlError::Capacity(error)) => {
-            assert_eq!((error.kind, error.limit), (IdKind::Backend, 6));
-            assert!(error.to_string().contains("max_backends"), "{error}");
-        }
-        other => panic!("expected a capacity error, got {other:?}"),
-    }
+    let error = capacity_error(control.apply(config(2, 4, ""), "test"));
+    assert_eq!((error.kind, error.limit), (IdKind::Backend, 6));
+    assert!(error.to_string().contains("max_backends"), "{error}");
     assert_eq!(setup.ops(), ops);
     assert_eq!(control.running_revision(), 1);
 }
@@ -412,13 +408,11 @@ fn more_backend_addresses_than_the_loaded_next_hops_is_a_capacity_error() {
     let control = setup.control();
     control.apply(config(2, 3, ""), "test").unwrap();
     let ops = setup.ops();
-    let refused = |result: Result<RevisionInfo, ControlError>| match result {
-        Err(ControlError::Capacity(error)) => {
-            assert_eq!((error.kind, error.limit), (IdKind::BackendAddress, 6));
-            assert!(error.to_string().contains("7 distinct backend addresses"), "{error}");
-            assert!(error.to_string().contains("max_backend_addresses"), "{error}");
-        }
-        other => panic!("expected a capacity error, got {other:?}"),
+    let refused = |result: Result<RevisionInfo, ControlError>| {
+        let error = capacity_error(result);
+        assert_eq!((error.kind, error.limit), (IdKind::BackendAddress, 6));
+        assert!(error.to_string().contains("7 distinct backend addresses"), "{error}");
+        assert!(error.to_string().contains("max_backend_addresses"), "{error}");
     };
     // A whole config, then an edit, each one address too many.
     refused(control.apply(config(1, 7, ""), "test"));
@@ -450,21 +444,15 @@ fn a_change_whose_old_and_new_addresses_overflow_the_next_hops_is_refused_before
     let ops = setup.ops();
     // web1 moves to 3 new servers: 6 addresses after, but old and new are held together meanwhile.
     let mut swapped = running.clone();
-    for (b, backend) in swapped.vips[1].backends.iter_mut().enumerate() {
-        backend.address = format!("198.18.9.{}", b + 2).parse().unwrap();
-    }
-    match control.apply(swapped.clone(), "test") {
-        Err(ControlError::Capacity(error)) => {
-            assert_eq!((error.kind, error.limit), (IdKind::BackendAddress, 6));
-            assert_eq!(error.once_applied, Some(6));
-            let text = error.to_string();
-            let needs = "may hold 9 distinct backend addresses while it is programmed";
-            assert!(text.contains(needs), "{text}");
-            assert!(text.contains("6 once applied"), "{text}");
-            assert!(text.contains("make it in two steps"), "{text}");
-        }
-        other => panic!("expected a capacity error, got {other:?}"),
-    }
+    move_to_new_servers(&mut swapped.vips[1]);
+    let error = capacity_error(control.apply(swapped.clone(), "test"));
+    assert_eq!((error.kind, error.limit), (IdKind::BackendAddress, 6));
+    assert_eq!(error.once_applied, Some(6));
+    let text = error.to_string();
+    let needs = "may hold 9 distinct backend addresses while it is programmed";
+    assert!(text.contains(needs), "{text}");
+    assert!(text.contains("6 once applied"), "{text}");
+    assert!(text.contains("make it in two steps"), "{text}");
     assert_eq!(setup.ops(), ops, "nothing was programmed");
     assert_unchanged(&setup, 1, &running, &held);
     // In two steps (web1 out, then back on its new servers) it fits.
@@ -492,15 +480,40 @@ fn vips_on(vips: &[(&str, &[&str])]) -> Config {
     Config::from_toml_str(&text).unwrap()
 }
 
-fn expect_needs_two_steps(result: Result<RevisionInfo, ControlError>, during: usize, after: usize) {
+/// The capacity error `result` must be.
+fn capacity_error<T>(result: Result<T, ControlError>) -> crate::CapacityError {
     match result {
-        Err(ControlError::Capacity(error)) => {
-            assert_eq!(error.kind, IdKind::BackendAddress);
-            assert_eq!(error.once_applied, Some(after), "{error}");
-            assert_eq!(error.key, format!("{during} distinct backend addresses"));
-        }
-        other => panic!("expected a capacity error, got {other:?}"),
+        Err(ControlError::Capacity(error)) => error,
+        Err(other) => panic!("expected a capacity error, got {other:?}"),
+        Ok(_) => panic!("expected a capacity error, it went through"),
     }
+}
+
+/// Moves every backend of `vip` to a server of 198.18.9.0/24 (none in `config`).
+fn move_to_new_servers(vip: &mut tula_config::Vip) {
+    for (b, backend) in vip.backends.iter_mut().enumerate() {
+        backend.address = format!("198.18.9.{}", b + 2).parse().unwrap();
+    }
+}
+
+/// Backends `ids` (id, last byte of 198.18.5.x) held by the fake's data
+/// plane, as if pinned by a config this node no longer has.
+fn hold_pinned(setup: &Setup, ids: &[(u32, u8)]) {
+    let mut log = setup.log.lock().unwrap();
+    for &(id, last) in ids {
+        let backend = tula_dataplane::Backend {
+            addr: IpAddr::from([198, 18, 5, last]),
+            alive: true,
+        };
+        log.held.backends.insert(id, backend);
+    }
+}
+
+fn expect_needs_two_steps(result: Result<RevisionInfo, ControlError>, during: usize, after: usize) {
+    let error = capacity_error(result);
+    assert_eq!(error.kind, IdKind::BackendAddress);
+    assert_eq!(error.once_applied, Some(after), "{error}");
+    assert_eq!(error.key, format!("{during} distinct backend addresses"));
 }
 
 #[test]
@@ -546,16 +559,7 @@ fn an_adopted_data_plane_with_a_next_hop_per_backend_id_takes_any_config() {
     // 4 ids, 4 next hops; ids 0 and 1 hold two addresses the config no longer has.
     let mut setup = Setup::new("adopted-per-id", 4);
     drop(setup.control.take());
-    {
-        let mut log = setup.log.lock().unwrap();
-        for (id, last) in [(0, 7), (1, 8)] {
-            let backend = tula_dataplane::Backend {
-                addr: IpAddr::from([198, 18, 5, last]),
-                alive: true,
-            };
-            log.held.backends.insert(id, backend);
-        }
-    }
+    hold_pinned(&setup, &[(0, 7), (1, 8)]);
     setup.start_with_data_plane(4, 4, true);
     // 2 held and 3 set would be 5, but ids 0 and 1 give their addresses back as they move.
     setup.control().apply(config(1, 3, ""), "test").unwrap();
@@ -574,24 +578,17 @@ fn a_start_onto_a_pinned_data_plane_counts_what_it_holds() {
     let held = setup.log.lock().unwrap().held.clone();
     // Edited while the daemon was down: web0 moves to 3 other servers.
     let mut moved = config(1, 3, "");
-    for (b, backend) in moved.vips[0].backends.iter_mut().enumerate() {
-        backend.address = format!("198.18.9.{}", b + 2).parse().unwrap();
-    }
+    move_to_new_servers(&mut moved.vips[0]);
     let path = setup.dir.join("etc/tula.toml");
     std::fs::write(&path, moved.to_toml_string()).unwrap();
     // Newer than the last revision beyond the clock's grain, so the file wins.
     let later = std::time::SystemTime::now() + std::time::Duration::from_secs(10);
     let file = std::fs::File::options().write(true).open(&path).unwrap();
     file.set_modified(later).unwrap();
-    match setup.try_start(64, 4, true) {
-        Err(ControlError::Capacity(error)) => {
-            assert_eq!(error.key, "6 distinct backend addresses", "{error}");
-            assert_eq!(error.once_applied, Some(3), "{error}");
-            assert!(error.to_string().contains("tula dataplane unload"), "{error}");
-        }
-        Err(other) => panic!("expected a capacity error, got {other:?}"),
-        Ok(_) => panic!("expected a capacity error, the start went through"),
-    }
+    let error = capacity_error(setup.try_start(64, 4, true));
+    assert_eq!(error.key, "6 distinct backend addresses", "{error}");
+    assert_eq!(error.once_applied, Some(3), "{error}");
+    assert!(error.to_string().contains("tula dataplane unload"), "{error}");
     assert_eq!(setup.log.lock().unwrap().held, held, "the pinned data plane is unchanged");
 }
 
@@ -600,16 +597,7 @@ fn a_first_apply_onto_an_adopted_data_plane_counts_what_it_holds() {
     // A pinned data plane holds 3 backends (ids 10-12) of a config this node no longer has.
     let mut setup = Setup::new("adopted", 64);
     drop(setup.control.take());
-    {
-        let mut log = setup.log.lock().unwrap();
-        for (id, last) in [(10, 7), (11, 8), (12, 9)] {
-            let backend = tula_dataplane::Backend {
-                addr: IpAddr::from([198, 18, 5, last]),
-                alive: true,
-            };
-            log.held.backends.insert(id, backend);
-        }
-    }
+    hold_pinned(&setup, &[(10, 7), (11, 8), (12, 9)]);
     setup.start_with_data_plane(64, 4, true);
     let control = setup.control();
     // 3 new addresses beside the 3 held: 6 meanwhile, 3 once applied, 4 next hops.
