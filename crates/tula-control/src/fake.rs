@@ -1,15 +1,14 @@
 //! A recording fake of the data plane for unit tests: it keeps what it was
 //! told to hold, logs every operation, and fails the operations a test names,
 //! or, as the kernel's does, a backend whose new address finds every next
-//! hop taken. Unlike the kernel's, which refuses a run of backends whole,
+//! hop taken (by the data plane's own rules: `tula_dataplane::NextHops`). Unlike the kernel's, which refuses a run of backends whole,
 //! it keeps the operations before the refused one: the control plane rolls
 //! back either way.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use tula_dataplane::{Dataplane, DataplaneError};
+use tula_dataplane::{Dataplane, DataplaneError, NextHops};
 
 use crate::plan::{DataplaneState, Op};
 use crate::program::{ProgramError, Programmer};
@@ -37,7 +36,7 @@ pub(crate) struct Fake {
 impl Programmer for Fake {
     fn run(&mut self, ops: &[Op]) -> Result<(), ProgramError> {
         let mut log = self.log.lock().unwrap();
-        let mut users = address_users(&log.held);
+        let mut next_hops = next_hops(&log.held, self.max_backend_addresses);
         for op in ops {
             let text = op.to_string();
             if log.fail_on.as_deref().is_some_and(|f| text.contains(f)) {
@@ -47,45 +46,6 @@ impl Programmer for Fake {
                 });
             }
             let held = &mut log.held;
-            // Next hops as the kernel counts them (tula-dataplane's hops.rs).
-            let old = match op {
-                Op::SetBackend(id, _) | Op::RemoveBackend(id) => {
-                    held.backends.get(id).map(|b| b.addr)
-                }
-                _ => None,
-            };
-            let new = match op {
-                Op::SetBackend(_, backend) => Some(backend.addr),
-                _ => None,
-            };
-            if old != new {
-                if let (Op::SetBackend(id, _), Some(addr)) = (op, new) {
-                    let frees_its_own = old.is_some_and(|old| users[&old] == 1);
-                    if !users.contains_key(&addr)
-                        && users.len() >= self.max_backend_addresses as usize
-                        && !frees_its_own
-                    {
-                        return Err(ProgramError::Op {
-                            op: text,
-                            source: DataplaneError::TooManyBackendAddresses {
-                                id: *id,
-                                addr,
-                                max_backend_addresses: self.max_backend_addresses,
-                            },
-                        });
-                    }
-                }
-                if let Some(old) = old {
-                    let left = users.get_mut(&old).expect("every held address is counted");
-                    *left -= 1;
-                    if *left == 0 {
-                        users.remove(&old);
-                    }
-                }
-                if let Some(new) = new {
-                    *users.entry(new).or_default() += 1;
-                }
-            }
             match op {
                 Op::Attach(ifname) => {
                     held.interfaces
@@ -98,9 +58,14 @@ impl Programmer for Fake {
                     held.interfaces.remove(ifname);
                 }
                 Op::SetBackend(id, backend) => {
+                    // Next hops as the kernel takes them, by its own rules.
+                    if let Err(source) = next_hops.set(*id, backend.addr) {
+                        return Err(ProgramError::Op { op: text, source });
+                    }
                     held.backends.insert(*id, *backend);
                 }
                 Op::RemoveBackend(id) => {
+                    next_hops.remove(*id);
                     held.backends.remove(id);
                 }
                 Op::SetVip(key, entry) => {
@@ -137,11 +102,11 @@ impl Programmer for Fake {
     }
 
     fn backend_addresses(&self) -> usize {
-        address_users(&self.log.lock().unwrap().held).len()
+        next_hops(&self.log.lock().unwrap().held, self.max_backend_addresses).len()
     }
 
     fn holds_backend_address(&self, addr: IpAddr) -> bool {
-        address_users(&self.log.lock().unwrap().held).contains_key(&addr)
+        next_hops(&self.log.lock().unwrap().held, self.max_backend_addresses).holds(addr)
     }
 
     fn attached(&self) -> Vec<String> {
@@ -165,13 +130,15 @@ impl Programmer for Fake {
     }
 }
 
-/// How many backends `held` has at each address.
-fn address_users(held: &DataplaneState) -> HashMap<IpAddr, u32> {
-    let mut users = HashMap::new();
-    for backend in held.backends.values() {
-        *users.entry(backend.addr).or_default() += 1;
+/// The next hops the backends of `held` take.
+fn next_hops(held: &DataplaneState, max_backend_addresses: u32) -> NextHops {
+    let mut next_hops = NextHops::new(max_backend_addresses);
+    for (id, backend) in held.backends.iter() {
+        if let Err(e) = next_hops.set(*id, backend.addr) {
+            panic!("a test made the fake hold more than it could: {e}");
+        }
     }
-    users
+    next_hops
 }
 
 #[cfg(test)]

@@ -68,7 +68,12 @@ impl BackendTable {
 
     /// Every backend, in id order.
     pub(crate) fn values(&self) -> impl Iterator<Item = &Backend> {
-        self.buckets.values().flat_map(|bucket| bucket.values())
+        self.iter().map(|(_, backend)| backend)
+    }
+
+    /// Every backend with its id, in id order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&u32, &Backend)> {
+        self.buckets.values().flat_map(|bucket| bucket.iter())
     }
 
     pub(crate) fn remove(&mut self, id: &u32) {

@@ -29,6 +29,7 @@ use crate::spec::{
 };
 use crate::rings::{self, FreeRings};
 pub(crate) use hops::{backend_addr, Hops};
+pub use hops::NextHops;
 
 /// The compiled balancer, built by `make bpf` from bpf/balancer.c.
 pub(crate) static BALANCER_OBJECT: &[u8] = include_bytes!("../../../bpf/obj/balancer.o");

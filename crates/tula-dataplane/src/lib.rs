@@ -7,7 +7,8 @@
 //! Modules:
 //! - [`abi`]: `#[repr(C)]` mirrors of the structs in `bpf/include/maps.h`.
 //! - `dataplane`: [`Dataplane`]: loading, adopting a pinned one, attaching,
-//!   and the map writes and reads of its typed API.
+//!   and the map writes and reads of its typed API; [`NextHops`], its rules
+//!   for backend addresses' next hops, without a data plane.
 //! - `spec`: the API's value types (VIP keys and specs, backends, settings,
 //!   verdicts) and their conversion to the `abi` structs.
 //! - `test_run`: running the balancer on a frame (BPF_PROG_TEST_RUN).
@@ -40,7 +41,7 @@ mod upgrade;
 pub use clock::{ClockError, KernelClock};
 pub use conn_table::ConnTally;
 pub use counters::{Counter, Counters, Traffic};
-pub use dataplane::{Dataplane, LoadOptions, EMPTY_SLOT};
+pub use dataplane::{Dataplane, LoadOptions, NextHops, EMPTY_SLOT};
 pub use spec::{
     AttachMode, Backend, Conn, Dsr, IcmpSettings, InterfaceSpec, Scheduler, VipKey, VipSpec, Vlan,
     XdpAction,

@@ -253,6 +253,55 @@ impl Hops {
     }
 }
 
+/// The next hops backends take, kept apart from any data plane: each backend
+/// id's address against `max_backend_addresses`, by the rules of
+/// [`Dataplane::set_backends`](crate::Dataplane::set_backends). For stand-ins
+/// of the data plane (tula-control's test fake) that must refuse what the
+/// data plane refuses.
+#[derive(Debug)]
+pub struct NextHops(Hops);
+
+impl NextHops {
+    /// No backends yet; at most `max_backend_addresses` distinct addresses.
+    pub fn new(max_backend_addresses: u32) -> NextHops {
+        NextHops(Hops::new(max_backend_addresses))
+    }
+
+    /// Backend `id` now has address `addr`, or, as the data plane refuses
+    /// it, an error that changes nothing: the address is new and every next
+    /// hop is taken (a backend that moves gives its own back first when it
+    /// was its old address's last).
+    pub fn set(&mut self, id: u32, addr: IpAddr) -> crate::Result<()> {
+        match self.0.join(id, addr, || 0) {
+            Ok(_) => Ok(()),
+            Err(full) => Err(crate::DataplaneError::TooManyBackendAddresses {
+                id,
+                addr,
+                max_backend_addresses: full.limit,
+            }),
+        }
+    }
+
+    /// Backend `id` is removed: its address's next hop goes with its last backend.
+    pub fn remove(&mut self, id: u32) {
+        self.0.leave(id)
+    }
+
+    /// Distinct addresses held (next hops in use).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether a backend has address `addr` (so its next hop is in use).
+    pub fn holds(&self, addr: IpAddr) -> bool {
+        self.0.holds(addr)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,6 +430,29 @@ mod tests {
         let mut backends = vec![abi::Backend::default(); 3];
         let addrs = [Some(addr(1)), Some(addr(2)), Some(addr(3))];
         assert!(Hops::assign(&mut backends, &addrs, 2, || 0).is_err());
+    }
+
+    #[test]
+    fn next_hops_refuse_a_new_address_as_the_data_plane_does() {
+        let mut next_hops = NextHops::new(2);
+        next_hops.set(1, addr(1)).unwrap();
+        next_hops.set(2, addr(2)).unwrap();
+        match next_hops.set(3, addr(3)) {
+            Err(crate::DataplaneError::TooManyBackendAddresses {
+                id: 3,
+                addr: refused,
+                max_backend_addresses: 2,
+            }) => assert_eq!(refused, addr(3)),
+            other => panic!("expected backend 3 refused, got {other:?}"),
+        }
+        assert_eq!(next_hops.len(), 2);
+        assert!(!next_hops.holds(addr(3)), "the refusal changed nothing");
+        // Backend 2 was its address's last: it gives the next hop back as it moves.
+        next_hops.set(2, addr(3)).unwrap();
+        assert!(next_hops.holds(addr(3)) && !next_hops.holds(addr(2)));
+        next_hops.remove(1);
+        next_hops.set(3, addr(4)).unwrap();
+        assert_eq!(next_hops.len(), 2);
     }
 
     #[test]
