@@ -1,7 +1,8 @@
 //! The daemon under load: `tula serve` started in the control-plane
 //! namespace with the generated config, its start time, its memory (RSS, and
-//! the kernel memory of its maps), and the latency of `GET /api/vips` and of
-//! a backend drain under 100 concurrent clients.
+//! the kernel memory of its maps), the latency of `GET /api/vips` and of
+//! a backend drain under 100 concurrent clients, and of a `GET /metrics`
+//! scrape alone.
 //!
 //! Each client is a thread in the namespace with its own keep-alive
 //! connection (ureq), sending a fixed number of requests one after another;
@@ -243,6 +244,10 @@ pub struct ApiReport {
     pub drain: Latency,
     /// Bytes of one GET /api/vips answer on the wire (gzip).
     pub vips_body: usize,
+    /// GET /metrics, one client alone, as Prometheus scrapes it: milliseconds
+    /// to the last byte, one sample per request, and the answer's bytes.
+    pub metrics: Samples,
+    pub metrics_body: usize,
     /// CPU seconds used during each batch of GETs by the daemon, and by the
     /// clients (this process): where the batch's time goes on two cores.
     pub get_cpu_daemon: Samples,
@@ -313,6 +318,27 @@ fn get_vips(agent: &ureq::Agent) -> (u16, VipsBody) {
         .get("Content-Encoding")
         .is_some_and(|v| v == "gzip");
     (response.status().as_u16(), VipsBody { wire, gzipped })
+}
+
+/// GET /metrics as Prometheus asks for it (gzip accepted), read to its last
+/// byte: the status and the bytes on the wire.
+fn get_metrics(agent: &ureq::Agent) -> (u16, usize) {
+    let mut response = agent
+        .get(url("/metrics"))
+        .header(
+            "Accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
+        .header("Accept-Encoding", "gzip")
+        .call()
+        .expect("GET /metrics");
+    let mut wire = Vec::new();
+    response
+        .body_mut()
+        .as_reader()
+        .read_to_end(&mut wire)
+        .expect("reading GET /metrics");
+    (response.status().as_u16(), wire.len())
 }
 
 /// A GET /api/vips response as it came over the wire.
@@ -429,6 +455,8 @@ pub fn measure(ns: &Netns, size: Size, scale: Scale, plan: ApiLoad) -> ApiReport
 
     let mut get_latency = Latency::default();
     let mut drain_latency = Latency::default();
+    let mut metrics = Samples::default();
+    let mut metrics_body = 0;
     // One client alone: no queueing behind other requests.
     ns.run(|| {
         let agent = agent();
@@ -444,6 +472,11 @@ pub fn measure(ns: &Netns, size: Size, scale: Scale, plan: ApiLoad) -> ApiReport
             drain_latency
                 .alone
                 .push(start.elapsed().as_secs_f64() * 1e3);
+            let start = Instant::now();
+            let (status, bytes) = get_metrics(&agent);
+            metrics.push(start.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(status, 200, "GET /metrics");
+            metrics_body = bytes;
         }
         rollback(&agent, first_revision);
     })
@@ -500,6 +533,8 @@ pub fn measure(ns: &Netns, size: Size, scale: Scale, plan: ApiLoad) -> ApiReport
         get_vips: get_latency,
         drain: drain_latency,
         vips_body,
+        metrics,
+        metrics_body,
         get_cpu_daemon,
         get_cpu_clients,
     }
@@ -580,5 +615,10 @@ impl ApiReport {
                 latency.p99.show(decimals)
             );
         }
+        println!(
+            "  {:<52} {:>26}",
+            format!("GET /metrics ({} KiB, a scrape)", self.metrics_body / 1024),
+            self.metrics.show(2)
+        );
     }
 }
