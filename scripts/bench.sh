@@ -11,7 +11,8 @@
 # The data-plane part also writes target/bench/dataplane.json: {"machine",
 # "paths": [{"name", "method" (packet_cost | live_frames), "ns_per_packet",
 # "floor_ns_per_packet", "mpps"}]}, each floor measured in the same run by the
-# same method (crates/tula-bench/src/results.rs).
+# same method (crates/tula-bench/src/results.rs), and ends with issue 13's
+# targets judged on that file (met, NOT MET, or not measured).
 #   scripts/bench.sh control     control plane + API + web UI pages only
 #
 # TULA_BENCH_ROUNDS (default 5) sets the rounds per figure, TULA_BENCH_PACKETS

@@ -45,8 +45,9 @@ fn main() {
     syn_flood::print(&flood, plan.load.conn_table_size);
     let mut paths = report.results();
     paths.extend(throughput::scaling_results(&scaling));
-    let written = results::write_dataplane(&Machine::read().to_string(), &paths)
+    let (written, doc) = results::write_dataplane(&Machine::read().to_string(), &paths)
         .expect("writing target/bench/dataplane.json");
     println!("\nwrote {}", written.display());
+    results::print_targets(&results::judge_targets(&doc));
     println!("\n{}", Machine::read());
 }

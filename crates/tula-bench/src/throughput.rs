@@ -913,7 +913,7 @@ pub fn scaling_results(rows: &[ScalingRow]) -> Vec<crate::results::PathResult> {
     };
     paths
         .iter()
-        .zip(["established, full table", "syn flood"])
+        .zip(SCALING_NAMES)
         .flat_map(|(row, name)| {
             [(1, &row.one, &floor.one), (cpus, &row.all, &floor.all)].map(|(n, path, floor)| {
                 crate::results::PathResult {
@@ -928,8 +928,11 @@ pub fn scaling_results(rows: &[ScalingRow]) -> Vec<crate::results::PathResult> {
         .collect()
 }
 
+/// Names of the scaling rows in dataplane.json, before ", 1 cpu" or ", N cpus".
+pub(crate) const SCALING_NAMES: [&str; 2] = ["established, full table", "syn flood"];
+
 /// Names of the five scenarios in dataplane.json (what a script searches for).
-const JSON_NAMES: [&str; 5] = [
+pub(crate) const JSON_NAMES: [&str; 5] = [
     "established, full table, L3 DSR",
     "syn flood (new flows), L3 DSR",
     "non-vip / vip mix 1:1",
