@@ -1,9 +1,9 @@
 //! A recording fake of the data plane for unit tests: it keeps what it was
 //! told to hold, logs every operation, and fails the operations a test names,
 //! or, as the kernel's does, a backend whose new address finds every next
-//! hop taken (by the data plane's own rules: `tula_dataplane::NextHops`). Unlike the kernel's, which refuses a run of backends whole,
-//! it keeps the operations before the refused one: the control plane rolls
-//! back either way.
+//! hop taken (by the data plane's own rules, `tula_dataplane::NextHops`).
+//! Unlike the kernel's, which refuses a run of backends whole, it keeps the
+//! operations before the refused one: the control plane rolls back either way.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
