@@ -350,6 +350,8 @@ pub struct Row {
     pub ns_per_packet: Samples,
     /// Delivered Mpps over that of the floor run made just before.
     pub ratio: Samples,
+    /// That floor run's ns per packet.
+    pub floor_ns: Samples,
     /// The last round's run, for its packet counts.
     pub last: Option<RunResult>,
 }
@@ -560,19 +562,19 @@ pub fn measure(bench: &mut Bench<'_>) -> Report {
         bench.generator.configure(&reference_traffic(plan));
         bench.put_on_lb(OnLb::Drop);
         let drop_run = bench.run(plan.packets, false);
-        let mut floor_mpps = f64::NAN;
+        let mut paired = (f64::NAN, f64::NAN);
         for (scenario, row) in scenarios.iter().zip(rows.iter_mut()) {
             // Each scenario is compared with a floor run made just before it.
             bench.generator.configure(&reference_traffic(plan));
             bench.put_on_lb(OnLb::Floor);
             let floor_run = bench.run(plan.packets, false);
-            floor_mpps = floor_run.delivered_mpps();
-            push(&mut floor, floor_run, floor_mpps);
+            paired = (floor_run.delivered_mpps(), floor_run.ns_per_packet());
+            push(&mut floor, floor_run, paired);
             bench.put_on_lb(OnLb::Balancer);
             let result = bench.run_scenario(scenario, plan.packets);
-            push(row, result, floor_mpps);
+            push(row, result, paired);
         }
-        push(&mut drop, drop_run, floor_mpps);
+        push(&mut drop, drop_run, paired);
     }
     let breakdown = breakdown(bench, &scenarios);
     Report {
@@ -584,11 +586,13 @@ pub fn measure(bench: &mut Bench<'_>) -> Report {
     }
 }
 
-fn push(row: &mut Row, result: RunResult, floor_delivered: f64) {
+/// Adds `result` to `row`, against its paired floor run's (delivered Mpps, ns per packet).
+fn push(row: &mut Row, result: RunResult, (floor_delivered, floor_ns): (f64, f64)) {
     row.offered.push(result.offered_mpps());
     row.ns_per_packet.push(result.ns_per_packet());
     row.delivered.push(result.delivered_mpps());
     row.ratio.push(result.delivered_mpps() / floor_delivered);
+    row.floor_ns.push(floor_ns);
     row.last = Some(result);
 }
 
@@ -888,9 +892,9 @@ pub fn print_scaling(rows: &[ScalingRow]) {
 }
 
 impl Report {
-    /// The live-frames paths for dataplane.json: every scenario against the floor.
+    /// The live-frames paths for dataplane.json: every scenario against the
+    /// floor runs made just before it, as the table's ratio column.
     pub fn results(&self) -> Vec<crate::results::PathResult> {
-        let floor_ns = self.floor.ns_per_packet.median();
         self.scenarios
             .iter()
             .zip(JSON_NAMES)
@@ -898,8 +902,9 @@ impl Report {
                 name: name.to_string(),
                 method: "live_frames",
                 ns_per_packet: row.ns_per_packet.median(),
-                floor_ns_per_packet: floor_ns,
+                floor_ns_per_packet: row.floor_ns.median(),
                 mpps: row.delivered.median(),
+                share_of_floor: Some(row.ratio.median()),
             })
             .collect()
     }
@@ -922,6 +927,7 @@ pub fn scaling_results(rows: &[ScalingRow]) -> Vec<crate::results::PathResult> {
                     ns_per_packet: 1e3 / path.median(),
                     floor_ns_per_packet: 1e3 / floor.median(),
                     mpps: path.median(),
+                    share_of_floor: None,
                 }
             })
         })
