@@ -36,8 +36,9 @@ impl PathResult {
             "floor_ns_per_packet": round(self.floor_ns_per_packet),
             "mpps": round(self.mpps),
         });
+        // Not rounded: a target is judged on it, and 0.3497 must not read 0.35.
         if let Some(share) = self.share_of_floor {
-            path["share_of_floor"] = json!(round(share));
+            path["share_of_floor"] = json!(share);
         }
         path
     }
@@ -163,7 +164,7 @@ pub fn judge_targets(doc: &Value) -> Vec<Verdict> {
                 Rule::ShareOfFloorAtLeast(least) => (
                     format!("{name} (live frames)"),
                     format!(">= {least:.2} of the floor"),
-                    share(name).map(|share| (format!("{share:.3}"), share >= least)),
+                    share(name).map(|share| (format!("{share:.4}"), share >= least)),
                 ),
                 Rule::NsOverFloorAtMost(most) => (
                     format!("{name} (packet_cost)"),
@@ -209,10 +210,7 @@ pub fn judge_targets(doc: &Value) -> Vec<Verdict> {
 
 /// Prints `verdicts` as a table.
 pub fn print_targets(verdicts: &[Verdict]) {
-    println!(
-        "
-issue 13's targets, judged on this run (target/bench/dataplane.json):"
-    );
+    println!("\nissue 13's targets, judged on this run (target/bench/dataplane.json):");
     for v in verdicts {
         let (figure, met) = match (&v.figure, v.met) {
             (Some(figure), Some(true)) => (figure.as_str(), "met"),
@@ -237,7 +235,7 @@ mod tests {
             ns_per_packet: 200.0,
             floor_ns_per_packet: 150.0,
             mpps: 5.0,
-            share_of_floor: Some(0.7),
+            share_of_floor: Some(0.34996),
         };
         let doc = document("2 cores", Some(&packet_cost), &[live]);
         assert_eq!(doc["machine"], "2 cores");
@@ -254,7 +252,8 @@ mod tests {
             assert!(paths[1].get(key).is_some(), "{key} missing");
         }
         assert_eq!(paths[1]["method"], "live_frames");
-        assert_eq!(paths[1]["share_of_floor"], 0.7);
+        // Unrounded: at 3 decimals it would read 0.35, on the other side of a target.
+        assert_eq!(paths[1]["share_of_floor"], 0.34996);
         assert!(paths[0].get("share_of_floor").is_none());
         assert_eq!(document("m", None, &[])["paths"], json!([]));
     }
@@ -289,7 +288,7 @@ mod tests {
             ]
         );
         assert_eq!(verdicts[0].figure.as_deref(), Some("4.12x"));
-        assert_eq!(verdicts[3].figure.as_deref(), Some("0.345"));
+        assert_eq!(verdicts[3].figure.as_deref(), Some("0.3449"));
         assert_eq!(
             verdicts[4].figure.as_deref(),
             Some("+11.0 ns (41.0 against 30.0)")
