@@ -287,9 +287,10 @@ static __always_inline __u64 conn_stamp(__u64 jiffies, int write)
  * the flows that sent one packet only (or went quiet for CONN_HIT_LIFE), else
  * the least recently used (the hit bit makes every stamp of a flow with
  * recent hits compare newer): a flood of one-packet flows from random
- * sources replaces itself, not active established flows. */
+ * sources replaces itself, not active established flows. `hit` (0 or
+ * CONN_STAMP_HIT: the flow's second packet) goes into the stamp. */
 static __always_inline void conn_insert(void *bucket, const int size, const int key_words, const __u64 *flow,
-					__u64 hash, __u32 backend, __u64 jiffies, int way)
+					__u64 hash, __u32 backend, __u64 jiffies, int way, __u64 hit)
 {
 	if (way < 0) {
 		__u64 oldest = ~0ULL;
@@ -322,8 +323,30 @@ static __always_inline void conn_insert(void *bucket, const int size, const int 
 	for (int i = 0; i < key_words; i++)
 		key[i] = flow[i];
 	e->backend = backend;
-	e->stamp = conn_stamp(jiffies, 1);
+	e->stamp = conn_stamp(jiffies, 1) | hit;
 	e->check = conn_check(hash, backend);
+}
+
+/* This CPU's slot of the SYN table for the IPv4 flow of 64-bit hash `hash`. */
+static __always_inline struct conn_entry *syn_slot(__u64 hash)
+{
+	__u32 index = bpf_get_smp_processor_id() * SYN_SLOTS + (hash & (SYN_SLOTS - 1));
+
+	return bpf_map_lookup_elem(&syns, &index);
+}
+
+/* Whether `syn` holds the SYN of `flow`, whole (its check) and younger than
+ * SYN_LIFE; then *backend is where the SYN went. */
+static __always_inline int syn_holds(const struct conn_entry *syn, const struct flow *flow, __u64 hash, __u64 now,
+				     __u32 *backend)
+{
+	__u32 id = syn->backend;
+
+	if (!conn_key_equal((const __u64 *)&syn->flow, (const __u64 *)flow, CONN4_KEY_WORDS) ||
+	    syn->check != conn_check(hash, id) || now - syn->stamp > SYN_LIFE)
+		return 0;
+	*backend = id;
+	return 1;
 }
 
 /* The backend a new flow of `vip` goes to: the VIP's ring at the slot `hash`
@@ -832,11 +855,48 @@ static __always_inline struct vip_meta *lookup_vip6(struct vip6_key *key)
 	return bpf_map_lookup_elem(&vips6, key);
 }
 
+/* The hash `vip`'s ring is read at for `flow` (of 64-bit hash `hash`): the
+ * flow's, or with source hashing its client's. */
+static __always_inline __u32 ring_hash_of(const struct vip_meta *vip, const void *flow, const int v6, __u64 hash)
+{
+	if (!(vip->flags & VIP_F_SOURCE_HASH))
+		return hash >> 32;
+	if (v6) {
+		struct flow6 client = {};
+
+		__builtin_memcpy(client.src, ((const struct flow6 *)flow)->src, 16);
+		return flow6_hash64(&client) >> 32;
+	}
+	struct flow client = { .src = ((const struct flow *)flow)->src };
+
+	return flow_hash(&client);
+}
+
+/* Places a TCP SYN of a hashed IPv4 VIP by the ring and holds it in this
+ * CPU's SYN table slot `syn` until its connection's next packet: a SYN
+ * flood reads and writes no line of conns, and evicts no flow from it. */
+static __always_inline int hold_syn(struct conn_entry *syn, const struct vip_meta *vip, const struct flow *flow,
+				    __u64 hash, __u64 now, struct choice *c)
+{
+	count(CNT_LRU_MISS);
+	c->backend_id = new_flow_backend(vip, ring_hash_of(vip, flow, 0, hash), 0);
+	if (!choose_backend(c) || !(c->backend->flags & BACKEND_F_ALIVE))
+		return drop(CNT_NO_BACKEND);
+	syn->flow = *flow;
+	syn->backend = c->backend_id;
+	syn->stamp = now;
+	syn->check = conn_check(hash, c->backend_id);
+	return NEXT_STEP;
+}
+
 /* The backend for `flow` (a struct flow, or with `v6` a struct flow6) of
- * `vip`: the connection table, else the scheduler. A TCP SYN (`opens`) opens
- * a new connection whatever the table says (its client port may be reused
- * from an earlier connection, whose backend may take no new ones now): the
- * scheduler places it and its entry is replaced. */
+ * `vip`: the SYN table (IPv4), then the connection table, else the
+ * scheduler. A TCP SYN (`opens`) opens a new connection whatever the table
+ * says (its client port may be reused from an earlier connection, whose
+ * backend may take no new ones now): the scheduler places it, and the
+ * connection's entry is replaced, at its SYN (IPv6, round robin) or (IPv4,
+ * hashed VIPs) at its next packet, which finds the SYN in this CPU's SYN
+ * table and moves it into conns. */
 static __always_inline int pick_backend(struct vip_meta *vip, const void *flow, const int v6, int opens,
 					int icmp_error, __u64 bytes, struct choice *c)
 {
@@ -844,8 +904,8 @@ static __always_inline int pick_backend(struct vip_meta *vip, const void *flow, 
 	const int key_words = v6 ? CONN6_KEY_WORDS : CONN4_KEY_WORDS;
 	void *bucket;
 	__u64 now, hash;
-	__u32 ring_hash;
-	int way;
+	__u32 held = EMPTY_SLOT;
+	int way, from_syn = 0;
 
 	if (!vip)
 		return pass(CNT_NOT_VIP);
@@ -859,8 +919,34 @@ static __always_inline int pick_backend(struct vip_meta *vip, const void *flow, 
 	bucket = conn_bucket(hash, v6);
 	if (!bucket)
 		return drop(CNT_NO_BACKEND);
-	way = conn_find(bucket, size, key_words, flow, hash, &c->backend_id);
-	if (way >= 0 && !opens && c->backend_id != EMPTY_SLOT) {
+	if (!v6) {
+		struct conn_entry *syn = syn_slot(hash);
+
+		if (!syn)
+			return drop(CNT_NO_BACKEND);
+		/* Round robin cannot find its turn again on another CPU: its SYNs go into conns. */
+		if (opens && !(c->vip_flags & VIP_F_ROUND_ROBIN))
+			return hold_syn(syn, vip, flow, hash, now, c);
+		from_syn = syn_holds(syn, flow, hash, now, &c->backend_id);
+		/* Taken once: the entry it becomes in conns speaks for the flow from now on. */
+		if (from_syn && !icmp_error)
+			syn->check = 0;
+	}
+	way = conn_find(bucket, size, key_words, flow, hash, &held);
+	if (from_syn) {
+		if (choose_backend(c) && (c->backend->flags & BACKEND_F_ALIVE)) {
+			if (icmp_error) {
+				count(CNT_LRU_HIT);
+				return NEXT_STEP;
+			}
+			/* The connection's second packet: its entry starts with the hit bit. */
+			count(way >= 0 ? CNT_LRU_REOPEN : CNT_LRU_HIT);
+			conn_insert(bucket, size, key_words, flow, hash, c->backend_id, now, way, CONN_STAMP_HIT);
+			return NEXT_STEP;
+		}
+		count(CNT_LRU_STALE);
+	} else if (way >= 0 && !opens && held != EMPTY_SLOT) {
+		c->backend_id = held;
 		if (choose_backend(c) && (c->backend->flags & BACKEND_F_ALIVE)) {
 			struct conn_tail *e = conn_way(bucket, size, key_words, way);
 			__u64 stamp = e->stamp;
@@ -877,25 +963,14 @@ static __always_inline int pick_backend(struct vip_meta *vip, const void *flow, 
 	} else {
 		count(CNT_LRU_MISS);
 	}
-	if (!(vip->flags & VIP_F_SOURCE_HASH)) {
-		ring_hash = hash >> 32;
-	} else if (v6) {
-		struct flow6 client = {};
-
-		__builtin_memcpy(client.src, ((const struct flow6 *)flow)->src, 16);
-		ring_hash = flow6_hash64(&client) >> 32;
-	} else {
-		struct flow client = { .src = ((const struct flow *)flow)->src };
-
-		ring_hash = flow_hash(&client);
-	}
 	/* An ICMP error takes no round-robin turn: without an entry it goes where the hash says. */
-	c->backend_id = new_flow_backend(vip, ring_hash, (c->vip_flags & VIP_F_ROUND_ROBIN) && !icmp_error);
+	c->backend_id = new_flow_backend(vip, ring_hash_of(vip, flow, v6, hash),
+					 (c->vip_flags & VIP_F_ROUND_ROBIN) && !icmp_error);
 	if (!choose_backend(c) || !(c->backend->flags & BACKEND_F_ALIVE))
 		return drop(CNT_NO_BACKEND);
 	/* An ICMP error follows the flow but starts none (it may well be forged). */
 	if (!icmp_error)
-		conn_insert(bucket, size, key_words, flow, hash, c->backend_id, now, way);
+		conn_insert(bucket, size, key_words, flow, hash, c->backend_id, now, way, 0);
 	return NEXT_STEP;
 }
 

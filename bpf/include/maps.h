@@ -107,6 +107,12 @@ struct flow {
  * flow, so old established flows cannot fill a bucket for good and leave new
  * flows only each other's ways to take. */
 #define CONN_HIT_LIFE 256
+/* TCP SYNs of a hashed VIP wait in their CPU's SYN table (`syns`), not in
+ * conns, until their connection's next packet: SYN_SLOTS entries a CPU,
+ * direct-mapped by the flow hash's low bits, each valid for SYN_LIFE jiffies
+ * (4.1 s at HZ=250: a client's second SYN retransmission comes after 3 s). */
+#define SYN_SLOTS 4096
+#define SYN_LIFE 1024
 struct conn_entry {
 	struct flow flow; /* the key, compared whole */
 	__u32 backend;    /* index into backends */
@@ -261,8 +267,8 @@ enum counter {
 	CNT_NOT_IPV4,      /* passed: neither IPv4 nor IPv6 (ARP, other ethertypes, runt frames) */
 	CNT_NOT_VIP,       /* passed: IPv4 or IPv6 but no VIP matched */
 	CNT_MALFORMED,     /* truncated or invalid IPv4/TCP/UDP/ICMP header or length: dropped if an all-ports VIP claims it, else passed */
-	CNT_LRU_HIT,
-	CNT_LRU_MISS,      /* new flow: placed by the ring */
+	CNT_LRU_HIT,       /* the flow found: in conns, or (its connection's next packet) in this CPU's SYN table */
+	CNT_LRU_MISS,      /* new flow (or TCP SYN): placed by the scheduler */
 	CNT_LRU_STALE,     /* conn entry pointed at a backend no longer alive */
 	CNT_NO_BACKEND,    /* dropped: ring slot empty or backend not alive */
 	CNT_FIB_NO_NEIGH,  /* L3: passed encapsulated so the kernel resolves the neighbour */
@@ -281,7 +287,7 @@ enum counter {
 	CNT_ICMP_TO_BACKEND,  /* ICMP error quoting a VIP flow, sent to that flow's backend */
 	CNT_FRAG_FIRST,       /* first fragment of a datagram: balanced by its ports, remembered in frags */
 	CNT_FRAG_ORPHAN,      /* dropped: a later fragment whose first fragment was not seen (or forgotten) */
-	CNT_LRU_REOPEN,       /* TCP SYN whose 5-tuple was in the table: placed anew, the entry replaced */
+	CNT_LRU_REOPEN,       /* TCP connection opened on a 5-tuple in the table (a reused client port): placed anew, the entry replaced */
 	CNT_ICMP_FORBIDDEN,   /* dropped: would draw ICMP (Fragmentation Needed, echo reply) that RFC 1122/1812 forbid */
 	CNT_FRAG_PASSED,      /* passed: a later fragment of no datagram balanced here, and no all-ports VIP claims it */
 	CNT_TOO_BIG_DROPPED,  /* dropped: no DF but larger than the route MTU toward an IPv6 backend (no router fragments IPv6) */
@@ -333,9 +339,10 @@ struct {
 /* How the maps of a loaded balancer are laid out, for whoever opens them
  * later (a restarted daemon adopting a pinned balancer): written once at
  * load, never read by the balancer. */
-#define LAYOUT_VERSION 6 /* 1: rings of single u32 elements, no layout map; 2: conns an LRU hash; 3: no IPv6 maps;
+#define LAYOUT_VERSION 7 /* 1: rings of single u32 elements, no layout map; 2: conns an LRU hash; 3: no IPv6 maps;
                           * 4: next_hops, next_hops6 and backend_stats instead of paths and paths6;
-                          * 5: 8-byte backends, paths per backend id with its traffic, no cpu_backends */
+                          * 5: 8-byte backends, paths per backend id with its traffic, no cpu_backends;
+                          * 6: no syns (SYNs went into conns) */
 struct layout {
 	__u32 version;   /* LAYOUT_VERSION */
 	__u32 ring_size; /* slots per ring (the program's ring_size) */
@@ -389,6 +396,19 @@ struct {
 	__type(value, struct cpu_backend);
 	__uint(max_entries, MAX_BACKENDS * 2);
 } cpu_backends SEC(".maps");
+
+/* The SYN table: a conn_entry per slot and possible CPU, the slot of flow
+ * hash h on CPU c being element c * SYN_SLOTS + (h & (SYN_SLOTS - 1)); a
+ * slot's `check` of 0 marks it empty, its stamp is the SYN's jiffies. Each
+ * CPU writes only its own slots, and a SYN flood only these 128 KiB a CPU:
+ * it reads and writes no line of conns. Mmapable for alignment, as conns. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct conn_entry);
+	__uint(max_entries, SYN_SLOTS * 2);
+} syns SEC(".maps");
 
 /* A path per hop and possible CPU: element cpu * path_hops + hop (path_hops,
  * set at load, is max_backend_addresses, at most max_backends: one hop per

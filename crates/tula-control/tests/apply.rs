@@ -167,14 +167,14 @@ fn apply_programs_vips_backends_and_rings() {
     control.sample_flows().unwrap();
     let status = control.status().unwrap();
     let web_status = status.iter().find(|v| v.name == "web").unwrap();
-    assert_eq!(web_status.packets, 1);
+    assert_eq!(web_status.packets, 2, "the SYN and the ACK");
     assert_eq!(web_status.backends.len(), 5);
     let chosen = web_status
         .backends
         .iter()
         .find(|b| b.address == IpAddr::V4(backend))
         .unwrap();
-    assert_eq!((chosen.active_flows, chosen.table_entries, chosen.packets), (1, 1, 1));
+    assert_eq!((chosen.active_flows, chosen.table_entries, chosen.packets), (1, 1, 2));
     assert!(chosen.last_flow_seen.is_some());
     assert_eq!((web_status.active_flows, web_status.table_entries), (1, 1));
     assert!(chosen.healthy);

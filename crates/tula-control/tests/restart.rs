@@ -96,7 +96,7 @@ fn a_restart_keeps_flows_and_rings_and_reprograms_nothing() {
         flows_by_backend(&status_after),
         flows_by_backend(&status_before)
     );
-    assert_eq!(status_after[0].packets, 40);
+    assert_eq!(status_after[0].packets, 80, "twice 20 connections of two packets");
     assert_eq!(
         control.history().unwrap().len(),
         1,

@@ -100,6 +100,10 @@ pub struct Flow {
 
 /// `CONN_WAYS`: flows per bucket of the connection table.
 pub const CONN_WAYS: u32 = 8;
+
+/// `SYN_SLOTS`: slots of each CPU's SYN table (`syns`), where a TCP SYN of
+/// a hashed IPv4 VIP waits for its connection's next packet.
+pub const SYN_SLOTS: u32 = 4096;
 /// `CONN_STAMP_SHIFT`: `ConnEntry::stamp` is jiffies shifted by this, plus a write sequence.
 pub const CONN_STAMP_SHIFT: u32 = 20;
 /// `CONN_STAMP_HIT`: in `ConnEntry::stamp`, the flow sent more than one packet.
@@ -181,7 +185,7 @@ pub fn ring_chunks(ring_size: u32) -> u32 {
 }
 
 /// `LAYOUT_VERSION`: the map layout this crate reads and writes.
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 
 /// `struct conn` of layout 2: the value of its `conns` LRU hash, keyed by
 /// [`Flow`]. Read (or written) only to move a pinned balancer between builds.

@@ -145,6 +145,7 @@ impl Dataplane {
             .conns
             .get(&index, 0)
             .map_err(map_err("conns", format!("reading the bucket of flow {flow}")))?;
+        self.forget_syn(flow, &raw)?;
         let Some(way) = find(&bucket, &raw) else {
             return Ok(());
         };
@@ -154,6 +155,23 @@ impl Dataplane {
         self.conns
             .set(index, bucket, 0)
             .map_err(map_err("conns", format!("removing flow {flow}")))
+    }
+
+    /// Empties the slots where a CPU holds the SYN of `flow` (`raw`).
+    fn forget_syn(&mut self, flow: &Flow, raw: &abi::Flow) -> Result<()> {
+        let slot = (hash64_abi(raw) & u64::from(abi::SYN_SLOTS - 1)) as u32;
+        for index in (slot..self.syns.len()).step_by(abi::SYN_SLOTS as usize) {
+            let held = self
+                .syns
+                .get(&index, 0)
+                .map_err(map_err("syns", format!("reading the SYN slot of flow {flow}")))?;
+            if held.flow == *raw && held.check != 0 {
+                self.syns
+                    .set(index, abi::ConnEntry::default(), 0)
+                    .map_err(map_err("syns", format!("forgetting the SYN of flow {flow}")))?;
+            }
+        }
+        Ok(())
     }
 
     /// Flows the connection table holds at most.

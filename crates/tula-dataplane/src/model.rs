@@ -9,8 +9,9 @@
 //! It lives in tula-dataplane, next to what it mirrors (the flow hash, the
 //! ring index, the VIP filter, the counters), so that a change to the packet
 //! path and to its specification are made and reviewed together. It models
-//! one CPU (the fuzzer pins itself to CPU 0), no LRU eviction (the fuzzer
-//! keeps its flows far below the tables' sizes) and no ICMP rate limit (the
+//! one CPU (the fuzzer pins itself to CPU 0, so one SYN table), no LRU
+//! eviction (the fuzzer keeps its flows far below the tables' sizes), no
+//! SYN older than SYN_LIFE (a run lasts seconds) and no ICMP rate limit (the
 //! fuzzer sets one that never binds). IPv6 frames are modelled up to the VIP
 //! lookup (parsing, extension headers, lengths, the VIP filter, fragments):
 //! the model has no IPv6 VIPs, so every IPv6 frame is passed, for one reason
@@ -92,6 +93,21 @@ struct FlowKey {
     proto: u8,
 }
 
+impl FlowKey {
+    /// The flow as the crate's hash takes it (an ICMP error's quoted flow is TCP or UDP).
+    fn as_flow(&self) -> Flow {
+        Flow {
+            client: SocketAddrV4::new(self.src, self.sport),
+            vip: SocketAddrV4::new(self.dst, self.dport),
+            protocol: if self.proto == TCP {
+                Protocol::Tcp
+            } else {
+                Protocol::Udp
+            },
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct FragKey {
     src: Ipv4Addr,
@@ -114,6 +130,8 @@ pub struct Model {
     backends: HashMap<u32, ModelBackend>,
     routes: HashMap<Ipv4Addr, Route>,
     conns: HashMap<FlowKey, (u32, u32)>,
+    /// The SYN table: slot -> the SYN's flow and backend.
+    syns: HashMap<u32, (FlowKey, u32)>,
     frags: HashMap<FragKey, Chosen>,
     rr_cursors: HashMap<u32, u32>,
     ip_ids: HashMap<u32, u16>,
@@ -441,27 +459,52 @@ impl Model {
         add(&mut self.vip_traffic, vip.id, bytes);
         let l2_dsr = vip.dsr == Dsr::L2;
 
-        // The backend: the connection table, else the scheduler.
+        // The backend: the SYN table, the connection table, else the scheduler.
+        let round_robin = matches!(
+            vip.scheduler,
+            Scheduler::RoundRobin | Scheduler::WeightedRoundRobin
+        );
+        let hash64 = crate::flow::hash64_abi(&flow.as_flow().to_abi());
+        let slot = (hash64 & u64::from(crate::abi::SYN_SLOTS - 1)) as u32;
         let mut hit = None;
-        match self.conns.get(&flow).copied() {
-            Some((backend, _)) if !opens => {
-                if self.backend_alive(backend).is_some() {
-                    counters.push(Counter::LruHit);
-                    hit = Some(backend);
-                } else {
-                    counters.push(Counter::LruStale);
-                }
+        let entry = self.conns.get(&flow).copied();
+        if opens && !round_robin {
+            // Held in the SYN table; the connection table is not looked at.
+            counters.push(Counter::LruMiss);
+        } else if let Some(&(_, backend)) = self.syns.get(&slot).filter(|(f, _)| *f == flow) {
+            if !icmp_error {
+                self.syns.remove(&slot);
             }
-            Some(_) => counters.push(Counter::LruReopen),
-            None => counters.push(Counter::LruMiss),
+            if self.backend_alive(backend).is_some() {
+                counters.push(if entry.is_some() && !icmp_error {
+                    Counter::LruReopen
+                } else {
+                    Counter::LruHit
+                });
+                if !icmp_error {
+                    self.conns.insert(flow, (backend, vip.id));
+                }
+                hit = Some(backend);
+            } else {
+                counters.push(Counter::LruStale);
+            }
+        } else {
+            match entry {
+                Some((backend, _)) if !opens => {
+                    if self.backend_alive(backend).is_some() {
+                        counters.push(Counter::LruHit);
+                        hit = Some(backend);
+                    } else {
+                        counters.push(Counter::LruStale);
+                    }
+                }
+                Some(_) => counters.push(Counter::LruReopen),
+                None => counters.push(Counter::LruMiss),
+            }
         }
         let backend = match hit {
             Some(backend) => backend,
             None => {
-                let round_robin = matches!(
-                    vip.scheduler,
-                    Scheduler::RoundRobin | Scheduler::WeightedRoundRobin
-                );
                 let size = vip.ring.len() as u32;
                 let index = if round_robin && !icmp_error {
                     let cursor = self.rr_cursors.entry(vip.id).or_default();
@@ -472,15 +515,7 @@ impl Model {
                     let hash = if vip.scheduler == Scheduler::SourceHash {
                         source_hash(flow.src)
                     } else {
-                        flow_hash(&Flow {
-                            client: SocketAddrV4::new(flow.src, flow.sport),
-                            vip: SocketAddrV4::new(flow.dst, flow.dport),
-                            protocol: if flow.proto == TCP {
-                                Protocol::Tcp
-                            } else {
-                                Protocol::Udp
-                            },
-                        })
+                        flow_hash(&flow.as_flow())
                     };
                     ring_index(hash, size) as u32
                 };
@@ -488,7 +523,9 @@ impl Model {
                 if self.backend_alive(backend).is_none() {
                     return drop(counters, Counter::NoBackend);
                 }
-                if !icmp_error {
+                if opens && !round_robin {
+                    self.syns.insert(slot, (flow, backend));
+                } else if !icmp_error {
                     self.conns.insert(flow, (backend, vip.id));
                 }
                 backend

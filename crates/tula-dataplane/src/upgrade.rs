@@ -30,9 +30,11 @@ use crate::rings;
 
 /// Map layouts a switch converts between: 2 (connection table an LRU hash of
 /// flows), 3 (set-associative buckets), 4 (the IPv6 maps beside them), 5
-/// (next hops and backend counters in one `paths` entry per backend and CPU)
-/// and 6 (paths per hop, counters beside each CPU's copy of a backend).
-const CONVERTIBLE: [u32; 5] = [2, 3, 4, 5, 6];
+/// (next hops and backend counters in one `paths` entry per backend and CPU),
+/// 6 (paths per hop, counters beside each CPU's copy of a backend) and 7
+/// (each CPU's SYN table, `syns`, which starts empty: a handshake under way
+/// across a switch finds its SYN gone and is placed by the ring again).
+const CONVERTIBLE: [u32; 6] = [2, 3, 4, 5, 6, 7];
 
 /// A build's balancer object and the map layout it was compiled with.
 #[derive(Clone, Copy, Debug)]

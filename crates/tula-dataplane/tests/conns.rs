@@ -1,11 +1,11 @@
 //! The connection table: established flows keep their backend when the ring
 //! changes; a flow stuck to a backend that is no longer alive is re-hashed;
-//! a TCP SYN is a new connection whatever the table holds for its 5-tuple.
+//! a TCP SYN is a new connection whatever the table holds for its 5-tuple,
+//! and waits in its CPU's SYN table until the connection's next packet.
 
 mod support;
 
 use support::*;
-use std::net::SocketAddrV4;
 
 use tula_dataplane::{Backend, Counter, Dsr, Flow, Protocol, Scheduler, XdpAction};
 
@@ -219,18 +219,21 @@ fn a_syn_on_a_drained_backends_old_5_tuple_goes_to_an_active_backend() {
             (2, 0)
         );
 
-        // The client reuses its port for a new connection: the SYN goes by the ring.
+        // The client reuses its port for a new connection: the SYN goes by the
+        // ring and waits in this CPU's SYN table; the table still has the old entry.
+        let counted = |f: &Fixture, before: &tula_dataplane::Counters| {
+            let delta = f.dataplane.counters().unwrap().since(before);
+            [Counter::LruReopen, Counter::LruHit, Counter::LruMiss].map(|c| delta.get(c))
+        };
         let before = f.dataplane.counters().unwrap();
         assert_eq!(send_frame(f, &syn), routed_backend(2));
-        let delta = f.dataplane.counters().unwrap().since(&before);
-        assert_eq!(
-            (
-                delta.get(Counter::LruReopen),
-                delta.get(Counter::LruHit),
-                delta.get(Counter::LruMiss)
-            ),
-            (1, 0, 0)
-        );
+        assert_eq!(counted(f, &before), [0, 0, 1], "a SYN is placed like a new flow");
+        assert_eq!(f.dataplane.conn(&flow(1000)).unwrap().map(|c| c.backend), Some(1));
+
+        // Its next packet follows the SYN, and replaces the entry.
+        let before = f.dataplane.counters().unwrap();
+        assert_eq!(send(f, 1000), routed_backend(2), "the handshake's ACK");
+        assert_eq!(counted(f, &before), [1, 0, 0]);
         assert_eq!(
             f.dataplane.conn(&flow(1000)).unwrap().map(|c| c.backend),
             Some(2),
@@ -261,7 +264,8 @@ fn a_flood_of_four_times_the_table_keeps_active_flows_and_idle_ones_follow_the_r
             .map(|&port| (port, send(f, port)))
             .collect();
 
-        // Random sources, four times the table; every 16th packet is an active flow's.
+        // Random sources, four times the table; every 16th packet is an active
+        // flow's. An ACK flood: SYNs would wait in the SYN table, not here.
         let flood = 4 * f.dataplane.conn_table_capacity() as usize;
         let before = f.dataplane.counters().unwrap();
         for i in 0..flood {
@@ -274,11 +278,8 @@ fn a_flood_of_four_times_the_table_keeps_active_flows_and_idle_ones_follow_the_r
                 assert_eq!(send(f, port), first[&port], "active flow {port} moved during the flood");
                 continue;
             }
-            let source = SocketAddrV4::new(
-                std::net::Ipv4Addr::new(198, 19, (i >> 8) as u8, i as u8),
-                1024 + (i >> 16) as u16,
-            );
-            send_frame(f, &syn_frame(f.lb_mac, source, vip(80)));
+            let source = numbered_client(i);
+            send_frame(f, &tcp_frame(f.lb_mac, source, vip(80)));
         }
         let delta = f.dataplane.counters().unwrap().since(&before);
         assert!(delta.get(Counter::LruMiss) as usize >= flood * 15 / 16 - 1);
@@ -393,5 +394,81 @@ fn the_kernel_clock_reads_the_tables_last_seen_stamps_as_ages() {
         assert_eq!((recent[&(1, 1)].active, recent[&(1, 1)].entries), (1, 2));
         assert_eq!((recent[&(1, 2)].active, recent[&(1, 2)].entries), (1, 1));
         assert_eq!(f.dataplane.conns().unwrap().len(), 3);
+    });
+}
+
+#[test]
+fn a_syn_waits_in_its_cpus_syn_table_until_the_connections_next_packet() {
+    in_lab("synwait", |f| {
+        f.add_backend(1, routed_backend(1));
+        f.add_backend(2, routed_backend(2));
+        let key = vip_key(80, Protocol::Tcp);
+        let ring1 = f.ring_of(1);
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring1);
+        let before = f.dataplane.counters().unwrap();
+        assert_eq!(send_frame(f, &syn_frame(f.lb_mac, client(4000), vip(80))), routed_backend(1));
+        assert_eq!(f.dataplane.conn(&flow(4000)).unwrap(), None, "the SYN is not in the table");
+
+        // The ring changes during the handshake: the ACK follows the SYN, and
+        // its flow enters the table there.
+        let ring2 = f.ring_of(2);
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring2);
+        assert_eq!(send(f, 4000), routed_backend(1), "the handshake's ACK");
+        let delta = f.dataplane.counters().unwrap().since(&before);
+        assert_eq!((delta.get(Counter::LruMiss), delta.get(Counter::LruHit)), (1, 1));
+        assert_eq!(f.dataplane.conn(&flow(4000)).unwrap().map(|c| c.backend), Some(1));
+        assert_eq!(send(f, 4000), routed_backend(1));
+
+        // A SYN forgotten (remove_conn) leaves its next packet to the ring.
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring1);
+        assert_eq!(send_frame(f, &syn_frame(f.lb_mac, client(4001), vip(80))), routed_backend(1));
+        f.dataplane.remove_conn(&flow(4001)).unwrap();
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring2);
+        assert_eq!(send(f, 4001), routed_backend(2), "a forgotten SYN");
+    });
+}
+
+#[test]
+fn a_syn_flood_writes_nothing_into_the_connection_table() {
+    in_lab("synflood", |f| {
+        f.add_backend(1, routed_backend(1));
+        let key = vip_key(80, Protocol::Tcp);
+        let ring = f.ring_of(1);
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring);
+        for port in 1000..1100 {
+            send(f, port);
+        }
+        let held = f.dataplane.conns().unwrap();
+        let flood = 4 * f.dataplane.conn_table_capacity() as usize;
+        let before = f.dataplane.counters().unwrap();
+        for i in 0..flood {
+            let source = numbered_client(i);
+            send_frame(f, &syn_frame(f.lb_mac, source, vip(80)));
+        }
+        let delta = f.dataplane.counters().unwrap().since(&before);
+        assert_eq!(delta.get(Counter::LruMiss) as usize, flood, "every SYN placed by the ring");
+        assert_eq!(f.dataplane.conns().unwrap(), held, "the table is as before the flood");
+    });
+}
+
+#[test]
+fn a_connections_next_packet_on_another_cpu_is_placed_by_the_ring() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("one CPU: nothing to test");
+        return;
+    }
+    in_lab("syncpu", |f| {
+        f.add_backend(1, routed_backend(1));
+        f.add_backend(2, routed_backend(2));
+        let key = vip_key(80, Protocol::Tcp);
+        let (ring1, ring2) = (f.ring_of(1), f.ring_of(2));
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring1);
+        stay_on_cpu(0);
+        assert_eq!(send_frame(f, &syn_frame(f.lb_mac, client(4100), vip(80))), routed_backend(1));
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring2);
+        // As RSS keeps a flow on one CPU, the SYN table is per CPU: a CPU that
+        // did not see the SYN places the next packet by the ring of now.
+        stay_on_cpu(1);
+        assert_eq!(send(f, 4100), routed_backend(2));
     });
 }

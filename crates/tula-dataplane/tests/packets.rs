@@ -204,7 +204,7 @@ fn vlan_tag_is_kept_and_its_vid_rewritten_for_the_egress_vlan() {
         );
 
         // Tagged in, untagged egress: the same. (The same SYN again, behind a
-        // tag and IPv4 options: read as a SYN, so placed anew.)
+        // tag and IPv4 options: read as a SYN, so placed anew, and held like the first.)
         f.dataplane
             .set_interface("lb0", &InterfaceSpec::default())
             .unwrap();
@@ -218,7 +218,7 @@ fn vlan_tag_is_kept_and_its_vid_rewritten_for_the_egress_vlan() {
             &delta,
             &[
                 (Counter::Pass, 1),
-                (Counter::LruReopen, 1),
+                (Counter::LruMiss, 1),
                 (Counter::VlanMismatch, 1),
             ],
         );

@@ -310,20 +310,44 @@ pub fn syn(lb_mac: [u8; 6], client: SocketAddrV4, vip: SocketAddrV4) -> Vec<u8> 
     frame
 }
 
-/// Runs a SYN from `client` to `vip` through the balancer (call inside the
-/// namespace) and returns the backend its IPIP packet went to.
+/// The handshake's ACK from `client` to `vip`: the connection's second packet.
+pub fn ack(lb_mac: [u8; 6], client: SocketAddrV4, vip: SocketAddrV4) -> Vec<u8> {
+    let mut frame = Vec::new();
+    etherparse::PacketBuilder::ethernet2(CLIENT_MAC, lb_mac)
+        .ipv4(client.ip().octets(), vip.ip().octets(), 61)
+        .tcp(client.port(), vip.port(), 1001, 64_000)
+        .ack(1)
+        .write_to_vec(&mut frame, &[])
+        .unwrap();
+    frame
+}
+
+/// Opens a connection from `client` to `vip` through the balancer (call
+/// inside the namespace): its SYN, then the handshake's ACK, which moves the
+/// SYN from this CPU's SYN table into the connection table. Returns the
+/// backend both IPIP packets went to.
 pub fn send(dataplane: &Dataplane, client: SocketAddrV4, vip: SocketAddrV4) -> Ipv4Addr {
     let lb0 = tula_net::link("lb0").unwrap();
-    let (action, out) = dataplane
-        .test_run(&syn(lb0.mac, client, vip), Some(lb0.index))
-        .unwrap();
-    assert_eq!(
-        action,
-        XdpAction::Tx,
-        "a SYN from {client} to {vip} was not forwarded; counters:\n{}",
-        dataplane.counters().unwrap()
-    );
-    Ipv4Addr::new(out[30], out[31], out[32], out[33])
+    // The SYN waits in the SYN table of the CPU that ran it: keep both on one CPU, as RSS does.
+    // SAFETY: a zeroed cpu_set_t with this thread's CPU set, applied to this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(libc::sched_getcpu().max(0) as usize, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0);
+    }
+    let to = |frame: &[u8], what: &str| {
+        let (action, out) = dataplane.test_run(frame, Some(lb0.index)).unwrap();
+        assert_eq!(
+            action,
+            XdpAction::Tx,
+            "{what} from {client} to {vip} was not forwarded; counters:\n{}",
+            dataplane.counters().unwrap()
+        );
+        Ipv4Addr::new(out[30], out[31], out[32], out[33])
+    };
+    let backend = to(&syn(lb0.mac, client, vip), "a SYN");
+    assert_eq!(to(&ack(lb0.mac, client, vip), "an ACK"), backend, "the ACK did not follow the SYN");
+    backend
 }
 
 /// The connection table, sorted.

@@ -83,6 +83,10 @@ pub fn in_lab_with<T: Send>(
     let ns = Netns::create(&format!("tdp-{name}-{}", std::process::id()))
         .expect("creating the test namespace");
     let result = ns.run(|| {
+        // A SYN waits in the SYN table of the CPU that ran it, for its
+        // connection's next packet: as RSS keeps a flow on one CPU, so does a test.
+        // SAFETY: sched_getcpu reads the calling thread's CPU.
+        stay_on_cpu(unsafe { libc::sched_getcpu() }.max(0) as usize);
         build_topology();
         let mut dataplane = Dataplane::load(options).expect("loading the balancer");
         dataplane
@@ -236,6 +240,15 @@ pub fn vip6_key(port: u16, protocol: Protocol) -> VipKey {
 
 pub fn client(port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(CLIENT, port)
+}
+
+/// Client number `i` of many (floods, new flows): numbers that differ give
+/// 5-tuples that differ, from 198.19.0.0/16 and ports from 1024.
+pub fn numbered_client(i: usize) -> SocketAddrV4 {
+    SocketAddrV4::new(
+        std::net::Ipv4Addr::new(198, 19, (i >> 8) as u8, i as u8),
+        1024 + (i >> 16) as u16,
+    )
 }
 
 pub fn vip(port: u16) -> SocketAddrV4 {

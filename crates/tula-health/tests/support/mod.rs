@@ -141,32 +141,48 @@ impl Lab {
             .expect("building the runtime")
     }
 
-    /// Runs a client SYN from 198.18.200.7:`client_port` to `vip` through the
-    /// balancer (BPF test run); the backend it was sent to, or `None` if it was not forwarded.
-    /// Runs a SYN (a new connection) through the balancer; returns the backend it went to.
+    /// Opens a connection from 198.18.200.7:`client_port` to `vip` through the
+    /// balancer (BPF test runs): its SYN, then the handshake's ACK, which moves
+    /// the SYN from the CPU's SYN table into the connection table. The backend
+    /// the SYN was sent to, or `None` if it was not forwarded.
     pub fn send(&self, client_port: u16, vip: SocketAddrV4) -> Option<Ipv4Addr> {
-        self.send_tcp(client_port, vip, true)
+        self.send_tcp(client_port, vip, &[true, false])
     }
 
     /// Runs a packet of an established connection (ACK) through the balancer.
     pub fn send_established(&self, client_port: u16, vip: SocketAddrV4) -> Option<Ipv4Addr> {
-        self.send_tcp(client_port, vip, false)
+        self.send_tcp(client_port, vip, &[false])
     }
 
-    fn send_tcp(&self, client_port: u16, vip: SocketAddrV4, syn: bool) -> Option<Ipv4Addr> {
+    /// Runs one TCP segment per entry of `syns` (SYN or ACK) on one CPU, as RSS
+    /// would; the backend the first went to.
+    fn send_tcp(&self, client_port: u16, vip: SocketAddrV4, syns: &[bool]) -> Option<Ipv4Addr> {
         self.lb
             .run(|| {
+                // SAFETY: a zeroed cpu_set_t with this thread's CPU set, applied to this thread.
+                unsafe {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(libc::sched_getcpu().max(0) as usize, &mut set);
+                    libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+                }
                 let dataplane =
                     Dataplane::open_pinned(&self.pin_dir).expect("opening the pinned data plane");
                 let lb0 = tula_net::link("lb0").unwrap();
-                let mut frame = Vec::new();
-                let builder = etherparse::PacketBuilder::ethernet2(CLIENT_MAC, lb0.mac)
-                    .ipv4([198, 18, 200, 7], vip.ip().octets(), 61)
-                    .tcp(client_port, vip.port(), 1000, 64_000);
-                let builder = if syn { builder.syn() } else { builder.ack(1) };
-                builder.write_to_vec(&mut frame, b"").unwrap();
-                let (action, out) = dataplane.test_run(&frame, Some(lb0.index)).unwrap();
-                (action == XdpAction::Tx).then(|| Ipv4Addr::new(out[30], out[31], out[32], out[33]))
+                let sent: Vec<Option<Ipv4Addr>> = syns
+                    .iter()
+                    .map(|&syn| {
+                        let mut frame = Vec::new();
+                        let builder = etherparse::PacketBuilder::ethernet2(CLIENT_MAC, lb0.mac)
+                            .ipv4([198, 18, 200, 7], vip.ip().octets(), 61)
+                            .tcp(client_port, vip.port(), 1000, 64_000);
+                        let builder = if syn { builder.syn() } else { builder.ack(1) };
+                        builder.write_to_vec(&mut frame, b"").unwrap();
+                        let (action, out) = dataplane.test_run(&frame, Some(lb0.index)).unwrap();
+                        (action == XdpAction::Tx).then(|| Ipv4Addr::new(out[30], out[31], out[32], out[33]))
+                    })
+                    .collect();
+                assert!(sent.windows(2).all(|w| w[0] == w[1]), "the ACK did not follow the SYN: {sent:?}");
+                sent[0]
             })
             .unwrap()
     }
