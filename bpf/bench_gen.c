@@ -10,7 +10,8 @@
  *
  * Packet n belongs either to one of `gen_config.flows` established flows
  * (cycled) or, for `new_per_16` packets out of every 16, to a flow never sent
- * before (a counter that only grows, so SYN floods stay new across runs).
+ * before, a SYN (a per-CPU counter that only grows, so SYN floods stay new
+ * across runs, with the CPU in the flow number, so CPUs never share one).
  * A flow's source is 198.19.x.y, port 1024 + (flow >> 16), and its
  * destination entry `gen_dsts[flow % dsts]`. */
 
@@ -111,7 +112,9 @@ int bench_gen(struct xdp_md *ctx)
 
 	n = state->packets++;
 	if ((n & 15) < config->new_per_16)
-		flow = (1U << 31) + (__u32)state->new_next++;
+		/* Bit 31 marks a new flow (a SYN), bits 27-30 the CPU, so that CPUs
+		 * running at once never send one flow; 2^27 new flows a CPU, then they repeat. */
+		flow = 1U << 31 | (bpf_get_smp_processor_id() & 15) << 27 | ((__u32)state->new_next++ & ((1U << 27) - 1));
 	else
 		flow = config->est_base + (__u32)(state->est_next++ % config->flows);
 	index = flow % config->dsts;

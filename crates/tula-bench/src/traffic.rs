@@ -231,17 +231,17 @@ impl Generator {
 
     /// Gives each of `cpus` its own share of the traffic for runs made on
     /// several CPUs at once: CPU number i of the list starts its established
-    /// flows i/n of the way in and its new flows 2^28 x cpu further on, so
-    /// that no two CPUs send the same flow at the same time.
+    /// flows i/n of the way in, so that no two CPUs send the same flow at the
+    /// same time (new flows carry their CPU's number: bpf/bench_gen.c).
     pub fn spread_over(&mut self, cpus: &[usize], flows: u32) {
         let mut state: PerCpuArray<&mut MapData, [u64; 3]> =
             PerCpuArray::try_from(self.ebpf.map_mut("gen_state").expect("map gen_state"))
                 .expect("gen_state is a per-CPU array of struct gen_state");
         let mut values: Vec<[u64; 3]> = state.get(&0, 0).expect("reading gen_state").to_vec();
         for (i, &cpu) in cpus.iter().enumerate() {
-            if let Some([_, est, new]) = values.get_mut(cpu) {
+            // New flows need nothing: the generator numbers each CPU's apart.
+            if let Some([_, est, _]) = values.get_mut(cpu) {
                 *est = u64::from(flows) * i as u64 / cpus.len() as u64;
-                *new += (cpu as u64) << 28;
             }
         }
         let values = aya::maps::PerCpuValues::try_from(values).expect("one value per CPU");
