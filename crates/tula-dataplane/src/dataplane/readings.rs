@@ -44,13 +44,14 @@ impl Dataplane {
     /// Kernel memory each map takes, as the kernel accounts it (`memlock` in
     /// the map's /proc fdinfo), in bytes.
     pub fn map_memory(&self) -> Result<Vec<(&'static str, u64)>> {
-        let fds: [(&'static str, &MapData); 24] = [
+        let fds: [(&'static str, &MapData); 25] = [
             ("vips", self.vips.map()),
             ("backends", self.backends.map()),
             ("cpu_backends", self.cpu_backends.map()),
             ("ring", self.ring.map()),
             ("layout", self.layout.map()),
             ("conns", self.conns.map()),
+            ("syns", self.syns.map()),
             ("ifaces", self.ifaces.map()),
             ("tx_ports", self.tx_ports.map()),
             ("paths", self.paths.map()),
