@@ -327,23 +327,28 @@ static __always_inline void conn_insert(void *bucket, const int size, const int 
 	e->check = conn_check(hash, backend);
 }
 
-/* This CPU's slot of the SYN table for the IPv4 flow of 64-bit hash `hash`. */
-static __always_inline struct conn_entry *syn_slot(__u64 hash)
+/* This CPU's slot of the SYN table (syns: a struct conn_entry, or with `v6`
+ * syns6: a struct conn6_entry) for the flow of 64-bit hash `hash`. */
+static __always_inline void *syn_slot(__u64 hash, const int v6)
 {
 	__u32 index = bpf_get_smp_processor_id() * SYN_SLOTS + (hash & (SYN_SLOTS - 1));
 
+	if (v6)
+		return bpf_map_lookup_elem(&syns6, &index);
 	return bpf_map_lookup_elem(&syns, &index);
 }
 
-/* Whether `syn` holds the SYN of `flow`, whole (its check) and younger than
- * SYN_LIFE; then *backend is where the SYN went. */
-static __always_inline int syn_holds(const struct conn_entry *syn, const struct flow *flow, __u64 hash, __u64 now,
+/* Whether `syn` (an entry of `key_words` key words) holds the SYN of `flow`,
+ * whole (its check) and younger than SYN_LIFE; then *backend is where the
+ * SYN went. */
+static __always_inline int syn_holds(void *syn, const int key_words, const void *flow, __u64 hash, __u64 now,
 				     __u32 *backend)
 {
-	__u32 id = syn->backend;
+	struct conn_tail *held = syn + key_words * 8;
+	__u32 id = held->backend;
 
-	if (!conn_key_equal((const __u64 *)&syn->flow, (const __u64 *)flow, CONN4_KEY_WORDS) ||
-	    syn->check != conn_check(hash, id) || now - syn->stamp > SYN_LIFE)
+	if (!conn_key_equal(syn, flow, key_words) || held->check != conn_check(hash, id) ||
+	    now - held->stamp > SYN_LIFE)
 		return 0;
 	*backend = id;
 	return 1;
@@ -872,40 +877,45 @@ static __always_inline __u32 ring_hash_of(const struct vip_meta *vip, const void
 	return flow_hash(&client);
 }
 
-/* Places a TCP SYN of a hashed IPv4 VIP by the ring and holds it in this
- * CPU's SYN table slot `syn` until its connection's next packet: a SYN
- * flood reads and writes no line of conns, and evicts no flow from it. */
-static __always_inline int hold_syn(struct conn_entry *syn, const struct vip_meta *vip, const struct flow *flow,
-				    __u64 hash, __u64 now, struct choice *c)
+/* Places a TCP SYN of a hashed VIP by the ring and holds it in this CPU's
+ * SYN table slot `syn` until its connection's next packet: a SYN flood reads
+ * and writes no line of conns (conns6), and evicts no flow from it. */
+static __always_inline int hold_syn(void *syn, const int key_words, const struct vip_meta *vip, const void *flow,
+				    const int v6, __u64 hash, __u64 now, struct choice *c)
 {
+	struct conn_tail *held = syn + key_words * 8;
+	__u64 *key = syn;
+
 	count(CNT_LRU_MISS);
-	c->backend_id = new_flow_backend(vip, ring_hash_of(vip, flow, 0, hash), 0);
+	c->backend_id = new_flow_backend(vip, ring_hash_of(vip, flow, v6, hash), 0);
 	if (!choose_backend(c) || !(c->backend->flags & BACKEND_F_ALIVE))
 		return drop(CNT_NO_BACKEND);
-	syn->flow = *flow;
-	syn->backend = c->backend_id;
-	syn->stamp = now;
-	syn->check = conn_check(hash, c->backend_id);
+#pragma unroll
+	for (int i = 0; i < key_words; i++)
+		key[i] = ((const __u64 *)flow)[i];
+	held->backend = c->backend_id;
+	held->stamp = now;
+	held->check = conn_check(hash, c->backend_id);
 	return NEXT_STEP;
 }
 
 /* The backend for `flow` (a struct flow, or with `v6` a struct flow6) of
- * `vip`: the SYN table (IPv4), then the connection table, else the
+ * `vip`: this CPU's SYN table, then the connection table, else the
  * scheduler. A TCP SYN (`opens`) opens a new connection whatever the table
  * says (its client port may be reused from an earlier connection, whose
  * backend may take no new ones now): the scheduler places it, and the
- * connection's entry is replaced, at its SYN (IPv6, round robin) or (IPv4,
- * hashed VIPs) at its next packet, which finds the SYN in this CPU's SYN
- * table and moves it into conns. */
+ * connection's entry is replaced, at its SYN (round robin) or (hashed VIPs)
+ * at its next packet, which finds the SYN in this CPU's SYN table and moves
+ * it into the connection table. */
 static __always_inline int pick_backend(struct vip_meta *vip, const void *flow, const int v6, int opens,
 					int icmp_error, __u64 bytes, struct choice *c)
 {
 	const int size = v6 ? sizeof(struct conn6_entry) : sizeof(struct conn_entry);
 	const int key_words = v6 ? CONN6_KEY_WORDS : CONN4_KEY_WORDS;
-	void *bucket;
+	void *bucket, *syn;
 	__u64 now, hash;
 	__u32 held = EMPTY_SLOT;
-	int way, from_syn = 0;
+	int way, from_syn;
 
 	if (!vip)
 		return pass(CNT_NOT_VIP);
@@ -919,19 +929,16 @@ static __always_inline int pick_backend(struct vip_meta *vip, const void *flow, 
 	bucket = conn_bucket(hash, v6);
 	if (!bucket)
 		return drop(CNT_NO_BACKEND);
-	if (!v6) {
-		struct conn_entry *syn = syn_slot(hash);
-
-		if (!syn)
-			return drop(CNT_NO_BACKEND);
-		/* Round robin cannot find its turn again on another CPU: its SYNs go into conns. */
-		if (opens && !(c->vip_flags & VIP_F_ROUND_ROBIN))
-			return hold_syn(syn, vip, flow, hash, now, c);
-		from_syn = syn_holds(syn, flow, hash, now, &c->backend_id);
-		/* Taken once: the entry it becomes in conns speaks for the flow from now on. */
-		if (from_syn && !icmp_error)
-			syn->check = 0;
-	}
+	syn = syn_slot(hash, v6);
+	if (!syn)
+		return drop(CNT_NO_BACKEND);
+	/* Round robin cannot find its turn again on another CPU: its SYNs go into conns. */
+	if (opens && !(c->vip_flags & VIP_F_ROUND_ROBIN))
+		return hold_syn(syn, key_words, vip, flow, v6, hash, now, c);
+	from_syn = syn_holds(syn, key_words, flow, hash, now, &c->backend_id);
+	/* Taken once: the entry it becomes in conns speaks for the flow from now on. */
+	if (from_syn && !icmp_error)
+		((struct conn_tail *)(syn + key_words * 8))->check = 0;
 	way = conn_find(bucket, size, key_words, flow, hash, &held);
 	if (from_syn) {
 		if (choose_backend(c) && (c->backend->flags & BACKEND_F_ALIVE)) {

@@ -107,8 +107,8 @@ struct flow {
  * flow, so old established flows cannot fill a bucket for good and leave new
  * flows only each other's ways to take. */
 #define CONN_HIT_LIFE 256
-/* TCP SYNs of a hashed VIP wait in their CPU's SYN table (`syns`), not in
- * conns, until their connection's next packet: SYN_SLOTS entries a CPU,
+/* TCP SYNs of a hashed VIP wait in their CPU's SYN table (`syns`, `syns6`),
+ * not in conns (conns6), until their connection's next packet: SYN_SLOTS entries a CPU,
  * direct-mapped by the flow hash's low bits, each valid for SYN_LIFE jiffies
  * (4.1 s at HZ=250: a client's second SYN retransmission comes after 3 s). */
 #define SYN_SLOTS 4096
@@ -342,7 +342,7 @@ struct {
 #define LAYOUT_VERSION 7 /* 1: rings of single u32 elements, no layout map; 2: conns an LRU hash; 3: no IPv6 maps;
                           * 4: next_hops, next_hops6 and backend_stats instead of paths and paths6;
                           * 5: 8-byte backends, paths per backend id with its traffic, no cpu_backends;
-                          * 6: no syns (SYNs went into conns) */
+                          * 6: no syns and syns6 (SYNs went into conns and conns6) */
 struct layout {
 	__u32 version;   /* LAYOUT_VERSION */
 	__u32 ring_size; /* slots per ring (the program's ring_size) */
@@ -493,6 +493,15 @@ struct {
 	__type(value, struct backend6);
 	__uint(max_entries, MAX_BACKENDS);
 } backends6 SEC(".maps");
+
+/* The IPv6 SYN table: as syns, of conn6_entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct conn6_entry);
+	__uint(max_entries, SYN_SLOTS * 2);
+} syns6 SEC(".maps");
 
 /* conn6_buckets buckets (a global of the program, set at load); mmapable as conns. */
 struct {

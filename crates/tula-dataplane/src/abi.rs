@@ -101,8 +101,8 @@ pub struct Flow {
 /// `CONN_WAYS`: flows per bucket of the connection table.
 pub const CONN_WAYS: u32 = 8;
 
-/// `SYN_SLOTS`: slots of each CPU's SYN table (`syns`), where a TCP SYN of
-/// a hashed IPv4 VIP waits for its connection's next packet.
+/// `SYN_SLOTS`: slots of each CPU's SYN tables (`syns`, `syns6`), where a
+/// TCP SYN of a hashed VIP waits for its connection's next packet.
 pub const SYN_SLOTS: u32 = 4096;
 /// `CONN_STAMP_SHIFT`: `ConnEntry::stamp` is jiffies shifted by this, plus a write sequence.
 pub const CONN_STAMP_SHIFT: u32 = 20;

@@ -157,8 +157,9 @@ pub struct Dataplane {
     ring: Array<MapData, abi::RingChunk>,
     layout: Array<MapData, abi::Layout>,
     pub(crate) conns: Array<MapData, abi::ConnBucket>,
-    /// Each CPU's SYN table (see maps.h).
+    /// Each CPU's SYN tables (see maps.h).
     pub(crate) syns: Array<MapData, abi::ConnEntry>,
+    syns6: Array<MapData, abi::Conn6Entry>,
     ifaces: HashMap<MapData, u32, abi::Iface>,
     tx_ports: DevMapHash<MapData>,
     paths: Array<MapData, abi::Path>,
@@ -196,13 +197,15 @@ pub struct Dataplane {
     pin_dir: Option<PathBuf>,
 }
 
-/// The maps, as named in maps.h (and as pinned). `syns` came with map
-/// layout 7, `cpu_backends` with 6, the last ones ([`IPV6_MAP_NAMES`]) with 4.
-pub(crate) const MAP_NAMES: [&str; 25] = [
+/// The maps, as named in maps.h (and as pinned). `syns` and `syns6` came
+/// with map layout 7, `cpu_backends` with 6, the last ones
+/// ([`IPV6_MAP_NAMES`]) with 4.
+pub(crate) const MAP_NAMES: [&str; 26] = [
     "vips",
     "backends",
     "cpu_backends",
     "syns",
+    "syns6",
     "ring",
     "layout",
     "conns",
@@ -227,7 +230,7 @@ pub(crate) const MAP_NAMES: [&str; 25] = [
 ];
 
 /// The IPv6 maps, which a balancer pinned with map layout 3 or older lacks.
-pub(crate) const IPV6_MAP_NAMES: &[&str] = MAP_NAMES.split_at(19).1;
+pub(crate) const IPV6_MAP_NAMES: &[&str] = MAP_NAMES.split_at(20).1;
 
 /// The maps layouts 2 to 4 had where layout 5 has `paths` and `paths6`
 /// (`next_hops6` from layout 4 on).
@@ -241,7 +244,7 @@ pub(crate) fn map_names(version: u32) -> Vec<&'static str> {
         .filter(|name| version >= 4 || !IPV6_MAP_NAMES.contains(name))
         .filter(|name| version >= 5 || !["paths", "paths6"].contains(name))
         .filter(|name| version >= 6 || *name != "cpu_backends")
-        .filter(|name| version >= 7 || *name != "syns")
+        .filter(|name| version >= 7 || !["syns", "syns6"].contains(name))
         .collect();
     if version < 5 {
         names.extend(&PRE_PATHS_MAP_NAMES[..if version >= 4 { 3 } else { 2 }]);
@@ -400,6 +403,7 @@ impl Dataplane {
             layout: maps.typed("layout")?,
             conns: maps.typed("conns")?,
             syns: maps.typed("syns")?,
+            syns6: maps.typed("syns6")?,
             ifaces: maps.typed("ifaces")?,
             tx_ports: maps.typed("tx_ports")?,
             paths,
@@ -724,6 +728,7 @@ pub(crate) fn load_object(
         .map_max_entries("backends", options.max_backends)
         .map_max_entries("cpu_backends", copies)
         .map_max_entries("syns", abi::SYN_SLOTS * path_cpus)
+        .map_max_entries("syns6", abi::SYN_SLOTS * path_cpus)
         .map_max_entries("backend_stats", options.max_backends)
         .map_max_entries("next_hops", options.max_backends)
         .map_max_entries("paths", path_entries)

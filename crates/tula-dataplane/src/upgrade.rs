@@ -32,7 +32,7 @@ use crate::rings;
 /// flows), 3 (set-associative buckets), 4 (the IPv6 maps beside them), 5
 /// (next hops and backend counters in one `paths` entry per backend and CPU),
 /// 6 (paths per hop, counters beside each CPU's copy of a backend) and 7
-/// (each CPU's SYN table, `syns`, which starts empty: a handshake under way
+/// (each CPU's SYN tables, `syns` and `syns6`, which start empty: a handshake under way
 /// across a switch finds its SYN gone and is placed by the ring again).
 const CONVERTIBLE: [u32; 6] = [2, 3, 4, 5, 6, 7];
 

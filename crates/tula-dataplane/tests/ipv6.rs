@@ -441,3 +441,31 @@ fn the_connection_tally_counts_ipv6_flows() {
         assert!(flows.last_seen > 0);
     });
 }
+
+#[test]
+fn an_ipv6_syn_waits_in_the_syn_table_until_the_connections_next_packet() {
+    in_lab("syn6", |f| {
+        f.add_backend(ROUTED6, routed_backend6(ROUTED6 as u16));
+        f.add_backend(7, routed_backend6(7));
+        let key = vip6_key(80, TCP);
+        let (ring5, ring7) = (f.ring_of(ROUTED6), f.ring_of(7));
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring5);
+        // The outer IPv6 header's destination: the backend the frame went to.
+        let sent_to = |f: &Fixture, frame: &[u8]| {
+            let (action, out) = f.dataplane.test_run(frame, Some(f.ingress)).unwrap();
+            assert_eq!(action, XdpAction::Tx);
+            Ipv6Addr::from(<[u8; 16]>::try_from(&out[38..54]).unwrap())
+        };
+        let syn = syn6_frame(f.lb_mac, client6(42100), vip6(80));
+        assert_eq!(sent_to(f, &syn), routed_backend6(ROUTED6 as u16));
+        assert!(f.dataplane.conn_tally(0).unwrap().is_empty(), "the SYN is not in conns6");
+
+        // The ring changes during the handshake: the ACK follows the SYN into conns6.
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring7);
+        let ack = tcp6_frame(f.lb_mac, client6(42100), vip6(80));
+        assert_eq!(sent_to(f, &ack), routed_backend6(ROUTED6 as u16), "the handshake's ACK");
+        let tally = f.dataplane.conn_tally(0).unwrap();
+        assert_eq!(tally.get(&(1, ROUTED6)).map(|t| t.entries), Some(1), "{tally:?}");
+        assert_eq!(sent_to(f, &ack), routed_backend6(ROUTED6 as u16));
+    });
+}

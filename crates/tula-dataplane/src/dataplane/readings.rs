@@ -44,7 +44,7 @@ impl Dataplane {
     /// Kernel memory each map takes, as the kernel accounts it (`memlock` in
     /// the map's /proc fdinfo), in bytes.
     pub fn map_memory(&self) -> Result<Vec<(&'static str, u64)>> {
-        let fds: [(&'static str, &MapData); 25] = [
+        let fds: [(&'static str, &MapData); 26] = [
             ("vips", self.vips.map()),
             ("backends", self.backends.map()),
             ("cpu_backends", self.cpu_backends.map()),
@@ -52,6 +52,7 @@ impl Dataplane {
             ("layout", self.layout.map()),
             ("conns", self.conns.map()),
             ("syns", self.syns.map()),
+            ("syns6", self.syns6.map()),
             ("ifaces", self.ifaces.map()),
             ("tx_ports", self.tx_ports.map()),
             ("paths", self.paths.map()),
