@@ -104,6 +104,9 @@ pub const CONN_WAYS: u32 = 8;
 /// `SYN_SLOTS`: slots of each CPU's SYN tables (`syns`, `syns6`), where a
 /// TCP SYN of a hashed VIP waits for its connection's next packet.
 pub const SYN_SLOTS: u32 = 4096;
+
+/// `SYN_LIFE`: jiffies a held SYN stays valid.
+pub const SYN_LIFE: u64 = 1024;
 /// `CONN_STAMP_SHIFT`: `ConnEntry::stamp` is jiffies shifted by this, plus a write sequence.
 pub const CONN_STAMP_SHIFT: u32 = 20;
 /// `CONN_STAMP_HIT`: in `ConnEntry::stamp`, the flow sent more than one packet.

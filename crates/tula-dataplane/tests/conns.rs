@@ -472,3 +472,20 @@ fn a_connections_next_packet_on_another_cpu_is_placed_by_the_ring() {
         assert_eq!(send(f, 4100), routed_backend(2));
     });
 }
+
+#[test]
+fn a_syn_older_than_its_life_is_forgotten() {
+    in_lab("synlife", |f| {
+        f.add_backend(1, routed_backend(1));
+        f.add_backend(2, routed_backend(2));
+        let key = vip_key(80, Protocol::Tcp);
+        let (ring1, ring2) = (f.ring_of(1), f.ring_of(2));
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring1);
+        let clock = tula_dataplane::KernelClock::calibrate(std::time::Duration::from_secs(1)).unwrap();
+        assert_eq!(send_frame(f, &syn_frame(f.lb_mac, client(4200), vip(80))), routed_backend(1));
+        f.add_vip(key, Dsr::L3Ipip, Scheduler::Maglev, &ring2);
+        // SYN_LIFE jiffies (4.1 s at HZ=250) and two more: the SYN is too old to follow.
+        std::thread::sleep(clock.jiffies_to_duration(tula_dataplane::abi::SYN_LIFE + 2));
+        assert_eq!(send(f, 4200), routed_backend(2), "the ACK of an expired SYN goes by the ring");
+    });
+}
