@@ -10,7 +10,6 @@ use tula_bench::bench_net::BenchNet;
 use tula_bench::machine::Machine;
 use tula_bench::size::Size;
 use tula_bench::throughput::{Bench, OnLb, Plan};
-use tula_bench::traffic::pin_to_cpu;
 use tula_bench::{results, syn_flood, throughput};
 
 fn main() {
@@ -25,7 +24,7 @@ fn main() {
     let gen_ns = &net.gen;
     let (report, flood, scaling) = gen_ns
         .run(|| {
-            pin_to_cpu(plan.cpu);
+            tula_dataplane::stay_on_cpu(plan.cpu);
             let mut bench = Bench::new(&net, &plan);
             let report = throughput::measure(&mut bench);
             let ring_bytes = bench.dp.ring_bytes_per_slot().expect("reading map memory");

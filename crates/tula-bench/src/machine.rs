@@ -87,7 +87,7 @@ mod tests {
     fn a_pinned_thread_still_finds_every_cpu_for_the_scaling_runs() {
         let online = super::online_cores();
         let from_pinned = std::thread::spawn(|| {
-            crate::traffic::pin_to_cpu(0);
+            tula_dataplane::stay_on_cpu(0);
             crate::throughput::scaling_cpus()
         })
         .join()

@@ -805,7 +805,7 @@ fn run_on_cpus(bench: &Bench<'_>, cpus: &[usize], packets: u32) -> (f64, Option<
                 let barrier = &barrier;
                 s.spawn(move || {
                     bench.net.gen.enter().expect("entering the generator namespace");
-                    crate::traffic::pin_to_cpu(cpu);
+                    tula_dataplane::stay_on_cpu(cpu);
                     barrier.wait();
                     bench.generator.send(bench.net.gen_link.index, packets)
                 })

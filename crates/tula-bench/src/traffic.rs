@@ -509,19 +509,3 @@ fn xdp_program_id(index: u32) -> Option<u32> {
     })
 }
 
-/// Pins the calling thread to `cpu`, so that every run of a benchmark (and
-/// the veth work it causes) happens on the same core.
-pub fn pin_to_cpu(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is valid; the calls only read and write it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        assert_eq!(
-            rc,
-            0,
-            "pinning to CPU {cpu}: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}

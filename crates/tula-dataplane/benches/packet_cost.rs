@@ -178,8 +178,7 @@ fn main() {
 
 fn bench(config: &Config) {
     // A SYN waits in the SYN table of the CPU that ran it: as RSS does, keep every flow on one CPU.
-    // SAFETY: sched_getcpu reads the calling thread's CPU.
-    stay_on_cpu(unsafe { libc::sched_getcpu() }.max(0) as usize);
+    tula_dataplane::stay_on_this_cpu();
     build_topology();
     let lb0 = tula_net::link("lb0").unwrap();
     let (ingress, lb_mac) = (lb0.index, lb0.mac);

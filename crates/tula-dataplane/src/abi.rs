@@ -100,19 +100,17 @@ pub struct Flow {
 
 /// `CONN_WAYS`: flows per bucket of the connection table.
 pub const CONN_WAYS: u32 = 8;
-
-/// `SYN_SLOTS`: slots of each CPU's SYN tables (`syns`, `syns6`), where a
-/// TCP SYN of a hashed VIP waits for its connection's next packet.
-pub const SYN_SLOTS: u32 = 4096;
-
-/// `SYN_LIFE`: jiffies a held SYN stays valid.
-pub const SYN_LIFE: u64 = 1024;
 /// `CONN_STAMP_SHIFT`: `ConnEntry::stamp` is jiffies shifted by this, plus a write sequence.
 pub const CONN_STAMP_SHIFT: u32 = 20;
 /// `CONN_STAMP_HIT`: in `ConnEntry::stamp`, the flow sent more than one packet.
 pub const CONN_STAMP_HIT: u64 = 1 << 63;
+/// `SYN_SLOTS`: slots of each CPU's SYN tables (`syns`, `syns6`), where a
+/// TCP SYN of a hashed VIP waits for its connection's next packet.
+pub const SYN_SLOTS: u32 = 4096;
+/// `SYN_LIFE`: jiffies a held SYN stays valid.
+pub const SYN_LIFE: u64 = 1024;
 
-/// `struct conn_entry`: one way of a connection-table bucket.
+/// `struct conn_entry`: one way of a connection-table bucket, or a SYN-table slot.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnEntry {

@@ -46,7 +46,7 @@ pub use spec::{
     AttachMode, Backend, Conn, Dsr, IcmpSettings, InterfaceSpec, Scheduler, VipKey, VipSpec, Vlan,
     XdpAction,
 };
-pub use test_run::xdp_md;
+pub use test_run::{stay_on_cpu, stay_on_this_cpu, xdp_md};
 pub use error::{DataplaneError, Result};
 pub use flow::{
     flow6_hash, flow6_label, flow_hash, flow_label, ring_index, source_hash, Flow, Protocol,

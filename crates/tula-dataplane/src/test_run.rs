@@ -82,3 +82,23 @@ pub fn xdp_md(frame_len: usize, ifindex: u32) -> [u8; 24] {
     }
     bytes
 }
+
+/// Keeps the calling thread, and so its test runs, on CPU `cpu`: what they
+/// see of per-CPU state (SYN tables, next-hop cache, round-robin cursors) is
+/// then one CPU's, as for a flow whose packets RSS sends to one CPU.
+pub fn stay_on_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t with one bit set, applied to this thread.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(rc, 0, "pinning to CPU {cpu}: {}", std::io::Error::last_os_error());
+}
+
+/// [`stay_on_cpu`] on the CPU the calling thread runs on now.
+pub fn stay_on_this_cpu() {
+    // SAFETY: sched_getcpu only reads the calling thread's CPU.
+    let cpu = unsafe { libc::sched_getcpu() };
+    stay_on_cpu(cpu.max(0) as usize);
+}

@@ -329,12 +329,7 @@ pub fn ack(lb_mac: [u8; 6], client: SocketAddrV4, vip: SocketAddrV4) -> Vec<u8> 
 pub fn send(dataplane: &Dataplane, client: SocketAddrV4, vip: SocketAddrV4) -> Ipv4Addr {
     let lb0 = tula_net::link("lb0").unwrap();
     // The SYN waits in the SYN table of the CPU that ran it: keep both on one CPU, as RSS does.
-    // SAFETY: a zeroed cpu_set_t with this thread's CPU set, applied to this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(libc::sched_getcpu().max(0) as usize, &mut set);
-        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0);
-    }
+    tula_dataplane::stay_on_this_cpu();
     let to = |frame: &[u8], what: &str| {
         let (action, out) = dataplane.test_run(frame, Some(lb0.index)).unwrap();
         assert_eq!(

@@ -85,8 +85,7 @@ pub fn in_lab_with<T: Send>(
     let result = ns.run(|| {
         // A SYN waits in the SYN table of the CPU that ran it, for its
         // connection's next packet: as RSS keeps a flow on one CPU, so does a test.
-        // SAFETY: sched_getcpu reads the calling thread's CPU.
-        stay_on_cpu(unsafe { libc::sched_getcpu() }.max(0) as usize);
+        tula_dataplane::stay_on_this_cpu();
         build_topology();
         let mut dataplane = Dataplane::load(options).expect("loading the balancer");
         dataplane
@@ -110,18 +109,7 @@ pub fn stay_on_cpu0() {
     stay_on_cpu(0)
 }
 
-/// Keeps the calling thread (and its test runs) on CPU `cpu`.
-pub fn stay_on_cpu(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t with one bit set, applied to this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
-            0
-        );
-    }
-}
+pub use tula_dataplane::stay_on_cpu;
 
 /// Builds the topology above in the calling thread's namespace.
 pub fn build_topology() {

@@ -159,12 +159,7 @@ impl Lab {
     fn send_tcp(&self, client_port: u16, vip: SocketAddrV4, syns: &[bool]) -> Option<Ipv4Addr> {
         self.lb
             .run(|| {
-                // SAFETY: a zeroed cpu_set_t with this thread's CPU set, applied to this thread.
-                unsafe {
-                    let mut set: libc::cpu_set_t = std::mem::zeroed();
-                    libc::CPU_SET(libc::sched_getcpu().max(0) as usize, &mut set);
-                    libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-                }
+                tula_dataplane::stay_on_this_cpu();
                 let dataplane =
                     Dataplane::open_pinned(&self.pin_dir).expect("opening the pinned data plane");
                 let lb0 = tula_net::link("lb0").unwrap();
